@@ -1,0 +1,139 @@
+"""The `dermpipe` command line: run the pipeline locally, compile it for KFP/Vertex, inspect local runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from dermpipe import config
+
+app = typer.Typer(help="dermpipe: ISIC 2019 skin-lesion classification pipeline (Kubeflow Pipelines / Vertex AI).",
+                  no_args_is_help=True, add_completion=False)
+
+
+@app.command()
+def run(
+    source: str = typer.Option("demo", help="demo | folder or .zip in the Kaggle ISIC 2019 layout"),
+    epochs: int = typer.Option(12, help="training epochs (early stopping may end sooner)"),
+    image_size: int = typer.Option(64, help="training resolution in pixels (224 for real training)"),
+    backbone: str = typer.Option("simple_cnn", help="simple_cnn | efficientnet_b0..b4 | mobilenet_v3_small/large"),
+    weights: str = typer.Option("none", help="none | imagenet | path of a backbone weights file"),
+    batch_size: int = typer.Option(32),
+    learning_rate: float = typer.Option(1e-3),
+    fine_tune_epochs: int = typer.Option(0, help="epochs of fine-tuning after the head phase (pretrained weights)"),
+    patience: int = typer.Option(4, help="early-stopping patience in epochs (on validation loss)"),
+    min_balanced_accuracy: float = typer.Option(0.5, help="deploy only if test BMA reaches this"),
+    demo_images: int = typer.Option(400, help="size of the generated demo data set"),
+    pipeline_root: Path = typer.Option(None, help="where artifacts go [default: $DERMPIPE_HOME/artifacts]"),
+    registry_root: str = typer.Option(None, help="model registry [default: $DERMPIPE_HOME/registry]"),
+    cache: bool = typer.Option(True, "--cache/--no-cache", help="reuse outputs of unchanged tasks"),
+) -> None:
+    """Run the training pipeline locally (kfp.local, no cluster, no GPU needed)."""
+    from dermpipe.pipelines.local import run_local
+
+    params = {
+        "source": source, "epochs": epochs, "image_size": image_size, "backbone": backbone, "weights": weights,
+        "batch_size": batch_size, "learning_rate": learning_rate, "fine_tune_epochs": fine_tune_epochs,
+        "patience": patience, "min_balanced_accuracy": min_balanced_accuracy, "demo_images": demo_images,
+    }
+    if registry_root:
+        params["registry_root"] = registry_root
+    record = run_local(params, pipeline_root=pipeline_root, cache=cache)
+    typer.echo(_summary(record))
+    if record.status != "succeeded":
+        raise typer.Exit(1)
+
+
+def _summary(record) -> str:
+    lines = ["", f"run        {record.run_id}", f"status     {record.status}",
+             f"artifacts  {Path(record.pipeline_root) / record.run_id}"]
+    if record.error:
+        lines.append(f"error      {record.error}")
+    cached = [t.name for t in record.tasks.values() if t.cached]
+    if cached:
+        lines.append(f"cached     {', '.join(cached)} (unchanged inputs; outputs reused)")
+    for key, value in record.headline().items():
+        lines.append(f"test {key:<18} {value:.4f}")
+    for label, task, output in (("evaluation", "evaluate", "report"), ("grad-cam", "explain", "gallery"),
+                                ("model", "train", "model"), ("deployed", "deploy", "pushed")):
+        artifact = record.artifact(task, output)
+        if artifact:
+            where = artifact["metadata"].get("registry_uri", artifact["uri"])
+            lines.append(f"{label:<10} {where}")
+    if record.status == "succeeded" and "deploy" not in record.tasks:
+        lines.append("deployed   no: the model was not blessed (see the evaluation report)")
+    return "\n".join(lines)
+
+
+@app.command("compile")
+def compile_(
+    out: Path = typer.Option(Path("training.yaml"), help="where to write the KFP IR YAML"),
+    image: str = typer.Option(config.BASE_IMAGE, help="image of every step"),
+    gpu_image: str = typer.Option(config.GPU_IMAGE, help="image of the train step"),
+    accelerator: str = typer.Option("nvidia.com/gpu", help="train accelerator (Vertex: e.g. NVIDIA_TESLA_T4)"),
+    accelerator_count: int = typer.Option(1, help="GPUs for the train step (0: CPU only)"),
+    train_cpu: str = typer.Option("8"),
+    train_memory: str = typer.Option("32G"),
+) -> None:
+    """Compile the training pipeline to KFP IR YAML for Kubeflow Pipelines or Vertex AI Pipelines."""
+    from dermpipe.pipelines.compile import compile_training
+    from dermpipe.pipelines.training import Placement
+
+    placement = Placement(train_accelerator=accelerator, train_accelerator_count=accelerator_count,
+                          train_cpu=train_cpu, train_memory=train_memory)
+    path = compile_training(out, base_image=image, gpu_image=gpu_image, placement=placement)
+    typer.echo(f"wrote {path}")
+
+
+@app.command()
+def runs(limit: int = typer.Option(20, help="how many runs to list")) -> None:
+    """List local runs, newest first, with status and test balanced accuracy."""
+    from dermpipe.pipelines.local import list_records
+
+    records = list_records()[:limit]
+    if not records:
+        typer.echo(f"no local runs in {config.home()} yet; start one with `dermpipe run`")
+        return
+    typer.echo(f"{'RUN ID':<50} {'STATUS':<10} {'STARTED':<26} {'TEST BMA':>8}")
+    for record in records:
+        bma = record.headline().get("balanced_accuracy")
+        typer.echo(f"{record.run_id:<50} {record.status:<10} {record.started:<26} "
+                   f"{'' if bma is None else f'{bma:.4f}':>8}")
+
+
+@app.command()
+def show(run_id: str, as_json: bool = typer.Option(False, "--json", help="print the whole record as JSON")) -> None:
+    """Show one local run: parameters, tasks (status, time, cache hit), artifacts and metrics."""
+    from dataclasses import asdict
+
+    from dermpipe.pipelines.local import load_record
+
+    try:
+        record = load_record(run_id)
+    except FileNotFoundError as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(2) from err
+    if as_json:
+        typer.echo(json.dumps(asdict(record), indent=1, default=str))
+        return
+    typer.echo(f"run {record.run_id}  [{record.status}]  started {record.started}  finished {record.finished}")
+    if record.error:
+        typer.echo(f"error: {record.error}")
+    typer.echo("params: " + ", ".join(f"{k}={v}" for k, v in record.params.items()))
+    for task in record.tasks.values():
+        flag = " (cache hit)" if task.cached else ""
+        typer.echo(f"\n{task.name}: {task.status}{flag}, {task.seconds:.1f}s")
+        for name, out in task.outputs.items():
+            if isinstance(out, dict) and "uri" in out:
+                typer.echo(f"  {name} [{out['type']}] {out['uri']}")
+                if out["type"] in ("system.Metrics",):
+                    for key, value in out["metadata"].items():
+                        typer.echo(f"      {key} = {value}")
+            else:
+                typer.echo(f"  {name} = {out}")
+
+
+if __name__ == "__main__":
+    app()

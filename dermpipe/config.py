@@ -1,0 +1,52 @@
+"""Settings shared by every stage: classes, defaults, container images, local folders."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from dermpipe import __version__
+
+# ISIC 2019 diagnoses in the column order of the official ground-truth CSV. UNK is a column of the CSV but is never
+# set in the training data; a model predicts only the eight real classes.
+CLASSES: tuple[str, ...] = ("MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC")
+GROUND_TRUTH_COLUMNS: tuple[str, ...] = ("image", *CLASSES, "UNK")
+METADATA_COLUMNS: tuple[str, ...] = ("image", "age_approx", "anatom_site_general", "lesion_id", "sex")
+
+SITES: tuple[str, ...] = (
+    "anterior torso",
+    "lower extremity",
+    "head/neck",
+    "upper extremity",
+    "posterior torso",
+    "palms/soles",
+    "oral/genital",
+    "lateral torso",
+)
+SEXES: tuple[str, ...] = ("male", "female")
+AGES: tuple[int, ...] = tuple(range(0, 91, 5))
+
+GROUND_TRUTH_CSV = "ISIC_2019_Training_GroundTruth.csv"
+METADATA_CSV = "ISIC_2019_Training_Metadata.csv"
+# The Kaggle archive nests the image folder inside a folder of the same name.
+IMAGE_SUBDIR = "ISIC_2019_Training_Input/ISIC_2019_Training_Input"
+
+MODEL_NAME = "dermpipe-isic2019"
+
+# Container images. Every task runs dermpipe's own image; train runs the GPU trainer image.
+IMAGE_REGISTRY = "us-docker.pkg.dev/dermpipe/dermpipe"
+BASE_IMAGE = f"{IMAGE_REGISTRY}/base:{__version__}"
+GPU_IMAGE = f"{IMAGE_REGISTRY}/trainer-gpu:{__version__}"
+
+
+def home() -> Path:
+    """Root of local state (pipeline artifacts, run records, model registry): $DERMPIPE_HOME or ./.dermpipe."""
+    return Path(os.environ.get("DERMPIPE_HOME", ".dermpipe")).resolve()
+
+
+def default_pipeline_root() -> Path:
+    return home() / "artifacts"
+
+
+def default_registry_root() -> Path:
+    return home() / "registry"

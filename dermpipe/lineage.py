@@ -1,0 +1,79 @@
+"""What every stage writes about itself: code version, content hashes, artifact metadata."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from dermpipe import __version__
+
+CODE_VERSION_ENV = "DERMPIPE_CODE_VERSION"
+
+
+@functools.cache
+def source_hash() -> str:
+    """sha256 (12 hex) over dermpipe's own Python sources, so any code change shows in lineage and breaks caches."""
+    import dermpipe.components
+    import dermpipe.pipelines
+
+    package_roots = [Path(__file__).parent, Path(dermpipe.components.__file__).parent,
+                     Path(dermpipe.pipelines.__file__).parent]
+    digest = hashlib.sha256()
+    for root in package_roots:
+        for path in sorted(root.glob("*.py")):
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def code_version() -> str:
+    """`<version>+<source hash>`; inside a pipeline task the value the pipeline factory pinned wins."""
+    return os.environ.get(CODE_VERSION_ENV) or f"{__version__}+{source_hash()}"
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_json(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def annotate(artifact: Any, values: Mapping[str, Any]) -> None:
+    """Put values into a KFP artifact's metadata (what the KFP/Vertex lineage views show), with the code version."""
+    artifact.metadata.update({k: _jsonable(v) for k, v in values.items()})
+    artifact.metadata.setdefault("code_version", code_version())
+
+
+def log_metrics(metrics: Any, values: Mapping[str, float | int]) -> None:
+    """Log scalar values on a KFP Metrics artifact (drawn as a table in the pipeline UI) and mirror them to its file."""
+    for name, value in values.items():
+        metrics.log_metric(name, float(value))
+    write_metadata_file(metrics)
+
+
+def write_metadata_file(artifact: Any) -> None:
+    """Metrics live in artifact metadata; the file at artifact.path mirrors them so the artifact exists on disk
+    (kfp.local's cache treats an artifact without a file as missing and would re-run the task)."""
+    path = Path(artifact.path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_jsonable(dict(artifact.metadata)), indent=1, sort_keys=True))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)) or (isinstance(value, Iterable) and not isinstance(value, (str, bytes))):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    return value

@@ -1,0 +1,102 @@
+"""Model zoo: a keras.applications backbone (or a small CNN) with augmentation and preprocessing inside the model.
+
+The model takes raw RGB pixels in [0, 255] at the training resolution, so serving sends pixels, not
+preprocessed tensors. Augmentation layers are active only in training (Keras calls them with training=False
+at inference). The backbone is built on the outer model's graph (input_tensor=...) so its layers are the model's own:
+freezing, fine-tuning and Grad-CAM reach them directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+from keras import layers
+
+
+@dataclass(frozen=True)
+class Backbone:
+    name: str
+    build: Callable[..., keras.Model] | None  # None: the small from-scratch CNN
+    includes_preprocessing: bool  # the application rescales [0, 255] itself
+
+
+def _apps() -> dict[str, Backbone]:
+    apps = keras.applications
+    return {
+        "efficientnet_b0": Backbone("efficientnet_b0", apps.EfficientNetB0, True),
+        "efficientnet_b1": Backbone("efficientnet_b1", apps.EfficientNetB1, True),
+        "efficientnet_b2": Backbone("efficientnet_b2", apps.EfficientNetB2, True),
+        "efficientnet_b3": Backbone("efficientnet_b3", apps.EfficientNetB3, True),
+        "efficientnet_b4": Backbone("efficientnet_b4", apps.EfficientNetB4, True),
+        "mobilenet_v3_small": Backbone("mobilenet_v3_small", apps.MobileNetV3Small, True),
+        "mobilenet_v3_large": Backbone("mobilenet_v3_large", apps.MobileNetV3Large, True),
+        "simple_cnn": Backbone("simple_cnn", None, False),
+    }
+
+
+BACKBONES: tuple[str, ...] = (
+    "efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3", "efficientnet_b4",
+    "mobilenet_v3_small", "mobilenet_v3_large", "simple_cnn",
+)
+
+
+def resolve_weights(weights: str) -> str | None:
+    """'none' -> None (train from scratch); 'imagenet' -> Keras' cache (baked into the GPU image); else a local file."""
+    if weights in ("", "none", "None"):
+        return None
+    if weights == "imagenet":
+        return "imagenet"
+    if not Path(weights).is_file():
+        raise FileNotFoundError(
+            f"weights file {weights!r} not found; pass 'imagenet' (needs the Keras cache of the GPU image), "
+            "'none' to train from scratch, or the path of a .h5 weights file for this backbone without its top"
+        )
+    return weights
+
+
+def augmentation(seed: int) -> keras.Sequential:
+    """The seed notebook's geometric augmentations (rotation 20 deg, shift 0.2, zoom 0.2, flips)."""
+    return keras.Sequential(
+        [
+            layers.RandomFlip("horizontal_and_vertical", seed=seed),
+            layers.RandomRotation(20 / 360, fill_mode="reflect", seed=seed),
+            layers.RandomTranslation(0.2, 0.2, fill_mode="reflect", seed=seed),
+            layers.RandomZoom(0.2, fill_mode="reflect", seed=seed),
+        ],
+        name="augmentation",
+    )
+
+
+def _simple_cnn(x):
+    x = layers.Rescaling(1.0 / 255, name="rescale")(x)
+    for i, filters in enumerate((32, 64, 128)):
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{i}")(x)
+        x = layers.BatchNormalization(momentum=0.9, name=f"bn{i}")(x)  # small data: converge fast
+        x = layers.Activation("relu", name=f"relu{i}")(x)
+        x = layers.MaxPooling2D(name=f"pool{i}")(x)
+    return x, []
+
+
+def build_classifier(
+    backbone: str, image_size: int, n_classes: int, *, weights: str = "none", dropout: float = 0.2, seed: int = 42
+) -> tuple[keras.Model, list[keras.layers.Layer]]:
+    """The classifier and the list of backbone layers (frozen for the head phase, partly thawed to fine-tune)."""
+    zoo = _apps()
+    if backbone not in zoo:
+        raise ValueError(f"backbone {backbone!r} is not supported; choose one of {list(BACKBONES)}")
+    spec = zoo[backbone]
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    x = augmentation(seed)(inputs)
+    if spec.build is None:
+        features, backbone_layers = _simple_cnn(x)
+    else:
+        extra = {"include_preprocessing": True} if backbone.startswith("mobilenet") else {}
+        base = spec.build(include_top=False, weights=resolve_weights(weights), input_tensor=x, **extra)
+        features, backbone_layers = base.output, [layer for layer in base.layers if layer is not base.input]
+    x = layers.GlobalAveragePooling2D(name="pool")(features)
+    x = layers.Dropout(dropout, name="head_dropout")(x)
+    outputs = layers.Dense(n_classes, activation="softmax", name="probabilities", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name=f"dermpipe_{backbone}"), backbone_layers

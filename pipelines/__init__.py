@@ -1,0 +1,1 @@
+"""Pipeline factories (training) and the runners that execute them: kfp.local, Kubeflow Pipelines, Vertex AI."""

@@ -1,0 +1,181 @@
+"""Local runner: the training DAG through kfp.local's SubprocessRunner in this Python environment, with caching.
+
+Each run is recorded in <DERMPIPE_HOME>/runs/<run id>.json as it progresses (tasks with status, timing, cache
+hits and output artifacts), which `dermpipe runs` and `dermpipe show` read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import os
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dermpipe import config
+
+
+@dataclass
+class TaskRecord:
+    name: str
+    status: str = "running"
+    started: str = ""
+    finished: str = ""
+    seconds: float = 0.0
+    cached: bool = False
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    pipeline: str
+    status: str
+    started: str
+    params: dict[str, Any]
+    pipeline_root: str
+    finished: str = ""
+    error: str = ""
+    tasks: dict[str, TaskRecord] = field(default_factory=dict)
+
+    def artifact(self, task: str, output: str) -> dict[str, Any] | None:
+        record = self.tasks.get(task)
+        return record.outputs.get(output) if record else None
+
+    def headline(self) -> dict[str, float]:
+        metrics = self.artifact("evaluate", "metrics") or {}
+        keys = ("balanced_accuracy", "accuracy", "macro_f1")
+        return {k: metrics["metadata"][k] for k in keys if k in metrics.get("metadata", {})}
+
+
+def runs_dir() -> Path:
+    return config.home() / "runs"
+
+
+def save_record(record: RunRecord) -> Path:
+    path = runs_dir() / f"{record.run_id}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(record), indent=1, default=str))
+    tmp.replace(path)
+    return path
+
+
+def load_record(run_id: str) -> RunRecord:
+    path = runs_dir() / f"{run_id}.json"
+    if not path.exists():
+        known = ", ".join(r.run_id for r in list_records()[:5]) or "none yet"
+        raise FileNotFoundError(f"no local run {run_id!r} in {runs_dir()}; recent runs: {known}")
+    data = json.loads(path.read_text())
+    data["tasks"] = {name: TaskRecord(**task) for name, task in data.get("tasks", {}).items()}
+    return RunRecord(**data)
+
+
+def list_records() -> list[RunRecord]:
+    """Local runs, newest first."""
+    if not runs_dir().exists():
+        return []
+    records = [load_record(p.stem) for p in runs_dir().glob("*.json")]
+    return sorted(records, key=lambda r: r.started, reverse=True)
+
+
+def source_fingerprint(source: str, demo_images: int) -> str:
+    """Changes whenever the source's files change (names, sizes, mtimes), so ingest's cache entry is reused only
+    for unchanged input. Remote sources are fingerprinted by their own manifest during ingest."""
+    path = Path(source).expanduser()
+    digest = hashlib.sha256(f"{source}|{demo_images}".encode())
+    if path.is_dir():
+        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            stat = file.stat()
+            digest.update(f"{file.relative_to(path)}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+    elif path.is_file():
+        stat = path.stat()
+        digest.update(f"{stat.st_size}|{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def _describe(value: Any) -> Any:
+    from kfp import dsl
+
+    if isinstance(value, dsl.Artifact):
+        return {"type": type(value).schema_title, "uri": value.uri, "metadata": dict(value.metadata)}
+    return value
+
+
+@contextlib.contextmanager
+def _recording(record: RunRecord) -> Iterator[None]:
+    """Wrap kfp.local's per-task executor to record status, timing, cache hits and outputs of every task."""
+    from kfp.local.orchestrator import task_executor
+
+    original = task_executor.execute_single_task
+
+    def recorded(task_name: str, *args: Any, **kwargs: Any):
+        run_folder = kwargs.get("pipeline_resource_name") or (args[1] if len(args) > 1 else "")
+        if run_folder and record.run_id != run_folder:
+            record.run_id = run_folder
+        task = TaskRecord(name=task_name, started=_now())
+        record.tasks[task_name] = task
+        save_record(record)
+        start = time.monotonic()
+        outputs, status = original(task_name, *args, **kwargs)
+        task.seconds = round(time.monotonic() - start, 2)
+        task.finished = _now()
+        task.status = status.name.lower()
+        task.outputs = {name: _describe(value) for name, value in (outputs or {}).items()}
+        uris = [o["uri"] for o in task.outputs.values() if isinstance(o, dict) and "uri" in o]
+        task.cached = bool(uris) and all(f"/{record.run_id}/" not in uri for uri in uris)
+        save_record(record)
+        return outputs, status
+
+    task_executor.execute_single_task = recorded
+    try:
+        yield
+    finally:
+        task_executor.execute_single_task = original
+
+
+def run_local(params: dict[str, Any], *, pipeline_root: Path | None = None, cache: bool = True) -> RunRecord:
+    """Run the training pipeline locally; returns the run record (status 'succeeded' or 'failed' with the error)."""
+    from dermpipe.pipelines.training import PIPELINE_NAME, build_training_pipeline
+    from kfp import local
+
+    root = Path(pipeline_root or config.default_pipeline_root()).resolve()
+    params = dict(params)
+    params.setdefault("registry_root", str(config.default_registry_root()))
+    source = str(params.get("source", "demo"))
+    if source not in ("demo",) and ":" not in source and Path(source).expanduser().exists():
+        params["source"] = source = str(Path(source).expanduser().resolve())
+    params.setdefault("source_fingerprint", source_fingerprint(source, int(params.get("demo_images", 400))))
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d-%H-%M-%S-%f")
+    record = RunRecord(run_id=f"{PIPELINE_NAME}-{stamp}", pipeline=PIPELINE_NAME, status="running",
+                       started=_now(), params=params, pipeline_root=str(root))
+    save_record(record)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # inherited by the task subprocesses
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), enable_caching=cache,
+               raise_on_error=True)
+    pipeline = build_training_pipeline(placement=None)
+    try:
+        with _recording(record), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*non-Python base image.*")
+            pipeline(**params)
+        record.status = "succeeded"
+    except Exception as err:  # the record must say what failed; the caller decides how to report it
+        record.status = "failed"
+        failed = [t.name for t in record.tasks.values() if t.status == "failure"]
+        record.error = f"{'task ' + ', '.join(failed) + ': ' if failed else ''}{err}"
+    record.finished = _now()
+    save_record(record)
+    stale = runs_dir() / f"{PIPELINE_NAME}-{stamp}.json"
+    if record.run_id != f"{PIPELINE_NAME}-{stamp}" and stale.exists():
+        stale.unlink()  # the record was renamed to kfp.local's run folder name once the first task started
+    return record

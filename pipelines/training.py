@@ -1,0 +1,121 @@
+"""The training DAG: ingest -> merge -> split -> train -> evaluate -> explain, and deploy when blessed.
+
+One factory for every backend. Placement (GPU, CPU/memory, toleration, retries) is decided here, never in the
+stage logic; the local runner builds the same DAG without placement, since kfp.local ignores it.
+"""
+
+from dataclasses import dataclass
+
+from dermpipe.components.deploy import deploy
+from dermpipe.components.evaluate import evaluate
+from dermpipe.components.explain import explain
+from dermpipe.components.ingest import ingest
+from dermpipe.components.merge import merge
+from dermpipe.components.split import split
+from dermpipe.components.train import train
+from kfp import dsl, kubernetes
+
+from dermpipe import config
+from dermpipe.lineage import CODE_VERSION_ENV, code_version
+
+PIPELINE_NAME = "dermpipe-training"
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where tasks run on a cluster. Defaults fit one GKE node with an NVIDIA T4/L4 for training."""
+
+    train_accelerator: str = "nvidia.com/gpu"  # on Vertex: e.g. NVIDIA_TESLA_T4, NVIDIA_L4
+    train_accelerator_count: int = 1
+    train_cpu: str = "8"
+    train_memory: str = "32G"
+    step_cpu: str = "2"
+    step_memory: str = "8G"
+    gpu_toleration: bool = True  # GKE taints GPU nodes with nvidia.com/gpu=present:NoSchedule
+    retries: int = 1
+
+
+def _place_step(task: dsl.PipelineTask, placement: Placement | None) -> dsl.PipelineTask:
+    task.set_env_variable(CODE_VERSION_ENV, code_version())
+    if placement is not None:
+        task.set_cpu_limit(placement.step_cpu).set_memory_limit(placement.step_memory)
+    return task
+
+
+def _place_train(task: dsl.PipelineTask, placement: Placement | None) -> dsl.PipelineTask:
+    task.set_env_variable(CODE_VERSION_ENV, code_version())
+    if placement is None:
+        return task
+    task.set_cpu_limit(placement.train_cpu).set_memory_limit(placement.train_memory)
+    if placement.train_accelerator_count > 0:
+        task.set_accelerator_type(placement.train_accelerator).set_accelerator_limit(placement.train_accelerator_count)
+        if placement.gpu_toleration:
+            kubernetes.add_toleration(task, key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")
+    # A pre-empted or killed trainer is retried; training is deterministic given the seed.
+    task.set_retry(num_retries=placement.retries, backoff_duration="60s")
+    return task
+
+
+def build_training_pipeline(placement: Placement | None = Placement()):
+    """The training pipeline function; `placement=None` leaves out cluster placement (local runs)."""
+
+    @dsl.pipeline(name=PIPELINE_NAME, description="Train, evaluate, explain and deploy an ISIC 2019 classifier")
+    def training_pipeline(
+        source: str = "demo",
+        source_fingerprint: str = "",
+        demo_images: int = 400,
+        test_size: float = 0.1,
+        val_size: float = 0.1,
+        split_seed: int = 42,
+        backbone: str = "efficientnet_b0",
+        weights: str = "none",
+        image_size: int = 224,
+        batch_size: int = 32,
+        epochs: int = 10,
+        fine_tune_epochs: int = 0,
+        fine_tune_layers: int = 20,
+        learning_rate: float = 1e-3,
+        fine_tune_learning_rate: float = 1e-4,
+        patience: int = 3,
+        class_weighting: bool = True,
+        train_seed: int = 42,
+        min_balanced_accuracy: float = 0.5,
+        explain_per_class: int = 2,
+        registry_root: str = "",
+        model_name: str = config.MODEL_NAME,
+    ):
+        ingested = _place_step(
+            ingest(source=source, source_fingerprint=source_fingerprint, demo_images=demo_images), placement
+        ).set_display_name("ingest")
+        merged = _place_step(merge(raw=ingested.outputs["dataset"]), placement).set_display_name("merge")
+        splits = _place_step(
+            split(merged=merged.outputs["merged"], test_size=test_size, val_size=val_size, seed=split_seed), placement
+        ).set_display_name("split")
+        trained = _place_train(
+            train(
+                raw=ingested.outputs["dataset"], train_split=splits.outputs["train"], val_split=splits.outputs["val"],
+                backbone=backbone, weights=weights, image_size=image_size, batch_size=batch_size, epochs=epochs,
+                fine_tune_epochs=fine_tune_epochs, fine_tune_layers=fine_tune_layers, learning_rate=learning_rate,
+                fine_tune_learning_rate=fine_tune_learning_rate, patience=patience,
+                class_weighting=class_weighting, seed=train_seed,
+            ),
+            placement,
+        ).set_display_name("train")
+        evaluated = _place_step(
+            evaluate(raw=ingested.outputs["dataset"], model=trained.outputs["model"],
+                     test_split=splits.outputs["test"], min_balanced_accuracy=min_balanced_accuracy),
+            placement,
+        ).set_display_name("evaluate")
+        _place_step(
+            explain(raw=ingested.outputs["dataset"], model=trained.outputs["model"],
+                    predictions=evaluated.outputs["predictions"], per_class=explain_per_class),
+            placement,
+        ).set_display_name("explain")
+        with dsl.If(evaluated.outputs["Output"] == True, name="blessed"):  # noqa: E712 (KFP condition syntax)
+            _place_step(
+                deploy(model=trained.outputs["model"], evaluation=evaluated.outputs["metrics"],
+                       registry_root=registry_root, model_name=model_name),
+                placement,
+            ).set_display_name("deploy")
+
+    return training_pipeline
