@@ -2,6 +2,7 @@
 and the blessing gate that decides whether deploy runs."""
 
 from pathlib import Path
+
 import numpy as np
 import pandas as pd
 from kfp.dsl import HTML, ClassificationMetrics, Dataset, Input, Metrics, Model, Output

@@ -15,7 +15,7 @@ from dermpipe.componentkit import stage_component
 
 
 def last_feature_map_layer(model):
-    """The last layer with a 4-D (batch, h, w, channels) output, searched depth-first from the end, nested models too."""
+    """The last layer with a 4-D (batch, h, w, channels) output, searched from the end, inside nested models too."""
     import keras
 
     for layer in reversed(model.layers):
@@ -81,7 +81,8 @@ def write_gallery(examples: pd.DataFrame, images: np.ndarray, maps: np.ndarray, 
         figures = []
         for idx, row in rows.iterrows():
             heat = (colormaps["jet"](maps[idx])[..., :3] * 255).astype(np.uint8)
-            parts = {"original": images[idx].astype(np.uint8), "heatmap": heat, "overlay": overlay(images[idx], maps[idx])}
+            parts = {"original": images[idx].astype(np.uint8), "heatmap": heat,
+                     "overlay": overlay(images[idx], maps[idx])}
             tags = []
             for kind, pixels in parts.items():
                 png = out_dir / f"{row['image']}_{kind}.png"

@@ -47,8 +47,9 @@ def run(
 
 
 def _summary(record) -> str:
+    run_folder = Path(record.pipeline_root) / record.run_id
     lines = ["", f"run        {record.run_id}", f"status     {record.status}",
-             f"artifacts  {Path(record.pipeline_root) / record.run_id}"]
+             f"artifacts  {run_folder if run_folder.exists() else 'all reused from earlier runs (cache)'}"]
     if record.error:
         lines.append(f"error      {record.error}")
     cached = [t.name for t in record.tasks.values() if t.cached]
@@ -56,8 +57,9 @@ def _summary(record) -> str:
         lines.append(f"cached     {', '.join(cached)} (unchanged inputs; outputs reused)")
     for key, value in record.headline().items():
         lines.append(f"test {key:<18} {value:.4f}")
-    for label, task, output in (("evaluation", "evaluate", "report"), ("grad-cam", "explain", "gallery"),
-                                ("model", "train", "model"), ("deployed", "deploy", "pushed")):
+    for name, path in record.reports.items():
+        lines.append(f"{name:<10} {path}")
+    for label, task, output in (("model", "train", "model"), ("deployed", "deploy", "pushed")):
         artifact = record.artifact(task, output)
         if artifact:
             where = artifact["metadata"].get("registry_uri", artifact["uri"])

@@ -17,7 +17,6 @@ from PIL import Image
 
 from dermpipe.config import (
     AGES,
-    CLASSES,
     GROUND_TRUTH_COLUMNS,
     GROUND_TRUTH_CSV,
     IMAGE_SUBDIR,
@@ -61,7 +60,7 @@ def class_counts(n_images: int) -> dict[str, int]:
 
 
 def draw_lesion(label: str, size: int, rng: np.random.Generator, *, lesion_seed: int) -> np.ndarray:
-    """One RGB uint8 image of a lesion of class `label`; the same lesion_seed gives the same lesion (re-photographed)."""
+    """One RGB uint8 image of a lesion of class `label`; the same lesion_seed draws the same lesion again."""
     lesion_rng = np.random.default_rng(lesion_seed)
     colour, pattern = _LOOK[label]
     skin = np.array([225, 180, 150]) + lesion_rng.normal(0, 12, 3)

@@ -88,7 +88,8 @@ def check_metadata(table: pd.DataFrame, source: str) -> CheckResult:
     )
     for column, bad, reason in checks:
         for idx in table.index[bad]:
-            problems.append(Problem(str(table.at[idx, "image"]), column, str(table.at[idx, column]), reason, "repaired"))
+            value = str(table.at[idx, column])
+            problems.append(Problem(str(table.at[idx, "image"]), column, value, reason, "repaired"))
     table["age_approx"] = age.where(~bad_age)
     table.loc[bad_sex, "sex"] = None
     table.loc[bad_site, "anatom_site_general"] = None

@@ -6,10 +6,10 @@ import tempfile
 from pathlib import Path
 
 import yaml
-from dermpipe.pipelines.training import Placement, build_training_pipeline
 from kfp import compiler
 
 from dermpipe import config
+from dermpipe.pipelines.training import Placement, build_training_pipeline
 
 GPU_EXECUTORS = ("exec-train",)
 

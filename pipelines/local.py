@@ -43,6 +43,7 @@ class RunRecord:
     finished: str = ""
     error: str = ""
     tasks: dict[str, TaskRecord] = field(default_factory=dict)
+    reports: dict[str, str] = field(default_factory=dict)
 
     def artifact(self, task: str, output: str) -> dict[str, Any] | None:
         record = self.tasks.get(task)
@@ -83,6 +84,26 @@ def list_records() -> list[RunRecord]:
         return []
     records = [load_record(p.stem) for p in runs_dir().glob("*.json")]
     return sorted(records, key=lambda r: r.started, reverse=True)
+
+
+# (task, output) -> file name of the readable copy kept with the run record.
+REPORTS = {("merge", "report"): "data-report.md", ("evaluate", "report"): "evaluation.html",
+           ("explain", "gallery"): "gradcam.html"}
+
+
+def collect_reports(record: RunRecord) -> dict[str, str]:
+    """Copy the run's reports next to its record with file extensions a browser or editor opens directly."""
+    import shutil
+
+    folder = runs_dir() / record.run_id
+    reports = {}
+    for (task, output), name in REPORTS.items():
+        artifact = record.artifact(task, output)
+        if artifact and Path(artifact["uri"]).is_file():
+            folder.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(artifact["uri"], folder / name)
+            reports[name.split(".")[0]] = str(folder / name)
+    return reports
 
 
 def source_fingerprint(source: str, demo_images: int) -> str:
@@ -146,8 +167,9 @@ def _recording(record: RunRecord) -> Iterator[None]:
 
 def run_local(params: dict[str, Any], *, pipeline_root: Path | None = None, cache: bool = True) -> RunRecord:
     """Run the training pipeline locally; returns the run record (status 'succeeded' or 'failed' with the error)."""
-    from dermpipe.pipelines.training import PIPELINE_NAME, build_training_pipeline
     from kfp import local
+
+    from dermpipe.pipelines.training import PIPELINE_NAME, build_training_pipeline
 
     root = Path(pipeline_root or config.default_pipeline_root()).resolve()
     params = dict(params)
@@ -174,6 +196,7 @@ def run_local(params: dict[str, Any], *, pipeline_root: Path | None = None, cach
         failed = [t.name for t in record.tasks.values() if t.status == "failure"]
         record.error = f"{'task ' + ', '.join(failed) + ': ' if failed else ''}{err}"
     record.finished = _now()
+    record.reports = collect_reports(record)
     save_record(record)
     stale = runs_dir() / f"{PIPELINE_NAME}-{stamp}.json"
     if record.run_id != f"{PIPELINE_NAME}-{stamp}" and stale.exists():

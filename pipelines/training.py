@@ -6,6 +6,9 @@ stage logic; the local runner builds the same DAG without placement, since kfp.l
 
 from dataclasses import dataclass
 
+from kfp import dsl, kubernetes
+
+from dermpipe import config
 from dermpipe.components.deploy import deploy
 from dermpipe.components.evaluate import evaluate
 from dermpipe.components.explain import explain
@@ -13,9 +16,6 @@ from dermpipe.components.ingest import ingest
 from dermpipe.components.merge import merge
 from dermpipe.components.split import split
 from dermpipe.components.train import train
-from kfp import dsl, kubernetes
-
-from dermpipe import config
 from dermpipe.lineage import CODE_VERSION_ENV, code_version
 
 PIPELINE_NAME = "dermpipe-training"

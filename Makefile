@@ -1,0 +1,40 @@
+# dermpipe: `make demo` runs the pipeline end to end on built-in demo data; `make test` runs the test suite.
+# Both create the virtual environment (.venv) from a bare Python >= 3.11 and install everything they need.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export PIP_DISABLE_PIP_VERSION_CHECK = 1
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test lint compile clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), f"dermpipe needs Python >= 3.11, found {sys.version}"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install dermpipe with its test tools
+
+demo: $(STAMP) ## run the training pipeline locally on the built-in demo data (a few minutes on 2 CPU cores)
+	$(BIN)/dermpipe run --source demo
+
+test: $(STAMP) ## run the test suite (unit, data, compile, kfp.local end-to-end, real ISIC images)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP) ## ruff on the code, hadolint on the Dockerfiles
+	$(BIN)/ruff check .
+	$(BIN)/hadolint images/*.Dockerfile
+
+compile: $(STAMP) ## write the KFP IR YAML of the training pipeline to training.yaml
+	$(BIN)/dermpipe compile --out training.yaml
+
+clean: ## remove local runs, artifacts and the model registry (.dermpipe); keeps .venv
+	rm -rf .dermpipe training.yaml

@@ -1,0 +1,47 @@
+"""Shared fixtures: the real data kits in ../shared/data and small generated demo data sets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+ISIC_SAMPLE = SHARED_DATA / "isic2019-sample"
+ISIC_CSV = SHARED_DATA / "isic2019-csv"
+
+
+@pytest.fixture(scope="session")
+def isic_sample() -> Path:
+    if not ISIC_SAMPLE.exists():
+        pytest.fail(f"real data kit missing: {ISIC_SAMPLE} (CI lays ../shared beside the repository)")
+    return ISIC_SAMPLE
+
+
+@pytest.fixture(scope="session")
+def isic_csv() -> Path:
+    if not ISIC_CSV.exists():
+        pytest.fail(f"real data kit missing: {ISIC_CSV}")
+    return ISIC_CSV
+
+
+@pytest.fixture(scope="session")
+def demo_dataset(tmp_path_factory) -> Path:
+    """A small ingested demo data set (canonical layout + manifest), shared by the tests that only read it."""
+    from dermpipe.components.ingest import ingest_source
+
+    out = tmp_path_factory.mktemp("demo") / "raw"
+    ingest_source("demo", out, demo_images=160)
+    return out
+
+
+@pytest.fixture()
+def dermpipe_home(tmp_path, monkeypatch) -> Path:
+    home = tmp_path / "home"
+    monkeypatch.setenv("DERMPIPE_HOME", str(home))
+    return home

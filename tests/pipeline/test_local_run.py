@@ -1,0 +1,126 @@
+"""The whole training DAG through kfp.local (SubprocessRunner, this environment), on demo and on real images."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from dermpipe.cli import app
+from dermpipe.config import CLASSES
+from dermpipe.pipelines.local import list_records, load_record, run_local
+
+TINY = {"source": "demo", "demo_images": 160, "image_size": 32, "epochs": 3, "batch_size": 16,
+        "backbone": "simple_cnn", "explain_per_class": 1}
+STAGES = ["ingest", "merge", "split", "train", "evaluate", "explain"]
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    home = tmp_path_factory.mktemp("home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DERMPIPE_HOME", str(home))
+        yield home
+
+
+@pytest.fixture(scope="module")
+def first_run(home):
+    return run_local({**TINY, "min_balanced_accuracy": 0.0})
+
+
+def test_demo_run_executes_every_stage_and_deploys(first_run, home):
+    record = first_run
+    assert record.status == "succeeded", record.error
+    assert list(record.tasks) == [*STAGES, "deploy"]
+    assert all(t.status == "success" and not t.cached for t in record.tasks.values())
+    headline = record.headline()
+    assert set(headline) == {"balanced_accuracy", "accuracy", "macro_f1"}
+    assert all(0.0 <= v <= 1.0 for v in headline.values())
+    registry_uri = record.artifact("deploy", "pushed")["metadata"]["registry_uri"]
+    assert registry_uri == str(home / "registry" / "dermpipe-isic2019" / "1")
+    assert (Path(registry_uri) / "saved_model.pb").exists()
+    assert json.loads((home / "registry/dermpipe-isic2019/current.json").read_text())["version"] == 1
+
+
+def test_stage_outputs_are_real(first_run):
+    record = first_run
+    ingest = record.artifact("ingest", "dataset")
+    assert ingest["metadata"]["n_images"] == 160 and len(ingest["metadata"]["manifest_sha256"]) == 64
+    merged = pd.read_parquet(record.artifact("merge", "merged")["uri"])
+    assert len(merged) == 160
+    sizes = [len(pd.read_parquet(record.artifact("split", n)["uri"])) for n in ("train", "val", "test")]
+    assert sum(sizes) == 160 and min(sizes) > 0
+    model = record.artifact("train", "model")
+    assert (Path(model["uri"]) / "model.keras").exists() and model["metadata"]["epochs_run"] == 3
+    predictions = pd.read_parquet(record.artifact("evaluate", "predictions")["uri"])
+    assert len(predictions) == sizes[2]
+    metrics = record.artifact("evaluate", "metrics")["metadata"]
+    assert metrics["accuracy"] == pytest.approx((predictions["label"] == predictions["predicted"]).mean())
+    confusion = record.artifact("evaluate", "confusion")["metadata"]["confusionMatrix"]
+    assert [spec["displayName"] for spec in confusion["annotationSpecs"]] == list(CLASSES)
+    matrix = [row["row"] for row in confusion["rows"]]
+    assert sum(map(sum, matrix)) == sizes[2]
+    assert sum(matrix[i][i] for i in range(8)) == (predictions["label"] == predictions["predicted"]).sum()
+    report = Path(record.artifact("evaluate", "report")["uri"]).read_text()
+    assert "Confusion matrix" in report and "data:image/png;base64" in report
+    gallery = Path(record.artifact("explain", "gallery")["uri"]).read_text()
+    assert gallery.count("<figure>") == record.artifact("explain", "gallery")["metadata"]["examples"] > 0
+    assert "Grad-CAM" in gallery
+
+
+def test_second_identical_run_is_served_from_the_cache(first_run, home):
+    second = run_local({**TINY, "min_balanced_accuracy": 0.0})
+    assert second.status == "succeeded"
+    assert all(second.tasks[name].cached for name in [*STAGES, "deploy"])
+    assert second.artifact("train", "model")["uri"] == first_run.artifact("train", "model")["uri"]
+    assert sorted(p.name for p in (home / "registry/dermpipe-isic2019").iterdir()) == ["1", "current.json"]
+
+
+def test_unblessed_model_is_not_deployed(first_run):
+    record = run_local({**TINY, "min_balanced_accuracy": 1.01})
+    assert record.status == "succeeded"
+    assert "deploy" not in record.tasks
+    assert record.tasks["train"].cached and not record.tasks["evaluate"].cached
+    assert "not blessed" in record.artifact("evaluate", "report")["metadata"]["decision"]
+
+
+def test_failed_run_is_recorded_with_the_failing_task(home, tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "ISIC_2019_Training_GroundTruth.csv").write_text("image,MEL\nx,1.0\n")
+    (bad / "ISIC_2019_Training_Metadata.csv").write_text("image,age_approx,anatom_site_general,lesion_id,sex\n")
+    (bad / "x.jpg").write_bytes(b"\xff\xd8 not really")
+    record = run_local({**TINY, "source": str(bad)})
+    assert record.status == "failed"
+    assert record.error.startswith("task merge")
+    assert load_record(record.run_id).status == "failed"
+
+
+def test_cli_runs_and_show(first_run):
+    runner = CliRunner()
+    listing = runner.invoke(app, ["runs"])
+    assert listing.exit_code == 0 and first_run.run_id in listing.output
+    assert f"{first_run.headline()['balanced_accuracy']:.4f}" in listing.output
+    shown = runner.invoke(app, ["show", first_run.run_id])
+    assert shown.exit_code == 0
+    assert "train: success" in shown.output and "balanced_accuracy" in shown.output
+    missing = runner.invoke(app, ["show", "no-such-run"])
+    assert missing.exit_code == 2 and "no local run 'no-such-run'" in missing.output
+    assert [r.run_id for r in list_records()][-1] == first_run.run_id
+
+
+def test_real_isic_sample_through_the_cli(home, isic_sample):
+    """`dermpipe run --source ../shared/data/isic2019-sample` on 475 real images (NV/MEL, _downsampled names)."""
+    result = CliRunner().invoke(app, ["run", "--source", str(isic_sample), "--epochs", "2", "--image-size", "32"])
+    assert result.exit_code == 0, result.output
+    record = list_records()[0]
+    assert record.status == "succeeded"
+    assert record.artifact("ingest", "dataset")["metadata"]["n_images"] == 475
+    merged = record.artifact("merge", "merged")["metadata"]
+    assert merged["rows"] == 475 and merged["class_counts"] == {"NV": 361, "MEL": 114}
+    assert f"run        {record.run_id}" in result.output
+    assert "test balanced_accuracy" in result.output
+    for name in ("evaluation", "gradcam", "data-report"):
+        assert Path(record.reports[name]).is_file() and record.reports[name] in result.output
+    assert "MEL" in Path(record.reports["data-report"]).read_text()
