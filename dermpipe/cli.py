@@ -47,26 +47,25 @@ def run(
 
 
 def _summary(record) -> str:
+    """What a run produced, one `label  value` line each: the last thing `dermpipe run` prints."""
     run_folder = Path(record.pipeline_root) / record.run_id
-    lines = ["", f"run        {record.run_id}", f"status     {record.status}",
-             f"artifacts  {run_folder if run_folder.exists() else 'all reused from earlier runs (cache)'}"]
+    rows = [("run", record.run_id), ("status", record.status),
+            ("artifacts", run_folder if run_folder.exists() else "all reused from earlier runs (cache)")]
     if record.error:
-        lines.append(f"error      {record.error}")
+        rows.append(("error", record.error))
     cached = [t.name for t in record.tasks.values() if t.cached]
     if cached:
-        lines.append(f"cached     {', '.join(cached)} (unchanged inputs; outputs reused)")
-    for key, value in record.headline().items():
-        lines.append(f"test {key:<18} {value:.4f}")
-    for name, path in record.reports.items():
-        lines.append(f"{name:<10} {path}")
+        rows.append(("cached", f"{', '.join(cached)} (unchanged inputs; outputs reused)"))
+    rows += [(f"test {key}", f"{value:.4f}") for key, value in record.headline().items()]
+    rows += list(record.reports.items())
     for label, task, output in (("model", "train", "model"), ("deployed", "deploy", "pushed")):
         artifact = record.artifact(task, output)
         if artifact:
-            where = artifact["metadata"].get("registry_uri", artifact["uri"])
-            lines.append(f"{label:<10} {where}")
+            rows.append((label, artifact["metadata"].get("registry_uri", artifact["uri"])))
     if record.status == "succeeded" and "deploy" not in record.tasks:
-        lines.append("deployed   no: the model was not blessed (see the evaluation report)")
-    return "\n".join(lines)
+        rows.append(("deployed", "no: the model was not blessed (see the evaluation report)"))
+    width = max(len(label) for label, _ in rows) + 2
+    return "\n" + "\n".join(f"{label:<{width}}{value}" for label, value in rows)
 
 
 @app.command("compile")

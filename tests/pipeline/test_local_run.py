@@ -1,6 +1,7 @@
 """The whole training DAG through kfp.local (SubprocessRunner, this environment), on demo and on real images."""
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -119,7 +120,7 @@ def test_real_isic_sample_through_the_cli(home, isic_sample):
     assert record.artifact("ingest", "dataset")["metadata"]["n_images"] == 475
     merged = record.artifact("merge", "merged")["metadata"]
     assert merged["rows"] == 475 and merged["class_counts"] == {"NV": 361, "MEL": 114}
-    assert f"run        {record.run_id}" in result.output
+    assert re.search(rf"^run +{record.run_id}$", result.output, re.MULTILINE)
     assert "test balanced_accuracy" in result.output
     for name in ("evaluation", "gradcam", "data-report"):
         assert Path(record.reports[name]).is_file() and record.reports[name] in result.output
