@@ -6,14 +6,18 @@ hits and output artifacts), which `dermpipe runs` and `dermpipe show` read.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime as dt
 import hashlib
+import io
 import json
 import os
+import re
+import sys
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +33,7 @@ class TaskRecord:
     finished: str = ""
     seconds: float = 0.0
     cached: bool = False
+    error: str = ""
     outputs: dict[str, Any] = field(default_factory=dict)
 
 
@@ -133,6 +138,30 @@ def _describe(value: Any) -> Any:
     return value
 
 
+class _Tail(io.TextIOBase):
+    """Passes task output through to the terminal and keeps its last lines, to name the cause of a failure."""
+
+    def __init__(self, target: Any, keep: int = 200) -> None:
+        self.target = target
+        self.lines: collections.deque[str] = collections.deque(maxlen=keep)
+
+    def write(self, text: str) -> int:
+        self.lines.extend(text.splitlines())
+        return self.target.write(text)
+
+    def flush(self) -> None:
+        self.target.flush()
+
+
+_EXCEPTION_LINE = re.compile(r"^\s*([A-Za-z_.]*(Error|Exception|Interrupt)): (.+)$")
+
+
+def failure_cause(lines: Iterable[str]) -> str:
+    """The last `SomeError: message` line of a task's output (the exception that ended it), or ''."""
+    causes = [m.group(1).rsplit(".", 1)[-1] + ": " + m.group(3) for m in map(_EXCEPTION_LINE.match, lines) if m]
+    return causes[-1] if causes else ""
+
+
 @contextlib.contextmanager
 def _recording(record: RunRecord) -> Iterator[None]:
     """Wrap kfp.local's per-task executor to record status, timing, cache hits and outputs of every task."""
@@ -148,7 +177,11 @@ def _recording(record: RunRecord) -> Iterator[None]:
         record.tasks[task_name] = task
         save_record(record)
         start = time.monotonic()
-        outputs, status = original(task_name, *args, **kwargs)
+        tail = _Tail(sys.stdout)
+        with contextlib.redirect_stdout(tail):
+            outputs, status = original(task_name, *args, **kwargs)
+        if status.name != "SUCCESS":
+            task.error = failure_cause(tail.lines)
         task.seconds = round(time.monotonic() - start, 2)
         task.finished = _now()
         task.status = status.name.lower()
@@ -193,8 +226,8 @@ def run_local(params: dict[str, Any], *, pipeline_root: Path | None = None, cach
         record.status = "succeeded"
     except Exception as err:  # the record must say what failed; the caller decides how to report it
         record.status = "failed"
-        failed = [t.name for t in record.tasks.values() if t.status == "failure"]
-        record.error = f"{'task ' + ', '.join(failed) + ': ' if failed else ''}{err}"
+        failed = [t for t in record.tasks.values() if t.status == "failure"]
+        record.error = "; ".join(f"task {t.name}: {t.error or err}" for t in failed) or str(err)
     record.finished = _now()
     record.reports = collect_reports(record)
     save_record(record)

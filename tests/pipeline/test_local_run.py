@@ -94,7 +94,9 @@ def test_failed_run_is_recorded_with_the_failing_task(home, tmp_path):
     (bad / "x.jpg").write_bytes(b"\xff\xd8 not really")
     record = run_local({**TINY, "source": str(bad)})
     assert record.status == "failed"
-    assert record.error.startswith("task merge")
+    # the cause, naming the file and the columns, not just "task failed"
+    assert record.error.startswith("task merge: SchemaError: ")
+    assert "ISIC_2019_Training_GroundTruth.csv: missing column(s) ['NV', 'BCC'" in record.error
     assert load_record(record.run_id).status == "failed"
 
 
