@@ -1,9 +1,11 @@
-"""explain: Grad-CAM heat maps (tf-keras-vis) for a sample of test images, as PNGs and an HTML gallery.
+"""explain: Grad-CAM and Grad-CAM++ heat maps (tf-keras-vis) for a sample of test images, as PNGs and an HTML gallery.
 
 Per class it shows the most confident correct predictions and the most confident errors: what the model looked at
-when it was right and when it was wrong.
+when it was right and when it was wrong. Grad-CAM weighs each feature map by its mean gradient; Grad-CAM++ weighs the
+positive gradients per location, which tends to cover several lesion parts better than Grad-CAM's single blob.
 """
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,12 @@ from kfp.dsl import HTML, Artifact, Dataset, Input, Model, Output
 
 from dermpipe import config
 from dermpipe.componentkit import stage_component
+
+# method -> (display name, PNG file suffix), in gallery order
+CAM_METHODS: dict[str, tuple[str, str]] = {
+    "gradcam": ("Grad-CAM", "gradcam"),
+    "gradcam++": ("Grad-CAM++", "gradcampp"),
+}
 
 
 def last_feature_map_layer(model):
@@ -43,18 +51,30 @@ def select_examples(predictions: pd.DataFrame, per_class: int) -> pd.DataFrame:
                               else s, ascending=[True, False, False]).reset_index(drop=True)
 
 
-def gradcam_maps(model, images: np.ndarray, class_indices: list[int]) -> np.ndarray:
-    """Grad-CAM maps in [0, 1] at input resolution, one per image, for the given class of each image."""
-    from tf_keras_vis.gradcam import Gradcam
+def cam_maps(model, images: np.ndarray, class_indices: list[int], method: str = "gradcam") -> np.ndarray:
+    """Class activation maps in [0, 1] at input resolution, shape (n, h, w), one per image, for the given class of
+    each image; method is "gradcam" (Grad-CAM) or "gradcam++" (Grad-CAM++)."""
+    if method not in CAM_METHODS:
+        raise ValueError(f"unknown CAM method {method!r}; choose one of {list(CAM_METHODS)}")
     from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
     from tf_keras_vis.utils.scores import CategoricalScore
 
+    if method == "gradcam":
+        from tf_keras_vis.gradcam import Gradcam as Cam
+    else:
+        from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus as Cam
+
     layer = last_feature_map_layer(model)
     if layer is None:
-        raise ValueError(f"model {model.name}: no convolutional feature map found for Grad-CAM")
-    cam = Gradcam(model, model_modifier=ReplaceToLinear(), clone=True)
-    maps = cam(CategoricalScore(class_indices), images, penultimate_layer=layer.name, normalize_cam=True)
-    return np.nan_to_num(np.asarray(maps, dtype=np.float32))
+        raise ValueError(f"model {model.name}: no convolutional feature map found for {CAM_METHODS[method][0]}")
+    cam = Cam(model, model_modifier=ReplaceToLinear(), clone=True)
+    maps = cam(CategoricalScore(list(class_indices)), images, penultimate_layer=layer.name, normalize_cam=True)
+    return np.clip(np.nan_to_num(np.asarray(maps, dtype=np.float32)), 0.0, 1.0)
+
+
+def gradcam_maps(model, images: np.ndarray, class_indices: list[int]) -> np.ndarray:
+    """Grad-CAM maps in [0, 1] at input resolution, one per image, for the given class of each image."""
+    return cam_maps(model, images, class_indices, "gradcam")
 
 
 def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4) -> np.ndarray:
@@ -65,13 +85,23 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4) -> np.nd
     return np.clip(image * (1 - alpha) + colour * alpha, 0, 255).astype(np.uint8)
 
 
-def write_gallery(examples: pd.DataFrame, images: np.ndarray, maps: np.ndarray, out_dir: Path) -> str:
-    """PNGs (original, heatmap, overlay) per example under out_dir and the gallery HTML, which is returned."""
-    from matplotlib import colormaps
+def write_gallery(examples: pd.DataFrame, images: np.ndarray, maps: Mapping[str, np.ndarray] | np.ndarray,
+                  out_dir: Path) -> str:
+    """PNGs per example under out_dir (`<image>_original.png` and one overlay per method, `<image>_gradcam.png`,
+    `<image>_gradcampp.png`) and the gallery HTML, which is returned. maps: method -> (n, h, w) maps in [0, 1]
+    (a bare array counts as Grad-CAM)."""
     from PIL import Image
 
     from dermpipe.reports import img_tag, page
 
+    if not isinstance(maps, Mapping):
+        maps = {"gradcam": maps}
+    unknown = set(maps) - set(CAM_METHODS)
+    if unknown:
+        raise ValueError(f"unknown CAM method(s) {sorted(unknown)}; choose from {list(CAM_METHODS)}")
+    methods = [m for m in CAM_METHODS if m in maps]
+    if not methods:
+        raise ValueError(f"no CAM maps given; expected some of {list(CAM_METHODS)}")
     out_dir.mkdir(parents=True, exist_ok=True)
     sections = []
     for cls in config.CLASSES:
@@ -80,22 +110,23 @@ def write_gallery(examples: pd.DataFrame, images: np.ndarray, maps: np.ndarray, 
             continue
         figures = []
         for idx, row in rows.iterrows():
-            heat = (colormaps["jet"](maps[idx])[..., :3] * 255).astype(np.uint8)
-            parts = {"original": images[idx].astype(np.uint8), "heatmap": heat,
-                     "overlay": overlay(images[idx], maps[idx])}
+            parts = [("original", "original", images[idx].astype(np.uint8))]
+            parts += [(CAM_METHODS[m][1], CAM_METHODS[m][0], overlay(images[idx], maps[m][idx])) for m in methods]
             tags = []
-            for kind, pixels in parts.items():
-                png = out_dir / f"{row['image']}_{kind}.png"
+            for suffix, title, pixels in parts:
+                png = out_dir / f"{row['image']}_{suffix}.png"
                 Image.fromarray(pixels).save(png)
-                tags.append(img_tag(png.read_bytes(), f"{row['image']} {kind}", width=128))
+                tags.append(img_tag(png.read_bytes(), f"{row['image']} {title}", width=128))
             verdict = "good" if row["correct"] else "bad"
             caption = (f"{row['image']}<br>true <b>{row['label']}</b> · predicted "
                        f"<b class='{verdict}'>{row['predicted']}</b> · confidence {row['confidence']:.2f}")
             figures.append(f"<figure>{''.join(tags)}<figcaption>{caption}</figcaption></figure>")
         sections.append(f"<h2>{cls}</h2><div class='gallery'>{''.join(figures)}</div>")
-    intro = ("<p>Grad-CAM (tf-keras-vis) for the predicted class: original, heat map, overlay. Per class the most "
-             "confident correct predictions come first, then the most confident errors.</p>")
-    return page("Grad-CAM gallery (test split)", intro + "".join(sections))
+    shown = ", ".join(["original"] + [f"{CAM_METHODS[m][0]} overlay" for m in methods])
+    intro = (f"<p>{' and '.join(CAM_METHODS[m][0] for m in methods)} (tf-keras-vis) for the predicted class: "
+             f"{shown}. Per class the most confident correct predictions come first, then the most confident "
+             "errors.</p>")
+    return page(f"{' / '.join(CAM_METHODS[m][0] for m in methods)} gallery (test split)", intro + "".join(sections))
 
 
 def run(raw: Dataset, model: Model, predictions: Dataset, gallery: HTML, pngs: Artifact, per_class: int) -> None:
@@ -108,10 +139,11 @@ def run(raw: Dataset, model: Model, predictions: Dataset, gallery: HTML, pngs: A
     image_size = int(trained.input_shape[1])
     examples = select_examples(pd.read_parquet(predictions.path), per_class)
     images = load_images(examples, Path(raw.path), image_size)
-    maps = gradcam_maps(trained, images, examples["predicted_index"].astype(int).tolist())
+    targets = examples["predicted_index"].astype(int).tolist()
+    maps = {method: cam_maps(trained, images, targets, method) for method in CAM_METHODS}
     html = write_gallery(examples, images, maps, Path(pngs.path))
     Path(gallery.path).write_text(html)
-    annotate(gallery, {"method": "gradcam", "layer": last_feature_map_layer(trained).name, "examples": len(examples),
+    annotate(gallery, {"method": list(CAM_METHODS), "layer": last_feature_map_layer(trained).name, "examples": len(examples),
                        "correct": int(examples["correct"].sum()), "model_uri": model.uri, "pngs_uri": pngs.uri})
     annotate(pngs, {"files": sorted(p.name for p in Path(pngs.path).iterdir())})
 
@@ -119,7 +151,7 @@ def run(raw: Dataset, model: Model, predictions: Dataset, gallery: HTML, pngs: A
 @stage_component()
 def explain(raw: Input[Dataset], model: Input[Model], predictions: Input[Dataset], gallery: Output[HTML],
             gradcam_pngs: Output[Artifact], per_class: int = 2):
-    """Grad-CAM gallery of confident hits and misses per class."""
+    """Grad-CAM and Grad-CAM++ gallery of confident hits and misses per class."""
     from dermpipe.components.explain import run
 
     run(raw, model, predictions, gallery, gradcam_pngs, per_class)

@@ -68,7 +68,7 @@ def _fit(model, train_ds, val_ds, *, epochs: int, learning_rate: float, patience
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(1, patience // 2)),
     ]
-    history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, class_weight=weights,
+    history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, class_weight=weights, shuffle=False,
                         callbacks=callbacks, verbose=verbose)
     return {k: [float(v) for v in values] for k, values in history.history.items()}
 
