@@ -1,30 +1,71 @@
-"""evaluate: test-set metrics (BMA, the ISIC 2019 metric, plus accuracy, precision, recall, F1, confusion matrix)
-and the blessing gate that decides whether deploy runs."""
+"""evaluate: test-set metrics and the blessing gate that decides whether deploy runs.
 
+Metrics: balanced multiclass accuracy (BMA, the ISIC 2019 metric), accuracy, per-class precision, recall
+(sensitivity), specificity, F1, one-vs-rest ROC AUC and support, macro/weighted averages, melanoma sensitivity at
+80 %/90 % specificity, expected calibration error, the confusion matrix, and the same headline sliced by anatomic
+site, sex and age band. Optional test-time augmentation (flips) is reported beside plain inference.
+
+Gate: the challenger must reach `min_balanced_accuracy`, and when a model is already deployed (the champion, read
+from the registry) it must not be worse than the champion's BMA on the same test split by more than `max_bma_drop`.
+"""
+
+import json
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from kfp.dsl import HTML, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
+from kfp.dsl import HTML, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
 
 from dermpipe import config
 from dermpipe.componentkit import stage_component
 from dermpipe.metrics import Evaluation
 
-
-def gate(evaluation: Evaluation, *, min_balanced_accuracy: float) -> tuple[bool, str]:
-    """Bless the model when its test BMA reaches the threshold; the reason is written for the run's reader."""
-    bma = evaluation.balanced_accuracy
-    if bma >= min_balanced_accuracy:
-        return True, f"blessed: balanced accuracy {bma:.4f} >= threshold {min_balanced_accuracy:.4f}"
-    return False, f"not blessed: balanced accuracy {bma:.4f} < threshold {min_balanced_accuracy:.4f}"
+SLICES = {"anatomic site": "anatom_site_general", "sex": "sex", "age band": "age_approx"}
 
 
-def predict_table(model, table: pd.DataFrame, dataset_dir: Path, image_size: int, batch_size: int = 32) -> np.ndarray:
+@dataclass
+class Decision:
+    blessed: bool
+    reasons: list[str] = field(default_factory=list)
+
+    def markdown(self) -> str:
+        verdict = "**Blessed**: deploy runs." if self.blessed else "**Not blessed**: deploy is skipped."
+        return "# Deployment gate\n\n" + verdict + "\n\n" + "\n".join(f"- {r}" for r in self.reasons) + "\n"
+
+
+def gate(challenger_bma: float, *, min_balanced_accuracy: float, champion_bma: float | None = None,
+         champion_version: str = "", max_bma_drop: float = 0.02) -> Decision:
+    """Absolute threshold first; then, if a champion exists, no worse than it by more than max_bma_drop."""
+    passed = challenger_bma >= min_balanced_accuracy
+    reasons = [f"balanced accuracy {challenger_bma:.4f} {'>=' if passed else '<'} threshold "
+               f"{min_balanced_accuracy:.4f}"]
+    if champion_bma is None:
+        reasons.append("no deployed model to compare with (first deployment): threshold only")
+        return Decision(passed, reasons)
+    floor = champion_bma - max_bma_drop
+    beats = challenger_bma >= floor
+    reasons.append(f"champion (version {champion_version}) scores {champion_bma:.4f} on the same test split; "
+                   f"challenger {challenger_bma:.4f} {'>=' if beats else '<'} {floor:.4f} "
+                   f"(champion - allowed drop {max_bma_drop:.4f})")
+    return Decision(passed and beats, reasons)
+
+
+def predict_table(model, table: pd.DataFrame, dataset_dir: Path, image_size: int, batch_size: int = 32,
+                  *, tta: bool = False) -> np.ndarray:
+    """Class probabilities; with tta, the mean over the image and its horizontal and vertical flips."""
+    import tensorflow as tf
+
     from dermpipe.imagedata import make_dataset
 
     ds = make_dataset(table, dataset_dir, image_size=image_size, batch_size=batch_size, with_labels=False)
-    return model.predict(ds, verbose=0)
+    probabilities = model.predict(ds, verbose=0)
+    if tta:
+        for flip in (tf.image.flip_left_right, tf.image.flip_up_down):
+            probabilities = probabilities + model.predict(ds.map(flip), verbose=0)
+        probabilities = probabilities / 3.0
+    return probabilities
 
 
 def predictions_frame(table: pd.DataFrame, probabilities: np.ndarray) -> pd.DataFrame:
@@ -38,24 +79,119 @@ def predictions_frame(table: pd.DataFrame, probabilities: np.ndarray) -> pd.Data
     return out
 
 
-def render_report(evaluation: Evaluation, decision: str, n_test: int) -> str:
+def slices(table: pd.DataFrame, probabilities: np.ndarray) -> dict[str, list[dict[str, object]]]:
+    from dermpipe.metrics import age_band, slice_table
+
+    y_true = table["label_index"].to_numpy()
+    result = {}
+    for title, column in SLICES.items():
+        values = table[column]
+        keys = [age_band(v) for v in values.astype(float)] if column == "age_approx" else \
+            ["(missing)" if pd.isna(v) else str(v) for v in values]
+        result[title] = slice_table(keys, y_true, probabilities)
+    return result
+
+
+def load_champion(registry_root: str, model_name: str):
+    """(version, Keras model) of the deployed model named in <registry>/<name>/current.json, or None."""
+    import keras
+    import tensorflow as tf
+
+    if not registry_root.strip():
+        return None
+    pointer = f"{registry_root.rstrip('/')}/{model_name}/current.json"
+    if not tf.io.gfile.exists(pointer):
+        return None
+    with tf.io.gfile.GFile(pointer) as handle:
+        current = json.loads(handle.read())
+    source = f"{current['uri']}/model.keras"
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / "champion.keras"
+        tf.io.gfile.copy(source, str(local))
+        return str(current["version"]), keras.models.load_model(local)
+
+
+def _roc_figure(y_true: np.ndarray, probabilities: np.ndarray):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_curve
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for i, cls in enumerate(config.CLASSES):
+        positives = y_true == i
+        if 0 < positives.sum() < len(y_true):
+            fpr, tpr, _ = roc_curve(positives, probabilities[:, i])
+            ax.plot(fpr, tpr, label=cls)
+    ax.plot([0, 1], [0, 1], "k--", linewidth=0.8)
+    ax.set_xlabel("1 - specificity")
+    ax.set_ylabel("sensitivity")
+    ax.legend(fontsize=8)
+    plt.close(fig)
+    return fig
+
+
+def _reliability_figure(bins: list[dict[str, float]]):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.bar([b["low"] for b in bins], [b["accuracy"] for b in bins], width=0.1, align="edge", alpha=0.7,
+           label="accuracy")
+    ax.plot([0, 1], [0, 1], "k--", linewidth=0.8, label="perfect calibration")
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy")
+    ax.legend(fontsize=8)
+    plt.close(fig)
+    return fig
+
+
+def render_report(evaluation: Evaluation, decision: Decision, n_test: int, *, y_true: np.ndarray,
+                  probabilities: np.ndarray, sliced: dict[str, list[dict[str, object]]],
+                  tta: Evaluation | None = None) -> str:
     from dermpipe.reports import confusion_figure, img_tag, page, png_bytes, table
 
-    headline = table(["metric", "value"], evaluation.headline().items())
+    headline_rows = [(k, v, tta.headline()[k] if tta else "") for k, v in evaluation.headline().items()]
+    headline = table(["metric", "plain", "with TTA (flips)" if tta else ""], headline_rows)
     per_class = table(
-        ["class", "precision", "recall (sensitivity)", "F1", "support"],
-        [(c, v["precision"], v["recall"], v["f1"], v["support"]) for c, v in evaluation.per_class.items()],
+        ["class", "precision", "recall (sensitivity)", "specificity", "F1", "ROC AUC", "support"],
+        [(c, v["precision"], v["recall"], v["specificity"], v["f1"], "n/a" if v["roc_auc"] is None else v["roc_auc"],
+          v["support"]) for c, v in evaluation.per_class.items()],
     )
+    mel = table(["specificity", "melanoma sensitivity"],
+                [(k, "n/a" if v is None else v) for k, v in evaluation.mel_sensitivity_at_specificity.items()])
     absent = ", ".join(evaluation.absent_classes) or "none"
-    confusion = img_tag(png_bytes(confusion_figure(evaluation.confusion, config.CLASSES)), "confusion matrix")
-    body = (f"<p>{n_test} test images. Classes absent from the test split (not averaged in): {absent}.</p>"
-            f"<p><b>Gate:</b> {decision}</p><h2>Headline</h2>{headline}<h2>Per class</h2>{per_class}"
-            f"<h2>Confusion matrix</h2>{confusion}")
+    sliced_html = "".join(
+        f"<h3>{title}</h3>" + table(["slice", "n", "accuracy", "BMA"],
+                                    [(r["slice"], r["n"], r["accuracy"], r["balanced_accuracy"]) for r in rows])
+        for title, rows in sliced.items()
+    )
+    figures = (img_tag(png_bytes(confusion_figure(evaluation.confusion, config.CLASSES)), "confusion matrix")
+               + img_tag(png_bytes(_roc_figure(y_true, probabilities)), "ROC curves")
+               + img_tag(png_bytes(_reliability_figure(evaluation.reliability)), "reliability diagram"))
+    gate_html = "".join(f"<li>{r}</li>" for r in decision.reasons)
+    body = (f"<p>{n_test} test images. Classes absent from the test split (reported, not averaged in): {absent}.</p>"
+            f"<p><b>Gate: {'blessed' if decision.blessed else 'not blessed'}</b></p><ul>{gate_html}</ul>"
+            f"<h2>Headline</h2>{headline}<h2>Per class</h2>{per_class}<h2>Melanoma operating points</h2>{mel}"
+            f"<h2>Confusion matrix, ROC curves, reliability (ECE {evaluation.expected_calibration_error:.4f})</h2>"
+            f"{figures}<h2>Slices</h2>{sliced_html}")
     return page("Evaluation report (test split)", body)
 
 
+@dataclass(frozen=True)
+class GateParams:
+    min_balanced_accuracy: float = 0.5
+    max_bma_drop: float = 0.02
+    registry_root: str = ""
+    model_name: str = config.MODEL_NAME
+    tta: bool = True
+
+
 def run(raw: Dataset, model: Model, test: Dataset, metrics: Metrics, confusion: ClassificationMetrics,
-        report: HTML, predictions: Dataset, min_balanced_accuracy: float) -> bool:
+        report: HTML, decision_md: Markdown, predictions: Dataset, params: GateParams) -> bool:
     import keras
 
     from dermpipe.lineage import annotate, log_metrics, write_metadata_file
@@ -64,30 +200,55 @@ def run(raw: Dataset, model: Model, test: Dataset, metrics: Metrics, confusion: 
     trained = keras.models.load_model(Path(model.path) / "model.keras")
     image_size = int(trained.input_shape[1])
     test_table = pd.read_parquet(test.path)
+    y_true = test_table["label_index"].to_numpy()
     probabilities = predict_table(trained, test_table, Path(raw.path), image_size)
-    evaluation = evaluate_predictions(test_table["label_index"].to_numpy(), probabilities, config.CLASSES)
-    blessed, decision = gate(evaluation, min_balanced_accuracy=min_balanced_accuracy)
-    log_metrics(metrics, {**evaluation.headline(), "test_rows": len(test_table), "blessed": int(blessed)})
+    evaluation = evaluate_predictions(y_true, probabilities, config.CLASSES)
+    tta = None
+    if params.tta:
+        tta_probs = predict_table(trained, test_table, Path(raw.path), image_size, tta=True)
+        tta = evaluate_predictions(y_true, tta_probs, config.CLASSES)
+    champion = load_champion(params.registry_root, params.model_name)
+    champion_bma = None
+    if champion is not None:
+        champion_size = int(champion[1].input_shape[1])
+        champion_probs = predict_table(champion[1], test_table, Path(raw.path), champion_size)
+        champion_bma = evaluate_predictions(y_true, champion_probs, config.CLASSES).balanced_accuracy
+    decision = gate(evaluation.balanced_accuracy, min_balanced_accuracy=params.min_balanced_accuracy,
+                    champion_bma=champion_bma, champion_version=champion[0] if champion else "",
+                    max_bma_drop=params.max_bma_drop)
+    sliced = slices(test_table, probabilities)
+    log_metrics(metrics, {**evaluation.headline(), "test_rows": len(test_table), "blessed": int(decision.blessed),
+                          **({f"tta_{k}": v for k, v in tta.headline().items()} if tta else {}),
+                          **({"champion_balanced_accuracy": champion_bma} if champion_bma is not None else {}),
+                          **{f"mel_sensitivity_at_{k[:-1]}_specificity": v
+                             for k, v in evaluation.mel_sensitivity_at_specificity.items() if v is not None}})
     for cls, values in evaluation.per_class.items():
         log_metrics(metrics, {f"{cls}_recall": values["recall"], f"{cls}_f1": values["f1"]})
     confusion.log_confusion_matrix(list(config.CLASSES), evaluation.confusion)
     write_metadata_file(confusion)
-    Path(report.path).write_text(render_report(evaluation, decision, len(test_table)))
+    Path(report.path).write_text(render_report(evaluation, decision, len(test_table), y_true=y_true,
+                                               probabilities=probabilities, sliced=sliced, tta=tta))
+    Path(decision_md.path).write_text(decision.markdown())
     predictions_frame(test_table, probabilities).to_parquet(predictions.path, index=False)
     annotate(predictions, {"rows": len(test_table), "model_uri": model.uri, "format": "parquet"})
-    annotate(report, {"decision": decision, "absent_classes": evaluation.absent_classes})
-    return blessed
+    annotate(report, {"decision": "; ".join(decision.reasons), "blessed": decision.blessed,
+                      "absent_classes": evaluation.absent_classes, "slices": sliced})
+    annotate(decision_md, {"blessed": decision.blessed, "reasons": decision.reasons,
+                           "champion_version": champion[0] if champion else ""})
+    return decision.blessed
 
 
 @stage_component()
 def evaluate(
     raw: Input[Dataset], model: Input[Model], test_split: Input[Dataset], metrics: Output[Metrics],
-    confusion: Output[ClassificationMetrics], report: Output[HTML], predictions: Output[Dataset],
-    min_balanced_accuracy: float = 0.5,
+    confusion: Output[ClassificationMetrics], report: Output[HTML], decision: Output[Markdown],
+    predictions: Output[Dataset], min_balanced_accuracy: float = 0.5, max_bma_drop: float = 0.02,
+    registry_root: str = "", model_name: str = "dermpipe-isic2019", tta: bool = True,
 ) -> bool:
     """Score the model on the test split; returns whether it is blessed for deployment (the pipeline's condition).
 
     A single unnamed output on purpose: kfp.local resolves conditions on `<task>-Output` channels only."""
-    from dermpipe.components.evaluate import run
+    from dermpipe.components.evaluate import GateParams, run
 
-    return run(raw, model, test_split, metrics, confusion, report, predictions, min_balanced_accuracy)
+    params = GateParams(min_balanced_accuracy, max_bma_drop, registry_root, model_name, tta)
+    return run(raw, model, test_split, metrics, confusion, report, decision, predictions, params)

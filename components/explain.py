@@ -143,8 +143,9 @@ def run(raw: Dataset, model: Model, predictions: Dataset, gallery: HTML, pngs: A
     maps = {method: cam_maps(trained, images, targets, method) for method in CAM_METHODS}
     html = write_gallery(examples, images, maps, Path(pngs.path))
     Path(gallery.path).write_text(html)
-    annotate(gallery, {"method": list(CAM_METHODS), "layer": last_feature_map_layer(trained).name, "examples": len(examples),
-                       "correct": int(examples["correct"].sum()), "model_uri": model.uri, "pngs_uri": pngs.uri})
+    annotate(gallery, {"method": list(CAM_METHODS), "layer": last_feature_map_layer(trained).name,
+                       "examples": len(examples), "correct": int(examples["correct"].sum()), "model_uri": model.uri,
+                       "pngs_uri": pngs.uri})
     annotate(pngs, {"files": sorted(p.name for p in Path(pngs.path).iterdir())})
 
 

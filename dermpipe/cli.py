@@ -25,6 +25,8 @@ def run(
     fine_tune_epochs: int = typer.Option(0, help="epochs of fine-tuning after the head phase (pretrained weights)"),
     patience: int = typer.Option(4, help="early-stopping patience in epochs (on validation loss)"),
     min_balanced_accuracy: float = typer.Option(0.5, help="deploy only if test BMA reaches this"),
+    max_bma_drop: float = typer.Option(0.02, help="deploy only if test BMA >= the deployed model's BMA minus this"),
+    tta: bool = typer.Option(True, "--tta/--no-tta", help="also report test-time augmentation (flips)"),
     demo_images: int = typer.Option(400, help="size of the generated demo data set"),
     pipeline_root: Path = typer.Option(None, help="where artifacts go [default: $DERMPIPE_HOME/artifacts]"),
     registry_root: str = typer.Option(None, help="model registry [default: $DERMPIPE_HOME/registry]"),
@@ -36,7 +38,8 @@ def run(
     params = {
         "source": source, "epochs": epochs, "image_size": image_size, "backbone": backbone, "weights": weights,
         "batch_size": batch_size, "learning_rate": learning_rate, "fine_tune_epochs": fine_tune_epochs,
-        "patience": patience, "min_balanced_accuracy": min_balanced_accuracy, "demo_images": demo_images,
+        "patience": patience, "min_balanced_accuracy": min_balanced_accuracy, "max_bma_drop": max_bma_drop,
+        "tta": tta, "demo_images": demo_images,
     }
     if registry_root:
         params["registry_root"] = registry_root

@@ -80,6 +80,8 @@ def build_training_pipeline(placement: Placement | None = Placement()):
         class_weighting: bool = True,
         train_seed: int = 42,
         min_balanced_accuracy: float = 0.5,
+        max_bma_drop: float = 0.02,
+        tta: bool = True,
         explain_per_class: int = 2,
         registry_root: str = "",
         model_name: str = config.MODEL_NAME,
@@ -103,7 +105,8 @@ def build_training_pipeline(placement: Placement | None = Placement()):
         ).set_display_name("train")
         evaluated = _place_step(
             evaluate(raw=ingested.outputs["dataset"], model=trained.outputs["model"],
-                     test_split=splits.outputs["test"], min_balanced_accuracy=min_balanced_accuracy),
+                     test_split=splits.outputs["test"], min_balanced_accuracy=min_balanced_accuracy,
+                     max_bma_drop=max_bma_drop, registry_root=registry_root, model_name=model_name, tta=tta),
             placement,
         ).set_display_name("evaluate")
         _place_step(

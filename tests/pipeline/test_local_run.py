@@ -64,7 +64,9 @@ def test_stage_outputs_are_real(first_run):
     assert sum(map(sum, matrix)) == sizes[2]
     assert sum(matrix[i][i] for i in range(8)) == (predictions["label"] == predictions["predicted"]).sum()
     report = Path(record.artifact("evaluate", "report")["uri"]).read_text()
-    assert "Confusion matrix" in report and "data:image/png;base64" in report
+    assert "Confusion matrix" in report and report.count("data:image/png;base64") == 3  # confusion, ROC, reliability
+    assert "with TTA (flips)" in report and "Melanoma operating points" in report and "age band" in report
+    assert "first deployment" in Path(record.artifact("evaluate", "decision")["uri"]).read_text()
     gallery = Path(record.artifact("explain", "gallery")["uri"]).read_text()
     assert gallery.count("<figure>") == record.artifact("explain", "gallery")["metadata"]["examples"] > 0
     assert "Grad-CAM" in gallery
@@ -83,7 +85,10 @@ def test_unblessed_model_is_not_deployed(first_run):
     assert record.status == "succeeded"
     assert "deploy" not in record.tasks
     assert record.tasks["train"].cached and not record.tasks["evaluate"].cached
-    assert "not blessed" in record.artifact("evaluate", "report")["metadata"]["decision"]
+    decision = record.artifact("evaluate", "decision")
+    assert decision["metadata"]["blessed"] is False and decision["metadata"]["champion_version"] == "1"
+    text = Path(decision["uri"]).read_text()
+    assert "**Not blessed**" in text and "< threshold 1.0100" in text and "champion (version 1)" in text
 
 
 def test_failed_run_is_recorded_with_the_failing_task(home, tmp_path):
