@@ -33,7 +33,9 @@ def first_run(home):
 def test_demo_run_executes_every_stage_and_deploys(first_run, home):
     record = first_run
     assert record.status == "succeeded", record.error
-    assert list(record.tasks) == [*STAGES, "deploy"]
+    order = list(record.tasks)
+    assert sorted(order) == sorted([*STAGES, "deploy"])
+    assert order[:5] == STAGES[:5]  # explain and deploy both follow evaluate, in either order
     assert all(t.status == "success" and not t.cached for t in record.tasks.values())
     headline = record.headline()
     assert set(headline) == {"balanced_accuracy", "accuracy", "macro_f1"}
