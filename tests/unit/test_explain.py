@@ -43,7 +43,7 @@ def both_maps(small_model, lesions):
     return {method: cam_maps(small_model, lesions, [0, 1], method) for method in ("gradcam", "gradcam++")}
 
 
-def test_last_feature_map_layer_found_in_flat_and_nested_models(small_model):
+def test_last_feature_map_layer_is_the_last_spatial_map(small_model):
     assert last_feature_map_layer(small_model).name == "pool2"
     mobilenet, _ = build_classifier("mobilenet_v3_small", 64, 8)
     layer = last_feature_map_layer(mobilenet)
