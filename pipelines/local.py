@@ -172,6 +172,8 @@ def _recording(record: RunRecord) -> Iterator[None]:
     def recorded(task_name: str, *args: Any, **kwargs: Any):
         run_folder = kwargs.get("pipeline_resource_name") or (args[1] if len(args) > 1 else "")
         if run_folder and record.run_id != run_folder:
+            # Adopt kfp.local's run folder name as the run id, so records and artifact paths agree.
+            (runs_dir() / f"{record.run_id}.json").unlink(missing_ok=True)
             record.run_id = run_folder
         task = TaskRecord(name=task_name, started=_now())
         record.tasks[task_name] = task
@@ -231,7 +233,4 @@ def run_local(params: dict[str, Any], *, pipeline_root: Path | None = None, cach
     record.finished = _now()
     record.reports = collect_reports(record)
     save_record(record)
-    stale = runs_dir() / f"{PIPELINE_NAME}-{stamp}.json"
-    if record.run_id != f"{PIPELINE_NAME}-{stamp}" and stale.exists():
-        stale.unlink()  # the record was renamed to kfp.local's run folder name once the first task started
     return record
