@@ -11,7 +11,6 @@ import json
 import tempfile
 from pathlib import Path
 
-import numpy as np
 from kfp.dsl import Input, Metrics, Model, Output
 
 from dermpipe import config
@@ -30,22 +29,13 @@ def next_version(registry_root: str, model_name: str) -> int:
 
 
 def export_saved_model(keras_file: Path, out_dir: Path) -> dict[str, object]:
-    """Export the Keras model as a SavedModel and check that its serving function answers; returns the check."""
+    """Export the Keras model as a SavedModel (JPEG-bytes and pixel signatures) and check that it answers."""
     import keras
-    import tensorflow as tf
 
-    model = keras.models.load_model(keras_file)
-    model.export(str(out_dir), format="tf_saved_model", verbose=False)
-    served = tf.saved_model.load(str(out_dir))
-    size = int(model.input_shape[1])
-    probe = np.full((1, size, size, 3), 128.0, np.float32)
-    output = np.asarray(served.serve(probe))
-    if output.shape != (1, len(config.CLASSES)) or not np.isclose(output.sum(), 1.0, atol=1e-3):
-        raise RuntimeError(
-            f"{keras_file}: exported SavedModel answered shape {output.shape} summing to {output.sum():.4f}; "
-            f"expected (1, {len(config.CLASSES)}) probabilities summing to 1. Not pushed."
-        )
-    return {"signature": "serve", "input_shape": [None, size, size, 3], "probe_output_sum": float(output.sum())}
+    from dermpipe.export import check_serving_model, export_serving_model
+
+    description = export_serving_model(keras.models.load_model(keras_file), out_dir)
+    return {**description, "check": check_serving_model(out_dir, len(config.CLASSES))}
 
 
 def copy_tree(src: Path, dst: str) -> None:

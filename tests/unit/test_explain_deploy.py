@@ -24,12 +24,14 @@ def test_push_versions_the_registry_and_validates_serving(small_model, tmp_path)
     assert (tmp_path / "registry/m/1/saved_model.pb").exists()
     assert (tmp_path / "registry/m/1/variables").is_dir()
     record = json.loads((tmp_path / "registry/m/1/dermpipe.json").read_text())
-    assert record["run"] == "r1" and record["serving_check"]["probe_output_sum"] == pytest.approx(1.0, abs=1e-3)
+    assert record["run"] == "r1"
+    assert record["serving_check"]["check"]["probe_output_sum"] == pytest.approx(1.0, abs=1e-3)
     version, _ = push(model_dir, registry, "m", {"run": "r2"})
     assert version == 2
     assert json.loads((tmp_path / "registry/m/current.json").read_text())["version"] == 2
     import tensorflow as tf
 
     served = tf.saved_model.load(str(tmp_path / "registry/m/2"))
-    out = served.serve(np.zeros((3, 32, 32, 3), np.float32)).numpy()
-    np.testing.assert_allclose(out, small_model.predict(np.zeros((3, 32, 32, 3), np.float32), verbose=0), atol=1e-5)
+    pixels = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
+    out = served.signatures["serve_pixels"](image=tf.constant(pixels))["probabilities"].numpy()
+    np.testing.assert_allclose(out, small_model.predict(pixels, verbose=0), atol=1e-5)
