@@ -22,6 +22,11 @@ CAM_METHODS: dict[str, tuple[str, str]] = {
 }
 
 
+def _is_feature_map(layer) -> bool:
+    shape = getattr(getattr(layer, "output", None), "shape", None)
+    return shape is not None and len(shape) == 4 and not layer.name.startswith(("augmentation", "image"))
+
+
 def last_feature_map_layer(model):
     """The last layer with a 4-D (batch, h, w, channels) output, searched from the end, inside nested models too."""
     import keras
@@ -31,11 +36,53 @@ def last_feature_map_layer(model):
             inner = last_feature_map_layer(layer)
             if inner is not None:
                 return inner
-        shape = getattr(layer, "output", None)
-        shape = getattr(shape, "shape", None)
-        if shape is not None and len(shape) == 4 and not layer.name.startswith(("augmentation", "image")):
+        if _is_feature_map(layer):
             return layer
     return None
+
+
+def cam_view(model):
+    """(model, layer name) for tf-keras-vis: a model in which the last feature map is a top-level layer.
+
+    dermpipe builds its classifiers flat, so this is the model itself. A model whose backbone is a nested
+    keras.Model (the usual `base = EfficientNetB0(...); x = base(x)` pattern) is rebuilt as a chain of the same layers
+    (weights shared) with the backbone split at its last feature map and an Identity layer "cam_features" there:
+    tf-keras-vis can only take gradients at a tensor of the outer graph. The rebuild is checked against the original.
+    """
+    import keras
+
+    nested = [layer for layer in model.layers if isinstance(layer, keras.Model) and last_feature_map_layer(layer)]
+    if not nested:
+        layer = last_feature_map_layer(model)
+        if layer is None:
+            raise ValueError(f"model {model.name}: no convolutional feature map found for a class activation map")
+        return model, layer.name
+    backbone = nested[-1]
+    if any(_is_feature_map(layer) for layer in model.layers[model.layers.index(backbone) + 1:]):
+        return model, last_feature_map_layer(model).name  # a top-level feature map after the backbone
+    inner = last_feature_map_layer(backbone)
+    head = keras.Model(backbone.inputs, inner.output, name=f"{backbone.name}_features")
+    tail = None if inner.output is backbone.outputs[0] else keras.Model(inner.output, backbone.outputs[0])
+    x = inputs = keras.Input(model.inputs[0].shape[1:], name="cam_input")
+    try:
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.InputLayer):
+                continue
+            if layer is backbone:
+                x = keras.layers.Identity(name="cam_features")(head(x))
+                x = tail(x) if tail is not None else x
+            else:
+                x = layer(x)
+        flat = keras.Model(inputs, x, name=f"{model.name}_cam")
+        probe = np.random.default_rng(0).uniform(0, 255, (2, *model.inputs[0].shape[1:])).astype(np.float32)
+        agree = np.allclose(flat(probe, training=False), model(probe, training=False), atol=1e-4)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"model {model.name}: its backbone {backbone.name!r} is nested and the model is not a "
+                         f"single chain of layers, so Grad-CAM cannot reach {inner.name!r} ({error})") from error
+    if not agree:
+        raise ValueError(f"model {model.name}: rebuilding it around the nested backbone {backbone.name!r} changed its "
+                         "predictions; Grad-CAM needs a model whose layers form a single chain")
+    return flat, "cam_features"
 
 
 def select_examples(predictions: pd.DataFrame, per_class: int) -> pd.DataFrame:
@@ -64,11 +111,11 @@ def cam_maps(model, images: np.ndarray, class_indices: list[int], method: str = 
     else:
         from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus as Cam
 
-    layer = last_feature_map_layer(model)
-    if layer is None:
-        raise ValueError(f"model {model.name}: no convolutional feature map found for {CAM_METHODS[method][0]}")
-    cam = Cam(model, model_modifier=ReplaceToLinear(), clone=True)
-    maps = cam(CategoricalScore(list(class_indices)), images, penultimate_layer=layer.name, normalize_cam=True)
+    view, layer_name = cam_view(model)
+    cam = Cam(view, model_modifier=ReplaceToLinear(), clone=True)
+    maps = cam(CategoricalScore(list(class_indices)), images, penultimate_layer=layer_name,
+               # flat: tf-keras-vis steps back to the nearest Conv layer, as it always has; rebuilt: exactly there
+               seek_penultimate_conv_layer=view is model, normalize_cam=True)
     return np.clip(np.nan_to_num(np.asarray(maps, dtype=np.float32)), 0.0, 1.0)
 
 

@@ -174,3 +174,58 @@ def test_both_cam_methods_work_on_transfer_backbones(backbone, layer):
         # Untrained backbones give weak, sometimes near-flat maps: check they are well-formed, not what they show.
         assert maps.shape == (2, 64, 64) and np.isfinite(maps).all()
         assert maps.min() >= 0.0 and 0.0 < maps.max() <= 1.0
+
+
+def _nested_model(pool_inside: bool) -> keras.Model:
+    """The usual hand-written transfer pattern: a backbone keras.Model called as one layer of the classifier."""
+    keras.utils.set_random_seed(3)
+    inner_in = keras.Input((32, 32, 3))
+    y = keras.layers.Conv2D(8, 3, activation="relu", name="c1")(inner_in)
+    y = keras.layers.Conv2D(16, 3, activation="relu", name="c2")(y)
+    if pool_inside:
+        y = keras.layers.GlobalAveragePooling2D(name="inner_pool")(y)
+    backbone = keras.Model(inner_in, y, name="backbone")
+    inputs = keras.Input((32, 32, 3))
+    x = backbone(keras.layers.Rescaling(1 / 255.0)(inputs))
+    if not pool_inside:
+        x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(8, activation="softmax")(x)), backbone
+
+
+def _manual_gradcam(backbone, model, images, class_index):
+    """Grad-CAM by hand at the backbone's last conv layer: the oracle for the nested case."""
+    import tensorflow as tf
+
+    features_model = keras.Model(backbone.inputs, backbone.get_layer("c2").output)
+    head = model.layers[-1]
+    with tf.GradientTape() as tape:
+        features = features_model(images / 255.0)
+        tape.watch(features)
+        pooled = tf.reduce_mean(features, axis=(1, 2))
+        score = head(pooled)[:, class_index]
+    grads = tape.gradient(score, features)
+    weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+    return tf.nn.relu(tf.reduce_sum(weights * features, axis=-1)).numpy()
+
+
+@pytest.mark.parametrize("pool_inside", [False, True], ids=["backbone-outputs-maps", "backbone-pools-inside"])
+def test_gradcam_reaches_into_a_nested_backbone(pool_inside, lesions):
+    from dermpipe.components.explain import cam_view
+
+    model, backbone = _nested_model(pool_inside)
+    view, layer = cam_view(model)
+    assert layer == "cam_features" and view is not model
+    np.testing.assert_allclose(view.predict(lesions, verbose=0), model.predict(lesions, verbose=0), atol=1e-5)
+    maps = cam_maps(model, lesions, [2, 2], "gradcam")
+    assert maps.shape == (2, 32, 32) and maps.max() == pytest.approx(1.0, abs=1e-3)
+    oracle = _manual_gradcam(backbone, model, lesions, 2)  # (2, 28, 28) at the conv layer's resolution
+    for produced, expected in zip(maps, oracle, strict=True):
+        resized = np.asarray(Image.fromarray(produced).resize(expected.shape[::-1], Image.BILINEAR))
+        assert np.corrcoef(resized.ravel(), expected.ravel())[0, 1] > 0.9
+
+
+def test_flat_dermpipe_models_are_used_as_they_are(small_model):
+    from dermpipe.components.explain import cam_view
+
+    view, layer = cam_view(small_model)
+    assert view is small_model and layer == "pool2"
