@@ -1,0 +1,292 @@
+"""Submit compiled dermpipe pipelines to Kubeflow Pipelines (kfp.Client) or Vertex AI Pipelines (aiplatform), and
+watch them: run status with each task's state, run lists, `--wait` that streams task state changes.
+
+Both backends are used through their official clients only; tests point kfp.Client at a local stub of the KFP
+v2beta1 REST API and replace aiplatform.PipelineJob with a recorder.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+BACKENDS = ("kfp", "vertex")
+FINAL_STATES = ("succeeded", "failed", "canceled", "cancelled", "skipped", "error")
+
+
+class SubmitError(RuntimeError):
+    """Submission or status query failed; the message names the pipeline, run or parameter and what to do."""
+
+
+@dataclass
+class RunStatus:
+    """A remote run as both backends report it, states normalised to lower case (running, succeeded, failed...)."""
+
+    run_id: str
+    name: str
+    state: str
+    created: str = ""
+    finished: str = ""
+    url: str = ""
+    tasks: dict[str, str] = field(default_factory=dict)
+    error: str = ""
+
+    @property
+    def done(self) -> bool:
+        return self.state in FINAL_STATES
+
+
+# ---------------------------------------------------------------- parameters
+
+
+def parse_param(pair: str) -> tuple[str, Any]:
+    """`key=value` -> (key, typed value): numbers, true/false and lists are read as YAML, anything else is text."""
+    key, sep, raw = pair.partition("=")
+    if not sep or not key.strip():
+        raise SubmitError(f"--param {pair!r}: expected key=value, e.g. --param epochs=20 --param source=gs://b/isic")
+    value = yaml.safe_load(raw) if raw.strip() else ""
+    if value is None or isinstance(value, dt.date):  # `null`, `~`, dates: keep what the user typed
+        value = raw
+    return key.strip(), value
+
+
+def load_params(config_file: Path | None = None, pairs: Iterable[str] = ()) -> dict[str, Any]:
+    """Parameters from a YAML file (a mapping, or a mapping under `parameters:`), then `--param k=v` on top."""
+    params: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            loaded = yaml.safe_load(Path(config_file).read_text()) or {}
+        except FileNotFoundError as err:
+            raise SubmitError(f"parameter file {config_file} not found") from err
+        except yaml.YAMLError as err:
+            raise SubmitError(f"parameter file {config_file} is not valid YAML: {err}") from err
+        if isinstance(loaded, dict) and isinstance(loaded.get("parameters"), dict):
+            loaded = loaded["parameters"]
+        if not isinstance(loaded, dict):
+            raise SubmitError(f"parameter file {config_file}: expected a mapping of parameter: value, "
+                              f"found {type(loaded).__name__}")
+        params.update({str(k): v for k, v in loaded.items()})
+    for pair in pairs:
+        key, value = parse_param(pair)
+        params[key] = value
+    return params
+
+
+def package_parameters(package: Path) -> dict[str, dict]:
+    """The pipeline's input parameters as compiled (name -> {parameterType, defaultValue...})."""
+    first = next(d for d in yaml.safe_load_all(Path(package).read_text()) if d)
+    return first.get("root", {}).get("inputDefinitions", {}).get("parameters", {})
+
+
+def check_params(params: dict[str, Any], package: Path) -> None:
+    """Refuse parameters the pipeline does not declare (a typo would otherwise be silently ignored or rejected late)."""
+    known = package_parameters(package)
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise SubmitError(f"{package}: unknown pipeline parameter(s) {', '.join(unknown)}; "
+                          f"the pipeline takes: {', '.join(sorted(known))}")
+
+
+def run_name(pipeline: str, now: dt.datetime | None = None) -> str:
+    """dermpipe-training-20261125-210501: sortable, unique per second, valid on both backends."""
+    stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%d-%H%M%S")
+    return f"{pipeline}-{stamp}"
+
+
+def normalise_state(state: Any) -> str:
+    """KFP `SUCCEEDED` / Vertex `PipelineState.PIPELINE_STATE_SUCCEEDED` / task `State.SUCCEEDED` -> `succeeded`."""
+    text = getattr(state, "name", None) or str(state or "unknown")
+    text = text.rsplit(".", 1)[-1]
+    for prefix in ("PIPELINE_STATE_", "RUNTIME_STATE_"):
+        text = text.removeprefix(prefix)
+    return text.lower()
+
+
+# ---------------------------------------------------------------- watching
+
+
+def wait_for(
+    get_status: Callable[[], RunStatus],
+    echo: Callable[[str], None],
+    *,
+    interval: float = 10.0,
+    timeout: float = 24 * 3600,
+    sleep: Callable[[float], None] = time.sleep,
+) -> RunStatus:
+    """Poll until the run ends, printing every change of the run's or a task's state; returns the final status."""
+    seen: dict[str, str] = {}
+    started = time.monotonic()
+    while True:
+        status = get_status()
+        for task, state in [("run", status.state), *sorted(status.tasks.items())]:
+            if seen.get(task) != state:
+                seen[task] = state
+                echo(f"{dt.datetime.now(dt.UTC):%H:%M:%S}  {task:<24} {state}")
+        if status.done:
+            return status
+        if time.monotonic() - started > timeout:
+            raise SubmitError(f"run {status.run_id} still {status.state} after {timeout:.0f} s; it keeps running, "
+                              f"check it later with `dermpipe status {status.run_id}`")
+        sleep(interval)
+
+
+# ---------------------------------------------------------------- Kubeflow Pipelines
+
+
+class KfpBackend:
+    """Kubeflow Pipelines through kfp.Client: pipelines and versions, experiments, runs, recurring runs."""
+
+    def __init__(self, host: str, namespace: str | None = None, client: Any = None):
+        if client is None:
+            import kfp
+
+            try:
+                client = kfp.Client(host=host, namespace=namespace or "kubeflow")
+            except Exception as err:  # noqa: BLE001 (the client raises many kinds; all mean "cannot reach")
+                raise SubmitError(f"cannot reach Kubeflow Pipelines at {host}: {err}. Check --host (e.g. "
+                                  "http://localhost:8080 after `kubectl port-forward -n kubeflow "
+                                  "svc/ml-pipeline-ui 8080:80`) and your credentials.") from err
+        self.client = client
+        self.host = host
+        self.namespace = namespace
+
+    def upload(self, package: Path, name: str, version: str) -> tuple[str, str]:
+        """Upload the package as pipeline `name` (created if new), version `version`; returns the two ids."""
+        pipeline_id = self.client.get_pipeline_id(name)
+        if pipeline_id is None:
+            pipeline_id = self.client.upload_pipeline(str(package), pipeline_name=name,
+                                                      namespace=self.namespace).pipeline_id
+        version_obj = self.client.upload_pipeline_version(str(package), pipeline_version_name=version,
+                                                          pipeline_id=pipeline_id)
+        return pipeline_id, version_obj.pipeline_version_id
+
+    def experiment_id(self, experiment: str) -> str:
+        return self.client.create_experiment(name=experiment, namespace=self.namespace).experiment_id
+
+    def submit(self, package: Path, params: dict[str, Any], *, name: str, experiment: str,
+               enable_caching: bool | None = None, service_account: str | None = None,
+               pipeline_root: str | None = None) -> RunStatus:
+        from dermpipe.pipelines.compile import pipeline_name
+
+        pipeline_id, version_id = self.upload(package, pipeline_name(package), name)
+        run = self.client.run_pipeline(
+            experiment_id=self.experiment_id(experiment), job_name=name, params=params, pipeline_id=pipeline_id,
+            version_id=version_id, enable_caching=enable_caching, service_account=service_account,
+            pipeline_root=pipeline_root or None)
+        return RunStatus(run.run_id, name, normalise_state(run.state or "pending"),
+                         url=f"{self.host.rstrip('/')}/#/runs/details/{run.run_id}")
+
+    def status(self, run_id: str) -> RunStatus:
+        return self._status(self.client.get_run(run_id))
+
+    def runs(self, limit: int = 20, experiment: str | None = None) -> list[RunStatus]:
+        experiment_id = self.client.get_experiment(experiment_name=experiment, namespace=self.namespace
+                                                   ).experiment_id if experiment else None
+        response = self.client.list_runs(page_size=limit, sort_by="created_at desc", experiment_id=experiment_id,
+                                         namespace=self.namespace)
+        return [self._status(run) for run in response.runs or []]
+
+    def _status(self, run: Any) -> RunStatus:
+        details = getattr(run, "run_details", None)
+        tasks = {}
+        for task in getattr(details, "task_details", None) or []:
+            name = task.display_name or task.task_id
+            if name and not name.startswith(("root", "condition-")):
+                tasks[name] = normalise_state(task.state)
+        error = getattr(getattr(run, "error", None), "message", "") or ""
+        return RunStatus(run.run_id, run.display_name or "", normalise_state(run.state),
+                         created=_iso(run.created_at), finished=_iso(run.finished_at),
+                         url=f"{self.host.rstrip('/')}/#/runs/details/{run.run_id}", tasks=tasks, error=error)
+
+
+# ---------------------------------------------------------------- Vertex AI Pipelines
+
+
+@dataclass(frozen=True)
+class VertexTarget:
+    project: str
+    region: str
+    pipeline_root: str = ""
+    service_account: str | None = None
+
+    def check(self) -> None:
+        if not self.project or not self.region:
+            raise SubmitError("Vertex AI needs --project and --region (e.g. --project my-proj --region us-central1)")
+        if self.pipeline_root and not self.pipeline_root.startswith("gs://"):
+            raise SubmitError(f"--pipeline-root {self.pipeline_root!r}: Vertex AI writes artifacts to Cloud Storage; "
+                              "pass gs://BUCKET/dermpipe/artifacts (the bucket the Terraform in infra/ creates)")
+
+
+def vertex_job(package: Path, params: dict[str, Any], target: VertexTarget, *, name: str,
+               enable_caching: bool | None = None) -> Any:
+    """An (unsubmitted) aiplatform.PipelineJob for the package."""
+    from google.cloud import aiplatform
+
+    target.check()
+    if not target.pipeline_root:
+        raise SubmitError("Vertex AI needs --pipeline-root gs://BUCKET/dermpipe/artifacts")
+    return aiplatform.PipelineJob(
+        display_name=name, template_path=str(package), job_id=name, pipeline_root=target.pipeline_root,
+        parameter_values=params, enable_caching=enable_caching, project=target.project, location=target.region,
+        labels={"app": "dermpipe"})
+
+
+class VertexBackend:
+    """Vertex AI Pipelines through google.cloud.aiplatform."""
+
+    def __init__(self, target: VertexTarget):
+        target.check()
+        self.target = target
+
+    def submit(self, package: Path, params: dict[str, Any], *, name: str, experiment: str | None = None,
+               enable_caching: bool | None = None) -> RunStatus:
+        job = vertex_job(package, params, self.target, name=name, enable_caching=enable_caching)
+        job.submit(service_account=self.target.service_account, experiment=experiment)
+        return RunStatus(job.resource_name, name, "pending", url=_vertex_url(self.target, name))
+
+    def status(self, run_id: str) -> RunStatus:
+        from google.cloud import aiplatform
+
+        return self._status(aiplatform.PipelineJob.get(resource_name=run_id, project=self.target.project,
+                                                       location=self.target.region))
+
+    def runs(self, limit: int = 20) -> list[RunStatus]:
+        from google.cloud import aiplatform
+
+        jobs = aiplatform.PipelineJob.list(filter='labels.app="dermpipe"', order_by="create_time desc",
+                                           project=self.target.project, location=self.target.region)
+        return [self._status(job) for job in list(jobs)[:limit]]
+
+    def _status(self, job: Any) -> RunStatus:
+        tasks = {}
+        for task in getattr(job, "task_details", None) or []:
+            if task.task_name and not task.task_name.startswith(("root", "condition-")) and \
+                    task.task_name != job.display_name:
+                tasks[task.task_name] = normalise_state(task.state)
+        error = getattr(getattr(job.gca_resource, "error", None), "message", "") if hasattr(job, "gca_resource") \
+            else ""
+        return RunStatus(job.resource_name, job.display_name, normalise_state(job.state),
+                         created=_iso(getattr(job, "create_time", None)),
+                         finished=_iso(getattr(getattr(job, "gca_resource", None), "end_time", None)),
+                         url=_vertex_url(self.target, job.name), tasks=tasks, error=error or "")
+
+
+def _vertex_url(target: VertexTarget, job_id: str) -> str:
+    return (f"https://console.cloud.google.com/vertex-ai/locations/{target.region}/pipelines/runs/{job_id}"
+            f"?project={target.project}")
+
+
+def _iso(value: Any) -> str:
+    if value is None or value == "":
+        return ""
+    if isinstance(value, dt.datetime):
+        if value.year <= 1970:  # KFP reports "not finished" as the epoch
+            return ""
+        return value.isoformat(timespec="seconds")
+    return str(value)
