@@ -149,7 +149,7 @@ def submit(
 ) -> None:
     """Submit a pipeline run to Kubeflow Pipelines or Vertex AI Pipelines."""
     from dermpipe.pipelines.compile import pipeline_name
-    from dermpipe.pipelines.submit import SubmitError, check_params, load_params, run_name, wait_for
+    from dermpipe.pipelines.submit import SubmitError, check_params, load_params, run_name, wait_for, without_cache
 
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -159,12 +159,13 @@ def submit(
             remote = _backend(backend, host, namespace, project, region, pipeline_root, service_account)
             run_label = name or run_name(pipeline_name(path))
             # --cache keeps the compile-time per-task settings (ingest uncached); --no-cache turns every task off.
-            caching = None if cache else False
             if backend == "kfp":
-                status = remote.submit(path, params, name=run_label, experiment=experiment, enable_caching=caching,
+                if not cache:
+                    path = without_cache(path, Path(tmp) / "uncached.yaml")
+                status = remote.submit(path, params, name=run_label, experiment=experiment,
                                        service_account=service_account, pipeline_root=pipeline_root)
             else:
-                status = remote.submit(path, params, name=run_label, experiment=None, enable_caching=caching)
+                status = remote.submit(path, params, name=run_label, enable_caching=None if cache else False)
         typer.echo(f"submitted {status.name} to {backend}: run {status.run_id}")
         if status.url:
             typer.echo(f"  {status.url}")

@@ -93,6 +93,19 @@ def check_params(params: dict[str, Any], package: Path) -> None:
                           f"the pipeline takes: {', '.join(sorted(known))}")
 
 
+def without_cache(package: Path, out: Path) -> Path:
+    """A copy of the package with caching off on every task (what `--no-cache` uploads to KFP: a run created from a
+    pipeline version keeps the version's per-task caching settings, so the override must be in the version)."""
+    documents = [d for d in yaml.safe_load_all(Path(package).read_text()) if d]
+    spec = documents[0]
+    dags = [spec["root"].get("dag", {})] + [c.get("dag", {}) for c in spec.get("components", {}).values()]
+    for dag in dags:
+        for task in dag.get("tasks", {}).values():
+            task["cachingOptions"] = {}  # enableCache absent = false in the IR
+    out.write_text(yaml.safe_dump_all(documents, sort_keys=False))
+    return out
+
+
 def run_name(pipeline: str, now: dt.datetime | None = None) -> str:
     """dermpipe-training-20261125-210501: sortable, unique per second, valid on both backends."""
     stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%d-%H%M%S")
