@@ -155,7 +155,7 @@ def submit(
         with tempfile.TemporaryDirectory() as tmp:
             path = _package(pipeline, package, backend, registry, tag, accelerator, Path(tmp))
             params = load_params(config_file, param)
-            check_params(params, path)
+            params = check_params(params, path)
             remote = _backend(backend, host, namespace, project, region, pipeline_root, service_account)
             run_label = name or run_name(pipeline_name(path))
             # --cache keeps the compile-time per-task settings (ingest uncached); --no-cache turns every task off.
@@ -272,7 +272,7 @@ def schedule_create(
         with tempfile.TemporaryDirectory() as tmp:
             path = _package(pipeline, package, backend, registry, tag, None, Path(tmp))
             params = load_params(config_file, param)
-            check_params(params, path)
+            params = check_params(params, path)
             schedules = _schedules(backend, host, namespace, project, region, pipeline_root, service_account)
             label = name or f"{pipeline_name(path)}-schedule"
             if backend == "kfp":

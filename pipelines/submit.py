@@ -8,6 +8,8 @@ v2beta1 REST API and replace aiplatform.PipelineJob with a recorder.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -17,6 +19,7 @@ from typing import Any
 import yaml
 
 BACKENDS = ("kfp", "vertex")
+_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 FINAL_STATES = ("succeeded", "failed", "canceled", "cancelled", "skipped", "error")
 
 
@@ -53,6 +56,8 @@ def parse_param(pair: str) -> tuple[str, Any]:
     value = yaml.safe_load(raw) if raw.strip() else ""
     if value is None or isinstance(value, dt.date):  # `null`, `~`, dates: keep what the user typed
         value = raw
+    if isinstance(value, str) and _EXPONENT.fullmatch(value.strip()):  # 1e-4: YAML 1.1 reads it as text
+        value = float(value)
     return key.strip(), value
 
 
@@ -84,13 +89,32 @@ def package_parameters(package: Path) -> dict[str, dict]:
     return first.get("root", {}).get("inputDefinitions", {}).get("parameters", {})
 
 
-def check_params(params: dict[str, Any], package: Path) -> None:
-    """Refuse parameters the pipeline does not declare (a typo would otherwise be silently ignored or rejected late)."""
+def check_params(params: dict[str, Any], package: Path) -> dict[str, Any]:
+    """The parameters converted to the types the pipeline declares; refuses names it does not declare (a typo would
+    otherwise be ignored or rejected late by the server) and values that do not fit the type."""
     known = package_parameters(package)
     unknown = sorted(set(params) - set(known))
     if unknown:
         raise SubmitError(f"{package}: unknown pipeline parameter(s) {', '.join(unknown)}; "
                           f"the pipeline takes: {', '.join(sorted(known))}")
+    return {name: _typed(name, value, known[name].get("parameterType", "STRING")) for name, value in params.items()}
+
+
+def _typed(name: str, value: Any, kind: str) -> Any:
+    try:
+        if kind == "NUMBER_INTEGER" and not isinstance(value, bool) and float(value) == int(float(value)):
+            return int(float(value))
+        if kind == "NUMBER_DOUBLE" and not isinstance(value, bool):
+            return float(value)
+        if kind == "BOOLEAN" and isinstance(value, bool):
+            return value
+        if kind == "STRING":
+            return value if isinstance(value, str) else json.dumps(value)
+        if kind not in ("NUMBER_INTEGER", "NUMBER_DOUBLE", "BOOLEAN"):
+            return value
+    except (TypeError, ValueError):
+        pass
+    raise SubmitError(f"parameter {name}={value!r}: the pipeline expects {kind.lower().replace('number_', '')}")
 
 
 def without_cache(package: Path, out: Path) -> Path:
