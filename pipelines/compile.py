@@ -34,8 +34,8 @@ def set_images(documents: list[dict], base_image: str, gpu_image: str) -> list[d
 def monitoring_pipeline_func(placement: Placement | None = None) -> Any:
     """The monitoring DAG from dermpipe.pipelines.monitoring, imported only when asked for.
 
-    The module may expose `build_monitoring_pipeline([placement])` (a factory, like training's) or a ready
-    `monitoring_pipeline`.
+    The module may expose `build_monitoring_pipeline()` (a factory like training's; given `placement=` when it takes
+    that argument) or a ready `monitoring_pipeline`.
     """
     try:
         module = importlib.import_module(MONITORING_MODULE)
@@ -49,8 +49,8 @@ def monitoring_pipeline_func(placement: Placement | None = None) -> Any:
         ) from err
     factory = getattr(module, "build_monitoring_pipeline", None)
     if factory is not None:
-        accepts_placement = bool(inspect.signature(factory).parameters)
-        return factory(placement) if accepts_placement else factory()
+        accepts_placement = "placement" in inspect.signature(factory).parameters
+        return factory(placement=placement) if accepts_placement else factory()
     func = getattr(module, "monitoring_pipeline", None)
     if func is None:
         raise CompileError(f"{module.__file__}: defines neither build_monitoring_pipeline() nor monitoring_pipeline")

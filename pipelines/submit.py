@@ -199,9 +199,19 @@ class KfpBackend:
         if pipeline_id is None:
             pipeline_id = self.client.upload_pipeline(str(package), pipeline_name=name,
                                                       namespace=self.namespace).pipeline_id
-        version_obj = self.client.upload_pipeline_version(str(package), pipeline_version_name=version,
-                                                          pipeline_id=pipeline_id)
+        version_obj = self.client.upload_pipeline_version(
+            str(package), pipeline_version_name=self._free_version_name(pipeline_id, version), pipeline_id=pipeline_id)
         return pipeline_id, version_obj.pipeline_version_id
+
+    def _free_version_name(self, pipeline_id: str, name: str) -> str:
+        """`name`, or `name-2`, `name-3`... when the pipeline already has a version of that name (names are unique)."""
+        listed = self.client.list_pipeline_versions(pipeline_id, page_size=200).pipeline_versions or []
+        taken = {v.display_name for v in listed}
+        candidate, n = name, 1
+        while candidate in taken:
+            n += 1
+            candidate = f"{name}-{n}"
+        return candidate
 
     def experiment_id(self, experiment: str) -> str:
         return self.client.create_experiment(name=experiment, namespace=self.namespace).experiment_id
@@ -260,6 +270,12 @@ class VertexTarget:
                               "pass gs://BUCKET/dermpipe/artifacts (the bucket the Terraform in infra/ creates)")
 
 
+def vertex_job_id(name: str) -> str:
+    """Vertex job ids are [a-z0-9-], at most 128 characters, starting with a letter."""
+    cleaned = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-") or "dermpipe"
+    return (cleaned if cleaned[0].isalpha() else f"run-{cleaned}")[:128]
+
+
 def vertex_job(package: Path, params: dict[str, Any], target: VertexTarget, *, name: str,
                enable_caching: bool | None = None) -> Any:
     """An (unsubmitted) aiplatform.PipelineJob for the package."""
@@ -269,7 +285,7 @@ def vertex_job(package: Path, params: dict[str, Any], target: VertexTarget, *, n
     if not target.pipeline_root:
         raise SubmitError("Vertex AI needs --pipeline-root gs://BUCKET/dermpipe/artifacts")
     return aiplatform.PipelineJob(
-        display_name=name, template_path=str(package), job_id=name, pipeline_root=target.pipeline_root,
+        display_name=name, template_path=str(package), job_id=vertex_job_id(name), pipeline_root=target.pipeline_root,
         parameter_values=params, enable_caching=enable_caching, project=target.project, location=target.region,
         labels={"app": "dermpipe"})
 

@@ -49,10 +49,12 @@ def test_second_submit_adds_a_version_to_the_existing_pipeline_and_reuses_the_ex
     assert submit(kfp_stub, training_package, "--name", "first").exit_code == 0
     result = submit(kfp_stub, training_package, "--name", "second")
     assert result.exit_code == 0, result.output
+    assert submit(kfp_stub, training_package, "--name", "second").exit_code == 0  # version names stay unique
     assert len(kfp_stub.calls("POST", "/pipelines/upload")) == 1
-    assert [r.query["name"] for r in kfp_stub.calls("POST", "/pipelines/upload_version")] == ["first", "second"]
+    assert [r.query["name"] for r in kfp_stub.calls("POST", "/pipelines/upload_version")] == [
+        "first", "second", "second-2"]
     assert len(kfp_stub.calls("POST", "/experiments")) == 1
-    assert len(kfp_stub.pipelines) == 1 and len(kfp_stub.runs) == 2
+    assert len(kfp_stub.pipelines) == 1 and len(kfp_stub.runs) == 3
 
 
 def test_no_cache_turns_caching_off_for_the_run(kfp_stub, training_package):
@@ -101,10 +103,12 @@ def test_status_and_runs_read_the_remote_runs(kfp_stub, training_package):
     submit(kfp_stub, training_package, "--name", "one")
     submit(kfp_stub, training_package, "--name", "two")
     kfp_stub.run_script = [("RUNNING", {"ingest": "SUCCEEDED", "train": "RUNNING"})]
-    result = invoke("status", "run-5", "--backend", "kfp", "--host", kfp_stub.host)
+    run_id = next(k for k, v in kfp_stub.runs.items() if v["display_name"] == "two")
+    result = invoke("status", run_id, "--backend", "kfp", "--host", kfp_stub.host)
     assert result.exit_code == 0, result.output
     assert "state    running" in result.output
-    assert "train" in result.output and f"{kfp_stub.host}/#/runs/details/run-5" in result.output
+    assert "train" in result.output and f"{kfp_stub.host}/#/runs/details/{run_id}" in result.output
+    assert "two" in result.output
 
     listed = invoke("runs", "--backend", "kfp", "--host", kfp_stub.host, "--limit", "5")
     assert listed.exit_code == 0, listed.output

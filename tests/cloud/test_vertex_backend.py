@@ -106,11 +106,12 @@ def test_submit_compiles_for_vertex_and_sends_parameters_root_and_service_accoun
     assert "pipelineJobs/dermpipe-training-v" in result.output
 
 
-def test_no_cache_and_accelerator_reach_the_job(vertex, tmp_path):
-    result = invoke("submit", *VERTEX, *ROOT, "--no-cache", "--accelerator", "NVIDIA_L4")
+def test_no_cache_accelerator_and_job_id_reach_the_job(vertex, tmp_path):
+    result = invoke("submit", *VERTEX, *ROOT, "--no-cache", "--accelerator", "NVIDIA_L4", "--name", "2026 Retrain_B3")
     assert result.exit_code == 0, result.output
     (job,) = FakeJob.created
     assert job.kwargs["enable_caching"] is False
+    assert job.kwargs["display_name"] == "2026 Retrain_B3" and job.kwargs["job_id"] == "run-2026-retrain-b3"
     resources = job.template[0]["deploymentSpec"]["executors"]["exec-train"]["container"]["resources"]
     assert resources["accelerator"]["resourceType"] == "NVIDIA_L4"
 
