@@ -149,7 +149,7 @@ def submit(
 ) -> None:
     """Submit a pipeline run to Kubeflow Pipelines or Vertex AI Pipelines."""
     from dermpipe.pipelines.compile import pipeline_name
-    from dermpipe.pipelines.submit import SubmitError, check_params, load_params, run_name, wait_for, without_cache
+    from dermpipe.pipelines.submit import check_params, load_params, remote_errors, run_name, wait_for, without_cache
 
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -174,7 +174,7 @@ def submit(
             _print_status(final)
             if final.state != "succeeded":
                 raise typer.Exit(1)
-    except SubmitError as err:
+    except remote_errors() as err:
         raise _fail(err, 2) from err
 
 
@@ -189,7 +189,7 @@ def status(
     poll: float = typer.Option(15.0, help="seconds between polls with --wait"),
 ) -> None:
     """State of one run and of each of its tasks (local, kfp or vertex)."""
-    from dermpipe.pipelines.submit import SubmitError, wait_for
+    from dermpipe.pipelines.submit import remote_errors, wait_for
 
     if backend == "local":
         from dermpipe.pipelines.local import load_record
@@ -205,7 +205,7 @@ def status(
     try:
         remote = _backend(backend, host, namespace, project, region, None, None)
         current = wait_for(lambda: remote.status(run_id), typer.echo, interval=poll) if wait else remote.status(run_id)
-    except SubmitError as err:
+    except remote_errors() as err:
         raise _fail(err, 2) from err
     _print_status(current)
 
@@ -213,12 +213,12 @@ def status(
 def remote_runs(backend: str, limit: int, host: str | None, namespace: str | None, experiment: str | None,
                 project: str | None, region: str) -> None:
     """`dermpipe runs --backend kfp|vertex`: newest first, with state."""
-    from dermpipe.pipelines.submit import SubmitError
+    from dermpipe.pipelines.submit import remote_errors
 
     try:
         remote = _backend(backend, host, namespace, project, region, None, None)
         found = remote.runs(limit, experiment) if backend == "kfp" else remote.runs(limit)
-    except SubmitError as err:
+    except remote_errors() as err:
         raise _fail(err, 2) from err
     if not found:
         typer.echo(f"no runs on {backend} yet; start one with `dermpipe submit --backend {backend} ...`")
@@ -266,7 +266,7 @@ def schedule_create(
 ) -> None:
     """Create a schedule that runs a pipeline on a cron (monitoring daily, training weekly)."""
     from dermpipe.pipelines.compile import pipeline_name
-    from dermpipe.pipelines.submit import SubmitError, check_params, load_params
+    from dermpipe.pipelines.submit import check_params, load_params, remote_errors
 
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -280,7 +280,7 @@ def schedule_create(
                                         service_account=service_account, pipeline_root=pipeline_root)
             else:
                 info = schedules.create(path, params, name=label, cron=cron)
-    except SubmitError as err:
+    except remote_errors() as err:
         raise _fail(err, 2) from err
     _print_schedule("created", info)
 
@@ -294,11 +294,11 @@ def schedule_list(
     region: str = REGION,
 ) -> None:
     """List schedules with their cron and state."""
-    from dermpipe.pipelines.submit import SubmitError
+    from dermpipe.pipelines.submit import remote_errors
 
     try:
         found = _schedules(backend, host, namespace, project, region, None, None).list()
-    except SubmitError as err:
+    except remote_errors() as err:
         raise _fail(err, 2) from err
     if not found:
         typer.echo(f"no schedules on {backend}; create one with `dermpipe schedule create --backend {backend} ...`")
@@ -315,11 +315,11 @@ def _schedule_action(action: str):
         project: str = PROJECT,
         region: str = REGION,
     ) -> None:
-        from dermpipe.pipelines.submit import SubmitError
+        from dermpipe.pipelines.submit import remote_errors
 
         try:
             info = getattr(_schedules(backend, host, namespace, project, region, None, None), action)(schedule)
-        except SubmitError as err:
+        except remote_errors() as err:
             raise _fail(err, 2) from err
         _print_schedule({"pause": "paused", "resume": "resumed", "delete": "deleted"}[action], info)
 

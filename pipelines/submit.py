@@ -45,6 +45,17 @@ class RunStatus:
         return self.state in FINAL_STATES
 
 
+def remote_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean "the backend said no or could not be reached" (shown as errors, not tracebacks)."""
+    import urllib3
+    from google.api_core import exceptions as google_errors
+    from google.auth import exceptions as auth_errors
+    from kfp_server_api import ApiException
+
+    return (SubmitError, ApiException, urllib3.exceptions.HTTPError, google_errors.GoogleAPIError,
+            auth_errors.GoogleAuthError)
+
+
 # ---------------------------------------------------------------- parameters
 
 
@@ -181,10 +192,14 @@ class KfpBackend:
 
     def __init__(self, host: str, namespace: str | None = None, client: Any = None):
         if client is None:
+            import warnings
+
             import kfp
 
             try:
-                client = kfp.Client(host=host, namespace=namespace or "kubeflow")
+                with warnings.catch_warnings():  # "only works with KFP v2.0.0-beta.2 and later": we need >= 2 anyway
+                    warnings.simplefilter("ignore", FutureWarning)
+                    client = kfp.Client(host=host, namespace=namespace or "kubeflow")
             except Exception as err:  # noqa: BLE001 (the client raises many kinds; all mean "cannot reach")
                 raise SubmitError(f"cannot reach Kubeflow Pipelines at {host}: {err}. Check --host (e.g. "
                                   "http://localhost:8080 after `kubectl port-forward -n kubeflow "

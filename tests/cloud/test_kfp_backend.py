@@ -1,5 +1,7 @@
 """`dermpipe submit/status/runs/schedule --backend kfp` through the real kfp.Client against the loopback KFP stub."""
 
+import socket
+
 import pytest
 from typer.testing import CliRunner
 
@@ -122,6 +124,15 @@ def test_missing_host_is_a_clear_error():
     assert result.exit_code == 2 and "--host" in result.output
 
 
+def test_unreachable_host_is_a_clear_error():
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        host = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    result = invoke("runs", "--backend", "kfp", "--host", host)
+    assert result.exit_code == 2
+    assert f"cannot reach Kubeflow Pipelines at {host}" in result.output and "port-forward" in result.output
+
+
 @pytest.mark.parametrize("cron, sent", [("0 6 * * *", "0 0 6 * * *"), ("30 0 3 * * 1", "30 0 3 * * 1")])
 def test_schedule_create_makes_a_recurring_run_with_a_six_field_cron(kfp_stub, training_package, cron, sent):
     result = invoke("schedule", "create", "--backend", "kfp", "--host", kfp_stub.host, "--package", training_package,
@@ -161,3 +172,10 @@ def test_schedule_list_pause_resume_delete_by_name(kfp_stub, training_package):
 
     missing = invoke("schedule", "pause", "nope", *base)
     assert missing.exit_code == 2 and "no schedule 'nope'" in missing.output and "daily-monitoring" in missing.output
+
+
+def test_server_errors_are_reported_without_a_traceback(kfp_stub):
+    result = invoke("status", "run-404", "--backend", "kfp", "--host", kfp_stub.host)
+    assert result.exit_code == 2
+    assert result.output.startswith("error: ") and "run run-404 not found" in result.output
+    assert "Traceback" not in result.output
