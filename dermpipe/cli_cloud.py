@@ -144,12 +144,23 @@ def submit(
     tag: str = TAG,
     accelerator: str = typer.Option(None, help="train accelerator [kfp: nvidia.com/gpu; vertex: NVIDIA_TESLA_T4]"),
     cache: bool = typer.Option(True, "--cache/--no-cache", help="--no-cache: run every task, ignore the cache"),
+    fingerprint: bool = typer.Option(True, "--fingerprint-source/--no-fingerprint-source",
+                                     help="gs:// source: list it and pass its fingerprint, so ingest is served from "
+                                          "cache only while the data is unchanged"),
     wait: bool = typer.Option(False, help="stream task states until the run ends; exit 1 unless it succeeded"),
     poll: float = typer.Option(15.0, help="seconds between status polls with --wait"),
 ) -> None:
     """Submit a pipeline run to Kubeflow Pipelines or Vertex AI Pipelines."""
     from dermpipe.pipelines.compile import pipeline_name
-    from dermpipe.pipelines.submit import check_params, load_params, remote_errors, run_name, wait_for, without_cache
+    from dermpipe.pipelines.submit import (
+        check_params,
+        fingerprint_source,
+        load_params,
+        remote_errors,
+        run_name,
+        wait_for,
+        without_cache,
+    )
 
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -157,6 +168,10 @@ def submit(
             params = load_params(config_file, param)
             params = check_params(params, path)
             remote = _backend(backend, host, namespace, project, region, pipeline_root, service_account)
+            if fingerprint and cache:
+                params, path, note = fingerprint_source(params, path, Path(tmp) / "fingerprinted.yaml")
+                if note:
+                    typer.echo(note)
             run_label = name or run_name(pipeline_name(path))
             # --cache keeps the compile-time per-task settings (ingest uncached); --no-cache turns every task off.
             if backend == "kfp":

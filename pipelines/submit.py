@@ -8,6 +8,7 @@ v2beta1 REST API and replace aiplatform.PipelineJob with a recorder.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import re
 import time
@@ -128,17 +129,57 @@ def _typed(name: str, value: Any, kind: str) -> Any:
     raise SubmitError(f"parameter {name}={value!r}: the pipeline expects {kind.lower().replace('number_', '')}")
 
 
-def without_cache(package: Path, out: Path) -> Path:
-    """A copy of the package with caching off on every task (what `--no-cache` uploads to KFP: a run created from a
-    pipeline version keeps the version's per-task caching settings, so the override must be in the version)."""
+def set_caching(package: Path, out: Path, tasks: dict[str, bool] | None = None, *, everything: bool | None = None
+                ) -> Path:
+    """A copy of the package with caching switched per task (`tasks`) or on every task (`everything`)."""
     documents = [d for d in yaml.safe_load_all(Path(package).read_text()) if d]
     spec = documents[0]
     dags = [spec["root"].get("dag", {})] + [c.get("dag", {}) for c in spec.get("components", {}).values()]
     for dag in dags:
-        for task in dag.get("tasks", {}).values():
-            task["cachingOptions"] = {}  # enableCache absent = false in the IR
+        for name, task in dag.get("tasks", {}).items():
+            enabled = everything if everything is not None else (tasks or {}).get(name)
+            if enabled is not None:
+                task["cachingOptions"] = {"enableCache": True} if enabled else {}  # absent = false in the IR
     out.write_text(yaml.safe_dump_all(documents, sort_keys=False))
     return out
+
+
+def without_cache(package: Path, out: Path) -> Path:
+    """A copy of the package with caching off on every task (what `--no-cache` uploads to KFP: a run created from a
+    pipeline version keeps the version's per-task caching settings, so the override must be in the version)."""
+    return set_caching(package, out, everything=False)
+
+
+def gcs_fingerprint(uri: str, client: Any = None) -> str:
+    """Changes whenever an object under gs://bucket/prefix is added, removed or rewritten (name, size, generation)."""
+    from google.cloud import storage
+
+    bucket, _, prefix = uri.removeprefix("gs://").partition("/")
+    client = client or storage.Client()
+    digest = hashlib.sha256(uri.encode())
+    count = 0
+    for blob in client.list_blobs(bucket, prefix=prefix):  # listed in name order: deterministic
+        digest.update(f"{blob.name}|{blob.size}|{blob.generation}\n".encode())
+        count += 1
+    if not count:
+        raise SubmitError(f"{uri}: no objects found; check the bucket and prefix (gcloud storage ls {uri})")
+    return digest.hexdigest()[:16]
+
+
+def fingerprint_source(params: dict[str, Any], package: Path, out: Path) -> tuple[dict[str, Any], Path, str]:
+    """For a gs:// source: pass its fingerprint as `source_fingerprint` and let ingest use the cache, so an unchanged
+    data set is not copied again while any change to it is. Returns (params, package, what was done)."""
+    declared = package_parameters(package)
+    source = str(params.get("source", declared.get("source", {}).get("defaultValue", "")))
+    if not source.startswith("gs://") or "source_fingerprint" in params or "source_fingerprint" not in declared:
+        return params, package, ""
+    try:
+        fingerprint = gcs_fingerprint(source)
+    except remote_errors() as err:
+        return params, package, f"could not fingerprint {source} ({err}); ingest runs without cache"
+    cached = set_caching(package, out, {"ingest": True})
+    return ({**params, "source_fingerprint": fingerprint}, cached,
+            f"source {source} fingerprint {fingerprint}: ingest reuses its cache while the data is unchanged")
 
 
 def run_name(pipeline: str, now: dt.datetime | None = None) -> str:
