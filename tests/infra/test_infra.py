@@ -176,3 +176,14 @@ def test_workload_identity_annotations_match_the_terraform_accounts(terraform):
         assert annotation == f"{expected}@PROJECT_ID.iam.gserviceaccount.com", path.name
     kfp = yaml.safe_load((K8S / "kfp" / "kustomization.yaml").read_text())
     assert any("kubeflow/pipelines/manifests/kustomize" in r and "?ref=" in r for r in kfp["resources"])
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed (kustomize render check only)")
+def test_kserve_kustomization_renders_with_the_serving_image():
+    result = subprocess.run(["kubectl", "kustomize", str(K8S / "kserve")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    rendered = {doc["kind"]: doc for doc in yaml.safe_load_all(result.stdout) if doc}
+    assert set(rendered) == {"Namespace", "ServiceAccount", "NetworkPolicy", "InferenceService"}
+    (container,) = rendered["InferenceService"]["spec"]["predictor"]["containers"]
+    assert container["image"] == "us-central1-docker.pkg.dev/PROJECT_ID/dermpipe/serving:0.1.0"
+    assert all(doc["metadata"].get("namespace", "dermpipe-serving") == "dermpipe-serving" for doc in rendered.values())
