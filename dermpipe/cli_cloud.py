@@ -151,36 +151,16 @@ def submit(
     poll: float = typer.Option(15.0, help="seconds between status polls with --wait"),
 ) -> None:
     """Submit a pipeline run to Kubeflow Pipelines or Vertex AI Pipelines."""
-    from dermpipe.pipelines.compile import pipeline_name
-    from dermpipe.pipelines.submit import (
-        check_params,
-        fingerprint_source,
-        load_params,
-        remote_errors,
-        run_name,
-        wait_for,
-        without_cache,
-    )
+    from dermpipe.pipelines.submit import check_params, load_params, remote_errors, submit_run, wait_for
 
     try:
         with tempfile.TemporaryDirectory() as tmp:
             path = _package(pipeline, package, backend, registry, tag, accelerator, Path(tmp))
-            params = load_params(config_file, param)
-            params = check_params(params, path)
+            params = check_params(load_params(config_file, param), path)  # before connecting: fail fast on typos
             remote = _backend(backend, host, namespace, project, region, pipeline_root, service_account)
-            if fingerprint and cache:
-                params, path, note = fingerprint_source(params, path, Path(tmp) / "fingerprinted.yaml")
-                if note:
-                    typer.echo(note)
-            run_label = name or run_name(pipeline_name(path))
-            # --cache keeps the compile-time per-task settings (ingest uncached); --no-cache turns every task off.
-            if backend == "kfp":
-                if not cache:
-                    path = without_cache(path, Path(tmp) / "uncached.yaml")
-                status = remote.submit(path, params, name=run_label, experiment=experiment,
-                                       service_account=service_account, pipeline_root=pipeline_root)
-            else:
-                status = remote.submit(path, params, name=run_label, enable_caching=None if cache else False)
+            status = submit_run(remote, path, params, workdir=Path(tmp), name=name,
+                                experiment=experiment, cache=cache, fingerprint=fingerprint,
+                                service_account=service_account, pipeline_root=pipeline_root, echo=typer.echo)
         typer.echo(f"submitted {status.name} to {backend}: run {status.run_id}")
         if status.url:
             typer.echo(f"  {status.url}")

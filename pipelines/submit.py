@@ -197,6 +197,32 @@ def normalise_state(state: Any) -> str:
     return text.lower()
 
 
+def submit_run(remote: Any, package: Path, params: dict[str, Any], *, workdir: Path, name: str | None = None,
+               experiment: str = "dermpipe", cache: bool = True, fingerprint: bool = True,
+               service_account: str | None = None, pipeline_root: str | None = None,
+               echo: Callable[[str], None] = print) -> RunStatus:
+    """Check the parameters, fingerprint a gs:// source, apply --no-cache, and start the run on `remote`.
+
+    Caching: by default the compiled per-task settings apply (everything cached but ingest); a fingerprinted source
+    lets ingest use the cache too; `cache=False` turns every task off (on KFP inside the uploaded version, since a
+    run created from a version keeps its settings; on Vertex through enable_caching=False).
+    """
+    from dermpipe.pipelines.compile import pipeline_name
+
+    params = check_params(params, package)
+    if fingerprint and cache:
+        params, package, note = fingerprint_source(params, package, workdir / "fingerprinted.yaml")
+        if note:
+            echo(note)
+    label = name or run_name(pipeline_name(package))
+    if isinstance(remote, KfpBackend):
+        if not cache:
+            package = without_cache(package, workdir / "uncached.yaml")
+        return remote.submit(package, params, name=label, experiment=experiment, service_account=service_account,
+                             pipeline_root=pipeline_root)
+    return remote.submit(package, params, name=label, enable_caching=None if cache else False)
+
+
 # ---------------------------------------------------------------- watching
 
 
