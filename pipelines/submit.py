@@ -388,6 +388,8 @@ class VertexBackend:
     def status(self, run_id: str) -> RunStatus:
         from google.cloud import aiplatform
 
+        if not run_id.startswith("projects/"):  # a bare job id, as the console shows it
+            run_id = f"projects/{self.target.project}/locations/{self.target.region}/pipelineJobs/{run_id}"
         return self._status(aiplatform.PipelineJob.get(resource_name=run_id, project=self.target.project,
                                                        location=self.target.region))
 

@@ -144,6 +144,9 @@ def test_status_wait_and_runs_read_pipeline_jobs(vertex):
     assert " ".join(result.output.split()).count("train failed") == 2  # streamed once, then the final table
     assert "dermpipe-training-1 running" not in " ".join(result.output.split())  # the root task is not a step
 
+    by_id = invoke("status", "dermpipe-training-1", *VERTEX)  # the bare job id works too
+    assert by_id.exit_code == 0 and "state    failed" in by_id.output
+
     listed = invoke("runs", *VERTEX)
     assert listed.exit_code == 0 and "dermpipe-training-1" in listed.output and "failed" in listed.output
 
