@@ -5,11 +5,13 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+TOOLS  := .venv-tools
+TOOLS_STAMP := $(TOOLS)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint compile clean
+.PHONY: help install demo test lint compile images clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -21,12 +23,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP) ## create .venv and install dermpipe with its test tools
+# checkov (infrastructure checks in tests/infra) in its own environment: its pins clash with the test tools.
+$(TOOLS_STAMP):
+	test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet 'checkov>=3.2,<4'
+	touch $(TOOLS_STAMP)
+
+install: $(STAMP) $(TOOLS_STAMP) ## create .venv and install dermpipe with its test tools
 
 demo: $(STAMP) ## run the training pipeline locally on the built-in demo data (a few minutes on 2 CPU cores)
 	$(BIN)/dermpipe run --source demo
 
-test: $(STAMP) ## run the test suite (unit, data, compile, kfp.local end-to-end, real ISIC images)
+test: $(STAMP) $(TOOLS_STAMP) ## run the test suite (unit, data, compile, kfp.local end-to-end, real ISIC images)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP) ## ruff on the code, hadolint on the Dockerfiles
@@ -35,6 +43,25 @@ lint: $(STAMP) ## ruff on the code, hadolint on the Dockerfiles
 
 compile: $(STAMP) ## write the KFP IR YAML of the training pipeline to training.yaml
 	$(BIN)/dermpipe compile --out training.yaml
+
+# Image registry and tag: $DERMPIPE_IMAGE_REGISTRY / $DERMPIPE_IMAGE_TAG (the same variables `dermpipe compile` reads),
+# tag defaulting to the package version. BUILDER=docker (local engine, then push) or cloudbuild (gcloud builds submit).
+REGISTRY ?= $(or $(DERMPIPE_IMAGE_REGISTRY),us-docker.pkg.dev/dermpipe/dermpipe)
+TAG      ?= $(or $(DERMPIPE_IMAGE_TAG),$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml))
+BUILDER  ?= docker
+BACKBONES ?= EfficientNetB0
+IMAGES   := base trainer-gpu serving
+
+images: ## build and push the base, trainer-gpu and serving images (REGISTRY=... TAG=... BUILDER=docker|cloudbuild)
+ifeq ($(BUILDER),cloudbuild)
+	gcloud builds submit --config images/cloudbuild.yaml \
+	  --substitutions=_REGISTRY=$(REGISTRY),_TAG=$(TAG),_BACKBONES="$(BACKBONES)" .
+else
+	for image in $(IMAGES); do \
+	  docker build -f images/$$image.Dockerfile --build-arg BACKBONES="$(BACKBONES)" -t $(REGISTRY)/$$image:$(TAG) . \
+	  && docker push $(REGISTRY)/$$image:$(TAG) || exit 1; \
+	done
+endif
 
 clean: ## remove local runs, artifacts and the model registry (.dermpipe); keeps .venv
 	rm -rf .dermpipe training.yaml

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from dermpipe import config
+from dermpipe import cli_cloud, config
 
 app = typer.Typer(help="dermpipe: ISIC 2019 skin-lesion classification pipeline (Kubeflow Pipelines / Vertex AI).",
                   no_args_is_help=True, add_completion=False)
@@ -71,29 +71,16 @@ def _summary(record) -> str:
     return "\n" + "\n".join(f"{label:<{width}}{value}" for label, value in rows)
 
 
-@app.command("compile")
-def compile_(
-    out: Path = typer.Option(Path("training.yaml"), help="where to write the KFP IR YAML"),
-    image: str = typer.Option(config.BASE_IMAGE, help="image of every step"),
-    gpu_image: str = typer.Option(config.GPU_IMAGE, help="image of the train step"),
-    accelerator: str = typer.Option("nvidia.com/gpu", help="train accelerator (Vertex: e.g. NVIDIA_TESLA_T4)"),
-    accelerator_count: int = typer.Option(1, help="GPUs for the train step (0: CPU only)"),
-    train_cpu: str = typer.Option("8"),
-    train_memory: str = typer.Option("32G"),
-) -> None:
-    """Compile the training pipeline to KFP IR YAML for Kubeflow Pipelines or Vertex AI Pipelines."""
-    from dermpipe.pipelines.compile import compile_training
-    from dermpipe.pipelines.training import Placement
-
-    placement = Placement(train_accelerator=accelerator, train_accelerator_count=accelerator_count,
-                          train_cpu=train_cpu, train_memory=train_memory)
-    path = compile_training(out, base_image=image, gpu_image=gpu_image, placement=placement)
-    typer.echo(f"wrote {path}")
-
-
 @app.command()
-def runs(limit: int = typer.Option(20, help="how many runs to list")) -> None:
-    """List local runs, newest first, with status and test balanced accuracy."""
+def runs(
+    limit: int = typer.Option(20, help="how many runs to list"),
+    backend: str = typer.Option("local", help="local | kfp | vertex"),
+    host: str = cli_cloud.HOST, namespace: str = cli_cloud.NAMESPACE, experiment: str = typer.Option(None),
+    project: str = cli_cloud.PROJECT, region: str = cli_cloud.REGION,
+) -> None:
+    """List runs, newest first: local ones with status and test balanced accuracy, or those of a KFP/Vertex backend."""
+    if backend != "local":
+        return cli_cloud.remote_runs(backend, limit, host, namespace, experiment, project, region)
     from dermpipe.pipelines.local import list_records
 
     records = list_records()[:limit]
@@ -138,6 +125,8 @@ def show(run_id: str, as_json: bool = typer.Option(False, "--json", help="print 
             else:
                 typer.echo(f"  {name} = {out}")
 
+
+cli_cloud.register(app)
 
 if __name__ == "__main__":
     app()

@@ -33,10 +33,34 @@ IMAGE_SUBDIR = "ISIC_2019_Training_Input/ISIC_2019_Training_Input"
 
 MODEL_NAME = "dermpipe-isic2019"
 
-# Container images. Every task runs dermpipe's own image; train runs the GPU trainer image.
-IMAGE_REGISTRY = "us-docker.pkg.dev/dermpipe/dermpipe"
-BASE_IMAGE = f"{IMAGE_REGISTRY}/base:{__version__}"
-GPU_IMAGE = f"{IMAGE_REGISTRY}/trainer-gpu:{__version__}"
+# Container images. Every task runs dermpipe's own image; train runs the GPU trainer image; `dermpipe serve` runs in
+# the serving image. Registry and tag come from $DERMPIPE_IMAGE_REGISTRY / $DERMPIPE_IMAGE_TAG (CLI flags override);
+# the tag defaults to the package version, so a release's code and its images move together.
+REGISTRY_ENV = "DERMPIPE_IMAGE_REGISTRY"
+TAG_ENV = "DERMPIPE_IMAGE_TAG"
+DEFAULT_IMAGE_REGISTRY = "us-docker.pkg.dev/dermpipe/dermpipe"
+IMAGE_NAMES: tuple[str, ...] = ("base", "trainer-gpu", "serving")
+
+
+def image_registry() -> str:
+    return os.environ.get(REGISTRY_ENV) or DEFAULT_IMAGE_REGISTRY
+
+
+def image_tag() -> str:
+    return os.environ.get(TAG_ENV) or __version__
+
+
+def image(name: str, registry: str | None = None, tag: str | None = None) -> str:
+    """Full reference of one of dermpipe's images, e.g. image("base") -> us-docker.pkg.dev/P/dermpipe/base:0.1.0."""
+    if name not in IMAGE_NAMES:
+        raise ValueError(f"unknown image {name!r}; dermpipe builds {', '.join(IMAGE_NAMES)} (images/<name>.Dockerfile)")
+    return f"{(registry or image_registry()).rstrip('/')}/{name}:{tag or image_tag()}"
+
+
+IMAGE_REGISTRY = image_registry()
+BASE_IMAGE = image("base")
+GPU_IMAGE = image("trainer-gpu")
+SERVING_IMAGE = image("serving")
 
 
 def home() -> Path:

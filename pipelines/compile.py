@@ -1,9 +1,12 @@
-"""Compile the training DAG to KFP IR YAML, with dermpipe's own images on every task."""
+"""Compile a dermpipe DAG (training or monitoring) to KFP IR YAML, with dermpipe's own images on every task."""
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import yaml
 from kfp import compiler
@@ -12,6 +15,12 @@ from dermpipe import config
 from dermpipe.pipelines.training import Placement, build_training_pipeline
 
 GPU_EXECUTORS = ("exec-train",)
+PIPELINES = ("training", "monitoring")
+MONITORING_MODULE = "dermpipe.pipelines.monitoring"
+
+
+class CompileError(RuntimeError):
+    """The pipeline cannot be compiled; the message says what is missing and what to do."""
 
 
 def set_images(documents: list[dict], base_image: str, gpu_image: str) -> list[dict]:
@@ -22,19 +31,72 @@ def set_images(documents: list[dict], base_image: str, gpu_image: str) -> list[d
     return documents
 
 
-def compile_training(
+def monitoring_pipeline_func(placement: Placement | None = None) -> Any:
+    """The monitoring DAG from dermpipe.pipelines.monitoring, imported only when asked for.
+
+    The module may expose `build_monitoring_pipeline()` (a factory like training's; given `placement=` when it takes
+    that argument) or a ready `monitoring_pipeline`.
+    """
+    try:
+        module = importlib.import_module(MONITORING_MODULE)
+    except ModuleNotFoundError as err:
+        if err.name != MONITORING_MODULE:
+            raise
+        raise CompileError(
+            "the monitoring pipeline is not part of this installation: pipelines/monitoring.py "
+            f"({MONITORING_MODULE}) was not found. It comes with the drift-monitoring work; until then compile "
+            "`--pipeline training`."
+        ) from err
+    factory = getattr(module, "build_monitoring_pipeline", None)
+    if factory is not None:
+        accepts_placement = "placement" in inspect.signature(factory).parameters
+        return factory(placement=placement) if accepts_placement else factory()
+    func = getattr(module, "monitoring_pipeline", None)
+    if func is None:
+        raise CompileError(f"{module.__file__}: defines neither build_monitoring_pipeline() nor monitoring_pipeline")
+    return func
+
+
+def pipeline_func(pipeline: str, placement: Placement | None) -> Any:
+    if pipeline == "training":
+        return build_training_pipeline(placement)
+    if pipeline == "monitoring":
+        return monitoring_pipeline_func(placement)
+    raise CompileError(f"unknown pipeline {pipeline!r}: expected one of {', '.join(PIPELINES)}")
+
+
+def compile_pipeline(
+    pipeline: str,
     out: Path,
     *,
-    base_image: str = config.BASE_IMAGE,
-    gpu_image: str = config.GPU_IMAGE,
+    base_image: str | None = None,
+    gpu_image: str | None = None,
     placement: Placement = Placement(),
 ) -> Path:
-    """Write the pipeline's IR YAML to `out`; returns out."""
+    """Write the IR YAML of `pipeline` (training | monitoring) to `out`; returns out."""
+    func = pipeline_func(pipeline, placement)
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "pipeline.yaml"
-        compiler.Compiler().compile(build_training_pipeline(placement), str(raw))
+        compiler.Compiler().compile(func, str(raw))
         documents = [d for d in yaml.safe_load_all(raw.read_text()) if d]
-    set_images(documents, base_image, gpu_image)
+    set_images(documents, base_image or config.image("base"), gpu_image or config.image("trainer-gpu"))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(yaml.safe_dump_all(documents, sort_keys=False))
     return out
+
+
+def compile_training(
+    out: Path,
+    *,
+    base_image: str | None = None,
+    gpu_image: str | None = None,
+    placement: Placement = Placement(),
+) -> Path:
+    """Write the training pipeline's IR YAML to `out`; returns out."""
+    return compile_pipeline("training", out, base_image=base_image, gpu_image=gpu_image, placement=placement)
+
+
+def pipeline_name(package: Path) -> str:
+    """The pipeline's name as compiled into the IR YAML (pipelineInfo.name)."""
+    first = next(d for d in yaml.safe_load_all(package.read_text()) if d)
+    return first["pipelineInfo"]["name"]

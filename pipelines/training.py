@@ -32,11 +32,37 @@ class Placement:
     step_cpu: str = "2"
     step_memory: str = "8G"
     gpu_toleration: bool = True  # GKE taints GPU nodes with nvidia.com/gpu=present:NoSchedule
-    retries: int = 1
+    gke_accelerator: str = ""  # GKE node selector cloud.google.com/gke-accelerator, e.g. nvidia-tesla-t4
+    spot: bool = False  # tolerate cloud.google.com/gke-spot (a pre-emptible GPU pool)
+    # A pre-empted or killed trainer is retried after 2 min, 4 min, ... (at most 1 h); training is deterministic.
+    retries: int = 3
+    retry_backoff: str = "120s"
+    retry_backoff_factor: float = 2.0
+    retry_backoff_max: str = "3600s"
+    # Tasks never served from the cache: ingest reads a source that can change under the same name (gs://, a
+    # mounted folder), so its output must not be reused unless a source_fingerprint parameter says it is unchanged.
+    uncached_tasks: tuple[str, ...] = ("ingest",)
+
+    @classmethod
+    def for_backend(cls, backend: str, **overrides) -> "Placement":
+        """KFP on GKE (tolerations, node selector) or Vertex AI (accelerator type, no Kubernetes settings)."""
+        if backend == "vertex":
+            base = {"train_accelerator": "NVIDIA_TESLA_T4", "gpu_toleration": False, "gke_accelerator": "",
+                    "spot": False}
+            return cls(**{**base, **overrides})
+        if backend == "kfp":
+            return cls(**overrides)
+        raise ValueError(f"unknown backend {backend!r}: expected kfp or vertex")
+
+
+def _cache(task: dsl.PipelineTask, placement: Placement | None) -> None:
+    if placement is not None and task.name in placement.uncached_tasks:
+        task.set_caching_options(False)
 
 
 def _place_step(task: dsl.PipelineTask, placement: Placement | None) -> dsl.PipelineTask:
     task.set_env_variable(CODE_VERSION_ENV, code_version())
+    _cache(task, placement)
     if placement is not None:
         task.set_cpu_limit(placement.step_cpu).set_memory_limit(placement.step_memory)
     return task
@@ -44,6 +70,7 @@ def _place_step(task: dsl.PipelineTask, placement: Placement | None) -> dsl.Pipe
 
 def _place_train(task: dsl.PipelineTask, placement: Placement | None) -> dsl.PipelineTask:
     task.set_env_variable(CODE_VERSION_ENV, code_version())
+    _cache(task, placement)
     if placement is None:
         return task
     task.set_cpu_limit(placement.train_cpu).set_memory_limit(placement.train_memory)
@@ -51,8 +78,15 @@ def _place_train(task: dsl.PipelineTask, placement: Placement | None) -> dsl.Pip
         task.set_accelerator_type(placement.train_accelerator).set_accelerator_limit(placement.train_accelerator_count)
         if placement.gpu_toleration:
             kubernetes.add_toleration(task, key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")
-    # A pre-empted or killed trainer is retried; training is deterministic given the seed.
-    task.set_retry(num_retries=placement.retries, backoff_duration="60s")
+        if placement.gke_accelerator:
+            kubernetes.add_node_selector(task, label_key="cloud.google.com/gke-accelerator",
+                                         label_value=placement.gke_accelerator)
+    if placement.spot:
+        kubernetes.add_toleration(task, key="cloud.google.com/gke-spot", operator="Equal", value="true",
+                                  effect="NoSchedule")
+    if placement.retries > 0:
+        task.set_retry(num_retries=placement.retries, backoff_duration=placement.retry_backoff,
+                       backoff_factor=placement.retry_backoff_factor, backoff_max_duration=placement.retry_backoff_max)
     return task
 
 

@@ -50,7 +50,7 @@ def test_train_asks_for_a_gpu_and_resources(compiled):
     assert "accelerator" not in executors["exec-evaluate"]["container"].get("resources", {})
     platform = compiled[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train"]
     assert platform["tolerations"][0]["key"] == "nvidia.com/gpu"
-    assert compiled[0]["root"]["dag"]["tasks"]["train"]["retryPolicy"]["maxRetryCount"] == 1
+    assert compiled[0]["root"]["dag"]["tasks"]["train"]["retryPolicy"]["maxRetryCount"] == 3
 
 
 def test_every_task_runs_dermpipe_image_without_runtime_pip(compiled):
