@@ -5,7 +5,6 @@ Every dropped or repaired row is counted in the stage's Metrics and listed in it
 
 import hashlib
 import io
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
