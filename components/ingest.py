@@ -224,7 +224,8 @@ def run(source: str, dataset: Dataset, stats: Metrics, demo_images: int) -> None
     """Component body: ingest, then describe the Dataset for the lineage view."""
     from dermpipe.lineage import annotate, log_metrics
 
-    summary = ingest_source(source, Path(dataset.path), demo_images=demo_images)
+    quiet = os.environ.get("DERMPIPE_QUIET", "") not in ("", "0")  # progress bars in task logs unless quiet
+    summary = ingest_source(source, Path(dataset.path), demo_images=demo_images, quiet=quiet)
     annotate(dataset, {**summary, "layout": "kaggle-isic-2019"})
     log_metrics(stats, {"n_images": summary["n_images"], "n_bytes": summary["n_bytes"],
                         **{k: v for k, v in summary.items() if k.startswith("download_")}})

@@ -116,7 +116,9 @@ def source_fingerprint(source: str, demo_images: int) -> str:
     for unchanged input. Remote sources are fingerprinted by their own manifest during ingest."""
     path = Path(source).expanduser()
     digest = hashlib.sha256(f"{source}|{demo_images}".encode())
-    if path.is_dir():
+    if source.startswith("gs://"):
+        digest.update(_gcs_fingerprint(source).encode())
+    elif path.is_dir():
         for file in sorted(p for p in path.rglob("*") if p.is_file()):
             stat = file.stat()
             digest.update(f"{file.relative_to(path)}|{stat.st_size}|{stat.st_mtime_ns}".encode())
@@ -124,6 +126,16 @@ def source_fingerprint(source: str, demo_images: int) -> str:
         stat = path.stat()
         digest.update(f"{stat.st_size}|{stat.st_mtime_ns}".encode())
     return digest.hexdigest()[:16]
+
+
+def _gcs_fingerprint(source: str) -> str:
+    """One listing of the bucket prefix (no download); "" when it cannot be listed (ingest then says why)."""
+    try:
+        from dermpipe.source_gcs import fingerprint
+
+        return fingerprint(source)
+    except Exception:  # noqa: BLE001 - the ingest task reports the real error with its advice
+        return ""
 
 
 def _now() -> str:

@@ -152,10 +152,13 @@ def test_gs_fingerprint_changes_with_content(bucket):
 
     assert parse_gs_uri("gs://b/x/y/") == ("b", "x/y/") and parse_gs_uri("gs://b") == ("b", "")
     uri = f"gs://{bucket.name}/isic-2019"
-    before = fingerprint(uri)
-    assert fingerprint(uri) == before
+    from dermpipe.pipelines.local import source_fingerprint
+
+    before, run_key = fingerprint(uri), source_fingerprint(uri, 400)
+    assert fingerprint(uri) == before and source_fingerprint(uri, 400) == run_key
     bucket.blob("isic-2019/extra.txt").upload_from_string(b"x")
     assert fingerprint(uri) != before
+    assert source_fingerprint(uri, 400) != run_key  # the local runner's ingest cache key follows the bucket
 
 
 def test_cache_is_outside_the_artifact(bucket, tmp_path):
