@@ -92,7 +92,8 @@ def list_records() -> list[RunRecord]:
 
 
 # (task, output) -> file name of the readable copy kept with the run record.
-REPORTS = {("merge", "report"): "data-report.md", ("evaluate", "report"): "evaluation.html",
+REPORTS = {("merge", "report"): "data-report.md", ("split", "report"): "split-report.md",
+           ("evaluate", "report"): "evaluation.html",
            ("explain", "gallery"): "gradcam.html"}
 
 
