@@ -42,8 +42,8 @@ def make_scaled_kit(scale: int, out: Path) -> Path:
                 variant = im.transpose(k % 7) if k % 8 else im.copy()
                 variant.save(images / f"{path.stem}{suffix}.jpg", "JPEG", quality=95 - k)
         truths.append(truth.assign(image=truth["image"] + suffix))
-        metas.append(meta.assign(image=meta["image"] + suffix,
-                                 lesion_id=meta["lesion_id"].where(meta["lesion_id"].isna(), meta["lesion_id"] + suffix)))
+        lesions = meta["lesion_id"].map(lambda v, s=suffix: v if pd.isna(v) else f"{v}{s}")
+        metas.append(meta.assign(image=meta["image"] + suffix, lesion_id=lesions))
     pd.concat(truths).to_csv(out / "ISIC_2019_Training_GroundTruth.csv", index=False)
     pd.concat(metas).to_csv(out / "ISIC_2019_Training_Metadata.csv", index=False)
     return out
@@ -110,8 +110,9 @@ def main() -> None:
               f"{'ratio':>7} {'seconds 1x':>11} {'seconds ' + big:>12}")
         for stage in results["1x"]:
             small, large = results["1x"][stage], results[big][stage]
-            print(f"{stage:<13} {small['max_rss_mb']:>13.0f} MB {large['max_rss_mb']:>15.0f} MB "
-                  f"{large['max_rss_mb'] / small['max_rss_mb']:>7.2f} {small['seconds']:>11.1f} {large['seconds']:>12.1f}")
+            ratio = large["max_rss_mb"] / small["max_rss_mb"]
+            print(f"{stage:<13} {small['max_rss_mb']:>13.0f} MB {large['max_rss_mb']:>15.0f} MB {ratio:>7.2f} "
+                  f"{small['seconds']:>11.1f} {large['seconds']:>12.1f}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
