@@ -114,7 +114,8 @@ def collect_reports(record: RunRecord) -> dict[str, str]:
 
 def source_fingerprint(source: str, demo_images: int) -> str:
     """Changes whenever the source's files change (names, sizes, mtimes), so ingest's cache entry is reused only
-    for unchanged input. Remote sources are fingerprinted by their own manifest during ingest."""
+    for unchanged input. gs:// sources are fingerprinted by one listing of the prefix (names, sizes, md5/crc32c);
+    kaggle: and isic: by the source string (their ingest downloads only what changed; --no-cache re-checks)."""
     path = Path(source).expanduser()
     digest = hashlib.sha256(f"{source}|{demo_images}".encode())
     if source.startswith("gs://"):
