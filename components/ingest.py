@@ -90,14 +90,14 @@ def _place(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def import_layout(layout: Layout, out_dir: Path) -> int:
-    """Place the CSVs and images in the canonical layout under out_dir; returns the number of images."""
-    _place(layout.ground_truth, out_dir / config.GROUND_TRUTH_CSV)
-    _place(layout.metadata, out_dir / config.METADATA_CSV)
+def import_layout(layout: Layout, out_dir: Path) -> dict[str, Path]:
+    """Place the CSVs and images in the canonical layout under out_dir; returns {placed relative path: source}."""
     images = sorted(p for p in layout.image_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    for image in images:
-        _place(image, out_dir / config.IMAGE_SUBDIR / image.name)
-    return len(images)
+    placed = {config.GROUND_TRUTH_CSV: layout.ground_truth, config.METADATA_CSV: layout.metadata}
+    placed.update({f"{config.IMAGE_SUBDIR}/{image.name}": image for image in images})
+    for rel, src in placed.items():
+        _place(src, out_dir / rel)
+    return placed
 
 
 def extract_zip(archive: Path, staging: Path) -> Path:
@@ -111,17 +111,78 @@ def extract_zip(archive: Path, staging: Path) -> Path:
     return staging
 
 
-def build_manifest(root: Path, *, quiet: bool = True) -> list[dict[str, object]]:
-    """path (relative), size and sha256 of every file under root, sorted by path."""
+def build_manifest(root: Path, *, quiet: bool = True,
+                   known: dict[str, dict[str, object]] | None = None) -> list[dict[str, object]]:
+    """path (relative), size and sha256 of every file under root, sorted by path.
+
+    known: {relative path: {"size", "sha256", "source_checksum"}} from a download whose hashes were computed while
+    verifying it; such files (same size) are not read again, and their source checksum is kept in the entry.
+    """
     from tqdm import tqdm
 
     from dermpipe.lineage import sha256_file
 
+    known = known or {}
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.name != "manifest.json")
-    return [
-        {"path": p.relative_to(root).as_posix(), "size": p.stat().st_size, "sha256": sha256_file(p)}
-        for p in tqdm(files, desc="hashing", unit="file", disable=quiet)
-    ]
+    manifest = []
+    for p in tqdm(files, desc="hashing", unit="file", disable=quiet):
+        rel, size = p.relative_to(root).as_posix(), p.stat().st_size
+        hint = known.get(rel)
+        if hint and hint.get("size") == size and hint.get("sha256"):
+            manifest.append({"path": rel, "size": size, **{k: v for k, v in hint.items() if k != "size"}})
+        else:
+            manifest.append({"path": rel, "size": size, "sha256": sha256_file(p)})
+    return manifest
+
+
+def fetch_remote(parsed: Source, source: str, *, quiet: bool = True) -> tuple[Path, dict[str, object]]:
+    """Download (or find up to date in the download cache) a kaggle:, isic: or gs:// source.
+
+    Returns the folder holding the Kaggle layout and the download counts (download_* metrics).
+    """
+    from dermpipe.download import cache_dir_for
+
+    cache = cache_dir_for(source)
+    if parsed.kind == "gs":
+        from dermpipe.source_gcs import GcsSourceError, download
+
+        try:
+            stats, _ = download(parsed.location, cache, quiet=quiet)
+        except GcsSourceError as err:
+            raise IngestError(str(err)) from err
+        return cache, stats.as_metrics()
+    if parsed.kind == "kaggle":
+        from dermpipe.source_kaggle import KaggleSourceError, download_dataset
+
+        try:
+            folder, counts = download_dataset(parsed.location, cache, quiet=quiet)
+        except KaggleSourceError as err:
+            raise IngestError(str(err)) from err
+        return folder, counts
+    from dermpipe.source_isic import IsicSourceError, download_collection
+
+    try:
+        stats = download_collection(parsed.location, cache, quiet=quiet)
+    except IsicSourceError as err:
+        raise IngestError(str(err)) from err
+    return cache, stats.as_metrics()
+
+
+def _known_hashes(placed: dict[str, Path]) -> dict[str, dict[str, object]]:
+    """Hashes recorded by the download cache for the files placed in the artifact (so they are not read twice)."""
+    from dermpipe.download import STATE_FILE, load_state
+
+    known: dict[str, dict[str, object]] = {}
+    states: dict[Path, dict[str, dict[str, object]]] = {}
+    for rel, src in placed.items():
+        root = next((parent for parent in src.parents if (parent / STATE_FILE).is_file()), None)
+        if root is None:
+            continue
+        state = states.setdefault(root, load_state(root))
+        entry = state.get(src.relative_to(root).as_posix())
+        if entry:
+            known[rel] = {"size": entry["size"], "sha256": entry["sha256"], "source_checksum": entry["checksum"]}
+    return known
 
 
 def ingest_source(source: str, out_dir: Path, *, demo_images: int = 400, quiet: bool = True) -> dict[str, object]:
@@ -130,6 +191,8 @@ def ingest_source(source: str, out_dir: Path, *, demo_images: int = 400, quiet: 
 
     parsed = parse_source(source)
     out_dir.mkdir(parents=True, exist_ok=True)
+    known: dict[str, dict[str, object]] = {}
+    transfer: dict[str, object] = {}
     if parsed.kind == "demo":
         write_demo_dataset(out_dir, DemoSpec(n_images=demo_images))
     elif parsed.kind == "local":
@@ -140,11 +203,9 @@ def ingest_source(source: str, out_dir: Path, *, demo_images: int = 400, quiet: 
         import_layout(find_layout(staging), out_dir)
         shutil.rmtree(staging)
     else:
-        raise IngestError(
-            f"source {source!r}: the {parsed.kind!r} downloader is not available in dermpipe {config.__version__}; "
-            "download the data set in the Kaggle layout and pass the folder or .zip instead"
-        )
-    manifest = build_manifest(out_dir, quiet=quiet)
+        folder, transfer = fetch_remote(parsed, source, quiet=quiet)
+        known = _known_hashes(import_layout(find_layout(folder), out_dir))
+    manifest = build_manifest(out_dir, quiet=quiet, known=known)
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1))
     n_images = sum(1 for f in manifest if str(f["path"]).lower().endswith(IMAGE_SUFFIXES))
     from dermpipe.lineage import sha256_json
@@ -155,6 +216,7 @@ def ingest_source(source: str, out_dir: Path, *, demo_images: int = 400, quiet: 
         "n_images": n_images,
         "n_bytes": sum(int(f["size"]) for f in manifest),
         "manifest_sha256": sha256_json(manifest),
+        **transfer,
     }
 
 
@@ -162,9 +224,11 @@ def run(source: str, dataset: Dataset, stats: Metrics, demo_images: int) -> None
     """Component body: ingest, then describe the Dataset for the lineage view."""
     from dermpipe.lineage import annotate, log_metrics
 
-    summary = ingest_source(source, Path(dataset.path), demo_images=demo_images)
+    quiet = os.environ.get("DERMPIPE_QUIET", "") not in ("", "0")  # progress bars in task logs unless quiet
+    summary = ingest_source(source, Path(dataset.path), demo_images=demo_images, quiet=quiet)
     annotate(dataset, {**summary, "layout": "kaggle-isic-2019"})
-    log_metrics(stats, {"n_images": summary["n_images"], "n_bytes": summary["n_bytes"]})
+    log_metrics(stats, {"n_images": summary["n_images"], "n_bytes": summary["n_bytes"],
+                        **{k: v for k, v in summary.items() if k.startswith("download_")}})
 
 
 @stage_component()

@@ -15,7 +15,8 @@ app = typer.Typer(help="dermpipe: ISIC 2019 skin-lesion classification pipeline 
 
 @app.command()
 def run(
-    source: str = typer.Option("demo", help="demo | folder or .zip in the Kaggle ISIC 2019 layout"),
+    source: str = typer.Option("demo", help="demo | folder or .zip in the Kaggle ISIC 2019 layout | "
+                               "kaggle:OWNER/DATASET | isic:COLLECTION_OR_QUERY | gs://BUCKET/PREFIX"),
     epochs: int = typer.Option(12, help="training epochs (early stopping may end sooner)"),
     image_size: int = typer.Option(64, help="training resolution in pixels (224 for real training)"),
     backbone: str = typer.Option("simple_cnn", help="simple_cnn | efficientnet_b0..b4 | mobilenet_v3_small/large"),
@@ -28,6 +29,8 @@ def run(
     max_bma_drop: float = typer.Option(0.02, help="deploy only if test BMA >= the deployed model's BMA minus this"),
     tta: bool = typer.Option(True, "--tta/--no-tta", help="also report test-time augmentation (flips)"),
     demo_images: int = typer.Option(400, help="size of the generated demo data set"),
+    invalid_images: str = typer.Option("drop", help="drop (and report) or fail on corrupt/non-RGB/bomb images"),
+    folds: int = typer.Option(0, help="also assign k cross-validation folds to train+val (0: off)"),
     pipeline_root: Path = typer.Option(None, help="where artifacts go [default: $DERMPIPE_HOME/artifacts]"),
     registry_root: str = typer.Option(None, help="model registry [default: $DERMPIPE_HOME/registry]"),
     cache: bool = typer.Option(True, "--cache/--no-cache", help="reuse outputs of unchanged tasks"),
@@ -35,11 +38,13 @@ def run(
     """Run the training pipeline locally (kfp.local, no cluster, no GPU needed)."""
     from dermpipe.pipelines.local import run_local
 
+    if invalid_images not in ("drop", "fail"):
+        raise typer.BadParameter(f"{invalid_images!r}: expected drop or fail", param_hint="--invalid-images")
     params = {
         "source": source, "epochs": epochs, "image_size": image_size, "backbone": backbone, "weights": weights,
         "batch_size": batch_size, "learning_rate": learning_rate, "fine_tune_epochs": fine_tune_epochs,
         "patience": patience, "min_balanced_accuracy": min_balanced_accuracy, "max_bma_drop": max_bma_drop,
-        "tta": tta, "demo_images": demo_images,
+        "tta": tta, "demo_images": demo_images, "invalid_images": invalid_images, "folds": folds,
     }
     if registry_root:
         params["registry_root"] = registry_root

@@ -92,7 +92,8 @@ def list_records() -> list[RunRecord]:
 
 
 # (task, output) -> file name of the readable copy kept with the run record.
-REPORTS = {("merge", "report"): "data-report.md", ("evaluate", "report"): "evaluation.html",
+REPORTS = {("merge", "report"): "data-report.md", ("split", "report"): "split-report.md",
+           ("evaluate", "report"): "evaluation.html",
            ("explain", "gallery"): "gradcam.html"}
 
 
@@ -113,10 +114,13 @@ def collect_reports(record: RunRecord) -> dict[str, str]:
 
 def source_fingerprint(source: str, demo_images: int) -> str:
     """Changes whenever the source's files change (names, sizes, mtimes), so ingest's cache entry is reused only
-    for unchanged input. Remote sources are fingerprinted by their own manifest during ingest."""
+    for unchanged input. gs:// sources are fingerprinted by one listing of the prefix (names, sizes, md5/crc32c);
+    kaggle: and isic: by the source string (their ingest downloads only what changed; --no-cache re-checks)."""
     path = Path(source).expanduser()
     digest = hashlib.sha256(f"{source}|{demo_images}".encode())
-    if path.is_dir():
+    if source.startswith("gs://"):
+        digest.update(_gcs_fingerprint(source).encode())
+    elif path.is_dir():
         for file in sorted(p for p in path.rglob("*") if p.is_file()):
             stat = file.stat()
             digest.update(f"{file.relative_to(path)}|{stat.st_size}|{stat.st_mtime_ns}".encode())
@@ -124,6 +128,16 @@ def source_fingerprint(source: str, demo_images: int) -> str:
         stat = path.stat()
         digest.update(f"{stat.st_size}|{stat.st_mtime_ns}".encode())
     return digest.hexdigest()[:16]
+
+
+def _gcs_fingerprint(source: str) -> str:
+    """One listing of the bucket prefix (no download); "" when it cannot be listed (ingest then says why)."""
+    try:
+        from dermpipe.source_gcs import fingerprint
+
+        return fingerprint(source)
+    except Exception:  # noqa: BLE001 - the ingest task reports the real error with its advice
+        return ""
 
 
 def _now() -> str:

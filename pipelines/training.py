@@ -1,4 +1,4 @@
-"""The training DAG: ingest -> merge -> split -> train -> evaluate -> explain, and deploy when blessed.
+"""The training DAG: ingest -> merge -> split -> prepare / train -> evaluate -> explain, and deploy when blessed.
 
 One factory for every backend. Placement (GPU, CPU/memory, toleration, retries) is decided here, never in the
 stage logic; the local runner builds the same DAG without placement, since kfp.local ignores it.
@@ -14,6 +14,7 @@ from dermpipe.components.evaluate import evaluate
 from dermpipe.components.explain import explain
 from dermpipe.components.ingest import ingest
 from dermpipe.components.merge import merge
+from dermpipe.components.prepare import prepare
 from dermpipe.components.split import split
 from dermpipe.components.train import train
 from dermpipe.lineage import CODE_VERSION_ENV, code_version
@@ -98,9 +99,12 @@ def build_training_pipeline(placement: Placement | None = Placement()):
         source: str = "demo",
         source_fingerprint: str = "",
         demo_images: int = 400,
+        invalid_images: str = "drop",
         test_size: float = 0.1,
         val_size: float = 0.1,
         split_seed: int = 42,
+        folds: int = 0,
+        shard_size_mb: float = 150.0,
         backbone: str = "efficientnet_b0",
         weights: str = "none",
         image_size: int = 224,
@@ -123,10 +127,19 @@ def build_training_pipeline(placement: Placement | None = Placement()):
         ingested = _place_step(
             ingest(source=source, source_fingerprint=source_fingerprint, demo_images=demo_images), placement
         ).set_display_name("ingest")
-        merged = _place_step(merge(raw=ingested.outputs["dataset"]), placement).set_display_name("merge")
+        merged = _place_step(merge(raw=ingested.outputs["dataset"], invalid_images=invalid_images),
+                             placement).set_display_name("merge")
         splits = _place_step(
-            split(merged=merged.outputs["merged"], test_size=test_size, val_size=val_size, seed=split_seed), placement
+            split(merged=merged.outputs["merged"], test_size=test_size, val_size=val_size, seed=split_seed,
+                  folds=folds), placement
         ).set_display_name("split")
+        # TFRecord shards at the training resolution (the train task is wired to them by the training work).
+        _place_step(
+            prepare(raw=ingested.outputs["dataset"], train_split=splits.outputs["train"],
+                    val_split=splits.outputs["val"], test_split=splits.outputs["test"], image_size=image_size,
+                    shard_size_mb=shard_size_mb, seed=split_seed),
+            placement,
+        ).set_display_name("prepare")
         trained = _place_train(
             train(
                 raw=ingested.outputs["dataset"], train_split=splits.outputs["train"], val_split=splits.outputs["val"],

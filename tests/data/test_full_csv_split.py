@@ -39,3 +39,16 @@ def test_full_split_has_no_leakage(merged_full):
         share = getattr(splits, name)["label"].value_counts(normalize=True)
         assert (share - full).abs().max() < 0.01, name  # stratified to within one percentage point
     assert pd.concat([splits.train, splits.val, splits.test])["image"].is_unique
+
+
+def test_full_folds_and_class_counts(merged_full):
+    splits = split_table(merged_full.table, test_size=0.1, val_size=0.1, seed=42, folds=5)
+    trainval = pd.concat([splits.train, splits.val])
+    lesion_folds = trainval.dropna(subset=["lesion_id"]).groupby("lesion_id")["fold"].nunique()
+    assert lesion_folds.max() == 1  # no lesion spans two folds
+    full = merged_full.table["label"].value_counts(normalize=True)
+    for _, fold in trainval.groupby("fold"):
+        assert (fold["label"].value_counts(normalize=True) - full).abs().max() < 0.01
+    summary = split_summary(splits)
+    assert sum(summary[f"test_{c}"] for c in ("MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC")) == len(splits.test)
+    assert max(summary[f"{n}_max_class_share_deviation_pt"] for n in ("train", "val", "test")) < 1.0

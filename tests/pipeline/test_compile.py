@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 
 from dermpipe.cli import app
 
-STAGES = {"ingest", "merge", "split", "train", "evaluate", "explain"}
+STAGES = {"ingest", "merge", "split", "prepare", "train", "evaluate", "explain"}
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +27,7 @@ def test_dag_has_every_stage_and_the_data_edges(compiled):
     deps = {name: set(task.get("dependentTasks", [])) for name, task in tasks.items()}
     assert deps["merge"] == {"ingest"}
     assert deps["split"] == {"merge"}
+    assert deps["prepare"] == {"ingest", "split"}
     assert deps["train"] == {"ingest", "split"}
     assert deps["evaluate"] == {"ingest", "split", "train"}
     assert deps["explain"] == {"ingest", "train", "evaluate"}
@@ -55,7 +56,7 @@ def test_train_asks_for_a_gpu_and_resources(compiled):
 
 def test_every_task_runs_dermpipe_image_without_runtime_pip(compiled):
     executors = compiled[0]["deploymentSpec"]["executors"]
-    assert len(executors) == 7
+    assert len(executors) == 8
     for name, executor in executors.items():
         image = executor["container"]["image"]
         assert image == ("reg.example/dp/gpu:t" if name == "exec-train" else "reg.example/dp/base:t")
@@ -68,4 +69,6 @@ def test_pipeline_parameters_default_to_the_seed_settings(compiled):
     params = compiled[0]["root"]["inputDefinitions"]["parameters"]
     assert params["test_size"]["defaultValue"] == 0.1 and params["val_size"]["defaultValue"] == 0.1
     assert params["split_seed"]["defaultValue"] == 42
+    assert params["invalid_images"]["defaultValue"] == "drop" and params["folds"]["defaultValue"] == 0
+    assert params["shard_size_mb"]["defaultValue"] == 150.0
     assert params["backbone"]["defaultValue"] == "efficientnet_b0"

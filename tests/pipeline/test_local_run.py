@@ -14,7 +14,7 @@ from dermpipe.pipelines.local import list_records, load_record, run_local
 
 TINY = {"source": "demo", "demo_images": 160, "image_size": 32, "epochs": 3, "batch_size": 16,
         "backbone": "simple_cnn", "explain_per_class": 1}
-STAGES = ["ingest", "merge", "split", "train", "evaluate", "explain"]
+STAGES = ["ingest", "merge", "split", "prepare", "train", "evaluate", "explain"]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,8 @@ def test_demo_run_executes_every_stage_and_deploys(first_run, home):
     assert record.status == "succeeded", record.error
     order = list(record.tasks)
     assert sorted(order) == sorted([*STAGES, "deploy"])
-    assert order[:5] == STAGES[:5]  # explain and deploy both follow evaluate, in either order
+    assert order[:3] == STAGES[:3]  # prepare and train both follow split; explain and deploy follow evaluate
+    assert order.index("evaluate") > order.index("train") and order.index("prepare") > order.index("split")
     assert all(t.status == "success" and not t.cached for t in record.tasks.values())
     headline = record.headline()
     assert set(headline) == {"balanced_accuracy", "accuracy", "macro_f1"}
@@ -54,6 +55,10 @@ def test_stage_outputs_are_real(first_run):
     assert len(merged) == 160
     sizes = [len(pd.read_parquet(record.artifact("split", n)["uri"])) for n in ("train", "val", "test")]
     assert sum(sizes) == 160 and min(sizes) > 0
+    shards = record.artifact("prepare", "shards")
+    assert shards["metadata"]["counts"] == dict(zip(("train", "val", "test"), sizes, strict=True))
+    assert shards["metadata"]["image_size"] == 32 and (Path(shards["uri"]) / "shards.json").exists()
+    assert "## Class counts" in Path(record.artifact("split", "report")["uri"]).read_text()
     model = record.artifact("train", "model")
     assert (Path(model["uri"]) / "model.keras").exists() and model["metadata"]["epochs_run"] == 3
     predictions = pd.read_parquet(record.artifact("evaluate", "predictions")["uri"])

@@ -17,6 +17,7 @@ def test_parse_source_kinds(tmp_path):
     assert parse_source(str(archive)).kind == "zip"
     assert parse_source("kaggle:andrewmvd/isic-2019").location == "andrewmvd/isic-2019"
     assert parse_source("gs://bucket/isic").kind == "gs"
+    assert parse_source("isic:249").location == "249"
     with pytest.raises(IngestError, match="not 'demo', an existing folder"):
         parse_source(str(tmp_path / "missing"))
 
@@ -64,8 +65,12 @@ def test_missing_csv_is_named(tmp_path):
         ingest_source(str(tmp_path / "src"), tmp_path / "raw")
 
 
-def test_remote_source_without_downloader_says_what_to_do(tmp_path):
-    with pytest.raises(IngestError, match="pass the folder or .zip instead"):
+def test_kaggle_without_credentials_says_what_to_do(tmp_path, monkeypatch):
+    for name in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "nokaggle"))
+    monkeypatch.setenv("DERMPIPE_DOWNLOAD_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(IngestError, match="no Kaggle credentials: set KAGGLE_USERNAME and KAGGLE_KEY"):
         ingest_source("kaggle:andrewmvd/isic-2019", tmp_path / "raw")
 
 

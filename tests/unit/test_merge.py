@@ -42,7 +42,7 @@ def test_left_join_keeps_rows_without_metadata():
 def test_inspect_image_names_the_failure(tmp_path):
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"not an image")
-    assert inspect_image(bad)[2].startswith("cannot be decoded")
+    assert inspect_image(bad)[2].startswith("not an image")
     empty = tmp_path / "empty.jpg"
     empty.write_bytes(b"")
     assert inspect_image(empty)[2]
@@ -66,3 +66,136 @@ def test_merge_demo(demo_dataset):
     assert len(result.table) == 160
     assert result.counts["rows_out"] == 160
     assert set(result.table["label"]) == {"MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC"}
+
+
+# --- validation: every kind of bad image, generated next to real sample images --------------------------------------
+
+def _jpeg_bytes(mode="RGB", size=(64, 48)) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new(mode, size, 128 if mode == "L" else (120, 80, 60) if mode == "RGB" else (10, 20, 30, 40)).save(
+        buffer, "JPEG")
+    return buffer.getvalue()
+
+
+def _bomb_jpeg(side: int = 20000) -> bytes:
+    """A tiny file whose header claims side x side pixels: the size check must refuse it undecoded."""
+    data = bytearray(_jpeg_bytes(size=(16, 16)))
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = side.to_bytes(2, "big") + side.to_bytes(2, "big")
+    return bytes(data)
+
+
+def _bad_files() -> dict[str, tuple[bytes, str]]:
+    import io
+
+    from PIL import Image
+
+    png = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(png, "PNG")
+    good = _jpeg_bytes()
+    return {
+        "BAD_zero": (b"", "zero_byte"),
+        "BAD_text": (b"this is not an image at all", "not_an_image"),
+        "BAD_png": (png.getvalue(), "not_jpeg"),
+        "BAD_trunc": (good[: len(good) // 2], "truncated"),
+        "BAD_grey": (_jpeg_bytes("L"), "not_rgb"),
+        "BAD_cmyk": (_jpeg_bytes("CMYK"), "not_rgb"),
+        "BAD_bomb": (_bomb_jpeg(), "decompression_bomb"),
+    }
+
+
+def test_inspect_bytes_names_each_defect():
+    from dermpipe.components.merge import inspect_bytes, invalid_kind
+
+    assert inspect_bytes(_jpeg_bytes()) == (64, 48, "")
+    for name, (data, kind) in _bad_files().items():
+        width, height, reason = inspect_bytes(data)
+        assert reason, name
+        assert invalid_kind(reason) == kind, (name, reason)
+    assert "grey-scale" in inspect_bytes(_jpeg_bytes("L"))[2]
+    assert "CMYK" in inspect_bytes(_jpeg_bytes("CMYK"))[2]
+    assert "9000x9000 = 81 MP exceeds the 64 MP limit" in inspect_bytes(_bomb_jpeg(9000))[2]  # our limit
+    assert "exceeds limit" in inspect_bytes(_bomb_jpeg(20000))[2]  # Pillow's own guard, beyond ours
+
+
+def _dataset_with_bad_images(isic_sample, root, n_good=12):
+    """Real sample images + every kind of bad file + an exact duplicate + a row without image + an orphan image."""
+    import shutil
+
+    from dermpipe.components.ingest import ingest_source
+
+    src = root / "src"
+    images = src / "ISIC_2019_Training_Input" / "ISIC_2019_Training_Input"
+    images.mkdir(parents=True)
+    real = sorted((isic_sample / "ISIC_2019_Training_Input" / "ISIC_2019_Training_Input").glob("*.jpg"))[:n_good]
+    for path in real:
+        shutil.copy(path, images / path.name)
+    shutil.copy(real[0], images / "DUP_copy.jpg")
+    bad = _bad_files()
+    for name, (data, _) in bad.items():
+        (images / f"{name}.jpg").write_bytes(data)
+    (images / "ORPHAN.jpg").write_bytes(_jpeg_bytes())
+    truth = pd.read_csv(isic_sample / "ISIC_2019_Training_GroundTruth.csv")
+    truth = truth[truth["image"].isin([p.stem for p in real])]
+    extra = _truth(*[(name, "NV") for name in [*bad, "DUP_copy", "NO_FILE"]])
+    pd.concat([truth, extra]).to_csv(src / "ISIC_2019_Training_GroundTruth.csv", index=False)
+    meta = pd.read_csv(isic_sample / "ISIC_2019_Training_Metadata.csv")
+    meta.to_csv(src / "ISIC_2019_Training_Metadata.csv", index=False)
+    ingest_source(str(src), root / "raw")
+    return root / "raw", real
+
+
+def test_merge_drops_and_reports_every_bad_image(isic_sample, tmp_path):
+    raw, real = _dataset_with_bad_images(isic_sample, tmp_path)
+    result = merge_dataset(raw)
+    assert len(result.table) == len(real) + 1  # good images + the duplicate copy
+    assert sorted(p.image for p in result.invalid) == sorted(_bad_files())
+    counts = result.counts
+    assert counts["rows_dropped_unreadable_image"] == 7
+    for kind in ("zero_byte", "not_an_image", "not_jpeg", "truncated", "decompression_bomb"):
+        assert counts[f"invalid_{kind}"] == 1, kind
+    assert counts["invalid_not_rgb"] == 2
+    assert counts["rows_dropped_missing_image"] == 1
+    assert counts["images_without_ground_truth"] == 1
+    assert counts["duplicate_groups"] == 1 and counts["duplicate_images"] == 1
+    report = render_report(result)
+    for text in ("Invalid images (failed validation) (7)", "BAD_trunc", "truncated", "zero-byte", "CMYK",
+                 "decompression bomb", "not a JPEG (the file is PNG)", "Exact duplicates", "DUP_copy", "NO_FILE",
+                 "ORPHAN", "Images with no ground-truth row (1)"):
+        assert text in report, text
+    dup = result.table.set_index("image")
+    assert dup.loc["DUP_copy", "sha256"] == dup.loc[real[0].stem, "sha256"]
+
+
+def test_fail_policy_raises_after_writing_the_report(isic_sample, tmp_path):
+    import pytest
+    from kfp.dsl import Dataset, Markdown, Metrics
+
+    from dermpipe.components.merge import InvalidImagesError, run
+
+    raw, _ = _dataset_with_bad_images(isic_sample, tmp_path, n_good=3)
+    artifacts = {name: cls(name=name, uri=str(tmp_path / "out" / name)) for name, cls in
+                 (("merged", Dataset), ("report", Markdown), ("stats", Metrics))}
+    with pytest.raises(InvalidImagesError, match=r"7 image\(s\) failed validation .*BAD_"):
+        run(Dataset(name="raw", uri=str(raw)), artifacts["merged"], artifacts["report"], artifacts["stats"], "fail")
+    assert "BAD_bomb" in (tmp_path / "out" / "report").read_text()
+    assert not (tmp_path / "out" / "merged").exists()
+    with pytest.raises(ValueError, match="expected one of"):
+        run(Dataset(name="raw", uri=str(raw)), artifacts["merged"], artifacts["report"], artifacts["stats"], "skip")
+    run(Dataset(name="raw", uri=str(raw)), artifacts["merged"], artifacts["report"], artifacts["stats"], "drop")
+    assert len(pd.read_parquet(tmp_path / "out" / "merged")) == 4
+    assert artifacts["stats"].metadata["invalid_truncated"] == 1.0
+
+
+def test_duplicates_with_conflicting_labels_are_flagged():
+    from dermpipe.components.merge import duplicate_counts, duplicate_problems
+
+    table = pd.DataFrame({"image": ["a", "b", "c"], "label": ["NV", "MEL", "NV"], "sha256": ["h", "h", "x"]})
+    assert duplicate_counts(table) == {"duplicate_groups": 1, "duplicate_images": 1,
+                                       "duplicate_groups_conflicting_labels": 1}
+    problems = duplicate_problems(table)
+    assert [p.image for p in problems] == ["a", "b"] and "labels differ (MEL, NV)" in problems[0].reason

@@ -52,3 +52,59 @@ def test_too_few_groups_is_a_clear_error():
         split_table(_table(n_lesions=5), test_size=0.1)
     with pytest.raises(ValueError, match="out of range"):
         split_table(_table(), test_size=0.7)
+
+
+def test_folds_are_grouped_stratified_and_leave_test_out():
+    table = _table(n_lesions=90)
+    splits = split_table(table, seed=42, folds=5)
+    trainval = pd.concat([splits.train, splits.val])
+    assert set(trainval["fold"]) == {0, 1, 2, 3, 4} and set(splits.test["fold"]) == {-1}
+    assert trainval.groupby("lesion_id")["fold"].nunique().max() == 1  # a lesion never spans folds
+    for _, fold in trainval.groupby("fold"):
+        assert set(fold["label"]) == {"NV", "MEL", "BCC"}
+    plain = split_table(table, seed=42)
+    assert plain.test["image"].tolist() == splits.test["image"].tolist()  # folds do not change the split
+    assert "fold" not in plain.train
+    summary = split_summary(splits)
+    assert summary["folds"] == 5 and sum(summary[f"fold_{k}_rows"] for k in range(5)) == len(trainval)
+    with pytest.raises(ValueError, match="at least 2"):
+        split_table(table, folds=1)
+
+
+def test_summary_and_report_have_per_split_class_counts():
+    from dermpipe.components.split import render_report
+
+    splits = split_table(_table(), seed=3)
+    summary = split_summary(splits)
+    for name in ("train", "val", "test"):
+        part = getattr(splits, name)
+        assert summary[f"{name}_NV"] == int((part["label"] == "NV").sum())
+        assert summary[f"{name}_DF"] == 0
+        assert summary[f"{name}_max_class_share_deviation_pt"] >= 0
+    report = render_report(splits, {"seed": 3})
+    n_nv = int((splits.test["label"] == "NV").sum())
+    assert "| NV | 60 (33.3%) |" in report and f"| {n_nv} (" in report and "seed=3" in report
+
+
+def test_vectorised_folds_match_sklearn_quality():
+    """Same greedy algorithm as StratifiedGroupKFold: groups intact, class shares at least as even."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    from dermpipe.components.split import stratified_group_folds
+
+    rng = np.random.default_rng(7)
+    groups = rng.integers(0, 400, 1500)
+    labels = np.array(["NV", "MEL", "BCC", "AK", "DF"])[np.minimum(rng.geometric(0.45, 1500) - 1, 4)]
+    ours = stratified_group_folds(labels, groups, 5, seed=1)
+    assert pd.Series(ours).groupby(groups).nunique().max() == 1
+
+    def worst_deviation(folds):
+        overall = pd.Series(labels).value_counts(normalize=True)
+        return max((pd.Series(labels[folds == k]).value_counts(normalize=True) - overall).abs().max()
+                   for k in range(5))
+
+    theirs = np.empty(len(labels), int)
+    for k, (_, test) in enumerate(StratifiedGroupKFold(5, shuffle=True, random_state=1).split(labels, labels, groups)):
+        theirs[test] = k
+    assert worst_deviation(ours) <= worst_deviation(theirs) + 0.005
+    assert np.bincount(ours).min() > 0.8 * len(labels) / 5
