@@ -237,7 +237,7 @@ def _fit_phase(model, phase: Phase, data, params: TrainParams, *, checkpoints: P
         callbacks.insert(-1 - len(extra_callbacks), keras.callbacks.TensorBoard(
             str(tensorboard / phase.name), histogram_freq=0, write_graph=False, update_freq="epoch"))
     ds = train_ds.map(lambda x, y: (x, _one_hot(y))) if one_hot else train_ds
-    model.fit(ds, epochs=phase.epochs, class_weight=weights, callbacks=callbacks, verbose=0)
+    model.fit(ds, epochs=phase.epochs, class_weight=weights, callbacks=callbacks, shuffle=False, verbose=0)
     model.save_weights(done_weights)
     return _history_columns(json.loads(history_file.read_text()))
 
