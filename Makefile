@@ -9,7 +9,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint compile clean
+.PHONY: help install demo test lint compile bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ lint: $(STAMP) ## ruff on the code, hadolint on the Dockerfiles
 
 compile: $(STAMP) ## write the KFP IR YAML of the training pipeline to training.yaml
 	$(BIN)/dermpipe compile --out training.yaml
+
+bench: $(STAMP) ## input-pipeline images/s: dermpipe vs the seed's ImageDataGenerator vs the tf.data ceiling
+	$(BIN)/python benchmarks/input_pipeline.py
 
 clean: ## remove local runs, artifacts and the model registry (.dermpipe); keeps .venv
 	rm -rf .dermpipe training.yaml

@@ -52,6 +52,7 @@ class TrainParams:
     mixed_precision: str = "auto"  # auto (on when a GPU is present) | on | off
     cache: str = "auto"  # auto | memory | none | a file prefix
     deterministic: bool = False
+    fast_decode: bool = True  # DCT-scaled decoding of JPEGs >= 2x the training size (imagedata.InputOptions)
 
     def check(self) -> None:
         from dermpipe.imagedata import CLASS_BALANCES
@@ -284,7 +285,7 @@ def train_model(train: pd.DataFrame, val: pd.DataFrame, dataset_dir: Path, param
     labels = train["label_index"].to_numpy()
     counts = {c: int((labels == c).sum()) for c in range(n_classes)}
     options = InputOptions(image_size=params.image_size, batch_size=params.batch_size, shuffle=True, seed=params.seed,
-                           cache=params.cache, deterministic=params.deterministic)
+                           cache=params.cache, deterministic=params.deterministic, fast_decode=params.fast_decode)
     train_ds = training_dataset(encoded_examples(train, dataset_dir), options, n_examples=len(train),
                                 class_counts=counts, class_balance=params.class_balance)
     steps = math.ceil(len(train) / params.batch_size)
@@ -419,12 +420,13 @@ def train(
     fine_tune_layers: int = 20, learning_rate: float = 1e-3, fine_tune_learning_rate: float = 1e-4, patience: int = 3,
     class_balance: str = "weights", seed: int = 42, loss: str = "crossentropy", focal_gamma: float = 2.0,
     monitor: str = "val_balanced_accuracy", lr_schedule: str = "plateau", jit_compile: bool = False,
-    mixed_precision: str = "auto", cache: str = "auto", deterministic: bool = False, quiet: bool = False,
+    mixed_precision: str = "auto", cache: str = "auto", deterministic: bool = False, fast_decode: bool = True,
+    quiet: bool = False,
 ):
     """Augment-and-train the classifier (runs on a GPU node on KFP/Vertex, on the CPU locally)."""
     from dermpipe.components.train import TrainParams, run
 
     params = TrainParams(backbone, weights, image_size, batch_size, epochs, fine_tune_epochs, fine_tune_layers,
                          learning_rate, fine_tune_learning_rate, patience, class_balance, seed, loss, focal_gamma,
-                         monitor, lr_schedule, jit_compile, mixed_precision, cache, deterministic)
+                         monitor, lr_schedule, jit_compile, mixed_precision, cache, deterministic, fast_decode)
     run(raw, train_split, val_split, model, stats, curves, params, quiet=quiet)

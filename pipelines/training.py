@@ -85,6 +85,7 @@ def build_training_pipeline(placement: Placement | None = Placement()):
         mixed_precision: str = "auto",
         train_cache: str = "auto",
         deterministic: bool = False,
+        fast_decode: bool = True,
         train_quiet: bool = False,
         train_seed: int = 42,
         min_balanced_accuracy: float = 0.5,
@@ -109,7 +110,7 @@ def build_training_pipeline(placement: Placement | None = Placement()):
                 fine_tune_learning_rate=fine_tune_learning_rate, patience=patience,
                 class_balance=class_balance, seed=train_seed, loss=loss, monitor=monitor, lr_schedule=lr_schedule,
                 jit_compile=jit_compile, mixed_precision=mixed_precision, cache=train_cache,
-                deterministic=deterministic, quiet=train_quiet,
+                deterministic=deterministic, fast_decode=fast_decode, quiet=train_quiet,
             ),
             placement,
         ).set_display_name("train")

@@ -29,7 +29,7 @@ def splits(demo_dataset):
 
 def test_training_batches_from_encoded_bytes_match_the_decoded_files(demo_dataset, splits):
     rows = splits.train.head(10)
-    options = InputOptions(image_size=32, batch_size=4, shuffle=False, cache="memory")
+    options = InputOptions(image_size=32, batch_size=4, shuffle=False, cache="memory", fast_decode=False)
     ds = training_dataset(encoded_examples(rows, demo_dataset), options, n_examples=len(rows))
     batches = list(ds.as_numpy_iterator())
     assert [len(y) for _, y in batches] == [4, 4, 2]
@@ -39,6 +39,24 @@ def test_training_batches_from_encoded_bytes_match_the_decoded_files(demo_datase
     np.testing.assert_array_equal(np.concatenate([y for _, y in batches]), rows["label_index"].to_numpy())
     again = np.concatenate([x for x, _ in ds.as_numpy_iterator()])  # the second pass reads the cache
     np.testing.assert_array_equal(again, pixels)
+
+
+def test_fast_decode_stays_within_about_one_level_of_the_exact_path(isic_sample):
+    import io
+
+    from PIL import Image
+
+    from dermpipe.imagedata import decode_resize_bytes, fast_decode_resize_bytes
+
+    jpeg = next(isic_sample.rglob("*.jpg")).read_bytes()
+    exact, fast = decode_resize_bytes(jpeg, 64).numpy(), fast_decode_resize_bytes(jpeg, 64).numpy()
+    assert min(Image.open(io.BytesIO(jpeg)).size) >= 128  # large enough for the scaled decode to engage
+    assert 0 < np.abs(exact - fast).mean() < 2.0
+    small, png = io.BytesIO(), io.BytesIO()
+    Image.open(io.BytesIO(jpeg)).convert("RGB").resize((40, 40)).save(small, format="JPEG")
+    Image.open(io.BytesIO(jpeg)).convert("RGB").resize((300, 300)).save(png, format="PNG")
+    for data in (small.getvalue(), png.getvalue()):  # small JPEGs and PNGs take the exact path
+        np.testing.assert_array_equal(fast_decode_resize_bytes(data, 32).numpy(), decode_resize_bytes(data, 32).numpy())
 
 
 def test_shuffled_input_is_deterministic_with_a_seed(demo_dataset, splits):
