@@ -4,7 +4,9 @@ Phase 1 trains the head on a frozen backbone (or the whole network when training
 top `fine_tune_layers` backbone layers (BatchNorm stays frozen, as Keras' transfer-learning guide advises) and
 trains at `fine_tune_learning_rate`. Each epoch the validation balanced accuracy (BMA, the ISIC metric) is computed
 with sklearn; early stopping watches it (or val_loss). Every epoch is checkpointed (BackupAndRestore) into
-`<model>/checkpoints`, so a retried task resumes after the last finished epoch, and a finished phase is not re-run.
+`<model folder>/checkpoints` (or `<model URI>-checkpoints` when the artifact URI is remote, e.g. gs://: KFP keeps
+the URI of a task's outputs across retries but not its local folder), so a retried task resumes after the last
+finished epoch, and a finished phase is not re-run.
 
 The Model artifact is a folder: model.keras, training.json, the SavedModel of dermpipe.export (saved_model.pb,
 variables/: TF Serving and Vertex serve the folder directly) and tensorboard/ logs. On a GPU node the run uses
@@ -13,7 +15,6 @@ mixed_float16, MirroredStrategy over all the node's GPUs and, when asked, XLA.
 
 import json
 import math
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -158,7 +159,7 @@ def _callback_classes():
         """One progress line per epoch (unless quiet) and the phase's history persisted next to its checkpoint,
         so a resumed phase still reports every epoch."""
 
-        def __init__(self, phase, epochs, images_per_epoch, history_file: Path, previous: list[dict], quiet: bool):
+        def __init__(self, phase, epochs, images_per_epoch, history_file: str, previous: list[dict], quiet: bool):
             super().__init__()
             self.phase, self.epochs, self.images = phase, epochs, images_per_epoch
             self.history_file, self.rows, self.quiet = history_file, list(previous), quiet
@@ -171,8 +172,7 @@ def _callback_classes():
             row = {k: float(v) for k, v in (logs or {}).items()}
             row.update(epoch=epoch + 1, seconds=seconds, images_per_second=self.images / max(seconds, 1e-9))
             self.rows = [r for r in self.rows if r["epoch"] <= epoch] + [row]
-            self.history_file.parent.mkdir(parents=True, exist_ok=True)
-            self.history_file.write_text(json.dumps(self.rows))
+            _write_text(self.history_file, json.dumps(self.rows))
             if not self.quiet:
                 shown = " ".join(f"{k} {row[k]:.4f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy",
                                                               "val_balanced_accuracy", "learning_rate") if k in row)
@@ -196,19 +196,46 @@ def _history_columns(rows: list[dict]) -> dict[str, list[float]]:
     return {k: [float(r.get(k, float("nan"))) for r in rows] for k in keys}
 
 
-def _fit_phase(model, phase: Phase, data, params: TrainParams, *, checkpoints: Path, tensorboard: Path | None,
+def _write_text(path: str, text: str) -> None:
+    import tensorflow as tf
+
+    tf.io.gfile.makedirs(path.rsplit("/", 1)[0])
+    partial = f"{path}.partial"
+    with tf.io.gfile.GFile(partial, "w") as handle:
+        handle.write(text)
+    tf.io.gfile.rename(partial, path, overwrite=True)  # a kill mid-write never leaves a torn file behind
+
+
+def _read_json(path: str):
+    import tensorflow as tf
+
+    with tf.io.gfile.GFile(path) as handle:
+        return json.loads(handle.read())
+
+
+def checkpoint_location(model_path: str, model_uri: str) -> str:
+    """Where a train task keeps its per-epoch backup: stable across retries of the same run. A remote artifact URI
+    (gs://...) gets a sibling `<uri>-checkpoints` written directly (a retried pod starts with an empty local output
+    folder on KFP); a local one keeps it inside the artifact folder."""
+    if "://" in model_uri and not model_uri.startswith("file://"):
+        return model_uri.rstrip("/") + "-checkpoints"
+    return f"{model_path.rstrip('/')}/checkpoints"
+
+
+def _fit_phase(model, phase: Phase, data, params: TrainParams, *, checkpoints: str, tensorboard: Path | None,
                steps_per_epoch: int, images_per_epoch: int, weights, runtime_: Runtime, quiet: bool,
                extra_callbacks=()) -> dict[str, list[float]]:
     """Compile and fit one phase with checkpoint/resume; a finished phase (marker file) only reloads its weights."""
     import keras
+    import tensorflow as tf
 
-    done_weights = checkpoints / f"{phase.name}.done.weights.h5"
-    history_file = checkpoints / f"{phase.name}.history.json"
-    if done_weights.exists():
+    done_weights = f"{checkpoints}/{phase.name}.done.weights.h5"
+    history_file = f"{checkpoints}/{phase.name}.history.json"
+    if tf.io.gfile.exists(done_weights):
         model.load_weights(done_weights)
         if not quiet:
             print(f"[train {phase.name}] phase finished before a retry: weights reloaded from {done_weights}")
-        return _history_columns(json.loads(history_file.read_text()))
+        return _history_columns(_read_json(history_file))
 
     train_ds, val_images, val_labels = data
     one_hot = params.loss == "focal"
@@ -222,12 +249,12 @@ def _fit_phase(model, phase: Phase, data, params: TrainParams, *, checkpoints: P
                       jit_compile=params.jit_compile)
     ValidationScores, EpochLog = _callback_classes()
     mode = "max" if params.monitor == "val_balanced_accuracy" else "min"
-    previous = json.loads(history_file.read_text()) if history_file.exists() else []
+    previous = _read_json(history_file) if tf.io.gfile.exists(history_file) else []
     callbacks = [
         ValidationScores(val_images, val_labels, loss_fn, one_hot, len(config.CLASSES), params.batch_size),
         keras.callbacks.EarlyStopping(monitor=params.monitor, mode=mode, patience=params.patience,
                                       restore_best_weights=True),
-        keras.callbacks.BackupAndRestore(str(checkpoints / phase.name), delete_checkpoint=True),
+        keras.callbacks.BackupAndRestore(f"{checkpoints}/{phase.name}", delete_checkpoint=True),
         EpochLog(phase.name, phase.epochs, images_per_epoch, history_file, previous, quiet),
         *extra_callbacks,
     ]
@@ -240,7 +267,7 @@ def _fit_phase(model, phase: Phase, data, params: TrainParams, *, checkpoints: P
     ds = train_ds.map(lambda x, y: (x, _one_hot(y))) if one_hot else train_ds
     model.fit(ds, epochs=phase.epochs, class_weight=weights, callbacks=callbacks, shuffle=False, verbose=0)
     model.save_weights(done_weights)
-    return _history_columns(json.loads(history_file.read_text()))
+    return _history_columns(_read_json(history_file))
 
 
 def _one_hot(labels):
@@ -252,7 +279,7 @@ def _one_hot(labels):
 # ---------------------------------------------------------------- the whole training
 
 def train_model(train: pd.DataFrame, val: pd.DataFrame, dataset_dir: Path, params: TrainParams, *,
-                out_dir: Path | None = None, checkpoint_dir: Path | None = None, quiet: bool = False,
+                out_dir: Path | None = None, checkpoint_dir: str | None = None, quiet: bool = False,
                 extra_callbacks=(), verbose: int | None = None):
     """Train and return (model, report): the history of each phase and the validation metrics.
 
@@ -292,7 +319,8 @@ def train_model(train: pd.DataFrame, val: pd.DataFrame, dataset_dir: Path, param
     val_images = load_images(val, dataset_dir, params.image_size).round().clip(0, 255)  # as cached for training
     val_labels = val["label_index"].to_numpy()
     weights = class_weights(labels, n_classes) if params.class_balance == "weights" else None
-    checkpoints = checkpoint_dir or (out_dir / "checkpoints" if out_dir else Path(tempfile.mkdtemp(prefix="ckpt-")))
+    scratch = None if checkpoint_dir or out_dir else tempfile.TemporaryDirectory(prefix="dermpipe-ckpt-")
+    checkpoints = checkpoint_dir or (f"{out_dir}/checkpoints" if out_dir else scratch.name)
     tensorboard = out_dir / "tensorboard" if out_dir else None
     phases = [Phase("head" if pretrained else "full", params.epochs, params.learning_rate)]
     if pretrained and params.fine_tune_epochs > 0:
@@ -307,6 +335,8 @@ def train_model(train: pd.DataFrame, val: pd.DataFrame, dataset_dir: Path, param
             tensorboard=tensorboard, steps_per_epoch=steps, images_per_epoch=steps * params.batch_size,
             weights=weights, runtime_=env, quiet=quiet, extra_callbacks=extra_callbacks)
     seconds = time.perf_counter() - started
+    if scratch is not None:
+        scratch.cleanup()
     val_prob = model.predict(val_images, batch_size=params.batch_size, verbose=0)
     val_eval = evaluate_predictions(val_labels, val_prob, config.CLASSES)
     epochs_run = sum(len(h.get("loss", [])) for h in history.values())
@@ -380,18 +410,22 @@ def curves_html(history: dict[str, dict[str, list[float]]], title: str = "Traini
 
 def run(raw: Dataset, train: Dataset, val: Dataset, model: Model, stats: Metrics, curves: HTML | None,
         params: TrainParams, *, quiet: bool = False) -> None:
+    import tensorflow as tf
+
     from dermpipe.export import export_serving_model
     from dermpipe.lineage import annotate, log_metrics
 
     out = Path(model.path)
     out.mkdir(parents=True, exist_ok=True)
+    checkpoints = checkpoint_location(model.path, model.uri)
     trained, report = train_model(pd.read_parquet(train.path), pd.read_parquet(val.path), Path(raw.path), params,
-                                  out_dir=out, quiet=quiet)
+                                  out_dir=out, checkpoint_dir=checkpoints, quiet=quiet)
     trained.save(out / "model.keras")
     serving = export_serving_model(trained, out)  # saved_model.pb + variables/ at the folder's root
     report["serving"] = serving
     (out / "training.json").write_text(json.dumps(report, indent=1))
-    shutil.rmtree(out / "checkpoints", ignore_errors=True)  # training finished: nothing left to resume
+    if tf.io.gfile.exists(checkpoints):  # training finished: nothing left to resume
+        tf.io.gfile.rmtree(checkpoints)
     if curves is not None:
         Path(curves.path).parent.mkdir(parents=True, exist_ok=True)
         Path(curves.path).write_text(curves_html(report["history"]))

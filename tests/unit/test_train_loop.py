@@ -13,7 +13,14 @@ from kfp.dsl import HTML, Dataset, Metrics, Model
 
 from dermpipe.components.merge import merge_dataset
 from dermpipe.components.split import split_table
-from dermpipe.components.train import TrainParams, curve_metrics, run, train_model, validation_scores
+from dermpipe.components.train import (
+    TrainParams,
+    checkpoint_location,
+    curve_metrics,
+    run,
+    train_model,
+    validation_scores,
+)
 from dermpipe.export import check_serving_model
 from dermpipe.imagedata import InputOptions, cache_mode, encoded_examples, load_images, oversample, training_dataset
 from dermpipe.models import CAFFE_MEAN_BGR, CaffePreprocess, build_classifier, resolve_weights
@@ -169,22 +176,40 @@ class _Epochs(keras.callbacks.Callback):
 
 @pytest.mark.slow
 def test_a_killed_run_resumes_after_its_last_checkpoint(demo_dataset, splits, tmp_path):
+    checkpoints = str(tmp_path / "model-checkpoints")
     params = TrainParams(**TINY, epochs=3)
     with pytest.raises(RuntimeError, match="pre-empted"):
-        train_model(splits.train, splits.val, demo_dataset, params, out_dir=tmp_path, quiet=True,
-                    extra_callbacks=[_Interrupt(2)])
-    assert (tmp_path / "checkpoints/full/latest.weights.h5").exists()
-    assert len(json.loads((tmp_path / "checkpoints/full.history.json").read_text())) == 2
+        train_model(splits.train, splits.val, demo_dataset, params, out_dir=tmp_path, checkpoint_dir=checkpoints,
+                    quiet=True, extra_callbacks=[_Interrupt(2)])
+    assert tf.io.gfile.exists(f"{checkpoints}/full/latest.weights.h5")
+    with tf.io.gfile.GFile(f"{checkpoints}/full.history.json") as handle:
+        assert [row["epoch"] for row in json.loads(handle.read())] == [1, 2]
     epochs = _Epochs()
-    _, report = train_model(splits.train, splits.val, demo_dataset, params, out_dir=tmp_path, quiet=True,
-                            extra_callbacks=[epochs])
+    _, report = train_model(splits.train, splits.val, demo_dataset, params, out_dir=tmp_path,
+                            checkpoint_dir=checkpoints, quiet=True, extra_callbacks=[epochs])
     assert epochs.seen == [3]  # epochs 1-2 came from the checkpoint
     history = report["history"]["full"]
     assert report["epochs_run"] == 3 and len(history["val_balanced_accuracy"]) == 3
-    assert not (tmp_path / "checkpoints/full").exists()  # BackupAndRestore removes its backup when training ends
+    assert not tf.io.gfile.exists(f"{checkpoints}/full")  # BackupAndRestore removes its backup when training ends
     again = _Epochs()  # a retry after the phase finished only reloads the phase's final weights
-    train_model(splits.train, splits.val, demo_dataset, params, out_dir=tmp_path, quiet=True, extra_callbacks=[again])
+    train_model(splits.train, splits.val, demo_dataset, params, out_dir=tmp_path, checkpoint_dir=checkpoints,
+                quiet=True, extra_callbacks=[again])
     assert again.seen == []
+
+
+def test_history_files_are_replaced_whole_through_gfile():
+    from dermpipe.components.train import _read_json, _write_text
+
+    _write_text("ram://history/run/full.history.json", json.dumps([{"epoch": 1, "loss": 2.0}] * 3))
+    _write_text("ram://history/run/full.history.json", json.dumps([{"epoch": 1}]))
+    assert _read_json("ram://history/run/full.history.json") == [{"epoch": 1}]
+    assert not tf.io.gfile.exists("ram://history/run/full.history.json.partial")
+
+
+def test_checkpoints_sit_beside_a_remote_artifact_and_inside_a_local_one():
+    assert checkpoint_location("/gcs/b/root/run/train/model", "gs://b/root/run/train/model") == (
+        "gs://b/root/run/train/model-checkpoints")
+    assert checkpoint_location("/tmp/art/model", "/tmp/art/model") == "/tmp/art/model/checkpoints"
 
 
 @pytest.mark.slow
