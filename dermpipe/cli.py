@@ -89,13 +89,14 @@ def compile_(
     accelerator_count: int = typer.Option(1, help="GPUs for the train step (0: CPU only)"),
     train_cpu: str = typer.Option("8"),
     train_memory: str = typer.Option("32G"),
+    gpu_node_selector: str = typer.Option("", help="KFP on GKE: GPU node label, e.g. nvidia-l4 (gke-accelerator)"),
 ) -> None:
     """Compile the training pipeline to KFP IR YAML for Kubeflow Pipelines or Vertex AI Pipelines."""
     from dermpipe.pipelines.compile import compile_training
     from dermpipe.pipelines.training import Placement
 
     placement = Placement(train_accelerator=accelerator, train_accelerator_count=accelerator_count,
-                          train_cpu=train_cpu, train_memory=train_memory)
+                          train_cpu=train_cpu, train_memory=train_memory, gpu_node_selector=gpu_node_selector)
     path = compile_training(out, base_image=image, gpu_image=gpu_image, placement=placement)
     typer.echo(f"wrote {path}")
 

@@ -32,6 +32,7 @@ class Placement:
     step_cpu: str = "2"
     step_memory: str = "8G"
     gpu_toleration: bool = True  # GKE taints GPU nodes with nvidia.com/gpu=present:NoSchedule
+    gpu_node_selector: str = ""  # KFP on GKE: e.g. nvidia-l4 -> nodeSelector cloud.google.com/gke-accelerator
     retries: int = 1
 
 
@@ -51,6 +52,9 @@ def _place_train(task: dsl.PipelineTask, placement: Placement | None) -> dsl.Pip
         task.set_accelerator_type(placement.train_accelerator).set_accelerator_limit(placement.train_accelerator_count)
         if placement.gpu_toleration:
             kubernetes.add_toleration(task, key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")
+        if placement.gpu_node_selector:
+            kubernetes.add_node_selector(task, label_key="cloud.google.com/gke-accelerator",
+                                         label_value=placement.gpu_node_selector)
     # A pre-empted or killed trainer is retried; training is deterministic given the seed.
     task.set_retry(num_retries=placement.retries, backoff_duration="60s")
     return task
