@@ -11,7 +11,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint compile images clean
+.PHONY: help install demo test lint compile images bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -62,6 +62,8 @@ else
 	  && docker push $(REGISTRY)/$$image:$(TAG) || exit 1; \
 	done
 endif
+bench: $(STAMP) ## input-pipeline images/s: dermpipe vs the seed's ImageDataGenerator vs the tf.data ceiling
+	$(BIN)/python benchmarks/input_pipeline.py
 
 clean: ## remove local runs, artifacts and the model registry (.dermpipe); keeps .venv
 	rm -rf .dermpipe training.yaml

@@ -30,11 +30,10 @@ def next_version(registry_root: str, model_name: str) -> int:
 
 def export_saved_model(keras_file: Path, out_dir: Path) -> dict[str, object]:
     """Export the Keras model as a SavedModel (JPEG-bytes and pixel signatures) and check that it answers."""
-    import keras
-
     from dermpipe.export import check_serving_model, export_serving_model
+    from dermpipe.models import load_classifier
 
-    description = export_serving_model(keras.models.load_model(keras_file), out_dir)
+    description = export_serving_model(load_classifier(keras_file), out_dir)
     return {**description, "check": check_serving_model(out_dir, len(config.CLASSES))}
 
 

@@ -94,8 +94,9 @@ def slices(table: pd.DataFrame, probabilities: np.ndarray) -> dict[str, list[dic
 
 def load_champion(registry_root: str, model_name: str):
     """(version, Keras model) of the deployed model named in <registry>/<name>/current.json, or None."""
-    import keras
     import tensorflow as tf
+
+    from dermpipe.models import load_classifier
 
     if not registry_root.strip():
         return None
@@ -108,7 +109,7 @@ def load_champion(registry_root: str, model_name: str):
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp) / "champion.keras"
         tf.io.gfile.copy(source, str(local))
-        return str(current["version"]), keras.models.load_model(local)
+        return str(current["version"]), load_classifier(local)
 
 
 def _roc_figure(y_true: np.ndarray, probabilities: np.ndarray):
@@ -192,12 +193,11 @@ class GateParams:
 
 def run(raw: Dataset, model: Model, test: Dataset, metrics: Metrics, confusion: ClassificationMetrics,
         report: HTML, decision_md: Markdown, predictions: Dataset, params: GateParams) -> bool:
-    import keras
-
     from dermpipe.lineage import annotate, log_metrics, write_metadata_file
     from dermpipe.metrics import evaluate_predictions
+    from dermpipe.models import load_classifier
 
-    trained = keras.models.load_model(Path(model.path) / "model.keras")
+    trained = load_classifier(Path(model.path) / "model.keras")
     image_size = int(trained.input_shape[1])
     test_table = pd.read_parquet(test.path)
     y_true = test_table["label_index"].to_numpy()

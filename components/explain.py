@@ -177,12 +177,11 @@ def write_gallery(examples: pd.DataFrame, images: np.ndarray, maps: Mapping[str,
 
 
 def run(raw: Dataset, model: Model, predictions: Dataset, gallery: HTML, pngs: Artifact, per_class: int) -> None:
-    import keras
-
     from dermpipe.imagedata import load_images
     from dermpipe.lineage import annotate
+    from dermpipe.models import load_classifier
 
-    trained = keras.models.load_model(Path(model.path) / "model.keras")
+    trained = load_classifier(Path(model.path) / "model.keras")
     image_size = int(trained.input_shape[1])
     examples = select_examples(pd.read_parquet(predictions.path), per_class)
     images = load_images(examples, Path(raw.path), image_size)

@@ -19,12 +19,19 @@ def run(
                                "kaggle:OWNER/DATASET | isic:COLLECTION_OR_QUERY | gs://BUCKET/PREFIX"),
     epochs: int = typer.Option(12, help="training epochs (early stopping may end sooner)"),
     image_size: int = typer.Option(64, help="training resolution in pixels (224 for real training)"),
-    backbone: str = typer.Option("simple_cnn", help="simple_cnn | efficientnet_b0..b4 | mobilenet_v3_small/large"),
-    weights: str = typer.Option("none", help="none | imagenet | path of a backbone weights file"),
+    backbone: str = typer.Option("simple_cnn", help="simple_cnn | efficientnet_b0..b4 | mobilenet_v3_small/large | "
+                                 "resnet50"),
+    weights: str = typer.Option("none", help="none | imagenet | path (local or gs://) of a backbone weights file"),
     batch_size: int = typer.Option(32),
     learning_rate: float = typer.Option(1e-3),
     fine_tune_epochs: int = typer.Option(0, help="epochs of fine-tuning after the head phase (pretrained weights)"),
-    patience: int = typer.Option(4, help="early-stopping patience in epochs (on validation loss)"),
+    patience: int = typer.Option(4, help="early-stopping patience in epochs (on --monitor)"),
+    class_balance: str = typer.Option("weights", help="weights | oversample | none"),
+    loss: str = typer.Option("crossentropy", help="crossentropy | focal"),
+    monitor: str = typer.Option("val_balanced_accuracy", help="early stopping: val_balanced_accuracy | val_loss"),
+    lr_schedule: str = typer.Option("plateau", help="plateau (ReduceLROnPlateau) | cosine | constant"),
+    jit_compile: bool = typer.Option(False, "--jit-compile/--no-jit-compile", help="XLA-compile the train step"),
+    quiet_train: bool = typer.Option(False, "--quiet-train", help="no per-epoch progress lines from train"),
     min_balanced_accuracy: float = typer.Option(0.5, help="deploy only if test BMA reaches this"),
     max_bma_drop: float = typer.Option(0.02, help="deploy only if test BMA >= the deployed model's BMA minus this"),
     tta: bool = typer.Option(True, "--tta/--no-tta", help="also report test-time augmentation (flips)"),
@@ -45,6 +52,8 @@ def run(
         "batch_size": batch_size, "learning_rate": learning_rate, "fine_tune_epochs": fine_tune_epochs,
         "patience": patience, "min_balanced_accuracy": min_balanced_accuracy, "max_bma_drop": max_bma_drop,
         "tta": tta, "demo_images": demo_images, "invalid_images": invalid_images, "folds": folds,
+        "class_balance": class_balance, "loss": loss, "monitor": monitor, "lr_schedule": lr_schedule,
+        "jit_compile": jit_compile, "train_quiet": quiet_train,
     }
     if registry_root:
         params["registry_root"] = registry_root

@@ -1,7 +1,15 @@
-"""tf.data input for the image stages: decode, resize to the training resolution, batch, prefetch."""
+"""tf.data input for the image stages: decode, resize to the training resolution, batch, prefetch.
+
+Training input (`training_dataset`) starts from a dataset of (encoded JPEG/PNG bytes, int label) pairs, so files
+(`encoded_examples`) and TFRecord shards (map the shard records to (record["image"], record["label"])) plug in the
+same way: parallel decode + resize, an in-memory cache of the uint8 pixels when they fit, optional oversampling of
+the minority classes, shuffle, batch, prefetch. Augmentation is not here: it runs inside the model (on the GPU).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +22,39 @@ def image_paths(table: pd.DataFrame, dataset_dir: Path | str) -> list[str]:
     return [str(root / rel) for rel in table["path"]]
 
 
-def decode_resize(path: tf.Tensor, image_size: int) -> tf.Tensor:
-    """JPEG/PNG file -> float32 RGB in [0, 255] at image_size x image_size (aspect ratio not kept, as in ISIC work)."""
-    raw = tf.io.read_file(path)
-    image = tf.io.decode_image(raw, channels=3, expand_animations=False)
+def decode_resize_bytes(data: tf.Tensor, image_size: int) -> tf.Tensor:
+    """Encoded JPEG/PNG -> float32 RGB in [0, 255] at image_size x image_size (aspect ratio not kept, as in ISIC
+    work; the same decode and resize as the SavedModel's serving signature)."""
+    image = tf.io.decode_image(data, channels=3, expand_animations=False)
     image = tf.image.resize(image, (image_size, image_size), antialias=True)
     return tf.ensure_shape(image, (image_size, image_size, 3))
+
+
+def fast_decode_resize_bytes(data: tf.Tensor, image_size: int) -> tf.Tensor:
+    """Like decode_resize_bytes, but a JPEG at least 2x the target size is decoded at 1/2, 1/4 or 1/8 scale in the
+    DCT domain (libjpeg's scaled decoding) before the resize: a fraction of the decoding work, pixels within about
+    one intensity level of the exact path on average (benchmarks/input_pipeline.py measures it). Non-JPEGs and small
+    JPEGs take the exact path."""
+
+    def scaled(ratio: int):
+        def decode():
+            image = tf.io.decode_jpeg(data, channels=3, ratio=ratio)
+            return tf.image.resize(image, (image_size, image_size), antialias=True)
+        return decode
+
+    def jpeg():
+        shape = tf.io.extract_jpeg_shape(data)
+        short = tf.minimum(shape[0], shape[1])
+        index = sum(tf.cast(short >= factor * image_size, tf.int32) for factor in (2, 4, 8))
+        return tf.switch_case(index, [scaled(1), scaled(2), scaled(4), scaled(8)])
+
+    image = tf.cond(tf.io.is_jpeg(data), jpeg, lambda: decode_resize_bytes(data, image_size))
+    return tf.ensure_shape(image, (image_size, image_size, 3))
+
+
+def decode_resize(path: tf.Tensor, image_size: int) -> tf.Tensor:
+    """JPEG/PNG file -> float32 RGB in [0, 255] at image_size x image_size."""
+    return decode_resize_bytes(tf.io.read_file(path), image_size)
 
 
 def make_dataset(
@@ -50,3 +85,104 @@ def make_dataset(
 def load_images(table: pd.DataFrame, dataset_dir: Path | str, image_size: int) -> np.ndarray:
     """All images of a (small) table as one float32 array, for explanation galleries."""
     return np.stack([decode_resize(tf.constant(p), image_size).numpy() for p in image_paths(table, dataset_dir)])
+
+
+CLASS_BALANCES = ("weights", "oversample", "none")
+
+
+@dataclass(frozen=True)
+class InputOptions:
+    """How training batches are made. cache: "auto" (in memory when the uint8 pixels fit `cache_budget_mb`),
+    "memory", "none", or a file path prefix (tf.data file cache)."""
+
+    image_size: int = 224
+    batch_size: int = 32
+    shuffle: bool = True
+    seed: int | None = 42
+    cache: str = "auto"
+    cache_budget_mb: int = 4096
+    deterministic: bool = True
+    shuffle_buffer: int = 10_000
+    fast_decode: bool = True  # DCT-scaled JPEG decoding for large JPEGs (see fast_decode_resize_bytes)
+
+
+def encoded_examples(table: pd.DataFrame, dataset_dir: Path | str) -> tf.data.Dataset:
+    """(encoded bytes, int32 label) per row of a split table, read from the image files in parallel, in table order."""
+    paths = tf.data.Dataset.from_tensor_slices(image_paths(table, dataset_dir))
+    labels = tf.data.Dataset.from_tensor_slices(table["label_index"].to_numpy(np.int32))
+    return tf.data.Dataset.zip((paths, labels)).map(lambda p, y: (tf.io.read_file(p), y),
+                                                   num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def cache_mode(cache: str, n_examples: int | None, image_size: int, budget_mb: int) -> str:
+    """The cache to use: "memory", "none" or a file prefix; "auto" caches in memory only when the size is known and
+    n * S * S * 3 bytes fits the budget."""
+    if cache != "auto":
+        return cache
+    if n_examples is None:
+        return "none"
+    return "memory" if n_examples * image_size * image_size * 3 <= budget_mb * (1 << 20) else "none"
+
+
+def oversample(ds: tf.data.Dataset, class_counts: Mapping[int, int], n_per_epoch: int,
+               seed: int | None) -> tf.data.Dataset:
+    """Re-sample unbatched (image, label) pairs so every class present is drawn equally often; `n_per_epoch` pairs
+    per pass. Classes with no examples are left out (drawing from them would never end)."""
+    present = sorted(int(c) for c, n in class_counts.items() if n > 0)
+    if not present:
+        raise ValueError("oversampling needs at least one class with examples; class_counts are all zero")
+    per_class = [ds.filter(lambda _x, y, c=c: tf.equal(tf.cast(y, tf.int64), c)).repeat() for c in present]
+    mixed = tf.data.Dataset.sample_from_datasets(per_class, weights=[1.0 / len(present)] * len(present), seed=seed,
+                                                 rerandomize_each_iteration=True)
+    return mixed.take(n_per_epoch)
+
+
+def training_dataset(
+    examples: tf.data.Dataset,
+    options: InputOptions,
+    *,
+    n_examples: int | None = None,
+    class_counts: Mapping[int, int] | None = None,
+    class_balance: str = "weights",
+) -> tf.data.Dataset:
+    """Batches of (float32 pixels [B,S,S,3] in 0..255, int32 labels) from (encoded bytes, label) pairs.
+
+    Decoded pixels are rounded to uint8 before the cache (4x smaller; the model sees whole intensity levels, as in the
+    JPEG). With class_balance="oversample", `class_counts` is required and each pass draws n_examples pairs.
+    """
+    if class_balance not in CLASS_BALANCES:
+        raise ValueError(f"class_balance={class_balance!r}; expected one of {list(CLASS_BALANCES)}")
+    size = options.image_size
+
+    decoder = fast_decode_resize_bytes if options.fast_decode else decode_resize_bytes
+
+    def decode(data, label):
+        pixels = decoder(data, size)
+        return tf.cast(tf.clip_by_value(tf.round(pixels), 0, 255), tf.uint8), tf.cast(label, tf.int32)
+
+    ds = examples.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=options.deterministic)
+    mode = cache_mode(options.cache, n_examples, size, options.cache_budget_mb)
+    if mode == "memory":
+        ds = ds.cache()
+    elif mode != "none":
+        ds = ds.cache(mode)
+    if class_balance == "oversample":
+        if class_counts is None or n_examples is None:
+            raise ValueError("class_balance='oversample' needs class_counts and n_examples (the training split's)")
+        if options.shuffle:
+            ds = ds.shuffle(min(n_examples, options.shuffle_buffer), seed=options.seed, reshuffle_each_iteration=True)
+        ds = oversample(ds, class_counts, n_examples, options.seed)
+    elif options.shuffle:
+        ds = ds.shuffle(min(n_examples or options.shuffle_buffer, options.shuffle_buffer), seed=options.seed,
+                        reshuffle_each_iteration=True)
+    ds = ds.batch(options.batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y),
+                                          num_parallel_calls=tf.data.AUTOTUNE)
+    if not options.deterministic:
+        ds = ds.with_options(_nondeterministic())
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _nondeterministic() -> tf.data.Options:
+    opts = tf.data.Options()
+    opts.deterministic = False
+    return opts

@@ -1,26 +1,33 @@
 """Model zoo: a keras.applications backbone (or a small CNN) with augmentation and preprocessing inside the model.
 
 The model takes raw RGB pixels in [0, 255] at the training resolution, so serving sends pixels, not
-preprocessed tensors. Augmentation layers are active only in training (Keras calls them with training=False
-at inference). The backbone is built on the outer model's graph (input_tensor=...) so its layers are the model's own:
-freezing, fine-tuning and Grad-CAM reach them directly.
+preprocessed tensors. Augmentation is one fused layer (dermpipe.augment.RandomAugment, named "augmentation"),
+active only in training (Keras calls it with training=False at inference). Models holding dermpipe's own layers
+load with `load_classifier` (importing this module registers them). The backbone is built on the outer model's
+graph (input_tensor=...) so its layers are the model's own: freezing, fine-tuning and Grad-CAM reach them directly.
 """
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
-from keras import layers
+from keras import layers, ops
+
+from dermpipe.augment import LAYER_NAME, RandomAugment
+
+# ImageNet channel means (BGR) of the "caffe" preprocessing that keras.applications.ResNet50 expects.
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 
 
 @dataclass(frozen=True)
 class Backbone:
     name: str
     build: Callable[..., keras.Model] | None  # None: the small from-scratch CNN
-    includes_preprocessing: bool  # the application rescales [0, 255] itself
+    includes_preprocessing: bool  # the application rescales [0, 255] itself; False: dermpipe adds the layer
 
 
 def _apps() -> dict[str, Backbone]:
@@ -33,41 +40,66 @@ def _apps() -> dict[str, Backbone]:
         "efficientnet_b4": Backbone("efficientnet_b4", apps.EfficientNetB4, True),
         "mobilenet_v3_small": Backbone("mobilenet_v3_small", apps.MobileNetV3Small, True),
         "mobilenet_v3_large": Backbone("mobilenet_v3_large", apps.MobileNetV3Large, True),
+        "resnet50": Backbone("resnet50", apps.ResNet50, False),
         "simple_cnn": Backbone("simple_cnn", None, False),
     }
 
 
 BACKBONES: tuple[str, ...] = (
     "efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3", "efficientnet_b4",
-    "mobilenet_v3_small", "mobilenet_v3_large", "simple_cnn",
+    "mobilenet_v3_small", "mobilenet_v3_large", "resnet50", "simple_cnn",
 )
 
 
 def resolve_weights(weights: str) -> str | None:
-    """'none' -> None (train from scratch); 'imagenet' -> Keras' cache (baked into the GPU image); else a local file."""
+    """'none' -> None (train from scratch); 'imagenet' -> Keras' cache (baked into the GPU image); a local file as
+    it is; a gs:// (or any tf.io.gfile) URI -> copied to a local temporary file (Keras loads local files only)."""
     if weights in ("", "none", "None"):
         return None
     if weights == "imagenet":
         return "imagenet"
+    if "://" in weights:
+        return _fetch_weights(weights)
     if not Path(weights).is_file():
         raise FileNotFoundError(
             f"weights file {weights!r} not found; pass 'imagenet' (needs the Keras cache of the GPU image), "
-            "'none' to train from scratch, or the path of a .h5 weights file for this backbone without its top"
+            "'none' to train from scratch, or the path (local or gs://) of a .h5 weights file for this backbone "
+            "without its top"
         )
     return weights
 
 
-def augmentation(seed: int) -> keras.Sequential:
-    """The seed notebook's geometric augmentations (rotation 20 deg, shift 0.2, zoom 0.2, flips)."""
-    return keras.Sequential(
-        [
-            layers.RandomFlip("horizontal_and_vertical", seed=seed),
-            layers.RandomRotation(20 / 360, fill_mode="reflect", seed=seed),
-            layers.RandomTranslation(0.2, 0.2, fill_mode="reflect", seed=seed),
-            layers.RandomZoom(0.2, fill_mode="reflect", seed=seed),
-        ],
-        name="augmentation",
-    )
+def _fetch_weights(uri: str) -> str:
+    import tensorflow as tf
+
+    if not tf.io.gfile.exists(uri):
+        raise FileNotFoundError(f"weights file {uri!r} not found (checked with tf.io.gfile); check the bucket, the "
+                                "object name and the service account's read access, or pass 'imagenet' / 'none'")
+    local = Path(tempfile.mkdtemp(prefix="dermpipe-weights-")) / Path(uri).name
+    tf.io.gfile.copy(uri, str(local), overwrite=True)
+    return str(local)
+
+
+def augmentation(seed: int | None, **ranges) -> RandomAugment:
+    """The seed notebook's geometric augmentations (rotation 20 deg, shift 0.2, zoom 0.2, flips) fused into one
+    random affine transform, plus brightness and contrast; `ranges` overrides RandomAugment's defaults."""
+    return RandomAugment(seed=seed, name=LAYER_NAME, **ranges)
+
+
+@keras.saving.register_keras_serializable(package="dermpipe")
+class CaffePreprocess(layers.Layer):
+    """RGB [0, 255] -> BGR minus the ImageNet means: keras.applications.resnet50.preprocess_input, as a layer."""
+
+    def call(self, images):
+        return ops.flip(images, axis=-1) - ops.convert_to_tensor(CAFFE_MEAN_BGR, dtype=images.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+def load_classifier(path: Path | str) -> keras.Model:
+    """Load a dermpipe model.keras (dermpipe's layers are registered by importing this module)."""
+    return keras.models.load_model(str(path))
 
 
 def _simple_cnn(x):
@@ -81,18 +113,22 @@ def _simple_cnn(x):
 
 
 def build_classifier(
-    backbone: str, image_size: int, n_classes: int, *, weights: str = "none", dropout: float = 0.2, seed: int = 42
+    backbone: str, image_size: int, n_classes: int, *, weights: str = "none", dropout: float = 0.2, seed: int = 42,
+    augment: dict | None = None,
 ) -> tuple[keras.Model, list[keras.layers.Layer]]:
-    """The classifier and the list of backbone layers (frozen for the head phase, partly thawed to fine-tune)."""
+    """The classifier and the list of backbone layers (frozen for the head phase, partly thawed to fine-tune);
+    `augment` overrides the augmentation ranges (RandomAugment's arguments)."""
     zoo = _apps()
     if backbone not in zoo:
         raise ValueError(f"backbone {backbone!r} is not supported; choose one of {list(BACKBONES)}")
     spec = zoo[backbone]
     inputs = keras.Input((image_size, image_size, 3), name="image")
-    x = augmentation(seed)(inputs)
+    x = augmentation(seed, **(augment or {}))(inputs)
     if spec.build is None:
         features, backbone_layers = _simple_cnn(x)
     else:
+        if not spec.includes_preprocessing:
+            x = CaffePreprocess(name="preprocess")(x)
         extra = {"include_preprocessing": True} if backbone.startswith("mobilenet") else {}
         base = spec.build(include_top=False, weights=resolve_weights(weights), input_tensor=x, **extra)
         features, backbone_layers = base.output, [layer for layer in base.layers if layer is not base.input]

@@ -94,7 +94,7 @@ def list_records() -> list[RunRecord]:
 # (task, output) -> file name of the readable copy kept with the run record.
 REPORTS = {("merge", "report"): "data-report.md", ("split", "report"): "split-report.md",
            ("evaluate", "report"): "evaluation.html",
-           ("explain", "gallery"): "gradcam.html"}
+           ("explain", "gallery"): "gradcam.html", ("train", "curves"): "training-curves.html"}
 
 
 def collect_reports(record: RunRecord) -> dict[str, str]:
