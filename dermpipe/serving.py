@@ -627,14 +627,16 @@ def create_app(settings: Settings):
         check_name(name)
         images, metas, columnar = parse_tf_request(body)
         model = await run_in_threadpool(manager.get, version)
-        probabilities, _ = await predict_images(model, images, metas, uuid.uuid4().hex)
+        request_id = uuid.uuid4().hex
+        probabilities, _ = await predict_images(model, images, metas, request_id)
         rows = [row(p) for p in probabilities]
+        extra = {"model_version": model.version, "classes": list(config.CLASSES), "request_id": request_id}
         if columnar:
             outputs = {"probabilities": probabilities.tolist(), "predicted_class": [r["predicted_class"] for r in rows],
                        "confidence": [r["confidence"] for r in rows]}
-            return {"outputs": outputs, "model_version": model.version, "classes": list(config.CLASSES)}
+            return {"outputs": outputs, **extra}
         predictions = [{**r, "probabilities": p.tolist()} for r, p in zip(rows, probabilities, strict=True)]
-        return {"predictions": predictions, "model_version": model.version, "classes": list(config.CLASSES)}
+        return {"predictions": predictions, **extra}
 
     def status(name: str, version: int | None) -> dict:
         check_name(name)
