@@ -20,6 +20,8 @@ from PIL import Image
 from dermpipe import config, registry
 from dermpipe.imagestats import STAT_COLUMNS
 
+pytestmark = pytest.mark.slow  # one server start (TensorFlow import in a subprocess): about a minute on 2 cores
+
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
