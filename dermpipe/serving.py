@@ -36,6 +36,7 @@ from dermpipe.predlog import PredictionLog, log_line
 log = logging.getLogger("dermpipe.serve")
 
 ACCEPTED_FORMATS = ("JPEG", "PNG", "BMP", "GIF")  # what tf.io.decode_image (the model's decoder) reads
+SIGNATURES = {b"\xff\xd8": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG", b"GIF8": "GIF"}
 
 
 @dataclass
@@ -83,6 +84,10 @@ def check_image(data: bytes, *, max_pixels: int, what: str = "image") -> Checked
     except Image.DecompressionBombError as err:
         raise ServingError(413, f"{what}: over the pixel limit ({err})") from err
     except Exception as err:  # noqa: BLE001 - PIL raises many types for non-images
+        for signature, name in SIGNATURES.items():
+            if data.startswith(signature):
+                raise ServingError(422, f"{what}: corrupt or truncated {name} ({len(data)} bytes; PIL: {err}); "
+                                        f"re-encode or re-upload the file") from err
         raise ServingError(415, f"{what}: not an image PIL can read ({len(data)} bytes starting "
                                 f"{data[:8]!r}); send a JPEG or PNG") from err
     with image:

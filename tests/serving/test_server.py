@@ -141,7 +141,7 @@ def test_status_metadata_and_versions(server, jpegs):
         response = server.post(path, json={"instances": [{"b64": b64(jpegs[0])}]})
         assert response.status_code == status_code and "error" in response.json()
     assert server.get("/v1/models/other").status_code == 404
-    assert server.get("/openapi.json").json()["paths"][f"/v1/models/{{name}}:predict"]["post"]
+    assert server.get("/openapi.json").json()["paths"]["/v1/models/{name}:predict"]["post"]
 
 
 def _png(size: tuple[int, int], mode: str = "L") -> bytes:
