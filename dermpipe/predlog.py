@@ -4,8 +4,9 @@ JSON Lines, one object per predicted image, partitioned by day:
     <log_root>/<model name>/date=YYYY-MM-DD/<writer id>.jsonl           local: appended, flushed and fsync'ed
     <log_root>/<model name>/date=YYYY-MM-DD/<writer id>-<seq>.jsonl     gs://: one object per flush (no append on GCS)
 
-Lines are buffered in memory and written on a timer (`flush_seconds`), when the buffer holds `max_buffer` lines,
-and on shutdown. Images are never written unless `log_images` is set; then each goes to
+Lines are built by a worker thread after the response has gone (`submit`: image statistics cost more than a small
+model's forward pass), buffered in memory and written on a timer (`flush_seconds`), when the buffer holds
+`max_buffer` lines, and on shutdown. Images are never written unless `log_images` is set; then each goes to
 <log_root>/<model name>/date=YYYY-MM-DD/images/<request_id>-<index>.<ext> and the line carries its `image_uri`.
 """
 
@@ -14,10 +15,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 log = logging.getLogger("dermpipe.serve")
@@ -36,7 +38,7 @@ class PredictionLog:
     """Thread-safe buffered JSONL writer, partitioned by the day of each line's timestamp."""
 
     def __init__(self, log_root: str, model_name: str, *, flush_seconds: float = 2.0, max_buffer: int = 1000,
-                 log_images: bool = False) -> None:
+                 log_images: bool = False, max_pending: int = 256) -> None:
         self.root = str(log_root)
         self.model_name = model_name
         self.flush_seconds = flush_seconds
@@ -52,11 +54,34 @@ class PredictionLog:
         self._io_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._jobs: queue.Queue = queue.Queue(maxsize=max_pending)
+        self._worker: threading.Thread | None = None
+        self.build_errors = 0
 
     def start(self) -> PredictionLog:
         self._thread = threading.Thread(target=self._timer, name="prediction-log-flush", daemon=True)
         self._thread.start()
+        self._worker = threading.Thread(target=self._work, name="prediction-log-build", daemon=True)
+        self._worker.start()
         return self
+
+    def submit(self, build: Callable[[], list[dict]]) -> bool:
+        """Queue `build` (returns the lines to append) for the worker; False when the queue is full."""
+        if self._worker is None:
+            return False
+        try:
+            self._jobs.put_nowait(build)
+        except queue.Full:
+            return False
+        return True
+
+    def _work(self) -> None:
+        while (build := self._jobs.get()) is not None:
+            try:
+                self.append(build())
+            except Exception as err:  # noqa: BLE001 - one bad request must not stop the log
+                self.build_errors += 1
+                log.error("prediction log: building lines failed (%s)", err)
 
     def _timer(self) -> None:
         while not self._stop.wait(self.flush_seconds):
@@ -124,6 +149,9 @@ class PredictionLog:
             os.fsync(handle.fileno())
 
     def close(self) -> None:
+        if self._worker is not None:
+            self._jobs.put(None)  # after the queued jobs: they are all written
+            self._worker.join(timeout=30)
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)

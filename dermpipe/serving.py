@@ -16,6 +16,7 @@ import asyncio
 import base64
 import binascii
 import datetime as dt
+import functools
 import io
 import logging
 import threading
@@ -30,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from dermpipe import config, registry
-from dermpipe.imagestats import image_statistics
+from dermpipe.imagestats import statistics_from_bytes
 from dermpipe.predlog import PredictionLog, log_line
 
 log = logging.getLogger("dermpipe.serve")
@@ -68,11 +69,16 @@ class ServingError(Exception):
 class CheckedImage:
     data: bytes
     format: str
-    stats: dict[str, float]
+    width: int
+    height: int
 
 
 def check_image(data: bytes, *, max_pixels: int, what: str = "image") -> CheckedImage:
-    """Decode `data` fully with PIL (bounded by max_pixels) and take its statistics; ServingError if unusable."""
+    """Decode `data` with PIL (bounded by max_pixels) to prove it is a whole image; ServingError if unusable.
+
+    JPEGs are decoded at 1/8 scale (libjpeg's DCT scaling): every byte of the stream is still read, so truncation
+    and corruption are caught, at a fraction of a full decode's cost.
+    """
     from PIL import Image
 
     if not data:
@@ -100,15 +106,17 @@ def check_image(data: bytes, *, max_pixels: int, what: str = "image") -> Checked
                                     f"{max_pixels} (decompression-bomb guard); downsize the image first")
         if width < 1 or height < 1:
             raise ServingError(422, f"{what}: {width}x{height} has no pixels")
+        fmt = image.format
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                if fmt == "JPEG":
+                    image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
                 image.load()
-            stats = image_statistics(image)
         except Exception as err:  # noqa: BLE001 - truncated/corrupt data
-            raise ServingError(422, f"{what}: corrupt or truncated {image.format} ({err}); re-encode or "
+            raise ServingError(422, f"{what}: corrupt or truncated {fmt} ({err}); re-encode or "
                                     f"re-upload the file") from err
-        return CheckedImage(data=data, format=image.format, stats=stats)
+        return CheckedImage(data=data, format=fmt, width=width, height=height)
 
 
 def decode_b64(value: str, what: str) -> bytes:
@@ -469,6 +477,8 @@ def create_app(settings: Settings):
     m_version = Gauge("dermpipe_model_version", "version served", registry=metrics)
     m_reloads = Counter("dermpipe_reloads", "hot reloads by outcome", ["outcome"], registry=metrics)
     m_log_lines = Gauge("dermpipe_log_lines_written", "prediction-log lines written", registry=metrics)
+    m_log_dropped = Counter("dermpipe_log_lines_dropped", "prediction-log lines that could not be built",
+                            registry=metrics)
 
     def observe(size: int, seconds: float) -> None:
         m_calls.inc()
@@ -575,22 +585,32 @@ def create_app(settings: Settings):
         m_images.inc(len(images))
         timestamp = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
         if predlog is not None:
-            summary = model.summarise(embedding)
-            lines = []
-            for i, item in enumerate(checked):
-                rid = request_id if len(images) == 1 else f"{request_id}-{i}"
-                line = log_line(timestamp=timestamp, request_id=rid, model_name=model.name,
-                                model_version=model.version, classes=config.CLASSES,
-                                probabilities=probabilities[i].tolist(), stats=item.stats, metadata=metas[i],
-                                embedding_summary=None if summary is None else summary[i].tolist())
-                if settings.log_images:
-                    ext = {"JPEG": "jpg"}.get(item.format, item.format.lower())
-                    line["image_uri"] = await run_in_threadpool(predlog.save_image, timestamp, f"{rid}.{ext}",
-                                                                item.data)
-                lines.append(line)
-            predlog.append(lines)
-            m_log_lines.set(predlog.lines_written)
+            build = functools.partial(log_lines, model, checked, probabilities, model.summarise(embedding), metas,
+                                      request_id, timestamp)
+            if not predlog.submit(build):  # the log worker is behind: do it here (backpressure, nothing dropped)
+                await run_in_threadpool(lambda: predlog.append(build()))
         return probabilities, timestamp
+
+    def log_lines(model: ServedModel, checked: list[CheckedImage], probabilities: np.ndarray,
+                  summary: np.ndarray | None, metas: list[dict], request_id: str, timestamp: str) -> list[dict]:
+        """The prediction-log lines of one request (runs on the log worker, after the response has gone)."""
+        lines = []
+        for i, item in enumerate(checked):
+            rid = request_id if len(checked) == 1 else f"{request_id}-{i}"
+            try:
+                stats = statistics_from_bytes(item.data)
+            except Exception as err:  # noqa: BLE001 - counted and reported, the prediction already went out
+                m_log_dropped.inc()
+                log.error("prediction log: no statistics for %s (%s); line dropped", rid, err)
+                continue
+            line = log_line(timestamp=timestamp, request_id=rid, model_name=model.name, model_version=model.version,
+                            classes=config.CLASSES, probabilities=probabilities[i].tolist(), stats=stats,
+                            metadata=metas[i], embedding_summary=None if summary is None else summary[i].tolist())
+            if settings.log_images:
+                ext = {"JPEG": "jpg"}.get(item.format, item.format.lower())
+                line["image_uri"] = predlog.save_image(timestamp, f"{rid}.{ext}", item.data)
+            lines.append(line)
+        return lines
 
     def row(probabilities: np.ndarray) -> dict:
         best = int(np.argmax(probabilities))
@@ -713,6 +733,8 @@ def create_app(settings: Settings):
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
     async def prometheus():
+        if predlog is not None:
+            m_log_lines.set(predlog.lines_written)
         return PlainTextResponse(generate_latest(metrics).decode(), media_type=CONTENT_TYPE_LATEST)
 
     return BodyLimit(app, settings.max_body_bytes) if settings.max_body_bytes else app

@@ -1,4 +1,4 @@
-"""Deploy: separate-process infra validation, the drift profile, and the vertex/kserve targets at the client boundary."""
+"""Deploy: separate-process infra validation, the drift profile, vertex and kserve targets at the client boundary."""
 
 import json
 import os
