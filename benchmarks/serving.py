@@ -232,6 +232,7 @@ def main() -> None:
     parser.add_argument("--garbage", type=float, default=0.1)
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    parser.add_argument("--no-log", action="store_true", help="run dermpipe serve without the prediction log")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument("--baseline-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--model-file", default="", help=argparse.SUPPRESS)
@@ -243,6 +244,7 @@ def main() -> None:
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+    load_before = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="dermpipe-bench-"))
     version = make_registry(work / "registry", args.image_size)
     ports = {"dermpipe": free_port(), "baseline": free_port()}
@@ -250,7 +252,8 @@ def main() -> None:
     servers = {
         "dermpipe": subprocess.Popen(
             [sys.executable, "-m", "dermpipe.cli", "serve", "--registry-root", str(work / "registry"),
-             "--model-name", MODEL, "--port", str(ports["dermpipe"]), "--log-root", str(work / "predictions"),
+             "--model-name", MODEL, "--port", str(ports["dermpipe"]),
+             "--log-root", "none" if args.no_log else str(work / "predictions"),
              "--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms), "--log-level", "warning"],
             stdout=out["dermpipe"], stderr=subprocess.STDOUT),
         "baseline": subprocess.Popen(
@@ -295,7 +298,9 @@ def main() -> None:
             process.wait(timeout=30)
 
     print(f"\nserving benchmark: simple_cnn {args.image_size}px, real 512x512 JPEGs, {args.garbage:.0%} garbage, "
-          f"max_batch {args.max_batch}, max_wait {args.max_wait_ms} ms, {os.cpu_count()} CPUs")
+          f"max_batch {args.max_batch}, max_wait {args.max_wait_ms} ms, "
+          f"prediction log {'off' if args.no_log else 'on'}, "
+          f"{os.cpu_count()} CPUs, load average before {load_before:.1f}")
     header = (f"{'server':<9}{'clients':>8}{'req':>6}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'ok':>6}"
               f"{'4xx bad':>8}{'4xx ok':>7}{'5xx':>5}")
     print(header)

@@ -401,16 +401,31 @@ def _model_error(err: Exception) -> Exception:
 
 # ------------------------------------------------------------------------------------------------------------ app
 class BodyLimit:
-    """ASGI middleware: read the whole body up to max_bytes (413 beyond), then hand it on."""
+    """ASGI middleware: read the whole body up to max_bytes (413 beyond), then hand it on; observe(scope, status,
+    seconds) after each request (pure ASGI: cheaper than Starlette's BaseHTTPMiddleware)."""
 
-    def __init__(self, app, max_bytes: int) -> None:
+    def __init__(self, app, max_bytes: int, observe=None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.observe = observe or (lambda scope, status, seconds: None)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        started, status = time.perf_counter(), [0]
+
+        async def send_observed(message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self._limited(scope, receive, send_observed)
+        finally:
+            self.observe(scope, status[0], time.perf_counter() - started)
+
+    async def _limited(self, scope, receive, send) -> None:
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None:
             try:
@@ -562,14 +577,10 @@ def create_app(settings: Settings):
         m_rejected.labels("400").inc()
         return JSONResponse({"error": f"request does not have the expected shape: {problems}"}, status_code=400)
 
-    @app.middleware("http")
-    async def count(request: Request, call_next):
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        m_requests.labels(route, str(response.status_code)).inc()
-        m_latency.labels(route).observe(time.perf_counter() - started)
-        return response
+    def observe_request(scope: dict, status: int, seconds: float) -> None:
+        route = getattr(scope.get("route"), "path", "unmatched")
+        m_requests.labels(route, str(status)).inc()
+        m_latency.labels(route).observe(seconds)
 
     def check_name(name: str) -> None:
         if name != settings.model_name:
@@ -737,7 +748,7 @@ def create_app(settings: Settings):
             m_log_lines.set(predlog.lines_written)
         return PlainTextResponse(generate_latest(metrics).decode(), media_type=CONTENT_TYPE_LATEST)
 
-    return BodyLimit(app, settings.max_body_bytes) if settings.max_body_bytes else app
+    return BodyLimit(app, settings.max_body_bytes or 1 << 62, observe_request)
 
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8501, log_level: str = "info") -> None:

@@ -38,7 +38,7 @@ def reference(registry_root, version: int, images: list[bytes]) -> tuple[np.ndar
 
 def metric(server, name: str) -> float:
     text = server.get("/metrics").text
-    match = re.search(rf"^{name} ([0-9.e+-]+)$", text, re.MULTILINE)
+    match = re.search(rf"^{re.escape(name)} ([0-9.e+-]+)$", text, re.MULTILINE)
     return float(match.group(1)) if match else 0.0
 
 
@@ -217,6 +217,8 @@ def test_every_bad_upload_gets_a_4xx_with_a_message(server, jpegs):
 
 def test_concurrent_requests_are_batched_into_fewer_model_calls(server, jpegs):
     calls, images = metric(server, "dermpipe_model_calls_total"), metric(server, "dermpipe_images_predicted_total")
+    ok = 'dermpipe_requests_total{route="/v1/models/{name}:predict",status="200"}'
+    answered = metric(server, ok)
     barrier = threading.Barrier(16)
 
     def one(i: int) -> int:
@@ -228,6 +230,7 @@ def test_concurrent_requests_are_batched_into_fewer_model_calls(server, jpegs):
         codes = list(pool.map(one, range(16)))
     assert codes == [200] * 16
     assert metric(server, "dermpipe_images_predicted_total") - images == 16
+    assert metric(server, ok) - answered == 16
     assert metric(server, "dermpipe_model_calls_total") - calls <= 8, "16 concurrent requests should share batches"
 
 
