@@ -141,6 +141,10 @@ def show(run_id: str, as_json: bool = typer.Option(False, "--json", help="print 
 
 
 cli_cloud.register(app)
+from dermpipe import cli_serve  # noqa: E402  (serve + models: deploy and serve, issue 6)
+
+app.command("serve")(cli_serve.serve)
+app.add_typer(cli_serve.models_app, name="models")
 
 if __name__ == "__main__":
     app()

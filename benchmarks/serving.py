@@ -1,0 +1,331 @@
+"""Serving benchmark: `dermpipe serve` against a naive baseline server, measured side by side in one run.
+
+    python benchmarks/serving.py [--image-size 64] [--rss-requests 10000] [--json out.json]
+
+Both servers run as subprocesses on loopback and answer the same TF Serving REST request
+(POST /v1/models/<name>:predict with {"instances": [{"b64": <JPEG>}]}):
+- dermpipe: micro-batching, one SavedModel call per batch, PIL validation, prediction log on;
+- baseline: http.server (threaded) whose handler decodes the JPEG with PIL, resizes it and calls Keras
+  `model.predict` on that one image per request.
+The load generator sends real JPEGs (../shared/data/isic2020-sample/images, 512x512) from 1, 4 and 16 concurrent
+clients, with 10% garbage requests mixed in (not an image, truncated JPEG, not JSON, wrong shape): those must get a
+4xx and nothing may get a 5xx. Reported per level: p50/p99 latency of the valid requests, throughput, error counts.
+Also: the bare forward time of one batch (serving_default on encoded JPEGs, in this process) and the server's
+resident memory (VmRSS) before and after `--rss-requests` requests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+IMAGES = REPO.parent / "shared" / "data" / "isic2020-sample" / "images"
+MODEL = "bench"
+
+
+# ------------------------------------------------------------------------------------------------ baseline server
+def baseline_server(model_file: str, port: int) -> None:
+    """The naive server: a plain threaded handler, PIL decode + resize, model.predict per request."""
+    import io
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import keras
+    import numpy as np
+    from PIL import Image
+
+    model = keras.models.load_model(model_file)
+    size = int(model.input_shape[1])
+    classes = ("MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC")
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):  # quiet
+            pass
+
+        def _send(self, status: int, body: dict) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self):  # noqa: N802 - http.server API
+            self._send(200, {"status": "ready"})
+
+        def do_POST(self):  # noqa: N802
+            body = self.rfile.read(int(self.headers.get("content-length", 0)))
+            try:
+                image_bytes = base64.b64decode(json.loads(body)["instances"][0]["b64"])
+                image = Image.open(io.BytesIO(image_bytes)).convert("RGB").resize((size, size), Image.BILINEAR)
+            except Exception as err:  # noqa: BLE001
+                self._send(400, {"error": str(err)})
+                return
+            probabilities = model.predict(np.asarray(image, np.float32)[None], verbose=0)[0]
+            best = int(probabilities.argmax())
+            self._send(200, {"predictions": [{"probabilities": probabilities.tolist(),
+                                              "predicted_class": classes[best]}]})
+
+    ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+
+
+# --------------------------------------------------------------------------------------------------------- set-up
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def make_registry(root: Path, image_size: int) -> Path:
+    """A tiny simple_cnn exported as registry version 1 (+ model.keras for the baseline)."""
+    from dermpipe import registry
+    from dermpipe.export import export_serving_model
+    from dermpipe.models import build_classifier
+
+    model, _ = build_classifier("simple_cnn", image_size, 8, seed=0)
+    folder = root / MODEL / "1"
+    export_serving_model(model, folder)
+    model.save(folder / "model.keras")
+    registry.set_current(str(root), MODEL, 1)
+    return folder
+
+
+def wait_ready(url: str, process: subprocess.Popen, timeout: float = 300) -> None:
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server {url} exited with {process.returncode}")
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"server {url} not ready after {timeout}s")
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+# --------------------------------------------------------------------------------------------------------- load
+def payloads(n_valid: int) -> tuple[list[bytes], list[bytes]]:
+    """Valid request bodies (real JPEGs) and garbage bodies (each must get a 4xx)."""
+    files = sorted(IMAGES.glob("*.jpg"))[:n_valid]
+    if not files:
+        raise SystemExit(f"no JPEGs in {IMAGES}: the isic2020-sample data kit is needed")
+    jpegs = [f.read_bytes() for f in files]
+    valid = [json.dumps({"instances": [{"b64": base64.b64encode(j).decode()}]}).encode() for j in jpegs]
+    garbage = [
+        json.dumps({"instances": [{"b64": base64.b64encode(b"definitely not an image").decode()}]}).encode(),
+        json.dumps({"instances": [{"b64": base64.b64encode(jpegs[0][: len(jpegs[0]) // 3]).decode()}]}).encode(),
+        b"{not json",
+        json.dumps({"instances": "nope"}).encode(),
+        json.dumps({"instances": [{"b64": "!!!"}]}).encode(),
+    ]
+    return valid, garbage
+
+
+def load(url: str, clients: int, total: int, valid: list[bytes], garbage: list[bytes], garbage_share: float,
+         seed: int = 0) -> dict:
+    """`clients` threads send `total` requests in all; latencies of valid requests, status counts."""
+    import requests
+
+    rng = random.Random(seed)
+    plan = [(True, rng.choice(garbage)) if rng.random() < garbage_share else (False, rng.choice(valid))
+            for _ in range(total)]
+    lock = threading.Lock()
+    cursor = iter(range(total))
+    latencies: list[float] = []
+    counts = {"ok": 0, "4xx_garbage": 0, "4xx_valid": 0, "5xx": 0, "garbage_2xx": 0, "other": 0}
+
+    def client() -> None:
+        session = requests.Session()
+        while True:
+            with lock:
+                i = next(cursor, None)
+            if i is None:
+                return
+            is_garbage, body = plan[i]
+            started = time.perf_counter()
+            try:
+                status = session.post(url, data=body, headers={"content-type": "application/json"},
+                                      timeout=60).status_code
+            except requests.RequestException:
+                status = -1
+            elapsed = time.perf_counter() - started
+            with lock:
+                if status >= 500:
+                    counts["5xx"] += 1
+                elif 400 <= status < 500:
+                    counts["4xx_garbage" if is_garbage else "4xx_valid"] += 1
+                elif status == 200:
+                    counts["garbage_2xx" if is_garbage else "ok"] += 1
+                    if not is_garbage:
+                        latencies.append(elapsed)
+                else:
+                    counts["other"] += 1
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - started
+    latencies.sort()
+    return {"clients": clients, "requests": total, "seconds": wall, "throughput": total / wall,
+            "p50_ms": 1000 * statistics.median(latencies) if latencies else float("nan"),
+            "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] if latencies else
+            float("nan"), **counts}
+
+
+def bare_forward_ms(saved_model: Path, jpegs: list[bytes], batch: int, repeats: int = 20) -> float:
+    """Median time of one serving_default call on `batch` encoded JPEGs, in this process."""
+    import tensorflow as tf
+
+    served = tf.saved_model.load(str(saved_model)).signatures["serving_default"]
+    data = tf.constant((jpegs * batch)[:batch])
+    served(image_bytes=data)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        served(image_bytes=data)["probabilities"].numpy()
+        times.append(time.perf_counter() - started)
+    return 1000 * statistics.median(times)
+
+
+def server_batch_mean(url: str) -> float:
+    import re
+
+    import requests
+
+    text = requests.get(url + "/metrics", timeout=10).text
+    total = float(re.search(r"^dermpipe_batch_size_sum ([0-9.e+]+)$", text, re.M).group(1))
+    count = float(re.search(r"^dermpipe_batch_size_count ([0-9.e+]+)$", text, re.M).group(1))
+    return total / count if count else float("nan")
+
+
+# ----------------------------------------------------------------------------------------------------------- main
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--levels", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--requests-per-client", type=int, default=60)
+    parser.add_argument("--rss-requests", type=int, default=10_000)
+    parser.add_argument("--garbage", type=float, default=0.1)
+    parser.add_argument("--max-batch", type=int, default=32)
+    parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    parser.add_argument("--no-log", action="store_true", help="run dermpipe serve without the prediction log")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--baseline-server", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--model-file", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.baseline_server:
+        baseline_server(args.model_file, args.port)
+        return
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+    load_before = os.getloadavg()[0]
+    work = Path(tempfile.mkdtemp(prefix="dermpipe-bench-"))
+    version = make_registry(work / "registry", args.image_size)
+    ports = {"dermpipe": free_port(), "baseline": free_port()}
+    out = {name: open(work / f"{name}.log", "wb") for name in ports}  # noqa: SIM115
+    servers = {
+        "dermpipe": subprocess.Popen(
+            [sys.executable, "-m", "dermpipe.cli", "serve", "--registry-root", str(work / "registry"),
+             "--model-name", MODEL, "--port", str(ports["dermpipe"]),
+             "--log-root", "none" if args.no_log else str(work / "predictions"),
+             "--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms), "--log-level", "warning"],
+            stdout=out["dermpipe"], stderr=subprocess.STDOUT),
+        "baseline": subprocess.Popen(
+            [sys.executable, __file__, "--baseline-server", "--model-file", str(version / "model.keras"),
+             "--port", str(ports["baseline"])], stdout=out["baseline"], stderr=subprocess.STDOUT),
+    }
+    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    try:
+        for name in servers:
+            wait_ready(urls[name] + ("/readyz" if name == "dermpipe" else "/"), servers[name])
+        valid, garbage = payloads(64)
+        jpegs = [f.read_bytes() for f in sorted(IMAGES.glob("*.jpg"))[:64]]
+        predict = {name: f"{url}/v1/models/{MODEL}:predict" for name, url in urls.items()}
+        for name in servers:  # warm-up (tracing, first-call costs), not measured
+            load(predict[name], 4, 40, valid, garbage, 0.0)
+        results: dict[str, list[dict]] = {"dermpipe": [], "baseline": []}
+        batch_at: dict[int, float] = {}
+        for clients in args.levels:
+            for name in ("baseline", "dermpipe"):
+                before = server_batch_mean(urls["dermpipe"]) if name == "dermpipe" else None
+                row = load(predict[name], clients, clients * args.requests_per_client, valid, garbage, args.garbage,
+                           seed=clients)
+                results[name].append(row)
+                if before is not None:
+                    batch_at[clients] = server_batch_mean(urls["dermpipe"])
+        top = max(args.levels)
+        batch_at_top = max(1, round(batch_at.get(top, 1)))
+        bare = {1: bare_forward_ms(version, jpegs, 1), batch_at_top: bare_forward_ms(version, jpegs, batch_at_top),
+                top: bare_forward_ms(version, jpegs, top)}
+        pid = servers["dermpipe"].pid
+        rss = [(0, rss_mib(pid))]
+        chunk = max(1, args.rss_requests // 4)
+        for done in range(chunk, args.rss_requests + 1, chunk):
+            soak = load(predict["dermpipe"], top, chunk, valid, garbage, args.garbage, seed=done)
+            rss.append((done, rss_mib(pid)))
+            if soak["5xx"]:
+                print(f"!! {soak['5xx']} 5xx during the memory soak")
+    finally:
+        for process in servers.values():
+            process.terminate()
+        for process in servers.values():
+            process.wait(timeout=30)
+
+    print(f"\nserving benchmark: simple_cnn {args.image_size}px, real 512x512 JPEGs, {args.garbage:.0%} garbage, "
+          f"max_batch {args.max_batch}, max_wait {args.max_wait_ms} ms, "
+          f"prediction log {'off' if args.no_log else 'on'}, "
+          f"{os.cpu_count()} CPUs, load average before {load_before:.1f}")
+    header = (f"{'server':<9}{'clients':>8}{'req':>6}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'ok':>6}"
+              f"{'4xx bad':>8}{'4xx ok':>7}{'5xx':>5}")
+    print(header)
+    for i, clients in enumerate(args.levels):
+        for name in ("dermpipe", "baseline"):
+            r = results[name][i]
+            print(f"{name:<9}{clients:>8}{r['requests']:>6}{r['throughput']:>9.1f}{r['p50_ms']:>9.1f}"
+                  f"{r['p99_ms']:>9.1f}{r['ok']:>6}{r['4xx_garbage']:>8}{r['4xx_valid']:>7}{r['5xx']:>5}")
+    print("\nratio dermpipe / baseline (throughput; p50 latency):")
+    for i, clients in enumerate(args.levels):
+        d, b = results["dermpipe"][i], results["baseline"][i]
+        print(f"  {clients:>2} clients: throughput x{d['throughput'] / b['throughput']:.2f}, "
+              f"p50 x{d['p50_ms'] / b['p50_ms']:.2f}, mean batch {batch_at.get(clients, float('nan')):.1f}")
+    print("\nbare forward (serving_default on encoded JPEGs, this process): "
+          + ", ".join(f"batch {k}: {v:.1f} ms" for k, v in sorted(bare.items())))
+    d = results["dermpipe"][args.levels.index(top)]
+    print(f"at {top} clients: dermpipe p50 {d['p50_ms']:.1f} ms = x{d['p50_ms'] / bare[batch_at_top]:.2f} the bare "
+          f"forward of its mean batch ({batch_at_top} images, {bare[batch_at_top]:.1f} ms); "
+          f"5xx total: {sum(r['5xx'] for rows in results.values() for r in rows)}")
+    print("dermpipe serve RSS (MiB) after N requests: " + ", ".join(f"{n}: {m:.0f}" for n, m in rss))
+    if args.json:
+        args.json.write_text(json.dumps({"results": results, "bare_forward_ms": bare, "batch_mean": batch_at,
+                                         "rss_mib": rss, "args": {k: str(v) for k, v in vars(args).items()}},
+                                        indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""`dermpipe serve` and `dermpipe models list|promote|rollback` (registered in dermpipe/cli.py)."""
+
+from __future__ import annotations
+
+import typer
+
+from dermpipe import config
+
+models_app = typer.Typer(help="The versioned model registry (local folder or gs://): list, promote, roll back.",
+                         no_args_is_help=True)
+
+REGISTRY_HELP = "registry root, a folder or gs://bucket/prefix [default: $DERMPIPE_HOME/registry]"
+
+
+def _root(registry_root: str | None) -> str:
+    return registry_root or str(config.default_registry_root())
+
+
+@models_app.command("list")
+def list_models(
+    model_name: str = typer.Option(config.MODEL_NAME, "--model-name", help="model in the registry"),
+    registry_root: str = typer.Option(None, "--registry-root", help=REGISTRY_HELP),
+) -> None:
+    """List the versions of a model with their test metrics; `*` marks the one being served."""
+    from dermpipe import registry
+
+    root = _root(registry_root)
+    rows = registry.list_versions(root, model_name)
+    if not rows:
+        others = registry.model_names(root)
+        hint = f"; models there: {', '.join(others)}" if others else "; deploy one with `dermpipe run`"
+        typer.echo(f"no versions of {model_name} in {root}{hint}")
+        raise typer.Exit(1)
+    names = sorted({k for r in rows for k in r.metrics}, key=list(registry.HEADLINE_METRICS).index)
+    typer.echo(f"{'':2}{'VERSION':>7}  " + "".join(f"{n.upper():>27}" for n in names) + "  URI")
+    for r in rows:
+        values = "".join(f"{r.metrics[n]:>27.4f}" if n in r.metrics else f"{'-':>27}" for n in names)
+        typer.echo(f"{'*' if r.current else '':2}{r.version:>7}  {values}  {r.uri}")
+
+
+@models_app.command()
+def promote(
+    version: int = typer.Argument(..., help="version to serve"),
+    model_name: str = typer.Option(config.MODEL_NAME, "--model-name"),
+    registry_root: str = typer.Option(None, "--registry-root", help=REGISTRY_HELP),
+) -> None:
+    """Make VERSION the current one (a running `dermpipe serve` picks it up within its poll interval)."""
+    from dermpipe import registry
+
+    try:
+        record = registry.set_current(_root(registry_root), model_name, version)
+    except registry.RegistryError as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(2) from err
+    typer.echo(f"{model_name}: current version {record['version']} (was {record['previous']})")
+
+
+@models_app.command()
+def rollback(
+    model_name: str = typer.Option(config.MODEL_NAME, "--model-name"),
+    registry_root: str = typer.Option(None, "--registry-root", help=REGISTRY_HELP),
+) -> None:
+    """Serve the previous version (the highest one below the current version)."""
+    from dermpipe import registry
+
+    try:
+        record = registry.rollback(_root(registry_root), model_name)
+    except registry.RegistryError as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(2) from err
+    typer.echo(f"{model_name}: rolled back to version {record['version']} (was {record['previous']})")
+
+
+def serve(
+    registry_root: str = typer.Option(None, "--registry-root", help=REGISTRY_HELP),
+    model_name: str = typer.Option(config.MODEL_NAME, "--model-name", help="model to serve"),
+    host: str = typer.Option("127.0.0.1", help="interface to listen on (0.0.0.0 in a container)"),
+    port: int = typer.Option(8501, help="port (8501 is TF Serving's REST port)"),
+    max_batch: int = typer.Option(32, help="most images in one model call"),
+    max_wait_ms: float = typer.Option(5.0, help="longest a request waits for others to join its batch"),
+    max_instances: int = typer.Option(64, help="most images in one request"),
+    max_body_mb: float = typer.Option(20.0, help="largest request body, MiB"),
+    max_pixels: int = typer.Option(50_000_000, help="largest image, width x height (decompression-bomb guard)"),
+    poll_seconds: float = typer.Option(2.0, help="how often current.json is checked for a new version"),
+    log_root: str = typer.Option(None, help="prediction log root, folder or gs:// [default: $DERMPIPE_HOME/"
+                                            "predictions]; 'none' turns the log off"),
+    log_images: bool = typer.Option(False, "--log-images/--no-log-images", help="also store the request images"),
+    flush_seconds: float = typer.Option(2.0, help="prediction-log flush interval"),
+    log_level: str = typer.Option("info", help="debug | info | warning | error"),
+) -> None:
+    """Serve the current registry version over HTTP: TF Serving REST API, /predict, /healthz, /readyz, /metrics."""
+    from dermpipe.serving import Settings
+    from dermpipe.serving import serve as run_server
+
+    if log_root is None:
+        log_root = str(config.home() / "predictions")
+    settings = Settings(registry_root=_root(registry_root), model_name=model_name, max_batch=max_batch,
+                        max_wait_ms=max_wait_ms, max_instances=max_instances,
+                        max_body_bytes=int(max_body_mb * 1024 * 1024), max_pixels=max_pixels,
+                        poll_seconds=poll_seconds, log_root=None if log_root.lower() == "none" else log_root,
+                        log_images=log_images, flush_seconds=flush_seconds)
+    run_server(settings, host=host, port=port, log_level=log_level)

@@ -1,0 +1,112 @@
+"""Fixtures for the serving tests: a registry with two tiny exported models and `dermpipe serve` on loopback."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+
+MODEL = "tiny"
+IMAGE_SIZE = 32
+PCA_K = 4
+ISIC2020_IMAGES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "isic2020-sample" / "images"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def make_registry(root: Path, seeds: dict[int, int], current: int, image_size: int = IMAGE_SIZE) -> Path:
+    """Export a tiny simple_cnn per version (with an embedding_pca.npz) and make `current` current."""
+    from dermpipe import registry
+    from dermpipe.export import export_serving_model
+    from dermpipe.models import build_classifier
+
+    for version, seed in seeds.items():
+        model, _ = build_classifier("simple_cnn", image_size, 8, seed=seed)
+        folder = root / MODEL / str(version)
+        export_serving_model(model, folder)
+        rng = np.random.default_rng(seed)
+        dim = int(model.get_layer("pool").output.shape[-1])
+        np.savez(folder / "embedding_pca.npz", mean=rng.normal(size=dim).astype(np.float32),
+                 components=rng.normal(size=(PCA_K, dim)).astype(np.float32))
+    registry.set_current(str(root), MODEL, current)
+    return root
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen
+    registry_root: Path
+    log_root: Path
+    output: Path
+
+    def get(self, path: str, **kwargs) -> requests.Response:
+        return requests.get(self.url + path, timeout=60, **kwargs)
+
+    def post(self, path: str, **kwargs) -> requests.Response:
+        return requests.post(self.url + path, timeout=60, **kwargs)
+
+
+def start_server(registry_root: Path, log_root: Path, output: Path, *extra: str, timeout: float = 240) -> Server:
+    """`python -m dermpipe.cli serve` in a real subprocess on a free loopback port; waits for /readyz."""
+    port = free_port()
+    command = [sys.executable, "-m", "dermpipe.cli", "serve", "--registry-root", str(registry_root), "--model-name",
+               MODEL, "--port", str(port), "--log-root", str(log_root), *extra]
+    handle = open(output, "wb")  # noqa: SIM115 - lives as long as the server
+    process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
+    server = Server(f"http://127.0.0.1:{port}", process, registry_root, log_root, output)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"dermpipe serve exited with {process.returncode}:\n{output.read_text()[-3000:]}")
+        try:
+            if requests.get(server.url + "/readyz", timeout=2).status_code == 200:
+                return server
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.5)
+    process.kill()
+    raise RuntimeError(f"dermpipe serve not ready after {timeout}s:\n{output.read_text()[-3000:]}")
+
+
+def stop_server(server: Server) -> int:
+    server.process.terminate()
+    try:
+        return server.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        return server.process.wait()
+
+
+@pytest.fixture(scope="session")
+def serving_registry(tmp_path_factory) -> Path:
+    return make_registry(tmp_path_factory.mktemp("registry"), {1: 0, 2: 1}, current=1)
+
+
+@pytest.fixture(scope="session")
+def server(serving_registry, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("serve")
+    running = start_server(serving_registry, folder / "predictions", folder / "server.log",
+                           "--poll-seconds", "0.3", "--flush-seconds", "0.2", "--max-instances", "4",
+                           "--max-body-mb", "2", "--max-pixels", "4000000", "--max-wait-ms", "40")
+    yield running
+    stop_server(running)
+
+
+@pytest.fixture(scope="session")
+def jpegs() -> list[bytes]:
+    files = sorted(ISIC2020_IMAGES.glob("*.jpg"))[:6]
+    if len(files) < 6:
+        pytest.fail(f"real data kit missing: {ISIC2020_IMAGES} (CI lays ../shared beside the repository)")
+    return [f.read_bytes() for f in files]
