@@ -14,6 +14,7 @@ from dermpipe.components.evaluate import evaluate
 from dermpipe.components.explain import explain
 from dermpipe.components.ingest import ingest
 from dermpipe.components.merge import merge
+from dermpipe.components.profile import profile
 from dermpipe.components.split import split
 from dermpipe.components.train import train
 from dermpipe.lineage import CODE_VERSION_ENV, code_version
@@ -103,6 +104,12 @@ def build_training_pipeline(placement: Placement | None = Placement()):
             ),
             placement,
         ).set_display_name("train")
+        _place_step(
+            profile(raw=ingested.outputs["dataset"], model=trained.outputs["model"],
+                    train_split=splits.outputs["train"], val_split=splits.outputs["val"],
+                    test_split=splits.outputs["test"]),
+            placement,
+        ).set_display_name("profile")
         evaluated = _place_step(
             evaluate(raw=ingested.outputs["dataset"], model=trained.outputs["model"],
                      test_split=splits.outputs["test"], min_balanced_accuracy=min_balanced_accuracy,
