@@ -139,5 +139,10 @@ def show(run_id: str, as_json: bool = typer.Option(False, "--json", help="print 
                 typer.echo(f"  {name} = {out}")
 
 
+from dermpipe.cli_monitor import register as register_monitor  # noqa: E402 (after app exists)
+
+register_monitor(app)
+
+
 if __name__ == "__main__":
     app()

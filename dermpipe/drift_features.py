@@ -94,7 +94,8 @@ def fit_embedding_pca(embeddings: np.ndarray, n_components: int = DEFAULT_COMPON
 
     embeddings = np.asarray(embeddings, np.float64)
     k = max(1, min(n_components, embeddings.shape[0] - 1, embeddings.shape[1]))
-    pca = PCA(n_components=k, random_state=seed).fit(embeddings)
+    # covariance_eigh: exact, and cheap for the few hundred dimensions of a pooled embedding
+    pca = PCA(n_components=k, svd_solver="covariance_eigh", random_state=seed).fit(embeddings)
     return EmbeddingPCA(mean=pca.mean_.astype(np.float32), components=pca.components_.astype(np.float32))
 
 
