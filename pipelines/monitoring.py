@@ -6,8 +6,6 @@ Schedule it daily on Kubeflow Pipelines (a recurring run) or Vertex AI (a Pipeli
 covering the previous day; locally, cron `dermpipe monitor`.
 """
 
-from __future__ import annotations
-
 import tempfile
 import warnings
 from pathlib import Path
@@ -55,7 +53,7 @@ def build_monitoring_pipeline(placement: bool = True):
         checked.set_display_name("drift").set_env_variable(CODE_VERSION_ENV, code_version())
         if placement:
             checked.set_cpu_limit("4").set_memory_limit("16G")
-        with dsl.If(checked.output == True, name="drifted"):  # noqa: E712 (KFP condition syntax)
+        with dsl.If(checked.outputs["Output"] == True, name="drifted"):  # noqa: E712 (KFP condition syntax)
             started = retrain(backend=retrain_backend, training_params=training_params, kfp_host=kfp_host,
                               template_path=template_path, project=project, location=location,
                               pipeline_root=pipeline_root)

@@ -116,3 +116,40 @@ def test_html_report_is_evidentlys_with_the_same_verdicts(raw):
             assert score == pytest.approx(tested[column].score, rel=1e-6, abs=1e-9), column
     html = snapshot.get_html_str(as_iframe=False)
     assert html.lstrip().startswith("<!DOCTYPE html>") and "evidently" in html.lower()
+
+
+@pytest.mark.slow
+def test_profile_stage_and_monitor_cli_on_an_image_folder(isic_sample, tmp_path):
+    """profile_model writes the profile of a saved model; `dermpipe monitor` on ISIC 2020 images finds drift."""
+    import json
+
+    import keras
+    from typer.testing import CliRunner
+
+    from dermpipe.cli import app
+    from dermpipe.components.profile import profile_model
+    from dermpipe.models import build_classifier
+
+    keras.utils.set_random_seed(0)
+    model, _ = build_classifier("simple_cnn", 64, 8, seed=0)
+    model.save(tmp_path / "model.keras")
+    images = list_images(isic_sample / "ISIC_2019_Training_Input")[:160]
+    meta = pd.read_csv(isic_sample / "ISIC_2019_Training_Metadata.csv")
+    table = pd.DataFrame({"image": [image_key(str(p)) for p in images],
+                          "path": [p.relative_to(isic_sample).as_posix() for p in images]}).merge(
+        meta, on="image", how="left")
+    tables = {"train": table.iloc[:100], "val": table.iloc[100:130], "test": table.iloc[130:]}
+    info = profile_model(tmp_path / "model.keras", isic_sample, tables, tmp_path / "profile", n_components=5)
+    assert info["rows"] == {"train": 100, "val": 30, "test": 30} and info["n_components"] == 5
+    assert 0.5 < info["explained_variance"] <= 1.0
+    isic2020 = isic_sample.parent / ISIC2020
+    result = CliRunner().invoke(app, ["monitor", "--reference", str(tmp_path / "profile"), "--current",
+                                      str(isic2020 / "images"), "--metadata", str(isic2020 / "metadata.csv"),
+                                      "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "out/drift.json").read_text())
+    assert summary["decision"] == "drift" and summary["counts"] == {"images": 300, "failed_images": 0,
+                                                                    "model_used": 1}
+    assert {"width", "anatom_site_general", "emb_0"} <= set(summary["drifted_columns"])
+    confidence = next(c for c in summary["columns"] if c["column"] == "confidence")
+    assert confidence["reference_values"] == 60 and not confidence["skipped"]  # val + test rows only
