@@ -151,13 +151,20 @@ def _evidently_frames(reference: pd.DataFrame, current: pd.DataFrame, plan: list
             Dataset.from_pandas(frame(current), data_definition=definition))
 
 
+def _constant(reference: pd.Series, current: pd.Series) -> bool:
+    """One value on both sides: nothing to plot (Evidently's histogram binning fails on a zero range)."""
+    return pd.concat([reference.dropna(), current.dropna()]).nunique() <= 1
+
+
 def evidently_report(reference: pd.DataFrame, current: pd.DataFrame, plan: list[ColumnDrift], cfg: DriftConfig):
-    """Run DataDriftPreset with the plan's explicit per-column methods and thresholds; returns the snapshot."""
+    """Run DataDriftPreset with the plan's explicit per-column methods and thresholds; returns the snapshot.
+
+    Columns holding one single value on both sides are left out of the report (they cannot drift)."""
     from evidently import Report
     from evidently.presets import DataDriftPreset
 
-    tested = [c for c in plan if not c.skipped]
-    ref_ds, cur_ds = _evidently_frames(reference, current, plan)
+    tested = [c for c in plan if not c.skipped and not _constant(reference[c.column], current[c.column])]
+    ref_ds, cur_ds = _evidently_frames(reference, current, tested)
     preset = DataDriftPreset(
         columns=[c.column for c in tested], drift_share=cfg.drift_share,
         per_column_method={c.column: c.method for c in tested},
@@ -334,6 +341,27 @@ def log_files(log_root: str, model_name: str, since: str = "", until: str = "") 
     return files
 
 
+def parse_jsonl(data: bytes) -> tuple[pd.DataFrame, int]:
+    """(records, malformed line count) of one JSON Lines file: pyarrow's reader, or line by line when a line is bad."""
+    import pyarrow as pa
+    import pyarrow.json as pa_json
+
+    try:
+        table = pa_json.read_json(pa.py_buffer(data), read_options=pa_json.ReadOptions(block_size=1 << 24))
+        return table.drop_columns([c for c in ("probabilities",) if c in table.column_names]).to_pandas(), 0
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        pass
+    records, malformed = [], 0
+    for line in data.splitlines():
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            malformed += 1
+    return pd.DataFrame.from_records(records).drop(columns=["probabilities"], errors="ignore"), malformed
+
+
 def read_prediction_log(log_root: str, model_name: str, since: str = "", until: str = "",
                         ) -> tuple[pd.DataFrame, dict[str, int]]:
     """Log records of the window [since, until) with counts of files, lines read, malformed lines, out of window."""
@@ -342,19 +370,16 @@ def read_prediction_log(log_root: str, model_name: str, since: str = "", until: 
     files = log_files(log_root, model_name, since, until)
     frames, malformed = [], 0
     for path in files:
-        lines = [line for line in _read_bytes(path).splitlines() if line.strip()]
-        records = []
-        for line in lines:
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                malformed += 1
-        frames.append(pd.DataFrame.from_records(records))
+        frame, bad = parse_jsonl(_read_bytes(path))
+        frames.append(frame)
+        malformed += bad
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     read = len(table) + malformed
     outside = 0
+    if "timestamp" in table:  # ISO strings or (pyarrow) datetimes: one UTC dtype either way
+        table["timestamp"] = pd.to_datetime(table["timestamp"], utc=True, errors="coerce", format="ISO8601")
     if not table.empty and "timestamp" in table and (since or until):
-        stamps = pd.to_datetime(table["timestamp"], utc=True, errors="coerce")
+        stamps = table["timestamp"]
         keep = pd.Series(True, index=table.index)
         if since:
             keep &= stamps >= pd.Timestamp(_parse_day(since, "since"))

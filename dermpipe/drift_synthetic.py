@@ -20,8 +20,8 @@ from dermpipe.imagestats import STAT_COLUMNS
 
 # (mean, std) of each statistic, roughly those of ISIC 2019 dermoscopy at 250 px
 _STAT_MOMENTS = {"brightness": (0.6, 0.1), "contrast": (0.15, 0.04), "saturation": (0.3, 0.08),
-                 "hue_x": (0.8, 0.1), "hue_y": (0.1, 0.1), "sharpness": (2.0, 0.8), "width": (1024.0, 0.0),
-                 "height": (768.0, 0.0), "aspect": (4 / 3, 0.0)}
+                 "hue_x": (0.8, 0.1), "hue_y": (0.1, 0.1), "sharpness": (2.0, 0.8), "width": (1024.0, 64.0),
+                 "height": (768.0, 48.0), "aspect": (4 / 3, 0.0)}
 
 
 def synthetic_features(n: int, seed: int = 0, shift: float = 0.0, n_components: int = 5) -> pd.DataFrame:
@@ -34,6 +34,8 @@ def synthetic_features(n: int, seed: int = 0, shift: float = 0.0, n_components: 
     for column in STAT_COLUMNS:
         mean, std = _STAT_MOMENTS[column]
         table[column] = mean + std * (rng.normal(size=n) + shift)
+    table["width"], table["height"] = table["width"].round(), table["height"].round()
+    table["aspect"] = table["width"] / table["height"]
     table["age_approx"] = np.round(rng.normal(55 + 10 * shift, 15, n) / 5) * 5
     table["sex"] = rng.choice(["male", "female"], n, p=[0.52 - 0.1 * min(shift, 2), 0.48 + 0.1 * min(shift, 2)])
     sites = list(config.SITES)

@@ -37,11 +37,12 @@ def test_same_distribution_does_not_drift_and_a_shift_does():
     same = analyse(reference, synthetic_features(300, seed=2), html=False)
     assert same.decision == "no drift" and not same.drift_detected
     assert same.drift_share < 0.5
-    shifted = analyse(reference, synthetic_features(300, seed=3, shift=1.0), html=False)
+    current = synthetic_features(300, seed=3, shift=1.0)
+    reference["aspect"] = current["aspect"] = 1.0  # one value on both sides: tested, never drifted
+    shifted = analyse(reference, current, html=False)
     assert shifted.decision == "drift" and shifted.drift_detected
-    assert {"brightness", "emb_0", "age_approx", "confidence"} <= set(shifted.drifted_columns)
-    # constant columns (width/height/aspect) are tested and do not drift when equal
-    assert {"width", "height"} <= set(shifted.tested_columns) and "width" not in shifted.drifted_columns
+    assert {"brightness", "emb_0", "age_approx", "confidence", "width"} <= set(shifted.drifted_columns)
+    assert "aspect" in shifted.tested_columns and "aspect" not in shifted.drifted_columns
 
 
 def test_auto_methods_follow_sample_size_and_overrides_win():
@@ -189,3 +190,12 @@ def test_log_against_profile_end_to_end(tmp_path):
     assert len(table) == 200 and counts["log_files"] == 1 and failed == []
     result = analyse(reference_features(ref), table, html=False)
     assert result.decision in ("drift", "no drift") and len(result.tested_columns) == len(feature_columns(4))
+
+
+def test_html_report_survives_a_column_with_one_value():
+    """Evidently's histogram binning fails on a zero range; such a column is tested but not plotted."""
+    reference, current = synthetic_features(120, seed=1), synthetic_features(80, seed=2)
+    reference["width"] = current["width"] = 250.0
+    result = analyse(reference, current)
+    assert result.html.lstrip().startswith("<!DOCTYPE html>") and "brightness" in result.html
+    assert "width" in result.tested_columns and not next(c for c in result.columns if c.column == "width").drifted
