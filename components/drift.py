@@ -302,14 +302,18 @@ def reference_features(reference: Reference) -> pd.DataFrame:
                               if c in reference.profile.columns]]
 
 
-def _parse_day(value: str, name: str) -> dt.datetime | None:
+def _parse_day(value: str, name: str, now: dt.datetime | None = None) -> dt.datetime | None:
+    """An ISO date/time (UTC unless it says otherwise) or a look-back such as `24h` or `7d` (now minus that)."""
     if not value:
         return None
+    if value[:-1].isdigit() and value[-1:] in ("h", "d"):
+        hours = int(value[:-1]) * (24 if value.endswith("d") else 1)
+        return (now or dt.datetime.now(dt.UTC)) - dt.timedelta(hours=hours)
     try:
         stamp = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as err:
         raise ValueError(f"--{name} {value!r} is not an ISO date or time (e.g. 2026-11-24 or "
-                         "2026-11-24T06:00)") from err
+                         "2026-11-24T06:00) nor a look-back such as 24h or 7d") from err
     return stamp if stamp.tzinfo else stamp.replace(tzinfo=dt.UTC)
 
 
