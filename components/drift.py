@@ -13,6 +13,7 @@ no decision ("insufficient data"), never an alarm.
 import datetime as dt
 import json
 from dataclasses import asdict, dataclass, field
+from html import escape as html_escape
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,7 @@ class DriftConfig:
     drift_share: float = 0.5
     min_samples: int = 30
     large_sample: int = 1000
+    report_rows: int = 20_000  # the HTML plots a uniform sample of at most this many rows per side
     per_column_method: dict[str, str] = field(default_factory=dict)
     per_column_threshold: dict[str, float] = field(default_factory=dict)
 
@@ -184,6 +186,28 @@ def report_column_results(snapshot) -> dict[str, tuple[float | None, bool]]:
             for column, score in scores.items()}
 
 
+def _sample(table: pd.DataFrame, rows: int) -> pd.DataFrame:
+    return table if len(table) <= rows else table.sample(rows, random_state=0)
+
+
+def report_page(reference: pd.DataFrame, current: pd.DataFrame, plan: list[ColumnDrift], cfg: DriftConfig,
+                message: str) -> str:
+    """Evidently's HTML report under a banner with dermpipe's decision (which always uses every row).
+
+    Rendering costs grow with the rows plotted, so each side is drawn from a seeded uniform sample of at most
+    cfg.report_rows rows; the banner says so when it happens."""
+    ref, cur = _sample(reference, cfg.report_rows), _sample(current, cfg.report_rows)
+    page = evidently_report(ref, cur, plan, cfg).get_html_str(as_iframe=False)
+    notes = [f"<strong>dermpipe decision</strong>: {html_escape(message)}"]
+    if len(ref) < len(reference) or len(cur) < len(current):
+        notes.append(f"The charts and scores below are drawn from a uniform sample of {len(ref):,} of "
+                     f"{len(reference):,} reference rows and {len(cur):,} of {len(current):,} current rows; the "
+                     "decision above, the metrics and drift.json use every row.")
+    banner = ("<div style='font-family:sans-serif;padding:12px;border-bottom:1px solid #ccc'>"
+              + "<br>".join(notes) + "</div>")
+    return page.replace("<body>", "<body>" + banner, 1) if "<body>" in page else banner + page
+
+
 def _insufficient_html(message: str) -> str:
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>Drift report</title></head><body>"
             f"<h1>Drift report: insufficient data</h1><p>{message}</p></body></html>")
@@ -233,7 +257,7 @@ def analyse(reference: pd.DataFrame, current: pd.DataFrame, cfg: DriftConfig = D
     drifted = [c.column for c in tested if c.drifted]
     message = (f"{'drift' if detected else 'no drift'}: {len(drifted)} of {len(tested)} columns drifted "
                f"(share {share:.2f}, rule >= {cfg.drift_share:.2f})" + (f": {', '.join(drifted)}" if drifted else ""))
-    page = evidently_report(reference, current, plan, cfg).get_html_str(as_iframe=False) if html else ""
+    page = report_page(reference, current, plan, cfg, message) if html else ""
     return DriftResult("drift" if detected else "no drift", detected, *rows, share, plan, cfg, message, page)
 
 

@@ -237,7 +237,7 @@ def image_features(paths: Sequence[Path | str], metadata: pd.DataFrame | None = 
 def log_features(records: pd.DataFrame, n_components: int) -> pd.DataFrame:
     """The feature columns of prediction-log records (missing columns become null)."""
     table = records.copy()
-    meta = normalize_metadata(table.assign(image=table.get("request_id", pd.Series("", index=table.index))))
+    meta = normalize_metadata(table[[c for c in (*METADATA_NUMERIC, *METADATA_CATEGORICAL) if c in table.columns]])
     for column in (*METADATA_NUMERIC, *METADATA_CATEGORICAL):
         table[column] = meta[column]
     for column in feature_columns(n_components):

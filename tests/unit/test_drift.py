@@ -192,12 +192,14 @@ def test_log_against_profile_end_to_end(tmp_path):
     assert result.decision in ("drift", "no drift") and len(result.tested_columns) == len(feature_columns(4))
 
 
-def test_html_report_survives_a_column_with_one_value():
+def test_html_report_survives_a_column_with_one_value_and_says_when_it_samples():
     """Evidently's histogram binning fails on a zero range; such a column is tested but not plotted."""
     reference, current = synthetic_features(120, seed=1), synthetic_features(80, seed=2)
     reference["width"] = current["width"] = 250.0
-    result = analyse(reference, current)
+    result = analyse(reference, current, DriftConfig(report_rows=100))
     assert result.html.lstrip().startswith("<!DOCTYPE html>") and "brightness" in result.html
+    assert "<strong>dermpipe decision</strong>: no drift" in result.html
+    assert "uniform sample of 100 of 120 reference rows and 80 of 80 current rows" in result.html
     assert "width" in result.tested_columns and not next(c for c in result.columns if c.column == "width").drifted
 
 
