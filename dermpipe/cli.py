@@ -145,6 +145,10 @@ from dermpipe import cli_serve  # noqa: E402  (serve + models: deploy and serve,
 
 app.command("serve")(cli_serve.serve)
 app.add_typer(cli_serve.models_app, name="models")
+from dermpipe.cli_monitor import register as register_monitor  # noqa: E402 (after app exists)
+
+register_monitor(app)
+
 
 if __name__ == "__main__":
     app()

@@ -15,6 +15,7 @@ from dermpipe.components.explain import explain
 from dermpipe.components.ingest import ingest
 from dermpipe.components.merge import merge
 from dermpipe.components.prepare import prepare
+from dermpipe.components.profile import profile
 from dermpipe.components.split import split
 from dermpipe.components.train import train
 from dermpipe.lineage import CODE_VERSION_ENV, code_version
@@ -161,6 +162,12 @@ def build_training_pipeline(placement: Placement | None = Placement()):
             ),
             placement,
         ).set_display_name("train")
+        profiled = _place_step(
+            profile(raw=ingested.outputs["dataset"], model=trained.outputs["model"],
+                    train_split=splits.outputs["train"], val_split=splits.outputs["val"],
+                    test_split=splits.outputs["test"]),
+            placement,
+        ).set_display_name("profile")
         evaluated = _place_step(
             evaluate(raw=ingested.outputs["dataset"], model=trained.outputs["model"],
                      test_split=splits.outputs["test"], min_balanced_accuracy=min_balanced_accuracy,
@@ -175,7 +182,7 @@ def build_training_pipeline(placement: Placement | None = Placement()):
         with dsl.If(evaluated.outputs["Output"] == True, name="blessed"):  # noqa: E712 (KFP condition syntax)
             _place_step(
                 deploy(model=trained.outputs["model"], evaluation=evaluated.outputs["metrics"],
-                       registry_root=registry_root, model_name=model_name),
+                       profile=profiled.outputs["profile"], registry_root=registry_root, model_name=model_name),
                 placement,
             ).set_display_name("deploy")
 

@@ -14,7 +14,7 @@ from dermpipe.pipelines.local import list_records, load_record, run_local
 
 TINY = {"source": "demo", "demo_images": 160, "image_size": 32, "epochs": 3, "batch_size": 16,
         "backbone": "simple_cnn", "explain_per_class": 1}
-STAGES = ["ingest", "merge", "split", "prepare", "train", "evaluate", "explain"]
+STAGES = ["ingest", "merge", "split", "prepare", "train", "profile", "evaluate", "explain"]
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +37,7 @@ def test_demo_run_executes_every_stage_and_deploys(first_run, home):
     assert sorted(order) == sorted([*STAGES, "deploy"])
     assert order[:3] == STAGES[:3]  # prepare and train both follow split; explain and deploy follow evaluate
     assert order.index("evaluate") > order.index("train") and order.index("prepare") > order.index("split")
+    assert order.index("profile") > order.index("train")
     assert all(t.status == "success" and not t.cached for t in record.tasks.values())
     headline = record.headline()
     assert set(headline) == {"balanced_accuracy", "accuracy", "macro_f1"}
@@ -63,6 +64,12 @@ def test_stage_outputs_are_real(first_run):
     assert (Path(model["uri"]) / "model.keras").exists() and model["metadata"]["epochs_run"] == 3
     predictions = pd.read_parquet(record.artifact("evaluate", "predictions")["uri"])
     assert len(predictions) == sizes[2]
+    profile = Path(record.artifact("profile", "profile")["uri"])
+    reference = pd.read_parquet(profile / "reference_profile.parquet")
+    assert reference["split"].value_counts().to_dict() == dict(zip(("train", "val", "test"), sizes, strict=True))
+    assert reference.loc[reference["split"] == "test", "predicted_class"].notna().all()
+    assert reference.loc[reference["split"] == "train", "predicted_class"].isna().all()
+    assert (profile / "embedding_pca.npz").exists() and "emb_4" in reference.columns
     metrics = record.artifact("evaluate", "metrics")["metadata"]
     assert metrics["accuracy"] == pytest.approx((predictions["label"] == predictions["predicted"]).mean())
     confusion = record.artifact("evaluate", "confusion")["metadata"]["confusionMatrix"]

@@ -1,0 +1,108 @@
+"""`dermpipe monitor` and `dermpipe compile-monitoring`: drift of served traffic against the reference profile."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import typer
+
+from dermpipe import config
+
+
+def _out_dir(out: Path | None) -> Path:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d-%H-%M-%S")
+    return (out or config.home() / "monitor" / stamp).resolve()
+
+
+def _table(result) -> str:
+    rows = [("column", "method", "threshold", "score", "drifted", "ref n", "cur n")]
+    for c in result.columns:
+        score = "" if c.score is None else f"{c.score:.4g}"
+        verdict = f"skipped: {c.skipped}" if c.skipped else ("DRIFT" if c.drifted else "-")
+        rows.append((c.column, c.method, f"{c.threshold:g}", score, verdict, str(c.reference_values),
+                     str(c.current_values)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+
+
+def monitor(
+    reference: str = typer.Option(..., help="profile folder, registry version folder <registry>/<model>/<N>, or "
+                                            "registry model folder (its current.json version)"),
+    current: str = typer.Option(..., help="prediction log root (local or gs://) or a folder of images"),
+    since: str = typer.Option("", help="log window start, ISO date/time, UTC (inclusive)"),
+    until: str = typer.Option("", help="log window end, ISO date/time, UTC (exclusive)"),
+    metadata: Path = typer.Option(None, help="metadata CSV for an image folder (image or image_name, age_approx, "
+                                             "sex, anatom_site_general[_challenge])"),
+    model: Path = typer.Option(None, help="model.keras for an image folder [default: the reference's]"),
+    min_samples: int = typer.Option(30, help="fewer current rows: no decision (insufficient data)"),
+    drift_share: float = typer.Option(0.5, help="drift when at least this share of the tested columns drifted"),
+    num_method: str = typer.Option("auto", help="numeric columns: auto | ks | wasserstein | psi | ..."),
+    num_threshold: float = typer.Option(0.0, help="numeric threshold (0: the method's default)"),
+    cat_method: str = typer.Option("auto", help="categorical columns: auto | chisquare | jensenshannon | ..."),
+    cat_threshold: float = typer.Option(0.0, help="categorical threshold (0: the method's default)"),
+    out: Path = typer.Option(None, help="where drift_report.html and drift.json go "
+                                        "[default: $DERMPIPE_HOME/monitor/<time>]"),
+    retrain: bool = typer.Option(False, "--retrain/--no-retrain", help="start a training run when drift is found"),
+    backend: str = typer.Option("local", help="retraining backend: local | kfp | vertex | none"),
+    training_params: str = typer.Option("{}", help="training pipeline arguments as a JSON object"),
+    kfp_host: str = typer.Option("", help="Kubeflow Pipelines host (backend kfp)"),
+    template: str = typer.Option("", help="compiled training.yaml to submit [default: compiled now]"),
+    project: str = typer.Option("", help="GCP project (backend vertex)"),
+    location: str = typer.Option("", help="GCP region (backend vertex)"),
+    pipeline_root: str = typer.Option("", help="gs:// pipeline root (backend vertex)"),
+    fail_on_drift: bool = typer.Option(False, help="exit with status 3 when drift is detected (for cron/CI)"),
+) -> None:
+    """Compare current traffic (prediction log window or image folder) with the model's reference profile."""
+    from dermpipe.components.drift import analyse, config_from_params, current_features, load_reference
+    from dermpipe.components.drift import reference_features as ref_features
+
+    cfg = config_from_params(min_samples, drift_share, num_method, num_threshold, cat_method, cat_threshold)
+    try:
+        ref = load_reference(reference)
+        table, counts, failed = current_features(ref, current, since=since, until=until,
+                                                 metadata_csv=str(metadata or ""), model_file=str(model or ""))
+    except (FileNotFoundError, ValueError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
+    result = analyse(ref_features(ref), table, cfg)
+    folder = _out_dir(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "drift_report.html").write_text(result.html)
+    summary = {**result.summary(), "reference": ref.folder, "current": current, "since": since, "until": until,
+               "counts": counts, "failed_images": [{"path": p, "error": e} for p, e in failed]}
+    typer.echo(f"reference  {ref.folder} ({result.reference_rows} rows)")
+    typer.echo(f"current    {current} ({result.current_rows} rows; " + ", ".join(f"{k} {v}" for k, v in
+                                                                                 counts.items()) + ")")
+    for path, error in failed:
+        typer.echo(f"  unreadable image {path}: {error}")
+    typer.echo("\n" + _table(result) + "\n")
+    typer.echo(f"decision   {result.message}")
+    if retrain and result.drift_detected:
+        from dermpipe.components.retrain import parse_params, trigger
+
+        started = trigger(backend, parse_params(training_params), host=kfp_host, template_path=template,
+                          project=project, location=location, pipeline_root=pipeline_root)
+        summary["retraining"] = started
+        typer.echo(f"retrain    {backend}: {started.get('run_id', '')} {started.get('status', '')}".rstrip())
+    (folder / "drift.json").write_text(json.dumps(summary, indent=1, default=str))
+    typer.echo(f"report     {folder / 'drift_report.html'}")
+    typer.echo(f"results    {folder / 'drift.json'}")
+    if fail_on_drift and result.drift_detected:
+        raise typer.Exit(3)
+
+
+def compile_monitoring(
+    out: Path = typer.Option(Path("monitoring.yaml"), help="where to write the KFP IR YAML"),
+    image: str = typer.Option(config.BASE_IMAGE, help="image of every step"),
+) -> None:
+    """Compile the monitoring pipeline (drift -> [drift?] -> retrain) to KFP IR YAML."""
+    from dermpipe.pipelines.monitoring import compile_monitoring as compile_yaml
+
+    typer.echo(f"wrote {compile_yaml(out, base_image=image)}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("monitor")(monitor)
+    app.command("compile-monitoring")(compile_monitoring)

@@ -1,0 +1,263 @@
+"""Drift features of an image, computed by the same code for the reference profile and for current traffic.
+
+One row per image:
+    predicted_class, confidence          the model's answer (class name, top probability)
+    STAT_COLUMNS                         dermpipe.imagestats (brightness, contrast, ..., width, height, aspect)
+    age_approx, sex, anatom_site_general metadata (null when unknown)
+    emb_0 .. emb_{k-1}                   the "pool" embedding projected on the training set's PCA (embedding_pca.npz)
+
+The reference profile (`reference_profile.parquet`) holds these columns plus `image` and `split`; the prediction
+log (`dermpipe serve`) holds them plus timestamp/request_id/model_*/probabilities.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dermpipe import config
+from dermpipe.imagestats import STAT_COLUMNS, statistics_from_bytes
+
+PCA_FILE = "embedding_pca.npz"
+PROFILE_FILE = "reference_profile.parquet"
+PROFILE_JSON = "profile.json"
+DEFAULT_COMPONENTS = 5
+METADATA_NUMERIC: tuple[str, ...] = ("age_approx",)
+METADATA_CATEGORICAL: tuple[str, ...] = ("sex", "anatom_site_general")
+PREDICTION_CATEGORICAL: tuple[str, ...] = ("predicted_class",)
+PREDICTION_NUMERIC: tuple[str, ...] = ("confidence",)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+# Column names other data sets use for the same metadata (ISIC 2020's metadata.csv among them).
+METADATA_ALIASES = {"image_name": "image", "isic_id": "image", "anatom_site_general_challenge": "anatom_site_general",
+                    "age": "age_approx"}
+
+
+def embedding_columns(n_components: int) -> list[str]:
+    return [f"emb_{i}" for i in range(n_components)]
+
+
+def numeric_columns(n_components: int) -> list[str]:
+    return [*STAT_COLUMNS, *METADATA_NUMERIC, *PREDICTION_NUMERIC, *embedding_columns(n_components)]
+
+
+def categorical_columns() -> list[str]:
+    return [*METADATA_CATEGORICAL, *PREDICTION_CATEGORICAL]
+
+
+def feature_columns(n_components: int) -> list[str]:
+    """Every drift feature, in the profile's column order."""
+    return [*PREDICTION_CATEGORICAL, *PREDICTION_NUMERIC, *STAT_COLUMNS, *METADATA_NUMERIC, *METADATA_CATEGORICAL,
+            *embedding_columns(n_components)]
+
+
+@dataclass(frozen=True)
+class EmbeddingPCA:
+    """PCA of the "pool" embedding fitted on the training set: emb = (embedding - mean) @ components.T."""
+
+    mean: np.ndarray  # [D]
+    components: np.ndarray  # [k, D]
+
+    @property
+    def n_components(self) -> int:
+        return int(self.components.shape[0])
+
+    def project(self, embedding: np.ndarray) -> np.ndarray:
+        embedding = np.asarray(embedding, np.float32)
+        if embedding.ndim != 2 or embedding.shape[1] != self.mean.shape[0]:
+            raise ValueError(f"embedding of shape {embedding.shape} does not fit the PCA fitted on "
+                             f"{self.mean.shape[0]}-dimensional embeddings; was the profile made for another model?")
+        return (embedding - self.mean) @ self.components.T
+
+    def save(self, path: Path | str) -> None:
+        buffer = io.BytesIO()
+        np.savez(buffer, mean=self.mean.astype(np.float32), components=self.components.astype(np.float32))
+        _write_bytes(str(path), buffer.getvalue())
+
+    @classmethod
+    def load(cls, path: Path | str) -> EmbeddingPCA:
+        with np.load(io.BytesIO(_read_bytes(str(path)))) as data:
+            missing = {"mean", "components"} - set(data.files)
+            if missing:
+                raise ValueError(f"{path}: missing arrays {sorted(missing)}; expected 'mean' [D] and 'components' "
+                                 "[k, D] (embedding_pca.npz as written by the profile stage)")
+            return cls(mean=data["mean"].astype(np.float32), components=data["components"].astype(np.float32))
+
+
+def fit_embedding_pca(embeddings: np.ndarray, n_components: int = DEFAULT_COMPONENTS, seed: int = 0) -> EmbeddingPCA:
+    """sklearn PCA on the training embeddings; k is capped by the number of rows and dimensions."""
+    from sklearn.decomposition import PCA
+
+    embeddings = np.asarray(embeddings, np.float64)
+    k = max(1, min(n_components, embeddings.shape[0] - 1, embeddings.shape[1]))
+    # covariance_eigh: exact, and cheap for the few hundred dimensions of a pooled embedding
+    pca = PCA(n_components=k, svd_solver="covariance_eigh", random_state=seed).fit(embeddings)
+    return EmbeddingPCA(mean=pca.mean_.astype(np.float32), components=pca.components_.astype(np.float32))
+
+
+def _is_remote(path: str) -> bool:
+    return "://" in path
+
+
+def _read_bytes(path: str) -> bytes:
+    if _is_remote(path):
+        import tensorflow as tf
+
+        with tf.io.gfile.GFile(path, "rb") as handle:
+            return handle.read()
+    return Path(path).read_bytes()
+
+
+def _write_bytes(path: str, data: bytes) -> None:
+    if _is_remote(path):
+        import tensorflow as tf
+
+        with tf.io.gfile.GFile(path, "wb") as handle:
+            handle.write(data)
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_bytes(data)
+
+
+def normalize_metadata(table: pd.DataFrame) -> pd.DataFrame:
+    """image, age_approx (float), sex, anatom_site_general (lower-case strings, null when unknown).
+
+    Values outside ISIC 2019's vocabularies are kept as they are: a new site name in traffic is drift to report.
+    """
+    table = table.rename(columns={k: v for k, v in METADATA_ALIASES.items() if k in table.columns
+                                  and v not in table.columns})
+    out = pd.DataFrame(index=table.index)
+    out["image"] = table["image"].astype(str).map(image_key) if "image" in table.columns else None
+    out["age_approx"] = pd.to_numeric(table.get("age_approx"), errors="coerce") if "age_approx" in table else np.nan
+    for column in METADATA_CATEGORICAL:
+        values = table[column] if column in table.columns else pd.Series(None, index=table.index, dtype=object)
+        cleaned = values.astype("string").str.strip().str.lower()
+        out[column] = cleaned.where(cleaned.notna() & (cleaned != "") & (cleaned != "nan")).astype(object)
+        out[column] = out[column].where(out[column].notna(), None)
+    return out
+
+
+def image_key(name: str) -> str:
+    """The join key of an image: file stem without ISIC's `_downsampled` suffix."""
+    stem = Path(name).stem
+    return stem.removesuffix("_downsampled")
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files under a folder (any depth), sorted; raises if there are none."""
+    paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not paths:
+        raise FileNotFoundError(f"{folder}: no .jpg/.jpeg/.png images found (searched all sub-folders)")
+    return paths
+
+
+def statistics_table(paths: Sequence[Path | str]) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+    """STAT_COLUMNS of each image (index = position in paths) and the (path, error) of those that failed to decode."""
+    rows, failed = {}, []
+    for i, path in enumerate(paths):
+        try:
+            rows[i] = statistics_from_bytes(_read_bytes(str(path)))
+        except Exception as err:  # a broken file is counted and listed, never fatal for the whole analysis
+            failed.append((str(path), f"{type(err).__name__}: {err}"))
+    return pd.DataFrame.from_dict(rows, orient="index", columns=list(STAT_COLUMNS)), failed
+
+
+def model_outputs(model, paths: Sequence[Path | str], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities [N, C], embedding [N, D]) of a dermpipe Keras classifier, images decoded as in training."""
+    import keras
+    import tensorflow as tf
+
+    from dermpipe.export import EMBEDDING_LAYER
+    from dermpipe.imagedata import decode_resize
+
+    image_size = int(model.input_shape[1])
+    heads = keras.Model(model.inputs, [model.output, model.get_layer(EMBEDDING_LAYER).output])
+    ds = tf.data.Dataset.from_tensor_slices([str(p) for p in paths])
+    ds = ds.map(lambda p: decode_resize(p, image_size), num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
+    probabilities, embeddings = [], []
+    for batch in ds:
+        prob, emb = heads(batch, training=False)
+        probabilities.append(np.asarray(prob, np.float32))
+        embeddings.append(np.asarray(emb, np.float32))
+    return np.concatenate(probabilities), np.concatenate(embeddings)
+
+
+def prediction_columns(probabilities: np.ndarray, classes: Sequence[str] = config.CLASSES) -> pd.DataFrame:
+    probabilities = np.asarray(probabilities)
+    return pd.DataFrame({"predicted_class": np.asarray(classes, dtype=object)[probabilities.argmax(axis=1)],
+                         "confidence": probabilities.max(axis=1).astype(float)})
+
+
+def embedding_frame(projected: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame(np.asarray(projected, float), columns=embedding_columns(projected.shape[1]))
+
+
+def assemble(stats: pd.DataFrame, metadata: pd.DataFrame, predictions: pd.DataFrame | None,
+             embedding: pd.DataFrame | None, n_components: int) -> pd.DataFrame:
+    """One frame with feature_columns(n_components) (all rows aligned by position); absent parts are null."""
+    n = len(stats)
+    parts = [df.reset_index(drop=True) for df in (stats, metadata, predictions, embedding) if df is not None]
+    table = pd.concat(parts, axis=1)
+    for column in feature_columns(n_components):
+        if column not in table.columns:
+            table[column] = None if column in categorical_columns() else np.nan
+    if len(table) != n:
+        raise ValueError(f"feature parts disagree on the number of images: {n} statistics rows, {len(table)} total")
+    extra = [c for c in ("image",) if c in table.columns]
+    return table[[*extra, *feature_columns(n_components)]]
+
+
+def image_features(paths: Sequence[Path | str], metadata: pd.DataFrame | None = None, *, model=None,
+                   pca: EmbeddingPCA | None = None, n_components: int = DEFAULT_COMPONENTS,
+                   ) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+    """Features of image files: statistics always, metadata when given (joined on image_key), predictions and
+    embedding when a model (and PCA) is given. Returns (features, [(path, error) of images that failed])."""
+    stats, failed = statistics_table(paths)
+    good = [paths[i] for i in stats.index]
+    keys = pd.DataFrame({"image": [image_key(str(p)) for p in good]})
+    if metadata is not None and not metadata.empty:
+        meta = normalize_metadata(metadata).drop_duplicates("image")
+        joined = keys.merge(meta, on="image", how="left")
+    else:
+        joined = normalize_metadata(keys)
+    predictions = embedding = None
+    if model is not None and good:
+        probabilities, raw_embedding = model_outputs(model, good)
+        predictions = prediction_columns(probabilities)
+        if pca is not None:
+            embedding = embedding_frame(pca.project(raw_embedding))
+            n_components = pca.n_components
+    return assemble(stats, joined, predictions, embedding, n_components), failed
+
+
+def log_features(records: pd.DataFrame, n_components: int) -> pd.DataFrame:
+    """The feature columns of prediction-log records (missing columns become null)."""
+    table = records.copy()
+    meta = normalize_metadata(table[[c for c in (*METADATA_NUMERIC, *METADATA_CATEGORICAL) if c in table.columns]])
+    for column in (*METADATA_NUMERIC, *METADATA_CATEGORICAL):
+        table[column] = meta[column]
+    for column in feature_columns(n_components):
+        if column not in table.columns:
+            table[column] = None if column in categorical_columns() else np.nan
+    numeric = numeric_columns(n_components)
+    table[numeric] = table[numeric].apply(pd.to_numeric, errors="coerce")
+    return table[feature_columns(n_components)].reset_index(drop=True)
+
+
+def read_metadata_csv(path: Path | str | None) -> pd.DataFrame | None:
+    if path is None or str(path) == "":
+        return None
+    table = pd.read_csv(io.BytesIO(_read_bytes(str(path))))
+    columns = set(table.columns)
+    if not ({"image"} | {k for k, v in METADATA_ALIASES.items() if v == "image"}) & columns:
+        raise ValueError(f"{path}: no image column; expected 'image' (ISIC 2019) or 'image_name' (ISIC 2020) "
+                         f"beside age_approx/sex/anatom_site_general; found {sorted(columns)}")
+    return table
+
+
+def n_components_of(columns: Iterable[str]) -> int:
+    return sum(1 for c in columns if c.startswith("emb_") and c[4:].isdigit())

@@ -1,0 +1,83 @@
+"""The monitoring DAG: compiled IR (drift -> dsl.If -> retrain) and kfp.local runs with and without drift."""
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from dermpipe.cli import app
+from dermpipe.drift_features import PROFILE_FILE
+from dermpipe.drift_synthetic import log_records, synthetic_features, write_prediction_log
+from dermpipe.pipelines.monitoring import run_monitoring_local
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("monitoring")
+    profile = root / "profile"
+    profile.mkdir()
+    synthetic_features(400, seed=1).assign(split="val").to_parquet(profile / PROFILE_FILE, index=False)
+    write_prediction_log(log_records(synthetic_features(120, seed=2)), root / "same")
+    write_prediction_log(log_records(synthetic_features(120, seed=3, shift=1.5)), root / "shifted")
+    return root
+
+
+def test_compiled_pipeline_retrains_only_under_the_drift_condition(tmp_path):
+    out = tmp_path / "monitoring.yaml"
+    result = CliRunner().invoke(app, ["compile-monitoring", "--out", str(out), "--image", "reg.example/dp/base:t"])
+    assert result.exit_code == 0, result.output
+    spec = [d for d in yaml.safe_load_all(out.read_text()) if d][0]
+    tasks = spec["root"]["dag"]["tasks"]
+    assert set(tasks) == {"drift", "condition-1"}
+    condition = tasks["condition-1"]["triggerPolicy"]["condition"]
+    assert "drift-Output" in condition and "== true" in condition
+    assert "retrain" in spec["components"]["comp-condition-1"]["dag"]["tasks"]
+    assert {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()} == {
+        "reg.example/dp/base:t"}
+    assert spec["root"]["inputDefinitions"]["parameters"]["retrain_backend"]["defaultValue"] == "local"
+
+
+def _run(setup, current, tmp_path):
+    return run_monitoring_local({"reference": str(setup / "profile"), "current": str(setup / current),
+                                 "retrain_backend": "none", "training_params": '{"epochs": 2}'},
+                                pipeline_root=tmp_path / "artifacts")
+
+
+@pytest.mark.slow
+def test_drifted_traffic_triggers_retraining(setup, tmp_path):
+    run = _run(setup, "shifted", tmp_path)
+    metrics = json.loads((run / "drift/metrics").read_text())
+    assert metrics["drift_detected"] == 1.0 and metrics["current_rows"] == 120 and metrics["drifted_brightness"] == 1
+    assert "<!DOCTYPE html>" in (run / "drift/report").read_text()[:200]
+    results = json.loads((run / "drift/results").read_text())
+    assert results["decision"] == "drift" and "brightness" in results["drifted_columns"]
+    request = (run / "retrain/request").read_text()
+    assert "# Retraining triggered" in request and '"epochs": 2' in request
+
+
+@pytest.mark.slow
+def test_steady_traffic_does_not_retrain(setup, tmp_path):
+    run = _run(setup, "same", tmp_path)
+    assert json.loads((run / "drift/metrics").read_text())["drift_detected"] == 0.0
+    assert not (run / "retrain").exists()
+
+
+def test_monitor_cli_on_a_log(setup, tmp_path):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["monitor", "--reference", str(setup / "profile"), "--current",
+                                      str(setup / "shifted"), "--out", str(out), "--fail-on-drift",
+                                      "--retrain", "--backend", "none"])
+    assert result.exit_code == 3, result.output
+    assert "decision   drift:" in result.output and "brightness" in result.output
+    assert "retrain    none" in result.output
+    summary = json.loads((out / "drift.json").read_text())
+    assert summary["retraining"]["backend"] == "none" and summary["counts"]["log_lines"] == 120
+    assert (out / "drift_report.html").stat().st_size > 10_000
+    few = CliRunner().invoke(app, ["monitor", "--reference", str(setup / "profile"), "--current",
+                                   str(setup / "same"), "--until", "2026-11-24T00:00:10", "--out", str(out)])
+    assert few.exit_code == 0 and "insufficient data: 10 current rows" in few.output
+    missing = CliRunner().invoke(app, ["monitor", "--reference", str(tmp_path), "--current", str(setup / "same")])
+    assert missing.exit_code == 2 and "no reference_profile.parquet" in missing.output
+    np.testing.assert_equal(summary["drift_detected"], True)
