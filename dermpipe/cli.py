@@ -139,5 +139,10 @@ def show(run_id: str, as_json: bool = typer.Option(False, "--json", help="print 
                 typer.echo(f"  {name} = {out}")
 
 
+from dermpipe.cli_lineage import register as _register_lineage  # noqa: E402
+
+_register_lineage(app)
+
+
 if __name__ == "__main__":
     app()
