@@ -134,19 +134,19 @@ def lineage(store: Store, ref: str) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- terminal rendering
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """KFP hands numbers back as floats (protobuf Struct): 160.0 reads better as 160."""
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     return value
 
 
 def _short(value: Any, width: int = 48) -> str:
-    text = str(_plain(value))
+    text = str(plain(value))
     return text if len(text) <= width else text[: width - 1] + "…"
 
 

@@ -20,6 +20,7 @@ from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse
 from fastapi.templating import Jinja2Templates
 
 from dermpipe.lineage_store import Artifact, Store, Task
+from dermpipe.lineage_tree import plain
 
 TEMPLATES = Path(__file__).parent / "ui_templates"
 STATUS_CLASS = {"success": "ok", "failure": "bad", "running": "running", "succeeded": "ok", "failed": "bad"}
@@ -178,6 +179,7 @@ def create_app(store: Store | None = None) -> FastAPI:
     """The FastAPI app over a lineage store (default: $DERMPIPE_HOME/lineage.sqlite)."""
     store = store or Store()
     templates = Jinja2Templates(directory=str(TEMPLATES))
+    templates.env.filters["plain"] = plain
     templates.env.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=1, sort_keys=True, default=str)
     app = FastAPI(title="dermpipe", docs_url=None, redoc_url=None)
 
