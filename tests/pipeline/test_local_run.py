@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from dermpipe.cli import app
 from dermpipe.config import CLASSES
+from dermpipe.lineage_store import Store
 from dermpipe.pipelines.local import list_records, load_record, run_local
 
 STAGES = ["ingest", "merge", "split", "train", "evaluate", "explain"]
@@ -90,6 +91,10 @@ def test_failed_run_is_recorded_with_the_failing_task(home, tmp_path, tiny):
     assert record.error.startswith("task merge: SchemaError: ")
     assert "ISIC_2019_Training_GroundTruth.csv: missing column(s) ['NV', 'BCC'" in record.error
     assert load_record(record.run_id).status == "failed"
+    stored = Store(home / "lineage.sqlite")
+    assert (stored.run(record.run_id).status, stored.run(record.run_id).error) == ("failed", record.error)
+    merge = {t.name: t for t in stored.tasks(record.run_id)}["merge"]
+    assert merge.status == "failure" and merge.error.startswith("SchemaError: ")
 
 
 def test_cli_runs_and_show(first_run):

@@ -172,3 +172,16 @@ def test_confusion_table_and_parameter_diff():
     assert diff_params({"a": 1, "b": 2}, {"b": 3, "c": 4}) == [("a", 1, "", True), ("b", 2, 3, True),
                                                                  ("c", "", 4, True)]
     assert diff_params({"a": 1}, {"a": 1}) == [("a", 1, 1, False)]
+
+
+def test_a_lineage_store_failure_is_reported_but_does_not_fail_the_run(capsys, dermpipe_home):
+    from dermpipe.pipelines.local import _task_inputs, _to_lineage
+
+    def locked(*args, **kwargs):
+        raise sqlite3.OperationalError("database is locked")
+
+    assert _to_lineage(locked, "r1") is None
+    err = capsys.readouterr().err
+    assert f"could not write lineage to {dermpipe_home / 'lineage.sqlite'} (locked)" in err
+    assert "OperationalError: database is locked; the run goes on" in err
+    assert _task_inputs(None, None) == ({}, {})
