@@ -11,8 +11,10 @@ def lineage(
     ref: str = typer.Argument(..., help="RUN_ID | ARTIFACT_URI | model:<name>/<version>"),
     as_json: bool = typer.Option(False, "--json", help="print the graph as JSON (for scripts)"),
 ) -> None:
-    """Upstream and downstream lineage: which data, split, parameters and code produced a deployed model version or
-    artifact, which runs consumed it; for a run, what each task read and wrote."""
+    """Lineage of a run, an artifact or a deployed model version, as a tree.
+
+    Upstream: which data, split, parameters and code produced it. Downstream: which tasks and runs consumed it.
+    For a run: what each task read and wrote."""
     from dermpipe.lineage_store import Store
     from dermpipe.lineage_tree import LineageError, render_lineage
     from dermpipe.lineage_tree import lineage as build
@@ -29,8 +31,9 @@ def ui(
     host: str = typer.Option("127.0.0.1", help="interface to listen on (keep 127.0.0.1 unless you mean to share)"),
     port: int = typer.Option(8765, help="TCP port"),
 ) -> None:
-    """A local web UI: runs, the DAG of each run, artifacts (evaluation report, Grad-CAM gallery, drift report),
-    lineage graphs and run comparison, read from $DERMPIPE_HOME."""
+    """Local web UI: runs, DAGs, reports, lineage graphs, run comparison.
+
+    Reads $DERMPIPE_HOME (the lineage store and the artifacts it names)."""
     import uvicorn
 
     from dermpipe import config

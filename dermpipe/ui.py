@@ -24,7 +24,9 @@ from dermpipe.lineage_tree import plain
 
 TEMPLATES = Path(__file__).parent / "ui_templates"
 STATUS_CLASS = {"success": "ok", "failure": "bad", "running": "running", "succeeded": "ok", "failed": "bad"}
-REPORT_TITLES = {("evaluate", "report"): "Evaluation report", ("explain", "gallery"): "Grad-CAM gallery"}
+REPORT_TITLES = {("evaluate", "report"): "Evaluation report", ("explain", "gallery"): "Grad-CAM gallery",
+                 ("merge", "report"): "Data report", ("evaluate", "decision"): "Deployment decision"}
+REPORT_TYPES = ("system.HTML", "system.Markdown")
 # HTML artifacts are shown in a sandboxed frame: no scripts, nothing fetched from elsewhere.
 HTML_CSP = "sandbox; default-src 'none'; img-src data: 'self'; style-src 'unsafe-inline'; font-src data:"
 
@@ -214,7 +216,7 @@ def create_app(store: Store | None = None) -> FastAPI:
         task_rows = [{"task": t, "inputs": store.io(t.id, "input"), "outputs": store.io(t.id, "output")}
                      for t in tasks]
         reports = [(report_title(row["task"].name, name, a), a) for row in task_rows for name, a in row["outputs"]
-                   if a.type == "system.HTML"]
+                   if a.type in REPORT_TYPES]
         return page(request, "run.html", run=run, svg=svg, task_rows=task_rows, headline=store.headline(run_id),
                     reports=reports, status_class=STATUS_CLASS)
 

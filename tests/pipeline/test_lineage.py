@@ -122,7 +122,9 @@ def test_run_page_draws_the_dag_with_status_time_and_cache_hits(client, first_ru
     assert page.status_code == 200
     assert page.text.count('<g class="node ok"') == 7 and page.text.count('class="edge"') >= 7
     assert "train</text>" in page.text and f"success · {first_run.tasks['train'].seconds:.1f}s" in page.text
-    assert "Evaluation report" in page.text and "Grad-CAM gallery" in page.text
+    assert all(title in page.text for title in ("Evaluation report", "Grad-CAM gallery", "Data report",
+                                                 "Deployment decision"))
+    assert 'http-equiv="refresh"' not in page.text  # only running runs reload themselves
     cached = client.get(f"/runs/{cached_run.run_id}")
     assert cached.text.count('<g class="node cached"') == 7 and "cache hit" in cached.text
 
@@ -142,6 +144,11 @@ def test_artifact_pages_render_report_confusion_matrix_and_gallery(client, store
     assert re.findall(r"<th>(\w+)</th>", table.split("</tr>")[0]) == list(CLASSES)
     cells = [int(v) for v in re.findall(r"<td[^>]*>(\d+)</td>", table)]
     assert len(cells) == 64 and sum(cells) == test_rows
+
+    data_report = store.artifact_by_uri(first_run.artifact("merge", "report")["uri"])
+    page = client.get(f"/artifacts/{data_report.id}").text
+    assert "<h1>Data report</h1>" in page and '<pre id="text">' in page
+    assert Path(data_report.uri).read_text().splitlines()[0].strip() in page
 
     gallery = store.artifact_by_uri(first_run.artifact("explain", "gallery")["uri"])
     assert "<h1>Grad-CAM gallery</h1>" in client.get(f"/artifacts/{gallery.id}").text

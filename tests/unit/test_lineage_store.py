@@ -185,3 +185,20 @@ def test_a_lineage_store_failure_is_reported_but_does_not_fail_the_run(capsys, d
     assert f"could not write lineage to {dermpipe_home / 'lineage.sqlite'} (locked)" in err
     assert "OperationalError: database is locked; the run goes on" in err
     assert _task_inputs(None, None) == ({}, {})
+
+
+def test_ui_on_a_running_run_reloads_and_names_what_is_missing(store):
+    from fastapi.testclient import TestClient
+
+    from dermpipe.ui import create_app
+
+    client = TestClient(create_app(store))
+    page = client.get("/runs/r2")
+    assert page.status_code == 200 and '<meta http-equiv="refresh" content="5">' in page.text
+    assert page.text.count('<g class="node ') == 3 and '<g class="node cached" data-node="t3"' in page.text
+    assert 'http-equiv="refresh"' not in client.get("/runs/r1").text
+    missing = client.get("/runs/r9")
+    assert missing.status_code == 404 and "no run 'r9' in the lineage store" in missing.json()["detail"]
+    assert "no artifact 99" in client.get("/artifacts/99").json()["detail"]
+    runs = client.get("/").text
+    assert runs.index('href="/runs/r2"') < runs.index('href="/runs/r1"') and "1 cached" in runs
