@@ -160,7 +160,9 @@ def test_lineage_and_compare_in_chromium(browser, server, first_run, cached_run)
     assert {"ingest", "merge", "split", "train", "evaluate", "deploy", "pushed"} <= set(labels)
     assert "produced by: task deploy" in browser.find_element(By.ID, "tree").text
 
-    browser.get(server + "/")
+    browser.get(server + "/")  # other tests may have added runs: pick the two by id
+    browser.find_element(By.CSS_SELECTOR, f"input[name='a'][value='{first_run.run_id}']").click()
+    browser.find_element(By.CSS_SELECTOR, f"input[name='b'][value='{cached_run.run_id}']").click()
     browser.find_element(By.CSS_SELECTOR, "form[action='/compare'] button").click()
     table = browser.find_element(By.ID, "compare")
     assert first_run.run_id in table.text and cached_run.run_id in table.text
