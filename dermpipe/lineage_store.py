@@ -91,7 +91,9 @@ def content_hash(uri: str, metadata: Mapping[str, Any]) -> str:
     for file in files:
         if file != path:
             digest.update(str(file.relative_to(path)).encode() + b"\0")
-        digest.update(file.read_bytes())
+        with open(file, "rb") as handle:
+            while block := handle.read(1 << 20):
+                digest.update(block)
     return digest.hexdigest()
 
 

@@ -117,6 +117,14 @@ def task_graph_node(task: Task) -> GraphNode:
     return GraphNode(f"t{task.id}", task.name, sub, status, f"#task-{task.name}")
 
 
+def run_dag_svg(store: Store, run_id: str) -> str:
+    """A run's tasks as a DAG: an edge wherever a task reads an artifact another task of the run wrote."""
+    tasks = store.tasks(run_id)
+    by_name = {t.name: f"t{t.id}" for t in tasks}
+    edges = [(by_name[a], by_name[b]) for a, b in store.task_edges(run_id)]
+    return dag_svg([task_graph_node(t) for t in tasks], edges)
+
+
 def lineage_graph(answer: dict[str, Any]) -> tuple[list[GraphNode], list[tuple[str, str]]]:
     """Nodes and producer→consumer edges of a `lineage_tree.lineage` answer for an artifact."""
     nodes: dict[str, GraphNode] = {}
@@ -210,9 +218,7 @@ def create_app(store: Store | None = None) -> FastAPI:
     def run_page(request: Request, run_id: str):
         run = need_run(run_id)
         tasks = store.tasks(run_id)
-        by_name = {t.name: f"t{t.id}" for t in tasks}
-        edges = [(by_name[a], by_name[b]) for a, b in store.task_edges(run_id)]
-        svg = dag_svg([task_graph_node(t) for t in tasks], edges)
+        svg = run_dag_svg(store, run_id)
         task_rows = [{"task": t, "inputs": store.io(t.id, "input"), "outputs": store.io(t.id, "output")}
                      for t in tasks]
         reports = [(report_title(row["task"].name, name, a), a) for row in task_rows for name, a in row["outputs"]
@@ -224,8 +230,7 @@ def create_app(store: Store | None = None) -> FastAPI:
     def artifact_page(request: Request, artifact_id: int):
         artifact = need_artifact(artifact_id)
         producers = store.producers(artifact_id)
-        output_name = artifact.name
-        title = report_title(producers[0].name, output_name, artifact) if producers else artifact.name
+        title = report_title(producers[0].name, artifact.name, artifact) if producers else artifact.name
         path = Path(artifact.uri)
         local = not artifact.uri.startswith(("gs://", "s3://", "http")) and path.exists()
         files = sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file())[:200] \
@@ -272,7 +277,7 @@ def create_app(store: Store | None = None) -> FastAPI:
             answer = lineage(store, ref)
         except LineageError as err:
             return page(request, "lineage.html", ref=ref, answer=None, svg="", tree="", models=[], error=str(err))
-        svg = dag_svg(*lineage_graph(answer)) if answer["kind"] == "artifact" else ""
+        svg = dag_svg(*lineage_graph(answer)) if answer["kind"] == "artifact" else run_dag_svg(store, ref)
         return page(request, "lineage.html", ref=ref, answer=answer, svg=svg, tree=render_lineage(answer),
                     models=[], error="")
 

@@ -202,3 +202,13 @@ def test_ui_on_a_running_run_reloads_and_names_what_is_missing(store):
     assert "no artifact 99" in client.get("/artifacts/99").json()["detail"]
     runs = client.get("/").text
     assert runs.index('href="/runs/r2"') < runs.index('href="/runs/r1"') and "1 cached" in runs
+
+
+def test_ui_lineage_page_of_a_run_draws_its_tasks(store):
+    from fastapi.testclient import TestClient
+
+    from dermpipe.ui import create_app
+
+    page = TestClient(create_app(store)).get("/lineage", params={"ref": "r2"}).text
+    assert page.count('<g class="node ') == 3 and page.count('class="edge"') == 2
+    assert "(written by r1/ingest)" in page
