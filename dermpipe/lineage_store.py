@@ -4,7 +4,7 @@ Written as a local run runs (pipelines/local.py records every task's inputs and 
 `dermpipe lineage` and `dermpipe ui`. Artifacts are keyed by URI: a task served from kfp.local's cache "produces" the
 same URIs as the task that first wrote them, so a re-run links to the artifacts of the run that made them.
 
-    runs(run_id, pipeline, status, started, finished, params, pipeline_root, error)
+    runs(run_id, pipeline, status, started, finished, params, pipeline_root, error, code)
     tasks(id, run_id, name, status, started, finished, seconds, cached, error, params)
     artifacts(id, uri, type, name, metadata, hash)
     edges(task_id, artifact_id, direction 'input'|'output', name)
@@ -28,7 +28,7 @@ from dermpipe import config
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, pipeline TEXT, status TEXT, started TEXT, finished TEXT DEFAULT '',
-    params TEXT DEFAULT '{}', pipeline_root TEXT DEFAULT '', error TEXT DEFAULT '');
+    params TEXT DEFAULT '{}', pipeline_root TEXT DEFAULT '', error TEXT DEFAULT '', code TEXT DEFAULT '{}');
 CREATE TABLE IF NOT EXISTS tasks (
     id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL REFERENCES runs(run_id) ON UPDATE CASCADE,
     name TEXT NOT NULL, status TEXT, started TEXT, finished TEXT DEFAULT '', seconds REAL DEFAULT 0,
@@ -100,13 +100,16 @@ def content_hash(uri: str, metadata: Mapping[str, Any]) -> str:
 # ---------------------------------------------------------------- writing (called from the local runner's hook)
 
 def record_run(run_id: str, *, pipeline: str, status: str, started: str, params: Mapping[str, Any],
-               pipeline_root: str, finished: str = "", error: str = "", path: Path | None = None) -> None:
+               pipeline_root: str, finished: str = "", error: str = "", code: Mapping[str, Any] | None = None,
+               path: Path | None = None) -> None:
+    """Insert a run, or update its status, end and error; `code` names the code that ran it (version, git)."""
     with connect(path) as conn:
         conn.execute(
-            "INSERT INTO runs (run_id, pipeline, status, started, finished, params, pipeline_root, error) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(run_id) DO UPDATE SET status=excluded.status, "
+            "INSERT INTO runs (run_id, pipeline, status, started, finished, params, pipeline_root, error, code) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(run_id) DO UPDATE SET status=excluded.status, "
             "finished=excluded.finished, error=excluded.error",
-            (run_id, pipeline, status, started, finished, _dumps(dict(params)), pipeline_root, error))
+            (run_id, pipeline, status, started, finished, _dumps(dict(params)), pipeline_root, error,
+             _dumps(dict(code or {}))))
 
 
 def rename_run(old: str, new: str, path: Path | None = None) -> None:
@@ -195,6 +198,7 @@ class Run:
     params: dict[str, Any]
     pipeline_root: str
     error: str
+    code: dict[str, Any]
 
 
 def _task(row: sqlite3.Row) -> Task:
@@ -209,7 +213,8 @@ def _artifact(row: sqlite3.Row) -> Artifact:
 
 def _run(row: sqlite3.Row) -> Run:
     return Run(row["run_id"], row["pipeline"] or "", row["status"] or "", row["started"] or "",
-               row["finished"] or "", json.loads(row["params"]), row["pipeline_root"] or "", row["error"] or "")
+               row["finished"] or "", json.loads(row["params"]), row["pipeline_root"] or "", row["error"] or "",
+               json.loads(row["code"] or "{}"))
 
 
 class Store:

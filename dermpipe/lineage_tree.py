@@ -54,7 +54,9 @@ def upstream(store: Store, artifact: Artifact, seen: set[str] | None = None, rol
     producers = store.producers(artifact.id)
     if _first_visit(node, seen) and producers:
         first = producers[0]
-        task = task_node(first, "produced by", _code_version(store, first))
+        code = run.code if (run := store.run(first.run_id)) else {}
+        task = task_node(first, "produced by", _code_version(store, first) or code.get("code_version", ""))
+        task["git_commit"] = code.get("git_commit", "")
         task["reused_by_runs"] = sorted({t.run_id for t in producers[1:] if t.run_id != first.run_id})
         if _first_visit(task, seen):
             task["children"] = [upstream(store, a, seen, f"input {name}") for name, a in store.io(first.id, "input")]
@@ -97,6 +99,7 @@ def run_graph(store: Store, run_id: str) -> dict[str, Any]:
         tasks.append(node)
     return {"kind": "run", "role": "run", "run_id": run.run_id, "pipeline": run.pipeline, "status": run.status,
             "started": run.started, "finished": run.finished, "params": run.params, "error": run.error,
+            "code": run.code,
             "headline": store.headline(run_id), "children": tasks}
 
 
@@ -150,6 +153,14 @@ def _short(value: Any, width: int = 48) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def describe_code(code: dict[str, Any]) -> str:
+    """'code 0.1.0+abc git 1a2b3c4d5e (uncommitted changes)' from a run's code identity; '' when unknown."""
+    parts = [f"code {code['code_version']}"] if code.get("code_version") else []
+    if code.get("git_commit"):
+        parts.append(f"git {code['git_commit'][:10]}" + (" (uncommitted changes)" if code.get("git_dirty") else ""))
+    return " ".join(parts)
+
+
 def label(node: dict[str, Any]) -> str:
     """One line for a node of a lineage tree."""
     role = node.get("role", "")
@@ -157,13 +168,15 @@ def label(node: dict[str, Any]) -> str:
     if node["kind"] == "run":
         head = ", ".join(f"{k} {v:.4f}" for k, v in node["headline"].items())
         params = ", ".join(f"{k}={_short(v, 40)}" for k, v in node["params"].items())
-        return f"run {node['run_id']} [{node['status']}] {head}\n    params: {params}"
+        return f"run {node['run_id']} [{node['status']}] {head} {describe_code(node['code'])}\n    params: {params}"
     if node["kind"] == "task":
         flags = " (cache hit)" if node["cached"] else ""
         params = ", ".join(f"{k}={_short(v, 40)}" for k, v in node["params"].items() if not k.startswith("pipelinech"))
         text = f"{lead}task {node['name']} [{node['status']}{flags}, {node['seconds']:.1f}s] run {node['run_id']}"
         if node.get("code_version"):
             text += f" code {node['code_version']}"
+        if node.get("git_commit"):
+            text += f" git {node['git_commit'][:10]}"
         if params:
             text += f" params {params}"
         if node.get("repeated"):

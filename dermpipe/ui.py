@@ -20,7 +20,7 @@ from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse
 from fastapi.templating import Jinja2Templates
 
 from dermpipe.lineage_store import Artifact, Store, Task
-from dermpipe.lineage_tree import plain
+from dermpipe.lineage_tree import describe_code, plain
 
 TEMPLATES = Path(__file__).parent / "ui_templates"
 STATUS_CLASS = {"success": "ok", "failure": "bad", "running": "running", "succeeded": "ok", "failed": "bad"}
@@ -223,8 +223,8 @@ def create_app(store: Store | None = None) -> FastAPI:
                      for t in tasks]
         reports = [(report_title(row["task"].name, name, a), a) for row in task_rows for name, a in row["outputs"]
                    if a.type in REPORT_TYPES]
-        return page(request, "run.html", run=run, svg=svg, task_rows=task_rows, headline=store.headline(run_id),
-                    reports=reports, status_class=STATUS_CLASS)
+        return page(request, "run.html", run=run, svg=svg, code=describe_code(run.code), task_rows=task_rows,
+                    headline=store.headline(run_id), reports=reports, status_class=STATUS_CLASS)
 
     @app.get("/artifacts/{artifact_id}", response_class=HTMLResponse)
     def artifact_page(request: Request, artifact_id: int):

@@ -278,4 +278,25 @@ def run_local(params: dict[str, Any], *, pipeline_root: Path | None = None, cach
 def _store_run(record: RunRecord) -> None:
     _to_lineage(lineage_store.record_run, record.run_id, pipeline=record.pipeline, status=record.status,
                 started=record.started, params=record.params, pipeline_root=record.pipeline_root,
-                finished=record.finished, error=record.error)
+                finished=record.finished, error=record.error, code=code_identity())
+
+
+def code_identity() -> dict[str, Any]:
+    """The code a local run runs: dermpipe's code version, and the git commit of its checkout (with whether it has
+    uncommitted changes) when dermpipe runs from one."""
+    import subprocess
+
+    from dermpipe.lineage import code_version
+
+    identity: dict[str, Any] = {"code_version": code_version(), "git_commit": "", "git_dirty": False}
+    checkout = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=10)
+        if commit.returncode == 0:
+            status = subprocess.run(["git", "-C", str(checkout), "status", "--porcelain", "--untracked-files=no"],
+                                    capture_output=True, text=True, timeout=10)
+            identity.update(git_commit=commit.stdout.strip(), git_dirty=bool(status.stdout.strip()))
+    except (OSError, subprocess.SubprocessError):  # no git here (e.g. an installed package in an image)
+        pass
+    return identity

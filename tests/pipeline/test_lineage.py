@@ -2,6 +2,7 @@
 
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -46,6 +47,15 @@ def test_store_mirrors_the_run_records(store, first_run, cached_run):
     assert {("ingest", "merge"), ("merge", "split"), ("split", "train"), ("train", "evaluate"),
             ("evaluate", "explain"), ("train", "deploy"), ("evaluate", "deploy")} <= edges
     assert store.headline(first_run.run_id) == first_run.headline()
+
+
+def test_runs_name_the_code_that_ran_them(store, first_run):
+    code = store.run(first_run.run_id).code
+    assert code["code_version"] == first_run.artifact("train", "model")["metadata"]["code_version"]
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / ".git").exists():
+        head = subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True)
+        assert code["git_commit"] == head.stdout.strip() and len(code["git_commit"]) == 40
 
 
 def test_artifacts_carry_hashes_and_task_parameters(store, first_run):

@@ -43,7 +43,8 @@ def store(tmp_path) -> ls.Store:
                   pipeline_root=str(tmp_path), finished="2026-01-01T00:01:00", path=db)
 
     ls.record_run("r2", pipeline="p", status="running", started="2026-01-02T00:00:00", params={"a": 2},
-                  pipeline_root=str(tmp_path), path=db)
+                  pipeline_root=str(tmp_path), code={"code_version": "0.1.0+abc", "git_commit": "0123456789abcdef",
+                                                     "git_dirty": True}, path=db)
     t = ls.start_task("r2", "ingest", "2026-01-02T00:00:01", {"source": "demo"}, {}, path=db)
     ls.finish_task(t, status="success", finished="x", seconds=0.0, cached=True, error="",
                    outputs={"dataset": art(data, n_images=1, code_version="0.1.0+abc")}, path=db)
@@ -100,7 +101,7 @@ def test_model_reference_walks_up_to_the_data_and_its_producer(store):
     assert (ingest["name"], ingest["run_id"], ingest["reused_by_runs"]) == ("ingest", "r1", ["r2"])
     assert ingest["code_version"] == "0.1.0+abc"
     text = render_lineage(answer)
-    assert "└── produced by: task deploy [success, 1.0s] run r2" in text
+    assert "└── produced by: task deploy [success, 1.0s] run r2 code 0.1.0+abc git 0123456789\n" in text
     assert "params epochs=5" in text and "source=demo" in text
     assert "reused from the cache by 1 later run(s)" in text
 
@@ -122,7 +123,8 @@ def test_run_reference_lists_tasks_and_where_cached_outputs_came_from(store):
     dataset = run["children"][0]["children"][0]
     assert dataset["role"] == "output dataset" and dataset["from_run"] == "r1/ingest"
     text = render_lineage(answer)
-    assert text.startswith("run r2 [running]") and "(written by r1/ingest)" in text
+    assert text.startswith("run r2 [running]  code 0.1.0+abc git 0123456789 (uncommitted changes)\n")
+    assert "(written by r1/ingest)" in text and run["code"]["git_dirty"] is True
 
 
 def test_unknown_references_say_what_is_known(store, tmp_path):
@@ -195,6 +197,7 @@ def test_ui_on_a_running_run_reloads_and_names_what_is_missing(store):
     client = TestClient(create_app(store))
     page = client.get("/runs/r2")
     assert page.status_code == 200 and '<meta http-equiv="refresh" content="5">' in page.text
+    assert '<p id="code">code 0.1.0+abc git 0123456789 (uncommitted changes)</p>' in page.text
     assert page.text.count('<g class="node ') == 3 and '<g class="node cached" data-node="t3"' in page.text
     assert 'http-equiv="refresh"' not in client.get("/runs/r1").text
     missing = client.get("/runs/r9")
