@@ -254,7 +254,7 @@ def run_local(params: dict[str, Any], *, pipeline_root: Path | None = None, cach
     record = RunRecord(run_id=f"{PIPELINE_NAME}-{stamp}", pipeline=PIPELINE_NAME, status="running",
                        started=_now(), params=params, pipeline_root=str(root))
     save_record(record)
-    _store_run(record)
+    _store_run(record, code=code_identity())
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # inherited by the task subprocesses
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), enable_caching=cache,
                raise_on_error=True)
@@ -275,10 +275,11 @@ def run_local(params: dict[str, Any], *, pipeline_root: Path | None = None, cach
     return record
 
 
-def _store_run(record: RunRecord) -> None:
+def _store_run(record: RunRecord, code: dict[str, Any] | None = None) -> None:
+    """Insert the run into the lineage store (with the code that runs it), or update its status and end."""
     _to_lineage(lineage_store.record_run, record.run_id, pipeline=record.pipeline, status=record.status,
                 started=record.started, params=record.params, pipeline_root=record.pipeline_root,
-                finished=record.finished, error=record.error, code=code_identity())
+                finished=record.finished, error=record.error, code=code)
 
 
 def code_identity() -> dict[str, Any]:
