@@ -215,3 +215,19 @@ def test_ui_lineage_page_of_a_run_draws_its_tasks(store):
     page = TestClient(create_app(store)).get("/lineage", params={"ref": "r2"}).text
     assert page.count('<g class="node ') == 3 and page.count('class="edge"') == 2
     assert "(written by r1/ingest)" in page
+
+
+def test_ui_draws_a_failed_task_red_with_its_error(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from dermpipe.ui import create_app
+
+    db = tmp_path / "lineage.sqlite"
+    ls.record_run("bad", pipeline="p", status="failed", started="2026-01-03T00:00:00", params={}, pipeline_root="",
+                  error="task merge: SchemaError: x.csv: missing column(s) ['NV']", path=db)
+    task = ls.start_task("bad", "merge", "2026-01-03T00:00:01", {}, {}, path=db)
+    ls.finish_task(task, status="failure", finished="x", seconds=0.4, cached=False,
+                   error="SchemaError: x.csv: missing column(s) ['NV']", outputs={}, path=db)
+    page = TestClient(create_app(ls.Store(db))).get("/runs/bad").text
+    assert '<g class="node bad" data-node="t1"' in page and "failure · 0.4s" in page
+    assert "error: task merge: SchemaError: x.csv: missing column(s) [&#39;NV&#39;]" in page
