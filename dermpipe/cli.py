@@ -148,6 +148,9 @@ app.add_typer(cli_serve.models_app, name="models")
 from dermpipe.cli_monitor import register as register_monitor  # noqa: E402 (after app exists)
 
 register_monitor(app)
+from dermpipe.cli_lineage import register as _register_lineage  # noqa: E402
+
+_register_lineage(app)
 
 
 if __name__ == "__main__":

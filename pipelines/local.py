@@ -1,7 +1,9 @@
 """Local runner: the training DAG through kfp.local's SubprocessRunner in this Python environment, with caching.
 
 Each run is recorded in <DERMPIPE_HOME>/runs/<run id>.json as it progresses (tasks with status, timing, cache
-hits and output artifacts), which `dermpipe runs` and `dermpipe show` read.
+hits and output artifacts), which `dermpipe runs` and `dermpipe show` read, and in the lineage store
+(<DERMPIPE_HOME>/lineage.sqlite: runs, tasks, artifacts, input/output edges), which `dermpipe lineage` and
+`dermpipe ui` read.
 """
 
 from __future__ import annotations
@@ -17,12 +19,12 @@ import re
 import sys
 import time
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dermpipe import config
+from dermpipe import config, lineage_store
 
 
 @dataclass
@@ -176,6 +178,34 @@ def failure_cause(lines: Iterable[str]) -> str:
     return causes[-1] if causes else ""
 
 
+def _to_lineage(write: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Write to the lineage store; a store problem is reported but never fails the run."""
+    try:
+        return write(*args, **kwargs)
+    except Exception as err:  # noqa: BLE001 - lineage is a record of the run, not part of it
+        print(f"dermpipe: could not write lineage to {lineage_store.store_path()} ({write.__name__}): "
+              f"{type(err).__name__}: {err}; the run goes on, `dermpipe lineage` will miss this step",
+              file=sys.stderr)
+        return None
+
+
+def _task_inputs(task_spec: Any, io_store: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A task's parameter values and input artifacts ({name: {type, uri, metadata}}), read as kfp.local resolves
+    them; empty when kfp.local's internals do not offer them."""
+    if task_spec is None or io_store is None:
+        return {}, {}
+    from kfp.local.orchestrator.orchestrator_utils import OrchestratorUtils
+
+    try:
+        arguments = OrchestratorUtils.make_task_arguments(task_inputs_spec=task_spec.inputs, io_store=io_store)
+    except Exception:  # noqa: BLE001 - an input kfp.local cannot resolve fails the task itself, recorded there
+        return {}, {}
+    described = {name: _describe(value) for name, value in arguments.items()}
+    inputs = {n: v for n, v in described.items() if isinstance(v, dict) and "uri" in v and "type" in v}
+    params = {n: v for n, v in described.items() if n not in inputs}
+    return params, inputs
+
+
 @contextlib.contextmanager
 def _recording(record: RunRecord) -> Iterator[None]:
     """Wrap kfp.local's per-task executor to record status, timing, cache hits and outputs of every task."""
@@ -188,10 +218,13 @@ def _recording(record: RunRecord) -> Iterator[None]:
         if run_folder and record.run_id != run_folder:
             # Adopt kfp.local's run folder name as the run id, so records and artifact paths agree.
             (runs_dir() / f"{record.run_id}.json").unlink(missing_ok=True)
+            _to_lineage(lineage_store.rename_run, record.run_id, run_folder)
             record.run_id = run_folder
         task = TaskRecord(name=task_name, started=_now())
         record.tasks[task_name] = task
         save_record(record)
+        params, inputs = _task_inputs(kwargs.get("task_spec"), kwargs.get("io_store"))
+        task_id = _to_lineage(lineage_store.start_task, record.run_id, task_name, task.started, params, inputs)
         start = time.monotonic()
         tail = _Tail(sys.stdout)
         with contextlib.redirect_stdout(tail):
@@ -205,6 +238,10 @@ def _recording(record: RunRecord) -> Iterator[None]:
         uris = [o["uri"] for o in task.outputs.values() if isinstance(o, dict) and "uri" in o]
         task.cached = bool(uris) and all(f"/{record.run_id}/" not in uri for uri in uris)
         save_record(record)
+        if task_id is not None:
+            artifacts = {n: o for n, o in task.outputs.items() if isinstance(o, dict) and "uri" in o}
+            _to_lineage(lineage_store.finish_task, task_id, status=task.status, finished=task.finished,
+                        seconds=task.seconds, cached=task.cached, error=task.error, outputs=artifacts)
         return outputs, status
 
     task_executor.execute_single_task = recorded
@@ -231,6 +268,7 @@ def run_local(params: dict[str, Any], *, pipeline_root: Path | None = None, cach
     record = RunRecord(run_id=f"{PIPELINE_NAME}-{stamp}", pipeline=PIPELINE_NAME, status="running",
                        started=_now(), params=params, pipeline_root=str(root))
     save_record(record)
+    _store_run(record, code=code_identity())
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # inherited by the task subprocesses
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), enable_caching=cache,
                raise_on_error=True)
@@ -247,4 +285,33 @@ def run_local(params: dict[str, Any], *, pipeline_root: Path | None = None, cach
     record.finished = _now()
     record.reports = collect_reports(record)
     save_record(record)
+    _store_run(record)
     return record
+
+
+def _store_run(record: RunRecord, code: dict[str, Any] | None = None) -> None:
+    """Insert the run into the lineage store (with the code that runs it), or update its status and end."""
+    _to_lineage(lineage_store.record_run, record.run_id, pipeline=record.pipeline, status=record.status,
+                started=record.started, params=record.params, pipeline_root=record.pipeline_root,
+                finished=record.finished, error=record.error, code=code)
+
+
+def code_identity() -> dict[str, Any]:
+    """The code a local run runs: dermpipe's code version, and the git commit of its checkout (with whether it has
+    uncommitted changes) when dermpipe runs from one."""
+    import subprocess
+
+    from dermpipe.lineage import code_version
+
+    identity: dict[str, Any] = {"code_version": code_version(), "git_commit": "", "git_dirty": False}
+    checkout = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=10)
+        if commit.returncode == 0:
+            status = subprocess.run(["git", "-C", str(checkout), "status", "--porcelain", "--untracked-files=no"],
+                                    capture_output=True, text=True, timeout=10)
+            identity.update(git_commit=commit.stdout.strip(), git_dirty=bool(status.stdout.strip()))
+    except (OSError, subprocess.SubprocessError):  # no git here (e.g. an installed package in an image)
+        pass
+    return identity

@@ -10,24 +10,10 @@ from typer.testing import CliRunner
 
 from dermpipe.cli import app
 from dermpipe.config import CLASSES
+from dermpipe.lineage_store import Store
 from dermpipe.pipelines.local import list_records, load_record, run_local
 
-TINY = {"source": "demo", "demo_images": 160, "image_size": 32, "epochs": 3, "batch_size": 16,
-        "backbone": "simple_cnn", "explain_per_class": 1}
 STAGES = ["ingest", "merge", "split", "prepare", "train", "profile", "evaluate", "explain"]
-
-
-@pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    home = tmp_path_factory.mktemp("home")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DERMPIPE_HOME", str(home))
-        yield home
-
-
-@pytest.fixture(scope="module")
-def first_run(home):
-    return run_local({**TINY, "min_balanced_accuracy": 0.0})
 
 
 def test_demo_run_executes_every_stage_and_deploys(first_run, home):
@@ -86,16 +72,16 @@ def test_stage_outputs_are_real(first_run):
     assert "Grad-CAM" in gallery
 
 
-def test_second_identical_run_is_served_from_the_cache(first_run, home):
-    second = run_local({**TINY, "min_balanced_accuracy": 0.0})
+def test_second_identical_run_is_served_from_the_cache(first_run, cached_run, home):
+    second = cached_run
     assert second.status == "succeeded"
     assert all(second.tasks[name].cached for name in [*STAGES, "deploy"])
     assert second.artifact("train", "model")["uri"] == first_run.artifact("train", "model")["uri"]
     assert sorted(p.name for p in (home / "registry/dermpipe-isic2019").iterdir()) == ["1", "current.json"]
 
 
-def test_unblessed_model_is_not_deployed(first_run):
-    record = run_local({**TINY, "min_balanced_accuracy": 1.01})
+def test_unblessed_model_is_not_deployed(first_run, tiny):
+    record = run_local({**tiny, "min_balanced_accuracy": 1.01})
     assert record.status == "succeeded"
     assert "deploy" not in record.tasks
     assert record.tasks["train"].cached and not record.tasks["evaluate"].cached
@@ -105,18 +91,22 @@ def test_unblessed_model_is_not_deployed(first_run):
     assert "**Not blessed**" in text and "< threshold 1.0100" in text and "champion (version 1)" in text
 
 
-def test_failed_run_is_recorded_with_the_failing_task(home, tmp_path):
+def test_failed_run_is_recorded_with_the_failing_task(home, tmp_path, tiny):
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "ISIC_2019_Training_GroundTruth.csv").write_text("image,MEL\nx,1.0\n")
     (bad / "ISIC_2019_Training_Metadata.csv").write_text("image,age_approx,anatom_site_general,lesion_id,sex\n")
     (bad / "x.jpg").write_bytes(b"\xff\xd8 not really")
-    record = run_local({**TINY, "source": str(bad)})
+    record = run_local({**tiny, "source": str(bad)})
     assert record.status == "failed"
     # the cause, naming the file and the columns, not just "task failed"
     assert record.error.startswith("task merge: SchemaError: ")
     assert "ISIC_2019_Training_GroundTruth.csv: missing column(s) ['NV', 'BCC'" in record.error
     assert load_record(record.run_id).status == "failed"
+    stored = Store(home / "lineage.sqlite")
+    assert (stored.run(record.run_id).status, stored.run(record.run_id).error) == ("failed", record.error)
+    merge = {t.name: t for t in stored.tasks(record.run_id)}["merge"]
+    assert merge.status == "failure" and merge.error.startswith("SchemaError: ")
 
 
 def test_cli_runs_and_show(first_run):
