@@ -41,11 +41,12 @@ def baseline_server(model_file: str, port: int) -> None:
     import io
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    import keras
     import numpy as np
     from PIL import Image
 
-    model = keras.models.load_model(model_file)
+    from dermpipe.models import load_classifier
+
+    model = load_classifier(model_file)
     size = int(model.input_shape[1])
     classes = ("MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC")
 

@@ -438,9 +438,9 @@ def current_features(reference: Reference, current: str, *, since: str = "", unt
         model = None
         model_path = model_file or reference.model_file
         if model_path:
-            import keras
+            from dermpipe.models import load_classifier
 
-            model = keras.models.load_model(model_path, compile=False)
+            model = load_classifier(model_path, compile=False)
         features, failed = image_features(paths, read_metadata_csv(metadata_csv or None), model=model,
                                           pca=reference.pca, n_components=n_components or DEFAULT_COMPONENTS)
         counts = {"images": len(paths), "failed_images": len(failed), "model_used": int(model is not None)}

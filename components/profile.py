@@ -50,8 +50,6 @@ def build_profile(stats: pd.DataFrame, metadata: pd.DataFrame, probabilities: np
 def profile_model(model_file: Path, dataset_dir: Path, tables: dict[str, pd.DataFrame], out: Path,
                   n_components: int = 5) -> dict[str, object]:
     """Compute the profile of a saved model on the split tables and write the profile folder; returns profile.json."""
-    import keras
-
     from dermpipe.drift_features import PCA_FILE, PROFILE_FILE, PROFILE_JSON, model_outputs, statistics_table
 
     table = pd.concat([t.assign(split=name) for name, t in tables.items()], ignore_index=True)
@@ -61,7 +59,9 @@ def profile_model(model_file: Path, dataset_dir: Path, tables: dict[str, pd.Data
         listed = "; ".join(f"{p}: {e}" for p, e in failed[:5])
         raise ValueError(f"profile: {len(failed)} split images could not be decoded (first: {listed}); they were "
                          "readable at merge, so the dataset folder changed since")
-    model = keras.models.load_model(model_file, compile=False)
+    from dermpipe.models import load_classifier
+
+    model = load_classifier(model_file, compile=False)
     probabilities, embeddings = model_outputs(model, paths)
     profile, pca = build_profile(stats, table, probabilities, embeddings, table["split"], n_components)
     out.mkdir(parents=True, exist_ok=True)

@@ -97,9 +97,10 @@ class CaffePreprocess(layers.Layer):
         return input_shape
 
 
-def load_classifier(path: Path | str) -> keras.Model:
-    """Load a dermpipe model.keras (dermpipe's layers are registered by importing this module)."""
-    return keras.models.load_model(str(path))
+def load_classifier(path: Path | str, *, compile: bool = True) -> keras.Model:
+    """Load a dermpipe model.keras (dermpipe's layers are registered by importing this module); every stage that
+    reads a trained model must load it through here, or Keras cannot rebuild the augmentation layer."""
+    return keras.models.load_model(str(path), compile=compile)
 
 
 def _simple_cnn(x):
