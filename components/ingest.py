@@ -2,7 +2,11 @@
 
 The artifact is a folder in one canonical layout whatever the source:
     ISIC_2019_Training_GroundTruth.csv, ISIC_2019_Training_Metadata.csv,
-    ISIC_2019_Training_Input/ISIC_2019_Training_Input/*.jpg, manifest.json (path, size, sha256 of every file)
+    ISIC_2019_Training_Input/ISIC_2019_Training_Input/*.jpg, manifest.json (path, size, sha256 of every file; for
+    downloaded files also the source's checksum: GCS md5/crc32c, ISIC id)
+
+Remote sources (gs://, kaggle:, isic:) are first mirrored into the download cache (dermpipe.download: skip current
+files, resume partial ones, verify checksums), then hard-linked into the artifact.
 """
 
 

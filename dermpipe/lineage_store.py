@@ -64,10 +64,19 @@ def connect(path: Path | None = None) -> Iterator[sqlite3.Connection]:
     try:
         conn.execute("PRAGMA foreign_keys = ON")
         conn.executescript(SCHEMA)
+        _migrate(conn)
         with conn:
             yield conn
     finally:
         conn.close()
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a store written by an earlier dermpipe up to this schema (columns added since)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+    if "code" not in columns:
+        conn.execute("ALTER TABLE runs ADD COLUMN code TEXT DEFAULT '{}'")
+        conn.commit()
 
 
 def _dumps(value: Any) -> str:

@@ -231,3 +231,16 @@ def test_ui_draws_a_failed_task_red_with_its_error(tmp_path):
     page = TestClient(create_app(ls.Store(db))).get("/runs/bad").text
     assert '<g class="node bad" data-node="t1"' in page and "failure · 0.4s" in page
     assert "error: task merge: SchemaError: x.csv: missing column(s) [&#39;NV&#39;]" in page
+
+
+def test_a_store_without_the_code_column_is_migrated(tmp_path):
+    db = tmp_path / "old.sqlite"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE runs (run_id TEXT PRIMARY KEY, pipeline TEXT, status TEXT, started TEXT, "
+                     "finished TEXT DEFAULT '', params TEXT DEFAULT '{}', pipeline_root TEXT DEFAULT '', "
+                     "error TEXT DEFAULT '')")
+        conn.execute("INSERT INTO runs (run_id, status, started) VALUES ('old', 'succeeded', '2025')")
+    assert ls.Store(db).run("old").code == {}
+    ls.record_run("new", pipeline="p", status="running", started="2026", params={}, pipeline_root="",
+                  code={"git_commit": "abc"}, path=db)
+    assert ls.Store(db).run("new").code == {"git_commit": "abc"}

@@ -199,3 +199,13 @@ def test_duplicates_with_conflicting_labels_are_flagged():
                                        "duplicate_groups_conflicting_labels": 1}
     problems = duplicate_problems(table)
     assert [p.image for p in problems] == ["a", "b"] and "labels differ (MEL, NV)" in problems[0].reason
+
+
+def test_cli_refuses_an_unknown_policy_before_running():
+    from typer.testing import CliRunner
+
+    from dermpipe.cli import app
+
+    result = CliRunner().invoke(app, ["run", "--invalid-images", "skip"])
+    assert result.exit_code == 2 and "expected drop or fail" in result.output
+    assert "--invalid-images" in CliRunner().invoke(app, ["run", "--help"]).output
