@@ -1,4 +1,4 @@
-"""`dermpipe monitor` and `dermpipe compile-monitoring`: drift of served traffic against the reference profile."""
+"""`dermpipe monitor`: drift of served traffic against the reference profile."""
 
 from __future__ import annotations
 
@@ -93,16 +93,5 @@ def monitor(
         raise typer.Exit(3)
 
 
-def compile_monitoring(
-    out: Path = typer.Option(Path("monitoring.yaml"), help="where to write the KFP IR YAML"),
-    image: str = typer.Option(config.BASE_IMAGE, help="image of every step"),
-) -> None:
-    """Compile the monitoring pipeline (drift -> [drift?] -> retrain) to KFP IR YAML."""
-    from dermpipe.pipelines.monitoring import compile_monitoring as compile_yaml
-
-    typer.echo(f"wrote {compile_yaml(out, base_image=image)}")
-
-
 def register(app: typer.Typer) -> None:
     app.command("monitor")(monitor)
-    app.command("compile-monitoring")(compile_monitoring)

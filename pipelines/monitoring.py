@@ -6,13 +6,11 @@ Schedule it daily on Kubeflow Pipelines (a recurring run) or Vertex AI (a Pipeli
 covering the previous day; locally, cron `dermpipe monitor`.
 """
 
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
-import yaml
-from kfp import compiler, dsl
+from kfp import dsl
 
 from dermpipe import config
 from dermpipe.components.drift import drift
@@ -61,19 +59,6 @@ def build_monitoring_pipeline(placement: bool = True):
             started.set_caching_options(False)  # a new drift verdict must start a new run
 
     return monitoring_pipeline
-
-
-def compile_monitoring(out: Path, *, base_image: str = config.BASE_IMAGE) -> Path:
-    """Write the monitoring pipeline's IR YAML (every task on dermpipe's image)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        raw = Path(tmp) / "monitoring.yaml"
-        compiler.Compiler().compile(build_monitoring_pipeline(), str(raw))
-        documents = [d for d in yaml.safe_load_all(raw.read_text()) if d]
-    for executor in documents[0]["deploymentSpec"]["executors"].values():
-        executor["container"]["image"] = base_image
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(yaml.safe_dump_all(documents, sort_keys=False))
-    return out
 
 
 def run_monitoring_local(params: dict[str, Any], *, pipeline_root: Path | None = None) -> Path:

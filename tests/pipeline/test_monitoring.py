@@ -26,7 +26,8 @@ def setup(tmp_path_factory):
 
 def test_compiled_pipeline_retrains_only_under_the_drift_condition(tmp_path):
     out = tmp_path / "monitoring.yaml"
-    result = CliRunner().invoke(app, ["compile-monitoring", "--out", str(out), "--image", "reg.example/dp/base:t"])
+    result = CliRunner().invoke(app, ["compile", "--pipeline", "monitoring", "--out", str(out),
+                                      "--image", "reg.example/dp/base:t"])
     assert result.exit_code == 0, result.output
     spec = [d for d in yaml.safe_load_all(out.read_text()) if d][0]
     tasks = spec["root"]["dag"]["tasks"]
