@@ -5,6 +5,7 @@ full-size originals (up to 6000x4000) every epoch. Streaming: images are read, r
 so memory does not depend on the number of images. The record contract and the resize policy are in dermpipe/shards.py.
 """
 
+import json
 import os
 from pathlib import Path
 
@@ -30,7 +31,7 @@ def prepare_shards(dataset_dir: Path, tables: dict[str, pd.DataFrame], out_dir: 
 
     from tqdm import tqdm
 
-    from dermpipe.shards import ShardWriter, centre_crop_resize, encode_example, iter_chunks, manifest_dict
+    from dermpipe.shards import MANIFEST, ShardWriter, centre_crop_resize, encode_example, iter_chunks, manifest_dict
 
     if image_size < 8:
         raise ValueError(f"image_size={image_size}: expected the training resolution in pixels (e.g. 224)")
@@ -60,7 +61,9 @@ def prepare_shards(dataset_dir: Path, tables: dict[str, pd.DataFrame], out_dir: 
                         age_approx=row.get("age_approx"), sex=row.get("sex"),
                         anatom_site_general=row.get("anatom_site_general"), orig_height=height, orig_width=width))
     params = {"image_size": image_size, "shard_bytes": shard_bytes, "seed": seed}
-    return manifest_dict(writer.shards, image_size=image_size, failed=failed, params=params)
+    manifest = manifest_dict(writer.shards, image_size=image_size, failed=failed, params=params)
+    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    return manifest
 
 
 def prepare_metrics(manifest: dict) -> dict[str, int]:
@@ -74,8 +77,6 @@ def prepare_metrics(manifest: dict) -> dict[str, int]:
 
 def run(raw: Dataset, train_split: Dataset, val_split: Dataset, test_split: Dataset, shards: Dataset,
         stats: Metrics, image_size: int, shard_size_mb: float, seed: int) -> None:
-    import json
-
     from dermpipe.lineage import annotate, log_metrics, sha256_json
     from dermpipe.shards import MANIFEST
 
@@ -85,7 +86,6 @@ def run(raw: Dataset, train_split: Dataset, val_split: Dataset, test_split: Data
     quiet = os.environ.get("DERMPIPE_QUIET", "") not in ("", "0")
     manifest = prepare_shards(Path(raw.path), tables, out_dir, image_size=image_size,
                               shard_bytes=int(shard_size_mb * 1e6), seed=seed, quiet=quiet)
-    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=1))
     annotate(shards, {
         "format": "tfrecord", "manifest": MANIFEST, "image_size": image_size, "resize": manifest["resize"],
         "jpeg_quality": manifest["jpeg_quality"], "dataset_uri": raw.uri, "manifest_sha256": sha256_json(manifest),

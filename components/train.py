@@ -278,13 +278,47 @@ def _one_hot(labels):
 
 # ---------------------------------------------------------------- the whole training
 
+def shard_inputs(shards_dir: Path, train: pd.DataFrame, val: pd.DataFrame, image_size: int):
+    """(train examples, train count, class counts, val pixels, val labels) from the prepare stage's TFRecord shards.
+
+    The shards hold JPEGs already centre-cropped to the training resolution, so nothing decodes a full-size original
+    again. Images prepare could not decode are missing from the shards (listed in its manifest): counts come from
+    the manifest, not the split tables.
+    """
+    import tensorflow as tf
+
+    from dermpipe.shards import load_manifest, shard_files, shard_records
+
+    manifest = load_manifest(shards_dir)
+    if int(manifest["image_size"]) != image_size:
+        raise ValueError(f"train: the shards in {shards_dir} are {manifest['image_size']} px but image_size is "
+                         f"{image_size}; run prepare with the training image_size (the pipeline passes the same "
+                         "parameter to both)")
+    counts = manifest["counts"]
+    for name, table in (("train", train), ("val", val)):
+        if not 0 < counts[name]["records"] <= len(table):
+            raise ValueError(f"train: {shards_dir} holds {counts[name]['records']} {name} records for a {name} split "
+                             f"of {len(table)} rows; the shards were made from another split")
+    examples = shard_records(shard_files(shards_dir, "train")).map(
+        lambda r: (r["image"], tf.cast(r["label"], tf.int32)), num_parallel_calls=tf.data.AUTOTUNE)
+    class_counts = {config.CLASSES.index(c): int(n) for c, n in counts["train"]["class_counts"].items()}
+    val_pixels, val_labels = [], []
+    for record in shard_records(shard_files(shards_dir, "val")):
+        val_pixels.append(tf.io.decode_jpeg(record["image"], channels=3).numpy())
+        val_labels.append(int(record["label"]))
+    return (examples, counts["train"]["records"], class_counts, np.stack(val_pixels).astype(np.float32),
+            np.asarray(val_labels))
+
+
 def train_model(train: pd.DataFrame, val: pd.DataFrame, dataset_dir: Path, params: TrainParams, *,
                 out_dir: Path | None = None, checkpoint_dir: str | None = None, quiet: bool = False,
-                extra_callbacks=(), verbose: int | None = None):
+                extra_callbacks=(), verbose: int | None = None, shards_dir: Path | None = None):
     """Train and return (model, report): the history of each phase and the validation metrics.
 
     `checkpoint_dir` (default `<out_dir>/checkpoints`, else a temporary folder) holds the per-epoch backup a retried
     run resumes from. `verbose=0` is the same as quiet=True (kept for callers of the earlier signature).
+    With `shards_dir` (the prepare stage's output) training and validation read the TFRecord shards instead of the
+    image files.
     """
     import tempfile
 
@@ -309,15 +343,21 @@ def train_model(train: pd.DataFrame, val: pd.DataFrame, dataset_dir: Path, param
         model, backbone_layers = build_classifier(params.backbone, params.image_size, n_classes,
                                                   weights=params.weights, seed=params.seed)
     pretrained = resolve_weights(params.weights) is not None
-    labels = train["label_index"].to_numpy()
-    counts = {c: int((labels == c).sum()) for c in range(n_classes)}
     options = InputOptions(image_size=params.image_size, batch_size=params.batch_size, shuffle=True, seed=params.seed,
                            cache=params.cache, deterministic=params.deterministic, fast_decode=params.fast_decode)
-    train_ds = training_dataset(encoded_examples(train, dataset_dir), options, n_examples=len(train),
-                                class_counts=counts, class_balance=params.class_balance)
-    steps = math.ceil(len(train) / params.batch_size)
-    val_images = load_images(val, dataset_dir, params.image_size).round().clip(0, 255)  # as cached for training
-    val_labels = val["label_index"].to_numpy()
+    if shards_dir is not None:
+        examples, n_train, found, val_images, val_labels = shard_inputs(shards_dir, train, val, params.image_size)
+        counts = {c: found.get(c, 0) for c in range(n_classes)}
+        labels = np.repeat(np.arange(n_classes), [counts[c] for c in range(n_classes)])
+    else:
+        labels = train["label_index"].to_numpy()
+        counts = {c: int((labels == c).sum()) for c in range(n_classes)}
+        examples, n_train = encoded_examples(train, dataset_dir), len(train)
+        val_images = load_images(val, dataset_dir, params.image_size).round().clip(0, 255)  # as cached for training
+        val_labels = val["label_index"].to_numpy()
+    train_ds = training_dataset(examples, options, n_examples=n_train, class_counts=counts,
+                                class_balance=params.class_balance)
+    steps = math.ceil(n_train / params.batch_size)
     weights = class_weights(labels, n_classes) if params.class_balance == "weights" else None
     scratch = None if checkpoint_dir or out_dir else tempfile.TemporaryDirectory(prefix="dermpipe-ckpt-")
     checkpoints = checkpoint_dir or (f"{out_dir}/checkpoints" if out_dir else scratch.name)
@@ -347,8 +387,9 @@ def train_model(train: pd.DataFrame, val: pd.DataFrame, dataset_dir: Path, param
         "class_counts": counts,
         "history": history,
         "epochs_run": epochs_run,
-        "train_rows": len(train),
-        "val_rows": len(val),
+        "train_rows": n_train,
+        "val_rows": len(val_labels),
+        "input": "tfrecord-shards" if shards_dir is not None else "image-files",
         "validation": val_eval.headline(),
         "runtime": {"gpus": env.gpus, "replicas": env.replicas, "mixed_precision": env.mixed_precision,
                     "jit_compile": params.jit_compile, "train_seconds": round(seconds, 2)},
@@ -409,7 +450,7 @@ def curves_html(history: dict[str, dict[str, list[float]]], title: str = "Traini
 # ---------------------------------------------------------------- the stage
 
 def run(raw: Dataset, train: Dataset, val: Dataset, model: Model, stats: Metrics, curves: HTML | None,
-        params: TrainParams, *, quiet: bool = False) -> None:
+        params: TrainParams, *, quiet: bool = False, shards: Dataset | None = None) -> None:
     import tensorflow as tf
 
     from dermpipe.export import export_serving_model
@@ -419,7 +460,8 @@ def run(raw: Dataset, train: Dataset, val: Dataset, model: Model, stats: Metrics
     out.mkdir(parents=True, exist_ok=True)
     checkpoints = checkpoint_location(model.path, model.uri)
     trained, report = train_model(pd.read_parquet(train.path), pd.read_parquet(val.path), Path(raw.path), params,
-                                  out_dir=out, checkpoint_dir=checkpoints, quiet=quiet)
+                                  out_dir=out, checkpoint_dir=checkpoints, quiet=quiet,
+                                  shards_dir=Path(shards.path) if shards is not None else None)
     trained.save(out / "model.keras")
     serving = export_serving_model(trained, out)  # saved_model.pb + variables/ at the folder's root
     report["serving"] = serving
@@ -434,6 +476,7 @@ def run(raw: Dataset, train: Dataset, val: Dataset, model: Model, stats: Metrics
         "serving_signatures": list(serving["signatures"]), "classes": list(config.CLASSES),
         "params": asdict(params), "epochs_run": report["epochs_run"], "train_rows": report["train_rows"],
         "dataset_uri": raw.uri, "train_uri": train.uri, "val_uri": val.uri, "tensorboard": "tensorboard",
+        "input": report["input"], "shards_uri": shards.uri if shards is not None else "",
         "runtime": report["runtime"],
         **{f"val_{k}": round(v, 4) for k, v in report["validation"].items()},
     })
@@ -455,12 +498,13 @@ def train(
     class_balance: str = "weights", seed: int = 42, loss: str = "crossentropy", focal_gamma: float = 2.0,
     monitor: str = "val_balanced_accuracy", lr_schedule: str = "plateau", jit_compile: bool = False,
     mixed_precision: str = "auto", cache: str = "auto", deterministic: bool = False, fast_decode: bool = True,
-    quiet: bool = False,
+    quiet: bool = False, shards: Input[Dataset] = None,
 ):
-    """Augment-and-train the classifier (runs on a GPU node on KFP/Vertex, on the CPU locally)."""
+    """Augment-and-train the classifier (runs on a GPU node on KFP/Vertex, on the CPU locally); reads the prepare
+    stage's TFRecord shards when given, else the image files."""
     from dermpipe.components.train import TrainParams, run
 
     params = TrainParams(backbone, weights, image_size, batch_size, epochs, fine_tune_epochs, fine_tune_layers,
                          learning_rate, fine_tune_learning_rate, patience, class_balance, seed, loss, focal_gamma,
                          monitor, lr_schedule, jit_compile, mixed_precision, cache, deterministic, fast_decode)
-    run(raw, train_split, val_split, model, stats, curves, params, quiet=quiet)
+    run(raw, train_split, val_split, model, stats, curves, params, quiet=quiet, shards=shards)

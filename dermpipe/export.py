@@ -6,8 +6,8 @@ Signatures (both return {"probabilities": float32 [N, 8], "embedding": float32 [
     serve_pixels     image: float32 [N, S, S, 3]  raw RGB in [0, 255] at the model's resolution
 
 The embedding is the output of the classifier's global pooling layer ("pool"), what the drift monitor profiles.
-Decoding and resizing are the training input's (imagedata.decode_resize: RGB, bilinear with antialias, aspect not
-kept), so a served image is seen exactly as a training image was.
+Decoding and resizing are the training input's (imagedata.decode_resize_bytes: RGB, centre square, bilinear with
+antialias), so a served image is seen exactly as a training image was.
 """
 
 from __future__ import annotations
@@ -24,12 +24,10 @@ PIXELS_SIGNATURE = "serve_pixels"
 def _decode_batch(image_bytes, image_size: int):
     import tensorflow as tf
 
-    def decode(data):
-        image = tf.io.decode_image(data, channels=3, expand_animations=False)
-        image = tf.image.resize(image, (image_size, image_size), antialias=True)
-        return tf.ensure_shape(image, (image_size, image_size, 3))
+    from dermpipe.imagedata import decode_resize_bytes
 
-    return tf.map_fn(decode, image_bytes, fn_output_signature=tf.TensorSpec((image_size, image_size, 3), tf.float32))
+    return tf.map_fn(lambda data: decode_resize_bytes(data, image_size), image_bytes,
+                     fn_output_signature=tf.TensorSpec((image_size, image_size, 3), tf.float32))
 
 
 def export_serving_model(model, out_dir: Path | str) -> dict[str, object]:

@@ -22,10 +22,20 @@ def image_paths(table: pd.DataFrame, dataset_dir: Path | str) -> list[str]:
     return [str(root / rel) for rel in table["path"]]
 
 
+def centre_square(image: tf.Tensor) -> tf.Tensor:
+    """The largest centred square of an image: the prepare stage's crop (dermpipe.shards.RESIZE_POLICY), applied
+    everywhere an image meets the model (training from files, evaluation, serving), so no stage sees another
+    geometry. Already-square images (the shards, the demo data) pass unchanged."""
+    shape = tf.shape(image)
+    height, width = shape[0], shape[1]
+    side = tf.minimum(height, width)
+    return tf.image.crop_to_bounding_box(image, (height - side) // 2, (width - side) // 2, side, side)
+
+
 def decode_resize_bytes(data: tf.Tensor, image_size: int) -> tf.Tensor:
-    """Encoded JPEG/PNG -> float32 RGB in [0, 255] at image_size x image_size (aspect ratio not kept, as in ISIC
-    work; the same decode and resize as the SavedModel's serving signature)."""
-    image = tf.io.decode_image(data, channels=3, expand_animations=False)
+    """Encoded JPEG/PNG -> float32 RGB in [0, 255] at image_size x image_size: centre square, then an antialiased
+    bilinear resize (the same decode as the SavedModel's serving signature)."""
+    image = centre_square(tf.io.decode_image(data, channels=3, expand_animations=False))
     image = tf.image.resize(image, (image_size, image_size), antialias=True)
     return tf.ensure_shape(image, (image_size, image_size, 3))
 
@@ -38,7 +48,7 @@ def fast_decode_resize_bytes(data: tf.Tensor, image_size: int) -> tf.Tensor:
 
     def scaled(ratio: int):
         def decode():
-            image = tf.io.decode_jpeg(data, channels=3, ratio=ratio)
+            image = centre_square(tf.io.decode_jpeg(data, channels=3, ratio=ratio))
             return tf.image.resize(image, (image_size, image_size), antialias=True)
         return decode
 

@@ -1,4 +1,4 @@
-"""The training DAG: ingest -> merge -> split -> prepare / train -> evaluate -> explain, and deploy when blessed.
+"""The training DAG: ingest -> merge -> split -> prepare -> train -> evaluate -> explain, and deploy when blessed.
 
 One factory for every backend. Placement (GPU, CPU/memory, toleration, retries) is decided here, never in the
 stage logic; the local runner builds the same DAG without placement, since kfp.local ignores it.
@@ -143,8 +143,8 @@ def build_training_pipeline(placement: Placement | None = Placement()):
             split(merged=merged.outputs["merged"], test_size=test_size, val_size=val_size, seed=split_seed,
                   folds=folds), placement
         ).set_display_name("split")
-        # TFRecord shards at the training resolution (the train task is wired to them by the training work).
-        _place_step(
+        # TFRecord shards at the training resolution: train reads them instead of the full-size originals.
+        prepared = _place_step(
             prepare(raw=ingested.outputs["dataset"], train_split=splits.outputs["train"],
                     val_split=splits.outputs["val"], test_split=splits.outputs["test"], image_size=image_size,
                     shard_size_mb=shard_size_mb, seed=split_seed),
@@ -159,6 +159,7 @@ def build_training_pipeline(placement: Placement | None = Placement()):
                 class_balance=class_balance, seed=train_seed, loss=loss, monitor=monitor, lr_schedule=lr_schedule,
                 jit_compile=jit_compile, mixed_precision=mixed_precision, cache=train_cache,
                 deterministic=deterministic, fast_decode=fast_decode, quiet=train_quiet,
+                shards=prepared.outputs["shards"],
             ),
             placement,
         ).set_display_name("train")

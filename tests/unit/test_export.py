@@ -47,3 +47,20 @@ def test_check_serving_model_reports_the_probe(exported):
     assert check["probe_images"] == 2 and check["embedding_dim"] == 128
     with pytest.raises(RuntimeError, match="expected \\(2, 9\\)"):
         check_serving_model(out, 9)
+
+
+def test_every_stage_sees_the_centre_square():
+    """Files, shards and the serving signature all take the centre square before resizing (prepare's policy)."""
+    import tensorflow as tf
+
+    from dermpipe.imagedata import decode_resize_bytes
+
+    strip = np.zeros((30, 90, 3), np.uint8)
+    strip[:, :30] = (255, 0, 0)
+    strip[:, 30:60] = (0, 255, 0)
+    strip[:, 60:] = (0, 0, 255)
+    buffer = io.BytesIO()
+    Image.fromarray(strip).save(buffer, format="PNG")
+    pixels = decode_resize_bytes(tf.constant(buffer.getvalue()), 10).numpy()
+    np.testing.assert_allclose(pixels[..., 1], 255, atol=1)  # only the green middle third
+    assert pixels[..., 0].max() < 1 and pixels[..., 2].max() < 1

@@ -77,3 +77,30 @@ def test_empty_split_refused(demo_dataset):
     empty = pd.DataFrame(columns=["path", "label_index"])
     with pytest.raises(ValueError, match="train=0"):
         train_model(empty, empty, demo_dataset, TrainParams(backbone="simple_cnn", image_size=32))
+
+
+def test_training_reads_the_prepared_shards(demo_dataset, tmp_path):
+    """With the prepare stage's shards, train and validation come from the TFRecords, not the image files."""
+    from dermpipe.components.prepare import prepare_shards
+
+    table = merge_dataset(demo_dataset).table
+    splits = split_table(table, test_size=0.1, val_size=0.2, seed=0)
+    shards = tmp_path / "shards"
+    prepare_shards(demo_dataset, {"train": splits.train, "val": splits.val, "test": splits.test}, shards,
+                   image_size=32, shard_bytes=50_000)
+    # Remove the image files: a run that still read them would fail.
+    moved = tmp_path / "moved"
+    (demo_dataset / "ISIC_2019_Training_Input").rename(moved)
+    try:
+        model, report = train_model(splits.train, splits.val, demo_dataset,
+                                    TrainParams(backbone="simple_cnn", image_size=32, epochs=8, patience=8,
+                                                batch_size=16), verbose=0, shards_dir=shards)
+    finally:
+        moved.rename(demo_dataset / "ISIC_2019_Training_Input")
+    assert report["input"] == "tfrecord-shards"
+    assert report["train_rows"] == len(splits.train) and report["val_rows"] == len(splits.val)
+    assert report["class_counts"] == {c: int((splits.train["label_index"] == c).sum()) for c in range(8)}
+    assert report["validation"]["balanced_accuracy"] > 0.4
+    with pytest.raises(ValueError, match="shards in .* are 32 px but image_size is 48"):
+        train_model(splits.train, splits.val, demo_dataset, TrainParams(backbone="simple_cnn", image_size=48),
+                    shards_dir=shards)
