@@ -144,13 +144,13 @@ def _callback_classes():
         """Predicts the validation set once per epoch and adds val_loss/val_accuracy/val_balanced_accuracy to logs
         (placed first, so early stopping, the LR schedule, TensorBoard and History all see them)."""
 
-        def __init__(self, images, labels, loss_fn, one_hot, n_classes, batch_size):
+        def __init__(self, images, labels, loss_fn, one_hot, n_classes):
             super().__init__()
-            self.images, self.labels, self.loss_fn = images, labels, loss_fn
-            self.one_hot, self.n_classes, self.batch_size = one_hot, n_classes, batch_size
+            self.images, self.labels, self.loss_fn = images, labels, loss_fn  # images: batches, in label order
+            self.one_hot, self.n_classes = one_hot, n_classes
 
         def on_epoch_end(self, epoch, logs=None):
-            probabilities = np.asarray(self.model.predict(self.images, batch_size=self.batch_size, verbose=0))
+            probabilities = np.asarray(self.model.predict(self.images, verbose=0))
             if logs is not None:
                 logs.update(validation_scores(self.labels, probabilities, self.loss_fn, self.one_hot,
                                               self.n_classes))
@@ -251,7 +251,7 @@ def _fit_phase(model, phase: Phase, data, params: TrainParams, *, checkpoints: s
     mode = "max" if params.monitor == "val_balanced_accuracy" else "min"
     previous = _read_json(history_file) if tf.io.gfile.exists(history_file) else []
     callbacks = [
-        ValidationScores(val_images, val_labels, loss_fn, one_hot, len(config.CLASSES), params.batch_size),
+        ValidationScores(val_images, val_labels, loss_fn, one_hot, len(config.CLASSES)),
         keras.callbacks.EarlyStopping(monitor=params.monitor, mode=mode, patience=params.patience,
                                       restore_best_weights=True),
         keras.callbacks.BackupAndRestore(f"{checkpoints}/{phase.name}", delete_checkpoint=True),
@@ -287,10 +287,11 @@ def train_model(train: pd.DataFrame, val: pd.DataFrame, dataset_dir: Path, param
     run resumes from. `verbose=0` is the same as quiet=True (kept for callers of the earlier signature).
     """
     import tempfile
+    from dataclasses import replace
 
     import keras
 
-    from dermpipe.imagedata import InputOptions, encoded_examples, load_images, training_dataset
+    from dermpipe.imagedata import InputOptions, encoded_examples, training_dataset
     from dermpipe.metrics import evaluate_predictions
     from dermpipe.models import build_classifier, resolve_weights
 
@@ -316,7 +317,10 @@ def train_model(train: pd.DataFrame, val: pd.DataFrame, dataset_dir: Path, param
     train_ds = training_dataset(encoded_examples(train, dataset_dir), options, n_examples=len(train),
                                 class_counts=counts, class_balance=params.class_balance)
     steps = math.ceil(len(train) / params.batch_size)
-    val_images = load_images(val, dataset_dir, params.image_size).round().clip(0, 255)  # as cached for training
+    # validation: exact decode (as evaluation and serving), table order, uint8 cache; images only (labels known)
+    val_options = replace(options, shuffle=False, deterministic=True, fast_decode=False)
+    val_images = training_dataset(encoded_examples(val, dataset_dir), val_options,
+                                  n_examples=len(val)).map(lambda x, _y: x)
     val_labels = val["label_index"].to_numpy()
     weights = class_weights(labels, n_classes) if params.class_balance == "weights" else None
     scratch = None if checkpoint_dir or out_dir else tempfile.TemporaryDirectory(prefix="dermpipe-ckpt-")
@@ -337,7 +341,7 @@ def train_model(train: pd.DataFrame, val: pd.DataFrame, dataset_dir: Path, param
     seconds = time.perf_counter() - started
     if scratch is not None:
         scratch.cleanup()
-    val_prob = model.predict(val_images, batch_size=params.batch_size, verbose=0)
+    val_prob = model.predict(val_images, verbose=0)
     val_eval = evaluate_predictions(val_labels, val_prob, config.CLASSES)
     epochs_run = sum(len(h.get("loss", [])) for h in history.values())
     report = {
