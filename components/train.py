@@ -144,13 +144,13 @@ def _callback_classes():
         """Predicts the validation set once per epoch and adds val_loss/val_accuracy/val_balanced_accuracy to logs
         (placed first, so early stopping, the LR schedule, TensorBoard and History all see them)."""
 
-        def __init__(self, images, labels, loss_fn, one_hot, n_classes, batch_size):
+        def __init__(self, images, labels, loss_fn, one_hot, n_classes):
             super().__init__()
-            self.images, self.labels, self.loss_fn = images, labels, loss_fn
-            self.one_hot, self.n_classes, self.batch_size = one_hot, n_classes, batch_size
+            self.images, self.labels, self.loss_fn = images, labels, loss_fn  # images: batches, in label order
+            self.one_hot, self.n_classes = one_hot, n_classes
 
         def on_epoch_end(self, epoch, logs=None):
-            probabilities = np.asarray(self.model.predict(self.images, batch_size=self.batch_size, verbose=0))
+            probabilities = np.asarray(self.model.predict(self.images, verbose=0))
             if logs is not None:
                 logs.update(validation_scores(self.labels, probabilities, self.loss_fn, self.one_hot,
                                               self.n_classes))
@@ -251,7 +251,7 @@ def _fit_phase(model, phase: Phase, data, params: TrainParams, *, checkpoints: s
     mode = "max" if params.monitor == "val_balanced_accuracy" else "min"
     previous = _read_json(history_file) if tf.io.gfile.exists(history_file) else []
     callbacks = [
-        ValidationScores(val_images, val_labels, loss_fn, one_hot, len(config.CLASSES), params.batch_size),
+        ValidationScores(val_images, val_labels, loss_fn, one_hot, len(config.CLASSES)),
         keras.callbacks.EarlyStopping(monitor=params.monitor, mode=mode, patience=params.patience,
                                       restore_best_weights=True),
         keras.callbacks.BackupAndRestore(f"{checkpoints}/{phase.name}", delete_checkpoint=True),
@@ -279,7 +279,8 @@ def _one_hot(labels):
 # ---------------------------------------------------------------- the whole training
 
 def shard_inputs(shards_dir: Path, train: pd.DataFrame, val: pd.DataFrame, image_size: int):
-    """(train examples, train count, class counts, val pixels, val labels) from the prepare stage's TFRecord shards.
+    """(train examples, train count, class counts, val examples, val labels) from the prepare stage's TFRecord
+    shards; examples are (JPEG bytes, label) pairs in shard order.
 
     The shards hold JPEGs already centre-cropped to the training resolution, so nothing decodes a full-size original
     again. Images prepare could not decode are missing from the shards (listed in its manifest): counts come from
@@ -302,12 +303,10 @@ def shard_inputs(shards_dir: Path, train: pd.DataFrame, val: pd.DataFrame, image
     examples = shard_records(shard_files(shards_dir, "train")).map(
         lambda r: (r["image"], tf.cast(r["label"], tf.int32)), num_parallel_calls=tf.data.AUTOTUNE)
     class_counts = {config.CLASSES.index(c): int(n) for c, n in counts["train"]["class_counts"].items()}
-    val_pixels, val_labels = [], []
-    for record in shard_records(shard_files(shards_dir, "val")):
-        val_pixels.append(tf.io.decode_jpeg(record["image"], channels=3).numpy())
-        val_labels.append(int(record["label"]))
-    return (examples, counts["train"]["records"], class_counts, np.stack(val_pixels).astype(np.float32),
-            np.asarray(val_labels))
+    val_examples = shard_records(shard_files(shards_dir, "val")).map(
+        lambda r: (r["image"], tf.cast(r["label"], tf.int32)), num_parallel_calls=tf.data.AUTOTUNE)
+    val_labels = np.concatenate([y.numpy() for _, y in val_examples.map(lambda x, y: (0, y)).batch(4096)])
+    return examples, counts["train"]["records"], class_counts, val_examples, val_labels
 
 
 def train_model(train: pd.DataFrame, val: pd.DataFrame, dataset_dir: Path, params: TrainParams, *,
@@ -321,10 +320,11 @@ def train_model(train: pd.DataFrame, val: pd.DataFrame, dataset_dir: Path, param
     image files.
     """
     import tempfile
+    from dataclasses import replace
 
     import keras
 
-    from dermpipe.imagedata import InputOptions, encoded_examples, load_images, training_dataset
+    from dermpipe.imagedata import InputOptions, encoded_examples, training_dataset
     from dermpipe.metrics import evaluate_predictions
     from dermpipe.models import build_classifier, resolve_weights
 
@@ -346,18 +346,20 @@ def train_model(train: pd.DataFrame, val: pd.DataFrame, dataset_dir: Path, param
     options = InputOptions(image_size=params.image_size, batch_size=params.batch_size, shuffle=True, seed=params.seed,
                            cache=params.cache, deterministic=params.deterministic, fast_decode=params.fast_decode)
     if shards_dir is not None:
-        examples, n_train, found, val_images, val_labels = shard_inputs(shards_dir, train, val, params.image_size)
+        examples, n_train, found, val_examples, val_labels = shard_inputs(shards_dir, train, val, params.image_size)
         counts = {c: found.get(c, 0) for c in range(n_classes)}
         labels = np.repeat(np.arange(n_classes), [counts[c] for c in range(n_classes)])
     else:
         labels = train["label_index"].to_numpy()
         counts = {c: int((labels == c).sum()) for c in range(n_classes)}
         examples, n_train = encoded_examples(train, dataset_dir), len(train)
-        val_images = load_images(val, dataset_dir, params.image_size).round().clip(0, 255)  # as cached for training
-        val_labels = val["label_index"].to_numpy()
+        val_examples, val_labels = encoded_examples(val, dataset_dir), val["label_index"].to_numpy()
     train_ds = training_dataset(examples, options, n_examples=n_train, class_counts=counts,
                                 class_balance=params.class_balance)
     steps = math.ceil(n_train / params.batch_size)
+    # validation: exact decode (as evaluation and serving), in order, uint8 cache; images only (labels known)
+    val_options = replace(options, shuffle=False, deterministic=True, fast_decode=False)
+    val_images = training_dataset(val_examples, val_options, n_examples=len(val_labels)).map(lambda x, _y: x)
     weights = class_weights(labels, n_classes) if params.class_balance == "weights" else None
     scratch = None if checkpoint_dir or out_dir else tempfile.TemporaryDirectory(prefix="dermpipe-ckpt-")
     checkpoints = checkpoint_dir or (f"{out_dir}/checkpoints" if out_dir else scratch.name)
@@ -377,7 +379,7 @@ def train_model(train: pd.DataFrame, val: pd.DataFrame, dataset_dir: Path, param
     seconds = time.perf_counter() - started
     if scratch is not None:
         scratch.cleanup()
-    val_prob = model.predict(val_images, batch_size=params.batch_size, verbose=0)
+    val_prob = model.predict(val_images, verbose=0)
     val_eval = evaluate_predictions(val_labels, val_prob, config.CLASSES)
     epochs_run = sum(len(h.get("loss", [])) for h in history.values())
     report = {

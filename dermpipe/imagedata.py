@@ -8,7 +8,7 @@ the minority classes, shuffle, batch, prefetch. Augmentation is not here: it run
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,14 +134,19 @@ def cache_mode(cache: str, n_examples: int | None, image_size: int, budget_mb: i
     return "memory" if n_examples * image_size * image_size * 3 <= budget_mb * (1 << 20) else "none"
 
 
-def oversample(ds: tf.data.Dataset, class_counts: Mapping[int, int], n_per_epoch: int,
-               seed: int | None) -> tf.data.Dataset:
-    """Re-sample unbatched (image, label) pairs so every class present is drawn equally often; `n_per_epoch` pairs
-    per pass. Classes with no examples are left out (drawing from them would never end)."""
+def oversample(ds: tf.data.Dataset, class_counts: Mapping[int, int], n_per_epoch: int, seed: int | None,
+               prepare: Callable[[tf.data.Dataset, int], tf.data.Dataset] | None = None) -> tf.data.Dataset:
+    """Re-sample unbatched (x, label) pairs so every class present is drawn equally often; `n_per_epoch` pairs per
+    pass. Each class is filtered out of `ds` on its label first and then `prepare(stream, class)` runs on it (decode,
+    cache, shuffle), so a rare class is decoded once, not once per scan. Classes with no examples are left out
+    (drawing from them would never end)."""
     present = sorted(int(c) for c, n in class_counts.items() if n > 0)
     if not present:
         raise ValueError("oversampling needs at least one class with examples; class_counts are all zero")
-    per_class = [ds.filter(lambda _x, y, c=c: tf.equal(tf.cast(y, tf.int64), c)).repeat() for c in present]
+    per_class = []
+    for c in present:
+        stream = ds.filter(lambda _x, y, c=c: tf.equal(tf.cast(y, tf.int64), c))
+        per_class.append((prepare(stream, c) if prepare else stream).repeat())
     mixed = tf.data.Dataset.sample_from_datasets(per_class, weights=[1.0 / len(present)] * len(present), seed=seed,
                                                  rerandomize_each_iteration=True)
     return mixed.take(n_per_epoch)
@@ -170,21 +175,26 @@ def training_dataset(
         pixels = decoder(data, size)
         return tf.cast(tf.clip_by_value(tf.round(pixels), 0, 255), tf.uint8), tf.cast(label, tf.int32)
 
-    ds = examples.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=options.deterministic)
     mode = cache_mode(options.cache, n_examples, size, options.cache_budget_mb)
-    if mode == "memory":
-        ds = ds.cache()
-    elif mode != "none":
-        ds = ds.cache(mode)
+
+    def decoded(stream: tf.data.Dataset, part: str = "") -> tf.data.Dataset:
+        stream = stream.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=options.deterministic)
+        if mode == "memory":
+            return stream.cache()
+        return stream if mode == "none" else stream.cache(f"{mode}{part}")
+
+    def shuffled(stream: tf.data.Dataset, buffer: int) -> tf.data.Dataset:
+        if not options.shuffle:
+            return stream
+        return stream.shuffle(min(buffer, options.shuffle_buffer), seed=options.seed, reshuffle_each_iteration=True)
+
     if class_balance == "oversample":
         if class_counts is None or n_examples is None:
             raise ValueError("class_balance='oversample' needs class_counts and n_examples (the training split's)")
-        if options.shuffle:
-            ds = ds.shuffle(min(n_examples, options.shuffle_buffer), seed=options.seed, reshuffle_each_iteration=True)
-        ds = oversample(ds, class_counts, n_examples, options.seed)
-    elif options.shuffle:
-        ds = ds.shuffle(min(n_examples or options.shuffle_buffer, options.shuffle_buffer), seed=options.seed,
-                        reshuffle_each_iteration=True)
+        ds = oversample(examples, class_counts, n_examples, options.seed,
+                        prepare=lambda stream, c: shuffled(decoded(stream, f"-class{c}"), class_counts[c]))
+    else:
+        ds = shuffled(decoded(examples), n_examples or options.shuffle_buffer)
     ds = ds.batch(options.batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y),
                                           num_parallel_calls=tf.data.AUTOTUNE)
     if not options.deterministic:
