@@ -133,6 +133,11 @@ def build_training_pipeline(placement: Placement | None = Placement()):
         explain_per_class: int = 2,
         registry_root: str = "",
         model_name: str = config.MODEL_NAME,
+        deploy_target: str = "local",
+        gcp_project: str = "",
+        gcp_region: str = "us-central1",
+        traffic_percentage: int = 100,
+        kserve_namespace: str = "default",
     ):
         ingested = _place_step(
             ingest(source=source, source_fingerprint=source_fingerprint, demo_images=demo_images), placement
@@ -183,7 +188,9 @@ def build_training_pipeline(placement: Placement | None = Placement()):
         with dsl.If(evaluated.outputs["Output"] == True, name="blessed"):  # noqa: E712 (KFP condition syntax)
             _place_step(
                 deploy(model=trained.outputs["model"], evaluation=evaluated.outputs["metrics"],
-                       profile=profiled.outputs["profile"], registry_root=registry_root, model_name=model_name),
+                       profile=profiled.outputs["profile"], registry_root=registry_root, model_name=model_name,
+                       deploy_target=deploy_target, gcp_project=gcp_project, gcp_region=gcp_region,
+                       traffic_percentage=traffic_percentage, kserve_namespace=kserve_namespace),
                 placement,
             ).set_display_name("deploy")
 

@@ -237,3 +237,14 @@ def test_targets_are_checked_before_any_work(tmp_path, target, root, message):
     model, evaluation, pushed = _artifacts(tmp_path)
     with pytest.raises(ValueError, match=message):
         deploy_stage.run(model, evaluation, pushed, root, "m", target)
+
+
+def test_the_compiled_pipeline_passes_the_deploy_target_to_deploy(tmp_path):
+    from dermpipe.pipelines.compile import compile_training
+
+    documents = list(yaml.safe_load_all(compile_training(tmp_path / "t.yaml").read_text()))
+    params = documents[0]["root"]["inputDefinitions"]["parameters"]
+    assert params["deploy_target"]["defaultValue"] == "local"
+    deploy_inputs = documents[0]["components"]["comp-deploy"]["inputDefinitions"]
+    assert deploy_inputs["artifacts"]["profile"]["isOptional"] is True
+    assert deploy_inputs["parameters"]["vertex_serving_image"]["defaultValue"] == cloud_deploy.VERTEX_TF_IMAGE

@@ -116,3 +116,19 @@ def test_check_metadata_vocabularies():
                            ((None, None, "arm"), "anatom_site_general")):
         with pytest.raises(ServingError, match=fragment):
             check_metadata(*args, "form")
+
+
+def test_a_remote_log_root_gets_one_object_per_flush():
+    """gs:// roots go through tf.io.gfile (no append on object stores); ram:// stands in for gs:// here."""
+    import tensorflow as tf
+
+    log = PredictionLog("ram://predlog-test", "m", flush_seconds=3600)
+    log.append([_line("2026-11-25T00:00:01.000+00:00", "a")])
+    log.flush()
+    log.append([_line("2026-11-25T00:00:02.000+00:00", "b"), _line("2026-11-26T00:00:00.000+00:00", "c")])
+    log.close()
+    day = sorted(tf.io.gfile.glob("ram://predlog-test/m/date=2026-11-25/*.jsonl"))
+    assert len(day) == 2 and day[0].endswith("-000001.jsonl")
+    with tf.io.gfile.GFile(day[1]) as handle:
+        assert json.loads(handle.read())["request_id"] == "b"
+    assert len(tf.io.gfile.glob("ram://predlog-test/m/date=2026-11-26/*.jsonl")) == 1
