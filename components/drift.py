@@ -12,6 +12,7 @@ no decision ("insufficient data"), never an alarm.
 
 import datetime as dt
 import json
+import warnings
 from dataclasses import asdict, dataclass, field
 from html import escape as html_escape
 from pathlib import Path
@@ -197,7 +198,9 @@ def report_page(reference: pd.DataFrame, current: pd.DataFrame, plan: list[Colum
     Rendering costs grow with the rows plotted, so each side is drawn from a seeded uniform sample of at most
     cfg.report_rows rows; the banner says so when it happens."""
     ref, cur = _sample(reference, cfg.report_rows), _sample(current, cfg.report_rows)
-    page = evidently_report(ref, cur, plan, cfg).get_html_str(as_iframe=False)
+    with warnings.catch_warnings(), np.errstate(all="ignore"):  # numpy/scipy noise on degenerate columns
+        warnings.simplefilter("ignore", RuntimeWarning)
+        page = evidently_report(ref, cur, plan, cfg).get_html_str(as_iframe=False)
     notes = [f"<strong>dermpipe decision</strong>: {html_escape(message)}"]
     if len(ref) < len(reference) or len(cur) < len(current):
         notes.append(f"The charts and scores below are drawn from a uniform sample of {len(ref):,} of "
