@@ -278,9 +278,9 @@ class Reference:
 
 def _exists(path: str) -> bool:
     if "://" in path:
-        import tensorflow as tf
+        from dermpipe.drift_features import remote_exists
 
-        return tf.io.gfile.exists(path)
+        return remote_exists(path)
     return Path(path).exists()
 
 
@@ -346,14 +346,14 @@ def _parse_day(value: str, name: str, now: dt.datetime | None = None) -> dt.date
 
 def _list(path: str) -> list[str]:
     if "://" in path:
-        import tensorflow as tf
+        from dermpipe.drift_features import remote_list
 
-        return [name.rstrip("/") for name in tf.io.gfile.listdir(path)]
+        return remote_list(path)
     return sorted(p.name for p in Path(path).iterdir())
 
 
 def log_files(log_root: str, model_name: str, since: str = "", until: str = "") -> list[str]:
-    """The JSONL files of the partitions date=YYYY-MM-DD inside [since, until] (dates of the bounds included)."""
+    """The JSONL files of the partitions date=YYYY-MM-DD that overlap the window [since, until)."""
     root = log_root.rstrip("/")
     folder = root if any(n.startswith("date=") for n in _list(root)) else f"{root}/{model_name}"
     if not _exists(folder):
@@ -366,7 +366,8 @@ def log_files(log_root: str, model_name: str, since: str = "", until: str = "") 
             day = dt.date.fromisoformat(name.removeprefix("date="))
         except ValueError:
             continue
-        if (start and day < start.date()) or (end and day > end.date()):
+        day_start = dt.datetime.combine(day, dt.time(), dt.UTC)  # the partition holds [day_start, +1 day)
+        if (start and day_start + dt.timedelta(days=1) <= start) or (end and day_start >= end):
             continue
         files += [f"{folder}/{name}/{f}" for f in _list(f"{folder}/{name}") if f.endswith(".jsonl")]
     return files
