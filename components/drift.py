@@ -12,6 +12,7 @@ no decision ("insufficient data"), never an alarm.
 
 import datetime as dt
 import json
+import warnings
 from dataclasses import asdict, dataclass, field
 from html import escape as html_escape
 from pathlib import Path
@@ -197,7 +198,9 @@ def report_page(reference: pd.DataFrame, current: pd.DataFrame, plan: list[Colum
     Rendering costs grow with the rows plotted, so each side is drawn from a seeded uniform sample of at most
     cfg.report_rows rows; the banner says so when it happens."""
     ref, cur = _sample(reference, cfg.report_rows), _sample(current, cfg.report_rows)
-    page = evidently_report(ref, cur, plan, cfg).get_html_str(as_iframe=False)
+    with warnings.catch_warnings(), np.errstate(all="ignore"):  # numpy/scipy noise on degenerate columns
+        warnings.simplefilter("ignore", RuntimeWarning)
+        page = evidently_report(ref, cur, plan, cfg).get_html_str(as_iframe=False)
     notes = [f"<strong>dermpipe decision</strong>: {html_escape(message)}"]
     if len(ref) < len(reference) or len(cur) < len(current):
         notes.append(f"The charts and scores below are drawn from a uniform sample of {len(ref):,} of "
@@ -275,9 +278,9 @@ class Reference:
 
 def _exists(path: str) -> bool:
     if "://" in path:
-        import tensorflow as tf
+        from dermpipe.drift_features import remote_exists
 
-        return tf.io.gfile.exists(path)
+        return remote_exists(path)
     return Path(path).exists()
 
 
@@ -343,14 +346,14 @@ def _parse_day(value: str, name: str, now: dt.datetime | None = None) -> dt.date
 
 def _list(path: str) -> list[str]:
     if "://" in path:
-        import tensorflow as tf
+        from dermpipe.drift_features import remote_list
 
-        return [name.rstrip("/") for name in tf.io.gfile.listdir(path)]
+        return remote_list(path)
     return sorted(p.name for p in Path(path).iterdir())
 
 
 def log_files(log_root: str, model_name: str, since: str = "", until: str = "") -> list[str]:
-    """The JSONL files of the partitions date=YYYY-MM-DD inside [since, until] (dates of the bounds included)."""
+    """The JSONL files of the partitions date=YYYY-MM-DD that overlap the window [since, until)."""
     root = log_root.rstrip("/")
     folder = root if any(n.startswith("date=") for n in _list(root)) else f"{root}/{model_name}"
     if not _exists(folder):
@@ -363,7 +366,8 @@ def log_files(log_root: str, model_name: str, since: str = "", until: str = "") 
             day = dt.date.fromisoformat(name.removeprefix("date="))
         except ValueError:
             continue
-        if (start and day < start.date()) or (end and day > end.date()):
+        day_start = dt.datetime.combine(day, dt.time(), dt.UTC)  # the partition holds [day_start, +1 day)
+        if (start and day_start + dt.timedelta(days=1) <= start) or (end and day_start >= end):
             continue
         files += [f"{folder}/{name}/{f}" for f in _list(f"{folder}/{name}") if f.endswith(".jsonl")]
     return files

@@ -17,12 +17,15 @@ def _out_dir(out: Path | None) -> Path:
 
 
 def _table(result) -> str:
-    rows = [("column", "method", "threshold", "score", "drifted", "ref n", "cur n")]
+    from dermpipe.components.drift import P_VALUE_METHODS
+
+    rows = [("column", "method", "drift when", "score", "drifted", "ref n", "cur n")]
     for c in result.columns:
         score = "" if c.score is None else f"{c.score:.4g}"
-        verdict = f"skipped: {c.skipped}" if c.skipped else ("DRIFT" if c.drifted else "-")
-        rows.append((c.column, c.method, f"{c.threshold:g}", score, verdict, str(c.reference_values),
-                     str(c.current_values)))
+        rule = f"p < {c.threshold:g}" if c.method in P_VALUE_METHODS else f"score >= {c.threshold:g}"
+        verdict = (f"skipped: {c.skipped}" if c.skipped else "not tested" if c.score is None
+                   else "DRIFT" if c.drifted else "-")
+        rows.append((c.column, c.method, rule, score, verdict, str(c.reference_values), str(c.current_values)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 

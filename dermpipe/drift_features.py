@@ -103,7 +103,54 @@ def _is_remote(path: str) -> bool:
     return "://" in path
 
 
+def _gcs_client():
+    """google-cloud-storage client: anonymous against STORAGE_EMULATOR_HOST, else Application Default Credentials."""
+    import os
+
+    from google.cloud import storage
+
+    if os.environ.get("STORAGE_EMULATOR_HOST"):
+        from google.auth.credentials import AnonymousCredentials
+
+        return storage.Client(project=os.environ.get("GOOGLE_CLOUD_PROJECT", "dermpipe-emulator"),
+                              credentials=AnonymousCredentials())
+    return storage.Client()
+
+
+def _gcs_split(path: str) -> tuple[str, str]:
+    bucket, _, key = path.removeprefix("gs://").partition("/")
+    return bucket, key.strip("/")
+
+
+def remote_list(path: str) -> list[str]:
+    """Names of the entries directly inside a remote folder (gs:// through google-cloud-storage, else tf.io.gfile)."""
+    if path.startswith("gs://"):
+        bucket, key = _gcs_split(path)
+        prefix = f"{key}/" if key else ""
+        blobs = _gcs_client().list_blobs(bucket, prefix=prefix, delimiter="/")
+        names = [b.name[len(prefix):] for b in blobs if b.name != prefix]
+        return sorted(names + [p[len(prefix):].rstrip("/") for p in blobs.prefixes])
+    import tensorflow as tf
+
+    return sorted(name.rstrip("/") for name in tf.io.gfile.listdir(path))
+
+
+def remote_exists(path: str) -> bool:
+    if path.startswith("gs://"):
+        bucket, key = _gcs_split(path)
+        client = _gcs_client()
+        if key and client.bucket(bucket).blob(key).exists():
+            return True
+        return any(True for _ in client.list_blobs(bucket, prefix=f"{key}/" if key else "", max_results=1))
+    import tensorflow as tf
+
+    return tf.io.gfile.exists(path)
+
+
 def _read_bytes(path: str) -> bytes:
+    if path.startswith("gs://"):
+        bucket, key = _gcs_split(path)
+        return _gcs_client().bucket(bucket).blob(key).download_as_bytes()
     if _is_remote(path):
         import tensorflow as tf
 
@@ -113,6 +160,10 @@ def _read_bytes(path: str) -> bytes:
 
 
 def _write_bytes(path: str, data: bytes) -> None:
+    if path.startswith("gs://"):
+        bucket, key = _gcs_split(path)
+        _gcs_client().bucket(bucket).blob(key).upload_from_string(data)
+        return
     if _is_remote(path):
         import tensorflow as tf
 
