@@ -28,7 +28,7 @@ def test_dag_has_every_stage_and_the_data_edges(compiled):
     assert deps["merge"] == {"ingest"}
     assert deps["split"] == {"merge"}
     assert deps["prepare"] == {"ingest", "split"}
-    assert deps["train"] == {"ingest", "split"}
+    assert deps["train"] == {"ingest", "split", "prepare"}  # reads the shards
     assert deps["evaluate"] == {"ingest", "split", "train"}
     assert deps["profile"] == {"ingest", "split", "train"}
     assert deps["explain"] == {"ingest", "train", "evaluate"}
