@@ -32,7 +32,8 @@ def measure(backbone: str, image_size: int, batch_size: int, steps: int, jit_com
 
     env = runtime(mixed_precision)
     with env.strategy.scope():
-        model, _ = build_classifier(backbone, image_size, 8, weights="none", seed=0)
+        model, _ = build_classifier(backbone, image_size, 8, weights="none", seed=0,
+                                    augment={"xla": True} if jit_compile else None)
         model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
                       jit_compile=jit_compile)
     rng = np.random.default_rng(0)

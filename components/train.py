@@ -341,7 +341,8 @@ def train_model(train: pd.DataFrame, val: pd.DataFrame, dataset_dir: Path, param
     n_classes = len(config.CLASSES)
     with env.strategy.scope():
         model, backbone_layers = build_classifier(params.backbone, params.image_size, n_classes,
-                                                  weights=params.weights, seed=params.seed)
+                                                  weights=params.weights, seed=params.seed,
+                                                  augment={"xla": True} if params.jit_compile else None)
     pretrained = resolve_weights(params.weights) is not None
     options = InputOptions(image_size=params.image_size, batch_size=params.batch_size, shuffle=True, seed=params.seed,
                            cache=params.cache, deterministic=params.deterministic, fast_decode=params.fast_decode)

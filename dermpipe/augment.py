@@ -34,17 +34,52 @@ def affine_matrices(angle, shift_x, shift_y, scale, flip_x, flip_y, height: int,
     return ops.stack([m00, m01, a2, m10, m11, b2, zeros, zeros], axis=1)
 
 
+def _reflect(coord, size: int):
+    """Half-sample symmetric reflection (d c b a | a b c d | d c b a) of continuous pixel coordinates into
+    [0, size - 1]."""
+    period = 2.0 * size
+    folded = ops.mod(coord + 0.5, period)
+    return ops.clip(ops.where(folded < size, folded, period - folded) - 0.5, 0.0, size - 1.0)
+
+
+def resample_bilinear(images, matrices):
+    """affine_transform(bilinear, reflect) with gathers and arithmetic only, so XLA compiles it
+    (ImageProjectiveTransformV3 has no XLA kernel). images [N, H, W, C] float, matrices [N, 8] as affine_matrices."""
+    n, height, width, channels = ops.shape(images)[0], images.shape[1], images.shape[2], images.shape[3]
+    ys, xs = ops.meshgrid(ops.arange(height, dtype="float32"), ops.arange(width, dtype="float32"), indexing="ij")
+    xs, ys = xs[None], ys[None]
+    m = [matrices[:, i, None, None] for i in range(6)]
+    src_x = _reflect(m[0] * xs + m[1] * ys + m[2], width)
+    src_y = _reflect(m[3] * xs + m[4] * ys + m[5], height)
+    x0, y0 = ops.floor(src_x), ops.floor(src_y)
+    wx, wy = (src_x - x0)[..., None], (src_y - y0)[..., None]
+    x0i, y0i = ops.cast(x0, "int32"), ops.cast(y0, "int32")
+    x1i, y1i = ops.minimum(x0i + 1, width - 1), ops.minimum(y0i + 1, height - 1)
+    flat = ops.reshape(images, (-1, channels))
+    base = (ops.arange(n, dtype="int32") * (height * width))[:, None, None]
+
+    def pick(yi, xi):
+        return ops.take(flat, ops.reshape(base + yi * width + xi, (-1,)), axis=0)
+
+    shape = (n, height, width, channels)
+    top = ops.reshape(pick(y0i, x0i), shape) * (1 - wx) + ops.reshape(pick(y0i, x1i), shape) * wx
+    bottom = ops.reshape(pick(y1i, x0i), shape) * (1 - wx) + ops.reshape(pick(y1i, x1i), shape) * wx
+    return top * (1 - wy) + bottom * wy
+
+
 @keras.saving.register_keras_serializable(package="dermpipe")
 class RandomAugment(keras.layers.Layer):
     """Random rotation (+-`rotation` degrees), shift (+-`shift` of the size), zoom (scale 1 +- `zoom`), horizontal
     and vertical flips (each with probability 1/2), fused into one affine resampling per image; then brightness
     (+- `brightness` of the value range) and contrast (factor 1 +- `contrast` about each image's channel means).
-    Identity at inference. Inputs: float images [N, H, W, C] in `value_range`."""
+    Identity at inference. Inputs: float images [N, H, W, C] in `value_range`. `xla=True` resamples with gathers
+    (resample_bilinear: bilinear, reflect) so the train step compiles with jit_compile."""
 
     def __init__(self, rotation: float = 20.0, shift: float = 0.2, zoom: float = 0.2, horizontal_flip: bool = True,
                  vertical_flip: bool = True, brightness: float = 0.1, contrast: float = 0.1,
                  fill_mode: str = "reflect", interpolation: str = "bilinear",
-                 value_range: tuple[float, float] = (0.0, 255.0), seed: int | None = None, **kwargs):
+                 value_range: tuple[float, float] = (0.0, 255.0), seed: int | None = None, xla: bool = False,
+                 **kwargs):
         kwargs.setdefault("dtype", "float32")  # resampling stays in float32 under mixed precision
         super().__init__(**kwargs)
         for name, value in (("rotation", rotation), ("shift", shift), ("zoom", zoom), ("brightness", brightness),
@@ -58,7 +93,7 @@ class RandomAugment(keras.layers.Layer):
         self.brightness, self.contrast = float(brightness), float(contrast)
         self.fill_mode, self.interpolation = fill_mode, interpolation
         self.value_range = (float(value_range[0]), float(value_range[1]))
-        self.seed = seed
+        self.seed, self.xla = seed, bool(xla)
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.supports_masking = False
 
@@ -89,8 +124,11 @@ class RandomAugment(keras.layers.Layer):
         images = ops.cast(images, self.compute_dtype)
         shape = ops.shape(images)
         matrices, offset, factor = self.transform_parameters(shape[0], images.shape[1], images.shape[2])
-        out = ops.image.affine_transform(images, matrices, interpolation=self.interpolation,
-                                         fill_mode=self.fill_mode, data_format="channels_last")
+        if self.xla:
+            out = resample_bilinear(images, matrices)
+        else:
+            out = ops.image.affine_transform(images, matrices, interpolation=self.interpolation,
+                                             fill_mode=self.fill_mode, data_format="channels_last")
         if self.contrast > 0:
             mean = ops.mean(out, axis=(1, 2), keepdims=True)
             out = (out - mean) * factor[:, None, None, None] + mean
@@ -105,4 +143,5 @@ class RandomAugment(keras.layers.Layer):
         return {**super().get_config(), "rotation": self.rotation, "shift": self.shift, "zoom": self.zoom,
                 "horizontal_flip": self.horizontal_flip, "vertical_flip": self.vertical_flip,
                 "brightness": self.brightness, "contrast": self.contrast, "fill_mode": self.fill_mode,
-                "interpolation": self.interpolation, "value_range": list(self.value_range), "seed": self.seed}
+                "interpolation": self.interpolation, "value_range": list(self.value_range), "seed": self.seed,
+                "xla": self.xla}
