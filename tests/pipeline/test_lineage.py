@@ -64,7 +64,7 @@ def test_artifacts_carry_hashes_and_task_parameters(store, first_run):
     merged = store.artifact_by_uri(first_run.artifact("merge", "merged")["uri"])
     assert len(merged.hash) == 64 and merged.metadata["rows"] == 160
     split = {t.name: t for t in store.tasks(first_run.run_id)}["split"]
-    assert split.params == {"test_size": 0.1, "val_size": 0.1, "seed": 42}
+    assert split.params == {"test_size": 0.1, "val_size": 0.1, "seed": 42, "folds": 0}
     assert [n for n, _ in store.io(split.id, "input")] == ["merged"]
 
 
