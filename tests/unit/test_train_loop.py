@@ -243,3 +243,11 @@ def test_curve_metrics_number_epochs_across_phases():
     values = curve_metrics(history)
     assert values["curve_loss_epoch_003"] == 0.4 and values["curve_val_loss_epoch_002"] == 0.9
     assert len(values) == 6
+
+
+@pytest.mark.slow
+def test_xla_training_runs_through_the_whole_loop(demo_dataset, splits):
+    model, report = train_model(splits.train, splits.val, demo_dataset,
+                                TrainParams(**{**TINY, "image_size": 16}, epochs=1, jit_compile=True), quiet=True)
+    assert model.get_layer("augmentation").xla and report["runtime"]["jit_compile"] is True
+    assert report["epochs_run"] == 1 and np.isfinite(report["history"]["full"]["loss"][0])
