@@ -1,0 +1,73 @@
+"""MicroBatcher: concurrent jobs share one model call, bounded by max_batch; a bad job fails alone."""
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from dermpipe.serving import MicroBatcher, ServingError
+
+
+class FakeModel:
+    """predict() records each call's batch; an image equal to b"bad" fails the whole call, like a decode error."""
+
+    def __init__(self, error: Exception):
+        self.calls: list[list[bytes]] = []
+        self.error = error
+
+    def predict(self, images):
+        self.calls.append(list(images))
+        if b"bad" in images:
+            raise self.error
+        values = np.array([[float(len(i))] * 8 for i in images], np.float32)
+        return values, values[:, :2]
+
+
+async def _submit_all(batcher, model, jobs):
+    batcher.start()
+    results = await asyncio.gather(*(batcher.submit(model, job) for job in jobs), return_exceptions=True)
+    await batcher.stop()
+    return results
+
+
+def test_concurrent_jobs_share_calls_up_to_max_batch():
+    model = FakeModel(RuntimeError("unused"))
+    jobs = [[b"x" * (i + 1)] for i in range(10)] + [[b"ab", b"abc"]]
+    results = asyncio.run(_submit_all(MicroBatcher(max_batch=4, max_wait_s=0.05), model, jobs))
+    assert all(len(batch) <= 4 for batch in model.calls)
+    assert sum(len(batch) for batch in model.calls) == 12 and len(model.calls) <= 4
+    for job, (probabilities, embedding) in zip(jobs, results, strict=True):
+        assert probabilities[:, 0].tolist() == [float(len(i)) for i in job] and embedding.shape == (len(job), 2)
+
+
+def test_a_job_that_breaks_the_batch_fails_alone_with_a_4xx():
+    import tensorflow as tf
+
+    model = FakeModel(tf.errors.InvalidArgumentError(None, None, "Unknown image file format"))
+    jobs = [[b"good1"], [b"bad"], [b"good22"]]
+    results = asyncio.run(_submit_all(MicroBatcher(max_batch=8, max_wait_s=0.05), model, jobs))
+    assert model.calls[0] == [b"good1", b"bad", b"good22"], "first one call for the whole batch"
+    assert results[0][0][0, 0] == 5.0 and results[2][0][0, 0] == 6.0
+    assert isinstance(results[1], ServingError) and results[1].status == 422
+    assert "could not decode" in results[1].message
+
+
+def test_other_model_errors_stay_server_errors():
+    model = FakeModel(MemoryError("out of memory"))
+    (result,) = asyncio.run(_submit_all(MicroBatcher(max_batch=8, max_wait_s=0.01), model, [[b"bad"]]))
+    assert isinstance(result, MemoryError)
+
+
+@pytest.mark.parametrize("max_wait_s", [0.0, 0.02])
+def test_a_lone_request_is_answered_in_its_own_call(max_wait_s):
+    model = FakeModel(RuntimeError("unused"))
+
+    async def lone():
+        batcher = MicroBatcher(max_batch=32, max_wait_s=max_wait_s)
+        batcher.start()
+        answer = await asyncio.wait_for(batcher.submit(model, [b"one"]), timeout=30)
+        await batcher.stop()
+        return answer
+
+    probabilities, _ = asyncio.run(lone())
+    assert probabilities[0, 0] == 3.0 and model.calls == [[b"one"]]
