@@ -2,7 +2,8 @@
 
 Both sides must compute the same numbers from the same code, or drift is an artefact of the code. Statistics are
 taken on a copy downsized to at most STATS_SIDE pixels on its long side, so a 6000x4000 original and its 512x512
-resize give comparable values and the cost does not depend on the original's size.
+resize give comparable values and the cost does not depend on the original's size (a JPEG is decoded directly at
+the smallest DCT scale that still covers STATS_SIDE).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ STAT_COLUMNS: tuple[str, ...] = (
 def image_statistics(image: Image.Image) -> dict[str, float]:
     """The STAT_COLUMNS of one image (any mode; converted to RGB)."""
     width, height = image.size
+    if image.format == "JPEG":  # decode at 1/2..1/8 scale in the DCT domain: a fraction of the work, same statistics
+        image.draft("RGB", (STATS_SIDE, STATS_SIDE))
     small = image.convert("RGB")
     small.thumbnail((STATS_SIDE, STATS_SIDE), Image.Resampling.BILINEAR)
     rgb = np.asarray(small, dtype=np.float32) / 255.0
