@@ -2,9 +2,6 @@
 
 import datetime as dt
 import json
-import socket
-import subprocess
-import sys
 import time
 
 import pytest
@@ -13,35 +10,6 @@ from typer.testing import CliRunner
 from dermpipe.cli import app
 from dermpipe.drift_features import PCA_FILE, PROFILE_FILE, fit_embedding_pca
 from dermpipe.drift_synthetic import log_records, synthetic_features
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def emulator():
-    """gcp-storage-emulator (in memory) on a free loopback port; STORAGE_EMULATOR_HOST points the client at it."""
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1", "--port",
-                             str(port), "--in-memory", "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail("gcp-storage-emulator did not start on loopback within 30 s")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
-        yield
-    proc.terminate()
-    proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")

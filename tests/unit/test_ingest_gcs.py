@@ -2,9 +2,6 @@
 
 import json
 import shutil
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,37 +11,6 @@ from dermpipe.components.ingest import IngestError, ingest_source
 from dermpipe.lineage import sha256_file
 
 N_IMAGES = 12
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def emulator():
-    """gcp-storage-emulator (in memory) on a free loopback port; STORAGE_EMULATOR_HOST points the client at it."""
-    port = _free_port()
-    exe = Path(sys.executable).with_name("gcp-storage-emulator")
-    proc = subprocess.Popen([str(exe), "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory", "-q"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail("gcp-storage-emulator did not start on loopback within 30 s")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
-    yield f"http://127.0.0.1:{port}"
-    mp.undo()
-    proc.terminate()
-    proc.wait(timeout=10)
 
 
 @pytest.fixture()
