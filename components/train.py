@@ -53,7 +53,7 @@ class TrainParams:
     mixed_precision: str = "auto"  # auto (on when a GPU is present) | on | off
     cache: str = "auto"  # auto | memory | none | a file prefix
     deterministic: bool = False
-    fast_decode: bool = True  # DCT-scaled decoding of JPEGs >= 2x the training size (imagedata.InputOptions)
+    fast_decode: bool = False  # DCT-scaled decoding of JPEGs >= 2x the training size (imagedata.InputOptions)
 
     def check(self) -> None:
         from dermpipe.imagedata import CLASS_BALANCES
@@ -500,7 +500,7 @@ def train(
     fine_tune_layers: int = 20, learning_rate: float = 1e-3, fine_tune_learning_rate: float = 1e-4, patience: int = 3,
     class_balance: str = "weights", seed: int = 42, loss: str = "crossentropy", focal_gamma: float = 2.0,
     monitor: str = "val_balanced_accuracy", lr_schedule: str = "plateau", jit_compile: bool = False,
-    mixed_precision: str = "auto", cache: str = "auto", deterministic: bool = False, fast_decode: bool = True,
+    mixed_precision: str = "auto", cache: str = "auto", deterministic: bool = False, fast_decode: bool = False,
     quiet: bool = False, shards: Input[Dataset] = None,
 ):
     """Augment-and-train the classifier (runs on a GPU node on KFP/Vertex, on the CPU locally); reads the prepare

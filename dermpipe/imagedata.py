@@ -113,7 +113,7 @@ class InputOptions:
     cache_budget_mb: int = 4096
     deterministic: bool = True
     shuffle_buffer: int = 10_000
-    fast_decode: bool = True  # DCT-scaled JPEG decoding for large JPEGs (see fast_decode_resize_bytes)
+    fast_decode: bool = False  # DCT-scaled JPEG decoding for large JPEGs (see fast_decode_resize_bytes)
 
 
 def encoded_examples(table: pd.DataFrame, dataset_dir: Path | str) -> tf.data.Dataset:
