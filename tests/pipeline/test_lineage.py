@@ -85,9 +85,9 @@ def test_deployed_version_resolves_to_data_split_parameters_and_code(store, firs
             walk(child)
 
     walk(answer["upstream"])
-    assert set(found) == {"deploy", "evaluate", "train", "split", "merge", "ingest"}
+    assert set(found) == {"deploy", "evaluate", "profile", "train", "prepare", "split", "merge", "ingest"}
     assert found["ingest"]["params"]["source"] == "demo" and found["ingest"]["params"]["demo_images"] == 160
-    assert found["split"]["params"] == {"test_size": 0.1, "val_size": 0.1, "seed": 42}
+    assert found["split"]["params"] == {"test_size": 0.1, "val_size": 0.1, "seed": 42, "folds": 0}
     assert found["train"]["params"]["backbone"] == "simple_cnn" and found["train"]["params"]["epochs"] == 3
     code = first_run.artifact("train", "model")["metadata"]["code_version"]
     assert {node["code_version"] for node in found.values()} == {code}
@@ -124,19 +124,20 @@ def test_runs_page_lists_runs_with_status_and_metrics(client, first_run, cached_
     for record in (first_run, cached_run):
         assert f'href="/runs/{record.run_id}"' in page.text
     assert f"{first_run.headline()['balanced_accuracy']:.4f}" in page.text
-    assert "7 cached" in page.text  # the cached twin
+    assert f"{len(first_run.tasks)} cached" in page.text  # the cached twin
 
 
 def test_run_page_draws_the_dag_with_status_time_and_cache_hits(client, first_run, cached_run):
     page = client.get(f"/runs/{first_run.run_id}")
     assert page.status_code == 200
-    assert page.text.count('<g class="node ok"') == 7 and page.text.count('class="edge"') >= 7
+    tasks = len(first_run.tasks)
+    assert page.text.count('<g class="node ok"') == tasks and page.text.count('class="edge"') >= tasks
     assert "train</text>" in page.text and f"success · {first_run.tasks['train'].seconds:.1f}s" in page.text
     assert all(title in page.text for title in ("Evaluation report", "Grad-CAM gallery", "Data report",
                                                  "Deployment decision"))
     assert 'http-equiv="refresh"' not in page.text  # only running runs reload themselves
     cached = client.get(f"/runs/{cached_run.run_id}")
-    assert cached.text.count('<g class="node cached"') == 7 and "cache hit" in cached.text
+    assert cached.text.count('<g class="node cached"') == tasks and "cache hit" in cached.text
 
 
 def test_artifact_pages_render_report_confusion_matrix_and_gallery(client, store, first_run):
@@ -191,6 +192,6 @@ def test_lineage_and_compare_pages(client, first_run, cached_run):
     assert "neither a run id" in client.get("/lineage", params={"ref": "nope"}).text
     compare = client.get("/compare", params={"a": first_run.run_id, "b": cached_run.run_id})
     assert compare.status_code == 200
-    assert compare.text.count("cache hit") == 7 and "+0.0000" in compare.text
+    assert compare.text.count("cache hit") == len(first_run.tasks) and "+0.0000" in compare.text
     assert compare.text.count("<td>yes</td>") >= 15  # same artifacts: the twin reused every output
     assert client.get("/compare", params={"a": first_run.run_id, "b": "nope"}).status_code == 404
