@@ -13,6 +13,10 @@ from typing import Any
 from dermpipe import __version__
 
 CODE_VERSION_ENV = "DERMPIPE_CODE_VERSION"
+# Set on every task of a compiled pipeline (pipelines/compile.py): the container image the task runs and the git
+# commit the pipeline was compiled from, so each artifact names both in the KFP/Vertex lineage views.
+IMAGE_ENV = "DERMPIPE_IMAGE"
+GIT_COMMIT_ENV = "DERMPIPE_GIT_COMMIT"
 
 
 @functools.cache
@@ -48,10 +52,33 @@ def sha256_json(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def git_identity(checkout: Path | None = None) -> dict[str, Any]:
+    """{"git_commit", "git_dirty"} of the checkout dermpipe runs from ("" and False outside a git checkout, e.g. an
+    installed package in an image)."""
+    import subprocess
+
+    checkout = checkout or Path(__file__).resolve().parents[1]
+    identity: dict[str, Any] = {"git_commit": "", "git_dirty": False}
+    try:
+        commit = subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=10)
+        if commit.returncode == 0:
+            status = subprocess.run(["git", "-C", str(checkout), "status", "--porcelain", "--untracked-files=no"],
+                                    capture_output=True, text=True, timeout=10)
+            identity.update(git_commit=commit.stdout.strip(), git_dirty=bool(status.stdout.strip()))
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return identity
+
+
 def annotate(artifact: Any, values: Mapping[str, Any]) -> None:
-    """Put values into a KFP artifact's metadata (what the KFP/Vertex lineage views show), with the code version."""
+    """Put values into a KFP artifact's metadata (what the KFP/Vertex lineage views show), with the code version and,
+    in a compiled pipeline, the task's image and the git commit it was compiled from."""
     artifact.metadata.update({k: _jsonable(v) for k, v in values.items()})
     artifact.metadata.setdefault("code_version", code_version())
+    for key, env in (("image", IMAGE_ENV), ("git_commit", GIT_COMMIT_ENV)):
+        if os.environ.get(env):
+            artifact.metadata.setdefault(key, os.environ[env])
 
 
 def log_metrics(metrics: Any, values: Mapping[str, float | int]) -> None:

@@ -23,11 +23,20 @@ class CompileError(RuntimeError):
     """The pipeline cannot be compiled; the message says what is missing and what to do."""
 
 
-def set_images(documents: list[dict], base_image: str, gpu_image: str) -> list[dict]:
-    """Point every executor at dermpipe's image (the trainer at the GPU image)."""
+def set_images(documents: list[dict], base_image: str, gpu_image: str, git_commit: str = "") -> list[dict]:
+    """Point every executor at dermpipe's image (the trainer at the GPU image), and tell each task its image and the
+    git commit the pipeline was compiled from (artifact metadata: what KFP/Vertex lineage shows)."""
+    from dermpipe.lineage import GIT_COMMIT_ENV, IMAGE_ENV
+
     executors = documents[0]["deploymentSpec"]["executors"]
     for name, executor in executors.items():
-        executor["container"]["image"] = gpu_image if name in GPU_EXECUTORS else base_image
+        image = gpu_image if name in GPU_EXECUTORS else base_image
+        executor["container"]["image"] = image
+        env = [e for e in executor["container"].get("env", []) if e["name"] not in (IMAGE_ENV, GIT_COMMIT_ENV)]
+        env.append({"name": IMAGE_ENV, "value": image})
+        if git_commit:
+            env.append({"name": GIT_COMMIT_ENV, "value": git_commit})
+        executor["container"]["env"] = env
     return documents
 
 
@@ -79,7 +88,10 @@ def compile_pipeline(
         raw = Path(tmp) / "pipeline.yaml"
         compiler.Compiler().compile(func, str(raw))
         documents = [d for d in yaml.safe_load_all(raw.read_text()) if d]
-    set_images(documents, base_image or config.image("base"), gpu_image or config.image("trainer-gpu"))
+    from dermpipe.lineage import git_identity
+
+    set_images(documents, base_image or config.image("base"), gpu_image or config.image("trainer-gpu"),
+               git_identity()["git_commit"])
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(yaml.safe_dump_all(documents, sort_keys=False))
     return out

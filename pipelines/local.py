@@ -299,19 +299,6 @@ def _store_run(record: RunRecord, code: dict[str, Any] | None = None) -> None:
 def code_identity() -> dict[str, Any]:
     """The code a local run runs: dermpipe's code version, and the git commit of its checkout (with whether it has
     uncommitted changes) when dermpipe runs from one."""
-    import subprocess
+    from dermpipe.lineage import code_version, git_identity
 
-    from dermpipe.lineage import code_version
-
-    identity: dict[str, Any] = {"code_version": code_version(), "git_commit": "", "git_dirty": False}
-    checkout = Path(__file__).resolve().parents[1]
-    try:
-        commit = subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=10)
-        if commit.returncode == 0:
-            status = subprocess.run(["git", "-C", str(checkout), "status", "--porcelain", "--untracked-files=no"],
-                                    capture_output=True, text=True, timeout=10)
-            identity.update(git_commit=commit.stdout.strip(), git_dirty=bool(status.stdout.strip()))
-    except (OSError, subprocess.SubprocessError):  # no git here (e.g. an installed package in an image)
-        pass
-    return identity
+    return {"code_version": code_version(), **git_identity(Path(__file__).resolve().parents[1])}

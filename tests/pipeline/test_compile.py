@@ -1,5 +1,8 @@
 """The compiled KFP IR YAML: every stage, the data edges, the GPU train step, dermpipe's images, the deploy gate."""
 
+import re
+from pathlib import Path
+
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -64,6 +67,9 @@ def test_every_task_runs_dermpipe_image_without_runtime_pip(compiled):
         assert "pip install" not in " ".join(executor["container"]["command"])
         env = {e["name"]: e["value"] for e in executor["container"]["env"]}
         assert env["DERMPIPE_CODE_VERSION"].startswith("0.1.0+")
+        assert env["DERMPIPE_IMAGE"] == image  # artifacts name the image that made them
+        if (Path(__file__).resolve().parents[2] / ".git").exists():
+            assert re.fullmatch(r"[0-9a-f]{40}", env["DERMPIPE_GIT_COMMIT"])
 
 
 def test_pipeline_parameters_default_to_the_seed_settings(compiled):
