@@ -300,11 +300,14 @@ def shard_inputs(shards_dir: Path, train: pd.DataFrame, val: pd.DataFrame, image
         if not 0 < counts[name]["records"] <= len(table):
             raise ValueError(f"train: {shards_dir} holds {counts[name]['records']} {name} records for a {name} split "
                              f"of {len(table)} rows; the shards were made from another split")
+    # TFRecord datasets have unknown cardinality; Keras would then treat an epoch's end as the end of the data.
     examples = shard_records(shard_files(shards_dir, "train")).map(
-        lambda r: (r["image"], tf.cast(r["label"], tf.int32)), num_parallel_calls=tf.data.AUTOTUNE)
+        lambda r: (r["image"], tf.cast(r["label"], tf.int32)), num_parallel_calls=tf.data.AUTOTUNE
+    ).apply(tf.data.experimental.assert_cardinality(counts["train"]["records"]))
     class_counts = {config.CLASSES.index(c): int(n) for c, n in counts["train"]["class_counts"].items()}
     val_examples = shard_records(shard_files(shards_dir, "val")).map(
-        lambda r: (r["image"], tf.cast(r["label"], tf.int32)), num_parallel_calls=tf.data.AUTOTUNE)
+        lambda r: (r["image"], tf.cast(r["label"], tf.int32)), num_parallel_calls=tf.data.AUTOTUNE
+    ).apply(tf.data.experimental.assert_cardinality(counts["val"]["records"]))
     val_labels = np.concatenate([y.numpy() for _, y in val_examples.map(lambda x, y: (0, y)).batch(4096)])
     return examples, counts["train"]["records"], class_counts, val_examples, val_labels
 

@@ -79,6 +79,7 @@ def test_empty_split_refused(demo_dataset):
         train_model(empty, empty, demo_dataset, TrainParams(backbone="simple_cnn", image_size=32))
 
 
+@pytest.mark.filterwarnings("error:Your input ran out of data")  # every epoch must see the whole training split
 def test_training_reads_the_prepared_shards(demo_dataset, tmp_path):
     """With the prepare stage's shards, train and validation come from the TFRecords, not the image files."""
     from dermpipe.components.prepare import prepare_shards
@@ -97,7 +98,7 @@ def test_training_reads_the_prepared_shards(demo_dataset, tmp_path):
                                                 batch_size=16), verbose=0, shards_dir=shards)
     finally:
         moved.rename(demo_dataset / "ISIC_2019_Training_Input")
-    assert report["input"] == "tfrecord-shards"
+    assert report["input"] == "tfrecord-shards" and report["epochs_run"] == 8
     assert report["train_rows"] == len(splits.train) and report["val_rows"] == len(splits.val)
     assert report["class_counts"] == {c: int((splits.train["label_index"] == c).sum()) for c in range(8)}
     assert report["validation"]["balanced_accuracy"] > 0.4
