@@ -40,8 +40,8 @@ def prepare_shards(dataset_dir: Path, tables: dict[str, pd.DataFrame], out_dir: 
 
     def load(row: dict) -> tuple[dict, bytes | None, int, int, str]:
         try:
-            jpeg, width, height = centre_crop_resize((dataset_dir / row["path"]).read_bytes(), image_size)
-            return row, jpeg, width, height, ""
+            png, width, height = centre_crop_resize((dataset_dir / row["path"]).read_bytes(), image_size)
+            return row, png, width, height, ""
         except (OSError, ValueError, SyntaxError) as err:
             return row, None, 0, 0, f"{type(err).__name__}: {err}"
 
@@ -51,13 +51,13 @@ def prepare_shards(dataset_dir: Path, tables: dict[str, pd.DataFrame], out_dir: 
             order = np.random.default_rng(seed).permutation(len(table))
             rows = table.iloc[order].to_dict("records")
             for chunk in iter_chunks(rows, CHUNK):
-                for row, jpeg, width, height, error in pool.map(load, chunk):
+                for row, png, width, height, error in pool.map(load, chunk):
                     progress.update(1)
-                    if jpeg is None:
+                    if png is None:
                         failed.append({"image": row["image"], "path": row["path"], "split": split, "reason": error})
                         continue
                     writer.write(split, row["label"], encode_example(
-                        image=jpeg, label=int(row["label_index"]), image_id=row["image"], split=split,
+                        image=png, label=int(row["label_index"]), image_id=row["image"], split=split,
                         age_approx=row.get("age_approx"), sex=row.get("sex"),
                         anatom_site_general=row.get("anatom_site_general"), orig_height=height, orig_width=width))
     params = {"image_size": image_size, "shard_bytes": shard_bytes, "seed": seed}
@@ -88,7 +88,7 @@ def run(raw: Dataset, train_split: Dataset, val_split: Dataset, test_split: Data
                               shard_bytes=int(shard_size_mb * 1e6), seed=seed, quiet=quiet)
     annotate(shards, {
         "format": "tfrecord", "manifest": MANIFEST, "image_size": image_size, "resize": manifest["resize"],
-        "jpeg_quality": manifest["jpeg_quality"], "dataset_uri": raw.uri, "manifest_sha256": sha256_json(manifest),
+        "image_encoding": manifest["image_encoding"], "dataset_uri": raw.uri, "manifest_sha256": sha256_json(manifest),
         "counts": {split: c["records"] for split, c in manifest["counts"].items()},
         "class_counts": {split: c["class_counts"] for split, c in manifest["counts"].items()},
         "failed_images": len(manifest["failed"]), "shard_size_mb": shard_size_mb, "classes": list(config.CLASSES),
