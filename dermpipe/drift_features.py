@@ -104,17 +104,10 @@ def _is_remote(path: str) -> bool:
 
 
 def _gcs_client():
-    """google-cloud-storage client: anonymous against STORAGE_EMULATOR_HOST, else Application Default Credentials."""
-    import os
+    """The ingest's storage client (emulator-aware, with a clear error when credentials are missing)."""
+    from dermpipe.source_gcs import make_client
 
-    from google.cloud import storage
-
-    if os.environ.get("STORAGE_EMULATOR_HOST"):
-        from google.auth.credentials import AnonymousCredentials
-
-        return storage.Client(project=os.environ.get("GOOGLE_CLOUD_PROJECT", "dermpipe-emulator"),
-                              credentials=AnonymousCredentials())
-    return storage.Client()
+    return make_client()
 
 
 def _gcs_split(path: str) -> tuple[str, str]:
