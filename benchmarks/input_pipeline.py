@@ -5,10 +5,13 @@ Measured in one process on the same JPEG files (default: the 300 ISIC 2020 JPEGs
 
   seed        keras.src.legacy ImageDataGenerator.flow_from_dataframe, rotation 20, shifts 0.2, zoom 0.2,
               horizontal flip, rescale 1/255 (augmentation on the CPU, inside the input path, one image at a time)
-  ceiling     tf.data: read + decode + resize, parallel map, batch, prefetch; no augmentation, no cache
-  dermpipe    dermpipe.imagedata.training_dataset: what model.fit consumes (parallel decode + resize, uint8 cache,
-              shuffle, batch, prefetch). Augmentation is NOT in this path: it runs inside the model, i.e. on the
-              accelerator during training.
+  ceiling     the textbook tf.data path: read + tf.io.decode_image (full size) + tf.image.resize (bilinear),
+              parallel map, batch, prefetch; no augmentation, no cache
+  full+aa     the same with an antialiased resize of the centre square (dermpipe's decode until it switched to
+              DCT-scaled decoding; a quality reference)
+  dermpipe    dermpipe.imagedata.training_dataset: what model.fit consumes (parallel DCT-scaled decode + resize,
+              uint8 cache, shuffle, batch, prefetch). Augmentation is NOT in this path: it runs inside the model,
+              i.e. on the accelerator during training.
   dermpipe+aug(CPU)  the same batches pushed through the fused augmentation layer on THIS CPU (what a CPU-only
               trainer would pay); and the layer alone on in-memory batches, beside the chain of four Keras Random*
               layers it replaced.
@@ -60,19 +63,27 @@ def seed_path(table: pd.DataFrame) -> list[float]:
     return [flow, len(flow)]
 
 
-def ceiling_dataset(paths: list[str], labels: np.ndarray) -> tf.data.Dataset:
-    from dermpipe.imagedata import decode_resize
+def plain_decode_resize(data: tf.Tensor) -> tf.Tensor:
+    return tf.image.resize(tf.io.decode_image(data, channels=3, expand_animations=False), (SIZE, SIZE))
 
+
+def full_decode_antialiased(data: tf.Tensor) -> tf.Tensor:
+    from dermpipe.imagedata import centre_square
+
+    image = centre_square(tf.io.decode_image(data, channels=3, expand_animations=False))
+    return tf.image.resize(image, (SIZE, SIZE), antialias=True)
+
+
+def decode_dataset(paths: list[str], labels: np.ndarray, decode) -> tf.data.Dataset:
     ds = tf.data.Dataset.from_tensor_slices((paths, labels))
-    ds = ds.map(lambda p, y: (decode_resize(p, SIZE), y), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(lambda p, y: (decode(tf.io.read_file(p)), y), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.batch(BATCH).prefetch(tf.data.AUTOTUNE)
 
 
-def dermpipe_dataset(table: pd.DataFrame, root: Path, fast_decode: bool = False) -> tf.data.Dataset:
+def dermpipe_dataset(table: pd.DataFrame, root: Path) -> tf.data.Dataset:
     from dermpipe.imagedata import InputOptions, encoded_examples, training_dataset
 
-    options = InputOptions(image_size=SIZE, batch_size=BATCH, seed=0, cache="memory", deterministic=False,
-                           fast_decode=fast_decode)
+    options = InputOptions(image_size=SIZE, batch_size=BATCH, seed=0, cache="memory", deterministic=False)
     return training_dataset(encoded_examples(table, root), options, n_examples=len(table))
 
 
@@ -107,19 +118,19 @@ def measure(images_dir: Path, repeats: int) -> dict[str, float]:
 
     # ceiling and dermpipe, interleaved so that load from other processes hits them alike; every first epoch on a
     # freshly built dataset (the same start-up cost for all three)
-    ceiling, first, fast, cached = [], [], [], []
+    ceiling, antialiased, first, cached = [], [], [], []
     paths = [str(f) for f in files]
     for _ in range(repeats):
-        ceiling.append(_timed_epoch(ceiling_dataset(paths, labels))[0])
+        ceiling.append(_timed_epoch(decode_dataset(paths, labels, plain_decode_resize))[0])
+        antialiased.append(_timed_epoch(decode_dataset(paths, labels, full_decode_antialiased))[0])
         ds = dermpipe_dataset(table, images_dir)
         first.append(_timed_epoch(ds)[0])
         cached += [_timed_epoch(ds)[0] for _ in range(2)]
-        fast.append(_timed_epoch(dermpipe_dataset(table, images_dir, fast_decode=True))[0])
     results["ceiling"] = rate(ceiling, n)
+    results["full_decode_antialiased"] = rate(antialiased, n)
     results["dermpipe_first_epoch"] = rate(first, n)
-    results["dermpipe_first_epoch_fast_decode"] = rate(fast, n)
     results["dermpipe_cached_epoch"] = rate(cached, n)
-    results["fast_decode_mean_abs_diff"] = _decode_skew(files[:50])
+    results["decode_mean_abs_diff"] = _decode_difference(files[:50])
 
     # augmentation on this CPU: the fused layer (compiled), on dermpipe's cached batches and alone
     layer = RandomAugment(seed=0)
@@ -137,13 +148,13 @@ def measure(images_dir: Path, repeats: int) -> dict[str, float]:
     return results
 
 
-def _decode_skew(files: list[Path]) -> float:
-    """Mean absolute pixel difference (0..255 levels) between the fast (DCT-scaled) and the exact decode."""
-    from dermpipe.imagedata import decode_resize_bytes, fast_decode_resize_bytes
+def _decode_difference(files: list[Path]) -> float:
+    """Mean absolute pixel difference (0..255 levels) between dermpipe's decode (DCT-scaled) and the full decode with
+    an antialiased resize."""
+    from dermpipe.imagedata import decode_resize_bytes
 
-    diffs = [np.abs(fast_decode_resize_bytes(f.read_bytes(), SIZE).numpy() - decode_resize_bytes(f.read_bytes(),
-                                                                                                 SIZE).numpy()).mean()
-             for f in files]
+    diffs = [np.abs(decode_resize_bytes(f.read_bytes(), SIZE).numpy()
+                    - full_decode_antialiased(tf.constant(f.read_bytes())).numpy()).mean() for f in files]
     return float(np.mean(diffs))
 
 
@@ -185,12 +196,11 @@ def report(r: dict[str, float]) -> str:
         f"load average {os.getloadavg()[0]:.1f}",
         line("seed ImageDataGenerator (+ CPU augment)", r["seed"], "no cache: every epoch decodes"),
         line("ceiling: tf.data decode+resize", r["ceiling"], "no cache: every epoch decodes"),
+        line("full decode + antialiased resize", r["full_decode_antialiased"], versus(r["full_decode_antialiased"])),
         line("dermpipe input, first epoch", first, versus(first)),
-        line("dermpipe input, first epoch, fast_decode", r["dermpipe_first_epoch_fast_decode"],
-             versus(r["dermpipe_first_epoch_fast_decode"])),
         line("dermpipe input, cached epochs", cached, versus(cached)),
-        f"  fast (DCT-scaled) JPEG decode vs exact decode: mean |difference| "
-        f"{r['fast_decode_mean_abs_diff']:.2f} of 255 levels",
+        f"  dermpipe's decode (DCT-scaled JPEG decode + bilinear) vs full decode + antialiased resize: mean "
+        f"|difference| {r['decode_mean_abs_diff']:.2f} of 255 levels",
         "  augmentation is not in the input path: it runs inside the model, on the accelerator. On this CPU:",
         line("dermpipe cached input + fused aug (CPU)", r["dermpipe_cached_plus_aug_cpu"],
              f"{r['dermpipe_cached_plus_aug_cpu'] / r['seed']:.1f}x seed"),

@@ -53,7 +53,6 @@ class TrainParams:
     mixed_precision: str = "auto"  # auto (on when a GPU is present) | on | off
     cache: str = "auto"  # auto | memory | none | a file prefix
     deterministic: bool = False
-    fast_decode: bool = False  # DCT-scaled decoding of JPEGs >= 2x the training size (imagedata.InputOptions)
 
     def check(self) -> None:
         from dermpipe.imagedata import CLASS_BALANCES
@@ -348,7 +347,7 @@ def train_model(train: pd.DataFrame, val: pd.DataFrame, dataset_dir: Path, param
                                                   augment={"xla": True} if params.jit_compile else None)
     pretrained = resolve_weights(params.weights) is not None
     options = InputOptions(image_size=params.image_size, batch_size=params.batch_size, shuffle=True, seed=params.seed,
-                           cache=params.cache, deterministic=params.deterministic, fast_decode=params.fast_decode)
+                           cache=params.cache, deterministic=params.deterministic)
     if shards_dir is not None:
         examples, n_train, found, val_examples, val_labels = shard_inputs(shards_dir, train, val, params.image_size)
         counts = {c: found.get(c, 0) for c in range(n_classes)}
@@ -361,8 +360,8 @@ def train_model(train: pd.DataFrame, val: pd.DataFrame, dataset_dir: Path, param
     train_ds = training_dataset(examples, options, n_examples=n_train, class_counts=counts,
                                 class_balance=params.class_balance)
     steps = math.ceil(n_train / params.batch_size)
-    # validation: exact decode (as evaluation and serving), in order, uint8 cache; images only (labels known)
-    val_options = replace(options, shuffle=False, deterministic=True, fast_decode=False)
+    # validation: the same decode as evaluation and serving, in order, uint8 cache; images only (labels known)
+    val_options = replace(options, shuffle=False, deterministic=True)
     val_images = training_dataset(val_examples, val_options, n_examples=len(val_labels)).map(lambda x, _y: x)
     weights = class_weights(labels, n_classes) if params.class_balance == "weights" else None
     scratch = None if checkpoint_dir or out_dir else tempfile.TemporaryDirectory(prefix="dermpipe-ckpt-")
@@ -503,7 +502,7 @@ def train(
     fine_tune_layers: int = 20, learning_rate: float = 1e-3, fine_tune_learning_rate: float = 1e-4, patience: int = 3,
     class_balance: str = "weights", seed: int = 42, loss: str = "crossentropy", focal_gamma: float = 2.0,
     monitor: str = "val_balanced_accuracy", lr_schedule: str = "plateau", jit_compile: bool = False,
-    mixed_precision: str = "auto", cache: str = "auto", deterministic: bool = False, fast_decode: bool = False,
+    mixed_precision: str = "auto", cache: str = "auto", deterministic: bool = False,
     quiet: bool = False, shards: Input[Dataset] = None,
 ):
     """Augment-and-train the classifier (runs on a GPU node on KFP/Vertex, on the CPU locally); reads the prepare
@@ -512,5 +511,5 @@ def train(
 
     params = TrainParams(backbone, weights, image_size, batch_size, epochs, fine_tune_epochs, fine_tune_layers,
                          learning_rate, fine_tune_learning_rate, patience, class_balance, seed, loss, focal_gamma,
-                         monitor, lr_schedule, jit_compile, mixed_precision, cache, deterministic, fast_decode)
+                         monitor, lr_schedule, jit_compile, mixed_precision, cache, deterministic)
     run(raw, train_split, val_split, model, stats, curves, params, quiet=quiet, shards=shards)

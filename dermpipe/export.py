@@ -6,8 +6,8 @@ Signatures (both return {"probabilities": float32 [N, 8], "embedding": float32 [
     serve_pixels     image: float32 [N, S, S, 3]  raw RGB in [0, 255] at the model's resolution
 
 The embedding is the output of the classifier's global pooling layer ("pool"), what the drift monitor profiles.
-Decoding and resizing are the training input's (imagedata.decode_resize_bytes: RGB, centre square, bilinear with
-antialias), so a served image is seen exactly as a training image was.
+Decoding and resizing are the training input's (imagedata.decode_resize_bytes: RGB, DCT-scaled JPEG decode, centre
+square, bilinear), so a served image is seen exactly as a training image was.
 """
 
 from __future__ import annotations

@@ -32,33 +32,35 @@ def centre_square(image: tf.Tensor) -> tf.Tensor:
     return tf.image.crop_to_bounding_box(image, (height - side) // 2, (width - side) // 2, side, side)
 
 
+# A residual downscale at or above this factor gets the antialiased resize (a slow kernel in TensorFlow: about 2x the
+# cost of a JPEG decode); below it plain bilinear interpolation loses nothing visible and costs a third as much.
+ANTIALIAS_FROM = 1.5
+
+
+def _decode_jpeg_at_scale(data: tf.Tensor, image_size: int) -> tf.Tensor:
+    """A JPEG decoded at 1/1, 1/2, 1/4 or 1/8 scale in the DCT domain (libjpeg's scaled IDCT: a proper low-pass, not a
+    subsampling): the smallest scale whose short side still covers image_size."""
+    shape = tf.io.extract_jpeg_shape(data)
+    short = tf.minimum(shape[0], shape[1])
+    index = tf.add_n([tf.cast(short >= factor * image_size, tf.int32) for factor in (2, 4, 8)])
+    return tf.switch_case(index, [lambda ratio=ratio: tf.io.decode_jpeg(data, channels=3, ratio=ratio)
+                                  for ratio in (1, 2, 4, 8)])
+
+
 def decode_resize_bytes(data: tf.Tensor, image_size: int) -> tf.Tensor:
-    """Encoded JPEG/PNG -> float32 RGB in [0, 255] at image_size x image_size: centre square, then an antialiased
-    bilinear resize (the same decode as the SavedModel's serving signature)."""
-    image = centre_square(tf.io.decode_image(data, channels=3, expand_animations=False))
-    image = tf.image.resize(image, (image_size, image_size), antialias=True)
-    return tf.ensure_shape(image, (image_size, image_size, 3))
+    """Encoded JPEG/PNG -> float32 RGB in [0, 255] at image_size x image_size: the one geometry every stage uses
+    (prepare's shards, training from files, evaluation, the SavedModel's serving signature).
 
-
-def fast_decode_resize_bytes(data: tf.Tensor, image_size: int) -> tf.Tensor:
-    """Like decode_resize_bytes, but a JPEG at least 2x the target size is decoded at 1/2, 1/4 or 1/8 scale in the
-    DCT domain (libjpeg's scaled decoding) before the resize: a fraction of the decoding work, pixels within about
-    one intensity level of the exact path on average (benchmarks/input_pipeline.py measures it). Non-JPEGs and small
-    JPEGs take the exact path."""
-
-    def scaled(ratio: int):
-        def decode():
-            image = centre_square(tf.io.decode_jpeg(data, channels=3, ratio=ratio))
-            return tf.image.resize(image, (image_size, image_size), antialias=True)
-        return decode
-
-    def jpeg():
-        shape = tf.io.extract_jpeg_shape(data)
-        short = tf.minimum(shape[0], shape[1])
-        index = sum(tf.cast(short >= factor * image_size, tf.int32) for factor in (2, 4, 8))
-        return tf.switch_case(index, [scaled(1), scaled(2), scaled(4), scaled(8)])
-
-    image = tf.cond(tf.io.is_jpeg(data), jpeg, lambda: decode_resize_bytes(data, image_size))
+    JPEGs are decoded at the smallest DCT scale that still covers image_size (a 512x512 JPEG for 224 px decodes at
+    256x256), then the centre square is resized: bilinear when the residual downscale is under ANTIALIAS_FROM (always
+    the case after a scaled JPEG decode), antialiased bilinear otherwise (large PNGs). Within about one intensity level
+    of a full decode + antialiased resize (benchmarks/input_pipeline.py measures it) at half its cost."""
+    image = tf.cond(tf.io.is_jpeg(data), lambda: _decode_jpeg_at_scale(data, image_size),
+                    lambda: tf.io.decode_image(data, channels=3, expand_animations=False))
+    image = centre_square(image)
+    size = (image_size, image_size)
+    image = tf.cond(tf.shape(image)[0] >= int(ANTIALIAS_FROM * image_size),
+                    lambda: tf.image.resize(image, size, antialias=True), lambda: tf.image.resize(image, size))
     return tf.ensure_shape(image, (image_size, image_size, 3))
 
 
@@ -113,7 +115,6 @@ class InputOptions:
     cache_budget_mb: int = 4096
     deterministic: bool = True
     shuffle_buffer: int = 10_000
-    fast_decode: bool = False  # DCT-scaled JPEG decoding for large JPEGs (see fast_decode_resize_bytes)
 
 
 def encoded_examples(table: pd.DataFrame, dataset_dir: Path | str) -> tf.data.Dataset:
@@ -169,10 +170,8 @@ def training_dataset(
         raise ValueError(f"class_balance={class_balance!r}; expected one of {list(CLASS_BALANCES)}")
     size = options.image_size
 
-    decoder = fast_decode_resize_bytes if options.fast_decode else decode_resize_bytes
-
     def decode(data, label):
-        pixels = decoder(data, size)
+        pixels = decode_resize_bytes(data, size)
         return tf.cast(tf.clip_by_value(tf.round(pixels), 0, 255), tf.uint8), tf.cast(label, tf.int32)
 
     mode = cache_mode(options.cache, n_examples, size, options.cache_budget_mb)

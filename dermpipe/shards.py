@@ -17,12 +17,13 @@ Shards are `<split>-<nnnnn>.tfrecord` of about `shard_bytes` each, listed with c
 `shards.json` beside them. `shard_records(files)` yields the parsed features with the image still encoded, so the
 reader decides how (and where: CPU or GPU pipeline) to decode.
 
-Resize policy: centre crop to the largest square, then resize (bilinear, antialiased: imagedata.decode_resize_bytes,
-the same function training, evaluation and serving use); stored as lossless PNG. Padding was rejected: the pad
-width encodes the original aspect ratio, which in ISIC 2019 identifies the contributing archive (HAM10000 600x450,
-BCN20000 1024x1024, MSK various), and the archives' class mixes differ, so a padded image leaks a shortcut the
-network learns instead of the lesion. Dermoscopy centres the lesion, so the crop loses only the periphery (often the
-dermatoscope's dark vignette). Squashing (no aspect kept) distorts lesion shape, a diagnostic cue (asymmetry).
+Resize policy: centre crop to the largest square, then resize (DCT-scaled decode + bilinear:
+imagedata.decode_resize_bytes, the same function training, evaluation and serving use); stored as lossless PNG.
+Padding was rejected: the pad width encodes the original aspect ratio, which in ISIC 2019 identifies the
+contributing archive (HAM10000 600x450, BCN20000 1024x1024, MSK various), and the archives' class mixes differ, so a
+padded image leaks a shortcut the network learns instead of the lesion. Dermoscopy centres the lesion, so the crop
+loses only the periphery (often the dermatoscope's dark vignette). Squashing (no aspect kept) distorts lesion shape,
+a diagnostic cue (asymmetry).
 """
 
 from __future__ import annotations
@@ -50,8 +51,8 @@ def centre_crop_resize(data: bytes, image_size: int) -> tuple[bytes, int, int]:
     """(PNG at image_size x image_size, original width, original height) from an encoded image.
 
     The pixels are exactly those the training input, evaluation and the serving signature compute from the same
-    file (dermpipe.imagedata.decode_resize_bytes: centre square, antialiased bilinear resize), rounded to uint8 and
-    stored losslessly: a model trained on the shards sees served images as it saw its training images. (A JPEG
+    file (dermpipe.imagedata.decode_resize_bytes: DCT-scaled decode, centre square, bilinear resize), rounded to
+    uint8 and stored losslessly: a model trained on the shards sees served images as it saw its training images. (A JPEG
     re-encode with another resampler differed by ~2 intensity levels on average, enough to cost a small model
     20 points of balanced accuracy between shard-fed validation and file-fed evaluation.)
     """
