@@ -274,6 +274,7 @@ class Reference:
     pca: object | None  # EmbeddingPCA
     model_file: str | None
     model_name: str
+    image_size: int | None = None  # the model's input size: image statistics are computed at it
 
 
 def _exists(path: str) -> bool:
@@ -319,7 +320,8 @@ def load_reference(path: str) -> Reference:
     record = json.loads(_read_text(f"{folder}/dermpipe.json")) if _exists(f"{folder}/dermpipe.json") else {}
     model_file = next((m for m in (f"{folder}/model.keras", info.get("model_file")) if m and _exists(m)), None)
     name = record.get("model_name") or info.get("model_name") or config.MODEL_NAME
-    return Reference(folder, profile, pca, model_file, name)
+    size = info.get("image_size")
+    return Reference(folder, profile, pca, model_file, name, int(size) if size else None)
 
 
 def reference_features(reference: Reference) -> pd.DataFrame:
@@ -445,8 +447,14 @@ def current_features(reference: Reference, current: str, *, since: str = "", unt
             from dermpipe.models import load_classifier
 
             model = load_classifier(model_path, compile=False)
-        features, failed = image_features(paths, read_metadata_csv(metadata_csv or None), model=model,
-                                          pca=reference.pca, n_components=n_components or DEFAULT_COMPONENTS)
+        image_size = int(model.input_shape[1]) if model is not None else reference.image_size
+        if image_size is None:
+            raise ValueError(f"{reference.folder}: the reference profile does not record the model's input size "
+                             "(profile.json image_size) and no model file was found beside it; pass --model-file "
+                             "(the model.keras of this version) so the images' statistics are computed as the "
+                             "model sees them")
+        features, failed = image_features(paths, read_metadata_csv(metadata_csv or None), image_size=image_size,
+                                          model=model, pca=reference.pca, n_components=n_components or DEFAULT_COMPONENTS)
         counts = {"images": len(paths), "failed_images": len(failed), "model_used": int(model is not None)}
         return features.drop(columns=["image"], errors="ignore"), counts, failed
     records, counts = read_prediction_log(current, reference.model_name, since, until)

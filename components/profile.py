@@ -54,14 +54,15 @@ def profile_model(model_file: Path, dataset_dir: Path, tables: dict[str, pd.Data
 
     table = pd.concat([t.assign(split=name) for name, t in tables.items()], ignore_index=True)
     paths = [dataset_dir / rel for rel in table["path"]]
-    stats, failed = statistics_table(paths)
+    from dermpipe.models import load_classifier
+
+    model = load_classifier(model_file, compile=False)
+    image_size = int(model.input_shape[1])
+    stats, failed = statistics_table(paths, image_size)
     if failed:
         listed = "; ".join(f"{p}: {e}" for p, e in failed[:5])
         raise ValueError(f"profile: {len(failed)} split images could not be decoded (first: {listed}); they were "
                          "readable at merge, so the dataset folder changed since")
-    from dermpipe.models import load_classifier
-
-    model = load_classifier(model_file, compile=False)
     probabilities, embeddings = model_outputs(model, paths)
     profile, pca = build_profile(stats, table, probabilities, embeddings, table["split"], n_components)
     out.mkdir(parents=True, exist_ok=True)
@@ -69,7 +70,7 @@ def profile_model(model_file: Path, dataset_dir: Path, tables: dict[str, pd.Data
     pca.save(out / PCA_FILE)
     explained = _explained_variance(pca, embeddings[table["split"].to_numpy() == "train"])
     info = {"rows": {name: int((table["split"] == name).sum()) for name in tables}, "n_components": pca.n_components,
-            "embedding_dim": int(embeddings.shape[1]), "explained_variance": explained,
+            "embedding_dim": int(embeddings.shape[1]), "explained_variance": explained, "image_size": image_size,
             "model_file": str(model_file), "columns": list(profile.columns)}
     (out / PROFILE_JSON).write_text(json.dumps(info, indent=1))
     return info

@@ -199,12 +199,13 @@ def list_images(folder: Path) -> list[Path]:
     return paths
 
 
-def statistics_table(paths: Sequence[Path | str]) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
-    """STAT_COLUMNS of each image (index = position in paths) and the (path, error) of those that failed to decode."""
+def statistics_table(paths: Sequence[Path | str], image_size: int) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+    """STAT_COLUMNS of each image as a model of input size image_size sees it (index = position in paths) and the
+    (path, error) of those that failed to decode."""
     rows, failed = {}, []
     for i, path in enumerate(paths):
         try:
-            rows[i] = statistics_from_bytes(_read_bytes(str(path)))
+            rows[i] = statistics_from_bytes(_read_bytes(str(path)), image_size)
         except Exception as err:  # a broken file is counted and listed, never fatal for the whole analysis
             failed.append((str(path), f"{type(err).__name__}: {err}"))
     return pd.DataFrame.from_dict(rows, orient="index", columns=list(STAT_COLUMNS)), failed
@@ -255,12 +256,13 @@ def assemble(stats: pd.DataFrame, metadata: pd.DataFrame, predictions: pd.DataFr
     return table[[*extra, *feature_columns(n_components)]]
 
 
-def image_features(paths: Sequence[Path | str], metadata: pd.DataFrame | None = None, *, model=None,
+def image_features(paths: Sequence[Path | str], metadata: pd.DataFrame | None = None, *, image_size: int, model=None,
                    pca: EmbeddingPCA | None = None, n_components: int = DEFAULT_COMPONENTS,
                    ) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
-    """Features of image files: statistics always, metadata when given (joined on image_key), predictions and
-    embedding when a model (and PCA) is given. Returns (features, [(path, error) of images that failed])."""
-    stats, failed = statistics_table(paths)
+    """Features of image files: statistics always (at image_size, the model's input size), metadata when given
+    (joined on image_key), predictions and embedding when a model (and PCA) is given. Returns (features,
+    [(path, error) of images that failed])."""
+    stats, failed = statistics_table(paths, image_size)
     good = [paths[i] for i in stats.index]
     keys = pd.DataFrame({"image": [image_key(str(p)) for p in good]})
     if metadata is not None and not metadata.empty:

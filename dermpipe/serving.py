@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from dermpipe import config, registry
-from dermpipe.imagestats import statistics_from_bytes
+from dermpipe.imagestats import statistics_rows
 from dermpipe.predlog import PredictionLog, log_line
 
 log = logging.getLogger("dermpipe.serve")
@@ -140,12 +140,12 @@ def check_metadata(age_approx: float | None, sex: str | None, site: str | None, 
 # ----------------------------------------------------------------------------------------------------------- models
 @dataclass
 class ServedModel:
-    """One loaded registry version: the serving_default signature plus what the log needs."""
+    """One loaded registry version: a batch runner over its serve_pixels signature plus what the log needs."""
 
     name: str
     version: int
     uri: str
-    signature: Any
+    runner: Any  # encoded images [N] -> (serve_pixels outputs, pixel statistics [N, k]); see batch_runner
     image_size: int
     embedding_dim: int
     record: dict
@@ -154,11 +154,12 @@ class ServedModel:
     loaded: Any = None  # keeps the SavedModel object (and so the signature's variables) alive
     signature_def: dict = field(default_factory=dict)
 
-    def predict(self, images: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    def predict(self, images: list[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(probabilities, embedding, pixel statistics) of a batch of encoded images: one decode, one graph call."""
         import tensorflow as tf
 
-        out = self.signature(image_bytes=tf.constant(images, dtype=tf.string))
-        return out["probabilities"].numpy(), out["embedding"].numpy()
+        out, stats = self.runner(tf.constant(images, dtype=tf.string))
+        return out["probabilities"].numpy(), out["embedding"].numpy(), stats.numpy()
 
     def summarise(self, embedding: np.ndarray) -> np.ndarray | None:
         """emb_0..emb_{k-1}: the embedding projected on the reference PCA, when the version has one."""
@@ -175,6 +176,23 @@ def _spec(tensor: Any) -> dict:
             "name": tensor.name or ""}
 
 
+def batch_runner(pixels_signature, image_size: int):
+    """One traced call per batch: decode as serving_default does (export.decode_batch), then the model (serve_pixels)
+    and the drift statistics (imagestats.pixel_statistics) on the same pixels, so the prediction log costs no second
+    decode."""
+    import tensorflow as tf
+
+    from dermpipe.export import decode_batch
+    from dermpipe.imagestats import pixel_statistics
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def run(image_bytes):
+        pixels = decode_batch(image_bytes, image_size)
+        return pixels_signature(image=pixels), pixel_statistics(pixels)
+
+    return run
+
+
 def load_version(registry_root: str, model_name: str, version: int) -> ServedModel:
     """Load a registry version, check its signatures and warm it up with a real JPEG."""
     import tensorflow as tf
@@ -186,15 +204,18 @@ def load_version(registry_root: str, model_name: str, version: int) -> ServedMod
     if BYTES_SIGNATURE not in loaded.signatures:
         raise RuntimeError(f"{uri}: the SavedModel has no {BYTES_SIGNATURE} signature (has "
                            f"{list(loaded.signatures)}); re-export it with dermpipe.export.export_serving_model")
-    signature = loaded.signatures[BYTES_SIGNATURE]
+    if PIXELS_SIGNATURE not in loaded.signatures:
+        raise RuntimeError(f"{uri}: the SavedModel has no {PIXELS_SIGNATURE} signature (has "
+                           f"{list(loaded.signatures)}); re-export it with dermpipe.export.export_serving_model")
     signature_def = {}
     for name, fn in loaded.signatures.items():
         inputs = {k: _spec(v) for k, v in fn.structured_input_signature[1].items()}
         outputs = {k: _spec(v) for k, v in fn.structured_outputs.items()}
         signature_def[name] = {"inputs": inputs, "outputs": outputs, "method_name": "tensorflow/serving/predict"}
-    pixels = loaded.signatures.get(PIXELS_SIGNATURE)
-    image_size = int(pixels.structured_input_signature[1]["image"].shape[1]) if pixels is not None else 0
-    served = ServedModel(name=model_name, version=version, uri=uri, signature=signature, image_size=image_size,
+    pixels = loaded.signatures[PIXELS_SIGNATURE]
+    image_size = int(pixels.structured_input_signature[1]["image"].shape[1])
+    served = ServedModel(name=model_name, version=version, uri=uri, runner=batch_runner(pixels, image_size),
+                         image_size=image_size,
                          embedding_dim=0, record=registry.read_record(registry_root, model_name, version),
                          loaded=loaded, signature_def=signature_def)
     pca_path = f"{uri}/embedding_pca.npz"
@@ -203,7 +224,7 @@ def load_version(registry_root: str, model_name: str, version: int) -> ServedMod
             pca = np.load(io.BytesIO(handle.read()))
             served.pca_mean = np.asarray(pca["mean"], np.float32)
             served.pca_components = np.asarray(pca["components"], np.float32)
-    probabilities, embedding = served.predict([probe_jpeg()])
+    probabilities, embedding, _ = served.predict([probe_jpeg()])
     if probabilities.shape != (1, len(config.CLASSES)):
         raise RuntimeError(f"{uri}: warm-up answered probabilities of shape {probabilities.shape}; expected "
                            f"(1, {len(config.CLASSES)})")
@@ -322,7 +343,8 @@ class MicroBatcher:
             self._task.cancel()
         self.executor.shutdown(wait=True)
 
-    async def submit(self, model: ServedModel, images: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    async def submit(self, model: ServedModel, images: list[bytes]) -> tuple[np.ndarray, ...]:
+        """The model's outputs (each an array with one row per image) for these images."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         await self.queue.put(_Job(model, images, future, loop.time()))
@@ -371,7 +393,7 @@ class MicroBatcher:
         images = [image for job in jobs for image in job.images]
         started = time.perf_counter()
         try:
-            probabilities, embedding = await loop.run_in_executor(self.executor, jobs[0].model.predict, images)
+            outputs = await loop.run_in_executor(self.executor, jobs[0].model.predict, images)
         except Exception as err:  # noqa: BLE001
             if len(jobs) > 1:  # isolate the job that broke the batch; the others still get answers
                 for job in jobs:
@@ -385,7 +407,7 @@ class MicroBatcher:
         for job in jobs:
             n = len(job.images)
             if not job.future.done():  # a client that went away cancelled its future
-                job.future.set_result((probabilities[offset:offset + n], embedding[offset:offset + n]))
+                job.future.set_result(tuple(output[offset:offset + n] for output in outputs))
             offset += n
 
 
@@ -492,8 +514,6 @@ def create_app(settings: Settings):
     m_version = Gauge("dermpipe_model_version", "version served", registry=metrics)
     m_reloads = Counter("dermpipe_reloads", "hot reloads by outcome", ["outcome"], registry=metrics)
     m_log_lines = Gauge("dermpipe_log_lines_written", "prediction-log lines written", registry=metrics)
-    m_log_dropped = Counter("dermpipe_log_lines_dropped", "prediction-log lines that could not be built",
-                            registry=metrics)
 
     def observe(size: int, seconds: float) -> None:
         m_calls.inc()
@@ -592,28 +612,24 @@ def create_app(settings: Settings):
         what = [f"instance {i}" if len(images) > 1 else "image" for i in range(len(images))]
         checked = await run_in_threadpool(
             lambda: [check_image(d, max_pixels=settings.max_pixels, what=w) for d, w in zip(images, what, strict=True)])
-        probabilities, embedding = await batcher.submit(model, images)
+        probabilities, embedding, pixel_stats = await batcher.submit(model, images)
         m_images.inc(len(images))
         timestamp = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
         if predlog is not None:
-            build = functools.partial(log_lines, model, checked, probabilities, model.summarise(embedding), metas,
-                                      request_id, timestamp)
+            build = functools.partial(log_lines, model, checked, probabilities, pixel_stats,
+                                      model.summarise(embedding), metas, request_id, timestamp)
             if not predlog.submit(build):  # the log worker is behind: do it here (backpressure, nothing dropped)
                 await run_in_threadpool(lambda: predlog.append(build()))
         return probabilities, timestamp
 
     def log_lines(model: ServedModel, checked: list[CheckedImage], probabilities: np.ndarray,
-                  summary: np.ndarray | None, metas: list[dict], request_id: str, timestamp: str) -> list[dict]:
+                  pixel_stats: np.ndarray, summary: np.ndarray | None, metas: list[dict], request_id: str,
+                  timestamp: str) -> list[dict]:
         """The prediction-log lines of one request (runs on the log worker, after the response has gone)."""
         lines = []
-        for i, item in enumerate(checked):
+        all_stats = statistics_rows(pixel_stats, [(item.width, item.height) for item in checked])
+        for i, (item, stats) in enumerate(zip(checked, all_stats, strict=True)):
             rid = request_id if len(checked) == 1 else f"{request_id}-{i}"
-            try:
-                stats = statistics_from_bytes(item.data)
-            except Exception as err:  # noqa: BLE001 - counted and reported, the prediction already went out
-                m_log_dropped.inc()
-                log.error("prediction log: no statistics for %s (%s); line dropped", rid, err)
-                continue
             line = log_line(timestamp=timestamp, request_id=rid, model_name=model.name, model_version=model.version,
                             classes=config.CLASSES, probabilities=probabilities[i].tolist(), stats=stats,
                             metadata=metas[i], embedding_summary=None if summary is None else summary[i].tolist())

@@ -28,7 +28,7 @@ HALVINGS = 20
 
 def _raw_features(model, folder, metadata_csv):
     paths = list_images(folder)
-    stats, failed = statistics_table(paths)
+    stats, failed = statistics_table(paths, 64)
     assert not failed
     keys = pd.DataFrame({"image": [image_key(str(p)) for p in paths]})
     metadata = keys.merge(normalize_metadata(pd.read_csv(metadata_csv)).drop_duplicates("image"), on="image",
