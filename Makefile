@@ -7,6 +7,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TOOLS  := .venv-tools
 TOOLS_STAMP := $(TOOLS)/.installed
+TFCOMPAT := .venv-tf-compat
+TFCOMPAT_STAMP := $(TFCOMPAT)/.installed
+# TensorFlow of Google's prebuilt Vertex AI serving container (dermpipe.cloud_deploy.VERTEX_TF_IMAGE): our SavedModels
+# must load there (tests/serving/test_prebuilt_compat.py).
+TFCOMPAT_VERSION := 2.15.1
+TFCOMPAT_PYTHON ?= $(shell command -v python3.11 || echo $(PYTHON))  # TF 2.15 has wheels for Python <= 3.11
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
@@ -29,12 +35,18 @@ $(TOOLS_STAMP):
 	$(TOOLS)/bin/python -m pip install --quiet 'checkov>=3.2,<4'
 	touch $(TOOLS_STAMP)
 
-install: $(STAMP) $(TOOLS_STAMP) ## create .venv and install dermpipe with its test tools
+# An older TensorFlow in its own environment, to check our SavedModels against the prebuilt serving runtime.
+$(TFCOMPAT_STAMP):
+	test -x $(TFCOMPAT)/bin/python || $(TFCOMPAT_PYTHON) -m venv $(TFCOMPAT)
+	$(TFCOMPAT)/bin/python -m pip install --quiet 'tensorflow-cpu==$(TFCOMPAT_VERSION)'
+	touch $(TFCOMPAT_STAMP)
+
+install: $(STAMP) $(TOOLS_STAMP) $(TFCOMPAT_STAMP) ## create .venv and install dermpipe with its test tools
 
 demo: $(STAMP) ## run the training pipeline locally on the built-in demo data (a few minutes on 2 CPU cores)
 	$(BIN)/dermpipe run --source demo
 
-test: $(STAMP) $(TOOLS_STAMP) ## run the test suite (unit, data, compile, kfp.local end-to-end, real ISIC images)
+test: $(STAMP) $(TOOLS_STAMP) $(TFCOMPAT_STAMP) ## run the test suite (unit, data, compile, kfp.local end-to-end, real ISIC images)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP) ## ruff on the code, hadolint on the Dockerfiles

@@ -454,7 +454,8 @@ def current_features(reference: Reference, current: str, *, since: str = "", unt
                              "(the model.keras of this version) so the images' statistics are computed as the "
                              "model sees them")
         features, failed = image_features(paths, read_metadata_csv(metadata_csv or None), image_size=image_size,
-                                          model=model, pca=reference.pca, n_components=n_components or DEFAULT_COMPONENTS)
+                                          model=model, pca=reference.pca,
+                                          n_components=n_components or DEFAULT_COMPONENTS)
         counts = {"images": len(paths), "failed_images": len(failed), "model_used": int(model is not None)}
         return features.drop(columns=["image"], errors="ignore"), counts, failed
     records, counts = read_prediction_log(current, reference.model_name, since, until)

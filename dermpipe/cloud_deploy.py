@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 VERTEX_TF_IMAGE = "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest"
+# TF Serving image tag KServe runs (its ClusterServingRuntime default, 2.6.2, predates ops our TF 2.21 SavedModels
+# use). The oldest TensorFlow our SavedModels are checked against is 2.15 (tests/serving/test_prebuilt_compat.py).
+KSERVE_TF_SERVING_VERSION = "2.16.1"
 KSERVE_GROUP, KSERVE_VERSION, KSERVE_PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 TARGETS = ("local", "vertex", "kserve")
 
@@ -78,10 +81,11 @@ def deploy_vertex(version_uri: str, model_name: str, version: int, settings: Ver
 
 def inference_service(name: str, namespace: str, storage_uri: str, *, service_account: str = "",
                       canary_traffic_percent: int = 100, version: str = "", cpu: str = "1",
-                      memory: str = "2Gi") -> dict[str, Any]:
+                      memory: str = "2Gi", runtime_version: str = KSERVE_TF_SERVING_VERSION) -> dict[str, Any]:
     """The KServe v1beta1 InferenceService manifest (tensorflow model format, TF Serving REST on port 8080)."""
     predictor: dict[str, Any] = {
-        "model": {"modelFormat": {"name": "tensorflow"}, "storageUri": storage_uri,
+        "model": {"modelFormat": {"name": "tensorflow"}, "runtimeVersion": runtime_version,
+                  "storageUri": storage_uri,
                   "resources": {"requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": cpu, "memory": memory}}},
     }
     if service_account:
