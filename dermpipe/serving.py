@@ -10,6 +10,9 @@
 - Every image is validated with PIL before the model sees it (empty, not an image, unsupported format, over the
   pixel limit, truncated/corrupt); bad input gets a 4xx with a message, never a 5xx.
 - Prediction log (dermpipe.predlog) with image statistics, the embedding summary (embedding_pca.npz) and metadata.
+- Metadata fusion: when a version's serving_default takes age_approx, sex and anatom_site_general (read from the
+  signature), each image's metadata from the request (row-format instances, /predict form fields) goes to the model;
+  a value not sent is passed as unknown (NaN / ""). Other models ignore the metadata (it is still logged).
 """
 
 import asyncio
@@ -153,11 +156,16 @@ class ServedModel:
     pca_components: np.ndarray | None = None
     loaded: Any = None  # keeps the SavedModel object (and so the signature's variables) alive
     signature_def: dict = field(default_factory=dict)
+    metadata_inputs: bool = False  # a metadata-fusion model: serving_default also takes age_approx, sex, site
 
-    def predict(self, images: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    def predict(self, images: list[bytes], metas: list[dict | None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Run serving_default; a fusion model also gets each image's metadata (None or absent values: unknown)."""
         import tensorflow as tf
 
-        out = self.signature(image_bytes=tf.constant(images, dtype=tf.string))
+        from dermpipe.export import metadata_tensors
+
+        extra = metadata_tensors(list(metas or [None] * len(images))) if self.metadata_inputs else {}
+        out = self.signature(image_bytes=tf.constant(images, dtype=tf.string), **extra)
         return out["probabilities"].numpy(), out["embedding"].numpy()
 
     def summarise(self, embedding: np.ndarray) -> np.ndarray | None:
@@ -179,7 +187,7 @@ def load_version(registry_root: str, model_name: str, version: int) -> ServedMod
     """Load a registry version, check its signatures and warm it up with a real JPEG."""
     import tensorflow as tf
 
-    from dermpipe.export import BYTES_SIGNATURE, PIXELS_SIGNATURE, probe_jpeg
+    from dermpipe.export import BYTES_SIGNATURE, PIXELS_SIGNATURE, probe_jpeg, signature_takes_metadata
 
     uri = registry.version_dir(registry_root, model_name, version)
     loaded = tf.saved_model.load(uri)
@@ -196,7 +204,8 @@ def load_version(registry_root: str, model_name: str, version: int) -> ServedMod
     image_size = int(pixels.structured_input_signature[1]["image"].shape[1]) if pixels is not None else 0
     served = ServedModel(name=model_name, version=version, uri=uri, signature=signature, image_size=image_size,
                          embedding_dim=0, record=registry.read_record(registry_root, model_name, version),
-                         loaded=loaded, signature_def=signature_def)
+                         loaded=loaded, signature_def=signature_def,
+                         metadata_inputs=signature_takes_metadata(signature))
     pca_path = f"{uri}/embedding_pca.npz"
     if tf.io.gfile.exists(pca_path):
         with tf.io.gfile.GFile(pca_path, "rb") as handle:
@@ -300,6 +309,7 @@ class _Job:
     images: list[bytes]
     future: asyncio.Future
     enqueued: float
+    metas: list[dict | None] | None = None  # per image; only a metadata-fusion model reads them
 
 
 class MicroBatcher:
@@ -322,10 +332,11 @@ class MicroBatcher:
             self._task.cancel()
         self.executor.shutdown(wait=True)
 
-    async def submit(self, model: ServedModel, images: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    async def submit(self, model: ServedModel, images: list[bytes],
+                     metas: list[dict | None] | None = None) -> tuple[np.ndarray, np.ndarray]:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        await self.queue.put(_Job(model, images, future, loop.time()))
+        await self.queue.put(_Job(model, images, future, loop.time(), metas))
         return await future
 
     async def _collect(self) -> list[_Job]:
@@ -369,9 +380,13 @@ class MicroBatcher:
     async def _run(self, jobs: list[_Job]) -> None:
         loop = asyncio.get_running_loop()
         images = [image for job in jobs for image in job.images]
+        predict = jobs[0].model.predict
+        if getattr(jobs[0].model, "metadata_inputs", False):
+            metas = [meta for job in jobs for meta in (job.metas or [None] * len(job.images))]
+            predict = functools.partial(predict, metas=metas)
         started = time.perf_counter()
         try:
-            probabilities, embedding = await loop.run_in_executor(self.executor, jobs[0].model.predict, images)
+            probabilities, embedding = await loop.run_in_executor(self.executor, predict, images)
         except Exception as err:  # noqa: BLE001
             if len(jobs) > 1:  # isolate the job that broke the batch; the others still get answers
                 for job in jobs:
@@ -592,7 +607,7 @@ def create_app(settings: Settings):
         what = [f"instance {i}" if len(images) > 1 else "image" for i in range(len(images))]
         checked = await run_in_threadpool(
             lambda: [check_image(d, max_pixels=settings.max_pixels, what=w) for d, w in zip(images, what, strict=True)])
-        probabilities, embedding = await batcher.submit(model, images)
+        probabilities, embedding = await batcher.submit(model, images, metas)
         m_images.inc(len(images))
         timestamp = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
         if predlog is not None:
