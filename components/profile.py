@@ -62,7 +62,7 @@ def profile_model(model_file: Path, dataset_dir: Path, tables: dict[str, pd.Data
     from dermpipe.models import load_classifier
 
     model = load_classifier(model_file, compile=False)
-    probabilities, embeddings = model_outputs(model, paths)
+    probabilities, embeddings = model_outputs(model, paths, metadata=table)  # metadata: fusion models only
     profile, pca = build_profile(stats, table, probabilities, embeddings, table["split"], n_components)
     out.mkdir(parents=True, exist_ok=True)
     profile.to_parquet(out / PROFILE_FILE, index=False)

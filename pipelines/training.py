@@ -125,6 +125,7 @@ def build_training_pipeline(placement: Placement | None = Placement()):
         train_cache: str = "auto",
         deterministic: bool = False,
         fast_decode: bool = False,
+        metadata_fusion: bool = False,
         train_quiet: bool = False,
         train_seed: int = 42,
         min_balanced_accuracy: float = 0.5,
@@ -164,7 +165,7 @@ def build_training_pipeline(placement: Placement | None = Placement()):
                 class_balance=class_balance, seed=train_seed, loss=loss, monitor=monitor, lr_schedule=lr_schedule,
                 jit_compile=jit_compile, mixed_precision=mixed_precision, cache=train_cache,
                 deterministic=deterministic, fast_decode=fast_decode, quiet=train_quiet,
-                shards=prepared.outputs["shards"],
+                shards=prepared.outputs["shards"], metadata_fusion=metadata_fusion,
             ),
             placement,
         ).set_display_name("train")
