@@ -224,3 +224,33 @@ def test_train_stage_records_metadata_counts_and_drops_xla(site_set, tmp_path, c
     training = json.loads((tmp_path / "model" / "training.json").read_text())
     assert training["serving"]["metadata_inputs"] == ["age_approx", "sex", "anatom_site_general"]
     assert takes_metadata(load_classifier(tmp_path / "model" / "model.keras"))
+
+
+# ------------------------------------------------------------------------------------------------ serving
+
+def test_micro_batcher_hands_each_images_metadata_to_a_fusion_model():
+    import asyncio
+
+    from dermpipe.serving import MicroBatcher
+
+    class FusionModel:
+        metadata_inputs = True
+
+        def __init__(self):
+            self.calls = []
+
+        def predict(self, images, metas=None):
+            self.calls.append((list(images), list(metas)))
+            values = np.zeros((len(images), 8), np.float32)
+            return values, values[:, :2]
+
+    async def main(model):
+        batcher = MicroBatcher(max_batch=8, max_wait_s=0.2)
+        batcher.start()
+        await asyncio.gather(batcher.submit(model, [b"a", b"b"], [{"sex": "male"}, None]),
+                             batcher.submit(model, [b"c"]))
+        await batcher.stop()
+
+    model = FusionModel()
+    asyncio.run(main(model))
+    assert model.calls == [([b"a", b"b", b"c"], [{"sex": "male"}, None, None])]  # one call, metadata in image order
