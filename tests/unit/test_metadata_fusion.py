@@ -111,6 +111,20 @@ def test_fusion_model_answers_differ_with_the_metadata():
     assert np.abs(with_meta - unknown).max() > 1e-4
 
 
+def test_fusion_model_builds_and_answers_under_mixed_precision():
+    import keras
+
+    keras.mixed_precision.set_global_policy("mixed_float16")  # what train sets on a GPU node
+    try:
+        model, _ = build_classifier("simple_cnn", SIZE, 8, seed=2, metadata_fusion=True)
+        pixels = np.full((2, SIZE, SIZE, 3), 128.0, np.float32)
+        out = model(model_inputs(model, pixels, raw_columns(pd.DataFrame({"age_approx": [40.0, None]}))))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert model.get_layer("metadata_encoding").compute_dtype == "float32"
+    assert out.dtype.name == "float32" and np.allclose(np.asarray(out).sum(axis=1), 1, atol=1e-3)
+
+
 # ------------------------------------------------------------------------------------------------ training
 
 def test_fusion_model_learns_from_the_site_and_the_image_only_model_cannot(site_set, fusion_trained):
