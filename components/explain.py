@@ -5,7 +5,9 @@ when it was right and when it was wrong. Grad-CAM weighs each feature map by its
 positive gradients per location, which tends to cover several lesion parts better than Grad-CAM's single blob.
 """
 
+import logging
 from collections.abc import Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -129,9 +131,27 @@ def cam_maps(model, images: np.ndarray, class_indices: list[int], method: str = 
     inputs = model_inputs(model, images, metadata)
     seeds = [inputs[tensor.name.split(":")[0]] for tensor in model.inputs]  # tf-keras-vis: a list, in input order
     # expand_cam would resize the map to every input's shape, the metadata vectors' too: resize to the image here
-    small = cam(score, seeds, penultimate_layer=layer_name, seek_penultimate_conv_layer=seek, normalize_cam=True,
-                expand_cam=False)
+    with _quiet_string_watch():
+        small = cam(score, seeds, penultimate_layer=layer_name, seek_penultimate_conv_layer=seek,
+                    normalize_cam=True, expand_cam=False)
     return np.clip(np.nan_to_num(_resize_maps(np.asarray(small, dtype=np.float32), images.shape[1:3])), 0.0, 1.0)
+
+
+@contextmanager
+def _quiet_string_watch():
+    """tf-keras-vis watches every seed input; for the metadata strings TensorFlow warns that the tape cannot
+    differentiate them, which is right and harmless (the gradient is taken at the image's feature map)."""
+    import tensorflow as tf
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("The dtype of the watched tensor must be floating")
+
+    logger = tf.get_logger()
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
 
 
 def _resize_maps(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:

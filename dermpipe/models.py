@@ -18,6 +18,7 @@ import keras
 from keras import layers, ops
 
 from dermpipe.augment import LAYER_NAME, RandomAugment
+from dermpipe.metafeatures import MetadataEncoding  # noqa: F401 - registers the fusion models' encoding layer
 
 # ImageNet channel means (BGR) of the "caffe" preprocessing that keras.applications.ResNet50 expects.
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -149,7 +150,7 @@ def build_classifier(
 
 def _fuse_metadata(embedding, image_input, units: int, dropout: float):
     """(image embedding ++ metadata branch, the model's dict of inputs)."""
-    from dermpipe.metafeatures import ENCODING_LAYER, IMAGE_INPUT, MetadataEncoding, metadata_keras_inputs
+    from dermpipe.metafeatures import ENCODING_LAYER, IMAGE_INPUT, metadata_keras_inputs
 
     raw = metadata_keras_inputs()
     meta = MetadataEncoding(name=ENCODING_LAYER)(raw)

@@ -5,6 +5,8 @@ The synthetic set makes the point: images are noise and the label is the anatomi
 reads the metadata can beat chance (1/8)."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -237,7 +239,12 @@ def test_train_stage_records_metadata_counts_and_drops_xla(site_set, tmp_path, c
     assert stats.metadata["metadata_train_sex_missing"] == int(train.head(32)["sex"].isna().sum())
     training = json.loads((tmp_path / "model" / "training.json").read_text())
     assert training["serving"]["metadata_inputs"] == ["age_approx", "sex", "anatom_site_general"]
-    assert takes_metadata(load_classifier(tmp_path / "model" / "model.keras"))
+    # a stage loads model.keras in a fresh process, through dermpipe.models only (the profile task did, and failed)
+    loaded = subprocess.run([sys.executable, "-c", "import sys; from dermpipe.models import load_classifier; "
+                             "print(sorted(t.name for t in load_classifier(sys.argv[1]).inputs))",
+                             str(tmp_path / "model" / "model.keras")], capture_output=True, text=True, timeout=300)
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    assert loaded.stdout.strip().splitlines()[-1] == "['age_approx', 'anatom_site_general', 'image', 'sex']"
 
 
 # ------------------------------------------------------------------------------------------------ serving
