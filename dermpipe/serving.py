@@ -129,6 +129,9 @@ def decode_b64(value: str, what: str) -> bytes:
         raise ServingError(400, f"{what}: b64 is not valid base64 ({err})") from err
 
 
+METADATA_FIELDS = ("age_approx", "sex", "anatom_site_general")
+
+
 def check_metadata(age_approx: float | None, sex: str | None, site: str | None, what: str) -> dict[str, object]:
     """The optional patient metadata, checked against the ISIC 2019 vocabularies."""
     if age_approx is not None and not (0 <= age_approx <= 120):
@@ -490,7 +493,7 @@ def create_app(settings: Settings):
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, PlainTextResponse
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-    from pydantic import BaseModel, ConfigDict
+    from pydantic import BaseModel, ConfigDict, ValidationError
     from starlette.concurrency import run_in_threadpool
 
     metrics = CollectorRegistry()
@@ -568,7 +571,7 @@ def create_app(settings: Settings):
         model_config = ConfigDict(extra="forbid")
         signature_name: str | None = None
         instances: list[Instance] | None = None
-        inputs: list[Instance] | dict[str, list[B64]] | None = None
+        inputs: list[Instance] | dict[str, list[B64] | list[float | None] | list[str | None]] | None = None
 
     class Prediction(BaseModel):
         predicted_class: str
@@ -643,6 +646,25 @@ def create_app(settings: Settings):
         return {"predicted_class": config.CLASSES[best], "confidence": float(probabilities[best]),
                 "probabilities": {c: float(p) for c, p in zip(config.CLASSES, probabilities, strict=True)}}
 
+    def columnar_instances(inputs: dict[str, list]) -> list[Instance]:
+        """{"image_bytes": [{"b64": ...}, ...], optional "age_approx" / "sex" / "anatom_site_general": [one value
+        (or null) per image]} -> one Instance per image."""
+        extra = sorted(set(inputs) - {"image_bytes", *METADATA_FIELDS})
+        images = inputs.get("image_bytes")
+        if extra or not images or not all(isinstance(v, B64) for v in images):
+            raise ServingError(400, f'"inputs" has keys {sorted(inputs)}; expected {{"image_bytes": [{{"b64": ...}}, '
+                                    f'...]}} plus optional {", ".join(METADATA_FIELDS)} lists, one value per image')
+        for key in METADATA_FIELDS:
+            if key in inputs and len(inputs[key]) != len(images):
+                raise ServingError(400, f'"inputs": {key} has {len(inputs[key])} values for {len(images)} images; '
+                                        "send one value (or null) per image")
+        try:
+            return [Instance(b64=image.b64, **{k: inputs[k][i] for k in METADATA_FIELDS if k in inputs})
+                    for i, image in enumerate(images)]
+        except ValidationError as err:
+            first = err.errors()[0]
+            raise ServingError(400, f'"inputs": {".".join(map(str, first["loc"]))}: {first["msg"]}') from err
+
     def parse_tf_request(body: PredictRequest) -> tuple[list[bytes], list[dict], bool]:
         if body.signature_name not in (None, "", "serving_default"):
             raise ServingError(400, f"signature_name {body.signature_name!r}: only serving_default (encoded "
@@ -652,10 +674,7 @@ def create_app(settings: Settings):
                                     'e.g. {"instances": [{"b64": "<base64 JPEG>"}]}')
         columnar = body.inputs is not None
         if isinstance(body.inputs, dict):
-            if set(body.inputs) != {"image_bytes"}:
-                raise ServingError(400, f'"inputs" has keys {sorted(body.inputs)}; expected {{"image_bytes": '
-                                        f'[{{"b64": ...}}, ...]}}')
-            items = [Instance(b64=v.b64) for v in body.inputs["image_bytes"]]
+            items = columnar_instances(body.inputs)
         else:
             items = body.instances if body.instances is not None else body.inputs
         if not items:

@@ -61,13 +61,25 @@ def test_metadata_reaches_a_fusion_model_and_absent_metadata_is_unknown(fusion_s
     np.testing.assert_allclose([form.json()["probabilities"][c] for c in config.CLASSES], expected[0], atol=1e-5)
     np.testing.assert_allclose([bare.json()["probabilities"][c] for c in config.CLASSES], expected[1], atol=1e-5)
 
+    columnar = fusion_server.post(f"/v1/models/{MODEL}:predict", json={"inputs": {
+        "image_bytes": [{"b64": b64}, {"b64": b64}], "age_approx": [META["age_approx"], None],
+        "sex": [META["sex"], None], "anatom_site_general": [META["anatom_site_general"], None]}})
+    assert columnar.status_code == 200, columnar.text
+    np.testing.assert_allclose(columnar.json()["outputs"]["probabilities"], expected, atol=1e-5)
+    short = fusion_server.post(f"/v1/models/{MODEL}:predict",
+                               json={"inputs": {"image_bytes": [{"b64": b64}], "sex": ["male", "female"]}})
+    bad = fusion_server.post(f"/v1/models/{MODEL}:predict",
+                             json={"inputs": {"image_bytes": [{"b64": b64}], "age_approx": ["old"]}})
+    assert short.status_code == 400 and "2 values for 1 images" in short.text
+    assert bad.status_code == 400 and "age_approx" in bad.text
+
     signature = fusion_server.get(f"/v1/models/{MODEL}/metadata").json()["metadata"]["signature_def"]
     assert set(signature["signature_def"]["serving_default"]["inputs"]) == {"image_bytes", "age_approx", "sex",
                                                                            "anatom_site_general"}
     deadline, lines = time.monotonic() + 10, []
-    while time.monotonic() < deadline and len(lines) < 4:
+    while time.monotonic() < deadline and len(lines) < 6:
         lines = [json.loads(line) for f in fusion_server.log_root.glob(f"{MODEL}/date=*/*.jsonl")
                  for line in f.read_text().splitlines()]
         time.sleep(0.2)
     assert sorted((line["sex"] or "", line["anatom_site_general"] or "") for line in lines) == \
-        [("", ""), ("", ""), ("female", "head/neck"), ("female", "head/neck")]
+        [("", "")] * 3 + [("female", "head/neck")] * 3

@@ -275,3 +275,38 @@ def test_micro_batcher_hands_each_images_metadata_to_a_fusion_model():
     model = FusionModel()
     asyncio.run(main(model))
     assert model.calls == [([b"a", b"b", b"c"], [{"sex": "male"}, None, None])]  # one call, metadata in image order
+
+
+# ------------------------------------------------------------------------------------------------ pipeline, CLI
+
+def test_pipeline_parameter_reaches_the_train_task_and_is_off_by_default(tmp_path):
+    import yaml
+
+    from dermpipe.pipelines.compile import compile_training
+
+    docs = [d for d in yaml.safe_load_all(compile_training(tmp_path / "t.yaml").read_text()) if d]
+    assert docs[0]["root"]["inputDefinitions"]["parameters"]["metadata_fusion"]["defaultValue"] is False
+    train_inputs = docs[0]["root"]["dag"]["tasks"]["train"]["inputs"]["parameters"]
+    assert train_inputs["metadata_fusion"]["componentInputParameter"] == "metadata_fusion"
+
+
+def test_run_flag_sets_the_pipeline_parameter(monkeypatch):
+    from typer.testing import CliRunner
+
+    import dermpipe.pipelines.local as local
+    from dermpipe.cli import app
+
+    seen = []
+
+    class Record:
+        status = "failed"
+
+    def fake_run_local(params, **_):
+        seen.append(params)
+        return Record()
+
+    monkeypatch.setattr(local, "run_local", fake_run_local)
+    monkeypatch.setattr("dermpipe.cli._summary", lambda record: "")
+    CliRunner().invoke(app, ["run", "--metadata-fusion"])
+    CliRunner().invoke(app, ["run"])
+    assert [p["metadata_fusion"] for p in seen] == [True, False]
