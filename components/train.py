@@ -512,6 +512,7 @@ def run(raw: Dataset, train: Dataset, val: Dataset, model: Model, stats: Metrics
 
     from dermpipe.export import export_serving_model
     from dermpipe.lineage import annotate, log_metrics
+    from dermpipe.metafeatures import METADATA_INPUTS
 
     out = Path(model.path)
     out.mkdir(parents=True, exist_ok=True)
@@ -535,8 +536,8 @@ def run(raw: Dataset, train: Dataset, val: Dataset, model: Model, stats: Metrics
         "dataset_uri": raw.uri, "train_uri": train.uri, "val_uri": val.uri, "tensorboard": "tensorboard",
         "input": report["input"], "shards_uri": shards.uri if shards is not None else "",
         "runtime": report["runtime"], "metadata_fusion": params.metadata_fusion,
-        **({"metadata_inputs": ["age_approx", "sex", "anatom_site_general"],
-            "metadata_coverage": report["metadata"]} if params.metadata_fusion else {}),
+        **({"metadata_inputs": list(METADATA_INPUTS), "metadata_coverage": report["metadata"]}
+           if params.metadata_fusion else {}),
         **{f"val_{k}": round(v, 4) for k, v in report["validation"].items()},
     })
     last = list(report["history"].values())[-1]
