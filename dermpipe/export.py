@@ -26,7 +26,8 @@ BYTES_SIGNATURE = "serving_default"
 PIXELS_SIGNATURE = "serve_pixels"
 
 
-def _decode_batch(image_bytes, image_size: int):
+def decode_batch(image_bytes, image_size: int):
+    """Encoded images string [N] -> float32 pixels [N, S, S, 3]: the serving signature's decode."""
     import tensorflow as tf
 
     from dermpipe.imagedata import decode_resize_bytes
@@ -58,7 +59,7 @@ def export_serving_model(model, out_dir: Path | str) -> dict[str, object]:
         return _export_fusion(archive, outputs, model, heads, out_dir, image_size)
     archive.add_endpoint(
         name=BYTES_SIGNATURE,
-        fn=lambda image_bytes: outputs(_decode_batch(image_bytes, image_size)),
+        fn=lambda image_bytes: outputs(decode_batch(image_bytes, image_size)),
         input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")],
     )
     archive.add_endpoint(
@@ -91,7 +92,7 @@ def _export_fusion(archive, outputs, model, heads, out_dir, image_size: int) -> 
     archive.add_endpoint(
         name=BYTES_SIGNATURE,
         fn=lambda image_bytes, age_approx, sex, anatom_site_general: with_metadata(
-            _decode_batch(image_bytes, image_size), age_approx, sex, anatom_site_general),
+            decode_batch(image_bytes, image_size), age_approx, sex, anatom_site_general),
         input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes"), *meta_specs],
     )
     archive.add_endpoint(
