@@ -558,7 +558,8 @@ def train(
     class_balance: str = "weights", seed: int = 42, loss: str = "crossentropy", focal_gamma: float = 2.0,
     monitor: str = "val_balanced_accuracy", lr_schedule: str = "plateau", jit_compile: bool = False,
     mixed_precision: str = "auto", cache: str = "auto", deterministic: bool = False, fast_decode: bool = False,
-    quiet: bool = False, shards: Input[Dataset] = None, metadata_fusion: bool = False,
+    quiet: bool = False, shards: Input[Dataset] = None,
+    metadata_fusion: bool = False,
 ):
     """Augment-and-train the classifier (runs on a GPU node on KFP/Vertex, on the CPU locally); reads the prepare
     stage's TFRecord shards when given, else the image files; metadata_fusion adds age/sex/site as a second input."""
