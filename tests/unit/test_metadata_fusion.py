@@ -218,6 +218,7 @@ def test_evaluate_explain_and_profile_take_a_saved_fusion_model(fusion_trained, 
     assert (blind.argmax(1) == test["label_index"]).mean() < 0.5
 
 
+@pytest.mark.slow  # the whole stage (SavedModel export) plus a fresh Python process loading model.keras: ~15-20 s
 @pytest.mark.filterwarnings("ignore:Model doesn't support `jit_compile=True`")
 def test_train_stage_records_metadata_counts_and_drops_xla(site_set, tmp_path, capsys):
     from kfp.dsl import Dataset, Metrics, Model
