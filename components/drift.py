@@ -447,7 +447,9 @@ def current_features(reference: Reference, current: str, *, since: str = "", unt
             from dermpipe.models import load_classifier
 
             model = load_classifier(model_path, compile=False)
-        image_size = int(model.input_shape[1]) if model is not None else reference.image_size
+        from dermpipe import metafeatures
+
+        image_size = metafeatures.image_size(model) if model is not None else reference.image_size
         if image_size is None:
             raise ValueError(f"{reference.folder}: the reference profile does not record the model's input size "
                              "(profile.json image_size) and no model file was found beside it; pass --model-file "

@@ -54,23 +54,30 @@ def gate(challenger_bma: float, *, min_balanced_accuracy: float, champion_bma: f
 
 def predict_table(model, table: pd.DataFrame, dataset_dir: Path, image_size: int, batch_size: int = 32,
                   *, tta: bool = False) -> np.ndarray:
-    """Class probabilities; with tta, the mean over the image and its horizontal and vertical flips."""
+    """Class probabilities; with tta, the mean over the image and its horizontal and vertical flips. A metadata-fusion
+    model also gets each row's age_approx, sex and anatom_site_general (the flips leave them as they are)."""
     import tensorflow as tf
 
-    from dermpipe.imagedata import make_dataset
+    from dermpipe.imagedata import make_dataset, on_image
+    from dermpipe.metafeatures import attach_metadata, takes_metadata
 
     ds = make_dataset(table, dataset_dir, image_size=image_size, batch_size=batch_size, with_labels=False)
+    if takes_metadata(model):
+        ds = attach_metadata(ds, table, batch_size)
     probabilities = model.predict(ds, verbose=0)
     if tta:
         for flip in (tf.image.flip_left_right, tf.image.flip_up_down):
-            probabilities = probabilities + model.predict(ds.map(flip), verbose=0)
+            probabilities = probabilities + model.predict(ds.map(lambda x, flip=flip: on_image(x, flip)), verbose=0)
         probabilities = probabilities / 3.0
     return probabilities
 
 
 def predictions_frame(table: pd.DataFrame, probabilities: np.ndarray) -> pd.DataFrame:
-    """The test table with predicted label, confidence and one probability column per class."""
-    out = table[["image", "path", "label", "label_index"]].copy()
+    """The test table with predicted label, confidence and one probability column per class (and the row's metadata,
+    which explain hands to a metadata-fusion model)."""
+    from dermpipe.metafeatures import METADATA_INPUTS
+
+    out = table[["image", "path", "label", "label_index", *(c for c in METADATA_INPUTS if c in table.columns)]].copy()
     out["predicted_index"] = probabilities.argmax(axis=1)
     out["predicted"] = [config.CLASSES[i] for i in out["predicted_index"]]
     out["confidence"] = probabilities.max(axis=1)
@@ -194,11 +201,12 @@ class GateParams:
 def run(raw: Dataset, model: Model, test: Dataset, metrics: Metrics, confusion: ClassificationMetrics,
         report: HTML, decision_md: Markdown, predictions: Dataset, params: GateParams) -> bool:
     from dermpipe.lineage import annotate, log_metrics, write_metadata_file
+    from dermpipe.metafeatures import image_size as model_image_size
     from dermpipe.metrics import evaluate_predictions
     from dermpipe.models import load_classifier
 
     trained = load_classifier(Path(model.path) / "model.keras")
-    image_size = int(trained.input_shape[1])
+    image_size = model_image_size(trained)
     test_table = pd.read_parquet(test.path)
     y_true = test_table["label_index"].to_numpy()
     probabilities = predict_table(trained, test_table, Path(raw.path), image_size)
@@ -210,7 +218,7 @@ def run(raw: Dataset, model: Model, test: Dataset, metrics: Metrics, confusion: 
     champion = load_champion(params.registry_root, params.model_name)
     champion_bma = None
     if champion is not None:
-        champion_size = int(champion[1].input_shape[1])
+        champion_size = model_image_size(champion[1])
         champion_probs = predict_table(champion[1], test_table, Path(raw.path), champion_size)
         champion_bma = evaluate_predictions(y_true, champion_probs, config.CLASSES).balanced_accuracy
     decision = gate(evaluation.balanced_accuracy, min_balanced_accuracy=params.min_balanced_accuracy,

@@ -5,7 +5,9 @@ when it was right and when it was wrong. Grad-CAM weighs each feature map by its
 positive gradients per location, which tends to cover several lesion parts better than Grad-CAM's single blob.
 """
 
+import logging
 from collections.abc import Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -98,9 +100,14 @@ def select_examples(predictions: pd.DataFrame, per_class: int) -> pd.DataFrame:
                               else s, ascending=[True, False, False]).reset_index(drop=True)
 
 
-def cam_maps(model, images: np.ndarray, class_indices: list[int], method: str = "gradcam") -> np.ndarray:
+def cam_maps(model, images: np.ndarray, class_indices: list[int], method: str = "gradcam",
+             metadata: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
     """Class activation maps in [0, 1] at input resolution, shape (n, h, w), one per image, for the given class of
-    each image; method is "gradcam" (Grad-CAM) or "gradcam++" (Grad-CAM++)."""
+    each image; method is "gradcam" (Grad-CAM) or "gradcam++" (Grad-CAM++).
+
+    A metadata-fusion model is explained with respect to the image, each image's metadata (`metadata`: raw values
+    per image, metafeatures.raw_columns; None: all unknown) held fixed: tf-keras-vis takes one seed input per model
+    input, and the gradient is taken at the image's last feature map as for an image-only model."""
     if method not in CAM_METHODS:
         raise ValueError(f"unknown CAM method {method!r}; choose one of {list(CAM_METHODS)}")
     from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
@@ -111,12 +118,47 @@ def cam_maps(model, images: np.ndarray, class_indices: list[int], method: str = 
     else:
         from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus as Cam
 
+    from dermpipe.metafeatures import model_inputs, takes_metadata
+
     view, layer_name = cam_view(model)
     cam = Cam(view, model_modifier=ReplaceToLinear(), clone=True)
-    maps = cam(CategoricalScore(list(class_indices)), images, penultimate_layer=layer_name,
-               # flat: tf-keras-vis steps back to the nearest Conv layer, as it always has; rebuilt: exactly there
-               seek_penultimate_conv_layer=view is model, normalize_cam=True)
-    return np.clip(np.nan_to_num(np.asarray(maps, dtype=np.float32)), 0.0, 1.0)
+    score = CategoricalScore(list(class_indices))
+    # flat: tf-keras-vis steps back to the nearest Conv layer, as it always has; rebuilt: exactly there
+    seek = view is model
+    if not takes_metadata(model):
+        maps = cam(score, images, penultimate_layer=layer_name, seek_penultimate_conv_layer=seek, normalize_cam=True)
+        return np.clip(np.nan_to_num(np.asarray(maps, dtype=np.float32)), 0.0, 1.0)
+    inputs = model_inputs(model, images, metadata)
+    seeds = [inputs[tensor.name.split(":")[0]] for tensor in model.inputs]  # tf-keras-vis: a list, in input order
+    # expand_cam would resize the map to every input's shape, the metadata vectors' too: resize to the image here
+    with _quiet_string_watch():
+        small = cam(score, seeds, penultimate_layer=layer_name, seek_penultimate_conv_layer=seek,
+                    normalize_cam=True, expand_cam=False)
+    return np.clip(np.nan_to_num(_resize_maps(np.asarray(small, dtype=np.float32), images.shape[1:3])), 0.0, 1.0)
+
+
+@contextmanager
+def _quiet_string_watch():
+    """tf-keras-vis watches every seed input; for the metadata strings TensorFlow warns that the tape cannot
+    differentiate them, which is right and harmless (the gradient is taken at the image's feature map)."""
+    import tensorflow as tf
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("The dtype of the watched tensor must be floating")
+
+    logger = tf.get_logger()
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
+
+
+def _resize_maps(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(n, h, w) maps -> (n, *size), bilinear (tf-keras-vis' expand_cam interpolates linearly too)."""
+    import tensorflow as tf
+
+    return tf.image.resize(maps[..., None], size, method="bilinear").numpy()[..., 0]
 
 
 def gradcam_maps(model, images: np.ndarray, class_indices: list[int]) -> np.ndarray:
@@ -179,19 +221,22 @@ def write_gallery(examples: pd.DataFrame, images: np.ndarray, maps: Mapping[str,
 def run(raw: Dataset, model: Model, predictions: Dataset, gallery: HTML, pngs: Artifact, per_class: int) -> None:
     from dermpipe.imagedata import load_images
     from dermpipe.lineage import annotate
+    from dermpipe.metafeatures import image_size as model_image_size
+    from dermpipe.metafeatures import raw_columns, takes_metadata
     from dermpipe.models import load_classifier
 
     trained = load_classifier(Path(model.path) / "model.keras")
-    image_size = int(trained.input_shape[1])
+    image_size = model_image_size(trained)
     examples = select_examples(pd.read_parquet(predictions.path), per_class)
     images = load_images(examples, Path(raw.path), image_size)
     targets = examples["predicted_index"].astype(int).tolist()
-    maps = {method: cam_maps(trained, images, targets, method) for method in CAM_METHODS}
+    metadata = raw_columns(examples) if takes_metadata(trained) else None
+    maps = {method: cam_maps(trained, images, targets, method, metadata) for method in CAM_METHODS}
     html = write_gallery(examples, images, maps, Path(pngs.path))
     Path(gallery.path).write_text(html)
     annotate(gallery, {"method": list(CAM_METHODS), "layer": last_feature_map_layer(trained).name,
                        "examples": len(examples), "correct": int(examples["correct"].sum()), "model_uri": model.uri,
-                       "pngs_uri": pngs.uri})
+                       "pngs_uri": pngs.uri, "metadata_held_fixed": metadata is not None})
     annotate(pngs, {"files": sorted(p.name for p in Path(pngs.path).iterdir())})
 
 

@@ -54,16 +54,17 @@ def profile_model(model_file: Path, dataset_dir: Path, tables: dict[str, pd.Data
 
     table = pd.concat([t.assign(split=name) for name, t in tables.items()], ignore_index=True)
     paths = [dataset_dir / rel for rel in table["path"]]
+    from dermpipe import metafeatures
     from dermpipe.models import load_classifier
 
     model = load_classifier(model_file, compile=False)
-    image_size = int(model.input_shape[1])
+    image_size = metafeatures.image_size(model)
     stats, failed = statistics_table(paths, image_size)
     if failed:
         listed = "; ".join(f"{p}: {e}" for p, e in failed[:5])
         raise ValueError(f"profile: {len(failed)} split images could not be decoded (first: {listed}); they were "
                          "readable at merge, so the dataset folder changed since")
-    probabilities, embeddings = model_outputs(model, paths)
+    probabilities, embeddings = model_outputs(model, paths, metadata=table)  # metadata: fusion models only
     profile, pca = build_profile(stats, table, probabilities, embeddings, table["split"], n_components)
     out.mkdir(parents=True, exist_ok=True)
     profile.to_parquet(out / PROFILE_FILE, index=False)

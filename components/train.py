@@ -53,6 +53,7 @@ class TrainParams:
     mixed_precision: str = "auto"  # auto (on when a GPU is present) | on | off
     cache: str = "auto"  # auto | memory | none | a file prefix
     deterministic: bool = False
+    metadata_fusion: bool = False  # age, sex and site as a second input branch (dermpipe.metafeatures)
 
     def check(self) -> None:
         from dermpipe.imagedata import CLASS_BALANCES
@@ -277,9 +278,11 @@ def _one_hot(labels):
 
 # ---------------------------------------------------------------- the whole training
 
-def shard_inputs(shards_dir: Path, train: pd.DataFrame, val: pd.DataFrame, image_size: int):
+def shard_inputs(shards_dir: Path, train: pd.DataFrame, val: pd.DataFrame, image_size: int, *,
+                 metadata: bool = False):
     """(train examples, train count, class counts, val examples, val labels) from the prepare stage's TFRecord
-    shards; examples are (JPEG bytes, label) pairs in shard order.
+    shards; examples are (PNG bytes, label) pairs in shard order, or ({"image": PNG bytes, "age_approx",
+    "sex", "anatom_site_general"}, label) with `metadata` (the shards' raw values: -1 / "" when missing).
 
     The shards hold JPEGs already centre-cropped to the training resolution, so nothing decodes a full-size original
     again. Images prepare could not decode are missing from the shards (listed in its manifest): counts come from
@@ -299,13 +302,19 @@ def shard_inputs(shards_dir: Path, train: pd.DataFrame, val: pd.DataFrame, image
         if not 0 < counts[name]["records"] <= len(table):
             raise ValueError(f"train: {shards_dir} holds {counts[name]['records']} {name} records for a {name} split "
                              f"of {len(table)} rows; the shards were made from another split")
+    from dermpipe.metafeatures import IMAGE_INPUT, METADATA_INPUTS
+
+    def example(record):
+        x = {IMAGE_INPUT: record["image"], **{k: record[k] for k in METADATA_INPUTS}} if metadata else record["image"]
+        return x, tf.cast(record["label"], tf.int32)
+
     # TFRecord datasets have unknown cardinality; Keras would then treat an epoch's end as the end of the data.
     examples = shard_records(shard_files(shards_dir, "train")).map(
-        lambda r: (r["image"], tf.cast(r["label"], tf.int32)), num_parallel_calls=tf.data.AUTOTUNE
+        example, num_parallel_calls=tf.data.AUTOTUNE
     ).apply(tf.data.experimental.assert_cardinality(counts["train"]["records"]))
     class_counts = {config.CLASSES.index(c): int(n) for c, n in counts["train"]["class_counts"].items()}
     val_examples = shard_records(shard_files(shards_dir, "val")).map(
-        lambda r: (r["image"], tf.cast(r["label"], tf.int32)), num_parallel_calls=tf.data.AUTOTUNE
+        example, num_parallel_calls=tf.data.AUTOTUNE
     ).apply(tf.data.experimental.assert_cardinality(counts["val"]["records"]))
     val_labels = np.concatenate([y.numpy() for _, y in val_examples.map(lambda x, y: (0, y)).batch(4096)])
     return examples, counts["train"]["records"], class_counts, val_examples, val_labels
@@ -326,7 +335,7 @@ def train_model(train: pd.DataFrame, val: pd.DataFrame, dataset_dir: Path, param
 
     import keras
 
-    from dermpipe.imagedata import InputOptions, encoded_examples, training_dataset
+    from dermpipe.imagedata import InputOptions, training_dataset
     from dermpipe.metrics import evaluate_predictions
     from dermpipe.models import build_classifier, resolve_weights
 
@@ -344,19 +353,26 @@ def train_model(train: pd.DataFrame, val: pd.DataFrame, dataset_dir: Path, param
     with env.strategy.scope():
         model, backbone_layers = build_classifier(params.backbone, params.image_size, n_classes,
                                                   weights=params.weights, seed=params.seed,
-                                                  augment={"xla": True} if params.jit_compile else None)
+                                                  augment={"xla": True} if params.jit_compile else None,
+                                                  metadata_fusion=params.metadata_fusion)
     pretrained = resolve_weights(params.weights) is not None
+    jit = params.jit_compile and not params.metadata_fusion
+    if params.jit_compile and params.metadata_fusion and not quiet:
+        print("[train] jit_compile is ignored with metadata_fusion: the model encodes the metadata strings itself "
+              "and XLA cannot compile string ops (Keras trains without XLA)", flush=True)
     options = InputOptions(image_size=params.image_size, batch_size=params.batch_size, shuffle=True, seed=params.seed,
                            cache=params.cache, deterministic=params.deterministic)
     if shards_dir is not None:
-        examples, n_train, found, val_examples, val_labels = shard_inputs(shards_dir, train, val, params.image_size)
+        examples, n_train, found, val_examples, val_labels = shard_inputs(shards_dir, train, val, params.image_size,
+                                                                          metadata=params.metadata_fusion)
         counts = {c: found.get(c, 0) for c in range(n_classes)}
         labels = np.repeat(np.arange(n_classes), [counts[c] for c in range(n_classes)])
     else:
         labels = train["label_index"].to_numpy()
         counts = {c: int((labels == c).sum()) for c in range(n_classes)}
-        examples, n_train = encoded_examples(train, dataset_dir), len(train)
-        val_examples, val_labels = encoded_examples(val, dataset_dir), val["label_index"].to_numpy()
+        examples, n_train = file_examples(train, dataset_dir, params.metadata_fusion), len(train)
+        val_examples = file_examples(val, dataset_dir, params.metadata_fusion)
+        val_labels = val["label_index"].to_numpy()
     train_ds = training_dataset(examples, options, n_examples=n_train, class_counts=counts,
                                 class_balance=params.class_balance)
     steps = math.ceil(n_train / params.batch_size)
@@ -397,9 +413,44 @@ def train_model(train: pd.DataFrame, val: pd.DataFrame, dataset_dir: Path, param
         "input": "tfrecord-shards" if shards_dir is not None else "image-files",
         "validation": val_eval.headline(),
         "runtime": {"gpus": env.gpus, "replicas": env.replicas, "mixed_precision": env.mixed_precision,
-                    "jit_compile": params.jit_compile, "train_seconds": round(seconds, 2)},
+                    "jit_compile": jit, "train_seconds": round(seconds, 2)},
     }
+    if params.metadata_fusion:
+        report["metadata"] = metadata_report(train, val)
     return model, report
+
+
+def file_examples(table: pd.DataFrame, dataset_dir: Path, metadata: bool):
+    """(encoded bytes, label) per row read from the image files, or ({"image": bytes, **raw metadata}, label)."""
+    import tensorflow as tf
+
+    from dermpipe.imagedata import encoded_examples
+    from dermpipe.metafeatures import IMAGE_INPUT, raw_columns
+
+    examples = encoded_examples(table, dataset_dir)
+    if not metadata:
+        return examples
+    meta = tf.data.Dataset.from_tensor_slices(raw_columns(table))
+    return tf.data.Dataset.zip((examples, meta)).map(lambda xy, m: ({IMAGE_INPUT: xy[0], **m}, xy[1]))
+
+
+def metadata_report(train: pd.DataFrame, val: pd.DataFrame) -> dict[str, object]:
+    """What the metadata branch saw: per split the rows whose age, sex or site is missing or outside the ISIC 2019
+    vocabulary (all encoded as unknown, none dropped), the values found outside it, and the encoding's columns.
+    Counted on the split tables (with shards, images prepare could not decode are in the tables but not trained)."""
+    from dermpipe.metafeatures import FEATURE_NAMES, coverage, unknown_values
+
+    return {"encoding": list(FEATURE_NAMES), "train": coverage(train), "val": coverage(val),
+            "unknown_values": unknown_values(pd.concat([train, val], ignore_index=True))}
+
+
+def metadata_metrics(report: dict) -> dict[str, int]:
+    """metadata_<split>_<count> Metrics from the training report (empty without metadata fusion)."""
+    meta = report.get("metadata")
+    if not meta:
+        return {}
+    return {f"metadata_{split}_{key}": value for split in ("train", "val") for key, value in meta[split].items()
+            if key != "rows"}
 
 
 # ---------------------------------------------------------------- curves
@@ -460,6 +511,7 @@ def run(raw: Dataset, train: Dataset, val: Dataset, model: Model, stats: Metrics
 
     from dermpipe.export import export_serving_model
     from dermpipe.lineage import annotate, log_metrics
+    from dermpipe.metafeatures import METADATA_INPUTS
 
     out = Path(model.path)
     out.mkdir(parents=True, exist_ok=True)
@@ -482,7 +534,9 @@ def run(raw: Dataset, train: Dataset, val: Dataset, model: Model, stats: Metrics
         "params": asdict(params), "epochs_run": report["epochs_run"], "train_rows": report["train_rows"],
         "dataset_uri": raw.uri, "train_uri": train.uri, "val_uri": val.uri, "tensorboard": "tensorboard",
         "input": report["input"], "shards_uri": shards.uri if shards is not None else "",
-        "runtime": report["runtime"],
+        "runtime": report["runtime"], "metadata_fusion": params.metadata_fusion,
+        **({"metadata_inputs": list(METADATA_INPUTS), "metadata_coverage": report["metadata"]}
+           if params.metadata_fusion else {}),
         **{f"val_{k}": round(v, 4) for k, v in report["validation"].items()},
     })
     last = list(report["history"].values())[-1]
@@ -491,7 +545,7 @@ def run(raw: Dataset, train: Dataset, val: Dataset, model: Model, stats: Metrics
     log_metrics(stats, {"epochs_run": report["epochs_run"], "train_seconds": report["runtime"]["train_seconds"],
                         **{f"final_{k}": v for k, v in final.items()},
                         **{f"val_{k}": v for k, v in report["validation"].items()},
-                        **curve_metrics(report["history"])})
+                        **metadata_metrics(report), **curve_metrics(report["history"])})
 
 
 @stage_component(base_image=config.GPU_IMAGE)
@@ -504,12 +558,13 @@ def train(
     monitor: str = "val_balanced_accuracy", lr_schedule: str = "plateau", jit_compile: bool = False,
     mixed_precision: str = "auto", cache: str = "auto", deterministic: bool = False,
     quiet: bool = False, shards: Input[Dataset] = None,
+    metadata_fusion: bool = False,
 ):
     """Augment-and-train the classifier (runs on a GPU node on KFP/Vertex, on the CPU locally); reads the prepare
-    stage's TFRecord shards when given, else the image files."""
+    stage's TFRecord shards when given, else the image files; metadata_fusion adds age/sex/site as a second input."""
     from dermpipe.components.train import TrainParams, run
 
     params = TrainParams(backbone, weights, image_size, batch_size, epochs, fine_tune_epochs, fine_tune_layers,
                          learning_rate, fine_tune_learning_rate, patience, class_balance, seed, loss, focal_gamma,
-                         monitor, lr_schedule, jit_compile, mixed_precision, cache, deterministic)
+                         monitor, lr_schedule, jit_compile, mixed_precision, cache, deterministic, metadata_fusion)
     run(raw, train_split, val_split, model, stats, curves, params, quiet=quiet, shards=shards)

@@ -31,6 +31,8 @@ def run(
     monitor: str = typer.Option("val_balanced_accuracy", help="early stopping: val_balanced_accuracy | val_loss"),
     lr_schedule: str = typer.Option("plateau", help="plateau (ReduceLROnPlateau) | cosine | constant"),
     jit_compile: bool = typer.Option(False, "--jit-compile/--no-jit-compile", help="XLA-compile the train step"),
+    metadata_fusion: bool = typer.Option(False, "--metadata-fusion/--no-metadata-fusion",
+                                         help="age, sex and anatomic site as a second model input (off: images only)"),
     quiet_train: bool = typer.Option(False, "--quiet-train", help="no per-epoch progress lines from train"),
     min_balanced_accuracy: float = typer.Option(0.5, help="deploy only if test BMA reaches this"),
     max_bma_drop: float = typer.Option(0.02, help="deploy only if test BMA >= the deployed model's BMA minus this"),
@@ -53,7 +55,7 @@ def run(
         "patience": patience, "min_balanced_accuracy": min_balanced_accuracy, "max_bma_drop": max_bma_drop,
         "tta": tta, "demo_images": demo_images, "invalid_images": invalid_images, "folds": folds,
         "class_balance": class_balance, "loss": loss, "monitor": monitor, "lr_schedule": lr_schedule,
-        "jit_compile": jit_compile, "train_quiet": quiet_train,
+        "jit_compile": jit_compile, "train_quiet": quiet_train, "metadata_fusion": metadata_fusion,
     }
     if registry_root:
         params["registry_root"] = registry_root

@@ -211,18 +211,28 @@ def statistics_table(paths: Sequence[Path | str], image_size: int) -> tuple[pd.D
     return pd.DataFrame.from_dict(rows, orient="index", columns=list(STAT_COLUMNS)), failed
 
 
-def model_outputs(model, paths: Sequence[Path | str], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """(probabilities [N, C], embedding [N, D]) of a dermpipe Keras classifier, images decoded as in training."""
+def model_outputs(model, paths: Sequence[Path | str], batch_size: int = 64,
+                  metadata: pd.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities [N, C], embedding [N, D]) of a dermpipe Keras classifier, images decoded as in training.
+
+    A metadata-fusion model also gets age_approx/sex/anatom_site_general from `metadata` (rows aligned with
+    `paths`; None: every value unknown). The embedding is the image's ("pool", before the fusion) either way."""
     import keras
     import tensorflow as tf
 
     from dermpipe.export import EMBEDDING_LAYER
     from dermpipe.imagedata import decode_resize
+    from dermpipe.metafeatures import attach_metadata, image_size, takes_metadata
 
-    image_size = int(model.input_shape[1])
-    heads = keras.Model(model.inputs, [model.output, model.get_layer(EMBEDDING_LAYER).output])
+    size = image_size(model)
+    fusion = takes_metadata(model)
+    heads = keras.Model(model.input if fusion else model.inputs,
+                        [model.output, model.get_layer(EMBEDDING_LAYER).output])
     ds = tf.data.Dataset.from_tensor_slices([str(p) for p in paths])
-    ds = ds.map(lambda p: decode_resize(p, image_size), num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
+    ds = ds.map(lambda p: decode_resize(p, size), num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
+    if fusion:
+        ds = attach_metadata(ds, metadata if metadata is not None else pd.DataFrame(index=range(len(paths))),
+                             batch_size)
     probabilities, embeddings = [], []
     for batch in ds:
         prob, emb = heads(batch, training=False)
@@ -272,7 +282,7 @@ def image_features(paths: Sequence[Path | str], metadata: pd.DataFrame | None = 
         joined = normalize_metadata(keys)
     predictions = embedding = None
     if model is not None and good:
-        probabilities, raw_embedding = model_outputs(model, good)
+        probabilities, raw_embedding = model_outputs(model, good, metadata=joined)
         predictions = prediction_columns(probabilities)
         if pca is not None:
             embedding = embedding_frame(pca.project(raw_embedding))

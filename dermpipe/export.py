@@ -5,6 +5,11 @@ Signatures (both return {"probabilities": float32 [N, 8], "embedding": float32 [
     serving_default  image_bytes: string [N]  encoded JPEG/PNG (TF Serving REST: {"instances": [{"b64": ...}]})
     serve_pixels     image: float32 [N, S, S, 3]  raw RGB in [0, 255] at the model's resolution
 
+A metadata-fusion model (dermpipe.metafeatures) takes three more inputs in both signatures, one value per image:
+    age_approx  float32 [N]  years; NaN or -1 when unknown
+    sex, anatom_site_general  string [N]  ISIC 2019 vocabulary; "" when unknown
+The model encodes them itself, so the signature passes the raw values through.
+
 The embedding is the output of the classifier's global pooling layer ("pool"), what the drift monitor profiles.
 Decoding and resizing are the training input's (imagedata.decode_resize_bytes: RGB, DCT-scaled JPEG decode, centre
 square, bilinear), so a served image is seen exactly as a training image was.
@@ -36,8 +41,13 @@ def export_serving_model(model, out_dir: Path | str) -> dict[str, object]:
     import keras
     import tensorflow as tf
 
-    image_size = int(model.input_shape[1])
-    heads = keras.Model(model.inputs, [model.output, model.get_layer(EMBEDDING_LAYER).output], name="serving_heads")
+    from dermpipe.metafeatures import image_size as model_image_size
+    from dermpipe.metafeatures import takes_metadata
+
+    image_size = model_image_size(model)
+    fusion = takes_metadata(model)
+    heads = keras.Model(model.input if fusion else model.inputs,  # fusion: the dict of named inputs
+                        [model.output, model.get_layer(EMBEDDING_LAYER).output], name="serving_heads")
 
     def outputs(pixels):
         probabilities, embedding = heads(pixels, training=False)
@@ -45,6 +55,8 @@ def export_serving_model(model, out_dir: Path | str) -> dict[str, object]:
 
     archive = keras.export.ExportArchive()
     archive.track(heads)
+    if fusion:
+        return _export_fusion(archive, outputs, model, heads, out_dir, image_size)
     archive.add_endpoint(
         name=BYTES_SIGNATURE,
         fn=lambda image_bytes: outputs(decode_batch(image_bytes, image_size)),
@@ -64,6 +76,58 @@ def export_serving_model(model, out_dir: Path | str) -> dict[str, object]:
     }
 
 
+METADATA_SPECS = (("age_approx", "float32"), ("sex", "string"), ("anatom_site_general", "string"))
+
+
+def _export_fusion(archive, outputs, model, heads, out_dir, image_size: int) -> dict[str, object]:
+    """Both signatures of a fusion model: the image (bytes or pixels) plus the raw metadata, one value per image."""
+    import tensorflow as tf
+
+    meta_specs = [tf.TensorSpec([None], getattr(tf, dtype), name=name) for name, dtype in METADATA_SPECS]
+
+    def with_metadata(image, age_approx, sex, anatom_site_general):
+        return outputs({"image": image, "age_approx": age_approx, "sex": sex,
+                        "anatom_site_general": anatom_site_general})
+
+    archive.add_endpoint(
+        name=BYTES_SIGNATURE,
+        fn=lambda image_bytes, age_approx, sex, anatom_site_general: with_metadata(
+            decode_batch(image_bytes, image_size), age_approx, sex, anatom_site_general),
+        input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes"), *meta_specs],
+    )
+    archive.add_endpoint(
+        name=PIXELS_SIGNATURE,
+        fn=with_metadata,
+        input_signature=[tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name="image"), *meta_specs],
+    )
+    archive.write_out(str(out_dir), verbose=False)
+    metadata = ", age_approx: float32 [N] (NaN/-1 unknown), sex: string [N], anatom_site_general: string [N]"
+    return {
+        "signatures": {BYTES_SIGNATURE: "image_bytes: string [N]" + metadata,
+                       PIXELS_SIGNATURE: f"image: float32 [N,{image_size},{image_size},3]" + metadata},
+        "outputs": {"probabilities": int(model.output_shape[-1]), "embedding": int(heads.outputs[1].shape[-1])},
+        "image_size": image_size,
+        "metadata_inputs": [name for name, _ in METADATA_SPECS],
+    }
+
+
+def signature_takes_metadata(signature) -> bool:
+    """Whether a loaded SavedModel signature takes the metadata inputs (a fusion model's)."""
+    return {name for name, _ in METADATA_SPECS} <= set(signature.structured_input_signature[1])
+
+
+def metadata_tensors(metas: list[dict | None]) -> dict[str, object]:
+    """The signature's metadata arguments for a batch: age_approx float32 (NaN when unknown), sex and
+    anatom_site_general strings ("" when unknown); a None entry is an image sent without metadata."""
+    import tensorflow as tf
+
+    rows = [meta or {} for meta in metas]
+    ages = [np.nan if row.get("age_approx") is None else float(row["age_approx"]) for row in rows]
+    return {"age_approx": tf.constant(ages, tf.float32),
+            **{key: tf.constant([row.get(key) or "" for row in rows], tf.string)
+               for key in ("sex", "anatom_site_general")}}
+
+
 def probe_jpeg(size: int = 64) -> bytes:
     """A small valid JPEG (mid-grey with a gradient) to check that an exported model answers."""
     import io
@@ -78,12 +142,18 @@ def probe_jpeg(size: int = 64) -> bytes:
 
 
 def check_serving_model(saved_model_dir: Path | str, n_classes: int) -> dict[str, object]:
-    """Load the SavedModel and send a real encoded JPEG through serving_default; raise if the answer is wrong."""
+    """Load the SavedModel and send real encoded JPEGs through serving_default (for a fusion model one with
+    metadata, one with every value unknown); raise if the answer is wrong."""
     import tensorflow as tf
+
+    from dermpipe import config
 
     loaded = tf.saved_model.load(str(saved_model_dir))
     serve = loaded.signatures[BYTES_SIGNATURE]
-    answer = serve(image_bytes=tf.constant([probe_jpeg(), probe_jpeg(96)]))
+    fusion = signature_takes_metadata(serve)
+    extra = metadata_tensors([{"age_approx": 55.0, "sex": config.SEXES[0], "anatom_site_general": config.SITES[0]},
+                              None]) if fusion else {}
+    answer = serve(image_bytes=tf.constant([probe_jpeg(), probe_jpeg(96)]), **extra)
     probabilities = answer["probabilities"].numpy()
     if probabilities.shape != (2, n_classes) or not np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-3):
         raise RuntimeError(
@@ -91,4 +161,4 @@ def check_serving_model(saved_model_dir: Path | str, n_classes: int) -> dict[str
             f"{probabilities.sum(axis=1)}; expected (2, {n_classes}) rows summing to 1"
         )
     return {"signature": BYTES_SIGNATURE, "probe_images": 2, "embedding_dim": int(answer["embedding"].shape[-1]),
-            "probe_output_sum": float(probabilities.sum(axis=1).mean())}
+            "probe_output_sum": float(probabilities.sum(axis=1).mean()), **({"metadata": True} if fusion else {})}

@@ -161,7 +161,9 @@ def training_dataset(
     class_counts: Mapping[int, int] | None = None,
     class_balance: str = "weights",
 ) -> tf.data.Dataset:
-    """Batches of (float32 pixels [B,S,S,3] in 0..255, int32 labels) from (encoded bytes, label) pairs.
+    """Batches of (float32 pixels [B,S,S,3] in 0..255, int32 labels) from (encoded bytes, label) pairs; examples
+    may also be ({"image": encoded bytes, **metadata}, label) (metadata fusion): the image is decoded, the rest
+    batched as it is.
 
     Decoded pixels are rounded to uint8 before the cache (4x smaller; the model sees whole intensity levels, as in the
     JPEG). With class_balance="oversample", `class_counts` is required and each pass draws n_examples pairs.
@@ -171,8 +173,9 @@ def training_dataset(
     size = options.image_size
 
     def decode(data, label):
-        pixels = decode_resize_bytes(data, size)
-        return tf.cast(tf.clip_by_value(tf.round(pixels), 0, 255), tf.uint8), tf.cast(label, tf.int32)
+        def pixels(encoded):
+            return tf.cast(tf.clip_by_value(tf.round(decode_resize_bytes(encoded, size)), 0, 255), tf.uint8)
+        return on_image(data, pixels), tf.cast(label, tf.int32)
 
     mode = cache_mode(options.cache, n_examples, size, options.cache_budget_mb)
 
@@ -194,11 +197,16 @@ def training_dataset(
                         prepare=lambda stream, c: shuffled(decoded(stream, f"-class{c}"), class_counts[c]))
     else:
         ds = shuffled(decoded(examples), n_examples or options.shuffle_buffer)
-    ds = ds.batch(options.batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y),
+    ds = ds.batch(options.batch_size).map(lambda x, y: (on_image(x, lambda p: tf.cast(p, tf.float32)), y),
                                           num_parallel_calls=tf.data.AUTOTUNE)
     if not options.deterministic:
         ds = ds.with_options(_nondeterministic())
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def on_image(x, fn):
+    """fn applied to the image: x itself, or x["image"] when x is a fusion model's input dict (metadata passes)."""
+    return {**x, "image": fn(x["image"])} if isinstance(x, Mapping) else fn(x)
 
 
 def _nondeterministic() -> tf.data.Options:

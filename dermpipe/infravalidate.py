@@ -24,11 +24,18 @@ def validate(saved_model_dir: str, n_classes: int) -> dict[str, object]:
     """In this process: check_serving_model (real JPEGs through serving_default) and a batch-size-1 request."""
     import tensorflow as tf
 
-    from dermpipe.export import BYTES_SIGNATURE, check_serving_model, probe_jpeg
+    from dermpipe.export import (
+        BYTES_SIGNATURE,
+        check_serving_model,
+        metadata_tensors,
+        probe_jpeg,
+        signature_takes_metadata,
+    )
 
     report = {"check": check_serving_model(saved_model_dir, n_classes)}
     served = tf.saved_model.load(saved_model_dir).signatures[BYTES_SIGNATURE]
-    single = served(image_bytes=tf.constant([probe_jpeg(200)]))["probabilities"].numpy()
+    extra = metadata_tensors([None]) if signature_takes_metadata(served) else {}  # fusion model: metadata unknown
+    single = served(image_bytes=tf.constant([probe_jpeg(200)]), **extra)["probabilities"].numpy()
     if single.shape != (1, n_classes):
         raise RuntimeError(f"{saved_model_dir}: a one-image request answered shape {single.shape}; expected "
                            f"(1, {n_classes})")

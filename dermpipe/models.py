@@ -18,6 +18,7 @@ import keras
 from keras import layers, ops
 
 from dermpipe.augment import LAYER_NAME, RandomAugment
+from dermpipe.metafeatures import MetadataEncoding  # noqa: F401 - registers the fusion models' encoding layer
 
 # ImageNet channel means (BGR) of the "caffe" preprocessing that keras.applications.ResNet50 expects.
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -115,10 +116,15 @@ def _simple_cnn(x):
 
 def build_classifier(
     backbone: str, image_size: int, n_classes: int, *, weights: str = "none", dropout: float = 0.2, seed: int = 42,
-    augment: dict | None = None,
+    augment: dict | None = None, metadata_fusion: bool = False, metadata_units: int = 32,
 ) -> tuple[keras.Model, list[keras.layers.Layer]]:
     """The classifier and the list of backbone layers (frozen for the head phase, partly thawed to fine-tune);
-    `augment` overrides the augmentation ranges (RandomAugment's arguments)."""
+    `augment` overrides the augmentation ranges (RandomAugment's arguments).
+
+    With `metadata_fusion` the model takes a dict {"image", "age_approx", "sex", "anatom_site_general"}: the raw
+    metadata is encoded in the model (dermpipe.metafeatures.MetadataEncoding), goes through a small dense branch
+    (`metadata_units` ReLU units) and is concatenated with the image embedding (still the layer "pool") before the
+    softmax head. Without it the model is exactly the image-only classifier."""
     zoo = _apps()
     if backbone not in zoo:
         raise ValueError(f"backbone {backbone!r} is not supported; choose one of {list(BACKBONES)}")
@@ -135,5 +141,20 @@ def build_classifier(
         features, backbone_layers = base.output, [layer for layer in base.layers if layer is not base.input]
     x = layers.GlobalAveragePooling2D(name="pool")(features)
     x = layers.Dropout(dropout, name="head_dropout")(x)
+    if metadata_fusion:
+        x, inputs = _fuse_metadata(x, inputs, metadata_units, dropout)
     outputs = layers.Dense(n_classes, activation="softmax", name="probabilities", dtype="float32")(x)
-    return keras.Model(inputs, outputs, name=f"dermpipe_{backbone}"), backbone_layers
+    name = f"dermpipe_{backbone}_metadata" if metadata_fusion else f"dermpipe_{backbone}"
+    return keras.Model(inputs, outputs, name=name), backbone_layers
+
+
+def _fuse_metadata(embedding, image_input, units: int, dropout: float):
+    """(image embedding ++ metadata branch, the model's dict of inputs)."""
+    from dermpipe.metafeatures import ENCODING_LAYER, IMAGE_INPUT, metadata_keras_inputs
+
+    raw = metadata_keras_inputs()
+    meta = MetadataEncoding(name=ENCODING_LAYER)(raw)
+    meta = layers.Dense(units, activation="relu", name="metadata_dense")(meta)
+    meta = layers.Dropout(dropout, name="metadata_dropout")(meta)
+    fused = layers.Concatenate(name="fusion")([embedding, meta])
+    return fused, {IMAGE_INPUT: image_input, **raw}

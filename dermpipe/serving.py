@@ -2,14 +2,18 @@
 
 - TF Serving's REST API (GET /v1/models/{name}[/versions/{v}][/metadata], POST .../{name}[/versions/{v}]:predict with
   {"instances": [{"b64": ...}]} or {"inputs": ...}) plus a multipart POST /predict, /healthz, /readyz, /metrics.
-- Dynamic micro-batching: concurrent requests are queued and run as one call of the SavedModel's serving_default
-  signature (encoded bytes in, decoding in the graph exactly as in training), bounded by max_batch images and max_wait
-  seconds counted from the oldest request's arrival.
+- Dynamic micro-batching: concurrent requests are queued and run as one graph call (batch_runner: the decode of the
+  serving_default signature, export.decode_batch, then the serve_pixels signature and the drift statistics on the same
+  pixels), bounded by max_batch images and max_wait seconds counted from the oldest request's arrival.
 - Hot reload: current.json is polled; a new version is loaded and warmed up beside the old one, then swapped in.
   Requests already queued keep the model object they were admitted with, so none fails during a swap.
 - Every image is validated with PIL before the model sees it (empty, not an image, unsupported format, over the
   pixel limit, truncated/corrupt); bad input gets a 4xx with a message, never a 5xx.
-- Prediction log (dermpipe.predlog) with image statistics, the embedding summary (embedding_pca.npz) and metadata.
+- Prediction log (dermpipe.predlog) with image statistics (from the batch call), the embedding summary
+  (embedding_pca.npz) and metadata.
+- Metadata fusion: when a version's signatures take age_approx, sex and anatom_site_general (read from the
+  signature), each image's metadata from the request (row-format instances, /predict form fields) goes to the model;
+  a value not sent is passed as unknown (NaN / ""). Other models ignore the metadata (it is still logged).
 """
 
 import asyncio
@@ -126,6 +130,9 @@ def decode_b64(value: str, what: str) -> bytes:
         raise ServingError(400, f"{what}: b64 is not valid base64 ({err})") from err
 
 
+METADATA_FIELDS = ("age_approx", "sex", "anatom_site_general")
+
+
 def check_metadata(age_approx: float | None, sex: str | None, site: str | None, what: str) -> dict[str, object]:
     """The optional patient metadata, checked against the ISIC 2019 vocabularies."""
     if age_approx is not None and not (0 <= age_approx <= 120):
@@ -153,12 +160,18 @@ class ServedModel:
     pca_components: np.ndarray | None = None
     loaded: Any = None  # keeps the SavedModel object (and so the signature's variables) alive
     signature_def: dict = field(default_factory=dict)
+    metadata_inputs: bool = False  # a metadata-fusion model: serving_default also takes age_approx, sex, site
 
-    def predict(self, images: list[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(probabilities, embedding, pixel statistics) of a batch of encoded images: one decode, one graph call."""
+    def predict(self, images: list[bytes], metas: list[dict | None] | None = None,
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(probabilities, embedding, pixel statistics) of a batch of encoded images: one decode, one graph call; a
+        fusion model also gets each image's metadata (None or absent values: unknown)."""
         import tensorflow as tf
 
-        out, stats = self.runner(tf.constant(images, dtype=tf.string))
+        from dermpipe.export import metadata_tensors
+
+        extra = metadata_tensors(list(metas or [None] * len(images))) if self.metadata_inputs else {}
+        out, stats = self.runner(tf.constant(images, dtype=tf.string), **extra)
         return out["probabilities"].numpy(), out["embedding"].numpy(), stats.numpy()
 
     def summarise(self, embedding: np.ndarray) -> np.ndarray | None:
@@ -176,28 +189,40 @@ def _spec(tensor: Any) -> dict:
             "name": tensor.name or ""}
 
 
-def batch_runner(pixels_signature, image_size: int):
+def batch_runner(pixels_signature, image_size: int, *, metadata: bool = False):
     """One traced call per batch: decode as serving_default does (export.decode_batch), then the model (serve_pixels)
     and the drift statistics (imagestats.pixel_statistics) on the same pixels, so the prediction log costs no second
-    decode."""
+    decode. metadata: the model is a fusion model; the call also takes export.metadata_tensors' three tensors."""
     import tensorflow as tf
 
-    from dermpipe.export import decode_batch
+    from dermpipe.export import METADATA_SPECS, decode_batch
     from dermpipe.imagestats import pixel_statistics
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
-    def run(image_bytes):
-        pixels = decode_batch(image_bytes, image_size)
-        return pixels_signature(image=pixels), pixel_statistics(pixels)
+    if not metadata:
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        def run(image_bytes):
+            pixels = decode_batch(image_bytes, image_size)
+            return pixels_signature(image=pixels), pixel_statistics(pixels)
 
-    return run
+        return run
+
+    specs = [tf.TensorSpec([None], getattr(tf, dtype), name=name) for name, dtype in METADATA_SPECS]
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string), *specs])
+    def run_fusion(image_bytes, age_approx, sex, anatom_site_general):
+        pixels = decode_batch(image_bytes, image_size)
+        outputs = pixels_signature(image=pixels, age_approx=age_approx, sex=sex,
+                                   anatom_site_general=anatom_site_general)
+        return outputs, pixel_statistics(pixels)
+
+    return run_fusion
 
 
 def load_version(registry_root: str, model_name: str, version: int) -> ServedModel:
     """Load a registry version, check its signatures and warm it up with a real JPEG."""
     import tensorflow as tf
 
-    from dermpipe.export import BYTES_SIGNATURE, PIXELS_SIGNATURE, probe_jpeg
+    from dermpipe.export import BYTES_SIGNATURE, PIXELS_SIGNATURE, probe_jpeg, signature_takes_metadata
 
     uri = registry.version_dir(registry_root, model_name, version)
     loaded = tf.saved_model.load(uri)
@@ -214,10 +239,12 @@ def load_version(registry_root: str, model_name: str, version: int) -> ServedMod
         signature_def[name] = {"inputs": inputs, "outputs": outputs, "method_name": "tensorflow/serving/predict"}
     pixels = loaded.signatures[PIXELS_SIGNATURE]
     image_size = int(pixels.structured_input_signature[1]["image"].shape[1])
-    served = ServedModel(name=model_name, version=version, uri=uri, runner=batch_runner(pixels, image_size),
+    served = ServedModel(name=model_name, version=version, uri=uri,
+                         runner=batch_runner(pixels, image_size, metadata=signature_takes_metadata(pixels)),
                          image_size=image_size,
                          embedding_dim=0, record=registry.read_record(registry_root, model_name, version),
-                         loaded=loaded, signature_def=signature_def)
+                         loaded=loaded, signature_def=signature_def,
+                         metadata_inputs=signature_takes_metadata(pixels))
     pca_path = f"{uri}/embedding_pca.npz"
     if tf.io.gfile.exists(pca_path):
         with tf.io.gfile.GFile(pca_path, "rb") as handle:
@@ -321,6 +348,7 @@ class _Job:
     images: list[bytes]
     future: asyncio.Future
     enqueued: float
+    metas: list[dict | None] | None = None  # per image; only a metadata-fusion model reads them
 
 
 class MicroBatcher:
@@ -343,11 +371,12 @@ class MicroBatcher:
             self._task.cancel()
         self.executor.shutdown(wait=True)
 
-    async def submit(self, model: ServedModel, images: list[bytes]) -> tuple[np.ndarray, ...]:
+    async def submit(self, model: ServedModel, images: list[bytes],
+                     metas: list[dict | None] | None = None) -> tuple[np.ndarray, ...]:
         """The model's outputs (each an array with one row per image) for these images."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        await self.queue.put(_Job(model, images, future, loop.time()))
+        await self.queue.put(_Job(model, images, future, loop.time(), metas))
         return await future
 
     async def _collect(self) -> list[_Job]:
@@ -391,9 +420,13 @@ class MicroBatcher:
     async def _run(self, jobs: list[_Job]) -> None:
         loop = asyncio.get_running_loop()
         images = [image for job in jobs for image in job.images]
+        predict = jobs[0].model.predict
+        if getattr(jobs[0].model, "metadata_inputs", False):
+            metas = [meta for job in jobs for meta in (job.metas or [None] * len(job.images))]
+            predict = functools.partial(predict, metas=metas)
         started = time.perf_counter()
         try:
-            outputs = await loop.run_in_executor(self.executor, jobs[0].model.predict, images)
+            outputs = await loop.run_in_executor(self.executor, predict, images)
         except Exception as err:  # noqa: BLE001
             if len(jobs) > 1:  # isolate the job that broke the batch; the others still get answers
                 for job in jobs:
@@ -497,7 +530,7 @@ def create_app(settings: Settings):
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, PlainTextResponse
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-    from pydantic import BaseModel, ConfigDict
+    from pydantic import BaseModel, ConfigDict, ValidationError
     from starlette.concurrency import run_in_threadpool
 
     metrics = CollectorRegistry()
@@ -573,7 +606,7 @@ def create_app(settings: Settings):
         model_config = ConfigDict(extra="forbid")
         signature_name: str | None = None
         instances: list[Instance] | None = None
-        inputs: list[Instance] | dict[str, list[B64]] | None = None
+        inputs: list[Instance] | dict[str, list[B64] | list[float | None] | list[str | None]] | None = None
 
     class Prediction(BaseModel):
         predicted_class: str
@@ -612,7 +645,7 @@ def create_app(settings: Settings):
         what = [f"instance {i}" if len(images) > 1 else "image" for i in range(len(images))]
         checked = await run_in_threadpool(
             lambda: [check_image(d, max_pixels=settings.max_pixels, what=w) for d, w in zip(images, what, strict=True)])
-        probabilities, embedding, pixel_stats = await batcher.submit(model, images)
+        probabilities, embedding, pixel_stats = await batcher.submit(model, images, metas)
         m_images.inc(len(images))
         timestamp = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
         if predlog is not None:
@@ -644,6 +677,25 @@ def create_app(settings: Settings):
         return {"predicted_class": config.CLASSES[best], "confidence": float(probabilities[best]),
                 "probabilities": {c: float(p) for c, p in zip(config.CLASSES, probabilities, strict=True)}}
 
+    def columnar_instances(inputs: dict[str, list]) -> list[Instance]:
+        """{"image_bytes": [{"b64": ...}, ...], optional "age_approx" / "sex" / "anatom_site_general": [one value
+        (or null) per image]} -> one Instance per image."""
+        extra = sorted(set(inputs) - {"image_bytes", *METADATA_FIELDS})
+        images = inputs.get("image_bytes")
+        if extra or not images or not all(isinstance(v, B64) for v in images):
+            raise ServingError(400, f'"inputs" has keys {sorted(inputs)}; expected {{"image_bytes": [{{"b64": ...}}, '
+                                    f'...]}} plus optional {", ".join(METADATA_FIELDS)} lists, one value per image')
+        for key in METADATA_FIELDS:
+            if key in inputs and len(inputs[key]) != len(images):
+                raise ServingError(400, f'"inputs": {key} has {len(inputs[key])} values for {len(images)} images; '
+                                        "send one value (or null) per image")
+        try:
+            return [Instance(b64=image.b64, **{k: inputs[k][i] for k in METADATA_FIELDS if k in inputs})
+                    for i, image in enumerate(images)]
+        except ValidationError as err:
+            first = err.errors()[0]
+            raise ServingError(400, f'"inputs": {".".join(map(str, first["loc"]))}: {first["msg"]}') from err
+
     def parse_tf_request(body: PredictRequest) -> tuple[list[bytes], list[dict], bool]:
         if body.signature_name not in (None, "", "serving_default"):
             raise ServingError(400, f"signature_name {body.signature_name!r}: only serving_default (encoded "
@@ -653,10 +705,7 @@ def create_app(settings: Settings):
                                     'e.g. {"instances": [{"b64": "<base64 JPEG>"}]}')
         columnar = body.inputs is not None
         if isinstance(body.inputs, dict):
-            if set(body.inputs) != {"image_bytes"}:
-                raise ServingError(400, f'"inputs" has keys {sorted(body.inputs)}; expected {{"image_bytes": '
-                                        f'[{{"b64": ...}}, ...]}}')
-            items = [Instance(b64=v.b64) for v in body.inputs["image_bytes"]]
+            items = columnar_instances(body.inputs)
         else:
             items = body.instances if body.instances is not None else body.inputs
         if not items:

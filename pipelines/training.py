@@ -126,6 +126,7 @@ def build_training_pipeline(placement: Placement | None = Placement()):
         deterministic: bool = False,
         train_quiet: bool = False,
         train_seed: int = 42,
+        metadata_fusion: bool = False,
         min_balanced_accuracy: float = 0.5,
         max_bma_drop: float = 0.02,
         tta: bool = True,
@@ -164,6 +165,7 @@ def build_training_pipeline(placement: Placement | None = Placement()):
                 jit_compile=jit_compile, mixed_precision=mixed_precision, cache=train_cache,
                 deterministic=deterministic, quiet=train_quiet,
                 shards=prepared.outputs["shards"],
+                metadata_fusion=metadata_fusion,
             ),
             placement,
         ).set_display_name("train")

@@ -34,16 +34,16 @@ def compat_python() -> Path:
     return COMPAT_PYTHON
 
 
-@pytest.mark.parametrize("backbone", ["simple_cnn", "efficientnet_b0"])
-def test_saved_model_serves_the_same_in_the_prebuilt_containers_tensorflow(compat_python, backbone, tmp_path):
+@pytest.mark.parametrize("backbone,fusion", [("simple_cnn", False), ("efficientnet_b0", False), ("simple_cnn", True)])
+def test_saved_model_serves_the_same_in_the_prebuilt_containers_tensorflow(compat_python, backbone, fusion, tmp_path):
     import keras
     import tensorflow as tf
 
-    from dermpipe.export import export_serving_model
+    from dermpipe.export import export_serving_model, metadata_tensors
     from dermpipe.models import build_classifier
 
     keras.utils.set_random_seed(0)
-    model, _ = build_classifier(backbone, 48, 8, seed=0)
+    model, _ = build_classifier(backbone, 48, 8, seed=0, metadata_fusion=fusion)
     export_serving_model(model, tmp_path / "1")
     images = sorted(ISIC2020_IMAGES.glob("*.jpg"))[:3]
     run = subprocess.run([str(compat_python), str(PROBE), str(tmp_path / "1"), *map(str, images)],
@@ -54,13 +54,16 @@ def test_saved_model_serves_the_same_in_the_prebuilt_containers_tensorflow(compa
     assert theirs["signatures"] == ["serve_pixels", "serving_default"]
 
     loaded = tf.saved_model.load(str(tmp_path / "1"))
-    ours = loaded.signatures["serving_default"](image_bytes=tf.constant([p.read_bytes() for p in images]))
+    # the probe's metadata for a fusion model: none for the first image, then a 55-year-old woman's head/neck lesion
+    metas = [None] + [{"age_approx": 55.0, "sex": "female", "anatom_site_general": "head/neck"}] * (len(images) - 1)
+    extra = metadata_tensors(metas) if fusion else {}
+    ours = loaded.signatures["serving_default"](image_bytes=tf.constant([p.read_bytes() for p in images]), **extra)
     for key in ("probabilities", "embedding"):
         np.testing.assert_allclose(np.array(theirs["serving_default"][key]), ours[key].numpy(), atol=2e-3, rtol=1e-3,
                                    err_msg=f"serving_default {key}: TF {theirs['tf_version']} vs {tf.__version__}")
     size = 48
     pixels = np.random.default_rng(0).uniform(0, 255, (len(images), size, size, 3)).astype(np.float32)
-    ours_pixels = loaded.signatures["serve_pixels"](image=tf.constant(pixels))
+    ours_pixels = loaded.signatures["serve_pixels"](image=tf.constant(pixels), **extra)
     np.testing.assert_allclose(np.array(theirs["serve_pixels"]["probabilities"]), ours_pixels["probabilities"].numpy(),
                                atol=1e-4)
     assert np.allclose(np.array(theirs["serving_default"]["probabilities"]).sum(axis=1), 1.0, atol=1e-4)
