@@ -19,6 +19,7 @@
 import asyncio
 import base64
 import binascii
+import contextlib
 import datetime as dt
 import functools
 import io
@@ -352,7 +353,11 @@ class _Job:
 
 
 class MicroBatcher:
-    """Queue of prediction jobs run as batches: one model call per batch, in one dedicated model thread."""
+    """Queue of prediction jobs run as batches: one model call per batch, in one dedicated model thread.
+
+    A batch waits for more jobs (at most max_wait_s after its first) only while requests are on their way: announced
+    with `arriving()` (being validated) and not yet submitted. A lone request is not held back for company that is
+    not coming."""
 
     def __init__(self, max_batch: int, max_wait_s: float, observe=None) -> None:
         self.max_batch = max_batch
@@ -362,6 +367,16 @@ class MicroBatcher:
         self._carry: _Job | None = None
         self._task: asyncio.Task | None = None
         self._observe = observe or (lambda size, seconds: None)
+        self.on_the_way = 0  # requests inside arriving(): admitted, not yet submitted
+
+    @contextlib.contextmanager
+    def arriving(self):
+        """Wrap a request's work before submit() (validation): batches being collected wait for it."""
+        self.on_the_way += 1
+        try:
+            yield
+        finally:
+            self.on_the_way -= 1
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop())
@@ -389,7 +404,7 @@ class MicroBatcher:
                 job = self.queue.get_nowait()
             except asyncio.QueueEmpty:
                 remaining = deadline - loop.time()
-                if remaining <= 0:
+                if remaining <= 0 or self.on_the_way == 0:
                     break
                 try:
                     job = await asyncio.wait_for(self.queue.get(), remaining)
@@ -643,8 +658,10 @@ def create_app(settings: Settings):
     async def predict_images(model: ServedModel, images: list[bytes], metas: list[dict], request_id: str,
                              ) -> tuple[np.ndarray, str]:
         what = [f"instance {i}" if len(images) > 1 else "image" for i in range(len(images))]
-        checked = await run_in_threadpool(
-            lambda: [check_image(d, max_pixels=settings.max_pixels, what=w) for d, w in zip(images, what, strict=True)])
+        with batcher.arriving():  # a batch being collected waits for this request (the with ends before submit)
+            checked = await run_in_threadpool(
+                lambda: [check_image(d, max_pixels=settings.max_pixels, what=w)
+                         for d, w in zip(images, what, strict=True)])
         probabilities, embedding, pixel_stats = await batcher.submit(model, images, metas)
         m_images.inc(len(images))
         timestamp = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")

@@ -71,3 +71,45 @@ def test_a_lone_request_is_answered_in_its_own_call(max_wait_s):
 
     probabilities, _ = asyncio.run(lone())
     assert probabilities[0, 0] == 3.0 and model.calls == [[b"one"]]
+
+
+async def _lone_then_late(batcher, model, announce: bool):
+    """Job a is submitted; job b 0.2 s later. With b announced (arriving) the batch waits for it (max_wait 2 s)."""
+    batcher.start()
+
+    async def late():
+        if announce:
+            with batcher.arriving():
+                await asyncio.sleep(0.2)  # validation in progress
+        else:
+            await asyncio.sleep(0.2)
+        return await batcher.submit(model, [b"bb"])
+
+    results = await asyncio.gather(batcher.submit(model, [b"a"]), late())
+    await batcher.stop()
+    return results
+
+
+def test_a_lone_request_is_not_held_back_but_an_arriving_one_is_waited_for():
+    alone = FakeModel(RuntimeError("unused"))
+    asyncio.run(_lone_then_late(MicroBatcher(max_batch=8, max_wait_s=2.0), alone, announce=False))
+    assert alone.calls == [[b"a"], [b"bb"]]  # nobody was on the way: a ran at once, not after max_wait
+
+    joined = FakeModel(RuntimeError("unused"))
+    results = asyncio.run(_lone_then_late(MicroBatcher(max_batch=8, max_wait_s=2.0), joined, announce=True))
+    assert joined.calls == [[b"a", b"bb"]]  # b was being validated: one call for both
+    assert results[1][0][0, 0] == 2.0
+
+
+def test_an_arrival_that_never_submits_delays_a_batch_by_max_wait_at_most():
+    async def scenario():
+        batcher = MicroBatcher(max_batch=8, max_wait_s=0.1)
+        model = FakeModel(RuntimeError("unused"))
+        batcher.start()
+        with batcher.arriving():  # e.g. a request whose image fails validation: it never submits
+            result = await batcher.submit(model, [b"a"])
+        await batcher.stop()
+        return model, result
+
+    model, result = asyncio.run(scenario())
+    assert model.calls == [[b"a"]] and result[0][0, 0] == 1.0
