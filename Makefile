@@ -12,7 +12,8 @@ TFCOMPAT_STAMP := $(TFCOMPAT)/.installed
 # TensorFlow of Google's prebuilt Vertex AI serving container (dermpipe.cloud_deploy.VERTEX_TF_IMAGE): our SavedModels
 # must load there (tests/serving/test_prebuilt_compat.py).
 TFCOMPAT_VERSION := 2.15.1
-TFCOMPAT_PYTHON ?= $(shell command -v python3.11 || echo $(PYTHON))  # TF 2.15 has wheels for Python <= 3.11
+# TensorFlow 2.15 has wheels for Python <= 3.11 only: use python3.11 when the machine has it.
+TFCOMPAT_PYTHON ?= $(shell command -v python3.11 || echo $(PYTHON))
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
