@@ -440,15 +440,12 @@ def current_features(reference: Reference, current: str, *, since: str = "", unt
     n_components = reference.pca.n_components if reference.pca is not None else n_components_of(
         reference.profile.columns)
     if "://" not in current and Path(current).is_dir() and not _looks_like_log(current, reference.model_name):
-        paths = list_images(Path(current))
-        model = None
-        model_path = model_file or reference.model_file
-        if model_path:
-            from dermpipe.models import load_classifier
-
-            model = load_classifier(model_path, compile=False)
         from dermpipe import metafeatures
+        from dermpipe.models import load_classifier
 
+        paths = list_images(Path(current))
+        model_path = model_file or reference.model_file
+        model = load_classifier(model_path, compile=False) if model_path else None
         image_size = metafeatures.image_size(model) if model is not None else reference.image_size
         if image_size is None:
             raise ValueError(f"{reference.folder}: the reference profile does not record the model's input size "

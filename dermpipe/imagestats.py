@@ -9,6 +9,7 @@ CPU per 512x512 JPEG and doubled the server's CPU per request). The original siz
 
 from __future__ import annotations
 
+import functools
 import io
 
 import numpy as np
@@ -77,20 +78,15 @@ def header_size(data: bytes) -> tuple[int, int]:
         return image.size
 
 
-_STATS_FNS: dict[int, object] = {}
-
-
+@functools.cache
 def _bytes_to_stats(image_size: int):
-    """A traced function (cached per size): encoded bytes -> pixel statistics [len(PIXEL_COLUMNS)]."""
-    if image_size not in _STATS_FNS:
-        import tensorflow as tf
+    """A traced function (one per size): encoded bytes -> pixel statistics [len(PIXEL_COLUMNS)]."""
+    import tensorflow as tf
 
-        from dermpipe.imagedata import decode_resize_bytes
+    from dermpipe.imagedata import decode_resize_bytes
 
-        _STATS_FNS[image_size] = tf.function(
-            lambda data: pixel_statistics(decode_resize_bytes(data, image_size)[None])[0],
-            input_signature=[tf.TensorSpec([], tf.string)])
-    return _STATS_FNS[image_size]
+    return tf.function(lambda data: pixel_statistics(decode_resize_bytes(data, image_size)[None])[0],
+                       input_signature=[tf.TensorSpec([], tf.string)])
 
 
 def statistics_from_bytes(data: bytes, image_size: int) -> dict[str, float]:

@@ -172,7 +172,7 @@ class ServedModel:
         from dermpipe.export import metadata_tensors
 
         extra = metadata_tensors(list(metas or [None] * len(images))) if self.metadata_inputs else {}
-        out, stats = self.runner(tf.constant(images, dtype=tf.string), **extra)
+        out, stats = self.runner(tf.constant(images, dtype=tf.string), extra)
         return out["probabilities"].numpy(), out["embedding"].numpy(), stats.numpy()
 
     def summarise(self, embedding: np.ndarray) -> np.ndarray | None:
@@ -193,30 +193,22 @@ def _spec(tensor: Any) -> dict:
 def batch_runner(pixels_signature, image_size: int, *, metadata: bool = False):
     """One traced call per batch: decode as serving_default does (export.decode_batch), then the model (serve_pixels)
     and the drift statistics (imagestats.pixel_statistics) on the same pixels, so the prediction log costs no second
-    decode. metadata: the model is a fusion model; the call also takes export.metadata_tensors' three tensors."""
+    decode. Called as run(image_bytes, extra): extra is {} or, for a fusion model (metadata=True),
+    export.metadata_tensors' three tensors."""
     import tensorflow as tf
 
     from dermpipe.export import METADATA_SPECS, decode_batch
     from dermpipe.imagestats import pixel_statistics
 
-    if not metadata:
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
-        def run(image_bytes):
-            pixels = decode_batch(image_bytes, image_size)
-            return pixels_signature(image=pixels), pixel_statistics(pixels)
+    extra_specs = {name: tf.TensorSpec([None], getattr(tf, dtype), name=name)
+                   for name, dtype in METADATA_SPECS} if metadata else {}
 
-        return run
-
-    specs = [tf.TensorSpec([None], getattr(tf, dtype), name=name) for name, dtype in METADATA_SPECS]
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string), *specs])
-    def run_fusion(image_bytes, age_approx, sex, anatom_site_general):
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string), extra_specs])
+    def run(image_bytes, extra):
         pixels = decode_batch(image_bytes, image_size)
-        outputs = pixels_signature(image=pixels, age_approx=age_approx, sex=sex,
-                                   anatom_site_general=anatom_site_general)
-        return outputs, pixel_statistics(pixels)
+        return pixels_signature(image=pixels, **extra), pixel_statistics(pixels)
 
-    return run_fusion
+    return run
 
 
 def load_version(registry_root: str, model_name: str, version: int) -> ServedModel:
