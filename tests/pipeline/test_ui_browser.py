@@ -87,6 +87,18 @@ def server(first_run, cached_run, home, tmp_path_factory):
     proc.wait(timeout=20)
 
 
+def _click_and_wait(browser, element, url_part: str, timeout: float = 60):
+    """Click a link or submit button, then wait until the browser has navigated to a URL containing `url_part`.
+    Selenium's click returns before the next page loads; finding elements straight after it races the load
+    (seen in CI on a busy machine)."""
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    element.click()
+    WebDriverWait(browser, timeout).until(expected_conditions.url_contains(url_part))
+    WebDriverWait(browser, timeout).until(lambda b: b.execute_script("return document.readyState") == "complete")
+
+
 def _png(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).astype(int)
 
@@ -116,7 +128,7 @@ def test_run_page_dag_in_chromium(browser, server, first_run, cached_run):
     from selenium.webdriver.common.by import By
 
     browser.get(server + "/")
-    browser.find_element(By.LINK_TEXT, first_run.run_id).click()
+    _click_and_wait(browser, browser.find_element(By.LINK_TEXT, first_run.run_id), f"/runs/{first_run.run_id}")
     assert browser.current_url.endswith(f"/runs/{first_run.run_id}")
     nodes = browser.find_elements(By.CSS_SELECTOR, "svg.dag g.node")
     assert len(nodes) == len(first_run.tasks) and all("ok" in n.get_attribute("class").split() for n in nodes)
@@ -139,7 +151,7 @@ def test_evaluation_report_renders_inside_its_sandboxed_frame(browser, server, f
     from selenium.webdriver.common.by import By
 
     browser.get(f"{server}/runs/{first_run.run_id}")
-    browser.find_element(By.LINK_TEXT, "Evaluation report").click()
+    _click_and_wait(browser, browser.find_element(By.LINK_TEXT, "Evaluation report"), "/artifacts/")
     assert browser.find_element(By.TAG_NAME, "h1").text == "Evaluation report"
     browser.switch_to.frame(browser.find_element(By.ID, "report"))
     try:
@@ -155,7 +167,7 @@ def test_lineage_and_compare_in_chromium(browser, server, first_run, cached_run)
     from selenium.webdriver.common.by import By
 
     browser.get(f"{server}/lineage")
-    browser.find_element(By.LINK_TEXT, "model:dermpipe-isic2019/1").click()
+    _click_and_wait(browser, browser.find_element(By.LINK_TEXT, "model:dermpipe-isic2019/1"), "ref=model")
     labels = [t.text for t in browser.find_elements(By.CSS_SELECTOR, "svg.dag text.name")]
     assert {"ingest", "merge", "split", "train", "evaluate", "deploy", "pushed"} <= set(labels)
     assert "produced by: task deploy" in browser.find_element(By.ID, "tree").text
@@ -163,7 +175,7 @@ def test_lineage_and_compare_in_chromium(browser, server, first_run, cached_run)
     browser.get(server + "/")  # other tests may have added runs: pick the two by id
     browser.find_element(By.CSS_SELECTOR, f"input[name='a'][value='{first_run.run_id}']").click()
     browser.find_element(By.CSS_SELECTOR, f"input[name='b'][value='{cached_run.run_id}']").click()
-    browser.find_element(By.CSS_SELECTOR, "form[action='/compare'] button").click()
+    _click_and_wait(browser, browser.find_element(By.CSS_SELECTOR, "form[action='/compare'] button"), "/compare")
     table = browser.find_element(By.ID, "compare")
     assert first_run.run_id in table.text and cached_run.run_id in table.text
     assert "+0.0000" in table.text
