@@ -50,7 +50,7 @@ def build_profile(stats: pd.DataFrame, metadata: pd.DataFrame, probabilities: np
 def profile_model(model_file: Path, dataset_dir: Path, tables: dict[str, pd.DataFrame], out: Path,
                   n_components: int = 5) -> dict[str, object]:
     """Compute the profile of a saved model on the split tables and write the profile folder; returns profile.json."""
-    from dermpipe.drift_features import PCA_FILE, PROFILE_FILE, PROFILE_JSON, model_outputs, statistics_table
+    from dermpipe.drift_features import PCA_FILE, PROFILE_FILE, PROFILE_JSON, decode_images, failed_message
 
     table = pd.concat([t.assign(split=name) for name, t in tables.items()], ignore_index=True)
     paths = [dataset_dir / rel for rel in table["path"]]
@@ -59,12 +59,11 @@ def profile_model(model_file: Path, dataset_dir: Path, tables: dict[str, pd.Data
 
     model = load_classifier(model_file, compile=False)
     image_size = metafeatures.image_size(model)
-    stats, failed = statistics_table(paths, image_size)
-    if failed:
-        listed = "; ".join(f"{p}: {e}" for p, e in failed[:5])
-        raise ValueError(f"profile: {len(failed)} split images could not be decoded (first: {listed}); they were "
-                         "readable at merge, so the dataset folder changed since")
-    probabilities, embeddings = model_outputs(model, paths, metadata=table)  # metadata: fusion models only
+    outputs = decode_images(paths, image_size, model, metadata=table)  # metadata: fusion models only
+    if outputs.failed:
+        raise ValueError(f"profile: {failed_message(outputs.failed, len(paths))}; the split images were readable "
+                         "at merge, so the dataset folder changed since: re-run from ingest")
+    stats, probabilities, embeddings = outputs.stats, outputs.probabilities, outputs.embeddings
     profile, pca = build_profile(stats, table, probabilities, embeddings, table["split"], n_components)
     out.mkdir(parents=True, exist_ok=True)
     profile.to_parquet(out / PROFILE_FILE, index=False)

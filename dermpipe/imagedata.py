@@ -8,6 +8,7 @@ the minority classes, shuffle, batch, prefetch. Augmentation is not here: it run
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,14 @@ def decode_resize_bytes(data: tf.Tensor, image_size: int) -> tf.Tensor:
     image = tf.cond(tf.shape(image)[0] >= int(ANTIALIAS_FROM * image_size),
                     lambda: tf.image.resize(image, size, antialias=True), lambda: tf.image.resize(image, size))
     return tf.ensure_shape(image, (image_size, image_size, 3))
+
+
+@functools.cache
+def bytes_decoder(image_size: int) -> Callable[[bytes], tf.Tensor]:
+    """decode_resize_bytes traced once per size, for callers that decode one image at a time (from threads: the
+    kernels release the GIL). Errors of a broken file are raised by the call."""
+    return tf.function(lambda data: decode_resize_bytes(data, image_size),
+                       input_signature=[tf.TensorSpec([], tf.string)])
 
 
 def decode_resize(path: tf.Tensor, image_size: int) -> tf.Tensor:
