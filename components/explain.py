@@ -63,7 +63,7 @@ def cam_view(model):
     if any(_is_feature_map(layer) for layer in model.layers[model.layers.index(backbone) + 1:]):
         return model, last_feature_map_layer(model).name  # a top-level feature map after the backbone
     inner = last_feature_map_layer(backbone)
-    head = keras.Model(backbone.inputs, inner.output, name=f"{backbone.name}_features")
+    head = keras.Model(backbone.input, inner.output, name=f"{backbone.name}_features")
     tail = None if inner.output is backbone.outputs[0] else keras.Model(inner.output, backbone.outputs[0])
     x = inputs = keras.Input(model.inputs[0].shape[1:], name="cam_input")
     try:

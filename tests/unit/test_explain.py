@@ -196,7 +196,7 @@ def _manual_gradcam(backbone, model, images, class_index):
     """Grad-CAM by hand at the backbone's last conv layer: the oracle for the nested case."""
     import tensorflow as tf
 
-    features_model = keras.Model(backbone.inputs, backbone.get_layer("c2").output)
+    features_model = keras.Model(backbone.input, backbone.get_layer("c2").output)
     head = model.layers[-1]
     with tf.GradientTape() as tape:
         features = features_model(images / 255.0)
