@@ -100,9 +100,7 @@ def test_served_predictions_are_logged_and_monitored(served, first_run, home, tm
     time.sleep(0.05)
     _predict(url, isic2020)
     end = _utc()
-    time.sleep(1.0)  # the log is flushed every 0.2 s
-
-    logged = pd.concat(pd.read_json(f, lines=True) for f in sorted(log_root.rglob("*.jsonl")))
+    logged = _wait_for_log(log_root, 120)  # lines are written by the log worker after the responses have gone
     assert len(logged) == 120 and (logged["model_version"] == 1).all()
     assert {"emb_0", "brightness", "predicted_class", "confidence"} <= set(logged.columns)
 
@@ -112,3 +110,17 @@ def test_served_predictions_are_logged_and_monitored(served, first_run, home, tm
     assert same["drift_detected"] is False, same
     assert other["drift_detected"] is True, other
     assert other["drifted_columns"], other
+
+
+def _wait_for_log(log_root, lines: int, timeout: float = 60):
+    """The prediction log once it holds `lines` lines (polled: on a busy machine the worker can lag the answers)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        files = sorted(log_root.rglob("*.jsonl"))
+        try:
+            logged = pd.concat(pd.read_json(f, lines=True) for f in files) if files else pd.DataFrame()
+        except ValueError:  # a line being written
+            logged = pd.DataFrame()
+        if len(logged) >= lines or time.monotonic() > deadline:
+            return logged
+        time.sleep(0.2)
