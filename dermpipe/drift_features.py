@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from dermpipe import config
+from dermpipe.export import EMBEDDING_LAYER
 from dermpipe.imagestats import STAT_COLUMNS, header_size, pixel_statistics, statistics_rows
 
 PCA_FILE = "embedding_pca.npz"
@@ -266,16 +267,10 @@ def decode_images(paths: Sequence[Path | str], image_size: int, model=None, meta
     stats = pd.DataFrame(stat_rows, index=kept, columns=list(STAT_COLUMNS))
     if model is None:
         return ImageOutputs(stats, failed)
-    width = int(model.output.shape[-1]), int(model.get_layer(_embedding_layer()).output.shape[-1])
+    width = int(model.output.shape[-1]), int(model.get_layer(EMBEDDING_LAYER).output.shape[-1])
     return ImageOutputs(stats, failed,
                         np.concatenate(probabilities) if probabilities else np.zeros((0, width[0]), np.float32),
                         np.concatenate(embeddings) if embeddings else np.zeros((0, width[1]), np.float32))
-
-
-def _embedding_layer() -> str:
-    from dermpipe.export import EMBEDDING_LAYER
-
-    return EMBEDDING_LAYER
 
 
 def _batch_function(model):
@@ -289,7 +284,7 @@ def _batch_function(model):
     if model is None:
         return tf.function(lambda pixels, extra: {"stats": pixel_statistics(pixels)}, reduce_retracing=True), False
     fusion = takes_metadata(model)
-    heads = keras.Model(model.input, [model.output, model.get_layer(_embedding_layer()).output])
+    heads = keras.Model(model.input, [model.output, model.get_layer(EMBEDDING_LAYER).output])
 
     @tf.function(reduce_retracing=True)
     def run(pixels, extra):

@@ -219,12 +219,10 @@ def load_version(registry_root: str, model_name: str, version: int) -> ServedMod
 
     uri = registry.version_dir(registry_root, model_name, version)
     loaded = tf.saved_model.load(uri)
-    if BYTES_SIGNATURE not in loaded.signatures:
-        raise RuntimeError(f"{uri}: the SavedModel has no {BYTES_SIGNATURE} signature (has "
-                           f"{list(loaded.signatures)}); re-export it with dermpipe.export.export_serving_model")
-    if PIXELS_SIGNATURE not in loaded.signatures:
-        raise RuntimeError(f"{uri}: the SavedModel has no {PIXELS_SIGNATURE} signature (has "
-                           f"{list(loaded.signatures)}); re-export it with dermpipe.export.export_serving_model")
+    for wanted in (BYTES_SIGNATURE, PIXELS_SIGNATURE):
+        if wanted not in loaded.signatures:
+            raise RuntimeError(f"{uri}: the SavedModel has no {wanted} signature (has {list(loaded.signatures)}); "
+                               "re-export it with dermpipe.export.export_serving_model")
     signature_def = {}
     for name, fn in loaded.signatures.items():
         inputs = {k: _spec(v) for k, v in fn.structured_input_signature[1].items()}
@@ -232,12 +230,11 @@ def load_version(registry_root: str, model_name: str, version: int) -> ServedMod
         signature_def[name] = {"inputs": inputs, "outputs": outputs, "method_name": "tensorflow/serving/predict"}
     pixels = loaded.signatures[PIXELS_SIGNATURE]
     image_size = int(pixels.structured_input_signature[1]["image"].shape[1])
+    fusion = signature_takes_metadata(pixels)
     served = ServedModel(name=model_name, version=version, uri=uri,
-                         runner=batch_runner(pixels, image_size, metadata=signature_takes_metadata(pixels)),
-                         image_size=image_size,
+                         runner=batch_runner(pixels, image_size, metadata=fusion), image_size=image_size,
                          embedding_dim=0, record=registry.read_record(registry_root, model_name, version),
-                         loaded=loaded, signature_def=signature_def,
-                         metadata_inputs=signature_takes_metadata(pixels))
+                         loaded=loaded, signature_def=signature_def, metadata_inputs=fusion)
     pca_path = f"{uri}/embedding_pca.npz"
     if tf.io.gfile.exists(pca_path):
         with tf.io.gfile.GFile(pca_path, "rb") as handle:
