@@ -1,15 +1,22 @@
-"""deploy (local target): push a blessed model into a versioned registry in TF Serving's layout.
+"""deploy: push a blessed model into the versioned registry, promote it, then serve it on the target.
 
-    <registry>/<model name>/<version>/saved_model.pb, variables/, model.keras, dermpipe.json
+    <registry>/<model name>/<version>/saved_model.pb, variables/, model.keras, dermpipe.json, COMMITTED.json
     <registry>/<model name>/current.json      which version is served
 
-The registry root may be a local folder or gs://bucket/prefix (tf.io.gfile handles both). Infra validation: the
-exported SavedModel is loaded in a separate Python process and sent real JPEGs (dermpipe.infravalidate); a model that
-cannot serve is never pushed. When the drift work's profile artifact is given, its embedding_pca.npz and
-reference_profile.parquet go into the version folder (what `dermpipe serve` and the drift monitor read).
+Never served from the cache, and idempotent: it pushes nothing when the model's digest (SHA-256 of model.keras) is
+the current version's, and promotes the existing version when the same model is already in the registry. A push
+claims its version number first and commits it with a marker written last (dermpipe.registry), so concurrent runs
+each get an intact version. It promotes by compare-and-swap against the champion the gate compared with
+(`champion_version`, from the pipeline's resolver task): if another run promoted in between, the version stays
+pushed but not promoted, and the result says which version is current.
+
+The registry root may be a local folder or gs://bucket/prefix. Infra validation: the exported SavedModel is loaded in
+a separate Python process and sent real JPEGs (dermpipe.infravalidate); a model that cannot serve is never pushed.
+When the profile artifact is given, its embedding_pca.npz and reference_profile.parquet go into the version folder
+(what `dermpipe serve` and the drift monitor read).
 
 deploy_target: local (the registry only) | vertex (also a Vertex AI model version + endpoint) | kserve (also a
-KServe InferenceService); both cloud targets need a gs:// registry (dermpipe.cloud_deploy).
+KServe InferenceService on the version's serving alias); both cloud targets need a gs:// registry (cloud_deploy).
 """
 
 import json
@@ -20,18 +27,6 @@ from kfp.dsl import Artifact, Input, Metrics, Model, Output
 
 from dermpipe import cloud_deploy, config
 from dermpipe.componentkit import stage_component
-
-
-def next_version(registry_root: str, model_name: str) -> int:
-    """1 + the highest integer version folder under <registry_root>/<model_name> (1 for a new model)."""
-    import tensorflow as tf
-
-    model_dir = f"{registry_root.rstrip('/')}/{model_name}"
-    if not tf.io.gfile.exists(model_dir):
-        return 1
-    versions = [int(name.strip("/")) for name in tf.io.gfile.listdir(model_dir) if name.strip("/").isdigit()]
-    return max(versions, default=0) + 1
-
 
 PROFILE_FILES = ("embedding_pca.npz", "reference_profile.parquet")
 
@@ -67,71 +62,91 @@ def copy_profile(profile_dir: Path | None, stage: Path, embedding_dim: int) -> d
     return {"copied": copied, "missing": [n for n in PROFILE_FILES if n not in copied], "source": str(profile_dir)}
 
 
-def copy_tree(src: Path, dst: str) -> None:
-    import tensorflow as tf
-
-    for path in sorted(src.rglob("*")):
-        target = f"{dst}/{path.relative_to(src).as_posix()}"
-        if path.is_dir():
-            tf.io.gfile.makedirs(target)
-        else:
-            tf.io.gfile.makedirs(target.rsplit("/", 1)[0])
-            tf.io.gfile.copy(str(path), target, overwrite=True)
-
-
 def push(model_dir: Path, registry_root: str, model_name: str, record: dict[str, object],
-         profile_dir: Path | None = None) -> tuple[int, str]:
-    """Export, validate (separate process) and copy the model into the next registry version, then mark it current."""
+         profile_dir: Path | None = None, digest: str = "") -> tuple[int, str]:
+    """Export, validate (separate process), claim the next version and commit the files (marker last). Does not
+    promote: see `promote_or_report`."""
     import datetime as dt
+    import shutil
 
-    import tensorflow as tf
+    from dermpipe import registry, storage
 
-    from dermpipe import registry
-
-    version = next_version(registry_root, model_name)
-    target = registry.version_dir(registry_root, model_name, version)
+    digest = digest or storage.sha256_file(model_dir / "model.keras")
     with tempfile.TemporaryDirectory() as staging:
-        stage = Path(staging) / str(version)
-        check = export_saved_model(model_dir / "model.keras", stage)
+        stage = Path(staging) / "version"
+        check = export_saved_model(model_dir / "model.keras", stage)  # before claiming: a failure leaves no gap
         profile = copy_profile(profile_dir, stage, int(check["outputs"]["embedding"]))
-        tf.io.gfile.copy(str(model_dir / "model.keras"), str(stage / "model.keras"))
+        shutil.copyfile(model_dir / "model.keras", stage / "model.keras")
+        version = registry.allocate(registry_root, model_name, owner={"source_model_uri": record.get("source_model_uri",
+                                                                                                    "")})
         created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         (stage / "dermpipe.json").write_text(json.dumps({**record, "version": version, "created": created,
-                                                         "serving_check": check, "profile": profile},
-                                                        indent=1, default=str))
-        copy_tree(stage, target)
-    registry.set_current(registry_root, model_name, version, reason="deploy")
+                                                         "model_digest": digest, "serving_check": check,
+                                                         "profile": profile}, indent=1, default=str))
+        target = registry.commit(registry_root, model_name, version, stage, digest)
     return version, target
+
+
+def publish(model_dir: Path, registry_root: str, model_name: str, record: dict[str, object],
+            profile_dir: Path | None, champion_version: int) -> dict[str, object]:
+    """Push unless the registry already holds this model, then promote by compare-and-swap against the champion the
+    gate compared with (0: none). Returns what happened, in words and fields."""
+    from dermpipe import registry, storage
+
+    digest = storage.sha256_file(model_dir / "model.keras")
+    expected = champion_version or None
+    current = registry.champion(registry_root, model_name)
+    if current.version and current.digest == digest:
+        return {"version": current.version, "registry_uri": registry.version_dir(registry_root, model_name,
+                                                                                  current.version),
+                "action": "unchanged", "promoted": False, "current_version": current.version, "model_digest": digest,
+                "message": f"version {current.version} already serves this model (digest {digest[:12]}); "
+                           f"nothing pushed"}
+    existing = registry.find_by_digest(registry_root, model_name, digest)
+    if existing is not None:
+        version, target, action = existing, registry.version_dir(registry_root, model_name, existing), "reused"
+    else:
+        version, target = push(model_dir, registry_root, model_name, record, profile_dir, digest)
+        action = "pushed"
+    result = registry.promote(registry_root, model_name, version, expected=expected, reason="deploy")
+    words = f"version {version} {'already in the registry' if action == 'reused' else 'pushed'}"
+    if result.promoted:
+        message = f"{words} and promoted (was {result.previous or 'none'})"
+    else:
+        message = (f"{words} but NOT promoted: the gate compared with version {expected or 'none'}, and version "
+                   f"{result.current} was made current meanwhile by another run; version {result.current} stays "
+                   f"the champion (re-run to gate against it, or `dermpipe models promote {version}`)")
+    return {"version": version, "registry_uri": target, "action": action, "promoted": result.promoted,
+            "current_version": result.current, "model_digest": digest, "message": message}
 
 
 def run(model: Model, evaluation: Metrics, pushed: Model, registry_root: str, model_name: str,
         deploy_target: str = "local", profile_dir: Path | None = None,
         vertex: cloud_deploy.VertexSettings | None = None, kserve: dict | None = None,
-        clients: dict | None = None) -> dict[str, object]:
-    """Push, then deploy to the target; `clients` ({"aiplatform": ..., "kubernetes": CustomObjectsApi}) for tests."""
+        clients: dict | None = None, champion_version: int = 0) -> dict[str, object]:
+    """Publish, then deploy the promoted version to the target; `clients` ({"aiplatform": ...,
+    "kubernetes": CustomObjectsApi}) for tests."""
     from dermpipe.lineage import annotate
 
     clients = clients or {}
-
     if not registry_root.strip():
         raise ValueError("deploy: registry_root is empty; set the pipeline parameter registry_root to a folder or "
                          "gs://bucket/prefix where model versions are kept")
     cloud_deploy.check_target(deploy_target, registry_root)
     record = {"model_name": model_name, "source_model_uri": model.uri, "training": dict(model.metadata),
               "evaluation_uri": evaluation.uri, "evaluation": dict(evaluation.metadata), "target": deploy_target}
-    version, target = push(Path(model.path), registry_root, model_name, record, profile_dir)
-    result: dict[str, object] = {"registry_uri": target, "version": version}
-    if deploy_target == "vertex":
+    result = publish(Path(model.path), registry_root, model_name, record, profile_dir, champion_version)
+    print(f"deploy: {model_name} {result['message']}", flush=True)
+    if deploy_target == "vertex" and result["promoted"]:  # an unchanged model is already on its endpoint
         settings = vertex or cloud_deploy.VertexSettings(project="")
-        result.update(cloud_deploy.deploy_vertex(target, model_name, version, settings, clients.get("aiplatform")))
-    elif deploy_target == "kserve":
-        options = dict(kserve or {})
-        namespace = options.pop("namespace", "default") or "default"
-        manifest = cloud_deploy.inference_service(cloud_deploy.kserve_name(model_name), namespace,
-                                                  target.rsplit("/", 1)[0], version=str(version), **options)
-        result.update({"kserve_inference_service": f"{namespace}/{manifest['metadata']['name']}",
-                       "kserve_action": cloud_deploy.apply_inference_service(manifest, clients.get("kubernetes")),
-                       "kserve_storage_uri": manifest["spec"]["predictor"]["model"]["storageUri"]})
+        result.update(cloud_deploy.deploy_vertex(str(result["registry_uri"]), model_name, int(result["version"]),
+                                                 settings, clients.get("aiplatform")))
+    elif deploy_target == "kserve" and (result["promoted"] or result["action"] == "unchanged"):
+        settings = {"namespace": "default", **(kserve or {})}
+        cloud_deploy.remember_kserve(registry_root, model_name, settings)
+        served = cloud_deploy.serve_on_kserve(registry_root, model_name, int(result["current_version"]), settings,
+                                              api=clients.get("kubernetes"))
+        result.update({k: v for k, v in served.items() if k != "manifest"})
     Path(pushed.path).write_text(json.dumps(result))
     annotate(pushed, {**result, "model_name": model_name, "target": deploy_target, "source_model_uri": model.uri})
     return result
@@ -143,9 +158,10 @@ def deploy(model: Input[Model], evaluation: Input[Metrics], pushed: Output[Model
            gcp_project: str = "", gcp_region: str = "us-central1", vertex_endpoint: str = "",
            traffic_percentage: int = 100, vertex_machine_type: str = "n1-standard-4",
            vertex_serving_image: str = "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest",
-           kserve_namespace: str = "default", kserve_service_account: str = "", canary_traffic_percent: int = 100):
-    """Push a blessed model to the versioned registry (runs only under the pipeline's blessed condition), then to
-    the deploy target (local | vertex | kserve)."""
+           kserve_namespace: str = "default", kserve_service_account: str = "", canary_traffic_percent: int = 100,
+           champion_version: int = 0):
+    """Push a blessed model to the versioned registry (runs only under the pipeline's blessed condition), promote it
+    if `champion_version` is still current, then serve it on the deploy target (local | vertex | kserve)."""
     from pathlib import Path
 
     from dermpipe.cloud_deploy import VertexSettings
@@ -157,4 +173,4 @@ def deploy(model: Input[Model], evaluation: Input[Metrics], pushed: Output[Model
     kserve = {"namespace": kserve_namespace, "service_account": kserve_service_account,
               "canary_traffic_percent": canary_traffic_percent}
     run(model, evaluation, pushed, registry_root, model_name, deploy_target,
-        Path(profile.path) if profile is not None else None, vertex, kserve)
+        Path(profile.path) if profile is not None else None, vertex, kserve, champion_version=champion_version)

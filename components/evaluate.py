@@ -5,51 +5,29 @@ Metrics: balanced multiclass accuracy (BMA, the ISIC 2019 metric), accuracy, per
 80 %/90 % specificity, expected calibration error, the confusion matrix, and the same headline sliced by anatomic
 site, sex and age band. Optional test-time augmentation (flips) is reported beside plain inference.
 
-Gate: the challenger must reach `min_balanced_accuracy`, and when a model is already deployed (the champion, read
-from the registry) it must not be worse than the champion's BMA on the same test split by more than `max_bma_drop`.
+Gate (dermpipe.gate): bootstrap intervals, not one number. The challenger's one-sided 95 % lower bound of test BMA
+must be above chance for the classes present, its point BMA at least `min_balanced_accuracy`, and, when a champion
+is deployed, a paired bootstrap on the same images must show it no worse than the champion by more than
+`max_bma_drop`. A baseline (logistic regression on the profile's image statistics, fitted on the train split) is
+scored on the same images; `require_beat_baseline` makes beating it a condition. The champion is the version the
+pipeline's resolver task passed in (`champion_version`, `champion_digest`): a parameter, so a changed champion
+re-runs this task instead of being reused from the cache.
 """
 
-import json
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from kfp.dsl import HTML, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
 
 from dermpipe import config
 from dermpipe.componentkit import stage_component
+from dermpipe.gate import Decision, GateParams, decide
 from dermpipe.metrics import Evaluation
 
 SLICES = {"anatomic site": "anatom_site_general", "sex": "sex", "age band": "age_approx"}
-
-
-@dataclass
-class Decision:
-    blessed: bool
-    reasons: list[str] = field(default_factory=list)
-
-    def markdown(self) -> str:
-        verdict = "**Blessed**: deploy runs." if self.blessed else "**Not blessed**: deploy is skipped."
-        return "# Deployment gate\n\n" + verdict + "\n\n" + "\n".join(f"- {r}" for r in self.reasons) + "\n"
-
-
-def gate(challenger_bma: float, *, min_balanced_accuracy: float, champion_bma: float | None = None,
-         champion_version: str = "", max_bma_drop: float = 0.02) -> Decision:
-    """Absolute threshold first; then, if a champion exists, no worse than it by more than max_bma_drop."""
-    passed = challenger_bma >= min_balanced_accuracy
-    reasons = [f"balanced accuracy {challenger_bma:.4f} {'>=' if passed else '<'} threshold "
-               f"{min_balanced_accuracy:.4f}"]
-    if champion_bma is None:
-        reasons.append("no deployed model to compare with (first deployment): threshold only")
-        return Decision(passed, reasons)
-    floor = champion_bma - max_bma_drop
-    beats = challenger_bma >= floor
-    reasons.append(f"champion (version {champion_version}) scores {champion_bma:.4f} on the same test split; "
-                   f"challenger {challenger_bma:.4f} {'>=' if beats else '<'} {floor:.4f} "
-                   f"(champion - allowed drop {max_bma_drop:.4f})")
-    return Decision(passed and beats, reasons)
 
 
 def predict_table(model, table: pd.DataFrame, dataset_dir: Path, image_size: int, batch_size: int = 32,
@@ -99,24 +77,45 @@ def slices(table: pd.DataFrame, probabilities: np.ndarray) -> dict[str, list[dic
     return result
 
 
-def load_champion(registry_root: str, model_name: str):
-    """(version, Keras model) of the deployed model named in <registry>/<name>/current.json, or None."""
-    import tensorflow as tf
-
+def load_champion(registry_root: str, model_name: str, version: int, digest: str = ""):
+    """The Keras model of registry `version` (the champion the resolver named), or None when version is 0. Its
+    model.keras must still have the digest the resolver read: a version is immutable once committed."""
+    from dermpipe import registry, storage
     from dermpipe.models import load_classifier
 
-    if not registry_root.strip():
+    if not version or not registry_root.strip():
         return None
-    pointer = f"{registry_root.rstrip('/')}/{model_name}/current.json"
-    if not tf.io.gfile.exists(pointer):
-        return None
-    with tf.io.gfile.GFile(pointer) as handle:
-        current = json.loads(handle.read())
-    source = f"{current['uri']}/model.keras"
+    source = f"{registry.version_dir(registry_root, model_name, version)}/model.keras"
     with tempfile.TemporaryDirectory() as tmp:
-        local = Path(tmp) / "champion.keras"
-        tf.io.gfile.copy(source, str(local))
-        return str(current["version"]), load_classifier(local)
+        local = storage.download(source, Path(tmp) / "champion.keras")
+        found = storage.sha256_file(local)
+        if digest and found != digest:
+            raise RuntimeError(f"evaluate: {source} has digest {found[:12]}, but the champion resolved at the start "
+                               f"of this run had {digest[:12]}; a committed version must never change. Check who "
+                               f"wrote into {registry.version_dir(registry_root, model_name, version)}")
+        return load_classifier(local)
+
+
+def baseline_predictions(profile_dir: Path | None, train: pd.DataFrame, test: pd.DataFrame) -> tuple[
+        np.ndarray | None, str]:
+    """(predicted test labels or None, what was done): the gate's simple baseline, a logistic regression on the
+    image statistics the profile stage computed for each train and test image."""
+    from dermpipe.drift_features import PROFILE_FILE
+    from dermpipe.gate import fit_image_stats_baseline
+    from dermpipe.imagestats import STAT_COLUMNS
+
+    if profile_dir is None or not (profile_dir / PROFILE_FILE).is_file():
+        return None, "baseline not fitted: no profile artifact with image statistics was given"
+    profile = pd.read_parquet(profile_dir / PROFILE_FILE).drop_duplicates("image").set_index("image")
+    missing = {name: sorted(set(t["image"]) - set(profile.index)) for name, t in (("train", train), ("test", test))}
+    if any(missing.values()):
+        return None, "baseline not fitted: images missing from the profile: " + "; ".join(
+            f"{name} {len(m)} (e.g. {', '.join(m[:3])})" for name, m in missing.items() if m)
+    columns = list(STAT_COLUMNS)
+    predicted = fit_image_stats_baseline(profile.loc[train["image"], columns].to_numpy(float),
+                                         train["label_index"].to_numpy(),
+                                         profile.loc[test["image"], columns].to_numpy(float))
+    return predicted, f"baseline: logistic regression on {len(columns)} image statistics, {len(train)} train images"
 
 
 def _roc_figure(y_true: np.ndarray, probabilities: np.ndarray):
@@ -181,6 +180,10 @@ def render_report(evaluation: Evaluation, decision: Decision, n_test: int, *, y_
                + img_tag(png_bytes(_roc_figure(y_true, probabilities)), "ROC curves")
                + img_tag(png_bytes(_reliability_figure(evaluation.reliability)), "reliability diagram"))
     gate_html = "".join(f"<li>{r}</li>" for r in decision.reasons)
+    pct = f"{decision.confidence * 100:g} %"
+    gate_html += "</ul>" + table(["estimate", "point", f"{pct} lower bound", f"{pct} upper bound", "images"],
+                                 [(k, iv.point, iv.lower, iv.upper, iv.n) for k, iv in decision.intervals.items()]) \
+        + "<ul>"
     body = (f"<p>{n_test} test images. Classes absent from the test split (reported, not averaged in): {absent}.</p>"
             f"<p><b>Gate: {'blessed' if decision.blessed else 'not blessed'}</b></p><ul>{gate_html}</ul>"
             f"<h2>Headline</h2>{headline}<h2>Per class</h2>{per_class}<h2>Melanoma operating points</h2>{mel}"
@@ -190,44 +193,70 @@ def render_report(evaluation: Evaluation, decision: Decision, n_test: int, *, y_
 
 
 @dataclass(frozen=True)
-class GateParams:
-    min_balanced_accuracy: float = 0.5
-    max_bma_drop: float = 0.02
+class EvaluateParams:
+    gate: GateParams = GateParams()
     registry_root: str = ""
     model_name: str = config.MODEL_NAME
     tta: bool = True
+    champion_version: int = 0
+    champion_digest: str = ""
 
 
-def run(raw: Dataset, model: Model, test: Dataset, metrics: Metrics, confusion: ClassificationMetrics,
-        report: HTML, decision_md: Markdown, predictions: Dataset, params: GateParams) -> bool:
-    from dermpipe.lineage import annotate, log_metrics, write_metadata_file
+def _predict_challenger(model: Model, raw: Dataset, test_table: pd.DataFrame,
+                        tta: bool) -> tuple[np.ndarray, Evaluation, Evaluation | None]:
     from dermpipe.metafeatures import image_size as model_image_size
     from dermpipe.metrics import evaluate_predictions
     from dermpipe.models import load_classifier
 
     trained = load_classifier(Path(model.path) / "model.keras")
     image_size = model_image_size(trained)
-    test_table = pd.read_parquet(test.path)
     y_true = test_table["label_index"].to_numpy()
     probabilities = predict_table(trained, test_table, Path(raw.path), image_size)
     evaluation = evaluate_predictions(y_true, probabilities, config.CLASSES)
-    tta = None
-    if params.tta:
+    tta_eval = None
+    if tta:
         tta_probs = predict_table(trained, test_table, Path(raw.path), image_size, tta=True)
-        tta = evaluate_predictions(y_true, tta_probs, config.CLASSES)
-    champion = load_champion(params.registry_root, params.model_name)
-    champion_bma = None
+        tta_eval = evaluate_predictions(y_true, tta_probs, config.CLASSES)
+    return probabilities, evaluation, tta_eval
+
+
+def judge(raw: Dataset, test_table: pd.DataFrame, train_table: pd.DataFrame, probabilities: np.ndarray,
+          profile_dir: Path | None, params: EvaluateParams) -> tuple[Decision, float | None, str]:
+    """The gate's decision, the champion's point BMA on the same images (None without one), the baseline note."""
+    from dermpipe.metafeatures import image_size as model_image_size
+    from dermpipe.metrics import evaluate_predictions
+
+    y_true = test_table["label_index"].to_numpy()
+    champion = load_champion(params.registry_root, params.model_name, params.champion_version,
+                             params.champion_digest)
+    champion_pred, champion_bma = None, None
     if champion is not None:
-        champion_size = model_image_size(champion[1])
-        champion_probs = predict_table(champion[1], test_table, Path(raw.path), champion_size)
+        champion_probs = predict_table(champion, test_table, Path(raw.path), model_image_size(champion))
+        champion_pred = champion_probs.argmax(axis=1)
         champion_bma = evaluate_predictions(y_true, champion_probs, config.CLASSES).balanced_accuracy
-    decision = gate(evaluation.balanced_accuracy, min_balanced_accuracy=params.min_balanced_accuracy,
-                    champion_bma=champion_bma, champion_version=champion[0] if champion else "",
-                    max_bma_drop=params.max_bma_drop)
+    baseline_pred, baseline_note = baseline_predictions(profile_dir, train_table, test_table)
+    decision = decide(y_true, probabilities.argmax(axis=1), params.gate, champion_pred=champion_pred,
+                      champion_version=str(params.champion_version), baseline_pred=baseline_pred)
+    decision.reasons.insert(0, baseline_note)
+    return decision, champion_bma, baseline_note
+
+
+def run(raw: Dataset, model: Model, test: Dataset, train: Dataset, profile_dir: Path | None, metrics: Metrics,
+        confusion: ClassificationMetrics, report: HTML, decision_md: Markdown, predictions: Dataset,
+        params: EvaluateParams) -> bool:
+    from dermpipe.lineage import annotate, log_metrics, write_metadata_file
+
+    test_table = pd.read_parquet(test.path)
+    y_true = test_table["label_index"].to_numpy()
+    probabilities, evaluation, tta = _predict_challenger(model, raw, test_table, params.tta)
+    decision, champion_bma, _ = judge(raw, test_table, pd.read_parquet(train.path), probabilities, profile_dir,
+                                      params)
     sliced = slices(test_table, probabilities)
     log_metrics(metrics, {**evaluation.headline(), "test_rows": len(test_table), "blessed": int(decision.blessed),
                           **({f"tta_{k}": v for k, v in tta.headline().items()} if tta else {}),
                           **({"champion_balanced_accuracy": champion_bma} if champion_bma is not None else {}),
+                          "champion_version": params.champion_version,
+                          **{f"gate_{k}": v for k, v in decision.metadata().items() if k != "blessed"},
                           **{f"mel_sensitivity_at_{k[:-1]}_specificity": v
                              for k, v in evaluation.mel_sensitivity_at_specificity.items() if v is not None}})
     for cls, values in evaluation.per_class.items():
@@ -241,22 +270,29 @@ def run(raw: Dataset, model: Model, test: Dataset, metrics: Metrics, confusion: 
     annotate(predictions, {"rows": len(test_table), "model_uri": model.uri, "format": "parquet"})
     annotate(report, {"decision": "; ".join(decision.reasons), "blessed": decision.blessed,
                       "absent_classes": evaluation.absent_classes, "slices": sliced})
-    annotate(decision_md, {"blessed": decision.blessed, "reasons": decision.reasons,
-                           "champion_version": champion[0] if champion else ""})
+    annotate(decision_md, {**decision.metadata(), "reasons": decision.reasons,
+                           "conditions": decision.conditions, "champion_version": params.champion_version})
     return decision.blessed
 
 
 @stage_component()
 def evaluate(
-    raw: Input[Dataset], model: Input[Model], test_split: Input[Dataset], metrics: Output[Metrics],
-    confusion: Output[ClassificationMetrics], report: Output[HTML], decision: Output[Markdown],
-    predictions: Output[Dataset], min_balanced_accuracy: float = 0.5, max_bma_drop: float = 0.02,
-    registry_root: str = "", model_name: str = "dermpipe-isic2019", tta: bool = True,
+    raw: Input[Dataset], model: Input[Model], test_split: Input[Dataset], train_split: Input[Dataset],
+    metrics: Output[Metrics], confusion: Output[ClassificationMetrics], report: Output[HTML],
+    decision: Output[Markdown], predictions: Output[Dataset], profile: Input[Artifact] = None,
+    min_balanced_accuracy: float = 0.5, max_bma_drop: float = 0.02, require_beat_baseline: bool = False,
+    registry_root: str = "", model_name: str = "dermpipe-isic2019", tta: bool = True, champion_version: int = 0,
+    champion_digest: str = "",
 ) -> bool:
     """Score the model on the test split; returns whether it is blessed for deployment (the pipeline's condition).
 
     A single unnamed output on purpose: kfp.local resolves conditions on `<task>-Output` channels only."""
-    from dermpipe.components.evaluate import GateParams, run
+    from pathlib import Path
 
-    params = GateParams(min_balanced_accuracy, max_bma_drop, registry_root, model_name, tta)
-    return run(raw, model, test_split, metrics, confusion, report, decision, predictions, params)
+    from dermpipe.components.evaluate import EvaluateParams, run
+    from dermpipe.gate import GateParams
+
+    params = EvaluateParams(GateParams(min_balanced_accuracy, max_bma_drop, require_beat_baseline), registry_root,
+                            model_name, tta, champion_version, champion_digest)
+    return run(raw, model, test_split, train_split, Path(profile.path) if profile is not None else None, metrics,
+               confusion, report, decision, predictions, params)

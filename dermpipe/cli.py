@@ -34,8 +34,13 @@ def run(
     metadata_fusion: bool = typer.Option(False, "--metadata-fusion/--no-metadata-fusion",
                                          help="age, sex and anatomic site as a second model input (off: images only)"),
     quiet_train: bool = typer.Option(False, "--quiet-train", help="no per-epoch progress lines from train"),
-    min_balanced_accuracy: float = typer.Option(0.5, help="deploy only if test BMA reaches this"),
-    max_bma_drop: float = typer.Option(0.02, help="deploy only if test BMA >= the deployed model's BMA minus this"),
+    min_balanced_accuracy: float = typer.Option(0.5, help="deploy only if the test BMA point estimate reaches this "
+                                                "(the bootstrap lower bound must also beat chance)"),
+    max_bma_drop: float = typer.Option(0.02, help="deploy only if a paired bootstrap shows test BMA no worse than "
+                                       "the deployed model's by more than this"),
+    require_beat_baseline: bool = typer.Option(False, "--require-beat-baseline/--no-require-beat-baseline",
+                                               help="also require beating the image-statistics baseline (paired "
+                                                    "bootstrap)"),
     tta: bool = typer.Option(True, "--tta/--no-tta", help="also report test-time augmentation (flips)"),
     demo_images: int = typer.Option(400, help="size of the generated demo data set"),
     invalid_images: str = typer.Option("drop", help="drop (and report) or fail on corrupt/non-RGB/bomb images"),
@@ -53,7 +58,8 @@ def run(
         "source": source, "epochs": epochs, "image_size": image_size, "backbone": backbone, "weights": weights,
         "batch_size": batch_size, "learning_rate": learning_rate, "fine_tune_epochs": fine_tune_epochs,
         "patience": patience, "min_balanced_accuracy": min_balanced_accuracy, "max_bma_drop": max_bma_drop,
-        "tta": tta, "demo_images": demo_images, "invalid_images": invalid_images, "folds": folds,
+        "require_beat_baseline": require_beat_baseline, "tta": tta, "demo_images": demo_images,
+        "invalid_images": invalid_images, "folds": folds,
         "class_balance": class_balance, "loss": loss, "monitor": monitor, "lr_schedule": lr_schedule,
         "jit_compile": jit_compile, "train_quiet": quiet_train, "metadata_fusion": metadata_fusion,
     }
@@ -77,14 +83,33 @@ def _summary(record) -> str:
         rows.append(("cached", f"{', '.join(cached)} (unchanged inputs; outputs reused)"))
     rows += [(f"test {key}", f"{value:.4f}") for key, value in record.headline().items()]
     rows += list(record.reports.items())
-    for label, task, output in (("model", "train", "model"), ("deployed", "deploy", "pushed")):
-        artifact = record.artifact(task, output)
-        if artifact:
-            rows.append((label, artifact["metadata"].get("registry_uri", artifact["uri"])))
-    if record.status == "succeeded" and "deploy" not in record.tasks:
+    model = record.artifact("train", "model")
+    if model:
+        rows.append(("model", model["uri"]))
+    deployed = record.artifact("deploy", "pushed")
+    if deployed:
+        rows.append(("deployed", f"{deployed['metadata'].get('registry_uri', deployed['uri'])}: "
+                                 f"{deployed['metadata'].get('message', '')}"))
+    elif record.status == "succeeded":
         rows.append(("deployed", "no: the model was not blessed (see the evaluation report)"))
+    rows += _serving(record)
     width = max(len(label) for label, _ in rows) + 2
     return "\n" + "\n".join(f"{label:<{width}}{value}" for label, value in rows)
+
+
+def _serving(record) -> list[tuple[str, str]]:
+    """The version the registry serves now, read after the run (not what any cached task once said)."""
+    from dermpipe import registry
+
+    root, name = record.params.get("registry_root"), record.params.get("model_name", config.MODEL_NAME)
+    if not root:
+        return []
+    try:
+        current = registry.read_current(str(root), str(name))
+    except (registry.RegistryError, OSError) as err:
+        return [("serving", f"unknown ({err})")]
+    return [("serving", f"{name} version {current['version']} ({current['uri']})" if current
+             else f"{name}: no version is current in {root}")]
 
 
 @app.command()

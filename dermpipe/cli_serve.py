@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from dermpipe import config
@@ -10,6 +12,11 @@ models_app = typer.Typer(help="The versioned model registry (local folder or gs:
                          no_args_is_help=True)
 
 REGISTRY_HELP = "registry root, a folder or gs://bucket/prefix [default: $DERMPIPE_HOME/registry]"
+APPLY_KSERVE = typer.Option(True, "--apply-kserve/--no-apply-kserve",
+                            help="when the model was deployed to KServe, re-point its InferenceService at the new "
+                                 "current version (off: only render the manifest)")
+KSERVE_MANIFEST = typer.Option(None, "--kserve-manifest", help="also write the InferenceService manifest (YAML) for "
+                                                               "the new current version here")
 
 
 def _root(registry_root: str | None) -> str:
@@ -43,6 +50,8 @@ def promote(
     version: int = typer.Argument(..., help="version to serve"),
     model_name: str = typer.Option(config.MODEL_NAME, "--model-name"),
     registry_root: str = typer.Option(None, "--registry-root", help=REGISTRY_HELP),
+    apply_kserve: bool = APPLY_KSERVE,
+    kserve_manifest: str = KSERVE_MANIFEST,
 ) -> None:
     """Make VERSION the current one (a running `dermpipe serve` picks it up within its poll interval)."""
     from dermpipe import registry
@@ -53,12 +62,15 @@ def promote(
         typer.echo(str(err), err=True)
         raise typer.Exit(2) from err
     typer.echo(f"{model_name}: current version {record['version']} (was {record['previous']})")
+    _follow_on_kserve(_root(registry_root), model_name, int(record["version"]), apply_kserve, kserve_manifest)
 
 
 @models_app.command()
 def rollback(
     model_name: str = typer.Option(config.MODEL_NAME, "--model-name"),
     registry_root: str = typer.Option(None, "--registry-root", help=REGISTRY_HELP),
+    apply_kserve: bool = APPLY_KSERVE,
+    kserve_manifest: str = KSERVE_MANIFEST,
 ) -> None:
     """Serve the previous version (the highest one below the current version)."""
     from dermpipe import registry
@@ -69,6 +81,33 @@ def rollback(
         typer.echo(str(err), err=True)
         raise typer.Exit(2) from err
     typer.echo(f"{model_name}: rolled back to version {record['version']} (was {record['previous']})")
+    _follow_on_kserve(_root(registry_root), model_name, int(record["version"]), apply_kserve, kserve_manifest)
+
+
+def _follow_on_kserve(root: str, model_name: str, version: int, apply: bool, manifest_out: str | None,
+                      api=None) -> None:
+    """KServe serves what current.json says only if its InferenceService is re-pointed: do it (or render it)."""
+    import yaml
+
+    from dermpipe import cloud_deploy
+
+    settings = cloud_deploy.kserve_settings(root, model_name)
+    if settings is None:
+        if manifest_out:
+            settings = {"namespace": "default"}
+        else:
+            return  # never deployed to KServe: nothing there to move
+    try:
+        served = cloud_deploy.serve_on_kserve(root, model_name, version, settings, api=api, apply=apply)
+    except Exception as err:  # noqa: BLE001 - the registry moved; say plainly that the cluster did not
+        typer.echo(f"{model_name}: the registry now serves version {version}, but re-pointing the KServe "
+                   f"InferenceService failed ({type(err).__name__}: {err}); re-run with --kserve-manifest FILE and "
+                   f"`kubectl apply -f FILE`", err=True)
+        raise typer.Exit(1) from err
+    if manifest_out:
+        Path(manifest_out).write_text(yaml.safe_dump(served["manifest"], sort_keys=False))
+    typer.echo(f"kserve: {served['kserve_inference_service']} {served['kserve_action']}, storageUri "
+               f"{served['kserve_storage_uri']}" + (f" (manifest: {manifest_out})" if manifest_out else ""))
 
 
 def serve(

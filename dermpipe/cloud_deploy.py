@@ -4,17 +4,22 @@ Both deploy a version that deploy has already pushed to a gs:// registry:
 - vertex: upload the version folder as a new version of the Vertex model with the same display name (parent_model),
   on Google's prebuilt TensorFlow serving container, then deploy it to an endpoint (created when missing) with
   `traffic_percentage` of the traffic (the other deployed versions keep the rest, in proportion).
-- kserve: create or patch an InferenceService (tensorflow model format) whose storageUri is the model's registry folder
-  (TF Serving's layout: <model>/<version>/saved_model.pb; TF Serving serves the highest version), with an optional
-  canary percentage. infra/kserve/inferenceservice.yaml is the same manifest with placeholders.
+- kserve: create or patch an InferenceService (tensorflow model format) whose storageUri is the registry's serving
+  alias of the promoted version, <model>/serving/<N> (a folder holding only <N>/: TF Serving serves the highest
+  version under its base path, so pointing it at the whole model folder would serve an unpromoted push and ignore
+  rollbacks). The settings are remembered in <model>/kserve.json, so `dermpipe models promote|rollback` re-point the
+  InferenceService too. infra/kserve/inferenceservice.yaml is the same manifest with placeholders.
 
 The cloud clients are passed in (tests pass fakes) or created from the ambient credentials.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
+
+from dermpipe import registry, storage
 
 VERTEX_TF_IMAGE = "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest"
 # TF Serving image tag KServe runs (its ClusterServingRuntime default, 2.6.2, predates ops our TF 2.21 SavedModels
@@ -133,3 +138,33 @@ def apply_inference_service(manifest: dict[str, Any], api: Any = None) -> str:
         return "created"
     api.patch_namespaced_custom_object(KSERVE_GROUP, KSERVE_VERSION, namespace, KSERVE_PLURAL, name, manifest)
     return "patched"
+
+
+KSERVE_SETTINGS_FILE = "kserve.json"
+
+
+def remember_kserve(root: str, model_name: str, settings: dict[str, Any]) -> None:
+    """Record where the model is served on KServe, for promote and rollback to follow."""
+    storage.write_bytes(storage.join(registry.model_dir(root, model_name), KSERVE_SETTINGS_FILE),
+                        json.dumps(settings).encode())
+
+
+def kserve_settings(root: str, model_name: str) -> dict[str, Any] | None:
+    """The KServe settings deploy recorded for this model, or None when it was never deployed there."""
+    try:
+        return json.loads(storage.read_text(storage.join(registry.model_dir(root, model_name), KSERVE_SETTINGS_FILE)))
+    except FileNotFoundError:
+        return None
+
+
+def serve_on_kserve(root: str, model_name: str, version: int, settings: dict[str, Any], *, api: Any = None,
+                    apply: bool = True) -> dict[str, Any]:
+    """Point the model's InferenceService at `version` (its serving alias); returns the manifest and what was done."""
+    options = dict(settings)
+    namespace = options.pop("namespace", "default") or "default"
+    name = options.pop("name", "") or kserve_name(model_name)
+    manifest = inference_service(name, namespace, registry.serving_alias(root, model_name, version),
+                                 version=str(version), **options)
+    action = apply_inference_service(manifest, api) if apply else "rendered"
+    return {"manifest": manifest, "kserve_inference_service": f"{namespace}/{name}", "kserve_action": action,
+            "kserve_storage_uri": manifest["spec"]["predictor"]["model"]["storageUri"]}

@@ -150,7 +150,8 @@ def finish_task(task_id: int, *, status: str, finished: str, seconds: float, cac
         for output_name, artifact in outputs.items():
             artifact_id = _link(conn, task_id, output_name, artifact, "output")
             meta = artifact.get("metadata") or {}
-            if {"model_name", "version", "registry_uri"} <= set(meta):
+            # the deploy that pushed a version is its origin; later idempotent deploys of it are not
+            if {"model_name", "version", "registry_uri"} <= set(meta) and meta.get("action", "pushed") == "pushed":
                 conn.execute("INSERT OR REPLACE INTO model_versions VALUES (?, ?, ?, ?)",
                              (meta["model_name"], int(meta["version"]), meta["registry_uri"], artifact_id))
 

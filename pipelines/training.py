@@ -1,5 +1,9 @@
 """The training DAG: ingest -> merge -> split -> prepare -> train -> evaluate -> explain, and deploy when blessed.
 
+resolve_champion reads the registry's current version at the start of the run and hands its version and digest to
+evaluate and deploy as parameters (so a changed champion re-runs evaluate; an unchanged one keeps its cache hits).
+It and deploy read or change external state, so they are never served from the cache, on any backend.
+
 One factory for every backend. Placement (GPU, CPU/memory, toleration, retries) is decided here, never in the
 stage logic; the local runner builds the same DAG without placement, since kfp.local ignores it.
 """
@@ -9,6 +13,7 @@ from dataclasses import dataclass
 from kfp import dsl, kubernetes
 
 from dermpipe import config
+from dermpipe.components.champion import resolve_champion
 from dermpipe.components.deploy import deploy
 from dermpipe.components.evaluate import evaluate
 from dermpipe.components.explain import explain
@@ -129,6 +134,7 @@ def build_training_pipeline(placement: Placement | None = Placement()):
         metadata_fusion: bool = False,
         min_balanced_accuracy: float = 0.5,
         max_bma_drop: float = 0.02,
+        require_beat_baseline: bool = False,
         tta: bool = True,
         explain_per_class: int = 2,
         registry_root: str = "",
@@ -175,10 +181,15 @@ def build_training_pipeline(placement: Placement | None = Placement()):
                     test_split=splits.outputs["test"]),
             placement,
         ).set_display_name("profile")
+        champion = _place_step(resolve_champion(registry_root=registry_root, model_name=model_name), placement)
+        champion.set_display_name("resolve-champion").set_caching_options(False)
         evaluated = _place_step(
             evaluate(raw=ingested.outputs["dataset"], model=trained.outputs["model"],
-                     test_split=splits.outputs["test"], min_balanced_accuracy=min_balanced_accuracy,
-                     max_bma_drop=max_bma_drop, registry_root=registry_root, model_name=model_name, tta=tta),
+                     test_split=splits.outputs["test"], train_split=splits.outputs["train"],
+                     profile=profiled.outputs["profile"], min_balanced_accuracy=min_balanced_accuracy,
+                     max_bma_drop=max_bma_drop, require_beat_baseline=require_beat_baseline,
+                     registry_root=registry_root, model_name=model_name, tta=tta,
+                     champion_version=champion.outputs["version"], champion_digest=champion.outputs["digest"]),
             placement,
         ).set_display_name("evaluate")
         _place_step(
@@ -191,8 +202,9 @@ def build_training_pipeline(placement: Placement | None = Placement()):
                 deploy(model=trained.outputs["model"], evaluation=evaluated.outputs["metrics"],
                        profile=profiled.outputs["profile"], registry_root=registry_root, model_name=model_name,
                        deploy_target=deploy_target, gcp_project=gcp_project, gcp_region=gcp_region,
-                       traffic_percentage=traffic_percentage, kserve_namespace=kserve_namespace),
+                       traffic_percentage=traffic_percentage, kserve_namespace=kserve_namespace,
+                       champion_version=champion.outputs["version"]),
                 placement,
-            ).set_display_name("deploy")
+            ).set_display_name("deploy").set_caching_options(False)
 
     return training_pipeline

@@ -57,16 +57,18 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def emulator():
-    """gcp-storage-emulator (in memory) on a free loopback port; STORAGE_EMULATOR_HOST points the real
-    google-cloud-storage client at it. Yields the emulator's URL."""
+    """gcp-storage-emulator (in memory, with generation preconditions) on a free loopback port; STORAGE_EMULATOR_HOST
+    points the real google-cloud-storage client at it. Yields the emulator's URL."""
     import socket
     import subprocess
     import sys
     import time
 
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1", "--port",
-                             str(port), "--in-memory", "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # tests/gcs_emulator.py: the emulator plus Cloud Storage's generation preconditions (it ignores them alone)
+    launcher = Path(__file__).with_name("gcs_emulator.py")
+    proc = subprocess.Popen([sys.executable, str(launcher), "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 30
     while time.time() < deadline:
         try:

@@ -4,7 +4,8 @@ import pytest
 
 from dermpipe.pipelines.local import run_local
 
-TINY = {"source": "demo", "demo_images": 160, "image_size": 32, "epochs": 3, "batch_size": 16,
+# The smallest demo run whose model the statistical gate can tell from chance (160 images or 3 epochs cannot).
+TINY = {"source": "demo", "demo_images": 240, "image_size": 32, "epochs": 10, "batch_size": 16,
         "backbone": "simple_cnn", "explain_per_class": 1}
 
 

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow  # one whole kfp.local run on tiny demo data
 
 
 def test_demo_run_with_metadata_fusion_trains_explains_and_deploys(dermpipe_home, tiny):
-    record = run_local({**tiny, "metadata_fusion": True, "min_balanced_accuracy": 0.0, "epochs": 2, "tta": False})
+    record = run_local({**tiny, "metadata_fusion": True, "min_balanced_accuracy": 0.0, "tta": False})
     assert record.status == "succeeded", record.error
     assert all(t.status == "success" for t in record.tasks.values()) and "deploy" in record.tasks
     model = record.artifact("train", "model")

@@ -34,7 +34,7 @@ def client(store) -> TestClient:
 def test_store_mirrors_the_run_records(store, first_run, cached_run):
     for record in (first_run, cached_run):
         run = store.run(record.run_id)
-        assert (run.status, run.params["demo_images"], run.finished) == ("succeeded", 160, record.finished)
+        assert (run.status, run.params["demo_images"], run.finished) == ("succeeded", 240, record.finished)
         tasks = {t.name: t for t in store.tasks(record.run_id)}
         assert set(tasks) == set(record.tasks)
         for name, task in tasks.items():
@@ -42,7 +42,8 @@ def test_store_mirrors_the_run_records(store, first_run, cached_run):
                                                                record.tasks[name].seconds)
             outputs = {n: a.uri for n, a in store.io(task.id, "output")}
             assert outputs == {n: o["uri"] for n, o in record.tasks[name].outputs.items() if isinstance(o, dict)}
-    assert store.tasks(cached_run.run_id)[0].cached and not store.tasks(first_run.run_id)[0].cached
+    by_name = {run.run_id: {t.name: t for t in store.tasks(run.run_id)} for run in (first_run, cached_run)}
+    assert by_name[cached_run.run_id]["ingest"].cached and not by_name[first_run.run_id]["ingest"].cached
     edges = set(store.task_edges(first_run.run_id))
     assert {("ingest", "merge"), ("merge", "split"), ("split", "train"), ("train", "evaluate"),
             ("evaluate", "explain"), ("train", "deploy"), ("evaluate", "deploy")} <= edges
@@ -62,7 +63,7 @@ def test_artifacts_carry_hashes_and_task_parameters(store, first_run):
     dataset = store.artifact_by_uri(first_run.artifact("ingest", "dataset")["uri"])
     assert dataset.hash == first_run.artifact("ingest", "dataset")["metadata"]["manifest_sha256"]
     merged = store.artifact_by_uri(first_run.artifact("merge", "merged")["uri"])
-    assert len(merged.hash) == 64 and merged.metadata["rows"] == 160
+    assert len(merged.hash) == 64 and merged.metadata["rows"] == 240
     split = {t.name: t for t in store.tasks(first_run.run_id)}["split"]
     assert split.params == {"test_size": 0.1, "val_size": 0.1, "seed": 42, "folds": 0}
     assert [n for n, _ in store.io(split.id, "input")] == ["merged"]
@@ -74,7 +75,7 @@ def test_deployed_version_resolves_to_data_split_parameters_and_code(store, firs
     answer = json.loads(result.output)
     deploy = answer["upstream"]["children"][0]
     assert (deploy["name"], deploy["run_id"], deploy["cached"]) == ("deploy", first_run.run_id, False)
-    assert deploy["reused_by_runs"] == [cached_run.run_id]
+    assert deploy["reused_by_runs"] == []  # deploy is never cached: the cached run's deploy pushed nothing
 
     found: dict[str, dict] = {}
 
@@ -86,9 +87,9 @@ def test_deployed_version_resolves_to_data_split_parameters_and_code(store, firs
 
     walk(answer["upstream"])
     assert set(found) == {"deploy", "evaluate", "profile", "train", "prepare", "split", "merge", "ingest"}
-    assert found["ingest"]["params"]["source"] == "demo" and found["ingest"]["params"]["demo_images"] == 160
+    assert found["ingest"]["params"]["source"] == "demo" and found["ingest"]["params"]["demo_images"] == 240
     assert found["split"]["params"] == {"test_size": 0.1, "val_size": 0.1, "seed": 42, "folds": 0}
-    assert found["train"]["params"]["backbone"] == "simple_cnn" and found["train"]["params"]["epochs"] == 3
+    assert found["train"]["params"]["backbone"] == "simple_cnn" and found["train"]["params"]["epochs"] == 10
     code = first_run.artifact("train", "model")["metadata"]["code_version"]
     assert {node["code_version"] for node in found.values()} == {code}
 

@@ -20,7 +20,7 @@ def test_demo_run_executes_every_stage_and_deploys(first_run, home):
     record = first_run
     assert record.status == "succeeded", record.error
     order = list(record.tasks)
-    assert sorted(order) == sorted([*STAGES, "deploy"])
+    assert sorted(order) == sorted([*STAGES, "resolve-champion", "deploy"])
     assert order[:3] == STAGES[:3]  # prepare and train both follow split; explain and deploy follow evaluate
     assert order.index("evaluate") > order.index("train") and order.index("prepare") > order.index("split")
     assert order.index("profile") > order.index("train")
@@ -37,11 +37,11 @@ def test_demo_run_executes_every_stage_and_deploys(first_run, home):
 def test_stage_outputs_are_real(first_run):
     record = first_run
     ingest = record.artifact("ingest", "dataset")
-    assert ingest["metadata"]["n_images"] == 160 and len(ingest["metadata"]["manifest_sha256"]) == 64
+    assert ingest["metadata"]["n_images"] == 240 and len(ingest["metadata"]["manifest_sha256"]) == 64
     merged = pd.read_parquet(record.artifact("merge", "merged")["uri"])
-    assert len(merged) == 160
+    assert len(merged) == 240
     sizes = [len(pd.read_parquet(record.artifact("split", n)["uri"])) for n in ("train", "val", "test")]
-    assert sum(sizes) == 160 and min(sizes) > 0
+    assert sum(sizes) == 240 and min(sizes) > 0
     shards = record.artifact("prepare", "shards")
     assert shards["metadata"]["counts"] == dict(zip(("train", "val", "test"), sizes, strict=True))
     assert shards["metadata"]["image_size"] == 32 and (Path(shards["uri"]) / "shards.json").exists()
@@ -66,7 +66,9 @@ def test_stage_outputs_are_real(first_run):
     report = Path(record.artifact("evaluate", "report")["uri"]).read_text()
     assert "Confusion matrix" in report and report.count("data:image/png;base64") == 3  # confusion, ROC, reliability
     assert "with TTA (flips)" in report and "Melanoma operating points" in report and "age band" in report
-    assert "first deployment" in Path(record.artifact("evaluate", "decision")["uri"]).read_text()
+    decision = Path(record.artifact("evaluate", "decision")["uri"]).read_text()
+    assert "first deployment" in decision and "lower bound is above chance level" in decision
+    assert "| challenger |" in decision and "| baseline_difference |" in decision
     gallery = Path(record.artifact("explain", "gallery")["uri"]).read_text()
     assert gallery.count("<figure>") == record.artifact("explain", "gallery")["metadata"]["examples"] > 0
     assert "Grad-CAM" in gallery
@@ -75,9 +77,15 @@ def test_stage_outputs_are_real(first_run):
 def test_second_identical_run_is_served_from_the_cache(first_run, cached_run, home):
     second = cached_run
     assert second.status == "succeeded"
-    assert all(second.tasks[name].cached for name in [*STAGES, "deploy"])
+    assert all(second.tasks[name].cached for name in STAGES)  # the champion is unchanged: evaluate is reused
+    # resolve-champion and deploy read and change the registry: never from the cache, and deploy is idempotent
+    assert not second.tasks["resolve-champion"].cached and not second.tasks["deploy"].cached
+    assert second.tasks["resolve-champion"].outputs["version"] == 1
+    pushed = second.artifact("deploy", "pushed")["metadata"]
+    assert pushed["action"] == "unchanged" and "nothing pushed" in pushed["message"]
     assert second.artifact("train", "model")["uri"] == first_run.artifact("train", "model")["uri"]
-    assert sorted(p.name for p in (home / "registry/dermpipe-isic2019").iterdir()) == ["1", "current.json"]
+    names = sorted(p.name for p in (home / "registry/dermpipe-isic2019").iterdir() if not p.name.startswith("."))
+    assert names == ["1", "allocated", "current.json"]
 
 
 def test_unblessed_model_is_not_deployed(first_run, tiny):
@@ -86,9 +94,9 @@ def test_unblessed_model_is_not_deployed(first_run, tiny):
     assert "deploy" not in record.tasks
     assert record.tasks["train"].cached and not record.tasks["evaluate"].cached
     decision = record.artifact("evaluate", "decision")
-    assert decision["metadata"]["blessed"] is False and decision["metadata"]["champion_version"] == "1"
+    assert decision["metadata"]["blessed"] is False and decision["metadata"]["champion_version"] == 1
     text = Path(decision["uri"]).read_text()
-    assert "**Not blessed**" in text and "< threshold 1.0100" in text and "champion (version 1)" in text
+    assert "**Not blessed**" in text and "< minimum 1.0100" in text and "champion (version 1)" in text
 
 
 def test_failed_run_is_recorded_with_the_failing_task(home, tmp_path, tiny):

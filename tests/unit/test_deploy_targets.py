@@ -39,8 +39,9 @@ def _profile(folder: Path, dim: int = 128, k: int = 3) -> Path:
 def test_push_validates_in_a_separate_process_and_copies_the_profile(model_dir, tmp_path):
     root = str(tmp_path / "registry")
     version, target = deploy_stage.push(model_dir, root, "m", {"run": "r1"}, _profile(tmp_path / "profile"))
-    assert version == 1 and registry.current_version(root, "m") == 1
+    assert version == 1 and registry.versions(root, "m") == [1] and registry.current_version(root, "m") is None
     record = json.loads((Path(target) / "dermpipe.json").read_text())
+    assert record["model_digest"] == registry.version_digest(root, "m", 1) and len(record["model_digest"]) == 64
     check = record["serving_check"]
     assert check["process"] == "separate" and check["pid"] != os.getpid()
     assert check["check"]["probe_output_sum"] == pytest.approx(1.0, abs=1e-3)
@@ -64,6 +65,7 @@ def test_a_model_that_cannot_serve_is_not_pushed(model_dir, tmp_path, monkeypatc
     with pytest.raises(InfraValidationError, match="failed in a separate process .*not pushed"):
         deploy_stage.push(model_dir, str(root), "m", {})
     assert not (root / "m" / "1").exists() and not (root / "m" / "current.json").exists()
+    assert registry.allocated_versions(str(root), "m") == []  # validation fails before a number is claimed
 
 
 def test_copy_profile_checks_the_embedding_size(tmp_path):
@@ -176,16 +178,17 @@ class FakeCustomObjects:
 
 def test_kserve_creates_then_patches_the_inference_service():
     api = FakeCustomObjects()
-    first = cloud_deploy.inference_service("dermpipe-isic2019", "models", "gs://b/reg/dermpipe-isic2019", version="1")
+    first = cloud_deploy.inference_service("dermpipe-isic2019", "models", "gs://b/reg/dermpipe-isic2019/serving/1",
+                                           version="1")
     assert cloud_deploy.apply_inference_service(first, api) == "created"
-    canary = cloud_deploy.inference_service("dermpipe-isic2019", "models", "gs://b/reg/dermpipe-isic2019",
+    canary = cloud_deploy.inference_service("dermpipe-isic2019", "models", "gs://b/reg/dermpipe-isic2019/serving/2",
                                             version="2", canary_traffic_percent=10, service_account="sa")
     assert cloud_deploy.apply_inference_service(canary, api) == "patched"
     assert [c[0] for c in api.calls] == ["get", "create", "get", "patch"]
     stored = api.objects[("models", "dermpipe-isic2019")]
     predictor = stored["spec"]["predictor"]
     assert predictor["model"]["modelFormat"] == {"name": "tensorflow"}
-    assert predictor["model"]["storageUri"] == "gs://b/reg/dermpipe-isic2019"
+    assert predictor["model"]["storageUri"] == "gs://b/reg/dermpipe-isic2019/serving/2"
     assert predictor["canaryTrafficPercent"] == 10 and predictor["serviceAccountName"] == "sa"
     assert stored["metadata"]["annotations"]["dermpipe/registry-version"] == "2"
     with pytest.raises(RuntimeError, match="HTTP 403"):
@@ -194,7 +197,8 @@ def test_kserve_creates_then_patches_the_inference_service():
 
 def test_the_kserve_template_is_the_manifest_deploy_applies():
     template = yaml.safe_load((REPO / "infra" / "kserve" / "inferenceservice.yaml").read_text())
-    expected = cloud_deploy.inference_service("${NAME}", "${NAMESPACE}", "gs://${BUCKET}/registry/${MODEL_NAME}",
+    expected = cloud_deploy.inference_service("${NAME}", "${NAMESPACE}",
+                                              "gs://${BUCKET}/registry/${MODEL_NAME}/serving/${VERSION}",
                                               service_account="${SERVICE_ACCOUNT}", version="${VERSION}")
     assert template == expected
     assert cloud_deploy.kserve_name("dermpipe_ISIC.2019") == "dermpipe-isic-2019"
@@ -208,14 +212,22 @@ def _artifacts(tmp_path):
     return model, evaluation, pushed
 
 
-def test_run_deploys_the_pushed_version_to_the_target(tmp_path, monkeypatch):
-    pushes = []
-    monkeypatch.setattr(deploy_stage, "push", lambda *args: pushes.append(args) or (4, "gs://b/reg/m/4"))
+def test_run_deploys_the_promoted_version_to_the_target(tmp_path, monkeypatch):
+    published = []
+
+    def publish(*args):
+        published.append(args)
+        return {"version": 4, "registry_uri": "gs://b/reg/m/4", "action": "pushed", "promoted": True,
+                "current_version": 4, "message": "version 4 pushed and promoted (was 3)"}
+
+    monkeypatch.setattr(deploy_stage, "publish", publish)
+    monkeypatch.setattr(registry, "serving_alias", lambda root, name, version: f"{root}/{name}/serving/{version}")
+    monkeypatch.setattr(cloud_deploy, "remember_kserve", lambda *args: None)
     model, evaluation, pushed = _artifacts(tmp_path)
     fake = FakeAiplatform()
     vertex = cloud_deploy.VertexSettings(project="proj")
     result = deploy_stage.run(model, evaluation, pushed, "gs://b/reg", "m", "vertex", None, vertex,
-                              clients={"aiplatform": fake})
+                              clients={"aiplatform": fake}, champion_version=3)
     assert fake.models[0].upload_kwargs["artifact_uri"] == "gs://b/reg/m/4"
     assert pushed.metadata["vertex_endpoint"] == result["vertex_endpoint"] and pushed.metadata["target"] == "vertex"
     assert json.loads(Path(pushed.path).read_text())["version"] == 4
@@ -223,9 +235,20 @@ def test_run_deploys_the_pushed_version_to_the_target(tmp_path, monkeypatch):
     result = deploy_stage.run(model, evaluation, pushed, "gs://b/reg", "m", "kserve", None,
                               kserve={"namespace": "models", "canary_traffic_percent": 25},
                               clients={"kubernetes": api})
-    assert result["kserve_action"] == "created" and result["kserve_storage_uri"] == "gs://b/reg/m"
+    assert result["kserve_action"] == "created" and result["kserve_storage_uri"] == "gs://b/reg/m/serving/4"
     assert api.objects[("models", "m")]["spec"]["predictor"]["canaryTrafficPercent"] == 25
-    assert pushes[0][4] is None and pushes[0][3]["target"] == "vertex"
+    assert published[0][4] is None and published[0][3]["target"] == "vertex" and published[0][5] == 3
+
+
+def test_an_unpromoted_push_is_not_deployed_to_vertex(tmp_path, monkeypatch):
+    monkeypatch.setattr(deploy_stage, "publish", lambda *args: {
+        "version": 5, "registry_uri": "gs://b/reg/m/5", "action": "pushed", "promoted": False, "current_version": 6,
+        "message": "version 5 pushed but NOT promoted"})
+    model, evaluation, pushed = _artifacts(tmp_path)
+    fake = FakeAiplatform()
+    result = deploy_stage.run(model, evaluation, pushed, "gs://b/reg", "m", "vertex", None,
+                              cloud_deploy.VertexSettings(project="proj"), clients={"aiplatform": fake})
+    assert fake.models == [] and result["promoted"] is False and "vertex_endpoint" not in result
 
 
 @pytest.mark.parametrize(("target", "root", "message"), [

@@ -3,7 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from dermpipe.components.deploy import next_version, push
+from dermpipe import registry as model_registry
+from dermpipe.components.deploy import push
 from dermpipe.models import build_classifier
 
 
@@ -18,7 +19,7 @@ def test_push_versions_the_registry_and_validates_serving(small_model, tmp_path)
     model_dir.mkdir()
     small_model.save(model_dir / "model.keras")
     registry = str(tmp_path / "registry")
-    assert next_version(registry, "m") == 1
+    assert model_registry.allocated_versions(registry, "m") == []
     version, target = push(model_dir, registry, "m", {"run": "r1"})
     assert version == 1 and target.endswith("/m/1")
     assert (tmp_path / "registry/m/1/saved_model.pb").exists()
@@ -27,7 +28,9 @@ def test_push_versions_the_registry_and_validates_serving(small_model, tmp_path)
     assert record["run"] == "r1"
     assert record["serving_check"]["check"]["probe_output_sum"] == pytest.approx(1.0, abs=1e-3)
     version, _ = push(model_dir, registry, "m", {"run": "r2"})
-    assert version == 2
+    assert version == 2 and model_registry.versions(registry, "m") == [1, 2]
+    assert not (tmp_path / "registry/m/current.json").exists()  # push commits; promoting is deploy's next step
+    assert model_registry.promote(registry, "m", 2, expected=None, reason="test").promoted
     assert json.loads((tmp_path / "registry/m/current.json").read_text())["version"] == 2
     import tensorflow as tf
 

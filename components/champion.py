@@ -1,0 +1,25 @@
+"""champion: resolve the model the registry serves now, as *parameters* for the tasks that depend on it.
+
+TFX's resolver pattern. Evaluate compares the challenger with this champion and deploy promotes only if it is still
+current, so the champion must be part of their cache keys. KFP caches on parameter values (and on artifact
+identity), so the version and model digest travel as plain outputs: an unchanged champion still gives cache hits
+downstream, a changed one re-runs evaluate. This task reads external state, so the pipeline never caches it.
+"""
+
+from typing import NamedTuple
+
+from dermpipe.componentkit import stage_component
+
+
+@stage_component()
+def resolve_champion(registry_root: str, model_name: str = "dermpipe-isic2019") -> NamedTuple(
+        "Champion", [("version", int), ("digest", str)]):
+    """The current version of `model_name` and its model digest (0 and '' when none is served yet)."""
+    from collections import namedtuple
+
+    from dermpipe.registry import champion
+
+    found = champion(registry_root, model_name) if registry_root.strip() else None
+    version, digest = (found.version, found.digest) if found else (0, "")
+    print(f"champion: {model_name} version {version or 'none'} (digest {digest[:12] or '-'}) in {registry_root}")
+    return namedtuple("Champion", ["version", "digest"])(version, digest)
