@@ -1,30 +1,22 @@
-"""evaluate: test-set metrics and the blessing gate that decides whether deploy runs.
+"""evaluate: test-set metrics, the evaluation report and the predictions the gate and explain read.
 
 Metrics: balanced multiclass accuracy (BMA, the ISIC 2019 metric), accuracy, per-class precision, recall
 (sensitivity), specificity, F1, one-vs-rest ROC AUC and support, macro/weighted averages, melanoma sensitivity at
 80 %/90 % specificity, expected calibration error, the confusion matrix, and the same headline sliced by anatomic
 site, sex and age band. Optional test-time augmentation (flips) is reported beside plain inference.
 
-Gate (dermpipe.gate): bootstrap intervals, not one number. The challenger's one-sided 95 % lower bound of test BMA
-must be above chance for the classes present, its point BMA at least `min_balanced_accuracy`, and, when a champion
-is deployed, a paired bootstrap on the same images must show it no worse than the champion by more than
-`max_bma_drop`. A baseline (logistic regression on the profile's image statistics, fitted on the train split) is
-scored on the same images; `require_beat_baseline` makes beating it a condition. The champion is the version the
-pipeline's resolver task passed in (`champion_version`, `champion_digest`): a parameter, so a changed champion
-re-runs this task instead of being reused from the cache.
+It depends on the model and the data only, so an unchanged model is served from the cache whatever the registry
+holds; the comparison with the deployed champion is the gate task's (components/gate.py).
 """
 
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
+from kfp.dsl import HTML, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
 
 from dermpipe import config
 from dermpipe.componentkit import stage_component
-from dermpipe.gate import Decision, GateParams, decide
 from dermpipe.metrics import Evaluation
 
 SLICES = {"anatomic site": "anatom_site_general", "sex": "sex", "age band": "age_approx"}
@@ -77,47 +69,6 @@ def slices(table: pd.DataFrame, probabilities: np.ndarray) -> dict[str, list[dic
     return result
 
 
-def load_champion(registry_root: str, model_name: str, version: int, digest: str = ""):
-    """The Keras model of registry `version` (the champion the resolver named), or None when version is 0. Its
-    model.keras must still have the digest the resolver read: a version is immutable once committed."""
-    from dermpipe import registry, storage
-    from dermpipe.models import load_classifier
-
-    if not version or not registry_root.strip():
-        return None
-    source = f"{registry.version_dir(registry_root, model_name, version)}/model.keras"
-    with tempfile.TemporaryDirectory() as tmp:
-        local = storage.download(source, Path(tmp) / "champion.keras")
-        found = storage.sha256_file(local)
-        if digest and found != digest:
-            raise RuntimeError(f"evaluate: {source} has digest {found[:12]}, but the champion resolved at the start "
-                               f"of this run had {digest[:12]}; a committed version must never change. Check who "
-                               f"wrote into {registry.version_dir(registry_root, model_name, version)}")
-        return load_classifier(local)
-
-
-def baseline_predictions(profile_dir: Path | None, train: pd.DataFrame, test: pd.DataFrame) -> tuple[
-        np.ndarray | None, str]:
-    """(predicted test labels or None, what was done): the gate's simple baseline, a logistic regression on the
-    image statistics the profile stage computed for each train and test image."""
-    from dermpipe.drift_features import PROFILE_FILE
-    from dermpipe.gate import fit_image_stats_baseline
-    from dermpipe.imagestats import STAT_COLUMNS
-
-    if profile_dir is None or not (profile_dir / PROFILE_FILE).is_file():
-        return None, "baseline not fitted: no profile artifact with image statistics was given"
-    profile = pd.read_parquet(profile_dir / PROFILE_FILE).drop_duplicates("image").set_index("image")
-    missing = {name: sorted(set(t["image"]) - set(profile.index)) for name, t in (("train", train), ("test", test))}
-    if any(missing.values()):
-        return None, "baseline not fitted: images missing from the profile: " + "; ".join(
-            f"{name} {len(m)} (e.g. {', '.join(m[:3])})" for name, m in missing.items() if m)
-    columns = list(STAT_COLUMNS)
-    predicted = fit_image_stats_baseline(profile.loc[train["image"], columns].to_numpy(float),
-                                         train["label_index"].to_numpy(),
-                                         profile.loc[test["image"], columns].to_numpy(float))
-    return predicted, f"baseline: logistic regression on {len(columns)} image statistics, {len(train)} train images"
-
-
 def _roc_figure(y_true: np.ndarray, probabilities: np.ndarray):
     import matplotlib
 
@@ -156,7 +107,7 @@ def _reliability_figure(bins: list[dict[str, float]]):
     return fig
 
 
-def render_report(evaluation: Evaluation, decision: Decision, n_test: int, *, y_true: np.ndarray,
+def render_report(evaluation: Evaluation, n_test: int, *, y_true: np.ndarray,
                   probabilities: np.ndarray, sliced: dict[str, list[dict[str, object]]],
                   tta: Evaluation | None = None) -> str:
     from dermpipe.reports import confusion_figure, img_tag, page, png_bytes, table
@@ -179,31 +130,17 @@ def render_report(evaluation: Evaluation, decision: Decision, n_test: int, *, y_
     figures = (img_tag(png_bytes(confusion_figure(evaluation.confusion, config.CLASSES)), "confusion matrix")
                + img_tag(png_bytes(_roc_figure(y_true, probabilities)), "ROC curves")
                + img_tag(png_bytes(_reliability_figure(evaluation.reliability)), "reliability diagram"))
-    gate_html = "".join(f"<li>{r}</li>" for r in decision.reasons)
-    pct = f"{decision.confidence * 100:g} %"
-    gate_html += "</ul>" + table(["estimate", "point", f"{pct} lower bound", f"{pct} upper bound", "images"],
-                                 [(k, iv.point, iv.lower, iv.upper, iv.n) for k, iv in decision.intervals.items()]) \
-        + "<ul>"
     body = (f"<p>{n_test} test images. Classes absent from the test split (reported, not averaged in): {absent}.</p>"
-            f"<p><b>Gate: {'blessed' if decision.blessed else 'not blessed'}</b></p><ul>{gate_html}</ul>"
+            "<p>Whether this model is deployed is the gate task's decision (its <code>decision</code> artifact): "
+            "bootstrap intervals against chance, the deployed champion and a baseline.</p>"
             f"<h2>Headline</h2>{headline}<h2>Per class</h2>{per_class}<h2>Melanoma operating points</h2>{mel}"
             f"<h2>Confusion matrix, ROC curves, reliability (ECE {evaluation.expected_calibration_error:.4f})</h2>"
             f"{figures}<h2>Slices</h2>{sliced_html}")
     return page("Evaluation report (test split)", body)
 
 
-@dataclass(frozen=True)
-class EvaluateParams:
-    gate: GateParams = GateParams()
-    registry_root: str = ""
-    model_name: str = config.MODEL_NAME
-    tta: bool = True
-    champion_version: int = 0
-    champion_digest: str = ""
-
-
-def _predict_challenger(model: Model, raw: Dataset, test_table: pd.DataFrame,
-                        tta: bool) -> tuple[np.ndarray, Evaluation, Evaluation | None]:
+def _predict(model: Model, raw: Dataset, test_table: pd.DataFrame,
+             tta: bool) -> tuple[np.ndarray, Evaluation, Evaluation | None]:
     from dermpipe.metafeatures import image_size as model_image_size
     from dermpipe.metrics import evaluate_predictions
     from dermpipe.models import load_classifier
@@ -220,79 +157,34 @@ def _predict_challenger(model: Model, raw: Dataset, test_table: pd.DataFrame,
     return probabilities, evaluation, tta_eval
 
 
-def judge(raw: Dataset, test_table: pd.DataFrame, train_table: pd.DataFrame, probabilities: np.ndarray,
-          profile_dir: Path | None, params: EvaluateParams) -> tuple[Decision, float | None, str]:
-    """The gate's decision, the champion's point BMA on the same images (None without one), the baseline note."""
-    from dermpipe.metafeatures import image_size as model_image_size
-    from dermpipe.metrics import evaluate_predictions
-
-    y_true = test_table["label_index"].to_numpy()
-    champion = load_champion(params.registry_root, params.model_name, params.champion_version,
-                             params.champion_digest)
-    champion_pred, champion_bma = None, None
-    if champion is not None:
-        champion_probs = predict_table(champion, test_table, Path(raw.path), model_image_size(champion))
-        champion_pred = champion_probs.argmax(axis=1)
-        champion_bma = evaluate_predictions(y_true, champion_probs, config.CLASSES).balanced_accuracy
-    baseline_pred, baseline_note = baseline_predictions(profile_dir, train_table, test_table)
-    decision = decide(y_true, probabilities.argmax(axis=1), params.gate, champion_pred=champion_pred,
-                      champion_version=str(params.champion_version), baseline_pred=baseline_pred)
-    decision.reasons.insert(0, baseline_note)
-    return decision, champion_bma, baseline_note
-
-
-def run(raw: Dataset, model: Model, test: Dataset, train: Dataset, profile_dir: Path | None, metrics: Metrics,
-        confusion: ClassificationMetrics, report: HTML, decision_md: Markdown, predictions: Dataset,
-        params: EvaluateParams) -> bool:
+def run(raw: Dataset, model: Model, test: Dataset, metrics: Metrics, confusion: ClassificationMetrics,
+        report: HTML, predictions: Dataset, *, tta: bool = True) -> None:
     from dermpipe.lineage import annotate, log_metrics, write_metadata_file
 
     test_table = pd.read_parquet(test.path)
     y_true = test_table["label_index"].to_numpy()
-    probabilities, evaluation, tta = _predict_challenger(model, raw, test_table, params.tta)
-    decision, champion_bma, _ = judge(raw, test_table, pd.read_parquet(train.path), probabilities, profile_dir,
-                                      params)
+    probabilities, evaluation, tta_eval = _predict(model, raw, test_table, tta)
     sliced = slices(test_table, probabilities)
-    log_metrics(metrics, {**evaluation.headline(), "test_rows": len(test_table), "blessed": int(decision.blessed),
-                          **({f"tta_{k}": v for k, v in tta.headline().items()} if tta else {}),
-                          **({"champion_balanced_accuracy": champion_bma} if champion_bma is not None else {}),
-                          "champion_version": params.champion_version,
-                          **{f"gate_{k}": v for k, v in decision.metadata().items() if k != "blessed"},
+    log_metrics(metrics, {**evaluation.headline(), "test_rows": len(test_table),
+                          **({f"tta_{k}": v for k, v in tta_eval.headline().items()} if tta_eval else {}),
                           **{f"mel_sensitivity_at_{k[:-1]}_specificity": v
                              for k, v in evaluation.mel_sensitivity_at_specificity.items() if v is not None}})
     for cls, values in evaluation.per_class.items():
         log_metrics(metrics, {f"{cls}_recall": values["recall"], f"{cls}_f1": values["f1"]})
     confusion.log_confusion_matrix(list(config.CLASSES), evaluation.confusion)
     write_metadata_file(confusion)
-    Path(report.path).write_text(render_report(evaluation, decision, len(test_table), y_true=y_true,
-                                               probabilities=probabilities, sliced=sliced, tta=tta))
-    Path(decision_md.path).write_text(decision.markdown())
+    Path(report.path).write_text(render_report(evaluation, len(test_table), y_true=y_true,
+                                               probabilities=probabilities, sliced=sliced, tta=tta_eval))
     predictions_frame(test_table, probabilities).to_parquet(predictions.path, index=False)
     annotate(predictions, {"rows": len(test_table), "model_uri": model.uri, "format": "parquet"})
-    annotate(report, {"decision": "; ".join(decision.reasons), "blessed": decision.blessed,
-                      "absent_classes": evaluation.absent_classes, "slices": sliced})
-    annotate(decision_md, {**decision.metadata(), "reasons": decision.reasons,
-                           "conditions": decision.conditions, "champion_version": params.champion_version})
-    return decision.blessed
+    annotate(report, {"absent_classes": evaluation.absent_classes, "slices": sliced})
 
 
 @stage_component()
-def evaluate(
-    raw: Input[Dataset], model: Input[Model], test_split: Input[Dataset], train_split: Input[Dataset],
-    metrics: Output[Metrics], confusion: Output[ClassificationMetrics], report: Output[HTML],
-    decision: Output[Markdown], predictions: Output[Dataset], profile: Input[Artifact] = None,
-    min_balanced_accuracy: float = 0.5, max_bma_drop: float = 0.02, require_beat_baseline: bool = False,
-    registry_root: str = "", model_name: str = "dermpipe-isic2019", tta: bool = True, champion_version: int = 0,
-    champion_digest: str = "",
-) -> bool:
-    """Score the model on the test split; returns whether it is blessed for deployment (the pipeline's condition).
+def evaluate(raw: Input[Dataset], model: Input[Model], test_split: Input[Dataset], metrics: Output[Metrics],
+             confusion: Output[ClassificationMetrics], report: Output[HTML], predictions: Output[Dataset],
+             tta: bool = True):
+    """Score the model on the test split: metrics, confusion matrix, HTML report and per-image predictions."""
+    from dermpipe.components.evaluate import run
 
-    A single unnamed output on purpose: kfp.local resolves conditions on `<task>-Output` channels only."""
-    from pathlib import Path
-
-    from dermpipe.components.evaluate import EvaluateParams, run
-    from dermpipe.gate import GateParams
-
-    params = EvaluateParams(GateParams(min_balanced_accuracy, max_bma_drop, require_beat_baseline), registry_root,
-                            model_name, tta, champion_version, champion_digest)
-    return run(raw, model, test_split, train_split, Path(profile.path) if profile is not None else None, metrics,
-               confusion, report, decision, predictions, params)
+    run(raw, model, test_split, metrics, confusion, report, predictions, tta=tta)

@@ -91,7 +91,7 @@ def _summary(record) -> str:
         rows.append(("deployed", f"{deployed['metadata'].get('registry_uri', deployed['uri'])}: "
                                  f"{deployed['metadata'].get('message', '')}"))
     elif record.status == "succeeded":
-        rows.append(("deployed", "no: the model was not blessed (see the evaluation report)"))
+        rows.append(("deployed", "no: the model was not blessed (see gate-decision)"))
     rows += _serving(record)
     width = max(len(label) for label, _ in rows) + 2
     return "\n" + "\n".join(f"{label:<{width}}{value}" for label, value in rows)

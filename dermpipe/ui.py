@@ -25,7 +25,7 @@ from dermpipe.lineage_tree import describe_code, plain
 TEMPLATES = Path(__file__).parent / "ui_templates"
 STATUS_CLASS = {"success": "ok", "failure": "bad", "running": "running", "succeeded": "ok", "failed": "bad"}
 REPORT_TITLES = {("evaluate", "report"): "Evaluation report", ("explain", "gallery"): "Grad-CAM gallery",
-                 ("merge", "report"): "Data report", ("evaluate", "decision"): "Deployment decision",
+                 ("merge", "report"): "Data report", ("gate", "decision"): "Deployment decision",
                  ("evaluate", "confusion"): "Confusion matrix"}
 REPORT_TYPES = ("system.HTML", "system.Markdown")
 # HTML artifacts are shown in a sandboxed frame: no scripts, nothing fetched from elsewhere.

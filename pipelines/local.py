@@ -95,7 +95,7 @@ def list_records() -> list[RunRecord]:
 
 # (task, output) -> file name of the readable copy kept with the run record.
 REPORTS = {("merge", "report"): "data-report.md", ("split", "report"): "split-report.md",
-           ("evaluate", "report"): "evaluation.html",
+           ("evaluate", "report"): "evaluation.html", ("gate", "decision"): "gate-decision.md",
            ("explain", "gallery"): "gradcam.html", ("train", "curves"): "training-curves.html"}
 
 

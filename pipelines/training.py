@@ -1,8 +1,10 @@
-"""The training DAG: ingest -> merge -> split -> prepare -> train -> evaluate -> explain, and deploy when blessed.
+"""The training DAG: ingest -> merge -> split -> prepare -> train -> profile -> evaluate -> explain, then the gate,
+and deploy when blessed.
 
-resolve_champion reads the registry's current version at the start of the run and hands its version and digest to
-evaluate and deploy as parameters (so a changed champion re-runs evaluate; an unchanged one keeps its cache hits).
-It and deploy read or change external state, so they are never served from the cache, on any backend.
+resolve-champion reads the registry's current version and hands its version and digest to the gate and deploy as
+parameters (so a changed champion re-runs the gate; an unchanged one keeps its cache hits, and evaluate, which
+depends on the model and data only, is reused either way). resolve-champion and deploy read or change external
+state, so they are never served from the cache, on any backend.
 
 One factory for every backend. Placement (GPU, CPU/memory, toleration, retries) is decided here, never in the
 stage logic; the local runner builds the same DAG without placement, since kfp.local ignores it.
@@ -17,6 +19,7 @@ from dermpipe.components.champion import resolve_champion
 from dermpipe.components.deploy import deploy
 from dermpipe.components.evaluate import evaluate
 from dermpipe.components.explain import explain
+from dermpipe.components.gate import gate
 from dermpipe.components.ingest import ingest
 from dermpipe.components.merge import merge
 from dermpipe.components.prepare import prepare
@@ -181,23 +184,28 @@ def build_training_pipeline(placement: Placement | None = Placement()):
                     test_split=splits.outputs["test"]),
             placement,
         ).set_display_name("profile")
-        champion = _place_step(resolve_champion(registry_root=registry_root, model_name=model_name), placement)
-        champion.set_display_name("resolve-champion").set_caching_options(False)
         evaluated = _place_step(
             evaluate(raw=ingested.outputs["dataset"], model=trained.outputs["model"],
-                     test_split=splits.outputs["test"], train_split=splits.outputs["train"],
-                     profile=profiled.outputs["profile"], min_balanced_accuracy=min_balanced_accuracy,
-                     max_bma_drop=max_bma_drop, require_beat_baseline=require_beat_baseline,
-                     registry_root=registry_root, model_name=model_name, tta=tta,
-                     champion_version=champion.outputs["version"], champion_digest=champion.outputs["digest"]),
+                     test_split=splits.outputs["test"], tta=tta),
             placement,
         ).set_display_name("evaluate")
+        champion = _place_step(resolve_champion(registry_root=registry_root, model_name=model_name), placement)
+        champion.set_display_name("resolve-champion").set_caching_options(False)
+        gated = _place_step(
+            gate(raw=ingested.outputs["dataset"], model=trained.outputs["model"], test_split=splits.outputs["test"],
+                 train_split=splits.outputs["train"], predictions=evaluated.outputs["predictions"],
+                 profile=profiled.outputs["profile"], min_balanced_accuracy=min_balanced_accuracy,
+                 max_bma_drop=max_bma_drop, require_beat_baseline=require_beat_baseline,
+                 registry_root=registry_root, model_name=model_name, champion_version=champion.outputs["version"],
+                 champion_digest=champion.outputs["digest"]),
+            placement,
+        ).set_display_name("gate")
         _place_step(
             explain(raw=ingested.outputs["dataset"], model=trained.outputs["model"],
                     predictions=evaluated.outputs["predictions"], per_class=explain_per_class),
             placement,
         ).set_display_name("explain")
-        with dsl.If(evaluated.outputs["Output"] == True, name="blessed"):  # noqa: E712 (KFP condition syntax)
+        with dsl.If(gated.outputs["Output"] == True, name="blessed"):  # noqa: E712 (KFP condition syntax)
             _place_step(
                 deploy(model=trained.outputs["model"], evaluation=evaluated.outputs["metrics"],
                        profile=profiled.outputs["profile"], registry_root=registry_root, model_name=model_name,

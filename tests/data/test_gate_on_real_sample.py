@@ -35,7 +35,7 @@ def shuffled_copy(sample: Path, out: Path, seed: int = 0) -> Path:
 
 def _decision(home: Path) -> tuple[dict, str, dict]:
     record = list_records()[0]
-    decision = record.artifact("evaluate", "decision")
+    decision = record.artifact("gate", "decision")
     return record, Path(decision["uri"]).read_text(), decision["metadata"]
 
 

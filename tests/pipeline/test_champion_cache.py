@@ -1,6 +1,7 @@
-"""The champion enters the DAG as parameters: a changed champion re-runs evaluate, an unchanged one keeps the cache,
-and deploy (never cached) is idempotent. Each test uses its own registry, so the shared runs' registry is untouched;
-training and the other stages come from the shared runs' cache."""
+"""The champion enters the DAG as parameters: a changed champion re-runs the gate, an unchanged one keeps the cache,
+evaluate (model and data only) is reused either way, and deploy (never cached) is idempotent.
+
+Its own DERMPIPE_HOME and registry, so the shared runs' registry, cache and lineage store are untouched."""
 
 import json
 import re
@@ -11,7 +12,7 @@ from dermpipe.cli import _summary
 from dermpipe.config import MODEL_NAME
 from dermpipe.pipelines.local import run_local
 
-UPSTREAM = ["ingest", "merge", "split", "prepare", "train", "profile"]
+STAGES = ["ingest", "merge", "split", "prepare", "train", "profile", "evaluate", "explain"]
 
 
 def _other_model_as_champion(root: str, tmp_path: Path) -> int:
@@ -28,30 +29,33 @@ def _other_model_as_champion(root: str, tmp_path: Path) -> int:
     return version
 
 
-def test_a_changed_champion_re_runs_evaluate_and_an_unchanged_one_does_not(first_run, tiny, tmp_path):
+def test_a_changed_champion_re_runs_the_gate_and_an_unchanged_one_does_not(tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("DERMPIPE_HOME", str(tmp_path / "home"))
     root = str(tmp_path / "registry")
     params = {**tiny, "min_balanced_accuracy": 0.0, "registry_root": root}
-    first = run_local(params)  # the registry is new: no champion; the model becomes version 1
+    first = run_local(params)  # no champion yet: the model becomes version 1
     assert first.status == "succeeded", first.error
-    assert all(first.tasks[name].cached for name in UPSTREAM)
     assert first.tasks["resolve-champion"].outputs == {"version": 0, "digest": ""}
     assert first.artifact("deploy", "pushed")["metadata"]["action"] == "pushed"
     assert registry.current_version(root, MODEL_NAME) == 1
 
-    second = run_local(params)  # the champion changed (none -> 1): evaluate must compare with it
-    assert not second.tasks["evaluate"].cached
-    assert second.tasks["resolve-champion"].outputs["version"] == 1
-    assert "champion (version 1)" in Path(second.artifact("evaluate", "decision")["uri"]).read_text()
+    second = run_local(params)  # the champion changed (none -> 1): the gate must compare with it
+    assert all(second.tasks[name].cached for name in STAGES)
+    assert not second.tasks["gate"].cached and second.tasks["resolve-champion"].outputs["version"] == 1
+    decision = Path(second.artifact("gate", "decision")["uri"]).read_text()
+    assert "champion (version 1)" in decision and "challenger - champion 0.0000" in decision  # itself: no drop
     assert second.artifact("deploy", "pushed")["metadata"]["action"] == "unchanged"
 
-    third = run_local(params)  # nothing changed: cache hits, deploy runs and pushes nothing
-    assert third.tasks["evaluate"].cached and not third.tasks["deploy"].cached
+    third = run_local(params)  # nothing changed: every cacheable task is a hit; deploy runs and pushes nothing
+    assert all(third.tasks[name].cached for name in [*STAGES, "gate"])
+    assert not third.tasks["resolve-champion"].cached and not third.tasks["deploy"].cached
     assert third.artifact("deploy", "pushed")["metadata"]["action"] == "unchanged"
 
     champion = _other_model_as_champion(root, tmp_path)  # another run deploys version 2 meanwhile
     fourth = run_local(params)
-    assert not fourth.tasks["evaluate"].cached  # the stale-champion defect: this used to come from the cache
-    decision = fourth.artifact("evaluate", "decision")
+    assert not fourth.tasks["gate"].cached  # the stale-champion defect: this used to come from the cache
+    assert all(fourth.tasks[name].cached for name in STAGES)
+    decision = fourth.artifact("gate", "decision")
     assert decision["metadata"]["champion_version"] == champion
     assert f"champion (version {champion})" in Path(decision["uri"]).read_text()
     pushed = fourth.artifact("deploy", "pushed")["metadata"]

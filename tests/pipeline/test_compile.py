@@ -42,7 +42,7 @@ def test_dag_has_every_stage_and_the_data_edges(compiled):
 def test_deploy_runs_only_when_blessed(compiled):
     spec = compiled[0]
     condition = spec["root"]["dag"]["tasks"]["condition-1"]["triggerPolicy"]["condition"]
-    assert "evaluate-Output" in condition and "== true" in condition
+    assert "gate-Output" in condition and "== true" in condition
     assert "deploy" in spec["components"]["comp-condition-1"]["dag"]["tasks"]
 
 
@@ -60,7 +60,7 @@ def test_train_asks_for_a_gpu_and_resources(compiled):
 
 def test_every_task_runs_dermpipe_image_without_runtime_pip(compiled):
     executors = compiled[0]["deploymentSpec"]["executors"]
-    assert set(executors) == {f"exec-{stage}" for stage in STAGES | {"deploy"}}
+    assert set(executors) == {f"exec-{stage}" for stage in STAGES | {"resolve-champion", "gate", "deploy"}}
     for name, executor in executors.items():
         image = executor["container"]["image"]
         assert image == ("reg.example/dp/gpu:t" if name == "exec-train" else "reg.example/dp/base:t")

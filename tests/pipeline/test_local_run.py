@@ -19,8 +19,8 @@ STAGES = ["ingest", "merge", "split", "prepare", "train", "profile", "evaluate",
 def test_demo_run_executes_every_stage_and_deploys(first_run, home):
     record = first_run
     assert record.status == "succeeded", record.error
-    order = list(record.tasks)
-    assert sorted(order) == sorted([*STAGES, "resolve-champion", "deploy"])
+    assert sorted(record.tasks) == sorted([*STAGES, "resolve-champion", "gate", "deploy"])
+    order = [name for name in record.tasks if name != "resolve-champion"]  # depends on nothing: runs at any point
     assert order[:3] == STAGES[:3]  # prepare and train both follow split; explain and deploy follow evaluate
     assert order.index("evaluate") > order.index("train") and order.index("prepare") > order.index("split")
     assert order.index("profile") > order.index("train")
@@ -47,7 +47,8 @@ def test_stage_outputs_are_real(first_run):
     assert shards["metadata"]["image_size"] == 32 and (Path(shards["uri"]) / "shards.json").exists()
     assert "## Class counts" in Path(record.artifact("split", "report")["uri"]).read_text()
     model = record.artifact("train", "model")
-    assert (Path(model["uri"]) / "model.keras").exists() and model["metadata"]["epochs_run"] == 3
+    assert (Path(model["uri"]) / "model.keras").exists()
+    assert 1 <= model["metadata"]["epochs_run"] <= 10  # early stopping may end sooner
     predictions = pd.read_parquet(record.artifact("evaluate", "predictions")["uri"])
     assert len(predictions) == sizes[2]
     profile = Path(record.artifact("profile", "profile")["uri"])
@@ -66,7 +67,7 @@ def test_stage_outputs_are_real(first_run):
     report = Path(record.artifact("evaluate", "report")["uri"]).read_text()
     assert "Confusion matrix" in report and report.count("data:image/png;base64") == 3  # confusion, ROC, reliability
     assert "with TTA (flips)" in report and "Melanoma operating points" in report and "age band" in report
-    decision = Path(record.artifact("evaluate", "decision")["uri"]).read_text()
+    decision = Path(record.artifact("gate", "decision")["uri"]).read_text()
     assert "first deployment" in decision and "lower bound is above chance level" in decision
     assert "| challenger |" in decision and "| baseline_difference |" in decision
     gallery = Path(record.artifact("explain", "gallery")["uri"]).read_text()
@@ -77,9 +78,10 @@ def test_stage_outputs_are_real(first_run):
 def test_second_identical_run_is_served_from_the_cache(first_run, cached_run, home):
     second = cached_run
     assert second.status == "succeeded"
-    assert all(second.tasks[name].cached for name in STAGES)  # the champion is unchanged: evaluate is reused
-    # resolve-champion and deploy read and change the registry: never from the cache, and deploy is idempotent
-    assert not second.tasks["resolve-champion"].cached and not second.tasks["deploy"].cached
+    assert all(second.tasks[name].cached for name in STAGES)  # evaluate depends on the model and data only
+    # resolve-champion and deploy read and change the registry: never from the cache, and deploy is idempotent;
+    # the gate re-runs because the champion changed (none -> version 1, this very model)
+    assert not any(second.tasks[name].cached for name in ("resolve-champion", "gate", "deploy"))
     assert second.tasks["resolve-champion"].outputs["version"] == 1
     pushed = second.artifact("deploy", "pushed")["metadata"]
     assert pushed["action"] == "unchanged" and "nothing pushed" in pushed["message"]
@@ -92,8 +94,8 @@ def test_unblessed_model_is_not_deployed(first_run, tiny):
     record = run_local({**tiny, "min_balanced_accuracy": 1.01})
     assert record.status == "succeeded"
     assert "deploy" not in record.tasks
-    assert record.tasks["train"].cached and not record.tasks["evaluate"].cached
-    decision = record.artifact("evaluate", "decision")
+    assert record.tasks["evaluate"].cached and not record.tasks["gate"].cached
+    decision = record.artifact("gate", "decision")
     assert decision["metadata"]["blessed"] is False and decision["metadata"]["champion_version"] == 1
     text = Path(decision["uri"]).read_text()
     assert "**Not blessed**" in text and "< minimum 1.0100" in text and "champion (version 1)" in text

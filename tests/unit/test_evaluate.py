@@ -3,7 +3,8 @@ import pandas as pd
 import pytest
 
 from dermpipe.components.deploy import push
-from dermpipe.components.evaluate import load_champion, predict_table, slices
+from dermpipe.components.evaluate import predict_table, slices
+from dermpipe.components.gate import load_champion
 from dermpipe.models import build_classifier
 
 
