@@ -53,21 +53,22 @@ def baseline_predictions(profile_dir: Path | None, train: pd.DataFrame, test: pd
         np.ndarray | None, str]:
     """(predicted test labels or None, what was done): the gate's simple baseline, a logistic regression on the
     image statistics the profile stage computed for each train and test image."""
-    from dermpipe.drift_features import PROFILE_FILE
+    from dermpipe.drift_features import PROFILE_FILE, image_key
     from dermpipe.gate import fit_image_stats_baseline
     from dermpipe.imagestats import STAT_COLUMNS
 
     if profile_dir is None or not (profile_dir / PROFILE_FILE).is_file():
         return None, "baseline not fitted: no profile artifact with image statistics was given"
     profile = pd.read_parquet(profile_dir / PROFILE_FILE).drop_duplicates("image").set_index("image")
-    missing = {name: sorted(set(t["image"]) - set(profile.index)) for name, t in (("train", train), ("test", test))}
+    keys = {name: [image_key(i) for i in t["image"]] for name, t in (("train", train), ("test", test))}
+    missing = {name: sorted(set(k) - set(profile.index)) for name, k in keys.items()}
     if any(missing.values()):
         return None, "baseline not fitted: images missing from the profile: " + "; ".join(
             f"{name} {len(m)} (e.g. {', '.join(m[:3])})" for name, m in missing.items() if m)
     columns = list(STAT_COLUMNS)
-    predicted = fit_image_stats_baseline(profile.loc[train["image"], columns].to_numpy(float),
+    predicted = fit_image_stats_baseline(profile.loc[keys["train"], columns].to_numpy(float),
                                          train["label_index"].to_numpy(),
-                                         profile.loc[test["image"], columns].to_numpy(float))
+                                         profile.loc[keys["test"], columns].to_numpy(float))
     return predicted, f"baseline: logistic regression on {len(columns)} image statistics, {len(train)} train images"
 
 
