@@ -9,7 +9,7 @@ TOOLS  := .venv-tools
 TOOLS_STAMP := $(TOOLS)/.installed
 TFCOMPAT := .venv-tf-compat
 TFCOMPAT_STAMP := $(TFCOMPAT)/.installed
-# TensorFlow of Google's prebuilt Vertex AI serving container (dermpipe.cloud_deploy.VERTEX_TF_IMAGE): our SavedModels
+# TensorFlow of Google's prebuilt Vertex AI serving container (dermpipe.deploy.cloud_targets.VERTEX_TF_IMAGE): our SavedModels
 # must load there (tests/serving/test_prebuilt_compat.py).
 TFCOMPAT_VERSION := 2.15.1
 # TensorFlow 2.15 has wheels for Python <= 3.11 only: use python3.11 when the machine has it.
@@ -50,8 +50,9 @@ demo: $(STAMP) ## run the training pipeline locally on the built-in demo data (a
 test: $(STAMP) $(TOOLS_STAMP) $(TFCOMPAT_STAMP) ## run the test suite (unit, data, compile, kfp.local end-to-end, real ISIC images)
 	$(BIN)/python -m pytest -q
 
-lint: $(STAMP) ## ruff on the code, hadolint on the Dockerfiles
+lint: $(STAMP) ## ruff on the code, import-linter on the layers, hadolint on the Dockerfiles
 	$(BIN)/ruff check .
+	$(BIN)/python tests/lint_layers.py
 	$(BIN)/hadolint images/*.Dockerfile
 
 compile: $(STAMP) ## write the KFP IR YAML of the training pipeline to training.yaml

@@ -26,7 +26,7 @@ TARGET_SECONDS = 60.0
 def ours(log_root: Path, reference: pd.DataFrame, model_name: str) -> tuple[float, float, str]:
     """(total seconds, seconds without the HTML report, decision) of dermpipe's analysis."""
     from dermpipe.components.drift import analyse, read_prediction_log
-    from dermpipe.drift_features import log_features, n_components_of
+    from dermpipe.monitoring.features import log_features, n_components_of
 
     start = time.perf_counter()
     records, _ = read_prediction_log(str(log_root), model_name)
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1, help="best of N runs of each")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
-    from dermpipe.drift_synthetic import log_records, synthetic_features, write_prediction_log
+    from dermpipe.monitoring.synthetic import log_records, synthetic_features, write_prediction_log
 
     model_name = "dermpipe-isic2019"
     reference = synthetic_features(args.reference_rows, seed=1)

@@ -9,7 +9,7 @@ Measured in one process on the same JPEG files (default: the 300 ISIC 2020 JPEGs
               parallel map, batch, prefetch; no augmentation, no cache
   full+aa     the same with an antialiased resize of the centre square (dermpipe's decode until it switched to
               DCT-scaled decoding; a quality reference)
-  dermpipe    dermpipe.imagedata.training_dataset: what model.fit consumes (parallel DCT-scaled decode + resize,
+  dermpipe    dermpipe.data.images.training_dataset: what model.fit consumes (parallel DCT-scaled decode + resize,
               uint8 cache, shuffle, batch, prefetch). Augmentation is NOT in this path: it runs inside the model,
               i.e. on the accelerator during training.
   dermpipe+aug(CPU)  the same batches pushed through the fused augmentation layer on THIS CPU (what a CPU-only
@@ -68,7 +68,7 @@ def plain_decode_resize(data: tf.Tensor) -> tf.Tensor:
 
 
 def full_decode_antialiased(data: tf.Tensor) -> tf.Tensor:
-    from dermpipe.imagedata import centre_square
+    from dermpipe.data.images import centre_square
 
     image = centre_square(tf.io.decode_image(data, channels=3, expand_animations=False))
     return tf.image.resize(image, (SIZE, SIZE), antialias=True)
@@ -81,7 +81,7 @@ def decode_dataset(paths: list[str], labels: np.ndarray, decode) -> tf.data.Data
 
 
 def dermpipe_dataset(table: pd.DataFrame, root: Path) -> tf.data.Dataset:
-    from dermpipe.imagedata import InputOptions, encoded_examples, training_dataset
+    from dermpipe.data.images import InputOptions, encoded_examples, training_dataset
 
     options = InputOptions(image_size=SIZE, batch_size=BATCH, seed=0, cache="memory", deterministic=False)
     return training_dataset(encoded_examples(table, root), options, n_examples=len(table))
@@ -92,8 +92,8 @@ def rate(seconds: list[float], n: int) -> float:
 
 
 def measure(images_dir: Path, repeats: int) -> dict[str, float]:
-    from dermpipe.augment import RandomAugment
-    from dermpipe.models import CAFFE_MEAN_BGR  # noqa: F401  (imports dermpipe's layers as training does)
+    from dermpipe.model.augment import RandomAugment
+    from dermpipe.model.zoo import CAFFE_MEAN_BGR  # noqa: F401  (imports dermpipe's layers as training does)
 
     files = sorted(images_dir.glob("*.jpg"))
     if not files:
@@ -151,7 +151,7 @@ def measure(images_dir: Path, repeats: int) -> dict[str, float]:
 def _decode_difference(files: list[Path]) -> float:
     """Mean absolute pixel difference (0..255 levels) between dermpipe's decode (DCT-scaled) and the full decode with
     an antialiased resize."""
-    from dermpipe.imagedata import decode_resize_bytes
+    from dermpipe.data.images import decode_resize_bytes
 
     diffs = [np.abs(decode_resize_bytes(f.read_bytes(), SIZE).numpy()
                     - full_decode_antialiased(tf.constant(f.read_bytes())).numpy()).mean() for f in files]

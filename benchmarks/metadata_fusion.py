@@ -41,7 +41,7 @@ def train_and_score(raw: Path, splits, *, fusion: bool, backbone: str, image_siz
     from dermpipe import config
     from dermpipe.components.evaluate import predict_table
     from dermpipe.components.train import TrainParams, train_model
-    from dermpipe.metrics import evaluate_predictions
+    from dermpipe.model.evaluation.metrics import evaluate_predictions
 
     params = TrainParams(backbone=backbone, image_size=image_size, epochs=epochs, patience=epochs, batch_size=32,
                          seed=seed, metadata_fusion=fusion, cache="memory")

@@ -44,7 +44,7 @@ def baseline_server(model_file: str, port: int) -> None:
     import numpy as np
     from PIL import Image
 
-    from dermpipe.models import load_classifier
+    from dermpipe.model.zoo import load_classifier
 
     model = load_classifier(model_file)
     size = int(model.input_shape[1])
@@ -90,9 +90,9 @@ def free_port() -> int:
 
 def make_registry(root: Path, image_size: int) -> Path:
     """A tiny simple_cnn exported as registry version 1 (+ model.keras for the baseline)."""
-    from dermpipe import registry
-    from dermpipe.export import export_serving_model
-    from dermpipe.models import build_classifier
+    from dermpipe.deploy import registry
+    from dermpipe.deploy.export import export_serving_model
+    from dermpipe.model.zoo import build_classifier
 
     model, _ = build_classifier("simple_cnn", image_size, 8, seed=0)
     folder = root / MODEL / "1"
@@ -254,7 +254,7 @@ def main() -> None:
     out = {name: open(work / f"{name}.log", "wb") for name in ports}  # noqa: SIM115
     servers = {
         "dermpipe": subprocess.Popen(
-            [sys.executable, "-m", "dermpipe.cli", "serve", "--registry-root", str(work / "registry"),
+            [sys.executable, "-m", "dermpipe.cli.main", "serve", "--registry-root", str(work / "registry"),
              "--model-name", MODEL, "--port", str(ports["dermpipe"]),
              "--log-root", "none" if args.no_log else str(work / "predictions"),
              "--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms), "--log-level", "warning"],

@@ -1,6 +1,6 @@
 """Training images/second of dermpipe's classifier (augmentation inside the model) on this machine's accelerator.
 
-Builds the model exactly as the train task does (dermpipe.models.build_classifier; mixed_float16 on a GPU;
+Builds the model exactly as the train task does (dermpipe.model.zoo.build_classifier; mixed_float16 on a GPU;
 MirroredStrategy over several GPUs on TensorFlow) and times model.fit steps on one batch already in memory, so the
 input pipeline is not what is measured (benchmarks/input_pipeline.py measures that). In the same run it times the
 bare keras.applications backbone with a softmax head and no augmentation (the baseline: what the augmentation and
@@ -79,7 +79,7 @@ def bare_backbone(backbone: str, image_size: int, n_classes: int):
     """The baseline: keras.applications' backbone with global pooling and a softmax head, nothing else."""
     import keras
 
-    from dermpipe.models import _apps
+    from dermpipe.model.zoo import _apps
 
     spec = _apps()[backbone]
     inputs = keras.Input((image_size, image_size, 3))
@@ -139,7 +139,7 @@ def measure(backbone: str, image_size: int, batch_size: int, steps: int, jit_com
     """dermpipe's classifier and the bare backbone, timed one after the other in this process."""
     import keras
 
-    from dermpipe.models import build_classifier
+    from dermpipe.model.zoo import build_classifier
 
     env = accelerator(mixed_precision)
     augment = {"xla": True} if (jit_compile or augment_xla) else None

@@ -17,7 +17,7 @@ def resolve_champion(registry_root: str, model_name: str = "dermpipe-isic2019") 
     """The current version of `model_name` and its model digest (0 and '' when none is served yet)."""
     from collections import namedtuple
 
-    from dermpipe.registry import champion
+    from dermpipe.deploy.registry import champion
 
     found = champion(registry_root, model_name) if registry_root.strip() else None
     version, digest = (found.version, found.digest) if found else (0, "")

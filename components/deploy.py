@@ -5,18 +5,19 @@
 
 Never served from the cache, and idempotent: it pushes nothing when the model's digest (SHA-256 of model.keras) is
 the current version's, and promotes the existing version when the same model is already in the registry. A push
-claims its version number first and commits it with a marker written last (dermpipe.registry), so concurrent runs
+claims its version number first and commits it with a marker written last (dermpipe.deploy.registry), so concurrent runs
 each get an intact version. It promotes by compare-and-swap against the champion the gate compared with
 (`champion_version`, from the pipeline's resolver task): if another run promoted in between, the version stays
 pushed but not promoted, and the result says which version is current.
 
 The registry root may be a local folder or gs://bucket/prefix. Infra validation: the exported SavedModel is loaded in
-a separate Python process and sent real JPEGs (dermpipe.infravalidate); a model that cannot serve is never pushed.
+a separate Python process and sent real JPEGs (dermpipe.deploy.infravalidate); a model that cannot serve is never
+pushed.
 When the profile artifact is given, its embedding_pca.npz and reference_profile.parquet go into the version folder
 (what `dermpipe serve` and the drift monitor read).
 
 deploy_target: local (the registry only) | vertex (also a Vertex AI model version + endpoint) | kserve (also a
-KServe InferenceService on the version's serving alias); both cloud targets need a gs:// registry (cloud_deploy).
+KServe InferenceService on the version's serving alias); both cloud targets need a gs:// registry (cloud_targets).
 """
 
 import json
@@ -25,17 +26,18 @@ from pathlib import Path
 
 from kfp.dsl import Artifact, Input, Metrics, Model, Output
 
-from dermpipe import cloud_deploy, config
+from dermpipe import config
 from dermpipe.componentkit import stage_component
+from dermpipe.deploy import cloud_targets
 
 PROFILE_FILES = ("embedding_pca.npz", "reference_profile.parquet")
 
 
 def export_saved_model(keras_file: Path, out_dir: Path) -> dict[str, object]:
     """Export the Keras model as a SavedModel (JPEG-bytes and pixel signatures) and validate it in another process."""
-    from dermpipe.export import export_serving_model
-    from dermpipe.infravalidate import validate_in_subprocess
-    from dermpipe.models import load_classifier
+    from dermpipe.deploy.export import export_serving_model
+    from dermpipe.deploy.infravalidate import validate_in_subprocess
+    from dermpipe.model.zoo import load_classifier
 
     description = export_serving_model(load_classifier(keras_file), out_dir)
     return {**description, **validate_in_subprocess(out_dir, len(config.CLASSES))}
@@ -69,8 +71,8 @@ def push(model_dir: Path, registry_root: str, model_name: str, record: dict[str,
     import datetime as dt
     import shutil
 
-    from dermpipe import registry, storage
-
+    from dermpipe import storage
+    from dermpipe.deploy import registry
     digest = digest or storage.sha256_file(model_dir / "model.keras")
     with tempfile.TemporaryDirectory() as staging:
         stage = Path(staging) / "version"
@@ -91,8 +93,8 @@ def publish(model_dir: Path, registry_root: str, model_name: str, record: dict[s
             profile_dir: Path | None, champion_version: int) -> dict[str, object]:
     """Push unless the registry already holds this model, then promote by compare-and-swap against the champion the
     gate compared with (0: none). Returns what happened, in words and fields."""
-    from dermpipe import registry, storage
-
+    from dermpipe import storage
+    from dermpipe.deploy import registry
     digest = storage.sha256_file(model_dir / "model.keras")
     expected = champion_version or None
     current = registry.champion(registry_root, model_name)
@@ -122,29 +124,29 @@ def publish(model_dir: Path, registry_root: str, model_name: str, record: dict[s
 
 def run(model: Model, evaluation: Metrics, pushed: Model, registry_root: str, model_name: str,
         deploy_target: str = "local", profile_dir: Path | None = None,
-        vertex: cloud_deploy.VertexSettings | None = None, kserve: dict | None = None,
+        vertex: cloud_targets.VertexSettings | None = None, kserve: dict | None = None,
         clients: dict | None = None, champion_version: int = 0) -> dict[str, object]:
     """Publish, then deploy the promoted version to the target; `clients` ({"aiplatform": ...,
     "kubernetes": CustomObjectsApi}) for tests."""
-    from dermpipe.lineage import annotate
+    from dermpipe.lineage.artifacts import annotate
 
     clients = clients or {}
     if not registry_root.strip():
         raise ValueError("deploy: registry_root is empty; set the pipeline parameter registry_root to a folder or "
                          "gs://bucket/prefix where model versions are kept")
-    cloud_deploy.check_target(deploy_target, registry_root)
+    cloud_targets.check_target(deploy_target, registry_root)
     record = {"model_name": model_name, "source_model_uri": model.uri, "training": dict(model.metadata),
               "evaluation_uri": evaluation.uri, "evaluation": dict(evaluation.metadata), "target": deploy_target}
     result = publish(Path(model.path), registry_root, model_name, record, profile_dir, champion_version)
     print(f"deploy: {model_name} {result['message']}", flush=True)
     if deploy_target == "vertex" and result["promoted"]:  # an unchanged model is already on its endpoint
-        settings = vertex or cloud_deploy.VertexSettings(project="")
-        result.update(cloud_deploy.deploy_vertex(str(result["registry_uri"]), model_name, int(result["version"]),
+        settings = vertex or cloud_targets.VertexSettings(project="")
+        result.update(cloud_targets.deploy_vertex(str(result["registry_uri"]), model_name, int(result["version"]),
                                                  settings, clients.get("aiplatform")))
     elif deploy_target == "kserve" and (result["promoted"] or result["action"] == "unchanged"):
         settings = {"namespace": "default", **(kserve or {})}
-        cloud_deploy.remember_kserve(registry_root, model_name, settings)
-        served = cloud_deploy.serve_on_kserve(registry_root, model_name, int(result["current_version"]), settings,
+        cloud_targets.remember_kserve(registry_root, model_name, settings)
+        served = cloud_targets.serve_on_kserve(registry_root, model_name, int(result["current_version"]), settings,
                                               api=clients.get("kubernetes"))
         result.update({k: v for k, v in served.items() if k != "manifest"})
     Path(pushed.path).write_text(json.dumps(result))
@@ -164,8 +166,8 @@ def deploy(model: Input[Model], evaluation: Input[Metrics], pushed: Output[Model
     if `champion_version` is still current, then serve it on the deploy target (local | vertex | kserve)."""
     from pathlib import Path
 
-    from dermpipe.cloud_deploy import VertexSettings
     from dermpipe.components.deploy import run
+    from dermpipe.deploy.cloud_targets import VertexSettings
 
     vertex = VertexSettings(project=gcp_project, region=gcp_region, endpoint_name=vertex_endpoint,
                             traffic_percentage=traffic_percentage, machine_type=vertex_machine_type,

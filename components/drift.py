@@ -2,7 +2,7 @@
 
 Current data is either the prediction log of `dermpipe serve` for a time window (JSON Lines under
 `<log_root>/<model name>/date=YYYY-MM-DD/*.jsonl`, local or gs://) or a folder of images with an optional metadata
-CSV; both become the same feature columns (dermpipe.drift_features) as the reference profile.
+CSV; both become the same feature columns (dermpipe.monitoring.features) as the reference profile.
 
 Each feature column is tested with an explicit method and threshold (numeric: normed Wasserstein distance,
 categorical: Jensen-Shannon distance, both effect sizes that do not flag trivial shifts on large samples); the data
@@ -110,7 +110,7 @@ class DriftResult:
 
 
 def column_kinds(columns: list[str]) -> dict[str, str]:
-    from dermpipe.drift_features import categorical_columns, n_components_of, numeric_columns
+    from dermpipe.monitoring.features import categorical_columns, n_components_of, numeric_columns
 
     numeric = set(numeric_columns(n_components_of(columns)))
     categorical = set(categorical_columns())
@@ -279,14 +279,14 @@ class Reference:
 
 def _exists(path: str) -> bool:
     if "://" in path:
-        from dermpipe.drift_features import remote_exists
+        from dermpipe.monitoring.features import remote_exists
 
         return remote_exists(path)
     return Path(path).exists()
 
 
 def _read_text(path: str) -> str:
-    from dermpipe.drift_features import _read_bytes
+    from dermpipe.monitoring.features import _read_bytes
 
     return _read_bytes(path).decode()
 
@@ -294,7 +294,7 @@ def _read_text(path: str) -> str:
 def resolve_reference(path: str) -> str:
     """A profile folder or registry version folder (holding reference_profile.parquet) or a registry model folder
     (holding current.json: the served version is used)."""
-    from dermpipe.drift_features import PROFILE_FILE
+    from dermpipe.monitoring.features import PROFILE_FILE
 
     path = path.rstrip("/")
     if _exists(f"{path}/{PROFILE_FILE}"):
@@ -309,7 +309,7 @@ def resolve_reference(path: str) -> str:
 
 
 def load_reference(path: str) -> Reference:
-    from dermpipe.drift_features import PCA_FILE, PROFILE_FILE, PROFILE_JSON, EmbeddingPCA, _read_bytes
+    from dermpipe.monitoring.features import PCA_FILE, PROFILE_FILE, PROFILE_JSON, EmbeddingPCA, _read_bytes
 
     folder = resolve_reference(path)
     import io
@@ -325,7 +325,7 @@ def load_reference(path: str) -> Reference:
 
 
 def reference_features(reference: Reference) -> pd.DataFrame:
-    from dermpipe.drift_features import feature_columns, n_components_of
+    from dermpipe.monitoring.features import feature_columns, n_components_of
 
     return reference.profile[[c for c in feature_columns(n_components_of(reference.profile.columns))
                               if c in reference.profile.columns]]
@@ -348,7 +348,7 @@ def _parse_day(value: str, name: str, now: dt.datetime | None = None) -> dt.date
 
 def _list(path: str) -> list[str]:
     if "://" in path:
-        from dermpipe.drift_features import remote_list
+        from dermpipe.monitoring.features import remote_list
 
         return remote_list(path)
     return sorted(p.name for p in Path(path).iterdir())
@@ -399,7 +399,7 @@ def parse_jsonl(data: bytes) -> tuple[pd.DataFrame, int]:
 def read_prediction_log(log_root: str, model_name: str, since: str = "", until: str = "",
                         ) -> tuple[pd.DataFrame, dict[str, int]]:
     """Log records of the window [since, until) with counts of files, lines read, malformed lines, out of window."""
-    from dermpipe.drift_features import _read_bytes
+    from dermpipe.monitoring.features import _read_bytes
 
     files = log_files(log_root, model_name, since, until)
     frames, malformed = [], 0
@@ -428,7 +428,7 @@ def read_prediction_log(log_root: str, model_name: str, since: str = "", until: 
 def current_features(reference: Reference, current: str, *, since: str = "", until: str = "",
                      metadata_csv: str = "", model_file: str = "") -> tuple[pd.DataFrame, dict, list]:
     """Features of the current data (a prediction log root or an image folder), counts and failed images."""
-    from dermpipe.drift_features import (
+    from dermpipe.monitoring.features import (
         DEFAULT_COMPONENTS,
         image_features,
         list_images,
@@ -440,13 +440,13 @@ def current_features(reference: Reference, current: str, *, since: str = "", unt
     n_components = reference.pca.n_components if reference.pca is not None else n_components_of(
         reference.profile.columns)
     if "://" not in current and Path(current).is_dir() and not _looks_like_log(current, reference.model_name):
-        from dermpipe import metafeatures
-        from dermpipe.models import load_classifier
+        from dermpipe.model import metadata_inputs
+        from dermpipe.model.zoo import load_classifier
 
         paths = list_images(Path(current))
         model_path = model_file or reference.model_file
         model = load_classifier(model_path, compile=False) if model_path else None
-        image_size = metafeatures.image_size(model) if model is not None else reference.image_size
+        image_size = metadata_inputs.image_size(model) if model is not None else reference.image_size
         if image_size is None:
             raise ValueError(f"{reference.folder}: the reference profile does not record the model's input size "
                              "(profile.json image_size) and no model file was found beside it; pass --model-file "
@@ -492,7 +492,7 @@ def metric_values(result: DriftResult, counts: dict[str, int]) -> dict[str, floa
 
 def run(reference: str, current: str, report, metrics, results, cfg: DriftConfig, *, since: str = "",
         until: str = "", metadata_csv: str = "", model_file: str = "") -> bool:
-    from dermpipe.lineage import annotate, log_metrics
+    from dermpipe.lineage.artifacts import annotate, log_metrics
 
     ref = load_reference(reference)
     current_table, counts, failed = current_features(ref, current, since=since, until=until,

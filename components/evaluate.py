@@ -17,7 +17,7 @@ from kfp.dsl import HTML, ClassificationMetrics, Dataset, Input, Metrics, Model,
 
 from dermpipe import config
 from dermpipe.componentkit import stage_component
-from dermpipe.metrics import Evaluation
+from dermpipe.model.evaluation.metrics import Evaluation
 
 SLICES = {"anatomic site": "anatom_site_general", "sex": "sex", "age band": "age_approx"}
 
@@ -28,8 +28,8 @@ def predict_table(model, table: pd.DataFrame, dataset_dir: Path, image_size: int
     model also gets each row's age_approx, sex and anatom_site_general (the flips leave them as they are)."""
     import tensorflow as tf
 
-    from dermpipe.imagedata import make_dataset, on_image
-    from dermpipe.metafeatures import attach_metadata, takes_metadata
+    from dermpipe.data.images import make_dataset, on_image
+    from dermpipe.model.metadata_inputs import attach_metadata, takes_metadata
 
     ds = make_dataset(table, dataset_dir, image_size=image_size, batch_size=batch_size, with_labels=False)
     if takes_metadata(model):
@@ -45,7 +45,7 @@ def predict_table(model, table: pd.DataFrame, dataset_dir: Path, image_size: int
 def predictions_frame(table: pd.DataFrame, probabilities: np.ndarray) -> pd.DataFrame:
     """The test table with predicted label, confidence and one probability column per class (and the row's metadata,
     which explain hands to a metadata-fusion model)."""
-    from dermpipe.metafeatures import METADATA_INPUTS
+    from dermpipe.model.metadata_inputs import METADATA_INPUTS
 
     out = table[["image", "path", "label", "label_index", *(c for c in METADATA_INPUTS if c in table.columns)]].copy()
     out["predicted_index"] = probabilities.argmax(axis=1)
@@ -57,7 +57,7 @@ def predictions_frame(table: pd.DataFrame, probabilities: np.ndarray) -> pd.Data
 
 
 def slices(table: pd.DataFrame, probabilities: np.ndarray) -> dict[str, list[dict[str, object]]]:
-    from dermpipe.metrics import age_band, slice_table
+    from dermpipe.model.evaluation.metrics import age_band, slice_table
 
     y_true = table["label_index"].to_numpy()
     result = {}
@@ -141,9 +141,9 @@ def render_report(evaluation: Evaluation, n_test: int, *, y_true: np.ndarray,
 
 def _predict(model: Model, raw: Dataset, test_table: pd.DataFrame,
              tta: bool) -> tuple[np.ndarray, Evaluation, Evaluation | None]:
-    from dermpipe.metafeatures import image_size as model_image_size
-    from dermpipe.metrics import evaluate_predictions
-    from dermpipe.models import load_classifier
+    from dermpipe.model.evaluation.metrics import evaluate_predictions
+    from dermpipe.model.metadata_inputs import image_size as model_image_size
+    from dermpipe.model.zoo import load_classifier
 
     trained = load_classifier(Path(model.path) / "model.keras")
     image_size = model_image_size(trained)
@@ -159,7 +159,7 @@ def _predict(model: Model, raw: Dataset, test_table: pd.DataFrame,
 
 def run(raw: Dataset, model: Model, test: Dataset, metrics: Metrics, confusion: ClassificationMetrics,
         report: HTML, predictions: Dataset, *, tta: bool = True) -> None:
-    from dermpipe.lineage import annotate, log_metrics, write_metadata_file
+    from dermpipe.lineage.artifacts import annotate, log_metrics, write_metadata_file
 
     test_table = pd.read_parquet(test.path)
     y_true = test_table["label_index"].to_numpy()

@@ -118,7 +118,7 @@ def cam_maps(model, images: np.ndarray, class_indices: list[int], method: str = 
     else:
         from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus as Cam
 
-    from dermpipe.metafeatures import model_inputs, takes_metadata
+    from dermpipe.model.metadata_inputs import model_inputs, takes_metadata
 
     view, layer_name = cam_view(model)
     cam = Cam(view, model_modifier=ReplaceToLinear(), clone=True)
@@ -219,11 +219,11 @@ def write_gallery(examples: pd.DataFrame, images: np.ndarray, maps: Mapping[str,
 
 
 def run(raw: Dataset, model: Model, predictions: Dataset, gallery: HTML, pngs: Artifact, per_class: int) -> None:
-    from dermpipe.imagedata import load_images
-    from dermpipe.lineage import annotate
-    from dermpipe.metafeatures import image_size as model_image_size
-    from dermpipe.metafeatures import raw_columns, takes_metadata
-    from dermpipe.models import load_classifier
+    from dermpipe.data.images import load_images
+    from dermpipe.lineage.artifacts import annotate
+    from dermpipe.model.metadata_inputs import image_size as model_image_size
+    from dermpipe.model.metadata_inputs import raw_columns, takes_metadata
+    from dermpipe.model.zoo import load_classifier
 
     trained = load_classifier(Path(model.path) / "model.keras")
     image_size = model_image_size(trained)

@@ -1,6 +1,7 @@
 """gate: bless the challenger for deployment, or not, against chance, the resolved champion and a baseline.
 
-The statistics are dermpipe.gate's (bootstrap intervals on the test images). This stage gathers the predictions they
+The statistics are dermpipe.model.evaluation.gate's (bootstrap intervals on the test images). This stage gathers
+the predictions they
 compare: the challenger's (evaluate's `predictions`), the champion's (the registry version the resolver task
 named, by version and digest: parameters, so a changed champion re-runs this task and an unchanged one does not),
 and the baseline's (a logistic regression on the profile's image statistics, fitted on the train split). When the
@@ -18,7 +19,7 @@ from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
 from dermpipe import config
 from dermpipe.componentkit import stage_component
-from dermpipe.gate import GateParams
+from dermpipe.model.evaluation.gate import GateParams
 
 
 @dataclass(frozen=True)
@@ -33,8 +34,9 @@ class ChallengeParams:
 def load_champion(registry_root: str, model_name: str, version: int, digest: str = ""):
     """The Keras model of registry `version` (the champion the resolver named), or None when version is 0. Its
     model.keras must still have the digest the resolver read: a version is immutable once committed."""
-    from dermpipe import registry, storage
-    from dermpipe.models import load_classifier
+    from dermpipe import storage
+    from dermpipe.deploy import registry
+    from dermpipe.model.zoo import load_classifier
 
     if not version or not registry_root.strip():
         return None
@@ -53,9 +55,9 @@ def baseline_predictions(profile_dir: Path | None, train: pd.DataFrame, test: pd
         np.ndarray | None, str]:
     """(predicted test labels or None, what was done): the gate's simple baseline, a logistic regression on the
     image statistics the profile stage computed for each train and test image."""
-    from dermpipe.drift_features import PROFILE_FILE, image_key
-    from dermpipe.gate import fit_image_stats_baseline
-    from dermpipe.imagestats import STAT_COLUMNS
+    from dermpipe.model.evaluation.gate import fit_image_stats_baseline
+    from dermpipe.monitoring.features import PROFILE_FILE, image_key
+    from dermpipe.monitoring.image_stats import STAT_COLUMNS
 
     if profile_dir is None or not (profile_dir / PROFILE_FILE).is_file():
         return None, "baseline not fitted: no profile artifact with image statistics was given"
@@ -77,7 +79,7 @@ def champion_predictions(model_dir: Path, raw: Path, test_table: pd.DataFrame, c
     """The champion's predicted labels on the test split (None without a champion)."""
     from dermpipe import storage
     from dermpipe.components.evaluate import predict_table
-    from dermpipe.metafeatures import image_size as model_image_size
+    from dermpipe.model.metadata_inputs import image_size as model_image_size
 
     if not params.champion_version or not params.registry_root.strip():
         return None
@@ -90,8 +92,8 @@ def champion_predictions(model_dir: Path, raw: Path, test_table: pd.DataFrame, c
 
 def run(raw: Dataset, model: Model, test: Dataset, train: Dataset, predictions: Dataset, profile_dir: Path | None,
         decision_md: Markdown, gate_metrics: Metrics, params: ChallengeParams) -> bool:
-    from dermpipe.gate import decide
-    from dermpipe.lineage import annotate, log_metrics
+    from dermpipe.lineage.artifacts import annotate, log_metrics
+    from dermpipe.model.evaluation.gate import decide
 
     test_table = pd.read_parquet(test.path)
     predicted = pd.read_parquet(predictions.path)
@@ -126,7 +128,7 @@ def gate(raw: Input[Dataset], model: Input[Model], test_split: Input[Dataset], t
     from pathlib import Path
 
     from dermpipe.components.gate import ChallengeParams, run
-    from dermpipe.gate import GateParams
+    from dermpipe.model.evaluation.gate import GateParams
 
     params = ChallengeParams(GateParams(min_balanced_accuracy, max_bma_drop, require_beat_baseline), registry_root,
                              model_name, champion_version, champion_digest)

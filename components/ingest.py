@@ -5,7 +5,7 @@ The artifact is a folder in one canonical layout whatever the source:
     ISIC_2019_Training_Input/ISIC_2019_Training_Input/*.jpg, manifest.json (path, size, sha256 of every file; for
     downloaded files also the source's checksum: GCS md5/crc32c, ISIC id)
 
-Remote sources (gs://, kaggle:, isic:) are first mirrored into the download cache (dermpipe.download: skip current
+Remote sources (gs://, kaggle:, isic:) are first mirrored into the download cache (dermpipe.data.download: skip current
 files, resume partial ones, verify checksums), then hard-linked into the artifact.
 """
 
@@ -124,7 +124,7 @@ def build_manifest(root: Path, *, quiet: bool = True,
     """
     from tqdm import tqdm
 
-    from dermpipe.lineage import sha256_file
+    from dermpipe.lineage.artifacts import sha256_file
 
     known = known or {}
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.name != "manifest.json")
@@ -144,26 +144,27 @@ def fetch_remote(parsed: Source, source: str, *, quiet: bool = True) -> tuple[Pa
 
     Returns the folder holding the Kaggle layout and the download counts (download_* metrics).
     """
-    from dermpipe.download import cache_dir_for
+    from dermpipe.data.download import cache_dir_for
 
     cache = cache_dir_for(source)
     if parsed.kind == "gs":
-        from dermpipe.source_gcs import GcsSourceError, download
+        from dermpipe.data.sources.gcs import download
+        from dermpipe.storage import StorageError
 
         try:
             stats, _ = download(parsed.location, cache, quiet=quiet)
-        except GcsSourceError as err:
+        except StorageError as err:  # GcsSourceError, or no credentials
             raise IngestError(str(err)) from err
         return cache, stats.as_metrics()
     if parsed.kind == "kaggle":
-        from dermpipe.source_kaggle import KaggleSourceError, download_dataset
+        from dermpipe.data.sources.kaggle import KaggleSourceError, download_dataset
 
         try:
             folder, counts = download_dataset(parsed.location, cache, quiet=quiet)
         except KaggleSourceError as err:
             raise IngestError(str(err)) from err
         return folder, counts
-    from dermpipe.source_isic import IsicSourceError, download_collection
+    from dermpipe.data.sources.isic import IsicSourceError, download_collection
 
     try:
         stats = download_collection(parsed.location, cache, quiet=quiet)
@@ -174,7 +175,7 @@ def fetch_remote(parsed: Source, source: str, *, quiet: bool = True) -> tuple[Pa
 
 def _known_hashes(placed: dict[str, Path]) -> dict[str, dict[str, object]]:
     """Hashes recorded by the download cache for the files placed in the artifact (so they are not read twice)."""
-    from dermpipe.download import STATE_FILE, load_state
+    from dermpipe.data.download import STATE_FILE, load_state
 
     known: dict[str, dict[str, object]] = {}
     states: dict[Path, dict[str, dict[str, object]]] = {}
@@ -191,7 +192,7 @@ def _known_hashes(placed: dict[str, Path]) -> dict[str, dict[str, object]]:
 
 def ingest_source(source: str, out_dir: Path, *, demo_images: int = 400, quiet: bool = True) -> dict[str, object]:
     """Materialise `source` as the canonical layout in out_dir and write manifest.json; returns the summary."""
-    from dermpipe.demo import DemoSpec, write_demo_dataset
+    from dermpipe.data.demo import DemoSpec, write_demo_dataset
 
     parsed = parse_source(source)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -212,7 +213,7 @@ def ingest_source(source: str, out_dir: Path, *, demo_images: int = 400, quiet: 
     manifest = build_manifest(out_dir, quiet=quiet, known=known)
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1))
     n_images = sum(1 for f in manifest if str(f["path"]).lower().endswith(IMAGE_SUFFIXES))
-    from dermpipe.lineage import sha256_json
+    from dermpipe.lineage.artifacts import sha256_json
 
     return {
         "source": source,
@@ -226,7 +227,7 @@ def ingest_source(source: str, out_dir: Path, *, demo_images: int = 400, quiet: 
 
 def run(source: str, dataset: Dataset, stats: Metrics, demo_images: int) -> None:
     """Component body: ingest, then describe the Dataset for the lineage view."""
-    from dermpipe.lineage import annotate, log_metrics
+    from dermpipe.lineage.artifacts import annotate, log_metrics
 
     quiet = os.environ.get("DERMPIPE_QUIET", "") not in ("", "0")  # progress bars in task logs unless quiet
     summary = ingest_source(source, Path(dataset.path), demo_images=demo_images, quiet=quiet)

@@ -14,7 +14,7 @@ from kfp.dsl import Dataset, Input, Markdown, Metrics, Output
 
 from dermpipe import config
 from dermpipe.componentkit import stage_component
-from dermpipe.schema import Problem, check_ground_truth, check_metadata
+from dermpipe.data.schema import Problem, check_ground_truth, check_metadata
 
 MERGED_COLUMNS = (
     "image", "label", "label_index", "path", "sha256", "width", "height",
@@ -305,7 +305,7 @@ def enforce_policy(result: MergeResult, policy: str, report_uri: str) -> None:
 
 
 def run(raw: Dataset, merged: Dataset, report: Markdown, stats: Metrics, invalid_images: str = "drop") -> None:
-    from dermpipe.lineage import annotate, log_metrics
+    from dermpipe.lineage.artifacts import annotate, log_metrics
 
     if invalid_images not in INVALID_IMAGE_POLICIES:
         raise ValueError(f"invalid_images={invalid_images!r}: expected one of {list(INVALID_IMAGE_POLICIES)}")

@@ -1,8 +1,9 @@
 """prepare: decode each image once, centre-crop and resize it to the training resolution, write TFRecord shards.
 
-Training then reads small JPEGs at its own resolution (dermpipe.shards.shard_records) instead of decoding the
+Training then reads small JPEGs at its own resolution (dermpipe.data.shards.shard_records) instead of decoding the
 full-size originals (up to 6000x4000) every epoch. Streaming: images are read, resized and written a chunk at a time,
-so memory does not depend on the number of images. The record contract and the resize policy are in dermpipe/shards.py.
+so memory does not depend on the number of images. The record contract and the resize policy are in
+dermpipe/data/shards.py.
 """
 
 import json
@@ -31,7 +32,14 @@ def prepare_shards(dataset_dir: Path, tables: dict[str, pd.DataFrame], out_dir: 
 
     from tqdm import tqdm
 
-    from dermpipe.shards import MANIFEST, ShardWriter, centre_crop_resize, encode_example, iter_chunks, manifest_dict
+    from dermpipe.data.shards import (
+        MANIFEST,
+        ShardWriter,
+        centre_crop_resize,
+        encode_example,
+        iter_chunks,
+        manifest_dict,
+    )
 
     if image_size < 8:
         raise ValueError(f"image_size={image_size}: expected the training resolution in pixels (e.g. 224)")
@@ -77,8 +85,8 @@ def prepare_metrics(manifest: dict) -> dict[str, int]:
 
 def run(raw: Dataset, train_split: Dataset, val_split: Dataset, test_split: Dataset, shards: Dataset,
         stats: Metrics, image_size: int, shard_size_mb: float, seed: int) -> None:
-    from dermpipe.lineage import annotate, log_metrics, sha256_json
-    from dermpipe.shards import MANIFEST
+    from dermpipe.data.shards import MANIFEST
+    from dermpipe.lineage.artifacts import annotate, log_metrics, sha256_json
 
     tables = {name: pd.read_parquet(artifact.path)
               for name, artifact in (("train", train_split), ("val", val_split), ("test", test_split))}

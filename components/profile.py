@@ -3,7 +3,8 @@
 The `profile` artifact is a folder:
     embedding_pca.npz          PCA of the "pool" embedding fitted on the training images (mean [D], components [k, D])
     reference_profile.parquet  one row per train/val/test image: image, split and the drift features
-                               (dermpipe.drift_features); predicted_class/confidence only on val/test rows (a model's
+                               (dermpipe.monitoring.features); predicted_class/confidence only on val/test rows
+                               (a model's
                                answers on its own training images are over-confident, not what traffic looks like)
     profile.json               counts, the PCA's explained variance and where the model is
 Deploy copies the two data files into the registry version folder, beside the SavedModel.
@@ -25,7 +26,7 @@ SPLITS = ("train", "val", "test")
 def build_profile(stats: pd.DataFrame, metadata: pd.DataFrame, probabilities: np.ndarray, embeddings: np.ndarray,
                   splits: Sequence[str], n_components: int = 5):
     """(profile table, EmbeddingPCA): PCA fitted on the train rows, predictions kept on val/test rows only."""
-    from dermpipe.drift_features import (
+    from dermpipe.monitoring.features import (
         assemble,
         embedding_frame,
         fit_embedding_pca,
@@ -50,15 +51,15 @@ def build_profile(stats: pd.DataFrame, metadata: pd.DataFrame, probabilities: np
 def profile_model(model_file: Path, dataset_dir: Path, tables: dict[str, pd.DataFrame], out: Path,
                   n_components: int = 5) -> dict[str, object]:
     """Compute the profile of a saved model on the split tables and write the profile folder; returns profile.json."""
-    from dermpipe.drift_features import PCA_FILE, PROFILE_FILE, PROFILE_JSON, decode_images, failed_message
+    from dermpipe.monitoring.features import PCA_FILE, PROFILE_FILE, PROFILE_JSON, decode_images, failed_message
 
     table = pd.concat([t.assign(split=name) for name, t in tables.items()], ignore_index=True)
     paths = [dataset_dir / rel for rel in table["path"]]
-    from dermpipe import metafeatures
-    from dermpipe.models import load_classifier
+    from dermpipe.model import metadata_inputs
+    from dermpipe.model.zoo import load_classifier
 
     model = load_classifier(model_file, compile=False)
-    image_size = metafeatures.image_size(model)
+    image_size = metadata_inputs.image_size(model)
     outputs = decode_images(paths, image_size, model, metadata=table)  # metadata: fusion models only
     if outputs.failed:
         raise ValueError(f"profile: {failed_message(outputs.failed, len(paths))}; the split images were readable "
@@ -85,7 +86,7 @@ def _explained_variance(pca, embeddings: np.ndarray) -> float:
 
 def run(raw: Dataset, model: Model, splits: dict[str, Dataset], profile: Artifact, stats: Metrics,
         n_components: int) -> None:
-    from dermpipe.lineage import annotate, log_metrics
+    from dermpipe.lineage.artifacts import annotate, log_metrics
 
     tables = {name: pd.read_parquet(artifact.path) for name, artifact in splits.items()}
     info = profile_model(Path(model.path) / "model.keras", Path(raw.path), tables, Path(profile.path), n_components)

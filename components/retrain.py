@@ -122,7 +122,7 @@ def render(started: dict[str, Any], reason: str) -> str:
 
 
 def run(request, backend: str, training_params: str, reason: str, **targets: str) -> None:
-    from dermpipe.lineage import annotate
+    from dermpipe.lineage.artifacts import annotate
 
     started = trigger(backend, parse_params(training_params), **targets)
     Path(request.path).parent.mkdir(parents=True, exist_ok=True)

@@ -186,7 +186,7 @@ def run(merged: Dataset, train: Dataset, val: Dataset, test: Dataset, stats: Met
         test_size: float, val_size: float, seed: int, folds: int = 0) -> None:
     from pathlib import Path
 
-    from dermpipe.lineage import annotate, log_metrics
+    from dermpipe.lineage.artifacts import annotate, log_metrics
 
     table = pd.read_parquet(merged.path)
     splits = split_table(table, test_size=test_size, val_size=val_size, seed=seed, folds=folds)

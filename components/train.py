@@ -8,7 +8,7 @@ with sklearn; early stopping watches it (or val_loss). Every epoch is checkpoint
 the URI of a task's outputs across retries but not its local folder), so a retried task resumes after the last
 finished epoch, and a finished phase is not re-run.
 
-The Model artifact is a folder: model.keras, training.json, the SavedModel of dermpipe.export (saved_model.pb,
+The Model artifact is a folder: model.keras, training.json, the SavedModel of dermpipe.deploy.export (saved_model.pb,
 variables/: TF Serving and Vertex serve the folder directly) and tensorboard/ logs. On a GPU node the run uses
 mixed_float16, MirroredStrategy over all the node's GPUs and, when asked, XLA.
 """
@@ -53,10 +53,10 @@ class TrainParams:
     mixed_precision: str = "auto"  # auto (on when a GPU is present) | on | off
     cache: str = "auto"  # auto | memory | none | a file prefix
     deterministic: bool = False
-    metadata_fusion: bool = False  # age, sex and site as a second input branch (dermpipe.metafeatures)
+    metadata_fusion: bool = False  # age, sex and site as a second input branch (dermpipe.model.metadata_inputs)
 
     def check(self) -> None:
-        from dermpipe.imagedata import CLASS_BALANCES
+        from dermpipe.data.images import CLASS_BALANCES
 
         for field_name, value, allowed in (("class_balance", self.class_balance, CLASS_BALANCES),
                                            ("loss", self.loss, LOSSES), ("monitor", self.monitor, MONITORS),
@@ -290,7 +290,7 @@ def shard_inputs(shards_dir: Path, train: pd.DataFrame, val: pd.DataFrame, image
     """
     import tensorflow as tf
 
-    from dermpipe.shards import load_manifest, shard_files, shard_records
+    from dermpipe.data.shards import load_manifest, shard_files, shard_records
 
     manifest = load_manifest(shards_dir)
     if int(manifest["image_size"]) != image_size:
@@ -302,7 +302,7 @@ def shard_inputs(shards_dir: Path, train: pd.DataFrame, val: pd.DataFrame, image
         if not 0 < counts[name]["records"] <= len(table):
             raise ValueError(f"train: {shards_dir} holds {counts[name]['records']} {name} records for a {name} split "
                              f"of {len(table)} rows; the shards were made from another split")
-    from dermpipe.metafeatures import IMAGE_INPUT, METADATA_INPUTS
+    from dermpipe.model.metadata_inputs import IMAGE_INPUT, METADATA_INPUTS
 
     def example(record):
         x = {IMAGE_INPUT: record["image"], **{k: record[k] for k in METADATA_INPUTS}} if metadata else record["image"]
@@ -335,9 +335,9 @@ def train_model(train: pd.DataFrame, val: pd.DataFrame, dataset_dir: Path, param
 
     import keras
 
-    from dermpipe.imagedata import InputOptions, training_dataset
-    from dermpipe.metrics import evaluate_predictions
-    from dermpipe.models import build_classifier, resolve_weights
+    from dermpipe.data.images import InputOptions, training_dataset
+    from dermpipe.model.evaluation.metrics import evaluate_predictions
+    from dermpipe.model.zoo import build_classifier, resolve_weights
 
     params.check()
     quiet = quiet or verbose == 0
@@ -424,8 +424,8 @@ def file_examples(table: pd.DataFrame, dataset_dir: Path, metadata: bool):
     """(encoded bytes, label) per row read from the image files, or ({"image": bytes, **raw metadata}, label)."""
     import tensorflow as tf
 
-    from dermpipe.imagedata import encoded_examples
-    from dermpipe.metafeatures import IMAGE_INPUT, raw_columns
+    from dermpipe.data.images import encoded_examples
+    from dermpipe.model.metadata_inputs import IMAGE_INPUT, raw_columns
 
     examples = encoded_examples(table, dataset_dir)
     if not metadata:
@@ -438,7 +438,7 @@ def metadata_report(train: pd.DataFrame, val: pd.DataFrame) -> dict[str, object]
     """What the metadata branch saw: per split the rows whose age, sex or site is missing or outside the ISIC 2019
     vocabulary (all encoded as unknown, none dropped), the values found outside it, and the encoding's columns.
     Counted on the split tables (with shards, images prepare could not decode are in the tables but not trained)."""
-    from dermpipe.metafeatures import FEATURE_NAMES, coverage, unknown_values
+    from dermpipe.model.metadata_inputs import FEATURE_NAMES, coverage, unknown_values
 
     return {"encoding": list(FEATURE_NAMES), "train": coverage(train), "val": coverage(val),
             "unknown_values": unknown_values(pd.concat([train, val], ignore_index=True))}
@@ -509,9 +509,9 @@ def run(raw: Dataset, train: Dataset, val: Dataset, model: Model, stats: Metrics
         params: TrainParams, *, quiet: bool = False, shards: Dataset | None = None) -> None:
     import tensorflow as tf
 
-    from dermpipe.export import export_serving_model
-    from dermpipe.lineage import annotate, log_metrics
-    from dermpipe.metafeatures import METADATA_INPUTS
+    from dermpipe.deploy.export import export_serving_model
+    from dermpipe.lineage.artifacts import annotate, log_metrics
+    from dermpipe.model.metadata_inputs import METADATA_INPUTS
 
     out = Path(model.path)
     out.mkdir(parents=True, exist_ok=True)

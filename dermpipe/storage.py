@@ -5,7 +5,8 @@
   `if_generation_match=<generation read>` on Cloud Storage). tf.io.gfile offers neither, hence google-cloud-storage.
 
 Local writes go to a temporary file beside the target and are renamed over it, so a reader never sees half a file.
-URIs are plain paths or `gs://bucket/key`; the client honours STORAGE_EMULATOR_HOST (see source_gcs.make_client).
+URIs are plain paths or `gs://bucket/key`. Credentials are Google's Application Default Credentials; with
+STORAGE_EMULATOR_HOST set (tests, local emulators) the client talks to that emulator anonymously.
 """
 
 from __future__ import annotations
@@ -20,6 +21,28 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ABSENT = "0"  # the token of a file that does not exist (Cloud Storage's generation-match value for "no object")
+
+
+class StorageError(ValueError):
+    """Cloud Storage cannot be reached or read; the message says what to do."""
+
+
+def make_client():
+    """A Cloud Storage client: anonymous against STORAGE_EMULATOR_HOST, else Application Default Credentials."""
+    from google.cloud import storage
+
+    if os.environ.get("STORAGE_EMULATOR_HOST"):
+        from google.auth.credentials import AnonymousCredentials
+
+        return storage.Client(project=os.environ.get("GOOGLE_CLOUD_PROJECT", "dermpipe-emulator"),
+                              credentials=AnonymousCredentials())
+    try:
+        return storage.Client()
+    except Exception as err:  # google.auth.exceptions.DefaultCredentialsError and friends
+        raise StorageError(
+            f"cannot create a Cloud Storage client ({type(err).__name__}): set GOOGLE_APPLICATION_CREDENTIALS to a "
+            "service-account key file, or run `gcloud auth application-default login`"
+        ) from err
 
 
 class PreconditionFailed(RuntimeError):
@@ -41,8 +64,6 @@ def _split(uri: str) -> tuple[str, str]:
 
 @functools.cache
 def _client(emulator: str):  # keyed by STORAGE_EMULATOR_HOST: tests start emulators on different ports
-    from dermpipe.source_gcs import make_client
-
     return make_client()
 
 

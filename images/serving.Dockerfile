@@ -26,7 +26,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     TF_CPP_MIN_LOG_LEVEL=2 \
     DERMPIPE_HOME=/tmp/dermpipe
 COPY --from=builder /opt/venv /opt/venv
-RUN python -c "import dermpipe.cli" \
+RUN python -c "import dermpipe.cli.main" \
     && useradd --create-home --uid 1000 dermpipe
 USER 1000
 WORKDIR /home/dermpipe

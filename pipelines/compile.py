@@ -26,7 +26,7 @@ class CompileError(RuntimeError):
 def set_images(documents: list[dict], base_image: str, gpu_image: str, git_commit: str = "") -> list[dict]:
     """Point every executor at dermpipe's image (the trainer at the GPU image), and tell each task its image and the
     git commit the pipeline was compiled from (artifact metadata: what KFP/Vertex lineage shows)."""
-    from dermpipe.lineage import GIT_COMMIT_ENV, IMAGE_ENV
+    from dermpipe.lineage.artifacts import GIT_COMMIT_ENV, IMAGE_ENV
 
     executors = documents[0]["deploymentSpec"]["executors"]
     for name, executor in executors.items():
@@ -88,7 +88,7 @@ def compile_pipeline(
         raw = Path(tmp) / "pipeline.yaml"
         compiler.Compiler().compile(func, str(raw))
         documents = [d for d in yaml.safe_load_all(raw.read_text()) if d]
-    from dermpipe.lineage import git_identity
+    from dermpipe.lineage.artifacts import git_identity
 
     set_images(documents, base_image or config.image("base"), gpu_image or config.image("trainer-gpu"),
                git_identity()["git_commit"])

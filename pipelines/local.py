@@ -24,7 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dermpipe import config, lineage_store
+from dermpipe import config
+from dermpipe.lineage import store
 
 
 @dataclass
@@ -135,7 +136,7 @@ def source_fingerprint(source: str, demo_images: int) -> str:
 def _gcs_fingerprint(source: str) -> str:
     """One listing of the bucket prefix (no download); "" when it cannot be listed (ingest then says why)."""
     try:
-        from dermpipe.source_gcs import fingerprint
+        from dermpipe.data.sources.gcs import fingerprint
 
         return fingerprint(source)
     except Exception:  # noqa: BLE001 - the ingest task reports the real error with its advice
@@ -183,7 +184,7 @@ def _to_lineage(write: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     try:
         return write(*args, **kwargs)
     except Exception as err:  # noqa: BLE001 - lineage is a record of the run, not part of it
-        print(f"dermpipe: could not write lineage to {lineage_store.store_path()} ({write.__name__}): "
+        print(f"dermpipe: could not write lineage to {store.store_path()} ({write.__name__}): "
               f"{type(err).__name__}: {err}; the run goes on, `dermpipe lineage` will miss this step",
               file=sys.stderr)
         return None
@@ -218,13 +219,13 @@ def _recording(record: RunRecord) -> Iterator[None]:
         if run_folder and record.run_id != run_folder:
             # Adopt kfp.local's run folder name as the run id, so records and artifact paths agree.
             (runs_dir() / f"{record.run_id}.json").unlink(missing_ok=True)
-            _to_lineage(lineage_store.rename_run, record.run_id, run_folder)
+            _to_lineage(store.rename_run, record.run_id, run_folder)
             record.run_id = run_folder
         task = TaskRecord(name=task_name, started=_now())
         record.tasks[task_name] = task
         save_record(record)
         params, inputs = _task_inputs(kwargs.get("task_spec"), kwargs.get("io_store"))
-        task_id = _to_lineage(lineage_store.start_task, record.run_id, task_name, task.started, params, inputs)
+        task_id = _to_lineage(store.start_task, record.run_id, task_name, task.started, params, inputs)
         start = time.monotonic()
         tail = _Tail(sys.stdout)
         with contextlib.redirect_stdout(tail):
@@ -240,7 +241,7 @@ def _recording(record: RunRecord) -> Iterator[None]:
         save_record(record)
         if task_id is not None:
             artifacts = {n: o for n, o in task.outputs.items() if isinstance(o, dict) and "uri" in o}
-            _to_lineage(lineage_store.finish_task, task_id, status=task.status, finished=task.finished,
+            _to_lineage(store.finish_task, task_id, status=task.status, finished=task.finished,
                         seconds=task.seconds, cached=task.cached, error=task.error, outputs=artifacts)
         return outputs, status
 
@@ -291,7 +292,7 @@ def run_local(params: dict[str, Any], *, pipeline_root: Path | None = None, cach
 
 def _store_run(record: RunRecord, code: dict[str, Any] | None = None) -> None:
     """Insert the run into the lineage store (with the code that runs it), or update its status and end."""
-    _to_lineage(lineage_store.record_run, record.run_id, pipeline=record.pipeline, status=record.status,
+    _to_lineage(store.record_run, record.run_id, pipeline=record.pipeline, status=record.status,
                 started=record.started, params=record.params, pipeline_root=record.pipeline_root,
                 finished=record.finished, error=record.error, code=code)
 
@@ -299,6 +300,6 @@ def _store_run(record: RunRecord, code: dict[str, Any] | None = None) -> None:
 def code_identity() -> dict[str, Any]:
     """The code a local run runs: dermpipe's code version, and the git commit of its checkout (with whether it has
     uncommitted changes) when dermpipe runs from one."""
-    from dermpipe.lineage import code_version, git_identity
+    from dermpipe.lineage.artifacts import code_version, git_identity
 
     return {"code_version": code_version(), **git_identity(Path(__file__).resolve().parents[1])}

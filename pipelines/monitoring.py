@@ -15,7 +15,7 @@ from kfp import dsl
 from dermpipe import config
 from dermpipe.components.drift import drift
 from dermpipe.components.retrain import retrain
-from dermpipe.lineage import CODE_VERSION_ENV, code_version
+from dermpipe.lineage.artifacts import CODE_VERSION_ENV, code_version
 
 PIPELINE_NAME = "dermpipe-monitoring"
 

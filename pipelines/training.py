@@ -26,7 +26,7 @@ from dermpipe.components.prepare import prepare
 from dermpipe.components.profile import profile
 from dermpipe.components.split import split
 from dermpipe.components.train import train
-from dermpipe.lineage import CODE_VERSION_ENV, code_version
+from dermpipe.lineage.artifacts import CODE_VERSION_ENV, code_version
 
 PIPELINE_NAME = "dermpipe-training"
 

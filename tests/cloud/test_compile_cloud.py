@@ -9,7 +9,7 @@ import yaml
 from kfp import dsl
 from typer.testing import CliRunner
 
-from dermpipe.cli import app
+from dermpipe.cli.main import app
 
 STEPS = ("ingest", "merge", "split", "evaluate", "explain")
 
@@ -83,7 +83,6 @@ def test_vertex_placement_has_an_accelerator_type_and_no_kubernetes_settings(tmp
 
 def test_default_tag_is_the_package_version(monkeypatch):
     from dermpipe import __version__, config
-
     monkeypatch.delenv(config.REGISTRY_ENV, raising=False)
     monkeypatch.delenv(config.TAG_ENV, raising=False)
     assert config.image("serving") == f"{config.DEFAULT_IMAGE_REGISTRY}/serving:{__version__}"

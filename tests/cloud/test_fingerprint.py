@@ -6,7 +6,7 @@ import socket
 import pytest
 from typer.testing import CliRunner
 
-from dermpipe.cli import app
+from dermpipe.cli.main import app
 from dermpipe.pipelines.submit import SubmitError, gcs_fingerprint
 
 

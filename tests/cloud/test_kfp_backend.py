@@ -5,7 +5,7 @@ import socket
 import pytest
 from typer.testing import CliRunner
 
-from dermpipe.cli import app
+from dermpipe.cli.main import app
 
 
 def invoke(*args: str):

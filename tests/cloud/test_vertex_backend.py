@@ -7,7 +7,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from dermpipe.cli import app
+from dermpipe.cli.main import app
 
 VERTEX = ["--backend", "vertex", "--project", "proj-1", "--region", "europe-west4"]
 ROOT = ["--pipeline-root", "gs://bucket/dermpipe/artifacts"]

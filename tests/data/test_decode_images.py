@@ -30,7 +30,7 @@ def mixed_folder(isic_sample, tmp_path_factory):
 def model():
     import keras
 
-    from dermpipe.models import build_classifier
+    from dermpipe.model.zoo import build_classifier
 
     keras.utils.set_random_seed(0)
     return build_classifier("simple_cnn", SIZE, 8, seed=0)[0]
@@ -40,15 +40,15 @@ def model():
 def fusion_model():
     import keras
 
-    from dermpipe.models import build_classifier
+    from dermpipe.model.zoo import build_classifier
 
     keras.utils.set_random_seed(0)
     return build_classifier("simple_cnn", SIZE, 8, seed=0, metadata_fusion=True)[0]
 
 
 def test_broken_files_are_listed_by_path_and_the_rest_stay_aligned(mixed_folder, model):
-    from dermpipe.drift_features import decode_images
-    from dermpipe.imagestats import STAT_COLUMNS, statistics_from_bytes
+    from dermpipe.monitoring.features import decode_images
+    from dermpipe.monitoring.image_stats import STAT_COLUMNS, statistics_from_bytes
 
     out = decode_images(mixed_folder, SIZE, model, batch_size=4)  # batches straddle the broken files
     assert [path for path, _ in out.failed] == [str(mixed_folder[3]), str(mixed_folder[8])]
@@ -64,7 +64,7 @@ def test_broken_files_are_listed_by_path_and_the_rest_stay_aligned(mixed_folder,
 
 
 def test_statistics_only_and_the_strict_model_outputs(mixed_folder, model):
-    from dermpipe.drift_features import decode_images, model_outputs
+    from dermpipe.monitoring.features import decode_images, model_outputs
 
     stats_only = decode_images(mixed_folder, SIZE)
     assert stats_only.probabilities is None and stats_only.embeddings is None and len(stats_only.stats) == 10
@@ -73,7 +73,7 @@ def test_statistics_only_and_the_strict_model_outputs(mixed_folder, model):
 
 
 def test_image_features_keep_metadata_on_the_right_rows(mixed_folder, model):
-    from dermpipe.drift_features import image_features, image_key
+    from dermpipe.monitoring.features import image_features, image_key
 
     sites = ["head/neck", "torso", "palms/soles", "lower extremity"]
     metadata = pd.DataFrame({"image": [image_key(str(p)) for p in mixed_folder],
@@ -86,7 +86,7 @@ def test_image_features_keep_metadata_on_the_right_rows(mixed_folder, model):
 
 
 def test_a_fusion_model_gets_each_images_own_metadata_past_the_broken_files(mixed_folder, fusion_model):
-    from dermpipe.drift_features import decode_images
+    from dermpipe.monitoring.features import decode_images
 
     n = len(mixed_folder)
     metadata = pd.DataFrame({"age_approx": [5.0 * i for i in range(n)],
@@ -104,8 +104,8 @@ def _predict_one_by_one(model, paths, metadata=None):
     """The model on each image alone, decoded by the training input's function: an independent path."""
     import tensorflow as tf
 
-    from dermpipe.imagedata import decode_resize
-    from dermpipe.metafeatures import raw_columns
+    from dermpipe.data.images import decode_resize
+    from dermpipe.model.metadata_inputs import raw_columns
 
     raw = None if metadata is None else raw_columns(metadata)
     rows = []

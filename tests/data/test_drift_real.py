@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from dermpipe.components.drift import DriftConfig, analyse, evidently_report, report_column_results
-from dermpipe.drift_features import (
+from dermpipe.monitoring.features import (
     assemble,
     embedding_frame,
     fit_embedding_pca,
@@ -41,7 +41,7 @@ def _raw_features(model, folder, metadata_csv):
 def raw(isic_sample):
     import keras
 
-    from dermpipe.models import build_classifier
+    from dermpipe.model.zoo import build_classifier
 
     keras.utils.set_random_seed(0)
     model, _ = build_classifier("simple_cnn", 64, 8, seed=0)
@@ -128,9 +128,9 @@ def test_profile_stage_and_monitor_cli_on_an_image_folder(isic_sample, tmp_path)
     import keras
     from typer.testing import CliRunner
 
-    from dermpipe.cli import app
+    from dermpipe.cli.main import app
     from dermpipe.components.profile import profile_model
-    from dermpipe.models import build_classifier
+    from dermpipe.model.zoo import build_classifier
 
     keras.utils.set_random_seed(0)
     model, _ = build_classifier("simple_cnn", 64, 8, seed=0)

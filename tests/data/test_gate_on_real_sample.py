@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from dermpipe.cli import app
+from dermpipe.cli.main import app
 from dermpipe.config import MODEL_NAME
 from dermpipe.pipelines.local import list_records
 

@@ -7,9 +7,9 @@ import json
 import re
 from pathlib import Path
 
-from dermpipe import registry
-from dermpipe.cli import _summary
+from dermpipe.cli.main import _summary
 from dermpipe.config import MODEL_NAME
+from dermpipe.deploy import registry
 from dermpipe.pipelines.local import run_local
 
 STAGES = ["ingest", "merge", "split", "prepare", "train", "profile", "evaluate", "explain"]
@@ -18,7 +18,7 @@ STAGES = ["ingest", "merge", "split", "prepare", "train", "profile", "evaluate",
 def _other_model_as_champion(root: str, tmp_path: Path) -> int:
     """Push an untrained model of the same shape as a new version and promote it, as another run would."""
     from dermpipe.components.deploy import push
-    from dermpipe.models import build_classifier
+    from dermpipe.model.zoo import build_classifier
 
     model, _ = build_classifier("simple_cnn", 32, 8, seed=7)
     (tmp_path / "other").mkdir()

@@ -7,7 +7,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from dermpipe.cli import app
+from dermpipe.cli.main import app
 
 STAGES = {"ingest", "merge", "split", "prepare", "train", "profile", "evaluate", "explain"}
 

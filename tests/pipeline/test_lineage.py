@@ -10,10 +10,10 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from dermpipe.cli import app
+from dermpipe.cli.main import app
 from dermpipe.config import CLASSES
-from dermpipe.lineage_store import Store
-from dermpipe.ui import create_app
+from dermpipe.lineage.store import Store
+from dermpipe.lineage.ui import create_app
 
 pytestmark = pytest.mark.slow  # shares the session's two kfp.local runs with test_local_run.py
 

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from dermpipe.cli import app
+from dermpipe.cli.main import app
 from dermpipe.config import CLASSES
-from dermpipe.lineage_store import Store
+from dermpipe.lineage.store import Store
 from dermpipe.pipelines.local import list_records, load_record, run_local
 
 STAGES = ["ingest", "merge", "split", "prepare", "train", "profile", "evaluate", "explain"]

@@ -7,9 +7,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from dermpipe.cli import app
-from dermpipe.drift_features import PROFILE_FILE
-from dermpipe.drift_synthetic import log_records, synthetic_features, write_prediction_log
+from dermpipe.cli.main import app
+from dermpipe.monitoring.features import PROFILE_FILE
+from dermpipe.monitoring.synthetic import log_records, synthetic_features, write_prediction_log
 from dermpipe.pipelines.monitoring import run_monitoring_local
 
 

@@ -20,7 +20,7 @@ import pytest
 import requests
 from typer.testing import CliRunner
 
-from dermpipe.cli import app
+from dermpipe.cli.main import app
 from dermpipe.config import CLASSES, MODEL_NAME
 
 pytestmark = pytest.mark.slow
@@ -41,7 +41,7 @@ def served(first_run, home, tmp_path_factory):
     output = log_root.parent / "serve.log"
     with open(output, "wb") as handle:
         process = subprocess.Popen(
-            [sys.executable, "-m", "dermpipe.cli", "serve", "--registry-root", str(home / "registry"), "--port",
+            [sys.executable, "-m", "dermpipe.cli.main", "serve", "--registry-root", str(home / "registry"), "--port",
              str(port), "--log-root", str(log_root), "--flush-seconds", "0.2"], stdout=handle, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 240

@@ -68,7 +68,7 @@ def server(first_run, cached_run, home, tmp_path_factory):
     log = tmp_path_factory.mktemp("ui") / "ui.log"
     env = {**os.environ, "DERMPIPE_HOME": str(home)}
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "dermpipe.cli", "ui", "--port", str(port)], env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "dermpipe.cli.main", "ui", "--port", str(port)], env=env,
                                 stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60

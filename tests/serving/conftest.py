@@ -27,9 +27,9 @@ def free_port() -> int:
 
 def make_registry(root: Path, seeds: dict[int, int], current: int, image_size: int = IMAGE_SIZE) -> Path:
     """Export a tiny simple_cnn per version (with an embedding_pca.npz) and make `current` current."""
-    from dermpipe import registry
-    from dermpipe.export import export_serving_model
-    from dermpipe.models import build_classifier
+    from dermpipe.deploy import registry
+    from dermpipe.deploy.export import export_serving_model
+    from dermpipe.model.zoo import build_classifier
 
     for version, seed in seeds.items():
         model, _ = build_classifier("simple_cnn", image_size, 8, seed=seed)
@@ -59,10 +59,10 @@ class Server:
 
 
 def start_server(registry_root: Path, log_root: Path, output: Path, *extra: str, timeout: float = 240) -> Server:
-    """`python -m dermpipe.cli serve` in a real subprocess on a free loopback port; waits for /readyz."""
+    """`python -m dermpipe.cli.main serve` in a real subprocess on a free loopback port; waits for /readyz."""
     port = free_port()
-    command = [sys.executable, "-m", "dermpipe.cli", "serve", "--registry-root", str(registry_root), "--model-name",
-               MODEL, "--port", str(port), "--log-root", str(log_root), *extra]
+    command = [sys.executable, "-m", "dermpipe.cli.main", "serve", "--registry-root", str(registry_root),
+               "--model-name", MODEL, "--port", str(port), "--log-root", str(log_root), *extra]
     handle = open(output, "wb")  # noqa: SIM115 - lives as long as the server
     process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
     server = Server(f"http://127.0.0.1:{port}", process, registry_root, log_root, output)

@@ -1,5 +1,6 @@
 """Our SavedModels (written by TensorFlow 2.21 / Keras 3) load and answer the same in the TensorFlow of Google's
-prebuilt Vertex AI serving container (dermpipe.cloud_deploy.VERTEX_TF_IMAGE: tf2-cpu.2-15), the runtime that serves
+prebuilt Vertex AI serving container (dermpipe.deploy.cloud_targets.VERTEX_TF_IMAGE: tf2-cpu.2-15), the runtime that
+serves
 them on Vertex without our code. `make install` puts that TensorFlow in .venv-tf-compat."""
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ ISIC2020_IMAGES = REPO.parent / "shared" / "data" / "isic2020-sample" / "images"
 
 
 def prebuilt_tf_version() -> str:
-    from dermpipe.cloud_deploy import VERTEX_TF_IMAGE
+    from dermpipe.deploy.cloud_targets import VERTEX_TF_IMAGE
 
     match = re.search(r"tf2-(?:cpu|gpu)\.2-(\d+)", VERTEX_TF_IMAGE)
     assert match, f"cannot read a TensorFlow version from {VERTEX_TF_IMAGE}"
@@ -39,8 +40,8 @@ def test_saved_model_serves_the_same_in_the_prebuilt_containers_tensorflow(compa
     import keras
     import tensorflow as tf
 
-    from dermpipe.export import export_serving_model, metadata_tensors
-    from dermpipe.models import build_classifier
+    from dermpipe.deploy.export import export_serving_model, metadata_tensors
+    from dermpipe.model.zoo import build_classifier
 
     keras.utils.set_random_seed(0)
     model, _ = build_classifier(backbone, 48, 8, seed=0, metadata_fusion=fusion)

@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from dermpipe.augment import RandomAugment, affine_matrices
-from dermpipe.models import build_classifier, load_classifier
+from dermpipe.model.augment import RandomAugment, affine_matrices
+from dermpipe.model.zoo import build_classifier, load_classifier
 
 OFF = {"rotation": 0, "shift": 0, "zoom": 0, "horizontal_flip": False, "vertical_flip": False, "brightness": 0,
        "contrast": 0}

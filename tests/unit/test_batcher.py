@@ -5,7 +5,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from dermpipe.serving import MicroBatcher, ServingError
+from dermpipe.serving.app import MicroBatcher, ServingError
 
 
 class FakeModel:

@@ -11,16 +11,16 @@ import yaml
 from kfp.dsl import Metrics, Model
 from kubernetes.client.rest import ApiException
 
-from dermpipe import cloud_deploy, registry
 from dermpipe.components import deploy as deploy_stage
-from dermpipe.infravalidate import InfraValidationError
+from dermpipe.deploy import cloud_targets, registry
+from dermpipe.deploy.infravalidate import InfraValidationError
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    from dermpipe.models import build_classifier
+    from dermpipe.model.zoo import build_classifier
 
     model, _ = build_classifier("simple_cnn", 32, 8, seed=0)
     folder = tmp_path_factory.mktemp("model")
@@ -51,16 +51,16 @@ def test_push_validates_in_a_separate_process_and_copies_the_profile(model_dir, 
 
 
 def test_a_model_that_cannot_serve_is_not_pushed(model_dir, tmp_path, monkeypatch):
-    import dermpipe.export
+    import dermpipe.deploy.export
 
-    original = dermpipe.export.export_serving_model
+    original = dermpipe.deploy.export.export_serving_model
 
     def broken_export(model, out_dir):  # exports, then loses the weights: loads nowhere
         description = original(model, out_dir)
         shutil.rmtree(Path(out_dir) / "variables")
         return description
 
-    monkeypatch.setattr(dermpipe.export, "export_serving_model", broken_export)
+    monkeypatch.setattr(dermpipe.deploy.export, "export_serving_model", broken_export)
     root = tmp_path / "registry"
     with pytest.raises(InfraValidationError, match="failed in a separate process .*not pushed"):
         deploy_stage.push(model_dir, str(root), "m", {})
@@ -138,22 +138,22 @@ class FakeAiplatform:
 
 def test_vertex_uploads_a_new_version_under_the_parent_and_splits_traffic():
     fake = FakeAiplatform()
-    settings = cloud_deploy.VertexSettings(project="proj", region="europe-west4", traffic_percentage=20)
-    first = cloud_deploy.deploy_vertex("gs://b/reg/m/1", "m", 1, settings, aiplatform=fake)
-    second = cloud_deploy.deploy_vertex("gs://b/reg/m/2", "m", 2, settings, aiplatform=fake)
+    settings = cloud_targets.VertexSettings(project="proj", region="europe-west4", traffic_percentage=20)
+    first = cloud_targets.deploy_vertex("gs://b/reg/m/1", "m", 1, settings, aiplatform=fake)
+    second = cloud_targets.deploy_vertex("gs://b/reg/m/2", "m", 2, settings, aiplatform=fake)
     assert fake.inits[0] == {"project": "proj", "location": "europe-west4"}
     one, two = fake.models
     assert one.upload_kwargs["parent_model"] is None and first["vertex_parent_model"] == ""
     assert two.upload_kwargs["parent_model"] == one.resource_name == second["vertex_parent_model"]
     assert two.upload_kwargs["artifact_uri"] == "gs://b/reg/m/2" and two.upload_kwargs["version_aliases"] == ["v2"]
-    assert two.upload_kwargs["serving_container_image_uri"] == cloud_deploy.VERTEX_TF_IMAGE
+    assert two.upload_kwargs["serving_container_image_uri"] == cloud_targets.VERTEX_TF_IMAGE
     assert len(fake.endpoints) == 1 and fake.endpoints[0].display_name == "m-endpoint"
     assert first["vertex_traffic_percentage"] == 100, "the first model on an endpoint takes all traffic"
     assert second["vertex_traffic_percentage"] == 20 and two.deployed[0]["traffic_percentage"] == 20
     assert two.deployed[0]["deployed_model_display_name"] == "m-v2"
     assert second["vertex_endpoint"] == fake.endpoints[0].resource_name
     with pytest.raises(ValueError, match="gcp_project is empty"):
-        cloud_deploy.deploy_vertex("gs://b/reg/m/3", "m", 3, cloud_deploy.VertexSettings(project=""), aiplatform=fake)
+        cloud_targets.deploy_vertex("gs://b/reg/m/3", "m", 3, cloud_targets.VertexSettings(project=""), aiplatform=fake)
 
 
 class FakeCustomObjects:
@@ -178,12 +178,12 @@ class FakeCustomObjects:
 
 def test_kserve_creates_then_patches_the_inference_service():
     api = FakeCustomObjects()
-    first = cloud_deploy.inference_service("dermpipe-isic2019", "models", "gs://b/reg/dermpipe-isic2019/serving/1",
+    first = cloud_targets.inference_service("dermpipe-isic2019", "models", "gs://b/reg/dermpipe-isic2019/serving/1",
                                            version="1")
-    assert cloud_deploy.apply_inference_service(first, api) == "created"
-    canary = cloud_deploy.inference_service("dermpipe-isic2019", "models", "gs://b/reg/dermpipe-isic2019/serving/2",
+    assert cloud_targets.apply_inference_service(first, api) == "created"
+    canary = cloud_targets.inference_service("dermpipe-isic2019", "models", "gs://b/reg/dermpipe-isic2019/serving/2",
                                             version="2", canary_traffic_percent=10, service_account="sa")
-    assert cloud_deploy.apply_inference_service(canary, api) == "patched"
+    assert cloud_targets.apply_inference_service(canary, api) == "patched"
     assert [c[0] for c in api.calls] == ["get", "create", "get", "patch"]
     stored = api.objects[("models", "dermpipe-isic2019")]
     predictor = stored["spec"]["predictor"]
@@ -192,17 +192,17 @@ def test_kserve_creates_then_patches_the_inference_service():
     assert predictor["canaryTrafficPercent"] == 10 and predictor["serviceAccountName"] == "sa"
     assert stored["metadata"]["annotations"]["dermpipe/registry-version"] == "2"
     with pytest.raises(RuntimeError, match="HTTP 403"):
-        cloud_deploy.apply_inference_service(first, FakeCustomObjects(status_on_get=403))
+        cloud_targets.apply_inference_service(first, FakeCustomObjects(status_on_get=403))
 
 
 def test_the_kserve_template_is_the_manifest_deploy_applies():
     template = yaml.safe_load((REPO / "infra" / "kserve" / "inferenceservice.yaml").read_text())
-    expected = cloud_deploy.inference_service("${NAME}", "${NAMESPACE}",
+    expected = cloud_targets.inference_service("${NAME}", "${NAMESPACE}",
                                               "gs://${BUCKET}/registry/${MODEL_NAME}/serving/${VERSION}",
                                               service_account="${SERVICE_ACCOUNT}", version="${VERSION}")
     assert template == expected
-    assert cloud_deploy.kserve_name("dermpipe_ISIC.2019") == "dermpipe-isic-2019"
-    assert cloud_deploy.kserve_name("2019-model") == "m-2019-model"
+    assert cloud_targets.kserve_name("dermpipe_ISIC.2019") == "dermpipe-isic-2019"
+    assert cloud_targets.kserve_name("2019-model") == "m-2019-model"
 
 
 def _artifacts(tmp_path):
@@ -222,10 +222,10 @@ def test_run_deploys_the_promoted_version_to_the_target(tmp_path, monkeypatch):
 
     monkeypatch.setattr(deploy_stage, "publish", publish)
     monkeypatch.setattr(registry, "serving_alias", lambda root, name, version: f"{root}/{name}/serving/{version}")
-    monkeypatch.setattr(cloud_deploy, "remember_kserve", lambda *args: None)
+    monkeypatch.setattr(cloud_targets, "remember_kserve", lambda *args: None)
     model, evaluation, pushed = _artifacts(tmp_path)
     fake = FakeAiplatform()
-    vertex = cloud_deploy.VertexSettings(project="proj")
+    vertex = cloud_targets.VertexSettings(project="proj")
     result = deploy_stage.run(model, evaluation, pushed, "gs://b/reg", "m", "vertex", None, vertex,
                               clients={"aiplatform": fake}, champion_version=3)
     assert fake.models[0].upload_kwargs["artifact_uri"] == "gs://b/reg/m/4"
@@ -247,7 +247,7 @@ def test_an_unpromoted_push_is_not_deployed_to_vertex(tmp_path, monkeypatch):
     model, evaluation, pushed = _artifacts(tmp_path)
     fake = FakeAiplatform()
     result = deploy_stage.run(model, evaluation, pushed, "gs://b/reg", "m", "vertex", None,
-                              cloud_deploy.VertexSettings(project="proj"), clients={"aiplatform": fake})
+                              cloud_targets.VertexSettings(project="proj"), clients={"aiplatform": fake})
     assert fake.models == [] and result["promoted"] is False and "vertex_endpoint" not in result
 
 
@@ -270,4 +270,4 @@ def test_the_compiled_pipeline_passes_the_deploy_target_to_deploy(tmp_path):
     assert params["deploy_target"]["defaultValue"] == "local"
     deploy_inputs = documents[0]["components"]["comp-deploy"]["inputDefinitions"]
     assert deploy_inputs["artifacts"]["profile"]["isOptional"] is True
-    assert deploy_inputs["parameters"]["vertex_serving_image"]["defaultValue"] == cloud_deploy.VERTEX_TF_IMAGE
+    assert deploy_inputs["parameters"]["vertex_serving_image"]["defaultValue"] == cloud_targets.VERTEX_TF_IMAGE

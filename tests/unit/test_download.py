@@ -5,7 +5,7 @@ import hashlib
 
 import pytest
 
-from dermpipe.download import DownloadError, RemoteFile, load_state, sync
+from dermpipe.data.download import DownloadError, RemoteFile, load_state, sync
 
 DATA = {"a/one.bin": bytes(range(256)) * 40, "two.bin": b"second file" * 100}
 

@@ -18,7 +18,7 @@ from dermpipe.components.drift import (
     reference_features,
 )
 from dermpipe.components.profile import build_profile
-from dermpipe.drift_features import (
+from dermpipe.monitoring.features import (
     PCA_FILE,
     PROFILE_FILE,
     EmbeddingPCA,
@@ -27,7 +27,7 @@ from dermpipe.drift_features import (
     log_features,
     normalize_metadata,
 )
-from dermpipe.drift_synthetic import log_records, synthetic_features, write_prediction_log
+from dermpipe.monitoring.synthetic import log_records, synthetic_features, write_prediction_log
 
 DAY = dt.datetime(2026, 11, 24, tzinfo=dt.UTC)
 
@@ -145,7 +145,7 @@ def _profile_folder(tmp_path, n=120):
     probabilities = rng.dirichlet(np.ones(8), n)
     embeddings = rng.normal(size=(n, 12))
     metadata = features[["age_approx", "sex", "anatom_site_general"]].assign(image=[f"ISIC_{i}" for i in range(n)])
-    from dermpipe.imagestats import STAT_COLUMNS
+    from dermpipe.monitoring.image_stats import STAT_COLUMNS
 
     profile, pca = build_profile(features[list(STAT_COLUMNS)], metadata, probabilities, embeddings, splits, 4)
     folder = tmp_path / "profile"

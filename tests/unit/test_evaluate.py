@@ -5,12 +5,11 @@ import pytest
 from dermpipe.components.deploy import push
 from dermpipe.components.evaluate import predict_table, slices
 from dermpipe.components.gate import load_champion
-from dermpipe.models import build_classifier
+from dermpipe.model.zoo import build_classifier
 
 
 def test_load_champion_reads_the_resolved_version_and_checks_its_digest(tmp_path):
-    from dermpipe import registry
-
+    from dermpipe.deploy import registry
     root = str(tmp_path / "registry")
     assert load_champion(root, "m", 0) is None
     assert load_champion("", "m", 3) is None

@@ -18,7 +18,7 @@ from dermpipe.components.explain import (
     select_examples,
     write_gallery,
 )
-from dermpipe.models import build_classifier
+from dermpipe.model.zoo import build_classifier
 
 
 @pytest.fixture(scope="module")

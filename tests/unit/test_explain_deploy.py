@@ -3,9 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from dermpipe import registry as model_registry
 from dermpipe.components.deploy import push
-from dermpipe.models import build_classifier
+from dermpipe.deploy import registry as model_registry
+from dermpipe.model.zoo import build_classifier
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dermpipe.export import check_serving_model, export_serving_model
-from dermpipe.imagedata import decode_resize
-from dermpipe.models import build_classifier
+from dermpipe.data.images import decode_resize
+from dermpipe.deploy.export import check_serving_model, export_serving_model
+from dermpipe.model.zoo import build_classifier
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def test_every_stage_sees_the_centre_square():
     """Files, shards and the serving signature all take the centre square before resizing (prepare's policy)."""
     import tensorflow as tf
 
-    from dermpipe.imagedata import decode_resize_bytes
+    from dermpipe.data.images import decode_resize_bytes
 
     strip = np.zeros((30, 90, 3), np.uint8)
     strip[:, :30] = (255, 0, 0)

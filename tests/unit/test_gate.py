@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score
 
-from dermpipe.gate import (
+from dermpipe.model.evaluation.gate import (
     Decision,
     GateParams,
     Interval,

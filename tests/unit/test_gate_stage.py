@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 
 from dermpipe.components.gate import baseline_predictions
-from dermpipe.drift_features import PROFILE_FILE
-from dermpipe.imagestats import STAT_COLUMNS
+from dermpipe.data.image_stats import STAT_COLUMNS
+from dermpipe.monitoring.features import PROFILE_FILE
 
 
 def _tables(n: int, suffix: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:

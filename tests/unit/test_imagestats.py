@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dermpipe.imagestats import PIXEL_COLUMNS, STAT_COLUMNS, pixel_statistics, statistics_from_bytes, statistics_rows
+from dermpipe.monitoring.image_stats import (
+    PIXEL_COLUMNS,
+    STAT_COLUMNS,
+    pixel_statistics,
+    statistics_from_bytes,
+    statistics_rows,
+)
 
 
 def _encode(image: Image.Image, fmt: str = "PNG") -> bytes:
@@ -28,7 +34,7 @@ def test_known_colours():
 def test_values_match_a_numpy_oracle_on_real_pixels(isic_sample):
     """pixel_statistics against the definitions written out in numpy (HSV via colorsys-style formulas)."""
     jpeg = next(isic_sample.rglob("*.jpg")).read_bytes()
-    from dermpipe.imagedata import decode_resize_bytes
+    from dermpipe.data.images import decode_resize_bytes
 
     pixels = decode_resize_bytes(jpeg, 32).numpy()
     got = dict(zip(PIXEL_COLUMNS, pixel_statistics(pixels[None]).numpy()[0], strict=True))

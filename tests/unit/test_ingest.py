@@ -5,7 +5,7 @@ import zipfile
 import pytest
 
 from dermpipe.components.ingest import IngestError, build_manifest, find_layout, ingest_source, parse_source
-from dermpipe.lineage import sha256_file
+from dermpipe.lineage.artifacts import sha256_file
 
 
 def test_parse_source_kinds(tmp_path):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dermpipe.components.ingest import IngestError, ingest_source
-from dermpipe.lineage import sha256_file
+from dermpipe.lineage.artifacts import sha256_file
 
 N_IMAGES = 12
 
@@ -16,7 +16,7 @@ N_IMAGES = 12
 @pytest.fixture()
 def bucket(emulator, isic_sample, tmp_path, monkeypatch):
     """A fresh bucket holding N_IMAGES real sample images + both CSVs in the Kaggle layout under isic-2019/."""
-    from dermpipe.source_gcs import make_client
+    from dermpipe.data.sources.gcs import make_client
 
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator)
     monkeypatch.setenv("DERMPIPE_DOWNLOAD_CACHE", str(tmp_path / "cache"))
@@ -58,8 +58,8 @@ def test_gs_ingest_downloads_once_then_nothing(bucket, tmp_path):
 
 
 def test_gs_partial_download_resumes(bucket, tmp_path):
-    from dermpipe.download import cache_dir_for
-    from dermpipe.source_gcs import download, make_client
+    from dermpipe.data.download import cache_dir_for
+    from dermpipe.data.sources.gcs import download, make_client
 
     uri = f"gs://{bucket.name}/isic-2019"
     cache = cache_dir_for(uri)
@@ -81,8 +81,8 @@ def test_gs_partial_download_resumes(bucket, tmp_path):
 
 def test_gs_corrupt_partial_is_discarded_and_reported(bucket, tmp_path):
     """A .part whose bytes are wrong fails the md5 check: the error names the object, the bad file is removed."""
-    from dermpipe.download import DownloadError, cache_dir_for
-    from dermpipe.source_gcs import download
+    from dermpipe.data.download import DownloadError, cache_dir_for
+    from dermpipe.data.sources.gcs import download
 
     uri = f"gs://{bucket.name}/isic-2019"
     cache = cache_dir_for(uri)
@@ -103,7 +103,7 @@ def test_gs_corrupt_partial_is_discarded_and_reported(bucket, tmp_path):
 
 
 def test_gs_errors_name_the_bucket(emulator, tmp_path, monkeypatch):
-    from dermpipe.source_gcs import make_client
+    from dermpipe.data.sources.gcs import make_client
 
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator)
     monkeypatch.setenv("DERMPIPE_DOWNLOAD_CACHE", str(tmp_path / "cache"))
@@ -114,7 +114,7 @@ def test_gs_errors_name_the_bucket(emulator, tmp_path, monkeypatch):
 
 
 def test_gs_fingerprint_changes_with_content(bucket):
-    from dermpipe.source_gcs import fingerprint, parse_gs_uri
+    from dermpipe.data.sources.gcs import fingerprint, parse_gs_uri
 
     assert parse_gs_uri("gs://b/x/y/") == ("b", "x/y/") and parse_gs_uri("gs://b") == ("b", "")
     uri = f"gs://{bucket.name}/isic-2019"

@@ -57,7 +57,7 @@ def kaggle_env(tmp_path, monkeypatch):
 
 
 def test_kaggle_ingest_downloads_once_and_extracts_once(isic_sample, kaggle_env, monkeypatch):
-    import dermpipe.source_kaggle as source_kaggle
+    import dermpipe.data.sources.kaggle as source_kaggle
 
     api = FakeKaggleApi(_kaggle_zip(isic_sample))
     monkeypatch.setattr(source_kaggle, "make_api", lambda: api)
@@ -77,7 +77,7 @@ def test_kaggle_ingest_downloads_once_and_extracts_once(isic_sample, kaggle_env,
 
 
 def test_kaggle_credentials_never_leak(isic_sample, kaggle_env, monkeypatch, capfd):
-    import dermpipe.source_kaggle as source_kaggle
+    import dermpipe.data.sources.kaggle as source_kaggle
 
     class FailingApi(FakeKaggleApi):
         def dataset_download_files(self, *args, **kwargs):
@@ -97,7 +97,7 @@ def test_kaggle_credentials_never_leak(isic_sample, kaggle_env, monkeypatch, cap
 
 
 def test_kaggle_json_must_be_private(tmp_path):
-    from dermpipe.source_kaggle import KaggleSourceError, credentials_source
+    from dermpipe.data.sources.kaggle import KaggleSourceError, credentials_source
 
     home = tmp_path / "home"
     with pytest.raises(KaggleSourceError, match="no Kaggle credentials: set KAGGLE_USERNAME and KAGGLE_KEY"):
@@ -121,7 +121,7 @@ def test_kaggle_json_must_be_private(tmp_path):
 
 
 def test_kaggle_dataset_name_is_checked(tmp_path):
-    from dermpipe.source_kaggle import KaggleSourceError, download_dataset
+    from dermpipe.data.sources.kaggle import KaggleSourceError, download_dataset
 
     with pytest.raises(KaggleSourceError, match="expected kaggle:<owner>/<dataset>"):
         download_dataset("isic-2019", tmp_path, api=FakeKaggleApi(b""))
@@ -230,8 +230,8 @@ def test_isic_collection_to_kaggle_layout_then_nothing(fake_isic, tmp_path):
 
 
 def test_isic_partial_image_resumes_with_range(fake_isic, tmp_path):
-    from dermpipe.download import cache_dir_for
-    from dermpipe.source_isic import download_collection
+    from dermpipe.data.download import cache_dir_for
+    from dermpipe.data.sources.isic import download_collection
 
     cache = cache_dir_for("isic:melanoma")
     download_collection("melanoma", cache)
@@ -252,7 +252,7 @@ def test_isic_partial_image_resumes_with_range(fake_isic, tmp_path):
 
 
 def test_isic_errors_name_the_request(fake_isic, tmp_path, monkeypatch):
-    from dermpipe.source_isic import isic2019_class, search_params
+    from dermpipe.data.sources.isic import isic2019_class, search_params
 
     assert search_params("249, 251")["collections"] == "249,251"
     assert isic2019_class({"diagnosis_3": "Melanoma in situ", "diagnosis_4": "Melanoma arising in a nevus"}) == "MEL"

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from dermpipe import lineage_store as ls
-from dermpipe.lineage_tree import LineageError, lineage, render_lineage
-from dermpipe.ui import GraphNode, UnsafePath, confusion_table, dag_svg, diff_params, levels, safe_path
+from dermpipe.lineage import store as ls
+from dermpipe.lineage.tree import LineageError, lineage, render_lineage
+from dermpipe.lineage.ui import GraphNode, UnsafePath, confusion_table, dag_svg, diff_params, levels, safe_path
 
 
 def art(uri: Path | str, kind: str = "system.Dataset", **meta) -> dict:
@@ -192,7 +192,7 @@ def test_a_lineage_store_failure_is_reported_but_does_not_fail_the_run(capsys, d
 def test_ui_on_a_running_run_reloads_and_names_what_is_missing(store):
     from fastapi.testclient import TestClient
 
-    from dermpipe.ui import create_app
+    from dermpipe.lineage.ui import create_app
 
     client = TestClient(create_app(store))
     page = client.get("/runs/r2")
@@ -210,7 +210,7 @@ def test_ui_on_a_running_run_reloads_and_names_what_is_missing(store):
 def test_ui_lineage_page_of_a_run_draws_its_tasks(store):
     from fastapi.testclient import TestClient
 
-    from dermpipe.ui import create_app
+    from dermpipe.lineage.ui import create_app
 
     page = TestClient(create_app(store)).get("/lineage", params={"ref": "r2"}).text
     assert page.count('<g class="node ') == 3 and page.count('class="edge"') == 2
@@ -220,7 +220,7 @@ def test_ui_lineage_page_of_a_run_draws_its_tasks(store):
 def test_ui_draws_a_failed_task_red_with_its_error(tmp_path):
     from fastapi.testclient import TestClient
 
-    from dermpipe.ui import create_app
+    from dermpipe.lineage.ui import create_app
 
     db = tmp_path / "lineage.sqlite"
     ls.record_run("bad", pipeline="p", status="failed", started="2026-01-03T00:00:00", params={}, pipeline_root="",

@@ -3,7 +3,7 @@ from dermpipe.pipelines.local import failure_cause, source_fingerprint
 
 def test_failure_cause_is_the_last_exception_line():
     lines = ["Traceback (most recent call last):", '  File "x.py", line 1', "    KeyError: 'inner'",
-             "dermpipe.schema.SchemaError: gt.csv: missing column(s) ['UNK']", "", "some trailing log"]
+             "dermpipe.data.schema.SchemaError: gt.csv: missing column(s) ['UNK']", "", "some trailing log"]
     assert failure_cause(lines) == "SchemaError: gt.csv: missing column(s) ['UNK']"
     assert failure_cause(["all good"]) == ""
 
@@ -20,7 +20,7 @@ def test_source_fingerprint_follows_file_changes(tmp_path):
 def test_artifacts_name_the_image_and_commit_of_a_compiled_pipeline(monkeypatch):
     from types import SimpleNamespace
 
-    from dermpipe.lineage import annotate
+    from dermpipe.lineage.artifacts import annotate
 
     artifact = SimpleNamespace(metadata={})
     annotate(artifact, {"rows": 3})

@@ -204,7 +204,7 @@ def test_duplicates_with_conflicting_labels_are_flagged():
 def test_cli_refuses_an_unknown_policy_before_running():
     from typer.testing import CliRunner
 
-    from dermpipe.cli import app
+    from dermpipe.cli.main import app
 
     result = CliRunner().invoke(app, ["run", "--invalid-images", "skip"])
     assert result.exit_code == 2 and "expected drop or fail" in result.output

@@ -15,7 +15,7 @@ from PIL import Image
 
 from dermpipe import config
 from dermpipe.components.train import TrainParams, metadata_metrics, shard_inputs, train_model
-from dermpipe.metafeatures import (
+from dermpipe.model.metadata_inputs import (
     ENCODED_WIDTH,
     FEATURE_NAMES,
     coverage,
@@ -26,7 +26,7 @@ from dermpipe.metafeatures import (
     takes_metadata,
     unknown_values,
 )
-from dermpipe.models import build_classifier, load_classifier
+from dermpipe.model.zoo import build_classifier, load_classifier
 
 SIZE = 16
 FAST = {"backbone": "simple_cnn", "image_size": SIZE, "batch_size": 16, "learning_rate": 1e-2, "epochs": 6,
@@ -167,7 +167,7 @@ def test_fusion_trains_from_shards_with_oversampling_and_cache(site_set, tmp_pat
 def test_export_takes_metadata_and_matches_the_keras_model(fusion_trained, site_set, tmp_path):
     import tensorflow as tf
 
-    from dermpipe.export import check_serving_model, export_serving_model, metadata_tensors
+    from dermpipe.deploy.export import check_serving_model, export_serving_model, metadata_tensors
 
     model, _ = fusion_trained
     root, _, _, test = site_set
@@ -193,8 +193,8 @@ def test_export_takes_metadata_and_matches_the_keras_model(fusion_trained, site_
 def test_evaluate_explain_and_profile_take_a_saved_fusion_model(fusion_trained, site_set, tmp_path):
     from dermpipe.components.evaluate import predict_table, predictions_frame
     from dermpipe.components.explain import CAM_METHODS, cam_maps, select_examples
-    from dermpipe.drift_features import model_outputs
-    from dermpipe.imagedata import load_images
+    from dermpipe.data.images import load_images
+    from dermpipe.monitoring.features import model_outputs
 
     model, _ = fusion_trained
     model.save(tmp_path / "model.keras")
@@ -241,8 +241,8 @@ def test_train_stage_records_metadata_counts_and_drops_xla(site_set, tmp_path, c
     assert stats.metadata["metadata_train_sex_missing"] == int(train.head(32)["sex"].isna().sum())
     training = json.loads((tmp_path / "model" / "training.json").read_text())
     assert training["serving"]["metadata_inputs"] == ["age_approx", "sex", "anatom_site_general"]
-    # a stage loads model.keras in a fresh process, through dermpipe.models only (the profile task did, and failed)
-    loaded = subprocess.run([sys.executable, "-c", "import sys; from dermpipe.models import load_classifier; "
+    # a stage loads model.keras in a fresh process, through dermpipe.model.zoo only (the profile task did, and failed)
+    loaded = subprocess.run([sys.executable, "-c", "import sys; from dermpipe.model.zoo import load_classifier; "
                              "print(sorted(t.name for t in load_classifier(sys.argv[1]).inputs))",
                              str(tmp_path / "model" / "model.keras")], capture_output=True, text=True, timeout=300)
     assert loaded.returncode == 0, loaded.stderr[-2000:]
@@ -254,7 +254,7 @@ def test_train_stage_records_metadata_counts_and_drops_xla(site_set, tmp_path, c
 def test_micro_batcher_hands_each_images_metadata_to_a_fusion_model():
     import asyncio
 
-    from dermpipe.serving import MicroBatcher
+    from dermpipe.serving.app import MicroBatcher
 
     class FusionModel:
         metadata_inputs = True
@@ -296,7 +296,7 @@ def test_run_flag_sets_the_pipeline_parameter(monkeypatch):
     from typer.testing import CliRunner
 
     import dermpipe.pipelines.local as local
-    from dermpipe.cli import app
+    from dermpipe.cli.main import app
 
     seen = []
 
@@ -308,7 +308,7 @@ def test_run_flag_sets_the_pipeline_parameter(monkeypatch):
         return Record()
 
     monkeypatch.setattr(local, "run_local", fake_run_local)
-    monkeypatch.setattr("dermpipe.cli._summary", lambda record: "")
+    monkeypatch.setattr("dermpipe.cli.main._summary", lambda record: "")
     CliRunner().invoke(app, ["run", "--metadata-fusion"])
     CliRunner().invoke(app, ["run"])
     assert [p["metadata_fusion"] for p in seen] == [True, False]

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from dermpipe.config import CLASSES
-from dermpipe.metrics import evaluate_predictions
+from dermpipe.model.evaluation.metrics import evaluate_predictions
 
 
 def _onehot(pred, n=8):
@@ -37,7 +37,7 @@ def test_empty_split_is_a_clear_error():
 
 
 def test_specificity_auc_and_melanoma_operating_points():
-    from dermpipe.metrics import sensitivity_at_specificity, specificity_per_class
+    from dermpipe.model.evaluation.metrics import sensitivity_at_specificity, specificity_per_class
 
     confusion = np.array([[3, 1], [2, 4]])
     np.testing.assert_allclose(specificity_per_class(confusion), [4 / 6, 3 / 4])
@@ -57,7 +57,7 @@ def test_specificity_auc_and_melanoma_operating_points():
 
 
 def test_expected_calibration_error():
-    from dermpipe.metrics import reliability
+    from dermpipe.model.evaluation.metrics import reliability
 
     y_true = np.array([0, 0, 0, 0, 1])
     probs = np.array([[0.95, 0.05]] * 4 + [[0.95, 0.05]])  # 95% confident, 80% right
@@ -68,7 +68,7 @@ def test_expected_calibration_error():
 
 
 def test_slices_with_sample_sizes_and_age_bands():
-    from dermpipe.metrics import age_band, slice_table
+    from dermpipe.model.evaluation.metrics import age_band, slice_table
 
     assert [age_band(a) for a in (0.0, 35.0, 40.0, 85.0, float("nan"))] == [
         "0-19", "20-39", "40-59", "80-99", "(missing)"]

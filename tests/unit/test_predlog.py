@@ -7,9 +7,9 @@ import pytest
 from PIL import Image
 
 from dermpipe import config
-from dermpipe.imagestats import STAT_COLUMNS
-from dermpipe.predlog import PredictionLog, log_line
-from dermpipe.serving import ServingError, check_image, check_metadata
+from dermpipe.monitoring.image_stats import STAT_COLUMNS
+from dermpipe.monitoring.prediction_log import PredictionLog, log_line
+from dermpipe.serving.app import ServingError, check_image, check_metadata
 
 ISIC2020 = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "isic2020-sample" / "images"
 

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from dermpipe.components.prepare import prepare_metrics, prepare_shards
-from dermpipe.lineage import sha256_file
-from dermpipe.shards import centre_crop_resize, load_manifest, shard_files, shard_records
+from dermpipe.data.shards import centre_crop_resize, load_manifest, shard_files, shard_records
+from dermpipe.lineage.artifacts import sha256_file
 
 
 def _jpeg(array: np.ndarray) -> bytes:
@@ -103,7 +103,7 @@ def test_shard_pixels_are_the_serving_pixels(sample_splits):
     """What training reads from a shard equals what evaluation and the serving signature compute from the file."""
     import tensorflow as tf
 
-    from dermpipe.imagedata import decode_resize_bytes
+    from dermpipe.data.images import decode_resize_bytes
 
     raw, tables = sample_splits
     for rel in tables["train"]["path"].iloc[:3]:

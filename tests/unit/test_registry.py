@@ -3,8 +3,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from dermpipe import registry
-from dermpipe.cli import app
+from dermpipe.cli.main import app
+from dermpipe.deploy import registry
 
 
 def _version(root, name, version, bma=None):
@@ -82,7 +82,7 @@ def test_models_cli_default_registry_is_under_dermpipe_home(dermpipe_home):
 
 def test_the_registry_works_on_gcs(emulator):
     """gs:// goes through google-cloud-storage (the emulator here), with the same results as a local folder."""
-    from dermpipe.source_gcs import make_client
+    from dermpipe.data.sources.gcs import make_client
 
     bucket = make_client().create_bucket("registry-test")
     root = f"gs://{bucket.name}/reg"

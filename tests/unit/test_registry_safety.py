@@ -17,13 +17,13 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from dermpipe import cloud_deploy, registry
-from dermpipe.cli import app
+from dermpipe.cli.main import app
+from dermpipe.deploy import cloud_targets, registry
 
 WORKER = textwrap.dedent("""
     import json, sys, tempfile, time
     from pathlib import Path
-    from dermpipe import registry
+    from dermpipe.deploy import registry
     root, worker, pushes, start = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
     while time.time() < start:  # all workers start together
         time.sleep(0.005)
@@ -59,7 +59,6 @@ def _run_workers(root: str, workers: int, pushes: int) -> list[dict]:
 
 def _read(root: str, path: str) -> str:
     from dermpipe import storage
-
     return storage.read_text(storage.join(root, path))
 
 
@@ -93,7 +92,7 @@ def test_concurrent_pushes_into_a_local_registry_lose_nothing(tmp_path):
 
 @pytest.mark.slow
 def test_concurrent_pushes_into_a_gcs_registry_lose_nothing(emulator):
-    from dermpipe.source_gcs import make_client
+    from dermpipe.data.sources.gcs import make_client
 
     bucket = make_client().create_bucket(f"reg{time.time_ns()}")
     root = f"gs://{bucket.name}/registry"
@@ -103,7 +102,7 @@ def test_concurrent_pushes_into_a_gcs_registry_lose_nothing(emulator):
 KILLED = textwrap.dedent("""
     import os, signal, sys, tempfile
     from pathlib import Path
-    from dermpipe import registry
+    from dermpipe.deploy import registry
     root = sys.argv[1]
     written = []
 
@@ -135,14 +134,14 @@ KILLED = textwrap.dedent("""
 
 
 def _gcs_root(emulator_url: str | None) -> str:
-    from dermpipe.source_gcs import make_client
+    from dermpipe.data.sources.gcs import make_client
 
     return f"gs://{make_client().create_bucket(f'kill{time.time_ns()}').name}/registry"
 
 
 @pytest.mark.parametrize("where", ["local", "gcs"])
 def test_a_deploy_killed_between_files_is_never_seen(where, tmp_path, request):
-    from dermpipe.serving import ModelManager, ServingError
+    from dermpipe.serving.app import ModelManager, ServingError
 
     root = str(tmp_path / "registry") if where == "local" else _gcs_root(request.getfixturevalue("emulator"))
     proc = subprocess.run([sys.executable, "-c", KILLED, root], capture_output=True, text=True, timeout=120,
@@ -195,7 +194,7 @@ class FakeKube:
 
 
 def test_rollback_and_promote_move_what_kserve_serves(tmp_path):
-    from dermpipe.cli_serve import _follow_on_kserve
+    from dermpipe.cli.serve import _follow_on_kserve
 
     root = str(tmp_path)
     for v in (1, 2):
@@ -205,7 +204,7 @@ def test_rollback_and_promote_move_what_kserve_serves(tmp_path):
         (stage / "variables" / "variables.index").write_text(f"v{v}")
         registry.commit(root, "m", registry.allocate(root, "m"), stage, digest=f"d{v}")
     registry.set_current(root, "m", 2)
-    cloud_deploy.remember_kserve(root, "m", {"namespace": "models", "service_account": "sa"})
+    cloud_targets.remember_kserve(root, "m", {"namespace": "models", "service_account": "sa"})
     manifest = tmp_path / "isvc.yaml"
     result = CliRunner().invoke(app, ["models", "rollback", "--model-name", "m", "--registry-root", root,
                                       "--no-apply-kserve", "--kserve-manifest", str(manifest)])

@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from dermpipe.schema import SchemaError, check_ground_truth, check_metadata
+from dermpipe.data.schema import SchemaError, check_ground_truth, check_metadata
 
 COLUMNS = ["image", "MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK"]
 

@@ -6,7 +6,7 @@ import pytest
 from dermpipe.components.merge import merge_dataset
 from dermpipe.components.split import split_table
 from dermpipe.components.train import TrainParams, class_weights, set_trainable, train_model
-from dermpipe.models import build_classifier, resolve_weights
+from dermpipe.model.zoo import build_classifier, resolve_weights
 
 
 def test_class_weights_balance_and_cover_absent_classes():

@@ -21,9 +21,9 @@ from dermpipe.components.train import (
     train_model,
     validation_scores,
 )
-from dermpipe.export import check_serving_model
-from dermpipe.imagedata import InputOptions, cache_mode, encoded_examples, load_images, oversample, training_dataset
-from dermpipe.models import CAFFE_MEAN_BGR, CaffePreprocess, build_classifier, resolve_weights
+from dermpipe.data.images import InputOptions, cache_mode, encoded_examples, load_images, oversample, training_dataset
+from dermpipe.deploy.export import check_serving_model
+from dermpipe.model.zoo import CAFFE_MEAN_BGR, CaffePreprocess, build_classifier, resolve_weights
 
 TINY = {"backbone": "simple_cnn", "image_size": 32, "batch_size": 16, "patience": 8}
 
@@ -52,7 +52,7 @@ def _full_decode_antialiased(data: bytes, size: int) -> np.ndarray:
     """The expensive reference: full-size decode, centre square, antialiased resize."""
     import tensorflow as tf
 
-    from dermpipe.imagedata import centre_square
+    from dermpipe.data.images import centre_square
 
     image = centre_square(tf.io.decode_image(data, channels=3, expand_animations=False))
     return tf.image.resize(image, (size, size), antialias=True).numpy()
@@ -64,7 +64,7 @@ def test_decode_scales_large_jpegs_in_the_dct_domain_within_about_one_level_of_a
     import tensorflow as tf
     from PIL import Image
 
-    from dermpipe.imagedata import decode_resize_bytes
+    from dermpipe.data.images import decode_resize_bytes
 
     jpeg = next(isic_sample.rglob("*.jpg")).read_bytes()
     assert min(Image.open(io.BytesIO(jpeg)).size) >= 2 * 64  # large enough for a scaled decode to engage
@@ -74,7 +74,7 @@ def test_decode_scales_large_jpegs_in_the_dct_domain_within_about_one_level_of_a
     # the scaled decode is what makes it differ: a JPEG decoded at the chosen scale and bilinear-resized is exact
     short = min(Image.open(io.BytesIO(jpeg)).size)
     ratio = max(r for r in (1, 2, 4, 8) if short >= r * 64)
-    from dermpipe.imagedata import centre_square
+    from dermpipe.data.images import centre_square
 
     scaled = centre_square(tf.io.decode_jpeg(jpeg, channels=3, ratio=ratio))
     antialias = scaled.shape[0] >= 96  # the residual downscale decides (ANTIALIAS_FROM = 1.5)
@@ -86,7 +86,7 @@ def test_decode_antialiases_large_non_jpegs_and_keeps_small_jpegs_at_full_scale(
 
     from PIL import Image
 
-    from dermpipe.imagedata import decode_resize_bytes
+    from dermpipe.data.images import decode_resize_bytes
 
     source = Image.open(next(isic_sample.rglob("*.jpg"))).convert("RGB")
     small, png = io.BytesIO(), io.BytesIO()

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from dermpipe.lineage_store import Artifact, Store, Task
+from dermpipe.lineage.store import Artifact, Store, Task
 
 # Artifact metadata worth a glance in a tree line (the full metadata is in --json and the UI).
 SUMMARY_KEYS = ("n_images", "rows", "split", "class_counts", "epochs_run", "balanced_accuracy", "blessed",

@@ -7,14 +7,14 @@ emulators) the client talks to that emulator anonymously.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import BinaryIO
 
-from dermpipe.download import RemoteFile, SyncStats, sync
+from dermpipe.data.download import RemoteFile, SyncStats, sync
+from dermpipe.storage import StorageError, make_client  # noqa: F401 (make_client: the one client factory)
 
 
-class GcsSourceError(ValueError):
+class GcsSourceError(StorageError):
     """The gs:// source cannot be listed or read; the message says which bucket/prefix and what to do."""
 
 
@@ -25,24 +25,6 @@ def parse_gs_uri(uri: str) -> tuple[str, str]:
     bucket, _, prefix = uri[5:].partition("/")
     prefix = prefix.strip("/")
     return bucket, f"{prefix}/" if prefix else ""
-
-
-def make_client():
-    """A storage client: anonymous against STORAGE_EMULATOR_HOST, else Application Default Credentials."""
-    from google.cloud import storage
-
-    if os.environ.get("STORAGE_EMULATOR_HOST"):
-        from google.auth.credentials import AnonymousCredentials
-
-        return storage.Client(project=os.environ.get("GOOGLE_CLOUD_PROJECT", "dermpipe-emulator"),
-                              credentials=AnonymousCredentials())
-    try:
-        return storage.Client()
-    except Exception as err:  # google.auth.exceptions.DefaultCredentialsError and friends
-        raise GcsSourceError(
-            f"cannot create a Cloud Storage client ({type(err).__name__}): set GOOGLE_APPLICATION_CREDENTIALS to a "
-            "service-account key file, or run `gcloud auth application-default login`"
-        ) from err
 
 
 def list_remote(uri: str, client) -> list[RemoteFile]:

@@ -15,9 +15,9 @@ def lineage(
 
     Upstream: which data, split, parameters and code produced it. Downstream: which tasks and runs consumed it.
     For a run: what each task read and wrote."""
-    from dermpipe.lineage_store import Store
-    from dermpipe.lineage_tree import LineageError, render_lineage
-    from dermpipe.lineage_tree import lineage as build
+    from dermpipe.lineage.store import Store
+    from dermpipe.lineage.tree import LineageError, render_lineage
+    from dermpipe.lineage.tree import lineage as build
 
     try:
         answer = build(Store(), ref)
@@ -37,7 +37,7 @@ def ui(
     import uvicorn
 
     from dermpipe import config
-    from dermpipe.ui import create_app
+    from dermpipe.lineage.ui import create_app
 
     typer.echo(f"dermpipe ui: http://{host}:{port}/  (reading {config.home()}; Ctrl-C stops it)")
     uvicorn.run(create_app(), host=host, port=port, log_level="warning")

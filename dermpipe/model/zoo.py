@@ -1,7 +1,7 @@
 """Model zoo: a keras.applications backbone (or a small CNN) with augmentation and preprocessing inside the model.
 
 The model takes raw RGB pixels in [0, 255] at the training resolution, so serving sends pixels, not
-preprocessed tensors. Augmentation is one fused layer (dermpipe.augment.RandomAugment, named "augmentation"),
+preprocessed tensors. Augmentation is one fused layer (dermpipe.model.augment.RandomAugment, named "augmentation"),
 active only in training (Keras calls it with training=False at inference). Models holding dermpipe's own layers
 load with `load_classifier` (importing this module registers them). The backbone is built on the outer model's
 graph (input_tensor=...) so its layers are the model's own: freezing, fine-tuning and Grad-CAM reach them directly.
@@ -17,8 +17,8 @@ from pathlib import Path
 import keras
 from keras import layers, ops
 
-from dermpipe.augment import LAYER_NAME, RandomAugment
-from dermpipe.metafeatures import MetadataEncoding  # noqa: F401 - registers the fusion models' encoding layer
+from dermpipe.model.augment import LAYER_NAME, RandomAugment
+from dermpipe.model.metadata_inputs import MetadataEncoding  # noqa: F401 - registers the fusion models' encoding layer
 
 # ImageNet channel means (BGR) of the "caffe" preprocessing that keras.applications.ResNet50 expects.
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -122,7 +122,8 @@ def build_classifier(
     `augment` overrides the augmentation ranges (RandomAugment's arguments).
 
     With `metadata_fusion` the model takes a dict {"image", "age_approx", "sex", "anatom_site_general"}: the raw
-    metadata is encoded in the model (dermpipe.metafeatures.MetadataEncoding), goes through a small dense branch
+    metadata is encoded in the model (dermpipe.model.metadata_inputs.MetadataEncoding), goes through a small dense
+    branch
     (`metadata_units` ReLU units) and is concatenated with the image embedding (still the layer "pool") before the
     softmax head. Without it the model is exactly the image-only classifier."""
     zoo = _apps()
@@ -150,7 +151,7 @@ def build_classifier(
 
 def _fuse_metadata(embedding, image_input, units: int, dropout: float):
     """(image embedding ++ metadata branch, the model's dict of inputs)."""
-    from dermpipe.metafeatures import ENCODING_LAYER, IMAGE_INPUT, metadata_keras_inputs
+    from dermpipe.model.metadata_inputs import ENCODING_LAYER, IMAGE_INPUT, metadata_keras_inputs
 
     raw = metadata_keras_inputs()
     meta = MetadataEncoding(name=ENCODING_LAYER)(raw)

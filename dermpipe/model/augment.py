@@ -5,7 +5,7 @@ once (one `keras.ops.image.affine_transform`, i.e. one ImageProjectiveTransformV
 per geometric layer as a chain of Random* layers does. Brightness and contrast follow, then the pixels are clipped
 to the value range. The layer lives inside the model (on a GPU it runs on the GPU), is active only with
 `training=True` and is a registered Keras object, so a `.keras` file holding it loads once this module is imported
-(`dermpipe.models.load_classifier` does that).
+(`dermpipe.model.zoo.load_classifier` does that).
 """
 
 from __future__ import annotations

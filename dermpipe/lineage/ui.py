@@ -19,8 +19,8 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse
 from fastapi.templating import Jinja2Templates
 
-from dermpipe.lineage_store import Artifact, Store, Task
-from dermpipe.lineage_tree import describe_code, plain
+from dermpipe.lineage.store import Artifact, Store, Task
+from dermpipe.lineage.tree import describe_code, plain
 
 TEMPLATES = Path(__file__).parent / "ui_templates"
 STATUS_CLASS = {"success": "ok", "failure": "bad", "running": "running", "succeeded": "ok", "failed": "bad"}
@@ -269,7 +269,7 @@ def create_app(store: Store | None = None) -> FastAPI:
 
     @app.get("/lineage", response_class=HTMLResponse)
     def lineage_page(request: Request, ref: str = ""):
-        from dermpipe.lineage_tree import LineageError, lineage, render_lineage
+        from dermpipe.lineage.tree import LineageError, lineage, render_lineage
 
         if not ref:
             models = store.model_versions() if store.exists() else []

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from dermpipe import config
-from dermpipe.download import RemoteFile, SyncStats, sync
+from dermpipe.data.download import RemoteFile, SyncStats, sync
 
 DEFAULT_API = "https://api.isic-archive.com/api/v2/"
 PAGE_SIZE = 100

@@ -51,7 +51,7 @@ def centre_crop_resize(data: bytes, image_size: int) -> tuple[bytes, int, int]:
     """(PNG at image_size x image_size, original width, original height) from an encoded image.
 
     The pixels are exactly those the training input, evaluation and the serving signature compute from the same
-    file (dermpipe.imagedata.decode_resize_bytes: DCT-scaled decode, centre square, bilinear resize), rounded to
+    file (dermpipe.data.images.decode_resize_bytes: DCT-scaled decode, centre square, bilinear resize), rounded to
     uint8 and stored losslessly: a model trained on the shards sees served images as it saw its training images. (A JPEG
     re-encode with another resampler differed by ~2 intensity levels on average, enough to cost a small model
     20 points of balanced accuracy between shard-fed validation and file-fed evaluation.)
@@ -60,7 +60,7 @@ def centre_crop_resize(data: bytes, image_size: int) -> tuple[bytes, int, int]:
     import tensorflow as tf
     from PIL import Image
 
-    from dermpipe.imagedata import decode_resize_bytes
+    from dermpipe.data.images import decode_resize_bytes
 
     with Image.open(io.BytesIO(data)) as im:  # header only: the original size, and PIL's verdict on the format
         width, height = im.size
@@ -194,7 +194,6 @@ def manifest_dict(shards: list[ShardInfo], *, image_size: int, failed: list[dict
                   params: dict[str, Any]) -> dict[str, Any]:
     """shards.json: the shard list plus per-split totals (records, bytes, shards, class counts)."""
     from dermpipe import config
-
     counts: dict[str, dict[str, Any]] = {}
     for split in SPLITS:
         mine = [s for s in shards if s.split == split]

@@ -2,7 +2,8 @@
 
 One row per image:
     predicted_class, confidence          the model's answer (class name, top probability)
-    STAT_COLUMNS                         dermpipe.imagestats (brightness, contrast, ..., width, height, aspect)
+    STAT_COLUMNS                         dermpipe.monitoring.image_stats (brightness, contrast, ..., width, height,
+                                         aspect)
     age_approx, sex, anatom_site_general metadata (null when unknown)
     emb_0 .. emb_{k-1}                   the "pool" embedding projected on the training set's PCA (embedding_pca.npz)
 
@@ -23,8 +24,8 @@ import numpy as np
 import pandas as pd
 
 from dermpipe import config
-from dermpipe.export import EMBEDDING_LAYER
-from dermpipe.imagestats import STAT_COLUMNS, header_size, pixel_statistics, statistics_rows
+from dermpipe.deploy.export import EMBEDDING_LAYER
+from dermpipe.monitoring.image_stats import STAT_COLUMNS, header_size, pixel_statistics, statistics_rows
 
 PCA_FILE = "embedding_pca.npz"
 PROFILE_FILE = "reference_profile.parquet"
@@ -108,7 +109,7 @@ def _is_remote(path: str) -> bool:
 
 def _gcs_client():
     """The ingest's storage client (emulator-aware, with a clear error when credentials are missing)."""
-    from dermpipe.source_gcs import make_client
+    from dermpipe.storage import make_client
 
     return make_client()
 
@@ -214,7 +215,7 @@ class ImageOutputs:
 
 def _decode_file(path: Path | str, image_size: int) -> tuple[np.ndarray, tuple[int, int]]:
     """(float32 pixels [S, S, 3] as the model sees them, the original (width, height)); a broken file raises."""
-    from dermpipe.imagedata import bytes_decoder
+    from dermpipe.data.images import bytes_decoder
 
     data = _read_bytes(str(path))
     return bytes_decoder(image_size)(data).numpy(), header_size(data)
@@ -231,7 +232,7 @@ def decode_images(paths: Sequence[Path | str], image_size: int, model=None, meta
     run, fusion = _batch_function(model)
     raw = None
     if fusion:
-        from dermpipe.metafeatures import raw_columns
+        from dermpipe.model.metadata_inputs import raw_columns
 
         raw = raw_columns(metadata if metadata is not None else pd.DataFrame(index=range(len(paths))))
     chunks = [range(start, min(start + batch_size, len(paths))) for start in range(0, len(paths), batch_size)]
@@ -279,7 +280,7 @@ def _batch_function(model):
     import keras
     import tensorflow as tf
 
-    from dermpipe.metafeatures import IMAGE_INPUT, takes_metadata
+    from dermpipe.model.metadata_inputs import IMAGE_INPUT, takes_metadata
 
     if model is None:
         return tf.function(lambda pixels, extra: {"stats": pixel_statistics(pixels)}, reduce_retracing=True), False
@@ -314,7 +315,7 @@ def model_outputs(model, paths: Sequence[Path | str], batch_size: int = 64,
                   metadata: pd.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(probabilities [N, C], embedding [N, D]) of a dermpipe Keras classifier, images decoded as in training;
     ValueError naming the files when any image fails to decode. `metadata`: see decode_images."""
-    from dermpipe.metafeatures import image_size
+    from dermpipe.model.metadata_inputs import image_size
 
     outputs = decode_images(paths, image_size(model), model, metadata, batch_size)
     if outputs.failed:

@@ -1,7 +1,7 @@
 """Infra validation: load an exported SavedModel in a SEPARATE process and send it a real request.
 
 A model that loads in the training process can still fail to serve (a custom object, a missing asset, an op that
-only the training process registered). `python -m dermpipe.infravalidate DIR` starts clean, loads DIR the way a
+only the training process registered). `python -m dermpipe.deploy.infravalidate DIR` starts clean, loads DIR the way a
 model server does (tf.saved_model.load, no Keras objects), sends encoded JPEGs through serving_default (what TF
 Serving, Vertex and `dermpipe serve` call) and checks the answer against serve_pixels; it prints a JSON report and
 exits non-zero when the model cannot serve. Deploy pushes nothing that fails it.
@@ -24,7 +24,7 @@ def validate(saved_model_dir: str, n_classes: int) -> dict[str, object]:
     """In this process: check_serving_model (real JPEGs through serving_default) and a batch-size-1 request."""
     import tensorflow as tf
 
-    from dermpipe.export import (
+    from dermpipe.deploy.export import (
         BYTES_SIGNATURE,
         check_serving_model,
         metadata_tensors,
@@ -46,7 +46,7 @@ def validate(saved_model_dir: str, n_classes: int) -> dict[str, object]:
 
 def validate_in_subprocess(saved_model_dir: Path | str, n_classes: int, timeout_s: float = 600) -> dict[str, object]:
     """Run `validate` in a fresh Python process; InfraValidationError (with its output) when it fails."""
-    command = [sys.executable, "-m", "dermpipe.infravalidate", str(saved_model_dir), "--classes", str(n_classes)]
+    command = [sys.executable, "-m", "dermpipe.deploy.infravalidate", str(saved_model_dir), "--classes", str(n_classes)]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, env=env, check=False)

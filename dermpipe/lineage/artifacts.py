@@ -22,15 +22,15 @@ GIT_COMMIT_ENV = "DERMPIPE_GIT_COMMIT"
 @functools.cache
 def source_hash() -> str:
     """sha256 (12 hex) over dermpipe's own Python sources, so any code change shows in lineage and breaks caches."""
-    import dermpipe.components
-    import dermpipe.pipelines
+    from importlib.util import find_spec
 
-    package_roots = [Path(__file__).parent, Path(dermpipe.components.__file__).parent,
-                     Path(dermpipe.pipelines.__file__).parent]
+    # components/ and pipelines/ are found by name, not imported: the library never imports the layers above it
+    package_roots = [Path(__file__).resolve().parents[1]] + [
+        Path(find_spec(name).origin).parent for name in ("dermpipe.components", "dermpipe.pipelines")]
     digest = hashlib.sha256()
     for root in package_roots:
-        for path in sorted(root.glob("*.py")):
-            digest.update(path.name.encode())
+        for path in sorted(root.rglob("*.py")):
+            digest.update(path.relative_to(root).as_posix().encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
 
@@ -57,7 +57,7 @@ def git_identity(checkout: Path | None = None) -> dict[str, Any]:
     installed package in an image)."""
     import subprocess
 
-    checkout = checkout or Path(__file__).resolve().parents[1]
+    checkout = checkout or Path(__file__).resolve().parents[2]
     identity: dict[str, Any] = {"git_commit": "", "git_dirty": False}
     try:
         commit = subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True,

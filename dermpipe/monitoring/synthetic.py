@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from dermpipe import config
-from dermpipe.drift_features import embedding_columns
-from dermpipe.imagestats import STAT_COLUMNS
+from dermpipe.monitoring.features import embedding_columns
+from dermpipe.monitoring.image_stats import STAT_COLUMNS
 
 # (mean, std) of each statistic, roughly those of ISIC 2019 dermoscopy at 250 px
 _STAT_MOMENTS = {"brightness": (0.6, 0.1), "contrast": (0.15, 0.04), "saturation": (0.3, 0.08),
@@ -25,7 +25,7 @@ _STAT_MOMENTS = {"brightness": (0.6, 0.1), "contrast": (0.15, 0.04), "saturation
 
 
 def synthetic_features(n: int, seed: int = 0, shift: float = 0.0, n_components: int = 5) -> pd.DataFrame:
-    """n rows of drift features (dermpipe.drift_features.feature_columns)."""
+    """n rows of drift features (dermpipe.monitoring.features.feature_columns)."""
     rng = np.random.default_rng(seed)
     table = pd.DataFrame(index=range(n))
     weights = np.linspace(1.0, 0.2, len(config.CLASSES)) + shift * np.linspace(0, 1, len(config.CLASSES))

@@ -24,7 +24,7 @@ def image_paths(table: pd.DataFrame, dataset_dir: Path | str) -> list[str]:
 
 
 def centre_square(image: tf.Tensor) -> tf.Tensor:
-    """The largest centred square of an image: the prepare stage's crop (dermpipe.shards.RESIZE_POLICY), applied
+    """The largest centred square of an image: the prepare stage's crop (dermpipe.data.shards.RESIZE_POLICY), applied
     everywhere an image meets the model (training from files, evaluation, serving), so no stage sees another
     geometry. Already-square images (the shards, the demo data) pass unchanged."""
     shape = tf.shape(image)

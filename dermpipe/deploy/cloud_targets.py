@@ -19,7 +19,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from dermpipe import registry, storage
+from dermpipe import storage
+from dermpipe.deploy import registry
 
 VERTEX_TF_IMAGE = "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest"
 # TF Serving image tag KServe runs (its ClusterServingRuntime default, 2.6.2, predates ops our TF 2.21 SavedModels

@@ -83,7 +83,7 @@ def _bytes_to_stats(image_size: int):
     """A traced function (one per size): encoded bytes -> pixel statistics [len(PIXEL_COLUMNS)]."""
     import tensorflow as tf
 
-    from dermpipe.imagedata import decode_resize_bytes
+    from dermpipe.data.images import decode_resize_bytes
 
     return tf.function(lambda data: pixel_statistics(decode_resize_bytes(data, image_size)[None])[0],
                        input_signature=[tf.TensorSpec([], tf.string)])

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from dermpipe import cli_cloud, config
+from dermpipe import config
+from dermpipe.cli import cloud as cli_cloud
 
 app = typer.Typer(help="dermpipe: ISIC 2019 skin-lesion classification pipeline (Kubeflow Pipelines / Vertex AI).",
                   no_args_is_help=True, add_completion=False)
@@ -99,8 +100,7 @@ def _summary(record) -> str:
 
 def _serving(record) -> list[tuple[str, str]]:
     """The version the registry serves now, read after the run (not what any cached task once said)."""
-    from dermpipe import registry
-
+    from dermpipe.deploy import registry
     root, name = record.params.get("registry_root"), record.params.get("model_name", config.MODEL_NAME)
     if not root:
         return []
@@ -168,14 +168,14 @@ def show(run_id: str, as_json: bool = typer.Option(False, "--json", help="print 
 
 
 cli_cloud.register(app)
-from dermpipe import cli_serve  # noqa: E402  (serve + models: deploy and serve, issue 6)
+from dermpipe.cli import serve as cli_serve  # noqa: E402  (serve + models: deploy and serve, issue 6)
 
 app.command("serve")(cli_serve.serve)
 app.add_typer(cli_serve.models_app, name="models")
-from dermpipe.cli_monitor import register as register_monitor  # noqa: E402 (after app exists)
+from dermpipe.cli.monitor import register as register_monitor  # noqa: E402 (after app exists)
 
 register_monitor(app)
-from dermpipe.cli_lineage import register as _register_lineage  # noqa: E402
+from dermpipe.cli.lineage import register as _register_lineage  # noqa: E402
 
 _register_lineage(app)
 

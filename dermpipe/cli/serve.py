@@ -1,4 +1,4 @@
-"""`dermpipe serve` and `dermpipe models list|promote|rollback` (registered in dermpipe/cli.py)."""
+"""`dermpipe serve` and `dermpipe models list|promote|rollback` (registered in dermpipe/cli/main.py)."""
 
 from __future__ import annotations
 
@@ -29,8 +29,7 @@ def list_models(
     registry_root: str = typer.Option(None, "--registry-root", help=REGISTRY_HELP),
 ) -> None:
     """List the versions of a model with their test metrics; `*` marks the one being served."""
-    from dermpipe import registry
-
+    from dermpipe.deploy import registry
     root = _root(registry_root)
     rows = registry.list_versions(root, model_name)
     if not rows:
@@ -54,8 +53,7 @@ def promote(
     kserve_manifest: str = KSERVE_MANIFEST,
 ) -> None:
     """Make VERSION the current one (a running `dermpipe serve` picks it up within its poll interval)."""
-    from dermpipe import registry
-
+    from dermpipe.deploy import registry
     try:
         record = registry.set_current(_root(registry_root), model_name, version)
     except registry.RegistryError as err:
@@ -73,8 +71,7 @@ def rollback(
     kserve_manifest: str = KSERVE_MANIFEST,
 ) -> None:
     """Serve the previous version (the highest one below the current version)."""
-    from dermpipe import registry
-
+    from dermpipe.deploy import registry
     try:
         record = registry.rollback(_root(registry_root), model_name)
     except registry.RegistryError as err:
@@ -89,16 +86,15 @@ def _follow_on_kserve(root: str, model_name: str, version: int, apply: bool, man
     """KServe serves what current.json says only if its InferenceService is re-pointed: do it (or render it)."""
     import yaml
 
-    from dermpipe import cloud_deploy
-
-    settings = cloud_deploy.kserve_settings(root, model_name)
+    from dermpipe.deploy import cloud_targets
+    settings = cloud_targets.kserve_settings(root, model_name)
     if settings is None:
         if manifest_out:
             settings = {"namespace": "default"}
         else:
             return  # never deployed to KServe: nothing there to move
     try:
-        served = cloud_deploy.serve_on_kserve(root, model_name, version, settings, api=api, apply=apply)
+        served = cloud_targets.serve_on_kserve(root, model_name, version, settings, api=api, apply=apply)
     except Exception as err:  # noqa: BLE001 - the registry moved; say plainly that the cluster did not
         typer.echo(f"{model_name}: the registry now serves version {version}, but re-pointing the KServe "
                    f"InferenceService failed ({type(err).__name__}: {err}); re-run with --kserve-manifest FILE and "
@@ -128,8 +124,8 @@ def serve(
     log_level: str = typer.Option("info", help="debug | info | warning | error"),
 ) -> None:
     """Serve the current registry version over HTTP: TF Serving REST API, /predict, /healthz, /readyz, /metrics."""
-    from dermpipe.serving import Settings
-    from dermpipe.serving import serve as run_server
+    from dermpipe.serving.app import Settings
+    from dermpipe.serving.app import serve as run_server
 
     if log_root is None:
         log_root = str(config.home() / "predictions")

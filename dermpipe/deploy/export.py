@@ -5,7 +5,8 @@ Signatures (both return {"probabilities": float32 [N, 8], "embedding": float32 [
     serving_default  image_bytes: string [N]  encoded JPEG/PNG (TF Serving REST: {"instances": [{"b64": ...}]})
     serve_pixels     image: float32 [N, S, S, 3]  raw RGB in [0, 255] at the model's resolution
 
-A metadata-fusion model (dermpipe.metafeatures) takes three more inputs in both signatures, one value per image:
+A metadata-fusion model (dermpipe.model.metadata_inputs) takes three more inputs in both signatures, one value per
+image:
     age_approx  float32 [N]  years; NaN or -1 when unknown
     sex, anatom_site_general  string [N]  ISIC 2019 vocabulary; "" when unknown
 The model encodes them itself, so the signature passes the raw values through.
@@ -30,7 +31,7 @@ def decode_batch(image_bytes, image_size: int):
     """Encoded images string [N] -> float32 pixels [N, S, S, 3]: the serving signature's decode."""
     import tensorflow as tf
 
-    from dermpipe.imagedata import decode_resize_bytes
+    from dermpipe.data.images import decode_resize_bytes
 
     return tf.map_fn(lambda data: decode_resize_bytes(data, image_size), image_bytes,
                      fn_output_signature=tf.TensorSpec((image_size, image_size, 3), tf.float32))
@@ -41,8 +42,8 @@ def export_serving_model(model, out_dir: Path | str) -> dict[str, object]:
     import keras
     import tensorflow as tf
 
-    from dermpipe.metafeatures import image_size as model_image_size
-    from dermpipe.metafeatures import takes_metadata
+    from dermpipe.model.metadata_inputs import image_size as model_image_size
+    from dermpipe.model.metadata_inputs import takes_metadata
 
     image_size = model_image_size(model)
     fusion = takes_metadata(model)
@@ -147,7 +148,6 @@ def check_serving_model(saved_model_dir: Path | str, n_classes: int) -> dict[str
     import tensorflow as tf
 
     from dermpipe import config
-
     loaded = tf.saved_model.load(str(saved_model_dir))
     serve = loaded.signatures[BYTES_SIGNATURE]
     fusion = signature_takes_metadata(serve)

@@ -9,7 +9,7 @@
   Requests already queued keep the model object they were admitted with, so none fails during a swap.
 - Every image is validated with PIL before the model sees it (empty, not an image, unsupported format, over the
   pixel limit, truncated/corrupt); bad input gets a 4xx with a message, never a 5xx.
-- Prediction log (dermpipe.predlog) with image statistics (from the batch call), the embedding summary
+- Prediction log (dermpipe.monitoring.prediction_log) with image statistics (from the batch call), the embedding summary
   (embedding_pca.npz) and metadata.
 - Metadata fusion: when a version's signatures take age_approx, sex and anatom_site_general (read from the
   signature), each image's metadata from the request (row-format instances, /predict form fields) goes to the model;
@@ -35,9 +35,10 @@ from typing import Any
 
 import numpy as np
 
-from dermpipe import config, registry
-from dermpipe.imagestats import statistics_rows
-from dermpipe.predlog import PredictionLog, log_line
+from dermpipe import config
+from dermpipe.deploy import registry
+from dermpipe.monitoring.image_stats import statistics_rows
+from dermpipe.monitoring.prediction_log import PredictionLog, log_line
 
 log = logging.getLogger("dermpipe.serve")
 
@@ -169,7 +170,7 @@ class ServedModel:
         fusion model also gets each image's metadata (None or absent values: unknown)."""
         import tensorflow as tf
 
-        from dermpipe.export import metadata_tensors
+        from dermpipe.deploy.export import metadata_tensors
 
         extra = metadata_tensors(list(metas or [None] * len(images))) if self.metadata_inputs else {}
         out, stats = self.runner(tf.constant(images, dtype=tf.string), extra)
@@ -197,8 +198,8 @@ def batch_runner(pixels_signature, image_size: int, *, metadata: bool = False):
     export.metadata_tensors' three tensors."""
     import tensorflow as tf
 
-    from dermpipe.export import METADATA_SPECS, decode_batch
-    from dermpipe.imagestats import pixel_statistics
+    from dermpipe.deploy.export import METADATA_SPECS, decode_batch
+    from dermpipe.monitoring.image_stats import pixel_statistics
 
     extra_specs = {name: tf.TensorSpec([None], getattr(tf, dtype), name=name)
                    for name, dtype in METADATA_SPECS} if metadata else {}
@@ -215,14 +216,14 @@ def load_version(registry_root: str, model_name: str, version: int) -> ServedMod
     """Load a registry version, check its signatures and warm it up with a real JPEG."""
     import tensorflow as tf
 
-    from dermpipe.export import BYTES_SIGNATURE, PIXELS_SIGNATURE, probe_jpeg, signature_takes_metadata
+    from dermpipe.deploy.export import BYTES_SIGNATURE, PIXELS_SIGNATURE, probe_jpeg, signature_takes_metadata
 
     uri = registry.version_dir(registry_root, model_name, version)
     loaded = tf.saved_model.load(uri)
     for wanted in (BYTES_SIGNATURE, PIXELS_SIGNATURE):
         if wanted not in loaded.signatures:
             raise RuntimeError(f"{uri}: the SavedModel has no {wanted} signature (has {list(loaded.signatures)}); "
-                               "re-export it with dermpipe.export.export_serving_model")
+                               "re-export it with dermpipe.deploy.export.export_serving_model")
     signature_def = {}
     for name, fn in loaded.signatures.items():
         inputs = {k: _spec(v) for k, v in fn.structured_input_signature[1].items()}

@@ -1,6 +1,6 @@
 """Cloud commands of the `dermpipe` CLI: compile, submit, status, remote run lists and schedules.
 
-Registered on the main app by dermpipe/cli.py (`cli_cloud.register(app)`). Logic lives in dermpipe.pipelines
+Registered on the main app by dermpipe/cli/main.py (`cli_cloud.register(app)`). Logic lives in dermpipe.pipelines
 (compile, submit, schedule); this module only maps flags to it and prints.
 """
 
