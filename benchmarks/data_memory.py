@@ -55,18 +55,18 @@ def run_stage(stage: str, source: Path, work: Path, image_size: int) -> dict[str
 
     start = time.perf_counter()
     if stage == "ingest":
-        from dermpipe.components.ingest import ingest_source
+        from dermpipe.data.ingest import ingest_source
 
         ingest_source(str(source), work / "raw")
     elif stage == "merge+split":
-        from dermpipe.components.merge import merge_dataset
-        from dermpipe.components.split import split_table
+        from dermpipe.data.merge import merge_dataset
+        from dermpipe.data.split import split_table
 
         splits = split_table(merge_dataset(work / "raw").table, seed=42)
         for name in ("train", "val", "test"):
             getattr(splits, name).to_parquet(work / f"{name}.parquet", index=False)
     elif stage == "prepare":
-        from dermpipe.components.prepare import prepare_shards
+        from dermpipe.data.prepare import prepare_shards
 
         tables = {name: pd.read_parquet(work / f"{name}.parquet") for name in ("train", "val", "test")}
         prepare_shards(work / "raw", tables, work / "shards", image_size=image_size, shard_bytes=100_000_000)

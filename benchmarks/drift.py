@@ -25,7 +25,7 @@ TARGET_SECONDS = 60.0
 
 def ours(log_root: Path, reference: pd.DataFrame, model_name: str) -> tuple[float, float, str]:
     """(total seconds, seconds without the HTML report, decision) of dermpipe's analysis."""
-    from dermpipe.components.drift import analyse, read_prediction_log
+    from dermpipe.monitoring.drift import analyse, read_prediction_log
     from dermpipe.monitoring.features import log_features, n_components_of
 
     start = time.perf_counter()

@@ -25,9 +25,9 @@ DEFAULT_SOURCE = Path(__file__).resolve().parents[1].parent / "shared" / "data" 
 
 
 def splits_of(source: Path, work: Path, seed: int):
-    from dermpipe.components.ingest import ingest_source
-    from dermpipe.components.merge import merge_dataset
-    from dermpipe.components.split import split_table
+    from dermpipe.data.ingest import ingest_source
+    from dermpipe.data.merge import merge_dataset
+    from dermpipe.data.split import split_table
 
     raw = work / "raw"
     if not raw.exists():
@@ -39,9 +39,9 @@ def splits_of(source: Path, work: Path, seed: int):
 def train_and_score(raw: Path, splits, *, fusion: bool, backbone: str, image_size: int, epochs: int,
                     seed: int) -> dict[str, float]:
     from dermpipe import config
-    from dermpipe.components.evaluate import predict_table
-    from dermpipe.components.train import TrainParams, train_model
+    from dermpipe.model.evaluation.evaluate import predict_table
     from dermpipe.model.evaluation.metrics import evaluate_predictions
+    from dermpipe.model.training import TrainParams, train_model
 
     params = TrainParams(backbone=backbone, image_size=image_size, epochs=epochs, patience=epochs, batch_size=32,
                          seed=seed, metadata_fusion=fusion, cache="memory")

@@ -28,9 +28,9 @@ def two_passes(model, paths, image_size: int):
     import pandas as pd
     import tensorflow as tf
 
+    from dermpipe.data.image_stats import statistics_from_bytes
     from dermpipe.data.images import decode_resize
-    from dermpipe.deploy.export import EMBEDDING_LAYER
-    from dermpipe.monitoring.image_stats import statistics_from_bytes
+    from dermpipe.model.export import EMBEDDING_LAYER
 
     stats = pd.DataFrame([statistics_from_bytes(Path(p).read_bytes(), image_size) for p in paths])
     heads = keras.Model(model.input, [model.output, model.get_layer(EMBEDDING_LAYER).output])
@@ -52,9 +52,9 @@ def main() -> None:
     import keras
     import numpy as np
 
+    from dermpipe.data.image_stats import STAT_COLUMNS
     from dermpipe.model.zoo import build_classifier
     from dermpipe.monitoring.features import decode_images, list_images
-    from dermpipe.monitoring.image_stats import STAT_COLUMNS
 
     paths = list_images(args.images)
     keras.utils.set_random_seed(0)

@@ -91,7 +91,7 @@ def free_port() -> int:
 def make_registry(root: Path, image_size: int) -> Path:
     """A tiny simple_cnn exported as registry version 1 (+ model.keras for the baseline)."""
     from dermpipe.deploy import registry
-    from dermpipe.deploy.export import export_serving_model
+    from dermpipe.model.export import export_serving_model
     from dermpipe.model.zoo import build_classifier
 
     model, _ = build_classifier("simple_cnn", image_size, 8, seed=0)

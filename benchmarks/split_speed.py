@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dermpipe.components.merge import merge_tables, read_isic_csv
-from dermpipe.components.split import leakage_groups, split_table, stratified_group_folds
+from dermpipe.data.merge import merge_tables, read_isic_csv
+from dermpipe.data.split import leakage_groups, split_table, stratified_group_folds
 
 CSV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "isic2019-csv"
 

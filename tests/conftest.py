@@ -33,7 +33,7 @@ def isic_csv() -> Path:
 @pytest.fixture(scope="session")
 def demo_dataset(tmp_path_factory) -> Path:
     """A small ingested demo data set (canonical layout + manifest), shared by the tests that only read it."""
-    from dermpipe.components.ingest import ingest_source
+    from dermpipe.data.ingest import ingest_source
 
     out = tmp_path_factory.mktemp("demo") / "raw"
     ingest_source("demo", out, demo_images=160)

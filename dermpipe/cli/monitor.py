@@ -17,7 +17,7 @@ def _out_dir(out: Path | None) -> Path:
 
 
 def _table(result) -> str:
-    from dermpipe.components.drift import P_VALUE_METHODS
+    from dermpipe.monitoring.drift import P_VALUE_METHODS
 
     rows = [("column", "method", "drift when", "score", "drifted", "ref n", "cur n")]
     for c in result.columns:
@@ -58,8 +58,8 @@ def monitor(
     fail_on_drift: bool = typer.Option(False, help="exit with status 3 when drift is detected (for cron/CI)"),
 ) -> None:
     """Compare current traffic (prediction log window or image folder) with the model's reference profile."""
-    from dermpipe.components.drift import analyse, config_from_params, current_features, load_reference
-    from dermpipe.components.drift import reference_features as ref_features
+    from dermpipe.monitoring.drift import analyse, config_from_params, current_features, load_reference
+    from dermpipe.monitoring.drift import reference_features as ref_features
 
     cfg = config_from_params(min_samples, drift_share, num_method, num_threshold, cat_method, cat_threshold)
     try:

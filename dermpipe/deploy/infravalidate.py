@@ -24,7 +24,7 @@ def validate(saved_model_dir: str, n_classes: int) -> dict[str, object]:
     """In this process: check_serving_model (real JPEGs through serving_default) and a batch-size-1 request."""
     import tensorflow as tf
 
-    from dermpipe.deploy.export import (
+    from dermpipe.model.export import (
         BYTES_SIGNATURE,
         check_serving_model,
         metadata_tensors,

@@ -2,7 +2,7 @@
 
 One row per image:
     predicted_class, confidence          the model's answer (class name, top probability)
-    STAT_COLUMNS                         dermpipe.monitoring.image_stats (brightness, contrast, ..., width, height,
+    STAT_COLUMNS                         dermpipe.data.image_stats (brightness, contrast, ..., width, height,
                                          aspect)
     age_approx, sex, anatom_site_general metadata (null when unknown)
     emb_0 .. emb_{k-1}                   the "pool" embedding projected on the training set's PCA (embedding_pca.npz)
@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 
 from dermpipe import config
-from dermpipe.deploy.export import EMBEDDING_LAYER
-from dermpipe.monitoring.image_stats import STAT_COLUMNS, header_size, pixel_statistics, statistics_rows
+from dermpipe.data.image_stats import STAT_COLUMNS, header_size, pixel_statistics, statistics_rows
+from dermpipe.model.export import EMBEDDING_LAYER
 
 PCA_FILE = "embedding_pca.npz"
 PROFILE_FILE = "reference_profile.parquet"

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from dermpipe import config
+from dermpipe.data.image_stats import STAT_COLUMNS
 from dermpipe.monitoring.features import embedding_columns
-from dermpipe.monitoring.image_stats import STAT_COLUMNS
 
 # (mean, std) of each statistic, roughly those of ISIC 2019 dermoscopy at 250 px
 _STAT_MOMENTS = {"brightness": (0.6, 0.1), "contrast": (0.15, 0.04), "saturation": (0.3, 0.08),

@@ -36,8 +36,8 @@ from typing import Any
 import numpy as np
 
 from dermpipe import config
+from dermpipe.data.image_stats import statistics_rows
 from dermpipe.deploy import registry
-from dermpipe.monitoring.image_stats import statistics_rows
 from dermpipe.monitoring.prediction_log import PredictionLog, log_line
 
 log = logging.getLogger("dermpipe.serve")
@@ -170,7 +170,7 @@ class ServedModel:
         fusion model also gets each image's metadata (None or absent values: unknown)."""
         import tensorflow as tf
 
-        from dermpipe.deploy.export import metadata_tensors
+        from dermpipe.model.export import metadata_tensors
 
         extra = metadata_tensors(list(metas or [None] * len(images))) if self.metadata_inputs else {}
         out, stats = self.runner(tf.constant(images, dtype=tf.string), extra)
@@ -198,8 +198,8 @@ def batch_runner(pixels_signature, image_size: int, *, metadata: bool = False):
     export.metadata_tensors' three tensors."""
     import tensorflow as tf
 
-    from dermpipe.deploy.export import METADATA_SPECS, decode_batch
-    from dermpipe.monitoring.image_stats import pixel_statistics
+    from dermpipe.data.image_stats import pixel_statistics
+    from dermpipe.model.export import METADATA_SPECS, decode_batch
 
     extra_specs = {name: tf.TensorSpec([None], getattr(tf, dtype), name=name)
                    for name, dtype in METADATA_SPECS} if metadata else {}
@@ -216,14 +216,14 @@ def load_version(registry_root: str, model_name: str, version: int) -> ServedMod
     """Load a registry version, check its signatures and warm it up with a real JPEG."""
     import tensorflow as tf
 
-    from dermpipe.deploy.export import BYTES_SIGNATURE, PIXELS_SIGNATURE, probe_jpeg, signature_takes_metadata
+    from dermpipe.model.export import BYTES_SIGNATURE, PIXELS_SIGNATURE, probe_jpeg, signature_takes_metadata
 
     uri = registry.version_dir(registry_root, model_name, version)
     loaded = tf.saved_model.load(uri)
     for wanted in (BYTES_SIGNATURE, PIXELS_SIGNATURE):
         if wanted not in loaded.signatures:
             raise RuntimeError(f"{uri}: the SavedModel has no {wanted} signature (has {list(loaded.signatures)}); "
-                               "re-export it with dermpipe.deploy.export.export_serving_model")
+                               "re-export it with dermpipe.model.export.export_serving_model")
     signature_def = {}
     for name, fn in loaded.signatures.items():
         inputs = {k: _spec(v) for k, v in fn.structured_input_signature[1].items()}

@@ -47,8 +47,8 @@ def fusion_model():
 
 
 def test_broken_files_are_listed_by_path_and_the_rest_stay_aligned(mixed_folder, model):
+    from dermpipe.data.image_stats import STAT_COLUMNS, statistics_from_bytes
     from dermpipe.monitoring.features import decode_images
-    from dermpipe.monitoring.image_stats import STAT_COLUMNS, statistics_from_bytes
 
     out = decode_images(mixed_folder, SIZE, model, batch_size=4)  # batches straddle the broken files
     assert [path for path, _ in out.failed] == [str(mixed_folder[3]), str(mixed_folder[8])]

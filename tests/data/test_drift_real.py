@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dermpipe.components.drift import DriftConfig, analyse, evidently_report, report_column_results
+from dermpipe.monitoring.drift import DriftConfig, analyse, evidently_report, report_column_results
 from dermpipe.monitoring.features import (
     assemble,
     embedding_frame,
@@ -129,8 +129,8 @@ def test_profile_stage_and_monitor_cli_on_an_image_folder(isic_sample, tmp_path)
     from typer.testing import CliRunner
 
     from dermpipe.cli.main import app
-    from dermpipe.components.profile import profile_model
     from dermpipe.model.zoo import build_classifier
+    from dermpipe.monitoring.profile import profile_model
 
     keras.utils.set_random_seed(0)
     model, _ = build_classifier("simple_cnn", 64, 8, seed=0)

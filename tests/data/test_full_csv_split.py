@@ -3,8 +3,8 @@
 import pandas as pd
 import pytest
 
-from dermpipe.components.merge import merge_tables, read_isic_csv
-from dermpipe.components.split import split_summary, split_table
+from dermpipe.data.merge import merge_tables, read_isic_csv
+from dermpipe.data.split import split_summary, split_table
 
 
 @pytest.fixture(scope="module")

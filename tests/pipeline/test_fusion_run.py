@@ -29,7 +29,7 @@ def test_demo_run_with_metadata_fusion_trains_explains_and_deploys(dermpipe_home
 
     import tensorflow as tf
 
-    from dermpipe.deploy.export import check_serving_model
+    from dermpipe.model.export import check_serving_model
 
     assert check_serving_model(deployed, 8)["metadata"] is True
     inputs = tf.saved_model.load(str(deployed)).signatures["serving_default"].structured_input_signature[1]

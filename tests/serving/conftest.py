@@ -28,7 +28,7 @@ def free_port() -> int:
 def make_registry(root: Path, seeds: dict[int, int], current: int, image_size: int = IMAGE_SIZE) -> Path:
     """Export a tiny simple_cnn per version (with an embedding_pca.npz) and make `current` current."""
     from dermpipe.deploy import registry
-    from dermpipe.deploy.export import export_serving_model
+    from dermpipe.model.export import export_serving_model
     from dermpipe.model.zoo import build_classifier
 
     for version, seed in seeds.items():

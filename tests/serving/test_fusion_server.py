@@ -21,7 +21,7 @@ META = {"age_approx": 65.0, "sex": "female", "anatom_site_general": "head/neck"}
 @pytest.fixture(scope="module")
 def fusion_server(tmp_path_factory):
     from dermpipe.deploy import registry
-    from dermpipe.deploy.export import export_serving_model
+    from dermpipe.model.export import export_serving_model
     from dermpipe.model.zoo import build_classifier
 
     root = tmp_path_factory.mktemp("fusion-registry")
@@ -38,7 +38,7 @@ def reference(registry_root, images: list[bytes], metas: list[dict | None]) -> n
     """What the exported SavedModel answers for these bytes and metadata, in this process."""
     import tensorflow as tf
 
-    from dermpipe.deploy.export import metadata_tensors
+    from dermpipe.model.export import metadata_tensors
 
     served = tf.saved_model.load(str(registry_root / MODEL / "1")).signatures["serving_default"]
     return served(image_bytes=tf.constant(images), **metadata_tensors(metas))["probabilities"].numpy()

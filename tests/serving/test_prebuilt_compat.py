@@ -40,7 +40,7 @@ def test_saved_model_serves_the_same_in_the_prebuilt_containers_tensorflow(compa
     import keras
     import tensorflow as tf
 
-    from dermpipe.deploy.export import export_serving_model, metadata_tensors
+    from dermpipe.model.export import export_serving_model, metadata_tensors
     from dermpipe.model.zoo import build_classifier
 
     keras.utils.set_random_seed(0)

@@ -18,8 +18,8 @@ from conftest import MODEL, PCA_K
 from PIL import Image
 
 from dermpipe import config
+from dermpipe.data.image_stats import STAT_COLUMNS
 from dermpipe.deploy import registry
-from dermpipe.monitoring.image_stats import STAT_COLUMNS
 
 pytestmark = pytest.mark.slow  # one server start (TensorFlow import in a subprocess): about a minute on 2 cores
 

@@ -11,8 +11,8 @@ import yaml
 from kfp.dsl import Metrics, Model
 from kubernetes.client.rest import ApiException
 
-from dermpipe.components import deploy as deploy_stage
 from dermpipe.deploy import cloud_targets, registry
+from dermpipe.deploy import publish as deploy_stage
 from dermpipe.deploy.infravalidate import InfraValidationError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,16 +51,16 @@ def test_push_validates_in_a_separate_process_and_copies_the_profile(model_dir, 
 
 
 def test_a_model_that_cannot_serve_is_not_pushed(model_dir, tmp_path, monkeypatch):
-    import dermpipe.deploy.export
+    import dermpipe.model.export
 
-    original = dermpipe.deploy.export.export_serving_model
+    original = dermpipe.model.export.export_serving_model
 
     def broken_export(model, out_dir):  # exports, then loses the weights: loads nowhere
         description = original(model, out_dir)
         shutil.rmtree(Path(out_dir) / "variables")
         return description
 
-    monkeypatch.setattr(dermpipe.deploy.export, "export_serving_model", broken_export)
+    monkeypatch.setattr(dermpipe.model.export, "export_serving_model", broken_export)
     root = tmp_path / "registry"
     with pytest.raises(InfraValidationError, match="failed in a separate process .*not pushed"):
         deploy_stage.push(model_dir, str(root), "m", {})

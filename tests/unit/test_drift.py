@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dermpipe.components.drift import (
+from dermpipe.monitoring.drift import (
     DriftConfig,
     analyse,
     config_from_params,
@@ -17,7 +17,6 @@ from dermpipe.components.drift import (
     read_prediction_log,
     reference_features,
 )
-from dermpipe.components.profile import build_profile
 from dermpipe.monitoring.features import (
     PCA_FILE,
     PROFILE_FILE,
@@ -27,6 +26,7 @@ from dermpipe.monitoring.features import (
     log_features,
     normalize_metadata,
 )
+from dermpipe.monitoring.profile import build_profile
 from dermpipe.monitoring.synthetic import log_records, synthetic_features, write_prediction_log
 
 DAY = dt.datetime(2026, 11, 24, tzinfo=dt.UTC)
@@ -145,7 +145,7 @@ def _profile_folder(tmp_path, n=120):
     probabilities = rng.dirichlet(np.ones(8), n)
     embeddings = rng.normal(size=(n, 12))
     metadata = features[["age_approx", "sex", "anatom_site_general"]].assign(image=[f"ISIC_{i}" for i in range(n)])
-    from dermpipe.monitoring.image_stats import STAT_COLUMNS
+    from dermpipe.data.image_stats import STAT_COLUMNS
 
     profile, pca = build_profile(features[list(STAT_COLUMNS)], metadata, probabilities, embeddings, splits, 4)
     folder = tmp_path / "profile"
@@ -204,7 +204,7 @@ def test_html_report_survives_a_column_with_one_value_and_says_when_it_samples()
 
 
 def test_relative_window_for_daily_schedules(tmp_path):
-    from dermpipe.components.drift import _parse_day
+    from dermpipe.monitoring.drift import _parse_day
 
     now = dt.datetime(2026, 11, 25, 6, tzinfo=dt.UTC)
     assert _parse_day("24h", "since", now) == dt.datetime(2026, 11, 24, 6, tzinfo=dt.UTC)

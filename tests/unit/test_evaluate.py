@@ -2,9 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dermpipe.components.deploy import push
-from dermpipe.components.evaluate import predict_table, slices
-from dermpipe.components.gate import load_champion
+from dermpipe.deploy.challenge import load_champion
+from dermpipe.deploy.publish import push
+from dermpipe.model.evaluation.evaluate import predict_table, slices
 from dermpipe.model.zoo import build_classifier
 
 
@@ -28,7 +28,7 @@ def test_load_champion_reads_the_resolved_version_and_checks_its_digest(tmp_path
 
 
 def test_tta_averages_flips_and_slices_cover_every_row(demo_dataset):
-    from dermpipe.components.merge import merge_dataset
+    from dermpipe.data.merge import merge_dataset
 
     table = merge_dataset(demo_dataset).table.head(12)
     model, _ = build_classifier("simple_cnn", 32, 8, seed=0)

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from dermpipe.components.explain import (
+from dermpipe.model.evaluation.gradcam import (
     CAM_METHODS,
     cam_maps,
     gradcam_maps,
@@ -210,7 +210,7 @@ def _manual_gradcam(backbone, model, images, class_index):
 
 @pytest.mark.parametrize("pool_inside", [False, True], ids=["backbone-outputs-maps", "backbone-pools-inside"])
 def test_gradcam_reaches_into_a_nested_backbone(pool_inside, lesions):
-    from dermpipe.components.explain import cam_view
+    from dermpipe.model.evaluation.gradcam import cam_view
 
     model, backbone = _nested_model(pool_inside)
     view, layer = cam_view(model)
@@ -225,7 +225,7 @@ def test_gradcam_reaches_into_a_nested_backbone(pool_inside, lesions):
 
 
 def test_flat_dermpipe_models_are_used_as_they_are(small_model):
-    from dermpipe.components.explain import cam_view
+    from dermpipe.model.evaluation.gradcam import cam_view
 
     view, layer = cam_view(small_model)
     assert view is small_model and layer == "pool2"

@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from dermpipe.components.deploy import push
 from dermpipe.deploy import registry as model_registry
+from dermpipe.deploy.publish import push
 from dermpipe.model.zoo import build_classifier
 
 

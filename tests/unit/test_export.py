@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from dermpipe.data.images import decode_resize
-from dermpipe.deploy.export import check_serving_model, export_serving_model
+from dermpipe.model.export import check_serving_model, export_serving_model
 from dermpipe.model.zoo import build_classifier
 
 

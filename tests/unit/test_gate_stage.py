@@ -3,8 +3,8 @@
 import numpy as np
 import pandas as pd
 
-from dermpipe.components.gate import baseline_predictions
 from dermpipe.data.image_stats import STAT_COLUMNS
+from dermpipe.deploy.challenge import baseline_predictions
 from dermpipe.monitoring.features import PROFILE_FILE
 
 

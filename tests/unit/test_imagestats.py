@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dermpipe.monitoring.image_stats import (
+from dermpipe.data.image_stats import (
     PIXEL_COLUMNS,
     STAT_COLUMNS,
     pixel_statistics,

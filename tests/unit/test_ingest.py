@@ -4,7 +4,7 @@ import zipfile
 
 import pytest
 
-from dermpipe.components.ingest import IngestError, build_manifest, find_layout, ingest_source, parse_source
+from dermpipe.data.ingest import IngestError, build_manifest, find_layout, ingest_source, parse_source
 from dermpipe.lineage.artifacts import sha256_file
 
 

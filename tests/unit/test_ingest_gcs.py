@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dermpipe.components.ingest import IngestError, ingest_source
+from dermpipe.data.ingest import IngestError, ingest_source
 from dermpipe.lineage.artifacts import sha256_file
 
 N_IMAGES = 12

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlparse
 import pandas as pd
 import pytest
 
-from dermpipe.components.ingest import IngestError, ingest_source
+from dermpipe.data.ingest import IngestError, ingest_source
 
 SECRET = "kaggle-secret-key-0123456789abcdef"
 N_IMAGES = 6
@@ -209,7 +209,7 @@ def fake_isic(isic_sample, tmp_path, monkeypatch):
 
 
 def test_isic_collection_to_kaggle_layout_then_nothing(fake_isic, tmp_path):
-    from dermpipe.components.merge import merge_dataset
+    from dermpipe.data.merge import merge_dataset
 
     first = ingest_source("isic:249", tmp_path / "run1")
     assert first["source_kind"] == "isic" and first["n_images"] == 7

@@ -1,6 +1,6 @@
 import pandas as pd
 
-from dermpipe.components.merge import inspect_image, merge_dataset, merge_tables, render_report
+from dermpipe.data.merge import inspect_image, merge_dataset, merge_tables, render_report
 
 GT_COLUMNS = ["image", "MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK"]
 
@@ -49,7 +49,7 @@ def test_inspect_image_names_the_failure(tmp_path):
 
 
 def test_merge_real_sample(isic_sample, tmp_path):
-    from dermpipe.components.ingest import ingest_source
+    from dermpipe.data.ingest import ingest_source
 
     ingest_source(str(isic_sample), tmp_path / "raw")
     result = merge_dataset(tmp_path / "raw")
@@ -109,7 +109,7 @@ def _bad_files() -> dict[str, tuple[bytes, str]]:
 
 
 def test_inspect_bytes_names_each_defect():
-    from dermpipe.components.merge import inspect_bytes, invalid_kind
+    from dermpipe.data.merge import inspect_bytes, invalid_kind
 
     assert inspect_bytes(_jpeg_bytes()) == (64, 48, "")
     for name, (data, kind) in _bad_files().items():
@@ -126,7 +126,7 @@ def _dataset_with_bad_images(isic_sample, root, n_good=12):
     """Real sample images + every kind of bad file + an exact duplicate + a row without image + an orphan image."""
     import shutil
 
-    from dermpipe.components.ingest import ingest_source
+    from dermpipe.data.ingest import ingest_source
 
     src = root / "src"
     images = src / "ISIC_2019_Training_Input" / "ISIC_2019_Training_Input"
@@ -175,7 +175,7 @@ def test_fail_policy_raises_after_writing_the_report(isic_sample, tmp_path):
     import pytest
     from kfp.dsl import Dataset, Markdown, Metrics
 
-    from dermpipe.components.merge import InvalidImagesError, run
+    from dermpipe.data.merge import InvalidImagesError, run
 
     raw, _ = _dataset_with_bad_images(isic_sample, tmp_path, n_good=3)
     artifacts = {name: cls(name=name, uri=str(tmp_path / "out" / name)) for name, cls in
@@ -192,7 +192,7 @@ def test_fail_policy_raises_after_writing_the_report(isic_sample, tmp_path):
 
 
 def test_duplicates_with_conflicting_labels_are_flagged():
-    from dermpipe.components.merge import duplicate_counts, duplicate_problems
+    from dermpipe.data.merge import duplicate_counts, duplicate_problems
 
     table = pd.DataFrame({"image": ["a", "b", "c"], "label": ["NV", "MEL", "NV"], "sha256": ["h", "h", "x"]})
     assert duplicate_counts(table) == {"duplicate_groups": 1, "duplicate_images": 1,

@@ -14,7 +14,6 @@ import pytest
 from PIL import Image
 
 from dermpipe import config
-from dermpipe.components.train import TrainParams, metadata_metrics, shard_inputs, train_model
 from dermpipe.model.metadata_inputs import (
     ENCODED_WIDTH,
     FEATURE_NAMES,
@@ -26,6 +25,7 @@ from dermpipe.model.metadata_inputs import (
     takes_metadata,
     unknown_values,
 )
+from dermpipe.model.training import TrainParams, metadata_metrics, shard_inputs, train_model
 from dermpipe.model.zoo import build_classifier, load_classifier
 
 SIZE = 16
@@ -143,7 +143,7 @@ def test_fusion_model_learns_from_the_site_and_the_image_only_model_cannot(site_
 
 
 def test_fusion_trains_from_shards_with_oversampling_and_cache(site_set, tmp_path):
-    from dermpipe.components.prepare import prepare_shards
+    from dermpipe.data.prepare import prepare_shards
 
     root, train, val, _ = site_set
     shards = tmp_path / "shards"
@@ -167,7 +167,7 @@ def test_fusion_trains_from_shards_with_oversampling_and_cache(site_set, tmp_pat
 def test_export_takes_metadata_and_matches_the_keras_model(fusion_trained, site_set, tmp_path):
     import tensorflow as tf
 
-    from dermpipe.deploy.export import check_serving_model, export_serving_model, metadata_tensors
+    from dermpipe.model.export import check_serving_model, export_serving_model, metadata_tensors
 
     model, _ = fusion_trained
     root, _, _, test = site_set
@@ -191,9 +191,9 @@ def test_export_takes_metadata_and_matches_the_keras_model(fusion_trained, site_
 
 
 def test_evaluate_explain_and_profile_take_a_saved_fusion_model(fusion_trained, site_set, tmp_path):
-    from dermpipe.components.evaluate import predict_table, predictions_frame
-    from dermpipe.components.explain import CAM_METHODS, cam_maps, select_examples
     from dermpipe.data.images import load_images
+    from dermpipe.model.evaluation.evaluate import predict_table, predictions_frame
+    from dermpipe.model.evaluation.gradcam import CAM_METHODS, cam_maps, select_examples
     from dermpipe.monitoring.features import model_outputs
 
     model, _ = fusion_trained
@@ -223,7 +223,7 @@ def test_evaluate_explain_and_profile_take_a_saved_fusion_model(fusion_trained, 
 def test_train_stage_records_metadata_counts_and_drops_xla(site_set, tmp_path, capsys):
     from kfp.dsl import Dataset, Metrics, Model
 
-    from dermpipe.components.train import run
+    from dermpipe.model.training import run
 
     root, train, val, _ = site_set
     artifacts = {}

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from dermpipe import config
-from dermpipe.monitoring.image_stats import STAT_COLUMNS
+from dermpipe.data.image_stats import STAT_COLUMNS
 from dermpipe.monitoring.prediction_log import PredictionLog, log_line
 from dermpipe.serving.app import ServingError, check_image, check_metadata
 

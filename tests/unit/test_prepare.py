@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from dermpipe.components.prepare import prepare_metrics, prepare_shards
+from dermpipe.data.prepare import prepare_metrics, prepare_shards
 from dermpipe.data.shards import centre_crop_resize, load_manifest, shard_files, shard_records
 from dermpipe.lineage.artifacts import sha256_file
 
@@ -44,9 +44,9 @@ def test_large_original_comes_out_at_the_training_size():
 
 @pytest.fixture(scope="module")
 def sample_splits(isic_sample, tmp_path_factory):
-    from dermpipe.components.ingest import ingest_source
-    from dermpipe.components.merge import merge_dataset
-    from dermpipe.components.split import split_table
+    from dermpipe.data.ingest import ingest_source
+    from dermpipe.data.merge import merge_dataset
+    from dermpipe.data.split import split_table
 
     raw = tmp_path_factory.mktemp("prep") / "raw"
     ingest_source(str(isic_sample), raw)

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dermpipe.components.split import leakage_groups, split_summary, split_table
+from dermpipe.data.split import leakage_groups, split_summary, split_table
 
 
 def _table(n_lesions=60, per_lesion=3, seed=0):
@@ -72,7 +72,7 @@ def test_folds_are_grouped_stratified_and_leave_test_out():
 
 
 def test_summary_and_report_have_per_split_class_counts():
-    from dermpipe.components.split import render_report
+    from dermpipe.data.split import render_report
 
     splits = split_table(_table(), seed=3)
     summary = split_summary(splits)
@@ -90,7 +90,7 @@ def test_vectorised_folds_match_sklearn_quality():
     """Same greedy algorithm as StratifiedGroupKFold: groups intact, class shares at least as even."""
     from sklearn.model_selection import StratifiedGroupKFold
 
-    from dermpipe.components.split import stratified_group_folds
+    from dermpipe.data.split import stratified_group_folds
 
     rng = np.random.default_rng(7)
     groups = rng.integers(0, 400, 1500)

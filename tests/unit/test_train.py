@@ -3,9 +3,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dermpipe.components.merge import merge_dataset
-from dermpipe.components.split import split_table
-from dermpipe.components.train import TrainParams, class_weights, set_trainable, train_model
+from dermpipe.data.merge import merge_dataset
+from dermpipe.data.split import split_table
+from dermpipe.model.training import TrainParams, class_weights, set_trainable, train_model
 from dermpipe.model.zoo import build_classifier, resolve_weights
 
 
@@ -82,7 +82,7 @@ def test_empty_split_refused(demo_dataset):
 @pytest.mark.filterwarnings("error:Your input ran out of data")  # every epoch must see the whole training split
 def test_training_reads_the_prepared_shards(demo_dataset, tmp_path):
     """With the prepare stage's shards, train and validation come from the TFRecords, not the image files."""
-    from dermpipe.components.prepare import prepare_shards
+    from dermpipe.data.prepare import prepare_shards
 
     table = merge_dataset(demo_dataset).table
     splits = split_table(table, test_size=0.1, val_size=0.2, seed=0)

@@ -11,9 +11,11 @@ import pytest
 import tensorflow as tf
 from kfp.dsl import HTML, Dataset, Metrics, Model
 
-from dermpipe.components.merge import merge_dataset
-from dermpipe.components.split import split_table
-from dermpipe.components.train import (
+from dermpipe.data.images import InputOptions, cache_mode, encoded_examples, load_images, oversample, training_dataset
+from dermpipe.data.merge import merge_dataset
+from dermpipe.data.split import split_table
+from dermpipe.model.export import check_serving_model
+from dermpipe.model.training import (
     TrainParams,
     checkpoint_location,
     curve_metrics,
@@ -21,8 +23,6 @@ from dermpipe.components.train import (
     train_model,
     validation_scores,
 )
-from dermpipe.data.images import InputOptions, cache_mode, encoded_examples, load_images, oversample, training_dataset
-from dermpipe.deploy.export import check_serving_model
 from dermpipe.model.zoo import CAFFE_MEAN_BGR, CaffePreprocess, build_classifier, resolve_weights
 
 TINY = {"backbone": "simple_cnn", "image_size": 32, "batch_size": 16, "patience": 8}
@@ -233,7 +233,7 @@ def test_a_killed_run_resumes_after_its_last_checkpoint(demo_dataset, splits, tm
 
 
 def test_history_files_are_replaced_whole_through_gfile():
-    from dermpipe.components.train import _read_json, _write_text
+    from dermpipe.model.training import _read_json, _write_text
 
     _write_text("ram://history/run/full.history.json", json.dumps([{"epoch": 1, "loss": 2.0}] * 3))
     _write_text("ram://history/run/full.history.json", json.dumps([{"epoch": 1}]))

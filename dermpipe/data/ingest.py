@@ -1,0 +1,235 @@
+"""ingest: bring a data set in the Kaggle `andrewmvd/isic-2019` layout into the pipeline as a Dataset artifact.
+
+The artifact is a folder in one canonical layout whatever the source:
+    ISIC_2019_Training_GroundTruth.csv, ISIC_2019_Training_Metadata.csv,
+    ISIC_2019_Training_Input/ISIC_2019_Training_Input/*.jpg, manifest.json (path, size, sha256 of every file; for
+    downloaded files also the source's checksum: GCS md5/crc32c, ISIC id)
+
+Remote sources (gs://, kaggle:, isic:) are first mirrored into the download cache (dermpipe.data.download: skip current
+files, resume partial ones, verify checksums), then hard-linked into the artifact.
+"""
+
+
+import json
+import os
+import shutil
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from kfp.dsl import Dataset, Metrics
+
+from dermpipe import config
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+REMOTE_KINDS = ("kaggle", "isic", "gs")
+
+
+class IngestError(ValueError):
+    """The source cannot be read as an ISIC 2019 data set; the message says which path and what was expected."""
+
+
+@dataclass(frozen=True)
+class Source:
+    kind: str  # demo | local | zip | kaggle | isic | gs
+    location: str
+
+
+def parse_source(source: str) -> Source:
+    """`demo`, a folder, a .zip, `kaggle:<owner/dataset>`, `isic:<collection>` or `gs://bucket/prefix`."""
+    text = source.strip()
+    if text == "demo":
+        return Source("demo", "")
+    if text.startswith("gs://"):
+        return Source("gs", text)
+    for kind in ("kaggle", "isic"):
+        if text.startswith(f"{kind}:"):
+            return Source(kind, text.split(":", 1)[1])
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return Source("local", str(path.resolve()))
+    if path.is_file() and zipfile.is_zipfile(path):
+        return Source("zip", str(path.resolve()))
+    raise IngestError(
+        f"source {source!r}: not 'demo', an existing folder, a .zip archive, 'kaggle:<owner/dataset>', "
+        "'isic:<collection>' or 'gs://bucket/prefix'"
+    )
+
+
+@dataclass(frozen=True)
+class Layout:
+    ground_truth: Path
+    metadata: Path
+    image_dir: Path
+
+
+def find_layout(root: Path) -> Layout:
+    """Locate the two CSVs and the image folder (nested Kaggle layout, single folder, or images beside the CSVs)."""
+    ground_truth = _find_one(root, config.GROUND_TRUTH_CSV)
+    metadata = _find_one(root, config.METADATA_CSV)
+    candidates = [root / config.IMAGE_SUBDIR, root / Path(config.IMAGE_SUBDIR).name, ground_truth.parent]
+    for image_dir in candidates:
+        if image_dir.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in image_dir.iterdir()):
+            return Layout(ground_truth, metadata, image_dir)
+    raise IngestError(
+        f"{root}: no images found; expected JPEG files in {config.IMAGE_SUBDIR}/ (the Kaggle layout) "
+        f"or in {Path(config.IMAGE_SUBDIR).name}/ or beside {config.GROUND_TRUTH_CSV}"
+    )
+
+
+def _find_one(root: Path, name: str) -> Path:
+    matches = sorted(root.rglob(name), key=lambda p: len(p.parts))
+    if not matches:
+        raise IngestError(f"{root}: {name} not found (looked in the folder and its sub-folders)")
+    return matches[0]
+
+
+def _place(src: Path, dst: Path) -> None:
+    """Hard-link when source and artifact share a file system (no copy of 9 GB of images), else copy."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def import_layout(layout: Layout, out_dir: Path) -> dict[str, Path]:
+    """Place the CSVs and images in the canonical layout under out_dir; returns {placed relative path: source}."""
+    images = sorted(p for p in layout.image_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    placed = {config.GROUND_TRUTH_CSV: layout.ground_truth, config.METADATA_CSV: layout.metadata}
+    placed.update({f"{config.IMAGE_SUBDIR}/{image.name}": image for image in images})
+    for rel, src in placed.items():
+        _place(src, out_dir / rel)
+    return placed
+
+
+def extract_zip(archive: Path, staging: Path) -> Path:
+    """Extract a Kaggle-style archive, refusing members that would land outside the staging folder."""
+    with zipfile.ZipFile(archive) as zf:
+        for member in zf.namelist():
+            target = (staging / member).resolve()
+            if not str(target).startswith(str(staging.resolve())):
+                raise IngestError(f"{archive}: member {member!r} would be written outside the extraction folder")
+        zf.extractall(staging)
+    return staging
+
+
+def build_manifest(root: Path, *, quiet: bool = True,
+                   known: dict[str, dict[str, object]] | None = None) -> list[dict[str, object]]:
+    """path (relative), size and sha256 of every file under root, sorted by path.
+
+    known: {relative path: {"size", "sha256", "source_checksum"}} from a download whose hashes were computed while
+    verifying it; such files (same size) are not read again, and their source checksum is kept in the entry.
+    """
+    from tqdm import tqdm
+
+    from dermpipe.lineage.artifacts import sha256_file
+
+    known = known or {}
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.name != "manifest.json")
+    manifest = []
+    for p in tqdm(files, desc="hashing", unit="file", disable=quiet):
+        rel, size = p.relative_to(root).as_posix(), p.stat().st_size
+        hint = known.get(rel)
+        if hint and hint.get("size") == size and hint.get("sha256"):
+            manifest.append({"path": rel, "size": size, **{k: v for k, v in hint.items() if k != "size"}})
+        else:
+            manifest.append({"path": rel, "size": size, "sha256": sha256_file(p)})
+    return manifest
+
+
+def fetch_remote(parsed: Source, source: str, *, quiet: bool = True) -> tuple[Path, dict[str, object]]:
+    """Download (or find up to date in the download cache) a kaggle:, isic: or gs:// source.
+
+    Returns the folder holding the Kaggle layout and the download counts (download_* metrics).
+    """
+    from dermpipe.data.download import cache_dir_for
+
+    cache = cache_dir_for(source)
+    if parsed.kind == "gs":
+        from dermpipe.data.sources.gcs import download
+        from dermpipe.storage import StorageError
+
+        try:
+            stats, _ = download(parsed.location, cache, quiet=quiet)
+        except StorageError as err:  # GcsSourceError, or no credentials
+            raise IngestError(str(err)) from err
+        return cache, stats.as_metrics()
+    if parsed.kind == "kaggle":
+        from dermpipe.data.sources.kaggle import KaggleSourceError, download_dataset
+
+        try:
+            folder, counts = download_dataset(parsed.location, cache, quiet=quiet)
+        except KaggleSourceError as err:
+            raise IngestError(str(err)) from err
+        return folder, counts
+    from dermpipe.data.sources.isic import IsicSourceError, download_collection
+
+    try:
+        stats = download_collection(parsed.location, cache, quiet=quiet)
+    except IsicSourceError as err:
+        raise IngestError(str(err)) from err
+    return cache, stats.as_metrics()
+
+
+def _known_hashes(placed: dict[str, Path]) -> dict[str, dict[str, object]]:
+    """Hashes recorded by the download cache for the files placed in the artifact (so they are not read twice)."""
+    from dermpipe.data.download import STATE_FILE, load_state
+
+    known: dict[str, dict[str, object]] = {}
+    states: dict[Path, dict[str, dict[str, object]]] = {}
+    for rel, src in placed.items():
+        root = next((parent for parent in src.parents if (parent / STATE_FILE).is_file()), None)
+        if root is None:
+            continue
+        state = states.setdefault(root, load_state(root))
+        entry = state.get(src.relative_to(root).as_posix())
+        if entry:
+            known[rel] = {"size": entry["size"], "sha256": entry["sha256"], "source_checksum": entry["checksum"]}
+    return known
+
+
+def ingest_source(source: str, out_dir: Path, *, demo_images: int = 400, quiet: bool = True) -> dict[str, object]:
+    """Materialise `source` as the canonical layout in out_dir and write manifest.json; returns the summary."""
+    from dermpipe.data.demo import DemoSpec, write_demo_dataset
+
+    parsed = parse_source(source)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    known: dict[str, dict[str, object]] = {}
+    transfer: dict[str, object] = {}
+    if parsed.kind == "demo":
+        write_demo_dataset(out_dir, DemoSpec(n_images=demo_images))
+    elif parsed.kind == "local":
+        import_layout(find_layout(Path(parsed.location)), out_dir)
+    elif parsed.kind == "zip":
+        staging = out_dir.parent / (out_dir.name + ".unzipped")
+        extract_zip(Path(parsed.location), staging)
+        import_layout(find_layout(staging), out_dir)
+        shutil.rmtree(staging)
+    else:
+        folder, transfer = fetch_remote(parsed, source, quiet=quiet)
+        known = _known_hashes(import_layout(find_layout(folder), out_dir))
+    manifest = build_manifest(out_dir, quiet=quiet, known=known)
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    n_images = sum(1 for f in manifest if str(f["path"]).lower().endswith(IMAGE_SUFFIXES))
+    from dermpipe.lineage.artifacts import sha256_json
+
+    return {
+        "source": source,
+        "source_kind": parsed.kind,
+        "n_images": n_images,
+        "n_bytes": sum(int(f["size"]) for f in manifest),
+        "manifest_sha256": sha256_json(manifest),
+        **transfer,
+    }
+
+
+def run(source: str, dataset: Dataset, stats: Metrics, demo_images: int) -> None:
+    """Component body: ingest, then describe the Dataset for the lineage view."""
+    from dermpipe.lineage.artifacts import annotate, log_metrics
+
+    quiet = os.environ.get("DERMPIPE_QUIET", "") not in ("", "0")  # progress bars in task logs unless quiet
+    summary = ingest_source(source, Path(dataset.path), demo_images=demo_images, quiet=quiet)
+    annotate(dataset, {**summary, "layout": "kaggle-isic-2019"})
+    log_metrics(stats, {"n_images": summary["n_images"], "n_bytes": summary["n_bytes"],
+                        **{k: v for k, v in summary.items() if k.startswith("download_")}})

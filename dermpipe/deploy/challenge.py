@@ -1,0 +1,115 @@
+"""gate: bless the challenger for deployment, or not, against chance, the resolved champion and a baseline.
+
+The statistics are dermpipe.model.evaluation.gate's (bootstrap intervals on the test images). This stage gathers
+the predictions they
+compare: the challenger's (evaluate's `predictions`), the champion's (the registry version the resolver task
+named, by version and digest: parameters, so a changed champion re-runs this task and an unchanged one does not),
+and the baseline's (a logistic regression on the profile's image statistics, fitted on the train split). When the
+champion is this very model (same digest, as on a re-run after deploying it), its predictions are the challenger's
+and no second inference runs.
+"""
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from kfp.dsl import Dataset, Markdown, Metrics, Model
+
+from dermpipe import config
+from dermpipe.model.evaluation.gate import GateParams
+
+
+@dataclass(frozen=True)
+class ChallengeParams:
+    gate: GateParams = GateParams()
+    registry_root: str = ""
+    model_name: str = config.MODEL_NAME
+    champion_version: int = 0
+    champion_digest: str = ""
+
+
+def load_champion(registry_root: str, model_name: str, version: int, digest: str = ""):
+    """The Keras model of registry `version` (the champion the resolver named), or None when version is 0. Its
+    model.keras must still have the digest the resolver read: a version is immutable once committed."""
+    from dermpipe import storage
+    from dermpipe.deploy import registry
+    from dermpipe.model.zoo import load_classifier
+
+    if not version or not registry_root.strip():
+        return None
+    source = f"{registry.version_dir(registry_root, model_name, version)}/model.keras"
+    with tempfile.TemporaryDirectory() as tmp:
+        local = storage.download(source, Path(tmp) / "champion.keras")
+        found = storage.sha256_file(local)
+        if digest and found != digest:
+            raise RuntimeError(f"evaluate: {source} has digest {found[:12]}, but the champion resolved at the start "
+                               f"of this run had {digest[:12]}; a committed version must never change. Check who "
+                               f"wrote into {registry.version_dir(registry_root, model_name, version)}")
+        return load_classifier(local)
+
+
+def baseline_predictions(profile_dir: Path | None, train: pd.DataFrame, test: pd.DataFrame) -> tuple[
+        np.ndarray | None, str]:
+    """(predicted test labels or None, what was done): the gate's simple baseline, a logistic regression on the
+    image statistics the profile stage computed for each train and test image."""
+    from dermpipe.data.image_stats import STAT_COLUMNS
+    from dermpipe.model.evaluation.gate import fit_image_stats_baseline
+    from dermpipe.monitoring.features import PROFILE_FILE, image_key
+
+    if profile_dir is None or not (profile_dir / PROFILE_FILE).is_file():
+        return None, "baseline not fitted: no profile artifact with image statistics was given"
+    profile = pd.read_parquet(profile_dir / PROFILE_FILE).drop_duplicates("image").set_index("image")
+    keys = {name: [image_key(i) for i in t["image"]] for name, t in (("train", train), ("test", test))}
+    missing = {name: sorted(set(k) - set(profile.index)) for name, k in keys.items()}
+    if any(missing.values()):
+        return None, "baseline not fitted: images missing from the profile: " + "; ".join(
+            f"{name} {len(m)} (e.g. {', '.join(m[:3])})" for name, m in missing.items() if m)
+    columns = list(STAT_COLUMNS)
+    predicted = fit_image_stats_baseline(profile.loc[keys["train"], columns].to_numpy(float),
+                                         train["label_index"].to_numpy(),
+                                         profile.loc[keys["test"], columns].to_numpy(float))
+    return predicted, f"baseline: logistic regression on {len(columns)} image statistics, {len(train)} train images"
+
+
+def champion_predictions(model_dir: Path, raw: Path, test_table: pd.DataFrame, challenger_pred: np.ndarray,
+                         params: ChallengeParams) -> np.ndarray | None:
+    """The champion's predicted labels on the test split (None without a champion)."""
+    from dermpipe import storage
+    from dermpipe.model.evaluation.evaluate import predict_table
+    from dermpipe.model.metadata_inputs import image_size as model_image_size
+
+    if not params.champion_version or not params.registry_root.strip():
+        return None
+    if params.champion_digest and storage.sha256_file(model_dir / "model.keras") == params.champion_digest:
+        return challenger_pred.copy()  # the champion is this model: same predictions, no second inference
+    champion = load_champion(params.registry_root, params.model_name, params.champion_version,
+                             params.champion_digest)
+    return predict_table(champion, test_table, raw, model_image_size(champion)).argmax(axis=1)
+
+
+def run(raw: Dataset, model: Model, test: Dataset, train: Dataset, predictions: Dataset, profile_dir: Path | None,
+        decision_md: Markdown, gate_metrics: Metrics, params: ChallengeParams) -> bool:
+    from dermpipe.lineage.artifacts import annotate, log_metrics
+    from dermpipe.model.evaluation.gate import decide
+
+    test_table = pd.read_parquet(test.path)
+    predicted = pd.read_parquet(predictions.path)
+    if list(predicted["image"]) != list(test_table["image"]):
+        raise ValueError(f"gate: {predictions.uri} does not list the test split's images in order "
+                         f"({len(predicted)} predictions, {len(test_table)} test rows); re-run evaluate")
+    y_true = test_table["label_index"].to_numpy()
+    challenger_pred = predicted["predicted_index"].to_numpy()
+    champion_pred = champion_predictions(Path(model.path), Path(raw.path), test_table, challenger_pred, params)
+    baseline_pred, baseline_note = baseline_predictions(profile_dir, pd.read_parquet(train.path), test_table)
+    decision = decide(y_true, challenger_pred, params.gate, champion_pred=champion_pred,
+                      champion_version=str(params.champion_version), baseline_pred=baseline_pred)
+    decision.reasons.insert(0, baseline_note)
+    Path(decision_md.path).write_text(decision.markdown())
+    annotate(decision_md, {**decision.metadata(), "reasons": decision.reasons, "conditions": decision.conditions,
+                           "champion_version": params.champion_version})
+    log_metrics(gate_metrics, {**decision.metadata(), "blessed": int(decision.blessed),
+                               "champion_version": params.champion_version})
+    print(f"gate: {'blessed' if decision.blessed else 'NOT blessed'}; " + "; ".join(decision.reasons[1:]), flush=True)
+    return decision.blessed

@@ -1,0 +1,153 @@
+"""deploy: push a blessed model into the versioned registry, promote it, then serve it on the target.
+
+    <registry>/<model name>/<version>/saved_model.pb, variables/, model.keras, dermpipe.json, COMMITTED.json
+    <registry>/<model name>/current.json      which version is served
+
+Never served from the cache, and idempotent: it pushes nothing when the model's digest (SHA-256 of model.keras) is
+the current version's, and promotes the existing version when the same model is already in the registry. A push
+claims its version number first and commits it with a marker written last (dermpipe.deploy.registry), so concurrent runs
+each get an intact version. It promotes by compare-and-swap against the champion the gate compared with
+(`champion_version`, from the pipeline's resolver task): if another run promoted in between, the version stays
+pushed but not promoted, and the result says which version is current.
+
+The registry root may be a local folder or gs://bucket/prefix. Infra validation: the exported SavedModel is loaded in
+a separate Python process and sent real JPEGs (dermpipe.deploy.infravalidate); a model that cannot serve is never
+pushed.
+When the profile artifact is given, its embedding_pca.npz and reference_profile.parquet go into the version folder
+(what `dermpipe serve` and the drift monitor read).
+
+deploy_target: local (the registry only) | vertex (also a Vertex AI model version + endpoint) | kserve (also a
+KServe InferenceService on the version's serving alias); both cloud targets need a gs:// registry (cloud_targets).
+"""
+
+import json
+import tempfile
+from pathlib import Path
+
+from kfp.dsl import Metrics, Model
+
+from dermpipe import config
+from dermpipe.deploy import cloud_targets
+
+PROFILE_FILES = ("embedding_pca.npz", "reference_profile.parquet")
+
+
+def export_saved_model(keras_file: Path, out_dir: Path) -> dict[str, object]:
+    """Export the Keras model as a SavedModel (JPEG-bytes and pixel signatures) and validate it in another process."""
+    from dermpipe.deploy.infravalidate import validate_in_subprocess
+    from dermpipe.model.export import export_serving_model
+    from dermpipe.model.zoo import load_classifier
+
+    description = export_serving_model(load_classifier(keras_file), out_dir)
+    return {**description, **validate_in_subprocess(out_dir, len(config.CLASSES))}
+
+
+def copy_profile(profile_dir: Path | None, stage: Path, embedding_dim: int) -> dict[str, object]:
+    """Copy the drift reference profile files that exist in `profile_dir` into the staged version folder."""
+    import shutil
+
+    import numpy as np
+
+    if profile_dir is None or not profile_dir.is_dir():
+        return {"copied": [], "missing": list(PROFILE_FILES), "source": str(profile_dir or "")}
+    copied = [name for name in PROFILE_FILES if (profile_dir / name).is_file()]
+    if "embedding_pca.npz" in copied:
+        with np.load(profile_dir / "embedding_pca.npz") as pca:
+            mean, components = pca["mean"], pca["components"]
+        if mean.shape != (embedding_dim,) or components.ndim != 2 or components.shape[1] != embedding_dim:
+            raise ValueError(f"deploy: {profile_dir / 'embedding_pca.npz'} has mean {mean.shape} and components "
+                             f"{components.shape}, but this model's embedding has {embedding_dim} values; the profile "
+                             f"was made for another model (re-run the profile step on this model)")
+    for name in copied:
+        shutil.copyfile(profile_dir / name, stage / name)
+    return {"copied": copied, "missing": [n for n in PROFILE_FILES if n not in copied], "source": str(profile_dir)}
+
+
+def push(model_dir: Path, registry_root: str, model_name: str, record: dict[str, object],
+         profile_dir: Path | None = None, digest: str = "") -> tuple[int, str]:
+    """Export, validate (separate process), claim the next version and commit the files (marker last). Does not
+    promote: see `promote_or_report`."""
+    import datetime as dt
+    import shutil
+
+    from dermpipe import storage
+    from dermpipe.deploy import registry
+    digest = digest or storage.sha256_file(model_dir / "model.keras")
+    with tempfile.TemporaryDirectory() as staging:
+        stage = Path(staging) / "version"
+        check = export_saved_model(model_dir / "model.keras", stage)  # before claiming: a failure leaves no gap
+        profile = copy_profile(profile_dir, stage, int(check["outputs"]["embedding"]))
+        shutil.copyfile(model_dir / "model.keras", stage / "model.keras")
+        version = registry.allocate(registry_root, model_name, owner={"source_model_uri": record.get("source_model_uri",
+                                                                                                    "")})
+        created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        (stage / "dermpipe.json").write_text(json.dumps({**record, "version": version, "created": created,
+                                                         "model_digest": digest, "serving_check": check,
+                                                         "profile": profile}, indent=1, default=str))
+        target = registry.commit(registry_root, model_name, version, stage, digest)
+    return version, target
+
+
+def publish(model_dir: Path, registry_root: str, model_name: str, record: dict[str, object],
+            profile_dir: Path | None, champion_version: int) -> dict[str, object]:
+    """Push unless the registry already holds this model, then promote by compare-and-swap against the champion the
+    gate compared with (0: none). Returns what happened, in words and fields."""
+    from dermpipe import storage
+    from dermpipe.deploy import registry
+    digest = storage.sha256_file(model_dir / "model.keras")
+    expected = champion_version or None
+    current = registry.champion(registry_root, model_name)
+    if current.version and current.digest == digest:
+        return {"version": current.version, "registry_uri": registry.version_dir(registry_root, model_name,
+                                                                                  current.version),
+                "action": "unchanged", "promoted": False, "current_version": current.version, "model_digest": digest,
+                "message": f"version {current.version} already serves this model (digest {digest[:12]}); "
+                           f"nothing pushed"}
+    existing = registry.find_by_digest(registry_root, model_name, digest)
+    if existing is not None:
+        version, target, action = existing, registry.version_dir(registry_root, model_name, existing), "reused"
+    else:
+        version, target = push(model_dir, registry_root, model_name, record, profile_dir, digest)
+        action = "pushed"
+    result = registry.promote(registry_root, model_name, version, expected=expected, reason="deploy")
+    words = f"version {version} {'already in the registry' if action == 'reused' else 'pushed'}"
+    if result.promoted:
+        message = f"{words} and promoted (was {result.previous or 'none'})"
+    else:
+        message = (f"{words} but NOT promoted: the gate compared with version {expected or 'none'}, and version "
+                   f"{result.current} was made current meanwhile by another run; version {result.current} stays "
+                   f"the champion (re-run to gate against it, or `dermpipe models promote {version}`)")
+    return {"version": version, "registry_uri": target, "action": action, "promoted": result.promoted,
+            "current_version": result.current, "model_digest": digest, "message": message}
+
+
+def run(model: Model, evaluation: Metrics, pushed: Model, registry_root: str, model_name: str,
+        deploy_target: str = "local", profile_dir: Path | None = None,
+        vertex: cloud_targets.VertexSettings | None = None, kserve: dict | None = None,
+        clients: dict | None = None, champion_version: int = 0) -> dict[str, object]:
+    """Publish, then deploy the promoted version to the target; `clients` ({"aiplatform": ...,
+    "kubernetes": CustomObjectsApi}) for tests."""
+    from dermpipe.lineage.artifacts import annotate
+
+    clients = clients or {}
+    if not registry_root.strip():
+        raise ValueError("deploy: registry_root is empty; set the pipeline parameter registry_root to a folder or "
+                         "gs://bucket/prefix where model versions are kept")
+    cloud_targets.check_target(deploy_target, registry_root)
+    record = {"model_name": model_name, "source_model_uri": model.uri, "training": dict(model.metadata),
+              "evaluation_uri": evaluation.uri, "evaluation": dict(evaluation.metadata), "target": deploy_target}
+    result = publish(Path(model.path), registry_root, model_name, record, profile_dir, champion_version)
+    print(f"deploy: {model_name} {result['message']}", flush=True)
+    if deploy_target == "vertex" and result["promoted"]:  # an unchanged model is already on its endpoint
+        settings = vertex or cloud_targets.VertexSettings(project="")
+        result.update(cloud_targets.deploy_vertex(str(result["registry_uri"]), model_name, int(result["version"]),
+                                                 settings, clients.get("aiplatform")))
+    elif deploy_target == "kserve" and (result["promoted"] or result["action"] == "unchanged"):
+        settings = {"namespace": "default", **(kserve or {})}
+        cloud_targets.remember_kserve(registry_root, model_name, settings)
+        served = cloud_targets.serve_on_kserve(registry_root, model_name, int(result["current_version"]), settings,
+                                              api=clients.get("kubernetes"))
+        result.update({k: v for k, v in served.items() if k != "manifest"})
+    Path(pushed.path).write_text(json.dumps(result))
+    annotate(pushed, {**result, "model_name": model_name, "target": deploy_target, "source_model_uri": model.uri})
+    return result

@@ -1,0 +1,96 @@
+"""profile: the reference profile of a trained model, what the drift monitor compares current traffic with.
+
+The `profile` artifact is a folder:
+    embedding_pca.npz          PCA of the "pool" embedding fitted on the training images (mean [D], components [k, D])
+    reference_profile.parquet  one row per train/val/test image: image, split and the drift features
+                               (dermpipe.monitoring.features); predicted_class/confidence only on val/test rows
+                               (a model's
+                               answers on its own training images are over-confident, not what traffic looks like)
+    profile.json               counts, the PCA's explained variance and where the model is
+Deploy copies the two data files into the registry version folder, beside the SavedModel.
+"""
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from kfp.dsl import Artifact, Dataset, Metrics, Model
+
+SPLITS = ("train", "val", "test")
+
+
+def build_profile(stats: pd.DataFrame, metadata: pd.DataFrame, probabilities: np.ndarray, embeddings: np.ndarray,
+                  splits: Sequence[str], n_components: int = 5):
+    """(profile table, EmbeddingPCA): PCA fitted on the train rows, predictions kept on val/test rows only."""
+    from dermpipe.monitoring.features import (
+        assemble,
+        embedding_frame,
+        fit_embedding_pca,
+        normalize_metadata,
+        prediction_columns,
+    )
+
+    splits = np.asarray(splits)
+    is_train = splits == "train"
+    if not is_train.any():
+        raise ValueError("profile: no training rows; the embedding PCA is fitted on the training split")
+    pca = fit_embedding_pca(embeddings[is_train], n_components)
+    predictions = prediction_columns(probabilities)
+    predictions.loc[is_train, "predicted_class"] = None
+    predictions.loc[is_train, "confidence"] = np.nan
+    table = assemble(stats, normalize_metadata(metadata.reset_index(drop=True)), predictions,
+                     embedding_frame(pca.project(embeddings)), pca.n_components)
+    table.insert(1, "split", splits)
+    return table, pca
+
+
+def profile_model(model_file: Path, dataset_dir: Path, tables: dict[str, pd.DataFrame], out: Path,
+                  n_components: int = 5) -> dict[str, object]:
+    """Compute the profile of a saved model on the split tables and write the profile folder; returns profile.json."""
+    from dermpipe.monitoring.features import PCA_FILE, PROFILE_FILE, PROFILE_JSON, decode_images, failed_message
+
+    table = pd.concat([t.assign(split=name) for name, t in tables.items()], ignore_index=True)
+    paths = [dataset_dir / rel for rel in table["path"]]
+    from dermpipe.model import metadata_inputs
+    from dermpipe.model.zoo import load_classifier
+
+    model = load_classifier(model_file, compile=False)
+    image_size = metadata_inputs.image_size(model)
+    outputs = decode_images(paths, image_size, model, metadata=table)  # metadata: fusion models only
+    if outputs.failed:
+        raise ValueError(f"profile: {failed_message(outputs.failed, len(paths))}; the split images were readable "
+                         "at merge, so the dataset folder changed since: re-run from ingest")
+    stats, probabilities, embeddings = outputs.stats, outputs.probabilities, outputs.embeddings
+    profile, pca = build_profile(stats, table, probabilities, embeddings, table["split"], n_components)
+    out.mkdir(parents=True, exist_ok=True)
+    profile.to_parquet(out / PROFILE_FILE, index=False)
+    pca.save(out / PCA_FILE)
+    explained = _explained_variance(pca, embeddings[table["split"].to_numpy() == "train"])
+    info = {"rows": {name: int((table["split"] == name).sum()) for name in tables}, "n_components": pca.n_components,
+            "embedding_dim": int(embeddings.shape[1]), "explained_variance": explained, "image_size": image_size,
+            "model_file": str(model_file), "columns": list(profile.columns)}
+    (out / PROFILE_JSON).write_text(json.dumps(info, indent=1))
+    return info
+
+
+def _explained_variance(pca, embeddings: np.ndarray) -> float:
+    """Share of the training embeddings' variance the k components keep."""
+    centred = embeddings - pca.mean
+    total = float((centred**2).sum())
+    return float((pca.project(embeddings) ** 2).sum() / total) if total > 0 else 0.0
+
+
+def run(raw: Dataset, model: Model, splits: dict[str, Dataset], profile: Artifact, stats: Metrics,
+        n_components: int) -> None:
+    from dermpipe.lineage.artifacts import annotate, log_metrics
+
+    tables = {name: pd.read_parquet(artifact.path) for name, artifact in splits.items()}
+    info = profile_model(Path(model.path) / "model.keras", Path(raw.path), tables, Path(profile.path), n_components)
+    annotate(profile, {"files": ["embedding_pca.npz", "reference_profile.parquet", "profile.json"],
+                       "model_uri": model.uri, "n_components": info["n_components"],
+                       "explained_variance": round(info["explained_variance"], 4), "rows": info["rows"]})
+    log_metrics(stats, {"profile_rows": sum(info["rows"].values()), "n_components": info["n_components"],
+                        "explained_variance": info["explained_variance"],
+                        **{f"{name}_rows": n for name, n in info["rows"].items()}})
