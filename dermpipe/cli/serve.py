@@ -124,8 +124,8 @@ def serve(
     log_level: str = typer.Option("info", help="debug | info | warning | error"),
 ) -> None:
     """Serve the current registry version over HTTP: TF Serving REST API, /predict, /healthz, /readyz, /metrics."""
-    from dermpipe.serving.app import Settings
     from dermpipe.serving.app import serve as run_server
+    from dermpipe.serving.settings import Settings
 
     if log_root is None:
         log_root = str(config.home() / "predictions")

@@ -5,7 +5,8 @@ import asyncio
 import numpy as np
 import pytest
 
-from dermpipe.serving.app import MicroBatcher, ServingError
+from dermpipe.serving.batching import MicroBatcher
+from dermpipe.serving.settings import ServingError
 
 
 class FakeModel:

@@ -254,7 +254,7 @@ def test_train_stage_records_metadata_counts_and_drops_xla(site_set, tmp_path, c
 def test_micro_batcher_hands_each_images_metadata_to_a_fusion_model():
     import asyncio
 
-    from dermpipe.serving.app import MicroBatcher
+    from dermpipe.serving.batching import MicroBatcher
 
     class FusionModel:
         metadata_inputs = True

@@ -141,7 +141,8 @@ def _gcs_root(emulator_url: str | None) -> str:
 
 @pytest.mark.parametrize("where", ["local", "gcs"])
 def test_a_deploy_killed_between_files_is_never_seen(where, tmp_path, request):
-    from dermpipe.serving.app import ModelManager, ServingError
+    from dermpipe.serving.models import ModelManager
+    from dermpipe.serving.settings import ServingError
 
     root = str(tmp_path / "registry") if where == "local" else _gcs_root(request.getfixturevalue("emulator"))
     proc = subprocess.run([sys.executable, "-c", KILLED, root], capture_output=True, text=True, timeout=120,

@@ -1,0 +1,91 @@
+"""Input validation: every image is decoded with PIL before the model sees it (empty, not an image, unsupported
+format, over the pixel limit, truncated/corrupt), so bad input gets a 4xx with a message, never a 5xx; b64 decoding
+and the optional patient metadata are checked here too."""
+
+import base64
+import binascii
+import io
+import warnings
+from dataclasses import dataclass
+
+from dermpipe import config
+from dermpipe.serving.settings import ServingError
+
+ACCEPTED_FORMATS = ("JPEG", "PNG", "BMP", "GIF")  # what tf.io.decode_image (the model's decoder) reads
+SIGNATURES = {b"\xff\xd8": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG", b"GIF8": "GIF"}
+
+
+@dataclass
+class CheckedImage:
+    data: bytes
+    format: str
+    width: int
+    height: int
+
+
+def check_image(data: bytes, *, max_pixels: int, what: str = "image") -> CheckedImage:
+    """Decode `data` with PIL (bounded by max_pixels) to prove it is a whole image; ServingError if unusable.
+
+    JPEGs are decoded at 1/8 scale (libjpeg's DCT scaling): every byte of the stream is still read, so truncation
+    and corruption are caught, at a fraction of a full decode's cost.
+    """
+    from PIL import Image
+
+    if not data:
+        raise ServingError(400, f"{what}: empty; send the bytes of a JPEG or PNG image")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as err:
+        raise ServingError(413, f"{what}: over the pixel limit ({err})") from err
+    except Exception as err:  # noqa: BLE001 - PIL raises many types for non-images
+        for signature, name in SIGNATURES.items():
+            if data.startswith(signature):
+                raise ServingError(422, f"{what}: corrupt or truncated {name} ({len(data)} bytes; PIL: {err}); "
+                                        f"re-encode or re-upload the file") from err
+        raise ServingError(415, f"{what}: not an image PIL can read ({len(data)} bytes starting "
+                                f"{data[:8]!r}); send a JPEG or PNG") from err
+    with image:
+        if image.format not in ACCEPTED_FORMATS:
+            raise ServingError(415, f"{what}: {image.format} images are not served; send one of "
+                                    f"{', '.join(ACCEPTED_FORMATS)}")
+        width, height = image.size
+        if width * height > max_pixels:
+            raise ServingError(413, f"{what}: {width}x{height} = {width * height} pixels is over the limit of "
+                                    f"{max_pixels} (decompression-bomb guard); downsize the image first")
+        if width < 1 or height < 1:
+            raise ServingError(422, f"{what}: {width}x{height} has no pixels")
+        fmt = image.format
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                if fmt == "JPEG":
+                    image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
+                image.load()
+        except Exception as err:  # noqa: BLE001 - truncated/corrupt data
+            raise ServingError(422, f"{what}: corrupt or truncated {fmt} ({err}); re-encode or "
+                                    f"re-upload the file") from err
+        return CheckedImage(data=data, format=fmt, width=width, height=height)
+
+
+def decode_b64(value: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as err:
+        raise ServingError(400, f"{what}: b64 is not valid base64 ({err})") from err
+
+
+METADATA_FIELDS = ("age_approx", "sex", "anatom_site_general")
+
+
+def check_metadata(age_approx: float | None, sex: str | None, site: str | None, what: str) -> dict[str, object]:
+    """The optional patient metadata, checked against the ISIC 2019 vocabularies."""
+    if age_approx is not None and not (0 <= age_approx <= 120):
+        raise ServingError(422, f"{what}: age_approx {age_approx} is outside 0..120")
+    if sex is not None and sex not in config.SEXES:
+        raise ServingError(422, f"{what}: sex {sex!r} is not one of {list(config.SEXES)}")
+    if site is not None and site not in config.SITES:
+        raise ServingError(422, f"{what}: anatom_site_general {site!r} is not one of {list(config.SITES)}")
+    return {"age_approx": age_approx, "sex": sex, "anatom_site_general": site}
+

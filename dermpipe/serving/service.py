@@ -1,0 +1,100 @@
+"""Service: what one app serves with (settings, model manager, micro-batcher, prediction log, telemetry), kept on
+app.state.service for the routes, with its start and stop for the app's lifespan and the prediction path every
+predict route shares: validate the images, run them in a batch, and log each prediction (image statistics from the
+batch call, the embedding summary, the metadata) after the response, on the log worker."""
+
+import datetime as dt
+import functools
+import logging
+
+import numpy as np
+from starlette.concurrency import run_in_threadpool
+
+from dermpipe import config
+from dermpipe.data.image_stats import statistics_rows
+from dermpipe.monitoring.prediction_log import PredictionLog, log_line
+from dermpipe.serving.batching import MicroBatcher
+from dermpipe.serving.images import CheckedImage, check_image
+from dermpipe.serving.models import ModelManager, ServedModel
+from dermpipe.serving.settings import ServingError, Settings
+from dermpipe.serving.telemetry import Telemetry
+
+log = logging.getLogger("dermpipe.serve")
+
+
+class Service:
+    """The per-app state behind the routes (one per create_app, so two apps in one process share nothing)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.telemetry = Telemetry()
+        self.manager = ModelManager(settings.registry_root, settings.model_name, settings.poll_seconds,
+                                    self._on_reload)
+        self.batcher = MicroBatcher(settings.max_batch, settings.max_wait_ms / 1000, self.telemetry.observe_batch)
+        self.predlog = (PredictionLog(settings.log_root, settings.model_name, flush_seconds=settings.flush_seconds,
+                                      log_images=settings.log_images) if settings.log_root else None)
+
+    def _on_reload(self, ok: bool) -> None:
+        current = self.manager.current
+        self.telemetry.observe_reload(ok, None if current is None else current.version)
+
+    async def start(self) -> None:
+        """Load the current version (or say why there is none), then start polling, batching and logging."""
+        manager, settings = self.manager, self.settings
+        try:
+            await run_in_threadpool(manager.refresh)
+        except Exception as err:  # noqa: BLE001 - start anyway; /readyz says why
+            manager.last_error = str(err)
+            log.error("startup: %s", err)
+        if manager.current is None:
+            log.warning("no model version loaded from %s/%s yet (%s); /readyz answers 503 until one is promoted",
+                        settings.registry_root, settings.model_name, manager.last_error or "no current.json")
+        manager.start()
+        self.batcher.start()
+        if self.predlog is not None:
+            self.predlog.start()
+
+    async def stop(self) -> None:
+        self.manager.stop()
+        await self.batcher.stop()
+        if self.predlog is not None:
+            self.predlog.close()
+
+    def check_name(self, name: str) -> None:
+        if name != self.settings.model_name:
+            raise ServingError(404, f"Servable not found for request: model {name!r}; this server serves "
+                                    f"{self.settings.model_name!r}")
+
+    async def predict_images(self, model: ServedModel, images: list[bytes], metas: list[dict], request_id: str,
+                             ) -> tuple[np.ndarray, str]:
+        what = [f"instance {i}" if len(images) > 1 else "image" for i in range(len(images))]
+        max_pixels, predlog = self.settings.max_pixels, self.predlog
+        with self.batcher.arriving():  # a batch being collected waits for this request (the with ends before submit)
+            checked = await run_in_threadpool(
+                lambda: [check_image(d, max_pixels=max_pixels, what=w) for d, w in zip(images, what, strict=True)])
+        probabilities, embedding, pixel_stats = await self.batcher.submit(model, images, metas)
+        self.telemetry.images.inc(len(images))
+        timestamp = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+        if predlog is not None:
+            build = functools.partial(self.log_lines, model, checked, probabilities, pixel_stats,
+                                      model.summarise(embedding), metas, request_id, timestamp)
+            if not predlog.submit(build):  # the log worker is behind: do it here (backpressure, nothing dropped)
+                await run_in_threadpool(lambda: predlog.append(build()))
+        return probabilities, timestamp
+
+    def log_lines(self, model: ServedModel, checked: list[CheckedImage], probabilities: np.ndarray,
+                  pixel_stats: np.ndarray, summary: np.ndarray | None, metas: list[dict], request_id: str,
+                  timestamp: str) -> list[dict]:
+        """The prediction-log lines of one request (runs on the log worker, after the response has gone)."""
+        lines = []
+        all_stats = statistics_rows(pixel_stats, [(item.width, item.height) for item in checked])
+        for i, (item, stats) in enumerate(zip(checked, all_stats, strict=True)):
+            rid = request_id if len(checked) == 1 else f"{request_id}-{i}"
+            line = log_line(timestamp=timestamp, request_id=rid, model_name=model.name, model_version=model.version,
+                            classes=config.CLASSES, probabilities=probabilities[i].tolist(), stats=stats,
+                            metadata=metas[i], embedding_summary=None if summary is None else summary[i].tolist())
+            if self.settings.log_images:
+                ext = {"JPEG": "jpg"}.get(item.format, item.format.lower())
+                line["image_uri"] = self.predlog.save_image(timestamp, f"{rid}.{ext}", item.data)
+            lines.append(line)
+        return lines

@@ -1,0 +1,30 @@
+"""The server's settings (what `dermpipe serve`'s options set) and ServingError, the refusal every layer of the
+server raises and the app turns into a 4xx/5xx response with a message for the caller."""
+
+from dataclasses import dataclass
+
+from dermpipe import config
+
+
+@dataclass
+class Settings:
+    registry_root: str
+    model_name: str = config.MODEL_NAME
+    max_batch: int = 32
+    max_wait_ms: float = 5.0
+    max_instances: int = 64
+    max_body_bytes: int = 20 * 1024 * 1024
+    max_pixels: int = 50_000_000
+    poll_seconds: float = 2.0
+    log_root: str | None = None
+    log_images: bool = False
+    flush_seconds: float = 2.0
+
+
+class ServingError(Exception):
+    """A request the server refuses, with the HTTP status and a message for the caller."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
