@@ -41,7 +41,8 @@ def train_and_score(raw: Path, splits, *, fusion: bool, backbone: str, image_siz
     from dermpipe import config
     from dermpipe.model.evaluation.evaluate import predict_table
     from dermpipe.model.evaluation.metrics import evaluate_predictions
-    from dermpipe.model.training import TrainParams, train_model
+    from dermpipe.model.training.loop import train_model
+    from dermpipe.model.training.params import TrainParams
 
     params = TrainParams(backbone=backbone, image_size=image_size, epochs=epochs, patience=epochs, batch_size=32,
                          seed=seed, metadata_fusion=fusion, cache="memory")

@@ -50,7 +50,7 @@ def accelerator(mixed_precision: str) -> Accelerator:
     if backend == "tensorflow":
         import tensorflow as tf
 
-        from dermpipe.model.training import runtime
+        from dermpipe.model.training.runtime import runtime
 
         env = runtime("on" if mixed_precision == "bf16" else mixed_precision)
         gpus = tf.config.list_physical_devices("GPU")

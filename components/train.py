@@ -1,4 +1,4 @@
-"""train: the KFP component (signature, parameters, one library call); the logic is dermpipe.model.training."""
+"""train: the KFP component (signature, parameters, one library call); the logic is dermpipe.model.training.stage."""
 
 from kfp.dsl import HTML, Dataset, Input, Metrics, Model, Output
 
@@ -20,7 +20,8 @@ def train(
 ):
     """Augment-and-train the classifier (runs on a GPU node on KFP/Vertex, on the CPU locally); reads the prepare
     stage's TFRecord shards when given, else the image files; metadata_fusion adds age/sex/site as a second input."""
-    from dermpipe.model.training import TrainParams, run
+    from dermpipe.model.training.params import TrainParams
+    from dermpipe.model.training.stage import run
 
     params = TrainParams(backbone, weights, image_size, batch_size, epochs, fine_tune_epochs, fine_tune_layers,
                          learning_rate, fine_tune_learning_rate, patience, class_balance, seed, loss, focal_gamma,

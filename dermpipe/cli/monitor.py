@@ -58,42 +58,50 @@ def monitor(
     fail_on_drift: bool = typer.Option(False, help="exit with status 3 when drift is detected (for cron/CI)"),
 ) -> None:
     """Compare current traffic (prediction log window or image folder) with the model's reference profile."""
-    from dermpipe.monitoring.drift import analyse, config_from_params, current_features, load_reference
-    from dermpipe.monitoring.drift import reference_features as ref_features
+    from dermpipe.monitoring.drift import config_from_params
+    from dermpipe.monitoring.drift_stage import read_inputs
 
     cfg = config_from_params(min_samples, drift_share, num_method, num_threshold, cat_method, cat_threshold)
     try:
-        ref = load_reference(reference)
-        table, counts, failed = current_features(ref, current, since=since, until=until,
-                                                 metadata_csv=str(metadata or ""), model_file=str(model or ""))
+        inputs = read_inputs(reference, current, since=since, until=until, metadata_csv=str(metadata or ""),
+                             model_file=str(model or ""))
     except (FileNotFoundError, ValueError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err
-    result = analyse(ref_features(ref), table, cfg)
+    result = inputs.compare(cfg)
     folder = _out_dir(out)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "drift_report.html").write_text(result.html)
-    summary = {**result.summary(), "reference": ref.folder, "current": current, "since": since, "until": until,
-               "counts": counts, "failed_images": [{"path": p, "error": e} for p, e in failed]}
-    typer.echo(f"reference  {ref.folder} ({result.reference_rows} rows)")
-    typer.echo(f"current    {current} ({result.current_rows} rows; " + ", ".join(f"{k} {v}" for k, v in
-                                                                                 counts.items()) + ")")
-    for path, error in failed:
-        typer.echo(f"  unreadable image {path}: {error}")
-    typer.echo("\n" + _table(result) + "\n")
-    typer.echo(f"decision   {result.message}")
+    summary = inputs.summary(result)
+    _echo_result(inputs, result)
     if retrain and result.drift_detected:
-        from dermpipe.components.retrain import parse_params, trigger
-
-        started = trigger(backend, parse_params(training_params), host=kfp_host, template_path=template,
-                          project=project, location=location, pipeline_root=pipeline_root)
-        summary["retraining"] = started
-        typer.echo(f"retrain    {backend}: {started.get('run_id', '')} {started.get('status', '')}".rstrip())
+        summary["retraining"] = _retrain(backend, training_params, host=kfp_host, template_path=template,
+                                         project=project, location=location, pipeline_root=pipeline_root)
     (folder / "drift.json").write_text(json.dumps(summary, indent=1, default=str))
     typer.echo(f"report     {folder / 'drift_report.html'}")
     typer.echo(f"results    {folder / 'drift.json'}")
     if fail_on_drift and result.drift_detected:
         raise typer.Exit(3)
+
+
+def _echo_result(inputs, result) -> None:
+    """Both sides with their row counts, unreadable images, the per-column table and the decision."""
+    typer.echo(f"reference  {inputs.reference.folder} ({result.reference_rows} rows)")
+    typer.echo(f"current    {inputs.current} ({result.current_rows} rows; " + ", ".join(
+        f"{k} {v}" for k, v in inputs.counts.items()) + ")")
+    for path, error in inputs.failed:
+        typer.echo(f"  unreadable image {path}: {error}")
+    typer.echo("\n" + _table(result) + "\n")
+    typer.echo(f"decision   {result.message}")
+
+
+def _retrain(backend: str, training_params: str, **target: str) -> dict:
+    """Start a training run on `backend` (dermpipe.components.retrain) and say so; returns what was started."""
+    from dermpipe.components.retrain import parse_params, trigger
+
+    started = trigger(backend, parse_params(training_params), **target)
+    typer.echo(f"retrain    {backend}: {started.get('run_id', '')} {started.get('status', '')}".rstrip())
+    return started
 
 
 def register(app: typer.Typer) -> None:

@@ -56,7 +56,8 @@ def baseline_predictions(profile_dir: Path | None, train: pd.DataFrame, test: pd
     image statistics the profile stage computed for each train and test image."""
     from dermpipe.data.image_stats import STAT_COLUMNS
     from dermpipe.model.evaluation.gate import fit_image_stats_baseline
-    from dermpipe.monitoring.features import PROFILE_FILE, image_key
+    from dermpipe.monitoring.features import image_key
+    from dermpipe.monitoring.reference import PROFILE_FILE
 
     if profile_dir is None or not (profile_dir / PROFILE_FILE).is_file():
         return None, "baseline not fitted: no profile artifact with image statistics was given"

@@ -8,7 +8,8 @@ One row per image:
     emb_0 .. emb_{k-1}                   the "pool" embedding projected on the training set's PCA (embedding_pca.npz)
 
 The reference profile (`reference_profile.parquet`) holds these columns plus `image` and `split`; the prediction
-log (`dermpipe serve`) holds them plus timestamp/request_id/model_*/probabilities.
+log (`dermpipe serve`) holds them plus timestamp/request_id/model_*/probabilities. The profile's files and the
+embedding PCA: dermpipe.monitoring.reference.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -26,10 +28,11 @@ import pandas as pd
 from dermpipe import config
 from dermpipe.data.image_stats import STAT_COLUMNS, header_size, pixel_statistics, statistics_rows
 from dermpipe.model.export import EMBEDDING_LAYER
+from dermpipe.monitoring.files import read_bytes
 
-PCA_FILE = "embedding_pca.npz"
-PROFILE_FILE = "reference_profile.parquet"
-PROFILE_JSON = "profile.json"
+if TYPE_CHECKING:
+    from dermpipe.monitoring.reference import EmbeddingPCA
+
 DEFAULT_COMPONENTS = 5
 METADATA_NUMERIC: tuple[str, ...] = ("age_approx",)
 METADATA_CATEGORICAL: tuple[str, ...] = ("sex", "anatom_site_general")
@@ -57,118 +60,6 @@ def feature_columns(n_components: int) -> list[str]:
     """Every drift feature, in the profile's column order."""
     return [*PREDICTION_CATEGORICAL, *PREDICTION_NUMERIC, *STAT_COLUMNS, *METADATA_NUMERIC, *METADATA_CATEGORICAL,
             *embedding_columns(n_components)]
-
-
-@dataclass(frozen=True)
-class EmbeddingPCA:
-    """PCA of the "pool" embedding fitted on the training set: emb = (embedding - mean) @ components.T."""
-
-    mean: np.ndarray  # [D]
-    components: np.ndarray  # [k, D]
-
-    @property
-    def n_components(self) -> int:
-        return int(self.components.shape[0])
-
-    def project(self, embedding: np.ndarray) -> np.ndarray:
-        embedding = np.asarray(embedding, np.float32)
-        if embedding.ndim != 2 or embedding.shape[1] != self.mean.shape[0]:
-            raise ValueError(f"embedding of shape {embedding.shape} does not fit the PCA fitted on "
-                             f"{self.mean.shape[0]}-dimensional embeddings; was the profile made for another model?")
-        return (embedding - self.mean) @ self.components.T
-
-    def save(self, path: Path | str) -> None:
-        buffer = io.BytesIO()
-        np.savez(buffer, mean=self.mean.astype(np.float32), components=self.components.astype(np.float32))
-        _write_bytes(str(path), buffer.getvalue())
-
-    @classmethod
-    def load(cls, path: Path | str) -> EmbeddingPCA:
-        with np.load(io.BytesIO(_read_bytes(str(path)))) as data:
-            missing = {"mean", "components"} - set(data.files)
-            if missing:
-                raise ValueError(f"{path}: missing arrays {sorted(missing)}; expected 'mean' [D] and 'components' "
-                                 "[k, D] (embedding_pca.npz as written by the profile stage)")
-            return cls(mean=data["mean"].astype(np.float32), components=data["components"].astype(np.float32))
-
-
-def fit_embedding_pca(embeddings: np.ndarray, n_components: int = DEFAULT_COMPONENTS, seed: int = 0) -> EmbeddingPCA:
-    """sklearn PCA on the training embeddings; k is capped by the number of rows and dimensions."""
-    from sklearn.decomposition import PCA
-
-    embeddings = np.asarray(embeddings, np.float64)
-    k = max(1, min(n_components, embeddings.shape[0] - 1, embeddings.shape[1]))
-    # covariance_eigh: exact, and cheap for the few hundred dimensions of a pooled embedding
-    pca = PCA(n_components=k, svd_solver="covariance_eigh", random_state=seed).fit(embeddings)
-    return EmbeddingPCA(mean=pca.mean_.astype(np.float32), components=pca.components_.astype(np.float32))
-
-
-def _is_remote(path: str) -> bool:
-    return "://" in path
-
-
-def _gcs_client():
-    """The ingest's storage client (emulator-aware, with a clear error when credentials are missing)."""
-    from dermpipe.storage import make_client
-
-    return make_client()
-
-
-def _gcs_split(path: str) -> tuple[str, str]:
-    bucket, _, key = path.removeprefix("gs://").partition("/")
-    return bucket, key.strip("/")
-
-
-def remote_list(path: str) -> list[str]:
-    """Names of the entries directly inside a remote folder (gs:// through google-cloud-storage, else tf.io.gfile)."""
-    if path.startswith("gs://"):
-        bucket, key = _gcs_split(path)
-        prefix = f"{key}/" if key else ""
-        blobs = _gcs_client().list_blobs(bucket, prefix=prefix, delimiter="/")
-        names = [b.name[len(prefix):] for b in blobs if b.name != prefix]
-        return sorted(names + [p[len(prefix):].rstrip("/") for p in blobs.prefixes])
-    import tensorflow as tf
-
-    return sorted(name.rstrip("/") for name in tf.io.gfile.listdir(path))
-
-
-def remote_exists(path: str) -> bool:
-    if path.startswith("gs://"):
-        bucket, key = _gcs_split(path)
-        client = _gcs_client()
-        if key and client.bucket(bucket).blob(key).exists():
-            return True
-        return any(True for _ in client.list_blobs(bucket, prefix=f"{key}/" if key else "", max_results=1))
-    import tensorflow as tf
-
-    return tf.io.gfile.exists(path)
-
-
-def _read_bytes(path: str) -> bytes:
-    if path.startswith("gs://"):
-        bucket, key = _gcs_split(path)
-        return _gcs_client().bucket(bucket).blob(key).download_as_bytes()
-    if _is_remote(path):
-        import tensorflow as tf
-
-        with tf.io.gfile.GFile(path, "rb") as handle:
-            return handle.read()
-    return Path(path).read_bytes()
-
-
-def _write_bytes(path: str, data: bytes) -> None:
-    if path.startswith("gs://"):
-        bucket, key = _gcs_split(path)
-        _gcs_client().bucket(bucket).blob(key).upload_from_string(data)
-        return
-    if _is_remote(path):
-        import tensorflow as tf
-
-        with tf.io.gfile.GFile(path, "wb") as handle:
-            handle.write(data)
-        return
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_bytes(data)
 
 
 def normalize_metadata(table: pd.DataFrame) -> pd.DataFrame:
@@ -217,7 +108,7 @@ def _decode_file(path: Path | str, image_size: int) -> tuple[np.ndarray, tuple[i
     """(float32 pixels [S, S, 3] as the model sees them, the original (width, height)); a broken file raises."""
     from dermpipe.data.images import bytes_decoder
 
-    data = _read_bytes(str(path))
+    data = read_bytes(str(path))
     return bytes_decoder(image_size)(data).numpy(), header_size(data)
 
 
@@ -395,7 +286,7 @@ def log_features(records: pd.DataFrame, n_components: int) -> pd.DataFrame:
 def read_metadata_csv(path: Path | str | None) -> pd.DataFrame | None:
     if path is None or str(path) == "":
         return None
-    table = pd.read_csv(io.BytesIO(_read_bytes(str(path))))
+    table = pd.read_csv(io.BytesIO(read_bytes(str(path))))
     columns = set(table.columns)
     if not ({"image"} | {k for k, v in METADATA_ALIASES.items() if v == "image"}) & columns:
         raise ValueError(f"{path}: no image column; expected 'image' (ISIC 2019) or 'image_name' (ISIC 2020) "

@@ -24,13 +24,8 @@ SPLITS = ("train", "val", "test")
 def build_profile(stats: pd.DataFrame, metadata: pd.DataFrame, probabilities: np.ndarray, embeddings: np.ndarray,
                   splits: Sequence[str], n_components: int = 5):
     """(profile table, EmbeddingPCA): PCA fitted on the train rows, predictions kept on val/test rows only."""
-    from dermpipe.monitoring.features import (
-        assemble,
-        embedding_frame,
-        fit_embedding_pca,
-        normalize_metadata,
-        prediction_columns,
-    )
+    from dermpipe.monitoring.features import assemble, embedding_frame, normalize_metadata, prediction_columns
+    from dermpipe.monitoring.reference import fit_embedding_pca
 
     splits = np.asarray(splits)
     is_train = splits == "train"
@@ -49,7 +44,8 @@ def build_profile(stats: pd.DataFrame, metadata: pd.DataFrame, probabilities: np
 def profile_model(model_file: Path, dataset_dir: Path, tables: dict[str, pd.DataFrame], out: Path,
                   n_components: int = 5) -> dict[str, object]:
     """Compute the profile of a saved model on the split tables and write the profile folder; returns profile.json."""
-    from dermpipe.monitoring.features import PCA_FILE, PROFILE_FILE, PROFILE_JSON, decode_images, failed_message
+    from dermpipe.monitoring.features import decode_images, failed_message
+    from dermpipe.monitoring.reference import PCA_FILE, PROFILE_FILE, PROFILE_JSON
 
     table = pd.concat([t.assign(split=name) for name, t in tables.items()], ignore_index=True)
     paths = [dataset_dir / rel for rel in table["path"]]

@@ -13,7 +13,6 @@ from dermpipe.monitoring.drift import DriftConfig, analyse, evidently_report, re
 from dermpipe.monitoring.features import (
     assemble,
     embedding_frame,
-    fit_embedding_pca,
     image_key,
     list_images,
     model_outputs,
@@ -21,6 +20,7 @@ from dermpipe.monitoring.features import (
     prediction_columns,
     statistics_table,
 )
+from dermpipe.monitoring.reference import fit_embedding_pca
 
 ISIC2020 = "isic2020-sample"
 HALVINGS = 20

@@ -8,7 +8,7 @@ import yaml
 from typer.testing import CliRunner
 
 from dermpipe.cli.main import app
-from dermpipe.monitoring.features import PROFILE_FILE
+from dermpipe.monitoring.reference import PROFILE_FILE
 from dermpipe.monitoring.synthetic import log_records, synthetic_features, write_prediction_log
 from dermpipe.pipelines.monitoring import run_monitoring_local
 

@@ -7,26 +7,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dermpipe.monitoring.drift import (
-    DriftConfig,
-    analyse,
-    config_from_params,
-    current_features,
-    load_reference,
-    metric_values,
-    read_prediction_log,
-    reference_features,
-)
-from dermpipe.monitoring.features import (
+from dermpipe.monitoring.drift import DriftConfig, analyse, config_from_params
+from dermpipe.monitoring.drift_stage import current_features, metric_values
+from dermpipe.monitoring.features import feature_columns, log_features, normalize_metadata
+from dermpipe.monitoring.log_reader import read_prediction_log
+from dermpipe.monitoring.profile import build_profile
+from dermpipe.monitoring.reference import (
     PCA_FILE,
     PROFILE_FILE,
     EmbeddingPCA,
-    feature_columns,
     fit_embedding_pca,
-    log_features,
-    normalize_metadata,
+    load_reference,
+    reference_features,
 )
-from dermpipe.monitoring.profile import build_profile
 from dermpipe.monitoring.synthetic import log_records, synthetic_features, write_prediction_log
 
 DAY = dt.datetime(2026, 11, 24, tzinfo=dt.UTC)
@@ -204,7 +197,7 @@ def test_html_report_survives_a_column_with_one_value_and_says_when_it_samples()
 
 
 def test_relative_window_for_daily_schedules(tmp_path):
-    from dermpipe.monitoring.drift import _parse_day
+    from dermpipe.monitoring.log_reader import _parse_day
 
     now = dt.datetime(2026, 11, 25, 6, tzinfo=dt.UTC)
     assert _parse_day("24h", "since", now) == dt.datetime(2026, 11, 24, 6, tzinfo=dt.UTC)

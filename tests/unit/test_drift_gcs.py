@@ -8,14 +8,14 @@ import pytest
 from typer.testing import CliRunner
 
 from dermpipe.cli.main import app
-from dermpipe.monitoring.features import PCA_FILE, PROFILE_FILE, fit_embedding_pca
+from dermpipe.monitoring.reference import PCA_FILE, PROFILE_FILE, fit_embedding_pca
 from dermpipe.monitoring.synthetic import log_records, synthetic_features
 
 
 @pytest.fixture(scope="module")
 def bucket(emulator, tmp_path_factory):
     """A bucket with a registry version (profile files + current.json) and three days of prediction log."""
-    from dermpipe.monitoring.features import _gcs_client
+    from dermpipe.monitoring.files import _gcs_client
 
     tmp = tmp_path_factory.mktemp("gcs")
     bucket = _gcs_client().create_bucket(f"b{time.time_ns()}")

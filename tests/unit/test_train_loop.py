@@ -15,14 +15,11 @@ from dermpipe.data.images import InputOptions, cache_mode, encoded_examples, loa
 from dermpipe.data.merge import merge_dataset
 from dermpipe.data.split import split_table
 from dermpipe.model.export import check_serving_model
-from dermpipe.model.training import (
-    TrainParams,
-    checkpoint_location,
-    curve_metrics,
-    run,
-    train_model,
-    validation_scores,
-)
+from dermpipe.model.training.callbacks import checkpoint_location, validation_scores
+from dermpipe.model.training.loop import train_model
+from dermpipe.model.training.params import TrainParams
+from dermpipe.model.training.report import curve_metrics
+from dermpipe.model.training.stage import run
 from dermpipe.model.zoo import CAFFE_MEAN_BGR, CaffePreprocess, build_classifier, resolve_weights
 
 TINY = {"backbone": "simple_cnn", "image_size": 32, "batch_size": 16, "patience": 8}
@@ -233,7 +230,7 @@ def test_a_killed_run_resumes_after_its_last_checkpoint(demo_dataset, splits, tm
 
 
 def test_history_files_are_replaced_whole_through_gfile():
-    from dermpipe.model.training import _read_json, _write_text
+    from dermpipe.model.training.callbacks import _read_json, _write_text
 
     _write_text("ram://history/run/full.history.json", json.dumps([{"epoch": 1, "loss": 2.0}] * 3))
     _write_text("ram://history/run/full.history.json", json.dumps([{"epoch": 1}]))

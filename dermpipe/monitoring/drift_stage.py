@@ -1,0 +1,126 @@
+"""The drift stage: read both sides (the reference profile; a prediction log window or a folder of images), analyse
+them (dermpipe.monitoring.drift) and write the report, results and metrics. `run` is what the KFP component calls;
+`dermpipe monitor` reads and analyses through the same read_inputs and DriftInputs."""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dermpipe.monitoring.drift import DriftConfig, DriftResult, analyse
+from dermpipe.monitoring.log_reader import looks_like_log, read_prediction_log
+from dermpipe.monitoring.reference import Reference, load_reference, reference_features
+
+
+@dataclass
+class DriftInputs:
+    """Both sides of one drift analysis: the reference and the current data's features, counts and failed images."""
+
+    reference: Reference
+    current: str
+    table: pd.DataFrame
+    counts: dict[str, int]
+    failed: list[tuple[str, str]]
+    since: str = ""
+    until: str = ""
+
+    def compare(self, cfg: DriftConfig) -> DriftResult:
+        return analyse(reference_features(self.reference), self.table, cfg)
+
+    def summary(self, result: DriftResult) -> dict:
+        """drift.json: the result, where both sides came from, the current data's counts and its failed images."""
+        return {**result.summary(), "reference": self.reference.folder, "current": self.current,
+                "since": self.since, "until": self.until, "counts": self.counts,
+                "failed_images": [{"path": p, "error": e} for p, e in self.failed]}
+
+
+def read_inputs(reference: str, current: str, *, since: str = "", until: str = "", metadata_csv: str = "",
+                model_file: str = "") -> DriftInputs:
+    """The reference profile (load_reference) and the current data's features (current_features)."""
+    ref = load_reference(reference)
+    table, counts, failed = current_features(ref, current, since=since, until=until, metadata_csv=metadata_csv,
+                                             model_file=model_file)
+    return DriftInputs(ref, current, table, counts, failed, since, until)
+
+
+def current_features(reference: Reference, current: str, *, since: str = "", until: str = "",
+                     metadata_csv: str = "", model_file: str = "") -> tuple[pd.DataFrame, dict, list]:
+    """Features of the current data (a prediction log root or an image folder), counts and failed images."""
+    from dermpipe.monitoring.features import (
+        DEFAULT_COMPONENTS,
+        image_features,
+        list_images,
+        log_features,
+        n_components_of,
+        read_metadata_csv,
+    )
+
+    n_components = reference.pca.n_components if reference.pca is not None else n_components_of(
+        reference.profile.columns)
+    if "://" not in current and Path(current).is_dir() and not looks_like_log(current, reference.model_name):
+        from dermpipe.model import metadata_inputs
+        from dermpipe.model.zoo import load_classifier
+
+        paths = list_images(Path(current))
+        model_path = model_file or reference.model_file
+        model = load_classifier(model_path, compile=False) if model_path else None
+        image_size = metadata_inputs.image_size(model) if model is not None else reference.image_size
+        if image_size is None:
+            raise ValueError(f"{reference.folder}: the reference profile does not record the model's input size "
+                             "(profile.json image_size) and no model file was found beside it; pass --model-file "
+                             "(the model.keras of this version) so the images' statistics are computed as the "
+                             "model sees them")
+        features, failed = image_features(paths, read_metadata_csv(metadata_csv or None), image_size=image_size,
+                                          model=model, pca=reference.pca,
+                                          n_components=n_components or DEFAULT_COMPONENTS)
+        counts = {"images": len(paths), "failed_images": len(failed), "model_used": int(model is not None)}
+        return features.drop(columns=["image"], errors="ignore"), counts, failed
+    records, counts = read_prediction_log(current, reference.model_name, since, until)
+    return log_features(records, n_components), counts, []
+
+
+# ---------------------------------------------------------------- KFP stage
+
+
+def metric_values(result: DriftResult, counts: dict[str, int]) -> dict[str, float]:
+    values: dict[str, float] = {
+        "drift_detected": int(result.drift_detected),
+        "insufficient_data": int(result.decision == "insufficient data"),
+        "drift_share": result.drift_share,
+        "drift_share_rule": result.config.drift_share,
+        "drifted_columns": len(result.drifted_columns),
+        "tested_columns": len(result.tested_columns),
+        "reference_rows": result.reference_rows,
+        "current_rows": result.current_rows,
+        **counts,
+    }
+    for column in result.columns:
+        if column.score is not None and np.isfinite(column.score):
+            values[f"score_{column.column}"] = column.score
+        if not column.skipped:
+            values[f"drifted_{column.column}"] = int(column.drifted)
+    return values
+
+
+def run(reference: str, current: str, report, metrics, results, cfg: DriftConfig, *, since: str = "",
+        until: str = "", metadata_csv: str = "", model_file: str = "") -> bool:
+    from dermpipe.lineage.artifacts import annotate, log_metrics
+
+    inputs = read_inputs(reference, current, since=since, until=until, metadata_csv=metadata_csv,
+                         model_file=model_file)
+    result = inputs.compare(cfg)
+    _write_text(report.path, result.html)
+    _write_text(results.path, json.dumps(inputs.summary(result), indent=1, default=str))
+    annotate(report, {"decision": result.decision, "drifted_columns": result.drifted_columns})
+    annotate(results, {"decision": result.decision, "message": result.message, "reference": inputs.reference.folder,
+                       "current": current, "drifted_columns": result.drifted_columns})
+    log_metrics(metrics, metric_values(result, inputs.counts))
+    print(result.message)
+    return result.drift_detected
+
+
+def _write_text(path: str, text: str) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(text)
