@@ -1,4 +1,5 @@
-"""One file API for a local folder and gs://bucket/prefix, with the two writes a shared registry needs.
+"""One file API for a local folder and gs://bucket/prefix (other schemes through tf.io.gfile), with the two writes a
+shared registry needs.
 
 - `create_if_absent`: exactly one writer wins (O_EXCL locally; `if_generation_match=0` on Cloud Storage).
 - `compare_and_swap`: replace a small file only if it is still what the caller read (an flock'ed re-read locally;
@@ -53,6 +54,17 @@ def is_gcs(uri: str) -> bool:
     return str(uri).startswith("gs://")
 
 
+def _is_gfile(uri: str) -> bool:
+    """Another URI scheme (ram://, hdfs://, s3:// with its plugin ...): plain reads and writes through tf.io.gfile."""
+    return "://" in str(uri) and not is_gcs(uri)
+
+
+def _gfile():
+    import tensorflow as tf
+
+    return tf.io.gfile
+
+
 def join(base: str, *parts: object) -> str:
     return "/".join([str(base).rstrip("/"), *(str(p).strip("/") for p in parts)])
 
@@ -81,6 +93,11 @@ def read_bytes(uri: str) -> bytes:
             return _blob(uri).download_as_bytes()
         except exceptions.NotFound as err:
             raise FileNotFoundError(f"{uri}: no such object") from err
+    if _is_gfile(uri):
+        if not _gfile().exists(uri):
+            raise FileNotFoundError(f"{uri}: no such file")
+        with _gfile().GFile(uri, "rb") as handle:
+            return handle.read()
     return Path(uri).read_bytes()
 
 
@@ -92,6 +109,11 @@ def write_bytes(uri: str, data: bytes) -> None:
     """Write (replace) a file; locally through a temporary file and a rename."""
     if is_gcs(uri):
         _blob(uri).upload_from_string(data)
+        return
+    if _is_gfile(uri):
+        _gfile().makedirs(uri.rsplit("/", 1)[0])
+        with _gfile().GFile(uri, "wb") as handle:
+            handle.write(data)
         return
     path = Path(uri)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -109,6 +131,8 @@ def exists(uri: str) -> bool:
             return True
         prefix = f"{key.rstrip('/')}/" if key else ""
         return any(True for _ in client.list_blobs(bucket, prefix=prefix, max_results=1))
+    if _is_gfile(uri):
+        return _gfile().exists(uri)
     return Path(uri).exists()
 
 
@@ -120,6 +144,8 @@ def list_names(uri: str) -> list[str]:
         blobs = _client(os.environ.get("STORAGE_EMULATOR_HOST", "")).list_blobs(bucket, prefix=prefix, delimiter="/")
         names = [b.name[len(prefix):] for b in blobs if b.name != prefix]
         return sorted(names + [p[len(prefix):].rstrip("/") for p in blobs.prefixes])
+    if _is_gfile(uri):
+        return sorted(n.rstrip("/") for n in _gfile().listdir(uri)) if _gfile().isdir(uri) else []
     path = Path(uri)
     return sorted(p.name for p in path.iterdir()) if path.is_dir() else []
 

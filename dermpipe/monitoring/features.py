@@ -28,7 +28,7 @@ import pandas as pd
 from dermpipe import config
 from dermpipe.data.image_stats import STAT_COLUMNS, header_size, pixel_statistics, statistics_rows
 from dermpipe.model.export import EMBEDDING_LAYER
-from dermpipe.monitoring.files import read_bytes
+from dermpipe.storage import read_bytes
 
 if TYPE_CHECKING:
     from dermpipe.monitoring.reference import EmbeddingPCA

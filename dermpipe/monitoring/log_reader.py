@@ -9,7 +9,7 @@ import json
 
 import pandas as pd
 
-from dermpipe.monitoring.files import exists, list_names, read_bytes
+from dermpipe.storage import exists, list_names, read_bytes
 
 
 def _parse_day(value: str, name: str, now: dt.datetime | None = None) -> dt.datetime | None:

@@ -13,7 +13,7 @@ import pandas as pd
 
 from dermpipe import config
 from dermpipe.monitoring.features import DEFAULT_COMPONENTS, feature_columns, n_components_of
-from dermpipe.monitoring.files import exists, read_bytes, read_text, write_bytes
+from dermpipe.storage import exists, read_bytes, read_text, write_bytes
 
 PCA_FILE = "embedding_pca.npz"
 PROFILE_FILE = "reference_profile.parquet"

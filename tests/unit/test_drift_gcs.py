@@ -15,7 +15,7 @@ from dermpipe.monitoring.synthetic import log_records, synthetic_features
 @pytest.fixture(scope="module")
 def bucket(emulator, tmp_path_factory):
     """A bucket with a registry version (profile files + current.json) and three days of prediction log."""
-    from dermpipe.monitoring.files import _gcs_client
+    from dermpipe.storage import make_client as _gcs_client
 
     tmp = tmp_path_factory.mktemp("gcs")
     bucket = _gcs_client().create_bucket(f"b{time.time_ns()}")
