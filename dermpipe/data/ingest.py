@@ -20,8 +20,8 @@ from pathlib import Path
 from kfp.dsl import Dataset, Metrics
 
 from dermpipe import config
+from dermpipe.data.schema import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 REMOTE_KINDS = ("kaggle", "isic", "gs")
 
 

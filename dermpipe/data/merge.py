@@ -259,7 +259,7 @@ def merge_dataset(dataset_dir: Path, *, max_pixels: int = MAX_PIXELS, workers: i
 
     from tqdm import tqdm
 
-    from dermpipe.data.ingest import IMAGE_SUFFIXES
+    from dermpipe.data.schema import IMAGE_SUFFIXES
 
     image_root = dataset_dir / config.IMAGE_SUBDIR
     image_files = {

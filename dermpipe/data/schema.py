@@ -8,6 +8,9 @@ import pandas as pd
 
 from dermpipe.config import AGES, CLASSES, GROUND_TRUTH_COLUMNS, METADATA_COLUMNS, SEXES, SITES
 
+# The image files dermpipe reads, wherever it looks for them (ingest, merge, the drift monitor's image folders).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
 
 class SchemaError(ValueError):
     """A table does not have the ISIC 2019 layout; the message names the file and the column or row."""

@@ -27,6 +27,7 @@ import pandas as pd
 
 from dermpipe import config
 from dermpipe.data.image_stats import STAT_COLUMNS, header_size, pixel_statistics, statistics_rows
+from dermpipe.data.schema import IMAGE_SUFFIXES
 from dermpipe.model.export import EMBEDDING_LAYER
 from dermpipe.storage import read_bytes
 
@@ -38,7 +39,6 @@ METADATA_NUMERIC: tuple[str, ...] = ("age_approx",)
 METADATA_CATEGORICAL: tuple[str, ...] = ("sex", "anatom_site_general")
 PREDICTION_CATEGORICAL: tuple[str, ...] = ("predicted_class",)
 PREDICTION_NUMERIC: tuple[str, ...] = ("confidence",)
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 # Column names other data sets use for the same metadata (ISIC 2020's metadata.csv among them).
 METADATA_ALIASES = {"image_name": "image", "isic_id": "image", "anatom_site_general_challenge": "anatom_site_general",
                     "age": "age_approx"}
