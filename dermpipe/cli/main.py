@@ -35,6 +35,8 @@ def run(
     metadata_fusion: bool = typer.Option(False, "--metadata-fusion/--no-metadata-fusion",
                                          help="age, sex and anatomic site as a second model input (off: images only)"),
     quiet_train: bool = typer.Option(False, "--quiet-train", help="no per-epoch progress lines from train"),
+    deterministic: bool = typer.Option(False, "--deterministic/--no-deterministic",
+                                       help="reproducible training: deterministic ops and input order (slower)"),
     min_balanced_accuracy: float = typer.Option(0.5, help="deploy only if the test BMA point estimate reaches this "
                                                 "(the bootstrap lower bound must also beat chance)"),
     max_bma_drop: float = typer.Option(0.02, help="deploy only if a paired bootstrap shows test BMA no worse than "
@@ -63,6 +65,7 @@ def run(
         "invalid_images": invalid_images, "folds": folds,
         "class_balance": class_balance, "loss": loss, "monitor": monitor, "lr_schedule": lr_schedule,
         "jit_compile": jit_compile, "train_quiet": quiet_train, "metadata_fusion": metadata_fusion,
+        "deterministic": deterministic,
     }
     if registry_root:
         params["registry_root"] = registry_root
