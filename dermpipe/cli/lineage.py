@@ -37,7 +37,7 @@ def ui(
     import uvicorn
 
     from dermpipe import config
-    from dermpipe.lineage.ui import create_app
+    from dermpipe.lineage.ui.app import create_app
 
     typer.echo(f"dermpipe ui: http://{host}:{port}/  (reading {config.home()}; Ctrl-C stops it)")
     uvicorn.run(create_app(), host=host, port=port, log_level="warning")

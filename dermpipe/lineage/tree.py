@@ -163,28 +163,40 @@ def describe_code(code: dict[str, Any]) -> str:
 
 def label(node: dict[str, Any]) -> str:
     """One line for a node of a lineage tree."""
+    if node["kind"] == "run":
+        return _run_label(node)
+    if node["kind"] == "task":
+        return _task_label(node)
+    return _artifact_label(node)
+
+
+def _run_label(node: dict[str, Any]) -> str:
+    head = ", ".join(f"{k} {v:.4f}" for k, v in node["headline"].items())
+    params = ", ".join(f"{k}={_short(v, 40)}" for k, v in node["params"].items())
+    return f"run {node['run_id']} [{node['status']}] {head} {describe_code(node['code'])}\n    params: {params}"
+
+
+def _task_label(node: dict[str, Any]) -> str:
     role = node.get("role", "")
     lead = "" if role == "task" else f"{role}: "
-    if node["kind"] == "run":
-        head = ", ".join(f"{k} {v:.4f}" for k, v in node["headline"].items())
-        params = ", ".join(f"{k}={_short(v, 40)}" for k, v in node["params"].items())
-        return f"run {node['run_id']} [{node['status']}] {head} {describe_code(node['code'])}\n    params: {params}"
-    if node["kind"] == "task":
-        flags = " (cache hit)" if node["cached"] else ""
-        params = ", ".join(f"{k}={_short(v, 40)}" for k, v in node["params"].items() if not k.startswith("pipelinech"))
-        text = f"{lead}task {node['name']} [{node['status']}{flags}, {node['seconds']:.1f}s] run {node['run_id']}"
-        if node.get("code_version"):
-            text += f" code {node['code_version']}"
-        if node.get("git_commit"):
-            text += f" git {node['git_commit'][:10]}"
-        if params:
-            text += f" params {params}"
-        if node.get("repeated"):
-            text += " (shown above)"
-        if node.get("reused_by_runs"):
-            text += f"; reused from the cache by {len(node['reused_by_runs'])} later run(s)"
-        return text
-    text = f"{role}: {node['name']} [{node['type']}] {node['uri']}"
+    flags = " (cache hit)" if node["cached"] else ""
+    params = ", ".join(f"{k}={_short(v, 40)}" for k, v in node["params"].items() if not k.startswith("pipelinech"))
+    text = f"{lead}task {node['name']} [{node['status']}{flags}, {node['seconds']:.1f}s] run {node['run_id']}"
+    if node.get("code_version"):
+        text += f" code {node['code_version']}"
+    if node.get("git_commit"):
+        text += f" git {node['git_commit'][:10]}"
+    if params:
+        text += f" params {params}"
+    if node.get("repeated"):
+        text += " (shown above)"
+    if node.get("reused_by_runs"):
+        text += f"; reused from the cache by {len(node['reused_by_runs'])} later run(s)"
+    return text
+
+
+def _artifact_label(node: dict[str, Any]) -> str:
+    text = f"{node.get('role', '')}: {node['name']} [{node['type']}] {node['uri']}"
     if node["hash"]:
         text += f" sha256 {node['hash'][:12]}"
     if node["summary"]:

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from dermpipe.cli.main import app
 from dermpipe.config import CLASSES
 from dermpipe.lineage.store import Store
-from dermpipe.lineage.ui import create_app
+from dermpipe.lineage.ui.app import create_app
 
 pytestmark = pytest.mark.slow  # shares the session's two kfp.local runs with test_local_run.py
 

@@ -8,7 +8,9 @@ import pytest
 
 from dermpipe.lineage import store as ls
 from dermpipe.lineage.tree import LineageError, lineage, render_lineage
-from dermpipe.lineage.ui import GraphNode, UnsafePath, confusion_table, dag_svg, diff_params, levels, safe_path
+from dermpipe.lineage.ui.display import confusion_table, diff_params
+from dermpipe.lineage.ui.files import UnsafePath, safe_path
+from dermpipe.lineage.ui.graph import GraphNode, dag_svg, levels
 
 
 def art(uri: Path | str, kind: str = "system.Dataset", **meta) -> dict:
@@ -192,7 +194,7 @@ def test_a_lineage_store_failure_is_reported_but_does_not_fail_the_run(capsys, d
 def test_ui_on_a_running_run_reloads_and_names_what_is_missing(store):
     from fastapi.testclient import TestClient
 
-    from dermpipe.lineage.ui import create_app
+    from dermpipe.lineage.ui.app import create_app
 
     client = TestClient(create_app(store))
     page = client.get("/runs/r2")
@@ -210,7 +212,7 @@ def test_ui_on_a_running_run_reloads_and_names_what_is_missing(store):
 def test_ui_lineage_page_of_a_run_draws_its_tasks(store):
     from fastapi.testclient import TestClient
 
-    from dermpipe.lineage.ui import create_app
+    from dermpipe.lineage.ui.app import create_app
 
     page = TestClient(create_app(store)).get("/lineage", params={"ref": "r2"}).text
     assert page.count('<g class="node ') == 3 and page.count('class="edge"') == 2
@@ -220,7 +222,7 @@ def test_ui_lineage_page_of_a_run_draws_its_tasks(store):
 def test_ui_draws_a_failed_task_red_with_its_error(tmp_path):
     from fastapi.testclient import TestClient
 
-    from dermpipe.lineage.ui import create_app
+    from dermpipe.lineage.ui.app import create_app
 
     db = tmp_path / "lineage.sqlite"
     ls.record_run("bad", pipeline="p", status="failed", started="2026-01-03T00:00:00", params={}, pipeline_root="",
