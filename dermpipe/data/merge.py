@@ -4,7 +4,6 @@ Every dropped or repaired row is counted in the stage's Metrics and listed in it
 """
 
 import hashlib
-import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +12,7 @@ import pandas as pd
 from kfp.dsl import Dataset, Markdown, Metrics
 
 from dermpipe import config
+from dermpipe.data.image_check import ImageCheck, inspect_image_bytes
 from dermpipe.data.schema import Problem, check_ground_truth, check_metadata
 
 MERGED_COLUMNS = (
@@ -47,38 +47,33 @@ _MODE_NAMES = {"L": "grey-scale", "LA": "grey-scale with alpha", "1": "black-and
 def inspect_bytes(data: bytes, *, max_pixels: int = MAX_PIXELS) -> tuple[int, int, str]:
     """(width, height, '') for a decodable RGB JPEG, else (width, height, reason); the reason names the defect.
 
-    The header is read first (size and mode cost nothing), so a decompression bomb is refused before any pixel
-    is decoded. Valid-looking files are then decoded in full at 1/8 scale (JPEG draft mode): every byte of the
-    compressed stream is still read, so truncation and corruption show, at a fraction of the cost of a full decode.
+    The checks are inspect_image_bytes' (bomb refused before decoding, JPEGs decoded at 1/8 scale); this words them
+    for the merge report. Width and height are 0 where the pixel data could not be read.
     """
-    import warnings
+    check = inspect_image_bytes(data, max_pixels=max_pixels, formats=("JPEG",), modes=("RGB",))
+    return _reason(check, max_pixels)
 
-    from PIL import Image, UnidentifiedImageError
 
-    if not data:
+def _reason(check: ImageCheck, max_pixels: int) -> tuple[int, int, str]:
+    width, height, problem = check.width, check.height, check.problem
+    if not problem:
+        return width, height, ""
+    if problem == "empty":
         return 0, 0, "zero-byte file"
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as im:
-                width, height = im.size
-                if im.format != "JPEG":
-                    return width, height, f"not a JPEG (the file is {im.format}); ISIC 2019 images are JPEG"
-                if width * height > max_pixels:
-                    return width, height, (f"decompression bomb: {width}x{height} = {width * height / 1e6:.0f} MP "
-                                           f"exceeds the {max_pixels / 1e6:.0f} MP limit")
-                if im.mode != "RGB":
-                    return width, height, f"{_MODE_NAMES.get(im.mode, im.mode)} image (mode {im.mode}); expected RGB"
-                im.draft("RGB", (max(1, width // 8), max(1, height // 8)))
-                im.load()
-                return width, height, ""
-    except Image.DecompressionBombError as err:
-        return 0, 0, f"decompression bomb: {err}"
-    except UnidentifiedImageError:
+    if problem == "wrong_format":
+        return width, height, f"not a JPEG (the file is {check.format}); ISIC 2019 images are JPEG"
+    if problem == "bomb" and check.detail:  # Pillow's own guard, far beyond ours: the size is not read
+        return 0, 0, f"decompression bomb: {check.detail}"
+    if problem == "bomb":
+        return width, height, (f"decompression bomb: {width}x{height} = {width * height / 1e6:.0f} MP "
+                               f"exceeds the {max_pixels / 1e6:.0f} MP limit")
+    if problem == "wrong_mode":
+        return width, height, f"{_MODE_NAMES.get(check.mode, check.mode)} image (mode {check.mode}); expected RGB"
+    if problem == "not_an_image":
         return 0, 0, "not an image: the content is not in any known image format (corrupt or wrong file)"
-    except (OSError, ValueError, SyntaxError) as err:
-        kind = "truncated" if "truncated" in str(err).lower() else "corrupt"
-        return 0, 0, f"{kind} image data: decoding failed ({err})"
+    if problem == "no_pixels":  # Pillow refuses such headers itself (not_an_image); kept for completeness
+        return 0, 0, f"corrupt image data: {width}x{height} has no pixels"
+    return 0, 0, f"{problem} image data: decoding failed ({check.detail})"  # truncated, corrupt
 
 
 def inspect_image(path: Path, *, max_pixels: int = MAX_PIXELS) -> tuple[int, int, str]:

@@ -4,11 +4,10 @@ and the optional patient metadata are checked here too."""
 
 import base64
 import binascii
-import io
-import warnings
 from dataclasses import dataclass
 
 from dermpipe import config
+from dermpipe.data.image_check import ImageCheck, inspect_image_bytes
 from dermpipe.serving.settings import ServingError
 
 ACCEPTED_FORMATS = ("JPEG", "PNG", "BMP", "GIF")  # what tf.io.decode_image (the model's decoder) reads
@@ -26,47 +25,39 @@ class CheckedImage:
 def check_image(data: bytes, *, max_pixels: int, what: str = "image") -> CheckedImage:
     """Decode `data` with PIL (bounded by max_pixels) to prove it is a whole image; ServingError if unusable.
 
-    JPEGs are decoded at 1/8 scale (libjpeg's DCT scaling): every byte of the stream is still read, so truncation
-    and corruption are caught, at a fraction of a full decode's cost.
+    The checks are inspect_image_bytes' (JPEGs decoded at 1/8 scale: every byte of the stream is still read, so
+    truncation and corruption are caught, at a fraction of a full decode's cost); this maps them to HTTP statuses.
     """
-    from PIL import Image
+    check = inspect_image_bytes(data, max_pixels=max_pixels, formats=ACCEPTED_FORMATS)
+    if check.problem:
+        raise _refusal(check, data, max_pixels, what)
+    return CheckedImage(data=data, format=check.format, width=check.width, height=check.height)
 
-    if not data:
-        raise ServingError(400, f"{what}: empty; send the bytes of a JPEG or PNG image")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError as err:
-        raise ServingError(413, f"{what}: over the pixel limit ({err})") from err
-    except Exception as err:  # noqa: BLE001 - PIL raises many types for non-images
+
+def _refusal(check: ImageCheck, data: bytes, max_pixels: int, what: str) -> ServingError:
+    """The status and message for a defect inspect_image_bytes found."""
+    width, height = check.width, check.height
+    if check.problem == "empty":
+        return ServingError(400, f"{what}: empty; send the bytes of a JPEG or PNG image")
+    if check.problem == "bomb" and not check.format:  # Pillow's own guard refused the header
+        return ServingError(413, f"{what}: over the pixel limit ({check.detail})")
+    if not check.format:  # the header could not be read
         for signature, name in SIGNATURES.items():
             if data.startswith(signature):
-                raise ServingError(422, f"{what}: corrupt or truncated {name} ({len(data)} bytes; PIL: {err}); "
-                                        f"re-encode or re-upload the file") from err
-        raise ServingError(415, f"{what}: not an image PIL can read ({len(data)} bytes starting "
-                                f"{data[:8]!r}); send a JPEG or PNG") from err
-    with image:
-        if image.format not in ACCEPTED_FORMATS:
-            raise ServingError(415, f"{what}: {image.format} images are not served; send one of "
-                                    f"{', '.join(ACCEPTED_FORMATS)}")
-        width, height = image.size
-        if width * height > max_pixels:
-            raise ServingError(413, f"{what}: {width}x{height} = {width * height} pixels is over the limit of "
-                                    f"{max_pixels} (decompression-bomb guard); downsize the image first")
-        if width < 1 or height < 1:
-            raise ServingError(422, f"{what}: {width}x{height} has no pixels")
-        fmt = image.format
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                if fmt == "JPEG":
-                    image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
-                image.load()
-        except Exception as err:  # noqa: BLE001 - truncated/corrupt data
-            raise ServingError(422, f"{what}: corrupt or truncated {fmt} ({err}); re-encode or "
-                                    f"re-upload the file") from err
-        return CheckedImage(data=data, format=fmt, width=width, height=height)
+                return ServingError(422, f"{what}: corrupt or truncated {name} ({len(data)} bytes; PIL: "
+                                         f"{check.detail}); re-encode or re-upload the file")
+        return ServingError(415, f"{what}: not an image PIL can read ({len(data)} bytes starting "
+                                 f"{data[:8]!r}); send a JPEG or PNG")
+    if check.problem == "wrong_format":
+        return ServingError(415, f"{what}: {check.format} images are not served; send one of "
+                                 f"{', '.join(ACCEPTED_FORMATS)}")
+    if check.problem == "bomb":
+        return ServingError(413, f"{what}: {width}x{height} = {width * height} pixels is over the limit of "
+                                 f"{max_pixels} (decompression-bomb guard); downsize the image first")
+    if check.problem == "no_pixels":
+        return ServingError(422, f"{what}: {width}x{height} has no pixels")
+    return ServingError(422, f"{what}: corrupt or truncated {check.format} ({check.detail}); re-encode or "
+                             f"re-upload the file")
 
 
 def decode_b64(value: str, what: str) -> bytes:
