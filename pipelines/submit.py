@@ -8,7 +8,6 @@ v2beta1 REST API and replace aiplatform.PipelineJob with a recorder.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import re
 import time
@@ -151,19 +150,17 @@ def without_cache(package: Path, out: Path) -> Path:
 
 
 def gcs_fingerprint(uri: str, client: Any = None) -> str:
-    """Changes whenever an object under gs://bucket/prefix is added, removed or rewritten (name, size, generation)."""
-    from google.cloud import storage
+    """dermpipe.data.sources.gcs.fingerprint of the prefix (names, sizes, checksums); SubmitError if it is empty or
+    cannot be listed."""
+    from dermpipe.data.sources.gcs import EmptyPrefixError, fingerprint
+    from dermpipe.storage import StorageError
 
-    bucket, _, prefix = uri.removeprefix("gs://").partition("/")
-    client = client or storage.Client()
-    digest = hashlib.sha256(uri.encode())
-    count = 0
-    for blob in client.list_blobs(bucket, prefix=prefix):  # listed in name order: deterministic
-        digest.update(f"{blob.name}|{blob.size}|{blob.generation}\n".encode())
-        count += 1
-    if not count:
-        raise SubmitError(f"{uri}: no objects found; check the bucket and prefix (gcloud storage ls {uri})")
-    return digest.hexdigest()[:16]
+    try:
+        return fingerprint(uri, client)
+    except EmptyPrefixError as err:
+        raise SubmitError(f"{uri}: no objects found; check the bucket and prefix (gcloud storage ls {uri})") from err
+    except StorageError as err:  # no such bucket, listing refused, no credentials: the message says which
+        raise SubmitError(str(err)) from err
 
 
 def fingerprint_source(params: dict[str, Any], package: Path, out: Path) -> tuple[dict[str, Any], Path, str]:

@@ -18,6 +18,10 @@ class GcsSourceError(StorageError):
     """The gs:// source cannot be listed or read; the message says which bucket/prefix and what to do."""
 
 
+class EmptyPrefixError(GcsSourceError):
+    """No objects under the gs:// prefix (a typo in the bucket or prefix, or data not uploaded yet)."""
+
+
 def parse_gs_uri(uri: str) -> tuple[str, str]:
     """`gs://bucket/some/prefix` -> ("bucket", "some/prefix/"); the prefix ends with '/' unless empty."""
     if not uri.startswith("gs://") or not uri[5:].split("/", 1)[0]:
@@ -48,13 +52,17 @@ def list_remote(uri: str, client) -> list[RemoteFile]:
         files.append(RemoteFile(path=blob.name[len(prefix):], size=int(blob.size), checksum=checksum,
                                 ref=f"gs://{bucket}/{blob.name}#{blob.generation}"))
     if not files:
-        raise GcsSourceError(f"{uri}: no objects under this prefix; expected the Kaggle ISIC 2019 layout "
+        raise EmptyPrefixError(f"{uri}: no objects under this prefix; expected the Kaggle ISIC 2019 layout "
                              "(the two CSVs and ISIC_2019_Training_Input/) below it")
     return sorted(files, key=lambda f: f.path)
 
 
 def fingerprint(uri: str, client=None) -> str:
-    """Changes when any object under the prefix changes (name, size, checksum); one listing, no download."""
+    """Changes when any object under the prefix changes (name, size, checksum); one listing, no download.
+
+    The one gs:// fingerprint: `dermpipe submit`'s source_fingerprint and the local runner's ingest cache key. It
+    follows content (md5/crc32c), not generations: ingest's output depends on the bytes only.
+    """
     import hashlib
 
     digest = hashlib.sha256(uri.encode())
