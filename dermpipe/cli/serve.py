@@ -54,13 +54,9 @@ def promote(
 ) -> None:
     """Make VERSION the current one (a running `dermpipe serve` picks it up within its poll interval)."""
     from dermpipe.deploy import registry
-    try:
-        record = registry.set_current(_root(registry_root), model_name, version)
-    except registry.RegistryError as err:
-        typer.echo(str(err), err=True)
-        raise typer.Exit(2) from err
-    typer.echo(f"{model_name}: current version {record['version']} (was {record['previous']})")
-    _follow_on_kserve(_root(registry_root), model_name, int(record["version"]), apply_kserve, kserve_manifest)
+
+    _move(lambda root: registry.set_current(root, model_name, version), "current version", model_name,
+          registry_root, apply_kserve, kserve_manifest)
 
 
 @models_app.command()
@@ -72,13 +68,24 @@ def rollback(
 ) -> None:
     """Serve the previous version (the highest one below the current version)."""
     from dermpipe.deploy import registry
+
+    _move(lambda root: registry.rollback(root, model_name), "rolled back to version", model_name, registry_root,
+          apply_kserve, kserve_manifest)
+
+
+def _move(change, done: str, model_name: str, registry_root: str | None, apply_kserve: bool,
+          kserve_manifest: str | None) -> None:
+    """Move current.json with `change(root)`, say so, and have KServe follow; exit 2 on a registry error."""
+    from dermpipe.deploy import registry
+
+    root = _root(registry_root)
     try:
-        record = registry.rollback(_root(registry_root), model_name)
+        record = change(root)
     except registry.RegistryError as err:
         typer.echo(str(err), err=True)
         raise typer.Exit(2) from err
-    typer.echo(f"{model_name}: rolled back to version {record['version']} (was {record['previous']})")
-    _follow_on_kserve(_root(registry_root), model_name, int(record["version"]), apply_kserve, kserve_manifest)
+    typer.echo(f"{model_name}: {done} {record['version']} (was {record['previous']})")
+    _follow_on_kserve(root, model_name, int(record["version"]), apply_kserve, kserve_manifest)
 
 
 def _follow_on_kserve(root: str, model_name: str, version: int, apply: bool, manifest_out: str | None,
