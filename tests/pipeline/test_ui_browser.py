@@ -142,7 +142,12 @@ def test_run_page_dag_in_chromium(browser, server, first_run, cached_run):
 
     browser.get(f"{server}/runs/{cached_run.run_id}")
     nodes = browser.find_elements(By.CSS_SELECTOR, "svg.dag g.node")
-    assert len(nodes) == len(first_run.tasks) and all("cached" in n.get_attribute("class").split() for n in nodes)
+    classes = {n.find_element(By.CSS_SELECTOR, "text.name").text: n.get_attribute("class").split() for n in nodes}
+    # every stage is a cache hit; resolve-champion and deploy never are, and the gate re-ran because the champion
+    # changed (none -> version 1)
+    rerun = {"resolve-champion", "gate", "deploy"}
+    assert len(nodes) == len(first_run.tasks) and set(classes) == set(first_run.tasks)
+    assert all(("cached" in c) == (name not in rerun) for name, c in classes.items()), classes
     pixels = _png(browser.find_element(By.CSS_SELECTOR, "svg.dag").screenshot_as_png)
     assert _has_colour(pixels, (44, 95, 158))  # blue borders of cache hits
 
