@@ -75,13 +75,18 @@ def _split(uri: str) -> tuple[str, str]:
 
 
 @functools.cache
-def _client(emulator: str):  # keyed by STORAGE_EMULATOR_HOST: tests start emulators on different ports
+def _cached_client(emulator: str):  # keyed by STORAGE_EMULATOR_HOST: tests start emulators on different ports
     return make_client()
+
+
+def _client():
+    """One client per process (per emulator), not one per call."""
+    return _cached_client(os.environ.get("STORAGE_EMULATOR_HOST", ""))
 
 
 def _blob(uri: str, generation: int | None = None):
     bucket, key = _split(uri)
-    return _client(os.environ.get("STORAGE_EMULATOR_HOST", "")).bucket(bucket).blob(key, generation=generation)
+    return _client().bucket(bucket).blob(key, generation=generation)
 
 
 def read_bytes(uri: str) -> bytes:
@@ -126,7 +131,7 @@ def exists(uri: str) -> bool:
     """A file, or a folder (a prefix with at least one object under it on Cloud Storage)."""
     if is_gcs(uri):
         bucket, key = _split(uri)
-        client = _client(os.environ.get("STORAGE_EMULATOR_HOST", ""))
+        client = _client()
         if key and client.bucket(bucket).blob(key).exists():
             return True
         prefix = f"{key.rstrip('/')}/" if key else ""
@@ -141,7 +146,7 @@ def list_names(uri: str) -> list[str]:
     if is_gcs(uri):
         bucket, key = _split(uri)
         prefix = f"{key.strip('/')}/" if key.strip("/") else ""
-        blobs = _client(os.environ.get("STORAGE_EMULATOR_HOST", "")).list_blobs(bucket, prefix=prefix, delimiter="/")
+        blobs = _client().list_blobs(bucket, prefix=prefix, delimiter="/")
         names = [b.name[len(prefix):] for b in blobs if b.name != prefix]
         return sorted(names + [p[len(prefix):].rstrip("/") for p in blobs.prefixes])
     if _is_gfile(uri):
@@ -177,7 +182,7 @@ def read_with_token(uri: str) -> tuple[bytes | None, str]:
         from google.api_core import exceptions
 
         bucket, key = _split(uri)
-        blob = _client(os.environ.get("STORAGE_EMULATOR_HOST", "")).bucket(bucket).get_blob(key)
+        blob = _client().bucket(bucket).get_blob(key)
         if blob is None:
             return None, ABSENT
         try:  # read the generation just listed, so bytes and token describe the same object
@@ -241,7 +246,7 @@ def list_files(uri: str) -> list[str]:
     if is_gcs(uri):
         bucket, key = _split(uri)
         prefix = f"{key.strip('/')}/"
-        blobs = _client(os.environ.get("STORAGE_EMULATOR_HOST", "")).list_blobs(bucket, prefix=prefix)
+        blobs = _client().list_blobs(bucket, prefix=prefix)
         return sorted(b.name[len(prefix):] for b in blobs if not b.name.endswith("/"))
     root = Path(uri)
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
