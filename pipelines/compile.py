@@ -12,7 +12,8 @@ import yaml
 from kfp import compiler
 
 from dermpipe import config
-from dermpipe.pipelines.training import Placement, build_training_pipeline
+from dermpipe.pipelines.placement import Placement
+from dermpipe.pipelines.training import build_training_pipeline
 
 GPU_EXECUTORS = ("exec-train",)
 PIPELINES = ("training", "monitoring")

@@ -40,7 +40,7 @@ def _fail(err: Exception, code: int = 1) -> typer.Exit:
 
 def _placement(backend: str, accelerator: str | None, accelerator_count: int, train_cpu: str, train_memory: str,
                gke_accelerator: str, spot: bool, retries: int, cache_ingest: bool):
-    from dermpipe.pipelines.training import Placement
+    from dermpipe.pipelines.placement import Placement
 
     overrides = {"train_accelerator_count": accelerator_count, "train_cpu": train_cpu, "train_memory": train_memory,
                  "retries": retries, "uncached_tasks": () if cache_ingest else ("ingest",)}
@@ -151,7 +151,8 @@ def submit(
     poll: float = typer.Option(15.0, help="seconds between status polls with --wait"),
 ) -> None:
     """Submit a pipeline run to Kubeflow Pipelines or Vertex AI Pipelines."""
-    from dermpipe.pipelines.submit import check_params, load_params, remote_errors, submit_run, wait_for
+    from dermpipe.orchestration.parameters import check_params, load_params
+    from dermpipe.pipelines.submit import remote_errors, submit_run, wait_for
 
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -260,8 +261,9 @@ def schedule_create(
     tag: str = TAG,
 ) -> None:
     """Create a schedule that runs a pipeline on a cron (monitoring daily, training weekly)."""
+    from dermpipe.orchestration.parameters import check_params, load_params
     from dermpipe.pipelines.compile import pipeline_name
-    from dermpipe.pipelines.submit import check_params, load_params, remote_errors
+    from dermpipe.pipelines.submit import remote_errors
 
     try:
         with tempfile.TemporaryDirectory() as tmp:

@@ -5,16 +5,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from dermpipe.orchestration.parameters import load_params, parse_param
 from dermpipe.pipelines.schedule import kfp_cron, vertex_cron
-from dermpipe.pipelines.submit import (
-    RunStatus,
-    SubmitError,
-    load_params,
-    normalise_state,
-    parse_param,
-    run_name,
-    wait_for,
-)
+from dermpipe.pipelines.submit import RunStatus, SubmitError, normalise_state, run_name, wait_for
 
 
 @pytest.mark.parametrize("pair, expected", [
@@ -93,7 +86,7 @@ def test_wait_for_prints_changes_only_and_times_out_with_advice():
 
 
 def test_check_params_converts_to_the_declared_types_and_refuses_bad_values(training_package):
-    from dermpipe.pipelines.submit import check_params
+    from dermpipe.orchestration.parameters import check_params
 
     typed = check_params({"epochs": 20.0, "learning_rate": 1, "source": 2019, "tta": False}, training_package)
     assert typed == {"epochs": 20, "learning_rate": 1.0, "source": "2019", "tta": False}

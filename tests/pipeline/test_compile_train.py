@@ -3,7 +3,7 @@
 import yaml
 
 from dermpipe.pipelines.compile import compile_training
-from dermpipe.pipelines.training import Placement
+from dermpipe.pipelines.placement import Placement
 
 
 def test_train_task_gets_node_selector_and_the_training_parameters(tmp_path):

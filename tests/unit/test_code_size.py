@@ -15,8 +15,6 @@ EXCEPTIONS = {
     # the pipeline function's literal KFP signature (41 parameters; KFP ships the source, so it is not generated)
     "pipelines/training.py:build_training_pipeline": "literal pipeline signature",
     "pipelines/training.py:training_pipeline": "literal pipeline signature",
-    # one backend interface for KFP and Vertex replaces submit.py's two stacks (the restructuring's next step)
-    "pipelines/submit.py": "two submission stacks, merged with the backend interface",
 }
 
 

@@ -1,0 +1,1 @@
+"""Submitting and watching pipeline runs on Kubeflow Pipelines and Vertex AI: parameter files, backends, schedules."""
