@@ -1,4 +1,4 @@
-"""Local runner: the training DAG through kfp.local's SubprocessRunner in this Python environment, with caching.
+"""Local runner: the training and monitoring DAGs through kfp.local's SubprocessRunner in this Python environment.
 
 Each run is recorded in <DERMPIPE_HOME>/runs/<run id>.json as it progresses (tasks with status, timing, cache
 hits and output artifacts), which `dermpipe runs` and `dermpipe show` read, and in the lineage store
@@ -97,7 +97,8 @@ def list_records() -> list[RunRecord]:
 # (task, output) -> file name of the readable copy kept with the run record.
 REPORTS = {("merge", "report"): "data-report.md", ("split", "report"): "split-report.md",
            ("evaluate", "report"): "evaluation.html", ("gate", "decision"): "gate-decision.md",
-           ("explain", "gallery"): "gradcam.html", ("train", "curves"): "training-curves.html"}
+           ("explain", "gallery"): "gradcam.html", ("train", "curves"): "training-curves.html",
+           ("drift", "report"): "drift-report.html", ("retrain", "request"): "retrain-request.md"}
 
 
 def collect_reports(record: RunRecord) -> dict[str, str]:
@@ -254,26 +255,34 @@ def _recording(record: RunRecord) -> Iterator[None]:
 
 def run_local(params: dict[str, Any], *, pipeline_root: Path | None = None, cache: bool = True) -> RunRecord:
     """Run the training pipeline locally; returns the run record (status 'succeeded' or 'failed' with the error)."""
-    from kfp import local
-
     from dermpipe.pipelines.training import PIPELINE_NAME, build_training_pipeline
 
-    root = Path(pipeline_root or config.default_pipeline_root()).resolve()
     params = dict(params)
     params.setdefault("registry_root", str(config.default_registry_root()))
     source = str(params.get("source", "demo"))
     if source not in ("demo",) and ":" not in source and Path(source).expanduser().exists():
         params["source"] = source = str(Path(source).expanduser().resolve())
     params.setdefault("source_fingerprint", source_fingerprint(source, int(params.get("demo_images", 400))))
+    return run_pipeline(build_training_pipeline(placement=None), PIPELINE_NAME, params, pipeline_root=pipeline_root,
+                        cache=cache)
+
+
+def run_pipeline(pipeline: Any, name: str, params: dict[str, Any], *, pipeline_root: Path | None = None,
+                 cache: bool = True) -> RunRecord:
+    """The one local runner, for the training and the monitoring DAG: kfp.local's SubprocessRunner in this Python
+    environment, every task recorded (run record and lineage store). Returns the record; a failure is recorded in it
+    (status 'failed', the failing task and its cause), not raised."""
+    from kfp import local
+
+    root = Path(pipeline_root or config.default_pipeline_root()).resolve()
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d-%H-%M-%S-%f")
-    record = RunRecord(run_id=f"{PIPELINE_NAME}-{stamp}", pipeline=PIPELINE_NAME, status="running",
-                       started=_now(), params=params, pipeline_root=str(root))
+    record = RunRecord(run_id=f"{name}-{stamp}", pipeline=name, status="running", started=_now(),
+                       params=dict(params), pipeline_root=str(root))
     save_record(record)
     _store_run(record, code=code_identity())
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # inherited by the task subprocesses
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), enable_caching=cache,
                raise_on_error=True)
-    pipeline = build_training_pipeline(placement=None)
     try:
         with _recording(record), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*non-Python base image.*")

@@ -6,22 +6,20 @@ Schedule it daily on Kubeflow Pipelines (a recurring run) or Vertex AI (a Pipeli
 covering the previous day; locally, cron `dermpipe monitor`.
 """
 
-import warnings
 from pathlib import Path
 from typing import Any
 
 from kfp import dsl
 
-from dermpipe import config
 from dermpipe.components.drift import drift
 from dermpipe.components.retrain import retrain
-from dermpipe.lineage.artifacts import CODE_VERSION_ENV, code_version
+from dermpipe.pipelines.placement import Placement, place_step
 
 PIPELINE_NAME = "dermpipe-monitoring"
 
 
-def build_monitoring_pipeline(placement: bool = True):
-    """The monitoring pipeline function; placement=False leaves out CPU/memory limits (local runs)."""
+def build_monitoring_pipeline(placement: Placement | None = Placement()):
+    """The monitoring pipeline function; `placement=None` leaves out cluster placement (local runs)."""
 
     @dsl.pipeline(name=PIPELINE_NAME, description="Drift of served traffic against the reference profile; "
                                                   "retrain when it drifted")
@@ -45,35 +43,32 @@ def build_monitoring_pipeline(placement: bool = True):
         location: str = "",
         pipeline_root: str = "",
     ):
-        checked = drift(reference=reference, current=current, since=since, until=until, metadata_csv=metadata_csv,
-                        min_samples=min_samples, drift_share=drift_share, num_method=num_method,
-                        num_threshold=num_threshold, cat_method=cat_method, cat_threshold=cat_threshold)
-        checked.set_display_name("drift").set_env_variable(CODE_VERSION_ENV, code_version())
-        if placement:
-            checked.set_cpu_limit("4").set_memory_limit("16G")
+        checked = place_step(
+            drift(reference=reference, current=current, since=since, until=until, metadata_csv=metadata_csv,
+                  min_samples=min_samples, drift_share=drift_share, num_method=num_method,
+                  num_threshold=num_threshold, cat_method=cat_method, cat_threshold=cat_threshold),
+            placement, cpu=placement and placement.drift_cpu, memory=placement and placement.drift_memory,
+        ).set_display_name("drift")
         with dsl.If(checked.outputs["Output"] == True, name="drifted"):  # noqa: E712 (KFP condition syntax)
-            started = retrain(backend=retrain_backend, training_params=training_params, kfp_host=kfp_host,
-                              template_path=template_path, project=project, location=location,
-                              pipeline_root=pipeline_root)
-            started.set_display_name("retrain").set_env_variable(CODE_VERSION_ENV, code_version())
+            started = place_step(
+                retrain(backend=retrain_backend, training_params=training_params, kfp_host=kfp_host,
+                        template_path=template_path, project=project, location=location,
+                        pipeline_root=pipeline_root),
+                placement,
+            ).set_display_name("retrain")
             started.set_caching_options(False)  # a new drift verdict must start a new run
 
     return monitoring_pipeline
 
 
 def run_monitoring_local(params: dict[str, Any], *, pipeline_root: Path | None = None) -> Path:
-    """Run the monitoring pipeline with kfp.local (no caching: every run reads the log anew); returns the run's
-    artifact folder (<pipeline root>/<run>/<task>/<output>: drift/report, drift/metrics, retrain/request, ...)."""
-    from kfp import local
+    """Run the monitoring pipeline with the local runner (no caching: every run reads the log anew); returns the
+    run's artifact folder (<pipeline root>/<run>/<task>/<output>: drift/report, drift/metrics, retrain/request...).
+    The run is recorded like a training run (`dermpipe runs`, `dermpipe show`, the lineage store)."""
+    from dermpipe.pipelines.local import run_pipeline
 
-    root = Path(pipeline_root or config.default_pipeline_root()).resolve()
-    before = set(root.glob(f"{PIPELINE_NAME}-*")) if root.exists() else set()
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), enable_caching=False,
-               raise_on_error=True)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*non-Python base image.*")
-        build_monitoring_pipeline(placement=False)(**params)
-    created = sorted(set(root.glob(f"{PIPELINE_NAME}-*")) - before, key=lambda p: p.stat().st_mtime)
-    if not created:
-        raise RuntimeError(f"the monitoring run left no folder under {root}")
-    return created[-1]
+    record = run_pipeline(build_monitoring_pipeline(placement=None), PIPELINE_NAME, params,
+                          pipeline_root=pipeline_root, cache=False)
+    if record.status != "succeeded":
+        raise RuntimeError(f"monitoring run {record.run_id} failed: {record.error}")
+    return Path(record.pipeline_root) / record.run_id

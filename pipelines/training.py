@@ -10,7 +10,7 @@ One factory for every backend. Placement (GPU, CPU/memory, toleration, retries) 
 stage logic; the local runner builds the same DAG without placement, since kfp.local ignores it.
 """
 
-from kfp import dsl, kubernetes
+from kfp import dsl
 
 from dermpipe import config
 from dermpipe.components.champion import resolve_champion
@@ -24,45 +24,9 @@ from dermpipe.components.prepare import prepare
 from dermpipe.components.profile import profile
 from dermpipe.components.split import split
 from dermpipe.components.train import train
-from dermpipe.lineage.artifacts import CODE_VERSION_ENV, code_version
-from dermpipe.pipelines.placement import Placement
+from dermpipe.pipelines.placement import Placement, place_step, place_train
 
 PIPELINE_NAME = "dermpipe-training"
-
-
-def _cache(task: dsl.PipelineTask, placement: Placement | None) -> None:
-    if placement is not None and task.name in placement.uncached_tasks:
-        task.set_caching_options(False)
-
-
-def _place_step(task: dsl.PipelineTask, placement: Placement | None) -> dsl.PipelineTask:
-    task.set_env_variable(CODE_VERSION_ENV, code_version())
-    _cache(task, placement)
-    if placement is not None:
-        task.set_cpu_limit(placement.step_cpu).set_memory_limit(placement.step_memory)
-    return task
-
-
-def _place_train(task: dsl.PipelineTask, placement: Placement | None) -> dsl.PipelineTask:
-    task.set_env_variable(CODE_VERSION_ENV, code_version())
-    _cache(task, placement)
-    if placement is None:
-        return task
-    task.set_cpu_limit(placement.train_cpu).set_memory_limit(placement.train_memory)
-    if placement.train_accelerator_count > 0:
-        task.set_accelerator_type(placement.train_accelerator).set_accelerator_limit(placement.train_accelerator_count)
-        if placement.gpu_toleration:
-            kubernetes.add_toleration(task, key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")
-        if placement.gke_accelerator:
-            kubernetes.add_node_selector(task, label_key="cloud.google.com/gke-accelerator",
-                                         label_value=placement.gke_accelerator)
-    if placement.spot:
-        kubernetes.add_toleration(task, key="cloud.google.com/gke-spot", operator="Equal", value="true",
-                                  effect="NoSchedule")
-    if placement.retries > 0:
-        task.set_retry(num_retries=placement.retries, backoff_duration=placement.retry_backoff,
-                       backoff_factor=placement.retry_backoff_factor, backoff_max_duration=placement.retry_backoff_max)
-    return task
 
 
 def build_training_pipeline(placement: Placement | None = Placement()):
@@ -113,23 +77,23 @@ def build_training_pipeline(placement: Placement | None = Placement()):
         traffic_percentage: int = 100,
         kserve_namespace: str = "default",
     ):
-        ingested = _place_step(
+        ingested = place_step(
             ingest(source=source, source_fingerprint=source_fingerprint, demo_images=demo_images), placement
         ).set_display_name("ingest")
-        merged = _place_step(merge(raw=ingested.outputs["dataset"], invalid_images=invalid_images),
+        merged = place_step(merge(raw=ingested.outputs["dataset"], invalid_images=invalid_images),
                              placement).set_display_name("merge")
-        splits = _place_step(
+        splits = place_step(
             split(merged=merged.outputs["merged"], test_size=test_size, val_size=val_size, seed=split_seed,
                   folds=folds), placement
         ).set_display_name("split")
         # TFRecord shards at the training resolution: train reads them instead of the full-size originals.
-        prepared = _place_step(
+        prepared = place_step(
             prepare(raw=ingested.outputs["dataset"], train_split=splits.outputs["train"],
                     val_split=splits.outputs["val"], test_split=splits.outputs["test"], image_size=image_size,
                     shard_size_mb=shard_size_mb, seed=split_seed),
             placement,
         ).set_display_name("prepare")
-        trained = _place_train(
+        trained = place_train(
             train(
                 raw=ingested.outputs["dataset"], train_split=splits.outputs["train"], val_split=splits.outputs["val"],
                 backbone=backbone, weights=weights, image_size=image_size, batch_size=batch_size, epochs=epochs,
@@ -143,20 +107,20 @@ def build_training_pipeline(placement: Placement | None = Placement()):
             ),
             placement,
         ).set_display_name("train")
-        profiled = _place_step(
+        profiled = place_step(
             profile(raw=ingested.outputs["dataset"], model=trained.outputs["model"],
                     train_split=splits.outputs["train"], val_split=splits.outputs["val"],
                     test_split=splits.outputs["test"]),
             placement,
         ).set_display_name("profile")
-        evaluated = _place_step(
+        evaluated = place_step(
             evaluate(raw=ingested.outputs["dataset"], model=trained.outputs["model"],
                      test_split=splits.outputs["test"], tta=tta),
             placement,
         ).set_display_name("evaluate")
-        champion = _place_step(resolve_champion(registry_root=registry_root, model_name=model_name), placement)
+        champion = place_step(resolve_champion(registry_root=registry_root, model_name=model_name), placement)
         champion.set_display_name("resolve-champion").set_caching_options(False)
-        gated = _place_step(
+        gated = place_step(
             gate(raw=ingested.outputs["dataset"], model=trained.outputs["model"], test_split=splits.outputs["test"],
                  train_split=splits.outputs["train"], predictions=evaluated.outputs["predictions"],
                  profile=profiled.outputs["profile"], min_balanced_accuracy=min_balanced_accuracy,
@@ -165,13 +129,13 @@ def build_training_pipeline(placement: Placement | None = Placement()):
                  champion_digest=champion.outputs["digest"]),
             placement,
         ).set_display_name("gate")
-        _place_step(
+        place_step(
             explain(raw=ingested.outputs["dataset"], model=trained.outputs["model"],
                     predictions=evaluated.outputs["predictions"], per_class=explain_per_class),
             placement,
         ).set_display_name("explain")
         with dsl.If(gated.outputs["Output"] == True, name="blessed"):  # noqa: E712 (KFP condition syntax)
-            _place_step(
+            place_step(
                 deploy(model=trained.outputs["model"], evaluation=evaluated.outputs["metrics"],
                        profile=profiled.outputs["profile"], registry_root=registry_root, model_name=model_name,
                        deploy_target=deploy_target, gcp_project=gcp_project, gcp_region=gcp_region,

@@ -1,6 +1,7 @@
 """The monitoring DAG: compiled IR (drift -> dsl.If -> retrain) and kfp.local runs with and without drift."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,12 @@ from dermpipe.cli.main import app
 from dermpipe.monitoring.reference import PROFILE_FILE
 from dermpipe.monitoring.synthetic import log_records, synthetic_features, write_prediction_log
 from dermpipe.pipelines.monitoring import run_monitoring_local
+
+
+@pytest.fixture(autouse=True)
+def _home(dermpipe_home):
+    """Monitoring runs are recorded like training runs: keep their records in the test's own home."""
+    return dermpipe_home
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +72,22 @@ def test_steady_traffic_does_not_retrain(setup, tmp_path):
     assert not (run / "retrain").exists()
 
 
+@pytest.mark.slow
+def test_a_monitoring_run_is_recorded_by_the_same_runner_as_training(setup, tmp_path):
+    from dermpipe.lineage import store
+    from dermpipe.pipelines.local import list_records
+
+    run = _run(setup, "shifted", tmp_path)
+    record = list_records()[0]
+    assert (record.run_id, record.pipeline, record.status) == (run.name, "dermpipe-monitoring", "succeeded")
+    assert [t.name for t in record.tasks.values()] == ["drift", "retrain"]
+    assert "<!DOCTYPE html>" in Path(record.reports["drift-report"]).read_text()[:200]
+    assert "# Retraining triggered" in Path(record.reports["retrain-request"]).read_text()
+    lineage = store.Store()
+    assert lineage.run(run.name).pipeline == "dermpipe-monitoring"
+    assert [t.name for t in lineage.tasks(run.name)] == ["drift", "retrain"]
+
+
 def test_monitor_cli_on_a_log(setup, tmp_path):
     out = tmp_path / "out"
     result = CliRunner().invoke(app, ["monitor", "--reference", str(setup / "profile"), "--current",
@@ -82,3 +105,16 @@ def test_monitor_cli_on_a_log(setup, tmp_path):
     missing = CliRunner().invoke(app, ["monitor", "--reference", str(tmp_path), "--current", str(setup / "same")])
     assert missing.exit_code == 2 and "no reference_profile.parquet" in missing.output
     np.testing.assert_equal(summary["drift_detected"], True)
+
+
+def test_the_monitoring_dag_takes_the_same_placement_as_training(tmp_path):
+    from dermpipe.pipelines.compile import compile_pipeline
+    from dermpipe.pipelines.placement import Placement
+
+    out = compile_pipeline("monitoring", tmp_path / "m.yaml", placement=Placement(drift_cpu="6", step_memory="3G"))
+    spec = [d for d in yaml.safe_load_all(out.read_text()) if d][0]
+    executors = spec["deploymentSpec"]["executors"]
+    drift, retrain = executors["exec-drift"]["container"], executors["exec-retrain"]["container"]
+    assert (drift["resources"]["cpuLimit"], drift["resources"]["memoryLimit"]) == (6.0, 16.0)
+    assert (retrain["resources"]["cpuLimit"], retrain["resources"]["memoryLimit"]) == (2.0, 3.0)
+    assert {e["name"] for e in drift["env"]} >= {"DERMPIPE_CODE_VERSION"}
