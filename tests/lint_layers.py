@@ -5,7 +5,7 @@ dermpipe/, so an import-linter run on the checkout would build its graph from de
 their contracts would pass vacuously. This builds a mirror in which they are real subpackages
 (<out>/dermpipe/components, <out>/dermpipe/pipelines) and runs `lint-imports` there with pyproject.toml's contracts.
 
-    python tests/lint_layers.py          # exit status of lint-imports; `make lint` and tests/unit run it
+    python tests/lint_layers.py          # exit status of lint-imports; `make lint` and tests/architecture run it
 """
 
 from __future__ import annotations
