@@ -1,0 +1,51 @@
+"""train and evaluate called as plain Python (`python_func`) on the real ISIC 2019 sample: the component builds its
+parameter object from its literal signature and hands the library what it trained."""
+
+import json
+from dataclasses import asdict
+
+import pytest
+from conftest import make_artifact
+from kfp.dsl import HTML, ClassificationMetrics, Dataset, Markdown, Metrics, Model
+
+from dermpipe.components.evaluate import evaluate
+from dermpipe.components.split import split
+from dermpipe.components.train import train
+from dermpipe.model.training.params import TrainParams
+
+
+@pytest.fixture(scope="module")
+def trained(merged, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("trained")
+    raw, table = merged[0], merged[2]
+    parts = {name: make_artifact(Dataset, tmp, name) for name in ("train", "val", "test")}
+    split.python_func(merged=table, stats=make_artifact(Metrics, tmp, "split-stats"),
+                      report=make_artifact(Markdown, tmp, "split-report"), test_size=0.1, val_size=0.1, seed=42,
+                      folds=0, **parts)
+    model, stats = make_artifact(Model, tmp, "model"), make_artifact(Metrics, tmp, "train-stats")
+    train.python_func(raw=raw, train_split=parts["train"], val_split=parts["val"], model=model, stats=stats,
+                      curves=make_artifact(HTML, tmp, "curves"), backbone="simple_cnn", image_size=32, epochs=2,
+                      patience=2, seed=7, quiet=True)
+    return raw, parts, model, stats, tmp
+
+
+def test_train_component_passes_its_parameters_to_the_trainer(trained):
+    _, parts, model, stats, _ = trained
+    # every parameter the component was not given keeps the stage's own default
+    expected = TrainParams(backbone="simple_cnn", image_size=32, epochs=2, patience=2, seed=7)
+    assert model.metadata["params"] == asdict(expected)
+    assert 1 <= stats.metadata["epochs_run"] == model.metadata["epochs_run"] <= 2
+    assert model.metadata["train_rows"] == parts["train"].metadata["rows"]
+    assert model.metadata["train_uri"] == parts["train"].uri
+
+
+def test_evaluate_component_scores_every_test_image(trained):
+    raw, parts, model, _, tmp = trained
+    metrics, confusion = make_artifact(Metrics, tmp, "metrics"), make_artifact(ClassificationMetrics, tmp, "cm")
+    predictions = make_artifact(Dataset, tmp, "predictions")
+    evaluate.python_func(raw=raw, model=model, test_split=parts["test"], metrics=metrics, confusion=confusion,
+                         report=make_artifact(HTML, tmp, "report"), predictions=predictions, tta=False)
+    assert 0.0 <= metrics.metadata["balanced_accuracy"] <= 1.0
+    matrix = confusion.metadata["confusionMatrix"]["rows"]
+    assert sum(sum(row["row"]) for row in matrix) == parts["test"].metadata["rows"]
+    assert json.dumps(metrics.metadata)  # what the pipeline UI shows must be plain JSON
