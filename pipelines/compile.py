@@ -107,9 +107,3 @@ def compile_training(
 ) -> Path:
     """Write the training pipeline's IR YAML to `out`; returns out."""
     return compile_pipeline("training", out, base_image=base_image, gpu_image=gpu_image, placement=placement)
-
-
-def pipeline_name(package: Path) -> str:
-    """The pipeline's name as compiled into the IR YAML (pipelineInfo.name)."""
-    first = next(d for d in yaml.safe_load_all(package.read_text()) if d)
-    return first["pipelineInfo"]["name"]

@@ -1,7 +1,8 @@
 """Cloud commands of the `dermpipe` CLI: compile, submit, status, remote run lists and schedules.
 
-Registered on the main app by dermpipe/cli/main.py (`cli_cloud.register(app)`). Logic lives in dermpipe.pipelines
-(compile, submit, schedule); this module only maps flags to it and prints.
+Registered on the main app by dermpipe/cli/main.py (`cli_cloud.register(app)`). Logic lives in
+dermpipe.pipelines.compile and in dermpipe.orchestration (one Backend interface for kfp and vertex: submit, status,
+runs, schedules); this module only maps flags to it and prints, and never asks which backend it holds.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from pathlib import Path
 import typer
 
 from dermpipe import config
+from dermpipe.orchestration.backend import BACKEND_HELP
+from dermpipe.pipelines.placement import Placement
 
-BACKEND_HELP = "kfp (Kubeflow Pipelines, kfp.Client) | vertex (Vertex AI Pipelines)"
+DEFAULT_PLACEMENT = Placement()  # the compile flags' defaults (one source: pipelines/placement.py)
 
 # Connection options shared by submit, status, runs and schedule (Typer allows reusing an option declaration).
 HOST = typer.Option(None, "--host", envvar="KF_PIPELINES_ENDPOINT",
@@ -39,9 +42,7 @@ def _fail(err: Exception, code: int = 1) -> typer.Exit:
 
 
 def _placement(backend: str, accelerator: str | None, accelerator_count: int, train_cpu: str, train_memory: str,
-               gke_accelerator: str, spot: bool, retries: int, cache_ingest: bool):
-    from dermpipe.pipelines.placement import Placement
-
+               gke_accelerator: str, spot: bool, retries: int, cache_ingest: bool) -> Placement:
     overrides = {"train_accelerator_count": accelerator_count, "train_cpu": train_cpu, "train_memory": train_memory,
                  "retries": retries, "uncached_tasks": () if cache_ingest else ("ingest",)}
     if accelerator:
@@ -71,15 +72,19 @@ def compile_(
     image: str = typer.Option(None, help="image of every step [default: REGISTRY/base:TAG]"),
     gpu_image: str = typer.Option(None, help="image of the train step [default: REGISTRY/trainer-gpu:TAG]"),
     accelerator: str = typer.Option(None, help="train accelerator [kfp: nvidia.com/gpu; vertex: NVIDIA_TESLA_T4]"),
-    accelerator_count: int = typer.Option(1, help="GPUs for the train step (0: CPU only)"),
-    train_cpu: str = typer.Option("8"),
-    train_memory: str = typer.Option("32G"),
-    gke_accelerator: str = typer.Option("", help="kfp: GKE node selector cloud.google.com/gke-accelerator "
-                                                 "(e.g. nvidia-tesla-t4)"),
-    spot: bool = typer.Option(False, help="kfp: tolerate GKE Spot (pre-emptible) GPU nodes"),
-    retries: int = typer.Option(3, help="train retries (back-off 2 min, doubling, at most 1 h) when pre-empted"),
-    cache_ingest: bool = typer.Option(False, help="let ingest be served from cache (only when you pass a "
-                                                  "source_fingerprint that changes with the data)"),
+    accelerator_count: int = typer.Option(DEFAULT_PLACEMENT.train_accelerator_count,
+                                          help="GPUs for the train step (0: CPU only)"),
+    train_cpu: str = typer.Option(DEFAULT_PLACEMENT.train_cpu),
+    train_memory: str = typer.Option(DEFAULT_PLACEMENT.train_memory),
+    gke_accelerator: str = typer.Option(DEFAULT_PLACEMENT.gke_accelerator,
+                                        help="kfp: GKE node selector cloud.google.com/gke-accelerator "
+                                             "(e.g. nvidia-tesla-t4)"),
+    spot: bool = typer.Option(DEFAULT_PLACEMENT.spot, help="kfp: tolerate GKE Spot (pre-emptible) GPU nodes"),
+    retries: int = typer.Option(DEFAULT_PLACEMENT.retries,
+                                help="train retries (back-off 2 min, doubling, at most 1 h) when pre-empted"),
+    cache_ingest: bool = typer.Option("ingest" not in DEFAULT_PLACEMENT.uncached_tasks,
+                                      help="let ingest be served from cache (only when you pass a "
+                                           "source_fingerprint that changes with the data)"),
 ) -> None:
     """Compile the training or monitoring pipeline to KFP IR YAML for Kubeflow Pipelines or Vertex AI Pipelines."""
     placement = _placement(backend, accelerator, accelerator_count, train_cpu, train_memory, gke_accelerator, spot,
@@ -93,27 +98,18 @@ def _package(pipeline: str, package: Path | None, backend: str, registry: str | 
     """The package to submit: --package as given, or --pipeline compiled now with the backend's placement."""
     if package is not None:
         return package
-    placement = _placement(backend, accelerator, 1, "8", "32G", "", False, 3, False)
+    placement = Placement.for_backend(backend, **({"train_accelerator": accelerator} if accelerator else {}))
     return _compile(pipeline, workdir / f"{pipeline}.yaml", backend, registry, tag, None, None, placement)
-
-
-def _target(project: str | None, region: str, pipeline_root: str | None, service_account: str | None):
-    from dermpipe.pipelines.submit import VertexTarget
-
-    return VertexTarget(project or "", region, pipeline_root or "", service_account)
 
 
 def _backend(backend: str, host: str | None, namespace: str | None, project: str | None, region: str,
              pipeline_root: str | None, service_account: str | None):
-    from dermpipe.pipelines.submit import KfpBackend, SubmitError, VertexBackend
+    """The connected Backend (kfp or vertex) for the connection flags; SubmitError names a missing one."""
+    from dermpipe.orchestration.backend import BackendSettings, connect
 
-    if backend == "kfp":
-        if not host:
-            raise SubmitError("--backend kfp needs --host (or $KF_PIPELINES_ENDPOINT), e.g. http://localhost:8080")
-        return KfpBackend(host, namespace)
-    if backend == "vertex":
-        return VertexBackend(_target(project, region, pipeline_root, service_account))
-    raise SubmitError(f"unknown backend {backend!r}: expected {BACKEND_HELP}")
+    return connect(backend, BackendSettings(host=host or "", namespace=namespace, project=project or "",
+                                            region=region or "", pipeline_root=pipeline_root or "",
+                                            service_account=service_account))
 
 
 def _print_status(status) -> None:
@@ -151,17 +147,18 @@ def submit(
     poll: float = typer.Option(15.0, help="seconds between status polls with --wait"),
 ) -> None:
     """Submit a pipeline run to Kubeflow Pipelines or Vertex AI Pipelines."""
+    from dermpipe.orchestration.backend import remote_errors
     from dermpipe.orchestration.parameters import check_params, load_params
-    from dermpipe.pipelines.submit import remote_errors, submit_run, wait_for
+    from dermpipe.orchestration.submit import submit_run
+    from dermpipe.orchestration.watch import wait_for
 
     try:
         with tempfile.TemporaryDirectory() as tmp:
             path = _package(pipeline, package, backend, registry, tag, accelerator, Path(tmp))
             params = check_params(load_params(config_file, param), path)  # before connecting: fail fast on typos
             remote = _backend(backend, host, namespace, project, region, pipeline_root, service_account)
-            status = submit_run(remote, path, params, workdir=Path(tmp), name=name,
-                                experiment=experiment, cache=cache, fingerprint=fingerprint,
-                                service_account=service_account, pipeline_root=pipeline_root, echo=typer.echo)
+            status = submit_run(remote, path, params, workdir=Path(tmp), name=name, experiment=experiment,
+                                cache=cache, fingerprint=fingerprint, echo=typer.echo)
         typer.echo(f"submitted {status.name} to {backend}: run {status.run_id}")
         if status.url:
             typer.echo(f"  {status.url}")
@@ -185,7 +182,8 @@ def status(
     poll: float = typer.Option(15.0, help="seconds between polls with --wait"),
 ) -> None:
     """State of one run and of each of its tasks (local, kfp or vertex)."""
-    from dermpipe.pipelines.submit import remote_errors, wait_for
+    from dermpipe.orchestration.backend import remote_errors
+    from dermpipe.orchestration.watch import wait_for
 
     if backend == "local":
         from dermpipe.pipelines.local import load_record
@@ -209,11 +207,10 @@ def status(
 def remote_runs(backend: str, limit: int, host: str | None, namespace: str | None, experiment: str | None,
                 project: str | None, region: str) -> None:
     """`dermpipe runs --backend kfp|vertex`: newest first, with state."""
-    from dermpipe.pipelines.submit import remote_errors
+    from dermpipe.orchestration.backend import remote_errors
 
     try:
-        remote = _backend(backend, host, namespace, project, region, None, None)
-        found = remote.runs(limit, experiment) if backend == "kfp" else remote.runs(limit)
+        found = _backend(backend, host, namespace, project, region, None, None).runs(limit, experiment)
     except remote_errors() as err:
         raise _fail(err, 2) from err
     if not found:
@@ -228,13 +225,6 @@ def remote_runs(backend: str, limit: int, host: str | None, namespace: str | Non
 
 schedule_app = typer.Typer(help="Recurring runs: KFP recurring runs or Vertex AI PipelineJobSchedules.",
                            no_args_is_help=True)
-
-
-def _schedules(backend: str, host, namespace, project, region, pipeline_root, service_account):
-    from dermpipe.pipelines.schedule import KfpSchedules, VertexSchedules
-
-    remote = _backend(backend, host, namespace, project, region, pipeline_root, service_account)
-    return KfpSchedules(remote) if backend == "kfp" else VertexSchedules(remote.target)
 
 
 def _print_schedule(verb: str, info) -> None:
@@ -261,22 +251,16 @@ def schedule_create(
     tag: str = TAG,
 ) -> None:
     """Create a schedule that runs a pipeline on a cron (monitoring daily, training weekly)."""
-    from dermpipe.orchestration.parameters import check_params, load_params
-    from dermpipe.pipelines.compile import pipeline_name
-    from dermpipe.pipelines.submit import remote_errors
+    from dermpipe.orchestration.backend import remote_errors
+    from dermpipe.orchestration.parameters import check_params, load_params, pipeline_name
 
     try:
         with tempfile.TemporaryDirectory() as tmp:
             path = _package(pipeline, package, backend, registry, tag, None, Path(tmp))
-            params = load_params(config_file, param)
-            params = check_params(params, path)
-            schedules = _schedules(backend, host, namespace, project, region, pipeline_root, service_account)
-            label = name or f"{pipeline_name(path)}-schedule"
-            if backend == "kfp":
-                info = schedules.create(path, params, name=label, cron=cron, experiment=experiment,
-                                        service_account=service_account, pipeline_root=pipeline_root)
-            else:
-                info = schedules.create(path, params, name=label, cron=cron)
+            params = check_params(load_params(config_file, param), path)
+            remote = _backend(backend, host, namespace, project, region, pipeline_root, service_account)
+            info = remote.create_schedule(path, params, name=name or f"{pipeline_name(path)}-schedule", cron=cron,
+                                          experiment=experiment)
     except remote_errors() as err:
         raise _fail(err, 2) from err
     _print_schedule("created", info)
@@ -291,10 +275,10 @@ def schedule_list(
     region: str = REGION,
 ) -> None:
     """List schedules with their cron and state."""
-    from dermpipe.pipelines.submit import remote_errors
+    from dermpipe.orchestration.backend import remote_errors
 
     try:
-        found = _schedules(backend, host, namespace, project, region, None, None).list()
+        found = _backend(backend, host, namespace, project, region, None, None).schedules()
     except remote_errors() as err:
         raise _fail(err, 2) from err
     if not found:
@@ -312,10 +296,11 @@ def _schedule_action(action: str):
         project: str = PROJECT,
         region: str = REGION,
     ) -> None:
-        from dermpipe.pipelines.submit import remote_errors
+        from dermpipe.orchestration.backend import remote_errors
 
         try:
-            info = getattr(_schedules(backend, host, namespace, project, region, None, None), action)(schedule)
+            remote = _backend(backend, host, namespace, project, region, None, None)
+            info = getattr(remote, f"{action}_schedule")(schedule)
         except remote_errors() as err:
             raise _fail(err, 2) from err
         _print_schedule({"pause": "paused", "resume": "resumed", "delete": "deleted"}[action], info)

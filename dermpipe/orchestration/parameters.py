@@ -61,6 +61,13 @@ def package_parameters(package: Path) -> dict[str, dict]:
     return first.get("root", {}).get("inputDefinitions", {}).get("parameters", {})
 
 
+def pipeline_name(package: Path) -> str:
+    """The pipeline's name as compiled into the IR YAML (pipelineInfo.name): the KFP pipeline a version is filed
+    under, and the stem of default run names."""
+    first = next(d for d in yaml.safe_load_all(Path(package).read_text()) if d)
+    return first["pipelineInfo"]["name"]
+
+
 def check_params(params: dict[str, Any], package: Path) -> dict[str, Any]:
     """The parameters converted to the types the pipeline declares; refuses names it does not declare (a typo would
     otherwise be ignored or rejected late by the server) and values that do not fit the type."""

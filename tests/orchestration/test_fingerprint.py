@@ -7,7 +7,8 @@ import pytest
 from typer.testing import CliRunner
 
 from dermpipe.cli.main import app
-from dermpipe.pipelines.submit import SubmitError, gcs_fingerprint
+from dermpipe.orchestration.caching import gcs_fingerprint
+from dermpipe.orchestration.errors import SubmitError
 
 
 @pytest.fixture(scope="module")

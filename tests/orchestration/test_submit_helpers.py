@@ -5,9 +5,12 @@ from types import SimpleNamespace
 
 import pytest
 
+from dermpipe.orchestration.backend import RunStatus
+from dermpipe.orchestration.cron import kfp_cron, vertex_cron
+from dermpipe.orchestration.errors import SubmitError
 from dermpipe.orchestration.parameters import load_params, parse_param
-from dermpipe.pipelines.schedule import kfp_cron, vertex_cron
-from dermpipe.pipelines.submit import RunStatus, SubmitError, normalise_state, run_name, wait_for
+from dermpipe.orchestration.submit import run_name
+from dermpipe.orchestration.watch import normalise_state, wait_for
 
 
 @pytest.mark.parametrize("pair, expected", [

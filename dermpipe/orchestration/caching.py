@@ -1,0 +1,68 @@
+"""Per-task caching in a compiled package, and gs:// source fingerprints that let ingest use the cache safely.
+
+KFP caches on parameter values, not on what a gs:// prefix holds, so ingest is compiled uncached; passing the
+prefix's fingerprint as a parameter makes an unchanged data set a cache hit and any change to it a miss.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dermpipe.orchestration.errors import SubmitError
+from dermpipe.orchestration.parameters import package_parameters
+
+
+def set_caching(package: Path, out: Path, tasks: dict[str, bool] | None = None, *, everything: bool | None = None
+                ) -> Path:
+    """A copy of the package with caching switched per task (`tasks`) or on every task (`everything`)."""
+    documents = [d for d in yaml.safe_load_all(Path(package).read_text()) if d]
+    spec = documents[0]
+    dags = [spec["root"].get("dag", {})] + [c.get("dag", {}) for c in spec.get("components", {}).values()]
+    for dag in dags:
+        for name, task in dag.get("tasks", {}).items():
+            enabled = everything if everything is not None else (tasks or {}).get(name)
+            if enabled is not None:
+                task["cachingOptions"] = {"enableCache": True} if enabled else {}  # absent = false in the IR
+    out.write_text(yaml.safe_dump_all(documents, sort_keys=False))
+    return out
+
+
+def without_cache(package: Path, out: Path) -> Path:
+    """A copy of the package with caching off on every task (what `--no-cache` uploads to KFP: a run created from a
+    pipeline version keeps the version's per-task caching settings, so the override must be in the version)."""
+    return set_caching(package, out, everything=False)
+
+
+def gcs_fingerprint(uri: str, client: Any = None) -> str:
+    """dermpipe.data.sources.gcs.fingerprint of the prefix (names, sizes, checksums); SubmitError if it is empty or
+    cannot be listed."""
+    from dermpipe.data.sources.gcs import EmptyPrefixError, fingerprint
+    from dermpipe.storage import StorageError
+
+    try:
+        return fingerprint(uri, client)
+    except EmptyPrefixError as err:
+        raise SubmitError(f"{uri}: no objects found; check the bucket and prefix (gcloud storage ls {uri})") from err
+    except StorageError as err:  # no such bucket, listing refused, no credentials: the message says which
+        raise SubmitError(str(err)) from err
+
+
+def fingerprint_source(params: dict[str, Any], package: Path, out: Path) -> tuple[dict[str, Any], Path, str]:
+    """For a gs:// source: pass its fingerprint as `source_fingerprint` and let ingest use the cache, so an unchanged
+    data set is not copied again while any change to it is. Returns (params, package, what was done)."""
+    from dermpipe.orchestration.backend import remote_errors
+
+    declared = package_parameters(package)
+    source = str(params.get("source", declared.get("source", {}).get("defaultValue", "")))
+    if not source.startswith("gs://") or "source_fingerprint" in params or "source_fingerprint" not in declared:
+        return params, package, ""
+    try:
+        fingerprint = gcs_fingerprint(source)
+    except remote_errors() as err:
+        return params, package, f"could not fingerprint {source} ({err}); ingest runs without cache"
+    cached = set_caching(package, out, {"ingest": True})
+    return ({**params, "source_fingerprint": fingerprint}, cached,
+            f"source {source} fingerprint {fingerprint}: ingest reuses its cache while the data is unchanged")
