@@ -75,8 +75,8 @@ def monitor(
     summary = inputs.summary(result)
     _echo_result(inputs, result)
     if retrain and result.drift_detected:
-        summary["retraining"] = _retrain(backend, training_params, host=kfp_host, template_path=template,
-                                         project=project, location=location, pipeline_root=pipeline_root)
+        summary["retraining"] = _retrain(backend, training_params, template, host=kfp_host, project=project,
+                                         region=location, pipeline_root=pipeline_root)
     (folder / "drift.json").write_text(json.dumps(summary, indent=1, default=str))
     typer.echo(f"report     {folder / 'drift_report.html'}")
     typer.echo(f"results    {folder / 'drift.json'}")
@@ -95,11 +95,13 @@ def _echo_result(inputs, result) -> None:
     typer.echo(f"decision   {result.message}")
 
 
-def _retrain(backend: str, training_params: str, **target: str) -> dict:
-    """Start a training run on `backend` (dermpipe.components.retrain) and say so; returns what was started."""
-    from dermpipe.components.retrain import parse_params, trigger
+def _retrain(backend: str, training_params: str, template: str, **settings: str) -> dict:
+    """Start a training run on `backend` (dermpipe.orchestration.retrain, the trigger the monitoring pipeline's
+    retrain task runs too) and say so; returns what was started."""
+    from dermpipe.orchestration.backend import BackendSettings
+    from dermpipe.orchestration.retrain import parse_params, trigger
 
-    started = trigger(backend, parse_params(training_params), **target)
+    started = trigger(backend, parse_params(training_params), BackendSettings(**settings), template_path=template)
     typer.echo(f"retrain    {backend}: {started.get('run_id', '')} {started.get('status', '')}".rstrip())
     return started
 

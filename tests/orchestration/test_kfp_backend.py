@@ -179,3 +179,18 @@ def test_server_errors_are_reported_without_a_traceback(kfp_stub):
     assert result.exit_code == 2
     assert result.output.startswith("error: ") and "run run-404 not found" in result.output
     assert "Traceback" not in result.output
+
+
+def test_retraining_submits_through_the_same_backend_as_submit(kfp_stub, training_package):
+    from dermpipe.orchestration.backend import BackendSettings
+    from dermpipe.orchestration.retrain import trigger
+
+    started = trigger("kfp", {"source": "/data/isic", "epochs": 5}, BackendSettings(host=kfp_stub.host),
+                      template_path=str(training_package))
+    (create,) = kfp_stub.calls("POST", "/runs")
+    assert started["run_id"] in kfp_stub.runs and started["backend"] == "kfp"
+    assert create.body["display_name"].startswith("dermpipe-retrain-") and started["status"] == "pending"
+    assert create.body["runtime_config"]["parameters"] == {"source": "/data/isic", "epochs": 5}
+    (upload,) = kfp_stub.calls("POST", "/pipelines/upload")
+    assert upload.query["name"] == "dermpipe-training"
+    assert started["url"] == f"{kfp_stub.host}/#/runs/details/{started['run_id']}"

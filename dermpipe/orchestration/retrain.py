@@ -1,0 +1,153 @@
+"""The retraining trigger the monitoring pipeline (and `dermpipe monitor --retrain`) runs when drift is detected.
+
+    local   run the training pipeline on this machine, in a child process running `dermpipe run --config FILE
+            --profile pipeline` (the command a user would type; a child process because a running kfp.local task
+            cannot start another kfp.local pipeline in its own process)
+    kfp     submit the compiled training pipeline to Kubeflow Pipelines  } through the same Backend interface
+    vertex  submit it to Vertex AI Pipelines                             } as `dermpipe submit`
+    none    submit nothing; write down what would have been submitted
+
+This is library code below dermpipe.pipelines, so it never imports the DAG factories: the compiled training package
+is `template_path`, or `dermpipe compile` run in a child process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dermpipe.orchestration.backend import BackendSettings, connect
+from dermpipe.orchestration.submit import run_name, submit_run
+
+KINDS = ("local", "kfp", "vertex", "none")
+RUN_NAME = "dermpipe-retrain"
+CLI = [sys.executable, "-m", "dermpipe.cli.main"]
+_SUMMARY_LINE = re.compile(r"^(run|status|error) {2,}(\S.*)$")  # `dermpipe run`'s summary: `label  value`
+
+
+def parse_params(training_params: str) -> dict[str, Any]:
+    """Training pipeline arguments from a JSON object string ('' or '{}' for the pipeline's defaults)."""
+    if not training_params.strip():
+        return {}
+    try:
+        params = json.loads(training_params)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"training_params is not JSON ({err}); pass an object such as "
+                         '{"source": "gs://bucket/isic-2019", "epochs": 10}') from err
+    if not isinstance(params, dict):
+        raise ValueError(f"training_params must be a JSON object of pipeline arguments, got {type(params).__name__}")
+    return params
+
+
+def _child_env() -> dict[str, str]:
+    """This environment minus kfp.local's task marker, so the child runs a pipeline instead of acting as a task."""
+    return {k: v for k, v in os.environ.items() if k != "_KFP_RUNTIME"}
+
+
+def training_package(kind: str, template_path: str, workdir: Path) -> Path:
+    """The compiled training pipeline: template_path when given, else `dermpipe compile` for `kind` into workdir."""
+    if template_path:
+        return Path(template_path)
+    out = workdir / "training.yaml"
+    command = [*CLI, "compile", "--pipeline", "training", "--backend", kind, "--out", str(out)]
+    done = subprocess.run(command, env=_child_env(), capture_output=True, text=True, check=False)
+    if done.returncode != 0 or not out.exists():
+        raise RuntimeError(f"compiling the training pipeline for {kind} failed (exit {done.returncode}): "
+                           f"{(done.stderr or done.stdout)[-2000:]}; pass template_path (a compiled training.yaml, "
+                           "`dermpipe compile --pipeline training`) to skip compiling here")
+    return out
+
+
+def local_command(config_file: Path) -> list[str]:
+    """`dermpipe run` on a parameter file, with the pipeline's own defaults for everything the file leaves out."""
+    return [*CLI, "run", "--config", str(config_file), "--profile", "pipeline"]
+
+
+def parse_summary(stdout: str) -> dict[str, str]:
+    """run id, status and error from the summary `dermpipe run` prints last (`run  <id>`, `status  <state>`)."""
+    found: dict[str, str] = {}
+    for line in stdout.splitlines():
+        match = _SUMMARY_LINE.match(line.rstrip())
+        if match:
+            found[{"run": "run_id"}.get(match[1], match[1])] = match[2].strip()
+    return found
+
+
+def run_local_training(params: dict[str, Any]) -> dict[str, Any]:
+    """Run the training pipeline locally in a child `dermpipe run`; returns its run id and status.
+
+    The child's progress goes to this process's stderr as it happens; its stdout is kept for the summary."""
+    with tempfile.TemporaryDirectory(prefix="dermpipe-retrain-") as tmp:
+        config_file = Path(tmp) / "training-params.yaml"
+        config_file.write_text(yaml.safe_dump(params, sort_keys=False))
+        done = subprocess.run(local_command(config_file), env=_child_env(), stdout=subprocess.PIPE, text=True,
+                              check=False)
+    summary = parse_summary(done.stdout or "")
+    if done.returncode != 0 or "run_id" not in summary:
+        what = f"run {summary['run_id']} ended {summary.get('status', 'badly')}" if "run_id" in summary else \
+            "no run summary was printed"
+        raise RuntimeError(f"local retraining failed (exit {done.returncode}, {what}): "
+                           f"{summary.get('error') or (done.stdout or '')[-2000:]}; the training output above says "
+                           "which stage failed")
+    return {"run_id": summary["run_id"], "status": summary.get("status", ""), "error": summary.get("error", "")}
+
+
+def submit_training(kind: str, params: dict[str, Any], settings: BackendSettings, template_path: str = "",
+                    experiment: str = "dermpipe") -> dict[str, Any]:
+    """Submit the training pipeline to kfp or vertex exactly as `dermpipe submit` does (checked parameters, a
+    fingerprinted gs:// source); returns the run id, name, state and console URL."""
+    backend = connect(kind, settings)  # first: a missing --host/--project fails before anything is compiled
+    with tempfile.TemporaryDirectory(prefix="dermpipe-retrain-") as tmp:
+        package = training_package(kind, template_path, Path(tmp))
+        status = submit_run(backend, package, params, workdir=Path(tmp), name=run_name(RUN_NAME),
+                            experiment=experiment)
+    return {"run_id": status.run_id, "name": status.name, "status": status.state, "url": status.url}
+
+
+def trigger(kind: str, params: dict[str, Any], settings: BackendSettings | None = None, *,
+            template_path: str = "") -> dict[str, Any]:
+    """Start a training run on `kind` (local | kfp | vertex | none); returns what was started (backend, params,
+    run id, status...)."""
+    if kind not in KINDS:
+        raise ValueError(f"retrain backend {kind!r} is not one of {KINDS}")
+    started: dict[str, Any] = {"backend": kind, "params": params}
+    if kind == "local":
+        started.update(run_local_training(params))
+    elif kind == "none":
+        started.update(run_id="", status="not submitted (backend none)")
+    else:
+        started.update(submit_training(kind, params, settings or BackendSettings(), template_path))
+    return started
+
+
+def render(started: dict[str, Any], reason: str) -> str:
+    """The retrain task's Markdown request: why, what was started, with which arguments."""
+    lines = ["# Retraining triggered", "", f"Reason: {reason}", "", "| what | value |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in started.items() if k != "params"]
+    lines += ["", "Training arguments:", "", "```json", json.dumps(started["params"], indent=1), "```"]
+    return "\n".join(lines) + "\n"
+
+
+def run(request: Any, backend: str, training_params: str, reason: str, *, kfp_host: str = "",
+        template_path: str = "", project: str = "", location: str = "", pipeline_root: str = "") -> dict[str, Any]:
+    """The retrain component's body: trigger, write the request (Markdown) and annotate it for lineage.
+
+    An empty kfp_host means the cluster the task runs in (kfp.Client finds its API there)."""
+    from dermpipe.lineage.artifacts import annotate
+
+    settings = BackendSettings(host=kfp_host, project=project, region=location, pipeline_root=pipeline_root,
+                               in_cluster=not kfp_host)
+    started = trigger(backend, parse_params(training_params), settings, template_path=template_path)
+    Path(request.path).parent.mkdir(parents=True, exist_ok=True)
+    Path(request.path).write_text(render(started, reason))
+    annotate(request, {k: v for k, v in started.items() if k != "params"})
+    print(f"retraining: {started}")
+    return started
