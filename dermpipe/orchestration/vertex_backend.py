@@ -22,7 +22,8 @@ LABELS = {"app": "dermpipe"}
 def check_vertex(settings: BackendSettings) -> None:
     """Project and region are needed to talk to Vertex at all; a pipeline root, if given, must be on GCS."""
     if not settings.project or not settings.region:
-        raise SubmitError("Vertex AI needs --project and --region (e.g. --project my-proj --region us-central1)")
+        raise SubmitError("Vertex AI needs --project and --region (e.g. --project my-proj --region us-central1; "
+                          "`dermpipe monitor` and the monitoring pipeline call them project and location)")
     if settings.pipeline_root and not settings.pipeline_root.startswith("gs://"):
         raise SubmitError(f"--pipeline-root {settings.pipeline_root!r}: Vertex AI writes artifacts to Cloud Storage; "
                           "pass gs://BUCKET/dermpipe/artifacts (the bucket the Terraform in infra/ creates)")
