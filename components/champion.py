@@ -12,14 +12,17 @@ from dermpipe.componentkit import stage_component
 
 
 @stage_component()
-def resolve_champion(registry_root: str, model_name: str = "dermpipe-isic2019") -> NamedTuple(
+def resolve_champion(registry_root: str = "", model_name: str = "dermpipe-isic2019") -> NamedTuple(
         "Champion", [("version", int), ("digest", str)]):
     """The current version of `model_name` and its model digest (0 and '' when none is served yet)."""
     from collections import namedtuple
 
+    from dermpipe.deploy.params import ChampionParams
     from dermpipe.deploy.registry import champion
 
-    found = champion(registry_root, model_name) if registry_root.strip() else None
+    params = ChampionParams(registry_root=registry_root, model_name=model_name)
+    found = champion(params.registry_root, params.model_name) if params.registry_root.strip() else None
     version, digest = (found.version, found.digest) if found else (0, "")
-    print(f"champion: {model_name} version {version or 'none'} (digest {digest[:12] or '-'}) in {registry_root}")
+    print(f"champion: {params.model_name} version {version or 'none'} (digest {digest[:12] or '-'}) in "
+          f"{params.registry_root}")
     return namedtuple("Champion", ["version", "digest"])(version, digest)

@@ -6,7 +6,7 @@ from dermpipe.componentkit import stage_component
 
 
 @stage_component()
-def deploy(model: Input[Model], evaluation: Input[Metrics], pushed: Output[Model], registry_root: str,
+def deploy(model: Input[Model], evaluation: Input[Metrics], pushed: Output[Model], registry_root: str = "",
            model_name: str = "dermpipe-isic2019", deploy_target: str = "local", profile: Input[Artifact] = None,
            gcp_project: str = "", gcp_region: str = "us-central1", vertex_endpoint: str = "",
            traffic_percentage: int = 100, vertex_machine_type: str = "n1-standard-4",
@@ -17,13 +17,15 @@ def deploy(model: Input[Model], evaluation: Input[Metrics], pushed: Output[Model
     if `champion_version` is still current, then serve it on the deploy target (local | vertex | kserve)."""
     from pathlib import Path
 
-    from dermpipe.deploy.cloud_targets import VertexSettings
+    from dermpipe.deploy.params import DeployParams
     from dermpipe.deploy.publish import run
 
-    vertex = VertexSettings(project=gcp_project, region=gcp_region, endpoint_name=vertex_endpoint,
-                            traffic_percentage=traffic_percentage, machine_type=vertex_machine_type,
-                            serving_image=vertex_serving_image)
-    kserve = {"namespace": kserve_namespace, "service_account": kserve_service_account,
-              "canary_traffic_percent": canary_traffic_percent}
-    run(model, evaluation, pushed, registry_root, model_name, deploy_target,
-        Path(profile.path) if profile is not None else None, vertex, kserve, champion_version=champion_version)
+    params = DeployParams(
+        registry_root=registry_root, model_name=model_name, deploy_target=deploy_target, gcp_project=gcp_project,
+        gcp_region=gcp_region, vertex_endpoint=vertex_endpoint, traffic_percentage=traffic_percentage,
+        vertex_machine_type=vertex_machine_type, vertex_serving_image=vertex_serving_image,
+        kserve_namespace=kserve_namespace, kserve_service_account=kserve_service_account,
+        canary_traffic_percent=canary_traffic_percent, champion_version=champion_version)
+    run(model, evaluation, pushed, params.registry_root, params.model_name, params.deploy_target,
+        Path(profile.path) if profile is not None else None, params.vertex(), params.kserve(),
+        champion_version=params.champion_version)

@@ -12,5 +12,7 @@ def evaluate(raw: Input[Dataset], model: Input[Model], test_split: Input[Dataset
              tta: bool = True):
     """Score the model on the test split: metrics, confusion matrix, HTML report and per-image predictions."""
     from dermpipe.model.evaluation.evaluate import run
+    from dermpipe.model.evaluation.params import EvaluateParams
 
-    run(raw, model, test_split, metrics, confusion, report, predictions, tta=tta)
+    params = EvaluateParams(tta=tta)
+    run(raw, model, test_split, metrics, confusion, report, predictions, tta=params.tta)

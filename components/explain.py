@@ -11,5 +11,7 @@ def explain(raw: Input[Dataset], model: Input[Model], predictions: Input[Dataset
             gradcam_pngs: Output[Artifact], per_class: int = 2):
     """Grad-CAM and Grad-CAM++ gallery of confident hits and misses per class."""
     from dermpipe.model.evaluation.gradcam import run
+    from dermpipe.model.evaluation.params import ExplainParams
 
-    run(raw, model, predictions, gallery, gradcam_pngs, per_class)
+    params = ExplainParams(per_class=per_class)
+    run(raw, model, predictions, gallery, gradcam_pngs, params.per_class)

@@ -10,6 +10,9 @@ def split(merged: Input[Dataset], train: Output[Dataset], val: Output[Dataset], 
           stats: Output[Metrics], report: Output[Markdown], test_size: float = 0.1, val_size: float = 0.1,
           seed: int = 42, folds: int = 0):
     """Stratified, lesion-grouped, duplicate-aware train/val/test split (+ `fold` column when folds > 0)."""
+    from dermpipe.data.params import SplitParams
     from dermpipe.data.split import run
 
-    run(merged, train, val, test, stats, report, test_size=test_size, val_size=val_size, seed=seed, folds=folds)
+    params = SplitParams(test_size=test_size, val_size=val_size, seed=seed, folds=folds)
+    run(merged, train, val, test, stats, report, test_size=params.test_size, val_size=params.val_size,
+        seed=params.seed, folds=params.folds)

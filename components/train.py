@@ -23,7 +23,11 @@ def train(
     from dermpipe.model.training.params import TrainParams
     from dermpipe.model.training.stage import run
 
-    params = TrainParams(backbone, weights, image_size, batch_size, epochs, fine_tune_epochs, fine_tune_layers,
-                         learning_rate, fine_tune_learning_rate, patience, class_balance, seed, loss, focal_gamma,
-                         monitor, lr_schedule, jit_compile, mixed_precision, cache, deterministic, metadata_fusion)
-    run(raw, train_split, val_split, model, stats, curves, params, quiet=quiet, shards=shards)
+    params = TrainParams(
+        backbone=backbone, weights=weights, image_size=image_size, batch_size=batch_size, epochs=epochs,
+        fine_tune_epochs=fine_tune_epochs, fine_tune_layers=fine_tune_layers, learning_rate=learning_rate,
+        fine_tune_learning_rate=fine_tune_learning_rate, patience=patience, class_balance=class_balance, seed=seed,
+        loss=loss, focal_gamma=focal_gamma, monitor=monitor, lr_schedule=lr_schedule, jit_compile=jit_compile,
+        mixed_precision=mixed_precision, cache=cache, deterministic=deterministic, metadata_fusion=metadata_fusion,
+        quiet=quiet)
+    run(raw, train_split, val_split, model, stats, curves, params, quiet=params.quiet, shards=shards)

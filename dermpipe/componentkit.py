@@ -1,9 +1,12 @@
-"""The decorator every stage uses to become a KFP lightweight component running on dermpipe's own image."""
+"""What every stage shares: the decorator that makes it a KFP lightweight component on dermpipe's own image, and
+`param`, the field of a stage's parameter dataclass (default + help)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import field
+from typing import Any
 
 from dermpipe import config
 
@@ -19,3 +22,9 @@ def stage_component(*, base_image: str = config.BASE_IMAGE) -> Callable:
     from kfp import dsl
 
     return dsl.component(base_image=base_image, install_kfp_package=False)
+
+
+def param(default: Any, help: str) -> Any:
+    """A stage parameter's default and help in one place: the dataclass field that `dermpipe run`'s options are
+    derived from and that the component and pipeline signatures are checked against (tests/unit/test_parameters.py)."""
+    return field(default=default, metadata={"help": help})

@@ -10,24 +10,13 @@ and no second inference runs.
 """
 
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from kfp.dsl import Dataset, Markdown, Metrics, Model
 
-from dermpipe import config
-from dermpipe.model.evaluation.gate import GateParams
-
-
-@dataclass(frozen=True)
-class ChallengeParams:
-    gate: GateParams = GateParams()
-    registry_root: str = ""
-    model_name: str = config.MODEL_NAME
-    champion_version: int = 0
-    champion_digest: str = ""
+from dermpipe.deploy.params import ChallengeParams
 
 
 def load_champion(registry_root: str, model_name: str, version: int, digest: str = ""):

@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[2]
 ROOTS = ("dermpipe", "components", "pipelines")
 MAX_MODULE_LINES, MAX_FUNCTION_LINES = 400, 60
 EXCEPTIONS = {
-    # the pipeline function's literal KFP signature (41 parameters; KFP ships the source, so it is not generated)
+    # the pipeline function's literal KFP signature (42 parameters; KFP ships the source, so it is not generated)
     "pipelines/training.py:build_training_pipeline": "literal pipeline signature",
     "pipelines/training.py:training_pipeline": "literal pipeline signature",
 }

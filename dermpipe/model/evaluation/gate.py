@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from dermpipe.componentkit import param
+
 CONFIDENCE = 0.95
 N_BOOTSTRAP = 2000
 TOO_WIDE = 0.2
@@ -38,9 +40,12 @@ TARGET_WIDTH = 0.1
 class GateParams:
     """The gate's settings, in one place."""
 
-    min_balanced_accuracy: float = 0.5
-    max_bma_drop: float = 0.02
-    require_beat_baseline: bool = False
+    min_balanced_accuracy: float = param(0.5, "deploy only if the test BMA point estimate reaches this (the "
+                                              "bootstrap lower bound must also beat chance)")
+    max_bma_drop: float = param(0.02, "deploy only if a paired bootstrap shows test BMA no worse than the deployed "
+                                      "model's by more than this")
+    require_beat_baseline: bool = param(False, "also require beating the image-statistics baseline (paired "
+                                               "bootstrap)")
     confidence: float = CONFIDENCE
     n_bootstrap: int = N_BOOTSTRAP
     seed: int = 0

@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass
 
+from dermpipe.componentkit import param
+
 LOSSES = ("crossentropy", "focal")
 MONITORS = ("val_balanced_accuracy", "val_loss")
 LR_SCHEDULES = ("plateau", "cosine", "constant")
@@ -9,27 +11,29 @@ LR_SCHEDULES = ("plateau", "cosine", "constant")
 
 @dataclass(frozen=True)
 class TrainParams:
-    backbone: str = "efficientnet_b0"
-    weights: str = "none"
-    image_size: int = 224
-    batch_size: int = 32
-    epochs: int = 10
-    fine_tune_epochs: int = 0
-    fine_tune_layers: int = 20
-    learning_rate: float = 1e-3
-    fine_tune_learning_rate: float = 1e-4
-    patience: int = 3
-    class_balance: str = "weights"  # weights | oversample | none
-    seed: int = 42
-    loss: str = "crossentropy"  # crossentropy | focal
-    focal_gamma: float = 2.0
-    monitor: str = "val_balanced_accuracy"  # or val_loss
-    lr_schedule: str = "plateau"  # plateau | cosine | constant
-    jit_compile: bool = False
-    mixed_precision: str = "auto"  # auto (on when a GPU is present) | on | off
-    cache: str = "auto"  # auto | memory | none | a file prefix
-    deterministic: bool = False
-    metadata_fusion: bool = False  # age, sex and site as a second input branch (dermpipe.model.metadata_inputs)
+    backbone: str = param("efficientnet_b0", "simple_cnn | efficientnet_b0..b4 | mobilenet_v3_small/large | resnet50")
+    weights: str = param("none", "none | imagenet | path (local or gs://) of a backbone weights file")
+    image_size: int = param(224, "training resolution in pixels (224 for real training)")
+    batch_size: int = param(32, "images per training step")
+    epochs: int = param(10, "training epochs (early stopping may end sooner)")
+    fine_tune_epochs: int = param(0, "epochs of fine-tuning after the head phase (pretrained weights)")
+    fine_tune_layers: int = param(20, "how many top backbone layers fine-tuning unfreezes")
+    learning_rate: float = param(1e-3, "learning rate of the head phase")
+    fine_tune_learning_rate: float = param(1e-4, "learning rate of the fine-tuning phase")
+    patience: int = param(3, "early-stopping patience in epochs (on --monitor)")
+    class_balance: str = param("weights", "weights | oversample | none")
+    seed: int = param(42, "seed of weight initialisation, augmentation and input order")
+    loss: str = param("crossentropy", "crossentropy | focal")
+    focal_gamma: float = param(2.0, "focusing parameter of the focal loss (with --loss focal)")
+    monitor: str = param("val_balanced_accuracy", "early stopping: val_balanced_accuracy | val_loss")
+    lr_schedule: str = param("plateau", "plateau (ReduceLROnPlateau) | cosine | constant")
+    jit_compile: bool = param(False, "XLA-compile the train step")
+    mixed_precision: str = param("auto", "auto (on when a GPU is present) | on | off")
+    cache: str = param("auto", "input cache: auto | memory | none | a file prefix")
+    deterministic: bool = param(False, "reproducible training: deterministic ops and input order (slower)")
+    metadata_fusion: bool = param(False, "age, sex and anatomic site as a second model input (off: images only); "
+                                         "see dermpipe.model.metadata_inputs")
+    quiet: bool = param(False, "no per-epoch progress lines from train")
 
     def check(self) -> None:
         from dermpipe.data.images import CLASS_BALANCES

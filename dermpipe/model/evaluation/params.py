@@ -1,0 +1,19 @@
+"""The evaluate and explain stages' parameter sets: names, types, defaults and help in one place.
+
+Kept apart from the stage logic (which imports pandas and kfp) so that `dermpipe run --help`, whose options are
+derived from these, stays quick; tests/unit/test_parameters.py checks the signatures against them.
+"""
+
+from dataclasses import dataclass
+
+from dermpipe.componentkit import param
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    tta: bool = param(True, "also report test-time augmentation (flips)")
+
+
+@dataclass(frozen=True)
+class ExplainParams:
+    per_class: int = param(2, "Grad-CAM examples per class and outcome (confident hits and misses)")
