@@ -1,0 +1,111 @@
+"""The training pipeline's parameters, one table: pipeline parameter -> the stage fields it feeds.
+
+Each stage's parameter set is a frozen dataclass beside its logic (names, types, defaults, help): IngestParams,
+MergeParams, SplitParams, PrepareParams (dermpipe.data.params), TrainParams (dermpipe.model.training.params),
+EvaluateParams, ExplainParams (dermpipe.model.evaluation.params), GateParams (dermpipe.model.evaluation.gate),
+ChampionParams, ChallengeParams, DeployParams (dermpipe.deploy.params). The component and pipeline signatures stay
+literal, because KFP ships a component's source and a generated signature would compile and then fail at run time;
+tests/unit/test_parameters.py checks that name, type and default agree on all four surfaces (dataclass, component,
+pipeline, `dermpipe run`). `dermpipe run`'s options are derived from this table.
+
+Naming rule: a pipeline parameter is named after its stage field. Where two stages have a field of the same name
+that takes *different* values, each gets its stage as a prefix: `split_seed` (split, and prepare, which shuffles its
+shards with the split's seed) and `train_seed`. A field whose bare name would be ambiguous among the pipeline's
+parameters is prefixed too: `train_cache` (the input cache, not the runner's task cache `--cache`), `train_quiet`
+and `explain_per_class`. Fields that carry *one* value to several stages keep one unprefixed name: `image_size`
+(prepare and train), `registry_root` and `model_name` (resolve-champion, gate and deploy).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from dermpipe.data.params import IngestParams, MergeParams, PrepareParams, SplitParams
+from dermpipe.deploy.params import ChallengeParams, ChampionParams, DeployParams
+from dermpipe.model.evaluation.gate import GateParams
+from dermpipe.model.evaluation.params import EvaluateParams, ExplainParams
+from dermpipe.model.training.params import TrainParams
+
+
+@dataclass(frozen=True)
+class Target:
+    """One stage field a pipeline parameter feeds: the task (component) name, its dataclass and the field."""
+
+    stage: str
+    params: type
+    field: str
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """A pipeline parameter as its first target's dataclass field declares it."""
+
+    name: str
+    type: type
+    default: Any
+    help: str
+
+
+def _train(*fields: str) -> dict[str, tuple[Target, ...]]:
+    return {name: (Target("train", TrainParams, name),) for name in fields}
+
+
+_REGISTRY = ("resolve_champion", ChampionParams), ("gate", ChallengeParams), ("deploy", DeployParams)
+
+PIPELINE_PARAMETERS: dict[str, tuple[Target, ...]] = {
+    "source": (Target("ingest", IngestParams, "source"),),
+    "source_fingerprint": (Target("ingest", IngestParams, "source_fingerprint"),),
+    "demo_images": (Target("ingest", IngestParams, "demo_images"),),
+    "invalid_images": (Target("merge", MergeParams, "invalid_images"),),
+    "test_size": (Target("split", SplitParams, "test_size"),),
+    "val_size": (Target("split", SplitParams, "val_size"),),
+    "split_seed": (Target("split", SplitParams, "seed"), Target("prepare", PrepareParams, "seed")),
+    "folds": (Target("split", SplitParams, "folds"),),
+    "shard_size_mb": (Target("prepare", PrepareParams, "shard_size_mb"),),
+    "image_size": (Target("train", TrainParams, "image_size"), Target("prepare", PrepareParams, "image_size")),
+    **_train("backbone", "weights", "batch_size", "epochs", "fine_tune_epochs", "fine_tune_layers", "learning_rate",
+             "fine_tune_learning_rate", "patience", "class_balance", "loss", "focal_gamma", "monitor",
+             "lr_schedule", "jit_compile", "mixed_precision"),
+    "train_cache": (Target("train", TrainParams, "cache"),),
+    **_train("deterministic"),
+    "train_quiet": (Target("train", TrainParams, "quiet"),),
+    "train_seed": (Target("train", TrainParams, "seed"),),
+    **_train("metadata_fusion"),
+    "min_balanced_accuracy": (Target("gate", GateParams, "min_balanced_accuracy"),),
+    "max_bma_drop": (Target("gate", GateParams, "max_bma_drop"),),
+    "require_beat_baseline": (Target("gate", GateParams, "require_beat_baseline"),),
+    "tta": (Target("evaluate", EvaluateParams, "tta"),),
+    "explain_per_class": (Target("explain", ExplainParams, "per_class"),),
+    "registry_root": tuple(Target(stage, cls, "registry_root") for stage, cls in _REGISTRY),
+    "model_name": tuple(Target(stage, cls, "model_name") for stage, cls in _REGISTRY),
+    "deploy_target": (Target("deploy", DeployParams, "deploy_target"),),
+    "gcp_project": (Target("deploy", DeployParams, "gcp_project"),),
+    "gcp_region": (Target("deploy", DeployParams, "gcp_region"),),
+    "traffic_percentage": (Target("deploy", DeployParams, "traffic_percentage"),),
+    "kserve_namespace": (Target("deploy", DeployParams, "kserve_namespace"),),
+}
+
+
+def field_spec(target: Target, name: str | None = None) -> ParamSpec:
+    """The dataclass field `target` names, as a ParamSpec called `name` (default: the field's own name)."""
+    found = {f.name: f for f in dataclasses.fields(target.params)}
+    if target.field not in found:
+        raise KeyError(f"{target.params.__name__} has no field {target.field!r} (stage {target.stage})")
+    spec = found[target.field]
+    return ParamSpec(name or target.field, typing.get_type_hints(target.params)[target.field], spec.default,
+                     spec.metadata.get("help", ""))
+
+
+@cache
+def specs() -> dict[str, ParamSpec]:
+    """Every pipeline parameter's name, type, default and help (from its first target; the test checks the rest)."""
+    return {name: field_spec(targets[0], name) for name, targets in PIPELINE_PARAMETERS.items()}
+
+
+def defaults() -> dict[str, Any]:
+    """The pipeline's own defaults (what a cluster run uses when a parameter is not given)."""
+    return {name: spec.default for name, spec in specs().items()}
