@@ -84,3 +84,22 @@ def emulator():
         yield f"http://127.0.0.1:{port}"
     proc.terminate()
     proc.wait(timeout=10)
+
+
+@pytest.fixture
+def run_local_calls(monkeypatch) -> list[dict]:
+    """The params each `dermpipe run` hands to the local runner, which is replaced (nothing runs)."""
+    import dermpipe.pipelines.local as local
+
+    calls: list[dict] = []
+
+    class Record:
+        status = "succeeded"
+
+    def fake_run_local(params, **_):
+        calls.append(params)
+        return Record()
+
+    monkeypatch.setattr(local, "run_local", fake_run_local)
+    monkeypatch.setattr("dermpipe.cli.main._summary", lambda record: "summary")
+    return calls

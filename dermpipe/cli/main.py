@@ -4,75 +4,72 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from dermpipe import config
 from dermpipe.cli import cloud as cli_cloud
+from dermpipe.cli import run_options
+from dermpipe.pipelines.profiles import DEFAULT_PROFILE, PROFILES, ProfileName, given_params, resolve_params
 
 app = typer.Typer(help="dermpipe: ISIC 2019 skin-lesion classification pipeline (Kubeflow Pipelines / Vertex AI).",
                   no_args_is_help=True, add_completion=False)
 
 
+PROFILE_HELP = ("parameter profile: laptop (" + ", ".join(f"{k} {v}" for k, v in PROFILES["laptop"].items())
+                + "; CPU minutes, not GPU hours) or pipeline (the pipeline's own defaults, as a cluster run)")
+
+
 @app.command()
+@run_options.with_derived_options(PROFILES[DEFAULT_PROFILE])
 def run(
-    source: str = typer.Option("demo", help="demo | folder or .zip in the Kaggle ISIC 2019 layout | "
-                               "kaggle:OWNER/DATASET | isic:COLLECTION_OR_QUERY | gs://BUCKET/PREFIX"),
-    epochs: int = typer.Option(12, help="training epochs (early stopping may end sooner)"),
-    image_size: int = typer.Option(64, help="training resolution in pixels (224 for real training)"),
-    backbone: str = typer.Option("simple_cnn", help="simple_cnn | efficientnet_b0..b4 | mobilenet_v3_small/large | "
-                                 "resnet50"),
-    weights: str = typer.Option("none", help="none | imagenet | path (local or gs://) of a backbone weights file"),
-    batch_size: int = typer.Option(32),
-    learning_rate: float = typer.Option(1e-3),
-    fine_tune_epochs: int = typer.Option(0, help="epochs of fine-tuning after the head phase (pretrained weights)"),
-    patience: int = typer.Option(4, help="early-stopping patience in epochs (on --monitor)"),
-    class_balance: str = typer.Option("weights", help="weights | oversample | none"),
-    loss: str = typer.Option("crossentropy", help="crossentropy | focal"),
-    monitor: str = typer.Option("val_balanced_accuracy", help="early stopping: val_balanced_accuracy | val_loss"),
-    lr_schedule: str = typer.Option("plateau", help="plateau (ReduceLROnPlateau) | cosine | constant"),
-    jit_compile: bool = typer.Option(False, "--jit-compile/--no-jit-compile", help="XLA-compile the train step"),
-    metadata_fusion: bool = typer.Option(False, "--metadata-fusion/--no-metadata-fusion",
-                                         help="age, sex and anatomic site as a second model input (off: images only)"),
-    quiet_train: bool = typer.Option(False, "--quiet-train", help="no per-epoch progress lines from train"),
-    deterministic: bool = typer.Option(False, "--deterministic/--no-deterministic",
-                                       help="reproducible training: deterministic ops and input order (slower)"),
-    min_balanced_accuracy: float = typer.Option(0.5, help="deploy only if the test BMA point estimate reaches this "
-                                                "(the bootstrap lower bound must also beat chance)"),
-    max_bma_drop: float = typer.Option(0.02, help="deploy only if a paired bootstrap shows test BMA no worse than "
-                                       "the deployed model's by more than this"),
-    require_beat_baseline: bool = typer.Option(False, "--require-beat-baseline/--no-require-beat-baseline",
-                                               help="also require beating the image-statistics baseline (paired "
-                                                    "bootstrap)"),
-    tta: bool = typer.Option(True, "--tta/--no-tta", help="also report test-time augmentation (flips)"),
-    demo_images: int = typer.Option(400, help="size of the generated demo data set"),
-    invalid_images: str = typer.Option("drop", help="drop (and report) or fail on corrupt/non-RGB/bomb images"),
-    folds: int = typer.Option(0, help="also assign k cross-validation folds to train+val (0: off)"),
+    profile: ProfileName = typer.Option(DEFAULT_PROFILE, "--profile", help=PROFILE_HELP),
+    config_file: Path = cli_cloud.CONFIG_FILE,
+    param: list[str] = cli_cloud.PARAMS,
     pipeline_root: Path = typer.Option(None, help="where artifacts go [default: $DERMPIPE_HOME/artifacts]"),
     registry_root: str = typer.Option(None, help="model registry [default: $DERMPIPE_HOME/registry]"),
     cache: bool = typer.Option(True, "--cache/--no-cache", help="reuse outputs of unchanged tasks"),
+    quiet_train: bool = typer.Option(False, "--quiet-train", hidden=True, help="old name of --train-quiet"),
+    **options: Any,
 ) -> None:
-    """Run the training pipeline locally (kfp.local, no cluster, no GPU needed)."""
+    """Run the training pipeline locally (kfp.local, no cluster, no GPU needed).
+
+    Parameters: the profile < --config FILE.yaml < --param key=value < the options below. Each option is a pipeline
+    parameter (the same names as `submit --config`, with dashes)."""
     from dermpipe.pipelines.local import run_local
 
-    if invalid_images not in ("drop", "fail"):
-        raise typer.BadParameter(f"{invalid_images!r}: expected drop or fail", param_hint="--invalid-images")
-    params = {
-        "source": source, "epochs": epochs, "image_size": image_size, "backbone": backbone, "weights": weights,
-        "batch_size": batch_size, "learning_rate": learning_rate, "fine_tune_epochs": fine_tune_epochs,
-        "patience": patience, "min_balanced_accuracy": min_balanced_accuracy, "max_bma_drop": max_bma_drop,
-        "require_beat_baseline": require_beat_baseline, "tta": tta, "demo_images": demo_images,
-        "invalid_images": invalid_images, "folds": folds,
-        "class_balance": class_balance, "loss": loss, "monitor": monitor, "lr_schedule": lr_schedule,
-        "jit_compile": jit_compile, "train_quiet": quiet_train, "metadata_fusion": metadata_fusion,
-        "deterministic": deterministic,
-    }
-    if registry_root:
-        params["registry_root"] = registry_root
+    params = _run_params(profile, config_file, param, registry_root, quiet_train, options)
+    if params.get("invalid_images", "drop") not in ("drop", "fail"):
+        raise typer.BadParameter(f"{params['invalid_images']!r}: expected drop or fail", param_hint="--invalid-images")
     record = run_local(params, pipeline_root=pipeline_root, cache=cache)
     typer.echo(_summary(record))
     if record.status != "succeeded":
         raise typer.Exit(1)
+
+
+def _run_params(profile: str, config_file: Path | None, pairs: list[str], registry_root: str | None,
+                quiet_train: bool, options: dict[str, Any]) -> dict[str, Any]:
+    """What `dermpipe run` passes to the local runner: every derived parameter resolved by precedence, and
+    registry_root / source_fingerprint only when given (the runner fills them in otherwise)."""
+    from dermpipe.orchestration.errors import SubmitError
+    from dermpipe.orchestration.parameters import load_params
+
+    explicit = run_options.given(options)
+    if quiet_train:
+        explicit.setdefault("train_quiet", True)
+    if registry_root:
+        explicit["registry_root"] = registry_root
+    origin = f"--config {config_file}" if config_file else "--param"
+    try:
+        config_values = load_params(config_file, pairs)
+        given = given_params(profile, config_values, explicit, config_origin=origin)
+        resolved = resolve_params(profile, config_values, explicit, config_origin=origin)
+    except SubmitError as err:
+        typer.echo(f"dermpipe run: {err}", err=True)
+        raise typer.Exit(2) from err
+    return {name: value for name, value in resolved.items()
+            if name in given or name not in run_options.NOT_DERIVED}
 
 
 def _summary(record) -> str:

@@ -295,23 +295,12 @@ def test_pipeline_parameter_reaches_the_train_task_and_is_off_by_default(tmp_pat
     assert train_inputs["metadata_fusion"]["componentInputParameter"] == "metadata_fusion"
 
 
-def test_run_flag_sets_the_pipeline_parameter(monkeypatch):
+def test_run_flag_sets_the_pipeline_parameter(run_local_calls):
     from typer.testing import CliRunner
 
-    import dermpipe.pipelines.local as local
     from dermpipe.cli.main import app
 
-    seen = []
-
-    class Record:
-        status = "failed"
-
-    def fake_run_local(params, **_):
-        seen.append(params)
-        return Record()
-
-    monkeypatch.setattr(local, "run_local", fake_run_local)
-    monkeypatch.setattr("dermpipe.cli.main._summary", lambda record: "")
+    seen = run_local_calls
     CliRunner().invoke(app, ["run", "--metadata-fusion"])
     CliRunner().invoke(app, ["run"])
     assert [p["metadata_fusion"] for p in seen] == [True, False]
