@@ -39,7 +39,7 @@ def typed_value(spec: ParamSpec, value: Any, origin: str) -> Any:
     kind = spec.type
     if kind is bool and isinstance(value, bool):
         return value
-    if kind is int and isinstance(value, int | float) and not isinstance(value, bool) and value == int(value):
+    if kind is int and isinstance(value, int | float) and not isinstance(value, bool) and float(value).is_integer():
         return int(value)
     if kind is float and not isinstance(value, bool):
         try:

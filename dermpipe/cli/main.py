@@ -11,7 +11,8 @@ import typer
 from dermpipe import config
 from dermpipe.cli import cloud as cli_cloud
 from dermpipe.cli import run_options
-from dermpipe.pipelines.profiles import DEFAULT_PROFILE, PROFILES, ProfileName, given_params, resolve_params
+from dermpipe.pipelines.parameters import defaults
+from dermpipe.pipelines.profiles import DEFAULT_PROFILE, PROFILES, ProfileName, given_params
 
 app = typer.Typer(help="dermpipe: ISIC 2019 skin-lesion classification pipeline (Kubeflow Pipelines / Vertex AI).",
                   no_args_is_help=True, add_completion=False)
@@ -60,16 +61,14 @@ def _run_params(profile: str, config_file: Path | None, pairs: list[str], regist
         explicit.setdefault("train_quiet", True)
     if registry_root:
         explicit["registry_root"] = registry_root
-    origin = f"--config {config_file}" if config_file else "--param"
+    origin = " / ".join(([f"--config {config_file}"] if config_file else []) + (["--param"] if pairs else []))
     try:
         config_values = load_params(config_file, pairs)
         given = given_params(profile, config_values, explicit, config_origin=origin)
-        resolved = resolve_params(profile, config_values, explicit, config_origin=origin)
     except SubmitError as err:
         typer.echo(f"dermpipe run: {err}", err=True)
         raise typer.Exit(2) from err
-    return {name: value for name, value in resolved.items()
-            if name in given or name not in run_options.NOT_DERIVED}
+    return {**{name: value for name, value in defaults().items() if name not in run_options.NOT_DERIVED}, **given}
 
 
 def _summary(record) -> str:

@@ -111,3 +111,13 @@ def test_registry_root_flag_beats_the_config(seen, tmp_path):
 def test_profiles_only_name_pipeline_parameters():
     for name, values in PROFILES.items():
         assert set(values) <= set(defaults()), name
+
+
+def test_an_unknown_param_pair_or_a_mistyped_config_value_exits_2(seen, tmp_path):
+    result = CliRunner().invoke(app, ["run", "--param", "epoch=3"])
+    assert result.exit_code == 2 and "--param: unknown pipeline parameter(s) epoch" in result.output
+    path = tmp_path / "params.yaml"
+    path.write_text("parameters:\n  tta: maybe\n")
+    result = CliRunner().invoke(app, ["run", "--config", str(path)])
+    assert result.exit_code == 2 and f"--config {path}: parameter tta='maybe' is not a bool" in result.output
+    assert not seen
