@@ -18,8 +18,8 @@ PROFILES: dict[str, dict[str, Any]] = {
     # `dermpipe run`'s default: a demo run on a laptop CPU in minutes instead of GPU hours. A small CNN at 64 px
     # trains in seconds per epoch on the CPU; 12 epochs with patience 4 give it room to converge on the demo data.
     "laptop": {"epochs": 12, "image_size": 64, "backbone": "simple_cnn", "patience": 4},
-    # no overrides: the pipeline's own defaults, what a cluster (KFP/Vertex) run uses
-    "pipeline": {},
+    # no overrides: the pipeline's own defaults (efficientnet_b0 at 224 px), what a cluster (KFP/Vertex) run uses
+    "cluster": {},
 }
 DEFAULT_PROFILE = "laptop"
 ProfileName = Literal[tuple(PROFILES)]  # `--profile` accepts exactly these names (Typer makes a Choice of it)

@@ -19,7 +19,7 @@ app = typer.Typer(help="dermpipe: ISIC 2019 skin-lesion classification pipeline 
 
 
 PROFILE_HELP = ("parameter profile: laptop (" + ", ".join(f"{k} {v}" for k, v in PROFILES["laptop"].items())
-                + "; CPU minutes, not GPU hours) or pipeline (the pipeline's own defaults, as a cluster run)")
+                + "; CPU minutes, not GPU hours) or cluster (the pipeline's own defaults, what a KFP/Vertex run uses)")
 
 
 @app.command()

@@ -1,7 +1,7 @@
 """The retraining trigger the monitoring pipeline (and `dermpipe monitor --retrain`) runs when drift is detected.
 
     local   run the training pipeline on this machine, in a child process running `dermpipe run --config FILE
-            --profile pipeline` (the command a user would type; a child process because a running kfp.local task
+            --profile cluster` (the command a user would type; a child process because a running kfp.local task
             cannot start another kfp.local pipeline in its own process)
     kfp     submit the compiled training pipeline to Kubeflow Pipelines  } through the same Backend interface
     vertex  submit it to Vertex AI Pipelines                             } as `dermpipe submit`
@@ -68,7 +68,7 @@ def training_package(kind: str, template_path: str, workdir: Path) -> Path:
 
 def local_command(config_file: Path) -> list[str]:
     """`dermpipe run` on a parameter file, with the pipeline's own defaults for everything the file leaves out."""
-    return [*CLI, "run", "--config", str(config_file), "--profile", "pipeline"]
+    return [*CLI, "run", "--config", str(config_file), "--profile", "cluster"]
 
 
 def parse_summary(stdout: str) -> dict[str, str]:

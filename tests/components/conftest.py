@@ -1,15 +1,11 @@
 """Fixtures of the component tests: the real ISIC 2019 sample through ingest and merge, called as plain Python."""
 
 import pytest
+from artifacts import make_artifact
 from kfp.dsl import Dataset, Markdown, Metrics
 
 from dermpipe.components.ingest import ingest
 from dermpipe.components.merge import merge
-
-
-def make_artifact(kind, folder, name):
-    """An artifact as kfp.local hands one to a component: a local URI (its .path) and empty metadata."""
-    return kind(name=name, uri=str(folder / name), metadata={})
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@ samples test theirs): the literal signature, the parameters and the one library 
 
 import pandas as pd
 import pytest
-from conftest import make_artifact
+from artifacts import make_artifact
 from kfp.dsl import Dataset, Markdown, Metrics
 
 from dermpipe.components.merge import merge

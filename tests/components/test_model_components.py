@@ -5,7 +5,7 @@ import json
 from dataclasses import asdict
 
 import pytest
-from conftest import make_artifact
+from artifacts import make_artifact
 from kfp.dsl import HTML, ClassificationMetrics, Dataset, Markdown, Metrics, Model
 
 from dermpipe.components.evaluate import evaluate
@@ -32,7 +32,7 @@ def trained(merged, tmp_path_factory):
 def test_train_component_passes_its_parameters_to_the_trainer(trained):
     _, parts, model, stats, _ = trained
     # every parameter the component was not given keeps the stage's own default
-    expected = TrainParams(backbone="simple_cnn", image_size=32, epochs=2, patience=2, seed=7)
+    expected = TrainParams(backbone="simple_cnn", image_size=32, epochs=2, patience=2, seed=7, quiet=True)
     assert model.metadata["params"] == asdict(expected)
     assert 1 <= stats.metadata["epochs_run"] == model.metadata["epochs_run"] <= 2
     assert model.metadata["train_rows"] == parts["train"].metadata["rows"]

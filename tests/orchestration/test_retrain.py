@@ -1,5 +1,5 @@
 """The retraining trigger at its boundaries: the Backend it submits through (kfp), aiplatform.PipelineJob (vertex),
-and the child processes it starts (`dermpipe compile`, `dermpipe run --config FILE --profile pipeline`)."""
+and the child processes it starts (`dermpipe compile`, `dermpipe run --config FILE --profile cluster`)."""
 
 import sys
 import types
@@ -118,7 +118,7 @@ def test_local_backend_runs_dermpipe_run_on_a_parameter_file_with_the_pipeline_p
     monkeypatch.setattr(trigger_module.subprocess, "run", fake_subprocess_run)
     started = trigger("local", {"source": "demo", "epochs": 2})
     assert ran["cmd"][:3] == [sys.executable, "-m", "dermpipe.cli.main"]
-    assert ran["cmd"][3:] == ["run", "--config", ran["cmd"][5], "--profile", "pipeline"]
+    assert ran["cmd"][3:] == ["run", "--config", ran["cmd"][5], "--profile", "cluster"]
     assert ran["params"] == {"source": "demo", "epochs": 2}
     assert "_KFP_RUNTIME" not in ran["env"]
     assert started["run_id"] == "dermpipe-training-20261125-210501" and started["status"] == "succeeded"

@@ -1,7 +1,7 @@
 """One source per parameter set: name, type and default agree on the four surfaces of every pipeline parameter.
 
 The surfaces: the stage dataclass field (the source), the component's literal signature, the training pipeline's
-literal signature, and `dermpipe run`'s option (derived; its effective default is the `pipeline` profile's value).
+literal signature, and `dermpipe run`'s option (derived; its effective default is the `cluster` profile's value).
 KFP ships a component's source, so its signature cannot be generated: this test is what keeps it honest.
 """
 
@@ -71,9 +71,9 @@ def _cli_disagreements(name: str, want: tuple[type, Any], options: Mapping[str, 
         problems.append(f"{name}: `dermpipe run` option is {kind}, the dataclass says {want[0].__name__}")
     if option.default is not None:
         problems.append(f"{name}: `dermpipe run` option defaults to {option.default!r}, not None (not given)")
-    effective = resolve_params("pipeline")[name]
+    effective = resolve_params("cluster")[name]
     if effective != want[1] or type(effective) is not want[0]:
-        problems.append(f"{name}: `dermpipe run --profile pipeline` gives {effective!r}, the dataclass {want[1]!r}")
+        problems.append(f"{name}: `dermpipe run --profile cluster` gives {effective!r}, the dataclass {want[1]!r}")
     return problems
 
 

@@ -19,10 +19,10 @@ def seen(run_local_calls) -> list[dict]:
     return run_local_calls
 
 
-def test_the_laptop_profile_is_todays_run_defaults_and_pipeline_the_dataclass_defaults():
+def test_the_laptop_profile_is_todays_run_defaults_and_cluster_the_dataclass_defaults():
     laptop = resolve_params("laptop")
     assert {k: laptop[k] for k in LAPTOP} == LAPTOP
-    assert resolve_params("pipeline") == defaults()
+    assert resolve_params("cluster") == defaults()
     assert defaults()["epochs"] == 10 and defaults()["image_size"] == 224 and defaults()["patience"] == 3
     assert {k: v for k, v in laptop.items() if k not in LAPTOP} == {k: v for k, v in defaults().items()
                                                                    if k not in LAPTOP}
@@ -34,19 +34,19 @@ def test_explicit_beats_config_beats_profile():
 
 
 def test_config_values_are_typed_and_unknown_or_mistyped_ones_refused():
-    assert resolve_params("pipeline", {"learning_rate": "1e-4", "shard_size_mb": 20})["learning_rate"] == 1e-4
+    assert resolve_params("cluster", {"learning_rate": "1e-4", "shard_size_mb": 20})["learning_rate"] == 1e-4
     with pytest.raises(SubmitError, match=r"f.yaml: unknown pipeline parameter\(s\) epoch; valid names: .*epochs"):
-        resolve_params("pipeline", {"epoch": 3}, config_origin="f.yaml")
+        resolve_params("cluster", {"epoch": 3}, config_origin="f.yaml")
     with pytest.raises(SubmitError, match=r"f.yaml: parameter epochs='many' is not a int"):
-        resolve_params("pipeline", {"epochs": "many"}, config_origin="f.yaml")
+        resolve_params("cluster", {"epochs": "many"}, config_origin="f.yaml")
     with pytest.raises(SubmitError, match=r"parameter tta='yes' is not a bool"):
-        resolve_params("pipeline", {"tta": "yes"})
+        resolve_params("cluster", {"tta": "yes"})
 
 
 def test_help_lists_the_profiles_and_shows_the_laptop_values():
     result = CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "200", "TERMINAL_WIDTH": "200"})
     assert result.exit_code == 0
-    for text in ("--profile", "laptop|pipeline", "--config", "--train-quiet", "--no-train-quiet", "--split-seed"):
+    for text in ("--profile", "laptop|cluster", "--config", "--train-quiet", "--no-train-quiet", "--split-seed"):
         assert text in result.output, text
     assert "--quiet-train" not in result.output  # the old name still works, hidden
     line = next(row for row in result.output.splitlines() if "--epochs" in row)
@@ -60,10 +60,10 @@ def test_run_defaults_to_the_laptop_profile(seen):
     assert seen[0]["train_quiet"] is False and seen[0]["focal_gamma"] == 2.0
 
 
-def test_profile_pipeline_gives_the_pipelines_defaults(seen):
-    assert CliRunner().invoke(app, ["run", "--profile", "pipeline"]).exit_code == 0
+def test_profile_cluster_gives_the_pipelines_defaults_and_an_unknown_profile_exits_2(seen):
+    assert CliRunner().invoke(app, ["run", "--profile", "cluster"]).exit_code == 0
     assert seen[0] == {k: v for k, v in defaults().items() if k not in ("registry_root", "source_fingerprint")}
-    assert CliRunner().invoke(app, ["run", "--profile", "cluster"]).exit_code == 2
+    assert CliRunner().invoke(app, ["run", "--profile", "gpu"]).exit_code == 2
 
 
 @pytest.mark.parametrize("text", ["epochs: 20\nbackbone: mobilenet_v3_small\nlearning_rate: 1e-4\n",
@@ -72,7 +72,7 @@ def test_profile_pipeline_gives_the_pipelines_defaults(seen):
 def test_config_file_flat_or_nested_reaches_the_runner(seen, tmp_path, text):
     path = tmp_path / "params.yaml"
     path.write_text(text)
-    result = CliRunner().invoke(app, ["run", "--profile", "pipeline", "--config", str(path), "--epochs", "3"])
+    result = CliRunner().invoke(app, ["run", "--profile", "cluster", "--config", str(path), "--epochs", "3"])
     assert result.exit_code == 0, result.output
     assert (seen[0]["epochs"], seen[0]["backbone"], seen[0]["learning_rate"]) == (3, "mobilenet_v3_small", 1e-4)
     assert seen[0]["image_size"] == 224
