@@ -3,7 +3,7 @@ deploy. registry_root and model_name are one value for all three (one pipeline p
 from one definition.
 
 Kept apart from the stage logic (which imports pandas and kfp) so that `dermpipe run --help`, whose options are
-derived from these, stays quick; tests/unit/test_parameters.py checks the signatures against them.
+derived from these, stays quick; tests/architecture/test_parameter_agreement.py checks the signatures against them.
 """
 
 from __future__ import annotations

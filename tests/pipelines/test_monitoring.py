@@ -118,3 +118,22 @@ def test_the_monitoring_dag_takes_the_same_placement_as_training(tmp_path):
     assert (drift["resources"]["cpuLimit"], drift["resources"]["memoryLimit"]) == (6.0, 16.0)
     assert (retrain["resources"]["cpuLimit"], retrain["resources"]["memoryLimit"]) == (2.0, 3.0)
     assert {e["name"] for e in drift["env"]} >= {"DERMPIPE_CODE_VERSION"}
+
+
+@pytest.mark.slow
+def test_drift_retrains_locally_through_dermpipe_run(setup, tmp_path):
+    """retrain_backend local: the retrain task starts `dermpipe run --config FILE --profile cluster` in a child
+    process, whose own kfp.local run trains on the parameters the monitoring run passed."""
+    from dermpipe.pipelines.local import list_records
+
+    tiny = {"demo_images": 80, "epochs": 1, "image_size": 32, "backbone": "simple_cnn", "tta": False,
+            "explain_per_class": 1}
+    run = run_monitoring_local({"reference": str(setup / "profile"), "current": str(setup / "shifted"),
+                                "retrain_backend": "local", "training_params": json.dumps(tiny)},
+                               pipeline_root=tmp_path / "artifacts")
+    request = (run / "retrain/request").read_text()
+    training = next(r for r in list_records() if r.pipeline == "dermpipe-training")
+    assert f"| run_id | {training.run_id} |" in request and "| status | succeeded |" in request
+    assert training.status == "succeeded" and training.params["epochs"] == 1
+    # the cluster profile: what the monitoring run did not set is the pipeline's own default, not the laptop's
+    assert training.params["patience"] == 3 and training.params["image_size"] == 32

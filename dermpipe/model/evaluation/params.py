@@ -1,7 +1,7 @@
 """The evaluate and explain stages' parameter sets: names, types, defaults and help in one place.
 
 Kept apart from the stage logic (which imports pandas and kfp) so that `dermpipe run --help`, whose options are
-derived from these, stays quick; tests/unit/test_parameters.py checks the signatures against them.
+derived from these, stays quick; tests/architecture/test_parameter_agreement.py checks the signatures against them.
 """
 
 from dataclasses import dataclass
