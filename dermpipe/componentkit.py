@@ -26,5 +26,5 @@ def stage_component(*, base_image: str = config.BASE_IMAGE) -> Callable:
 
 def param(default: Any, help: str) -> Any:
     """A stage parameter's default and help in one place: the dataclass field that `dermpipe run`'s options are
-    derived from and that the component and pipeline signatures are checked against (tests/architecture/test_parameter_agreement.py)."""
+    derived from and that the component and pipeline signatures are checked against (the parameter agreement test)."""
     return field(default=default, metadata={"help": help})

@@ -5,7 +5,7 @@ MergeParams, SplitParams, PrepareParams (dermpipe.data.params), TrainParams (der
 EvaluateParams, ExplainParams (dermpipe.model.evaluation.params), GateParams (dermpipe.model.evaluation.gate),
 ChampionParams, ChallengeParams, DeployParams (dermpipe.deploy.params). The component and pipeline signatures stay
 literal, because KFP ships a component's source and a generated signature would compile and then fail at run time;
-tests/architecture/test_parameter_agreement.py checks that name, type and default agree on all four surfaces (dataclass, component,
+the parameter agreement test checks that name, type and default agree on all four surfaces (dataclass, component,
 pipeline, `dermpipe run`). `dermpipe run`'s options are derived from this table.
 
 Naming rule: a pipeline parameter is named after its stage field. Where two stages have a field of the same name

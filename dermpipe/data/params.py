@@ -1,7 +1,7 @@
 """The data stages' parameter sets (ingest, merge, split, prepare): names, types, defaults and help in one place.
 
 Kept apart from the stage logic (which imports pandas and kfp) so that `dermpipe run --help`, whose options are
-derived from these, stays quick. The components build them by keyword; tests/architecture/test_parameter_agreement.py checks that
+derived from these, stays quick. The components build them by keyword; the parameter agreement test checks that
 the component, pipeline and CLI signatures agree with them.
 """
 
