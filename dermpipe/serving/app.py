@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 
 from dermpipe import config
 from dermpipe.serving.limits import BodyLimit
+from dermpipe.serving.open_inference import v2
 from dermpipe.serving.routes import ROUTERS
 from dermpipe.serving.service import Service
 from dermpipe.serving.settings import ServingError, Settings
@@ -20,7 +21,15 @@ from dermpipe.serving.settings import ServingError, Settings
 async def lifespan(app: FastAPI):
     service: Service = app.state.service
     await service.start()
+    grpc_server = None
+    if service.settings.grpc_port:  # TF Serving's gRPC API on uvicorn's loop, beside the HTTP routes
+        from dermpipe.serving.grpc_server import GrpcServer
+
+        grpc_server = GrpcServer(service)
+        await grpc_server.start()
     yield
+    if grpc_server is not None:
+        await grpc_server.stop()
     await service.stop()
 
 
@@ -40,19 +49,21 @@ def create_app(settings: Settings):
     """The FastAPI application (models load in the lifespan, so creating it is cheap)."""
     service = Service(settings)
     app = FastAPI(title="dermpipe serve", version=config.__version__, lifespan=lifespan,
-                  description="ISIC 2019 skin-lesion classifier: TF Serving REST API, multipart /predict, probes, "
-                              "Prometheus metrics.")
+                  description="ISIC 2019 skin-lesion classifier: TF Serving REST API, Open Inference Protocol (v2) "
+                              "with binary tensor data, multipart /predict, probes, Prometheus metrics.")
     app.state.service = service
     app.state.manager, app.state.batcher, app.state.predlog = service.manager, service.batcher, service.predlog
     app.add_exception_handler(ServingError, serving_error)
     app.add_exception_handler(RequestValidationError, validation_error)
-    for router in ROUTERS:
+    for router in (*ROUTERS, v2):
         app.include_router(router)
     return BodyLimit(app, settings.max_body_bytes or 1 << 62, service.telemetry.observe_request)
 
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8501, log_level: str = "info") -> None:
     import uvicorn
+
+    settings.grpc_host = host
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=10)

@@ -40,7 +40,7 @@ async def tf_predict(service: Service, name: str, version: int | None, body: Pre
     images, metas, columnar = parse_tf_request(body, service.settings.max_instances)
     model = await run_in_threadpool(service.manager.get, version)
     request_id = uuid.uuid4().hex
-    probabilities, _ = await service.predict_images(model, images, metas, request_id)
+    probabilities, _, _ = await service.predict_images(model, images, metas, request_id)
     rows = [row(p) for p in probabilities]
     extra = {"model_version": model.version, "classes": list(config.CLASSES), "request_id": request_id}
     if columnar:
@@ -57,6 +57,9 @@ def status(service: Service, name: str, version: int | None) -> dict:
     settings = service.settings
     if version is not None and version not in registry.versions(settings.registry_root, settings.model_name):
         raise ServingError(404, f"model {name} has no version {version}")
+    if version is None and not loaded:  # TF Serving: 404 with an error, not 200 with an empty list
+        reason = service.manager.last_error or f"no current.json in {settings.registry_root}/{settings.model_name}"
+        raise ServingError(404, f"model {name}: no version loaded yet ({reason})")
     shown = [version] if version is not None else loaded
     return {"model_version_status": [
         {"version": str(v), "state": "AVAILABLE" if v in loaded else "END",
@@ -119,7 +122,7 @@ async def predict_file(service: ServiceDep, image: UploadFile = File(..., descri
     data = await image.read()
     model = service.manager.get(None)
     request_id = uuid.uuid4().hex
-    probabilities, _ = await service.predict_images(model, [data], [meta], request_id)
+    probabilities, _, _ = await service.predict_images(model, [data], [meta], request_id)
     return {**row(probabilities[0]), "request_id": request_id, "model_name": model.name,
             "model_version": model.version}
 

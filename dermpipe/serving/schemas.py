@@ -1,6 +1,8 @@
 """The pydantic request and response models of the HTTP API (they are the OpenAPI schema's components, so their names
 and docstrings are part of the API: a docstring here becomes a schema description)."""
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict
 
 
@@ -37,3 +39,34 @@ class PredictFileResponse(Prediction):
     request_id: str
     model_name: str
     model_version: int
+
+
+class V2Tensor(BaseModel):
+    """An input tensor of an Open Inference Protocol (v2) request: `data` in JSON, or parameters.binary_data_size
+    bytes of the body after the JSON header (Triton's binary tensor data extension)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    shape: list[int]
+    datatype: str
+    parameters: dict[str, bool | int | float | str] | None = None
+    data: list[Any] | None = None
+
+
+class V2RequestedOutput(BaseModel):
+    """An output the caller wants, and whether as binary data (parameters.binary_data)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    parameters: dict[str, bool | int | float | str] | None = None
+
+
+class V2InferRequest(BaseModel):
+    """Open Inference Protocol (v2) infer request: image_bytes (BYTES [N], base64 strings in JSON or raw bytes as
+    binary data) and, optionally, age_approx (FP32 [N]), sex and anatom_site_general (BYTES [N])."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str | None = None
+    parameters: dict[str, bool | int | float | str] | None = None
+    inputs: list[V2Tensor]
+    outputs: list[V2RequestedOutput] | None = None

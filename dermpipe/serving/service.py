@@ -66,7 +66,9 @@ class Service:
                                     f"{self.settings.model_name!r}")
 
     async def predict_images(self, model: ServedModel, images: list[bytes], metas: list[dict], request_id: str,
-                             ) -> tuple[np.ndarray, str]:
+                             ) -> tuple[np.ndarray, np.ndarray, str]:
+        """(probabilities, embedding, timestamp) of checked images, run in a batch and logged once, whatever
+        protocol they came by."""
         what = [f"instance {i}" if len(images) > 1 else "image" for i in range(len(images))]
         max_pixels, predlog = self.settings.max_pixels, self.predlog
         with self.batcher.arriving():  # a batch being collected waits for this request (the with ends before submit)
@@ -80,7 +82,7 @@ class Service:
                                       model.summarise(embedding), metas, request_id, timestamp)
             if not predlog.submit(build):  # the log worker is behind: do it here (backpressure, nothing dropped)
                 await run_in_threadpool(lambda: predlog.append(build()))
-        return probabilities, timestamp
+        return probabilities, embedding, timestamp
 
     def log_lines(self, model: ServedModel, checked: list[CheckedImage], probabilities: np.ndarray,
                   pixel_stats: np.ndarray, summary: np.ndarray | None, metas: list[dict], request_id: str,

@@ -43,6 +43,15 @@ def make_registry(root: Path, seeds: dict[int, int], current: int, image_size: i
     return root
 
 
+def reference(registry_root, version: int, images: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """What the exported SavedModel itself answers for these bytes, in this process."""
+    import tensorflow as tf
+
+    served = tf.saved_model.load(str(registry_root / MODEL / str(version))).signatures["serving_default"]
+    out = served(image_bytes=tf.constant(images))
+    return out["probabilities"].numpy(), out["embedding"].numpy()
+
+
 @dataclass
 class Server:
     url: str

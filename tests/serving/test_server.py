@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import requests
-from conftest import MODEL, PCA_K
+from conftest import MODEL, PCA_K, reference
 from PIL import Image
 
 from dermpipe import config
@@ -26,15 +26,6 @@ pytestmark = pytest.mark.slow  # one server start (TensorFlow import in a subpro
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
-
-
-def reference(registry_root, version: int, images: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
-    """What the exported SavedModel itself answers for these bytes, in this process."""
-    import tensorflow as tf
-
-    served = tf.saved_model.load(str(registry_root / MODEL / str(version))).signatures["serving_default"]
-    out = served(image_bytes=tf.constant(images))
-    return out["probabilities"].numpy(), out["embedding"].numpy()
 
 
 def metric(server, name: str) -> float:

@@ -1,0 +1,184 @@
+"""Open Inference Protocol (v2) tensors to model input and model output to v2 tensors.
+
+Inputs, each 1-D with one element per image:
+    image_bytes          BYTES [N]  encoded JPEG/PNG: raw bytes as binary data, or base64 strings in JSON
+    age_approx           FP32 [N]   optional; NaN or a negative value means unknown (JSON has no NaN: send -1)
+    sex                  BYTES [N]  optional; "" means unknown
+    anatom_site_general  BYTES [N]  optional; "" means unknown
+An input left out means unknown for every image. A model without metadata inputs ignores the metadata for the
+prediction; the prediction log still records it. Outputs: probabilities FP32 [N, 8] and embedding FP32 [N, D]."""
+
+import base64
+import binascii
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from pydantic import ValidationError
+
+from dermpipe.serving.binary_tensors import NUMPY_TYPES, deserialize_bytes, deserialize_fixed, take_binary
+from dermpipe.serving.images import check_metadata
+from dermpipe.serving.schemas import V2InferRequest, V2Tensor
+from dermpipe.serving.settings import ServingError
+
+IMAGE_INPUT = "image_bytes"
+INPUT_TYPES = {IMAGE_INPUT: "BYTES", "age_approx": "FP32", "sex": "BYTES", "anatom_site_general": "BYTES"}
+OUTPUTS = ("probabilities", "embedding")
+
+
+@dataclass
+class InferInputs:
+    images: list[bytes]
+    metas: list[dict]
+    outputs: list[tuple[str, bool]]  # (output name, as binary data), in reply order
+    request_id: str | None
+
+
+def parse_infer(header: dict, binary: bytes, max_instances: int) -> InferInputs:
+    """The images, checked metadata and wanted outputs of a v2 infer request (JSON header + binary part)."""
+    try:
+        request = V2InferRequest.model_validate(header)
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise ServingError(400, f"infer request: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    tensors = _check_names(request.inputs)
+    count = _count(tensors[IMAGE_INPUT])
+    if count == 0:
+        raise ServingError(400, f"input {IMAGE_INPUT}: no images (shape {tensors[IMAGE_INPUT].shape})")
+    if count > max_instances:
+        raise ServingError(413, f"{count} images in one request; the limit is {max_instances} (--max-instances): "
+                                "split the request")
+    sizes = [(t.name, _binary_size(t)) for t in request.inputs if (t.parameters or {}).get("binary_data_size")
+             is not None]
+    parts = take_binary(binary, sizes)
+    values = {name: _values(tensor, count, parts.get(name)) for name, tensor in tensors.items()}
+    images = [_image(value, i, name=IMAGE_INPUT, binary=IMAGE_INPUT in parts)
+              for i, value in enumerate(values[IMAGE_INPUT])]
+    metas = [image_metadata(values, i) for i in range(count)]
+    return InferInputs(images, metas, _outputs(request), request.id)
+
+
+def _check_names(inputs: list[V2Tensor]) -> dict[str, V2Tensor]:
+    tensors: dict[str, V2Tensor] = {}
+    for tensor in inputs:
+        if tensor.name not in INPUT_TYPES:
+            raise ServingError(400, f"input {tensor.name!r} is not an input of this model; inputs: "
+                                    f"{', '.join(f'{k} {v}' for k, v in INPUT_TYPES.items())}")
+        if tensor.name in tensors:
+            raise ServingError(400, f"input {tensor.name} is given twice")
+        if tensor.datatype != INPUT_TYPES[tensor.name]:
+            raise ServingError(400, f"input {tensor.name}: datatype {tensor.datatype}; expected "
+                                    f"{INPUT_TYPES[tensor.name]}")
+        tensors[tensor.name] = tensor
+    if IMAGE_INPUT not in tensors:
+        raise ServingError(400, f"no {IMAGE_INPUT} input: send the encoded images as a BYTES tensor of shape [N]")
+    count = _count(tensors[IMAGE_INPUT])
+    for tensor in tensors.values():
+        if _count(tensor) != count:
+            raise ServingError(400, f"input {tensor.name}: shape {tensor.shape}; expected [{count}], one value "
+                                    f"per image")
+    return tensors
+
+
+def _count(tensor: V2Tensor) -> int:
+    if len(tensor.shape) != 1 or tensor.shape[0] < 0:
+        raise ServingError(400, f"input {tensor.name}: shape {tensor.shape}; expected [N], one element per image")
+    return tensor.shape[0]
+
+
+def _binary_size(tensor: V2Tensor) -> int:
+    size = (tensor.parameters or {})["binary_data_size"]
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise ServingError(400, f"input {tensor.name}: binary_data_size {size!r} is not a byte count")
+    return size
+
+
+def _values(tensor: V2Tensor, count: int, raw: bytes | None) -> list:
+    """The tensor's `count` elements: bytes for BYTES, floats for FP32."""
+    if raw is not None:
+        if tensor.data is not None:
+            raise ServingError(400, f"input {tensor.name}: has both data and binary_data_size; send one")
+        if tensor.datatype == "BYTES":
+            return deserialize_bytes(raw, count, tensor.name)
+        return deserialize_fixed(raw, tensor.datatype, count, tensor.name).tolist()
+    if tensor.data is None:
+        raise ServingError(400, f"input {tensor.name}: no data; send data (JSON) or parameters.binary_data_size "
+                                "(binary tensor data extension)")
+    data = _flatten(tensor.data)
+    if len(data) != count:
+        raise ServingError(400, f"input {tensor.name}: {len(data)} values for shape {tensor.shape}")
+    return [_json_element(tensor, value, i) for i, value in enumerate(data)]
+
+
+def _flatten(data: list) -> list:
+    """Row-major elements of JSON data, nested or flat (the protocol allows both)."""
+    flat: list = []
+    for item in data:
+        flat.extend(_flatten(item) if isinstance(item, list) else [item])
+    return flat
+
+
+def _json_element(tensor: V2Tensor, value, i: int):
+    if tensor.datatype == "BYTES":
+        if not isinstance(value, str):
+            raise ServingError(400, f"input {tensor.name}: element {i} is {type(value).__name__}; BYTES in JSON "
+                                    "are strings")
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ServingError(400, f"input {tensor.name}: element {i} is {value!r}; expected a number")
+    return float(value)
+
+
+def _image(value, i: int, *, name: str, binary: bool) -> bytes:
+    if binary:
+        return value
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as err:
+        raise ServingError(400, f"input {name}: element {i} is not base64 ({err}); in JSON an image is its "
+                                "base64 string") from None
+
+
+def image_metadata(values: dict[str, list], i: int) -> dict:
+    """Image i's checked metadata from per-input values (bytes or str texts, float ages; NaN or < 0: unknown)."""
+    age = values["age_approx"][i] if "age_approx" in values else None
+    if age is not None and (math.isnan(age) or age < 0):
+        age = None
+    texts = {}
+    for key in ("sex", "anatom_site_general"):
+        raw = values[key][i] if key in values else ""
+        try:
+            texts[key] = (raw.decode() if isinstance(raw, bytes) else raw) or None
+        except UnicodeDecodeError:
+            raise ServingError(400, f"input {key}: element {i} is not UTF-8 text") from None
+    return check_metadata(age, texts["sex"], texts["anatom_site_general"], f"image {i}")
+
+
+def _outputs(request: V2InferRequest) -> list[tuple[str, bool]]:
+    default = (request.parameters or {}).get("binary_data_output", False) is True
+    if not request.outputs:
+        return [(name, default) for name in OUTPUTS]
+    wanted = []
+    for output in request.outputs:
+        if output.name not in OUTPUTS:
+            raise ServingError(400, f"output {output.name!r} is not an output of this model; outputs: "
+                                    f"{', '.join(OUTPUTS)}")
+        binary = (output.parameters or {}).get("binary_data", default)
+        wanted.append((output.name, binary is True))
+    return wanted
+
+
+def output_tensors(arrays: dict[str, np.ndarray], wanted: list[tuple[str, bool]]) -> tuple[list[dict], list[bytes]]:
+    """(the outputs' JSON, the binary chunks in output order) of FP32 arrays, each as binary data or JSON data."""
+    tensors, chunks = [], []
+    for name, binary in wanted:
+        array = np.ascontiguousarray(arrays[name], dtype=NUMPY_TYPES["FP32"])
+        tensor = {"name": name, "datatype": "FP32", "shape": list(array.shape)}
+        if binary:
+            chunks.append(array.tobytes())
+            tensor["parameters"] = {"binary_data_size": len(chunks[-1])}
+        else:
+            tensor["data"] = array.reshape(-1).tolist()
+        tensors.append(tensor)
+    return tensors, chunks
+
