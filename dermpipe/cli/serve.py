@@ -118,9 +118,16 @@ def serve(
     model_name: str = typer.Option(config.MODEL_NAME, "--model-name", help="model to serve"),
     host: str = typer.Option("127.0.0.1", help="interface to listen on (0.0.0.0 in a container)"),
     port: int = typer.Option(8501, help="port (8501 is TF Serving's REST port)"),
+    grpc_port: int = typer.Option(0, help="also serve TF Serving's gRPC API (PredictionService, ModelService, "
+                                          "health) on this port; 8500 is TF Serving's; 0: off"),
+    grpc_max_message_mb: float = typer.Option(64.0, help="largest gRPC message either way, MiB (gRPC's default "
+                                                         "is 4)"),
     max_batch: int = typer.Option(32, help="most images in one model call"),
     max_wait_ms: float = typer.Option(5.0, help="longest a request waits for others to join its batch"),
     max_instances: int = typer.Option(64, help="most images in one request"),
+    max_explain_instances: int = typer.Option(4, help="most images in one :explain request (Grad-CAM costs a "
+                                                      "backward pass)"),
+    explain_capacity: int = typer.Option(2, help=":explain requests at a time; more get 429"),
     max_body_mb: float = typer.Option(20.0, help="largest request body, MiB"),
     max_pixels: int = typer.Option(50_000_000, help="largest image, width x height (decompression-bomb guard)"),
     poll_seconds: float = typer.Option(2.0, help="how often current.json is checked for a new version"),
@@ -130,7 +137,8 @@ def serve(
     flush_seconds: float = typer.Option(2.0, help="prediction-log flush interval"),
     log_level: str = typer.Option("info", help="debug | info | warning | error"),
 ) -> None:
-    """Serve the current registry version over HTTP: TF Serving REST API, /predict, /healthz, /readyz, /metrics."""
+    """Serve the current registry version: TF Serving REST API, Open Inference Protocol (v2), /predict, probes,
+    /metrics over HTTP; with --grpc-port, TF Serving's gRPC API too."""
     from dermpipe.serving.app import serve as run_server
     from dermpipe.serving.settings import Settings
 
@@ -140,5 +148,7 @@ def serve(
                         max_wait_ms=max_wait_ms, max_instances=max_instances,
                         max_body_bytes=int(max_body_mb * 1024 * 1024), max_pixels=max_pixels,
                         poll_seconds=poll_seconds, log_root=None if log_root.lower() == "none" else log_root,
-                        log_images=log_images, flush_seconds=flush_seconds)
+                        log_images=log_images, flush_seconds=flush_seconds, grpc_port=grpc_port,
+                        max_explain_instances=max_explain_instances, explain_capacity=explain_capacity,
+                        grpc_max_message_bytes=int(grpc_max_message_mb * 1024 * 1024))
     run_server(settings, host=host, port=port, log_level=log_level)

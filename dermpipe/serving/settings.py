@@ -19,6 +19,8 @@ class Settings:
     log_root: str | None = None
     log_images: bool = False
     flush_seconds: float = 2.0
+    max_explain_instances: int = 4  # images per :explain request (each costs a backward pass)
+    explain_capacity: int = 2  # :explain requests at a time; 429 beyond
     grpc_port: int = 0  # TF Serving's gRPC API on this port (TF Serving's is 8500); 0: off
     grpc_host: str = "127.0.0.1"
     grpc_max_message_bytes: int = 64 * 1024 * 1024  # gRPC's default is 4 MiB; dermoscopy originals are larger

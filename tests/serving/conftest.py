@@ -35,6 +35,7 @@ def make_registry(root: Path, seeds: dict[int, int], current: int, image_size: i
         model, _ = build_classifier("simple_cnn", image_size, 8, seed=seed)
         folder = root / MODEL / str(version)
         export_serving_model(model, folder)
+        model.save(folder / "model.keras")  # the registry keeps it beside the SavedModel; :explain reads it
         rng = np.random.default_rng(seed)
         dim = int(model.get_layer("pool").output.shape[-1])
         np.savez(folder / "embedding_pca.npz", mean=rng.normal(size=dim).astype(np.float32),
@@ -52,6 +53,17 @@ def reference(registry_root, version: int, images: list[bytes]) -> tuple[np.ndar
     return out["probabilities"].numpy(), out["embedding"].numpy()
 
 
+def assert_answers_like_the_saved_model(registry_root, version: int, images: list[bytes], rows: list[dict],
+                                        ) -> np.ndarray:
+    """Rows with probabilities and predicted_class equal the SavedModel's own answer (1e-5); returns that answer."""
+    from dermpipe import config
+
+    expected, _ = reference(registry_root, version, images)
+    np.testing.assert_allclose(np.array([r["probabilities"] for r in rows]), expected, atol=1e-5)
+    assert [r["predicted_class"] for r in rows] == [config.CLASSES[i] for i in expected.argmax(1)]
+    return expected
+
+
 @dataclass
 class Server:
     url: str
@@ -59,6 +71,7 @@ class Server:
     registry_root: Path
     log_root: Path
     output: Path
+    grpc_target: str = ""  # host:port of the gRPC API, when started with --grpc-port
 
     def get(self, path: str, **kwargs) -> requests.Response:
         return requests.get(self.url + path, timeout=60, **kwargs)
@@ -67,14 +80,18 @@ class Server:
         return requests.post(self.url + path, timeout=60, **kwargs)
 
 
-def start_server(registry_root: Path, log_root: Path, output: Path, *extra: str, timeout: float = 240) -> Server:
-    """`python -m dermpipe.cli.main serve` in a real subprocess on a free loopback port; waits for /readyz."""
-    port = free_port()
+def start_server(registry_root: Path, log_root: Path, output: Path, *extra: str, timeout: float = 240,
+                 grpc: bool = False) -> Server:
+    """`python -m dermpipe.cli.main serve` in a real subprocess on a free loopback port (and, with grpc, its gRPC
+    API on another); waits for /readyz."""
+    port, grpc_port = free_port(), free_port() if grpc else 0
     command = [sys.executable, "-m", "dermpipe.cli.main", "serve", "--registry-root", str(registry_root),
-               "--model-name", MODEL, "--port", str(port), "--log-root", str(log_root), *extra]
+               "--model-name", MODEL, "--port", str(port), "--log-root", str(log_root), "--grpc-port",
+               str(grpc_port), *extra]
     handle = open(output, "wb")  # noqa: SIM115 - lives as long as the server
     process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
-    server = Server(f"http://127.0.0.1:{port}", process, registry_root, log_root, output)
+    server = Server(f"http://127.0.0.1:{port}", process, registry_root, log_root, output,
+                    f"127.0.0.1:{grpc_port}" if grpc else "")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -108,7 +125,8 @@ def server(serving_registry, tmp_path_factory):
     folder = tmp_path_factory.mktemp("serve")
     running = start_server(serving_registry, folder / "predictions", folder / "server.log",
                            "--poll-seconds", "0.3", "--flush-seconds", "0.2", "--max-instances", "4",
-                           "--max-body-mb", "2", "--max-pixels", "4000000", "--max-wait-ms", "40")
+                           "--max-body-mb", "2", "--max-pixels", "4000000", "--max-wait-ms", "40",
+                           "--grpc-max-message-mb", "8", grpc=True)
     yield running
     stop_server(running)
 

@@ -35,7 +35,8 @@ def test_tritonclient_binary_infer_equals_the_saved_model(server, triton, jpegs)
     assert triton.is_server_live() and triton.is_server_ready() and triton.is_model_ready(MODEL)
     assert "binary_tensor_data" in triton.get_server_metadata()["extensions"]
     meta = triton.get_model_metadata(MODEL)
-    assert meta["versions"] == ["1"] and [i["name"] for i in meta["inputs"]] == ["image_bytes"]
+    loaded = [s["version"] for s in server.get(f"/v1/models/{MODEL}").json()["model_version_status"]]
+    assert meta["versions"] == loaded and loaded[0] == "1" and [i["name"] for i in meta["inputs"]] == ["image_bytes"]
     result = triton.infer(MODEL, [image_input(jpegs[:3])])  # no outputs named: all of them, as binary data
     probabilities, embedding = reference(server.registry_root, 1, jpegs[:3])
     assert {o["name"]: o["shape"] for o in meta["outputs"]} == {"probabilities": [-1, 8],

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import requests
-from conftest import MODEL, PCA_K, reference
+from conftest import MODEL, PCA_K, assert_answers_like_the_saved_model, reference
 from PIL import Image
 
 from dermpipe import config
@@ -60,10 +60,7 @@ def test_tf_serving_predict_answers_what_the_saved_model_answers(server, jpegs):
     response = server.post(f"/v1/models/{MODEL}:predict", json={"instances": [{"b64": b64(j)} for j in jpegs[:3]]})
     assert response.status_code == 200, response.text
     body = response.json()
-    expected, _ = reference(server.registry_root, 1, jpegs[:3])
-    got = np.array([p["probabilities"] for p in body["predictions"]])
-    np.testing.assert_allclose(got, expected, atol=1e-5)
-    assert [p["predicted_class"] for p in body["predictions"]] == [config.CLASSES[i] for i in expected.argmax(1)]
+    expected = assert_answers_like_the_saved_model(server.registry_root, 1, jpegs[:3], body["predictions"])
     assert [p["confidence"] for p in body["predictions"]] == pytest.approx(expected.max(1).tolist(), abs=1e-6)
     assert body["model_version"] == 1 and body["classes"] == list(config.CLASSES)
 

@@ -100,9 +100,10 @@ def select_examples(predictions: pd.DataFrame, per_class: int) -> pd.DataFrame:
 
 
 def cam_maps(model, images: np.ndarray, class_indices: list[int], method: str = "gradcam",
-             metadata: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+             metadata: Mapping[str, np.ndarray] | None = None, *, at_input_resolution: bool = True) -> np.ndarray:
     """Class activation maps in [0, 1] at input resolution, shape (n, h, w), one per image, for the given class of
-    each image; method is "gradcam" (Grad-CAM) or "gradcam++" (Grad-CAM++).
+    each image; method is "gradcam" (Grad-CAM) or "gradcam++" (Grad-CAM++). at_input_resolution=False: the maps at
+    the feature map's own (low) resolution, as computed (what `dermpipe serve`'s :explain returns as numbers).
 
     A metadata-fusion model is explained with respect to the image, each image's metadata (`metadata`: raw values
     per image, metafeatures.raw_columns; None: all unknown) held fixed: tf-keras-vis takes one seed input per model
@@ -125,7 +126,8 @@ def cam_maps(model, images: np.ndarray, class_indices: list[int], method: str = 
     # flat: tf-keras-vis steps back to the nearest Conv layer, as it always has; rebuilt: exactly there
     seek = view is model
     if not takes_metadata(model):
-        maps = cam(score, images, penultimate_layer=layer_name, seek_penultimate_conv_layer=seek, normalize_cam=True)
+        maps = cam(score, images, penultimate_layer=layer_name, seek_penultimate_conv_layer=seek, normalize_cam=True,
+                   expand_cam=at_input_resolution)
         return np.clip(np.nan_to_num(np.asarray(maps, dtype=np.float32)), 0.0, 1.0)
     inputs = model_inputs(model, images, metadata)
     seeds = [inputs[tensor.name.split(":")[0]] for tensor in model.inputs]  # tf-keras-vis: a list, in input order
@@ -133,7 +135,9 @@ def cam_maps(model, images: np.ndarray, class_indices: list[int], method: str = 
     with _quiet_string_watch():
         small = cam(score, seeds, penultimate_layer=layer_name, seek_penultimate_conv_layer=seek,
                     normalize_cam=True, expand_cam=False)
-    return np.clip(np.nan_to_num(_resize_maps(np.asarray(small, dtype=np.float32), images.shape[1:3])), 0.0, 1.0)
+    small = np.asarray(small, dtype=np.float32)
+    maps = resize_maps(small, images.shape[1:3]) if at_input_resolution else small
+    return np.clip(np.nan_to_num(maps), 0.0, 1.0)
 
 
 @contextmanager
@@ -153,7 +157,7 @@ def _quiet_string_watch():
         logger.removeFilter(keep)
 
 
-def _resize_maps(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def resize_maps(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """(n, h, w) maps -> (n, *size), bilinear (tf-keras-vis' expand_cam interpolates linearly too)."""
     import tensorflow as tf
 
