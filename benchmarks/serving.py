@@ -2,8 +2,11 @@
 
     python benchmarks/serving.py [--image-size 64] [--rss-requests 10000] [--json out.json]
 
-Both servers run as subprocesses on loopback and answer the same TF Serving REST request
-(POST /v1/models/<name>:predict with {"instances": [{"b64": <JPEG>}]}):
+Both servers run as subprocesses on loopback. The baseline answers TF Serving's REST request (POST
+/v1/models/<name>:predict with {"instances": [{"b64": <JPEG>}]}); dermpipe serve is measured over each protocol it
+speaks, with its default batching settings in every run: REST v1 (the same JSON request), the Open Inference
+Protocol v2 (binary tensor data, as tritonclient sends it) and TF Serving's gRPC PredictionService.Predict
+(tensorflow-serving-api stubs, one channel per client):
 - dermpipe: micro-batching, one SavedModel call per batch, PIL validation, prediction log on;
 - baseline: http.server (threaded) whose handler decodes the JPEG with PIL, resizes it and calls Keras
   `model.predict` on that one image per request.
@@ -143,11 +146,78 @@ def payloads(n_valid: int) -> tuple[list[bytes], list[bytes]]:
     return valid, garbage
 
 
-def load(url: str, clients: int, total: int, valid: list[bytes], garbage: list[bytes], garbage_share: float,
-         seed: int = 0) -> dict:
-    """`clients` threads send `total` requests in all; latencies of valid requests, status counts."""
+def rest_sender(url: str):
+    """A per-client sender of (body, headers) pairs: POST with a requests.Session; returns the HTTP status."""
     import requests
 
+    def make():
+        session = requests.Session()
+
+        def send(payload) -> int:
+            body, headers = payload if isinstance(payload, tuple) else (payload, {"content-type": "application/json"})
+            try:
+                return session.post(url, data=body, headers=headers, timeout=60).status_code
+            except requests.RequestException:
+                return -1
+        return send
+    return make
+
+
+def grpc_sender(target: str):
+    """A per-client sender of PredictRequests over one channel; a gRPC status is mapped to HTTP's classes."""
+    import grpc
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    client_errors = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.RESOURCE_EXHAUSTED}
+
+    def make():
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(target, options=[
+            ("grpc.max_send_message_length", 64 << 20)]))
+
+        def send(request) -> int:
+            try:
+                stub.Predict(request, timeout=60)
+                return 200
+            except grpc.RpcError as err:
+                return 400 if err.code() in client_errors else 500
+        return send
+    return make
+
+
+def v2_payloads(jpegs: list[bytes]) -> tuple[list, list]:
+    """Binary-framed v2 infer bodies (one image each, outputs as binary data) and garbage ones."""
+    import struct
+
+    def framed(data: bytes, size: int | None = None) -> tuple[bytes, dict]:
+        head = json.dumps({"inputs": [{"name": "image_bytes", "shape": [1], "datatype": "BYTES",
+                                       "parameters": {"binary_data_size": size or len(data) + 4}}],
+                           "parameters": {"binary_data_output": True}}).encode()
+        return head + struct.pack("<I", len(data)) + data, {"Inference-Header-Content-Length": str(len(head))}
+
+    garbage = [framed(b"definitely not an image"), framed(jpegs[0][: len(jpegs[0]) // 3]),
+               framed(jpegs[0], size=len(jpegs[0]) + 99), (b"{not json", {"content-type": "application/json"})]
+    return [framed(j) for j in jpegs], garbage
+
+
+def grpc_payloads(jpegs: list[bytes]) -> tuple[list, list]:
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    def request(data, dtype=tf.string):
+        message = predict_pb2.PredictRequest()
+        message.model_spec.name = MODEL
+        message.inputs["image_bytes"].CopyFrom(tf.make_tensor_proto(data, dtype=dtype))
+        return message
+
+    garbage = [request([b"definitely not an image"]), request([jpegs[0][: len(jpegs[0]) // 3]]),
+               request([1.0], dtype=tf.float32)]
+    return [request([j]) for j in jpegs], garbage
+
+
+def load(sender, clients: int, total: int, valid: list, garbage: list, garbage_share: float, seed: int = 0) -> dict:
+    """`clients` threads send `total` requests in all; latencies of valid requests, status counts. sender: a URL
+    (REST, JSON bodies) or a factory of per-client send(payload) -> status functions."""
+    make = rest_sender(sender) if isinstance(sender, str) else sender
     rng = random.Random(seed)
     plan = [(True, rng.choice(garbage)) if rng.random() < garbage_share else (False, rng.choice(valid))
             for _ in range(total)]
@@ -157,7 +227,7 @@ def load(url: str, clients: int, total: int, valid: list[bytes], garbage: list[b
     counts = {"ok": 0, "4xx_garbage": 0, "4xx_valid": 0, "5xx": 0, "garbage_2xx": 0, "other": 0}
 
     def client() -> None:
-        session = requests.Session()
+        send = make()
         while True:
             with lock:
                 i = next(cursor, None)
@@ -165,11 +235,7 @@ def load(url: str, clients: int, total: int, valid: list[bytes], garbage: list[b
                 return
             is_garbage, body = plan[i]
             started = time.perf_counter()
-            try:
-                status = session.post(url, data=body, headers={"content-type": "application/json"},
-                                      timeout=60).status_code
-            except requests.RequestException:
-                status = -1
+            status = send(body)
             elapsed = time.perf_counter() - started
             with lock:
                 if status >= 500:
@@ -251,13 +317,15 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="dermpipe-bench-"))
     version = make_registry(work / "registry", args.image_size)
     ports = {"dermpipe": free_port(), "baseline": free_port()}
+    grpc_port = free_port()
     out = {name: open(work / f"{name}.log", "wb") for name in ports}  # noqa: SIM115
     servers = {
         "dermpipe": subprocess.Popen(
             [sys.executable, "-m", "dermpipe.cli.main", "serve", "--registry-root", str(work / "registry"),
              "--model-name", MODEL, "--port", str(ports["dermpipe"]),
              "--log-root", "none" if args.no_log else str(work / "predictions"),
-             "--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms), "--log-level", "warning"],
+             "--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms), "--log-level", "warning",
+             "--grpc-port", str(grpc_port)],
             stdout=out["dermpipe"], stderr=subprocess.STDOUT),
         "baseline": subprocess.Popen(
             [sys.executable, __file__, "--baseline-server", "--model-file", str(version / "model.keras"),
@@ -269,24 +337,28 @@ def main() -> None:
             wait_ready(urls[name] + ("/readyz" if name == "dermpipe" else "/"), servers[name])
         valid, garbage = payloads(64)
         jpegs = [f.read_bytes() for f in sorted(IMAGES.glob("*.jpg"))[:64]]
-        predict = {name: f"{url}/v1/models/{MODEL}:predict" for name, url in urls.items()}
-        for name in servers:  # warm-up (tracing, first-call costs), not measured
-            load(predict[name], 4, 40, valid, garbage, 0.0)
-        results: dict[str, list[dict]] = {"dermpipe": [], "baseline": []}
-        batch_at: dict[int, float] = {}
+        # protocol -> (sender, valid payloads, garbage payloads)
+        protocols = {
+            "baseline": (f"{urls['baseline']}/v1/models/{MODEL}:predict", valid, garbage),
+            "v1": (f"{urls['dermpipe']}/v1/models/{MODEL}:predict", valid, garbage),
+            "v2": (rest_sender(f"{urls['dermpipe']}/v2/models/{MODEL}/infer"), *v2_payloads(jpegs)),
+            "grpc": (grpc_sender(f"127.0.0.1:{grpc_port}"), *grpc_payloads(jpegs)),
+        }
+        predict = {"dermpipe": protocols["v1"][0]}
+        for sender, good, bad in protocols.values():  # warm-up (tracing, first-call costs), not measured
+            load(sender, 4, 40, good, bad, 0.0)
+        results: dict[str, list[dict]] = {name: [] for name in protocols}
+        batch_at: dict[str, dict[int, float]] = {name: {} for name in protocols}
         for clients in args.levels:
-            for name in ("baseline", "dermpipe"):
+            for name, (sender, good, bad) in protocols.items():
                 before = server_batches(urls["dermpipe"])
-                row = load(predict[name], clients, clients * args.requests_per_client, valid, garbage, args.garbage,
-                           seed=clients)
+                row = load(sender, clients, clients * args.requests_per_client, good, bad, args.garbage, seed=clients)
                 results[name].append(row)
-                if name == "dermpipe":
-                    after = server_batches(urls["dermpipe"])
-                    batch_at[clients] = (after[0] - before[0]) / max(1.0, after[1] - before[1])
+                after = server_batches(urls["dermpipe"])
+                batch_at[name][clients] = (after[0] - before[0]) / max(1.0, after[1] - before[1])
         top = max(args.levels)
-        batch_at_top = max(1, round(batch_at.get(top, 1)))
-        bare = {1: bare_forward_ms(version, jpegs, 1), batch_at_top: bare_forward_ms(version, jpegs, batch_at_top),
-                top: bare_forward_ms(version, jpegs, top)}
+        sizes = {1, top} | {max(1, round(mean)) for name in ("v1", "v2", "grpc") for mean in batch_at[name].values()}
+        bare = {size: bare_forward_ms(version, jpegs, size) for size in sorted(sizes)}
         pid = servers["dermpipe"].pid
         rss = [(0, rss_mib(pid))]
         chunk = max(1, args.rss_requests // 8)
@@ -305,25 +377,22 @@ def main() -> None:
           f"max_batch {args.max_batch}, max_wait {args.max_wait_ms} ms, "
           f"prediction log {'off' if args.no_log else 'on'}, "
           f"{os.cpu_count()} CPUs, load average before {load_before:.1f}")
-    header = (f"{'server':<9}{'clients':>8}{'req':>6}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'ok':>6}"
-              f"{'4xx bad':>8}{'4xx ok':>7}{'5xx':>5}")
+    header = (f"{'protocol':<9}{'clients':>8}{'req':>6}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'batch':>7}"
+              f"{'p50/bare':>9}{'x base':>8}{'ok':>6}{'4xx bad':>8}{'4xx ok':>7}{'5xx':>5}")
     print(header)
     for i, clients in enumerate(args.levels):
-        for name in ("dermpipe", "baseline"):
-            r = results[name][i]
+        for name in ("v1", "v2", "grpc", "baseline"):
+            r, base = results[name][i], results["baseline"][i]
+            batch = max(1, round(batch_at[name].get(clients, 1))) if name != "baseline" else 1
+            ratio = r["p50_ms"] / bare[batch] if batch in bare else float("nan")
             print(f"{name:<9}{clients:>8}{r['requests']:>6}{r['throughput']:>9.1f}{r['p50_ms']:>9.1f}"
-                  f"{r['p99_ms']:>9.1f}{r['ok']:>6}{r['4xx_garbage']:>8}{r['4xx_valid']:>7}{r['5xx']:>5}")
-    print("\nratio dermpipe / baseline (throughput; p50 latency):")
-    for i, clients in enumerate(args.levels):
-        d, b = results["dermpipe"][i], results["baseline"][i]
-        print(f"  {clients:>2} clients: throughput x{d['throughput'] / b['throughput']:.2f}, "
-              f"p50 x{d['p50_ms'] / b['p50_ms']:.2f}, mean batch {batch_at.get(clients, float('nan')):.1f}")
+                  f"{r['p99_ms']:>9.1f}{batch:>7}{ratio:>9.2f}{r['throughput'] / base['throughput']:>8.2f}"
+                  f"{r['ok']:>6}{r['4xx_garbage']:>8}{r['4xx_valid']:>7}{r['5xx']:>5}")
+    print("(batch: the server's mean batch over the run, rounded; p50/bare: p50 over the bare forward time of that "
+          "batch; x base: throughput over the naive baseline's at the same clients)")
     print("\nbare forward (serving_default on encoded JPEGs, this process): "
           + ", ".join(f"batch {k}: {v:.1f} ms" for k, v in sorted(bare.items())))
-    d = results["dermpipe"][args.levels.index(top)]
-    print(f"at {top} clients: dermpipe p50 {d['p50_ms']:.1f} ms = x{d['p50_ms'] / bare[batch_at_top]:.2f} the bare "
-          f"forward of its mean batch ({batch_at_top} images, {bare[batch_at_top]:.1f} ms); "
-          f"5xx total: {sum(r['5xx'] for rows in results.values() for r in rows)}")
+    print(f"5xx total: {sum(r['5xx'] for rows in results.values() for r in rows)}")
     print("dermpipe serve RSS (MiB) after N requests: " + ", ".join(f"{n}: {m:.0f}" for n, m in rss))
     if args.json:
         args.json.write_text(json.dumps({"results": results, "bare_forward_ms": bare, "batch_mean": batch_at,

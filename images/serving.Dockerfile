@@ -1,5 +1,6 @@
-# dermpipe serving image: `dermpipe serve` (FastAPI; TF Serving REST API, /predict, /healthz, /readyz, /metrics)
-# answering on port 8080 for the registry given as an argument:
+# dermpipe serving image: `dermpipe serve` (FastAPI; TF Serving REST API, Open Inference Protocol v2, :explain,
+# /predict, /healthz, /readyz, /metrics) answering on port 8080 for the registry given as an argument, and TF Serving's
+# gRPC API on 8500 when started with --grpc-port 8500 (as infra/k8s/kserve does):
 #   docker build -f images/serving.Dockerfile -t us-docker.pkg.dev/PROJECT/dermpipe/serving:0.1.0 .
 #   docker run -p 8080:8080 us-docker.pkg.dev/PROJECT/dermpipe/serving:0.1.0 \
 #     --registry-root gs://BUCKET/dermpipe/registry --log-root gs://BUCKET/dermpipe/predictions
@@ -30,7 +31,7 @@ RUN python -c "import dermpipe.cli.main" \
     && useradd --create-home --uid 1000 dermpipe
 USER 1000
 WORKDIR /home/dermpipe
-EXPOSE 8080
+EXPOSE 8080 8500
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=4)"]
 ENTRYPOINT ["dermpipe", "serve", "--host", "0.0.0.0", "--port", "8080"]

@@ -157,7 +157,11 @@ def test_inference_service_runs_dermpipe_serve_hardened():
     args = container["args"]
     assert args[args.index("--registry-root") + 1].startswith("gs://")
     assert args[args.index("--log-root") + 1].startswith("gs://")
-    assert container["ports"] == [{"containerPort": 8080, "protocol": "TCP"}]
+    assert container["ports"] == [{"containerPort": 8080, "protocol": "TCP"},
+                                  {"name": "h2c", "containerPort": 8500, "protocol": "TCP"}]
+    assert args[args.index("--grpc-port") + 1] == "8500"
+    # two ports (HTTP and gRPC) need RawDeployment: Knative (Serverless) routes one
+    assert service["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "RawDeployment"
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": 8080}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": 8080}
     security = container["securityContext"]
