@@ -4,11 +4,15 @@ One object for both factories (training and monitoring) and the CLI's compile/su
 from here. Decided at compile time, never in the stage logic; local runs pass None, since kfp.local ignores it.
 """
 
-from dataclasses import dataclass
+from __future__ import annotations
 
-from kfp import dsl, kubernetes
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from dermpipe.lineage.artifacts import CODE_VERSION_ENV, code_version
+
+if TYPE_CHECKING:  # kfp is imported where tasks are placed, not by the CLI that reads the defaults (`--help`)
+    from kfp import dsl
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,7 @@ class Placement:
     uncached_tasks: tuple[str, ...] = ("ingest",)
 
     @classmethod
-    def for_backend(cls, backend: str, **overrides) -> "Placement":
+    def for_backend(cls, backend: str, **overrides) -> Placement:
         """KFP on GKE (tolerations, node selector) or Vertex AI (accelerator type, no Kubernetes settings)."""
         if backend == "vertex":
             base = {"train_accelerator": "NVIDIA_TESLA_T4", "gpu_toleration": False, "gke_accelerator": "",
@@ -66,6 +70,8 @@ def place_step(task: dsl.PipelineTask, placement: Placement | None, *, cpu: str 
 
 def place_train(task: dsl.PipelineTask, placement: Placement | None) -> dsl.PipelineTask:
     """The GPU trainer: accelerator, GKE toleration/node selector/Spot, and retries with back-off when pre-empted."""
+    from kfp import kubernetes
+
     task.set_env_variable(CODE_VERSION_ENV, code_version())
     _cache(task, placement)
     if placement is None:

@@ -36,6 +36,19 @@ REGISTRY = typer.Option(None, envvar=config.REGISTRY_ENV,
 TAG = typer.Option(None, envvar=config.TAG_ENV, help="image tag [default: the package version]")
 
 
+def preflight_or_exit(params: dict, *, local: bool) -> None:
+    """Exit 2 with the stages' own messages when a stage would refuse the parameters (before anything starts);
+    `local`: the run happens here, so the source and credentials must be this machine's."""
+    from dermpipe.pipelines.preflight import PreflightError, preflight
+
+    try:
+        preflight(params, local=local)
+    except PreflightError as err:
+        typer.echo("dermpipe: pre-flight check failed, nothing was started:\n  " + str(err).replace("\n", "\n  "),
+                   err=True)
+        raise typer.Exit(2) from err
+
+
 def _fail(err: Exception, code: int = 1) -> typer.Exit:
     typer.echo(f"error: {err}", err=True)
     return typer.Exit(code)
@@ -151,8 +164,11 @@ def submit(
     from dermpipe.orchestration.parameters import check_params, load_params
     from dermpipe.orchestration.submit import submit_run
     from dermpipe.orchestration.watch import wait_for
+    from dermpipe.pipelines.profiles import checked
 
     try:
+        if pipeline == "training" and package is None:  # before compiling: a cluster run would fail the same way
+            preflight_or_exit(checked(load_params(config_file, param), "--config/--param"), local=False)
         with tempfile.TemporaryDirectory() as tmp:
             path = _package(pipeline, package, backend, registry, tag, accelerator, Path(tmp))
             params = check_params(load_params(config_file, param), path)  # before connecting: fail fast on typos

@@ -41,8 +41,7 @@ def run(
     from dermpipe.pipelines.local import run_local
 
     params = _run_params(profile, config_file, param, registry_root, quiet_train, options)
-    if params.get("invalid_images", "drop") not in ("drop", "fail"):
-        raise typer.BadParameter(f"{params['invalid_images']!r}: expected drop or fail", param_hint="--invalid-images")
+    cli_cloud.preflight_or_exit(params, local=True)
     record = run_local(params, pipeline_root=pipeline_root, cache=cache)
     typer.echo(_summary(record))
     if record.status != "succeeded":

@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from dermpipe.data.params import CLASS_BALANCES
+
 
 def image_paths(table: pd.DataFrame, dataset_dir: Path | str) -> list[str]:
     root = Path(dataset_dir)
@@ -106,9 +108,6 @@ def make_dataset(
 def load_images(table: pd.DataFrame, dataset_dir: Path | str, image_size: int) -> np.ndarray:
     """All images of a (small) table as one float32 array, for explanation galleries."""
     return np.stack([decode_resize(tf.constant(p), image_size).numpy() for p in image_paths(table, dataset_dir)])
-
-
-CLASS_BALANCES = ("weights", "oversample", "none")
 
 
 @dataclass(frozen=True)

@@ -21,39 +21,7 @@ from kfp.dsl import Dataset, Metrics
 
 from dermpipe import config
 from dermpipe.data.schema import IMAGE_SUFFIXES
-
-REMOTE_KINDS = ("kaggle", "isic", "gs")
-
-
-class IngestError(ValueError):
-    """The source cannot be read as an ISIC 2019 data set; the message says which path and what was expected."""
-
-
-@dataclass(frozen=True)
-class Source:
-    kind: str  # demo | local | zip | kaggle | isic | gs
-    location: str
-
-
-def parse_source(source: str) -> Source:
-    """`demo`, a folder, a .zip, `kaggle:<owner/dataset>`, `isic:<collection>` or `gs://bucket/prefix`."""
-    text = source.strip()
-    if text == "demo":
-        return Source("demo", "")
-    if text.startswith("gs://"):
-        return Source("gs", text)
-    for kind in ("kaggle", "isic"):
-        if text.startswith(f"{kind}:"):
-            return Source(kind, text.split(":", 1)[1])
-    path = Path(text).expanduser()
-    if path.is_dir():
-        return Source("local", str(path.resolve()))
-    if path.is_file() and zipfile.is_zipfile(path):
-        return Source("zip", str(path.resolve()))
-    raise IngestError(
-        f"source {source!r}: not 'demo', an existing folder, a .zip archive, 'kaggle:<owner/dataset>', "
-        "'isic:<collection>' or 'gs://bucket/prefix'"
-    )
+from dermpipe.data.sources.spec import REMOTE_KINDS, IngestError, Source, parse_source  # noqa: F401 (re-exported)
 
 
 @dataclass(frozen=True)

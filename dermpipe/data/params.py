@@ -1,13 +1,46 @@
 """The data stages' parameter sets (ingest, merge, split, prepare): names, types, defaults and help in one place.
 
 Kept apart from the stage logic (which imports pandas and kfp) so that `dermpipe run --help`, whose options are
-derived from these, stays quick. The components build them by keyword; the parameter agreement test checks that
-the component, pipeline and CLI signatures agree with them.
+derived from these, stays quick, and so that `dermpipe run`'s pre-flight (dermpipe.pipelines.preflight) can call the
+same checks the stages call (`check()` and the check_* functions) without starting anything. The components build
+them by keyword; the parameter agreement test checks that the component, pipeline and CLI signatures agree with them.
 """
 
 from dataclasses import dataclass
 
 from dermpipe.componentkit import param
+
+INVALID_IMAGES = ("drop", "fail")
+# How train evens out the classes (dermpipe.data.images reads its input with one of these).
+CLASS_BALANCES = ("weights", "oversample", "none")
+
+
+def check_choice(stage: str, name: str, value: str, allowed: tuple[str, ...]) -> None:
+    """`value` is one of `allowed`, else an error naming the stage's parameter and the choices."""
+    if value not in allowed:
+        raise ValueError(f"{stage} parameter {name}={value!r} is not supported; choose one of {list(allowed)}")
+
+
+def check_split_size(size: float) -> None:
+    """A held-out fraction split can take: one fold of a k-fold with k = round(1/size) >= 2."""
+    if not 0.0 < size < 0.5:
+        raise ValueError(f"split size {size} is out of range; expected a fraction in (0, 0.5)")
+
+
+def check_folds(folds: int) -> None:
+    if folds != 0 and folds < 2:
+        raise ValueError(f"folds={folds}: expected 0 (no cross-validation folds) or at least 2")
+
+
+def check_image_size(image_size: int) -> None:
+    """Below 8 px no backbone has a feature map left; a typo (e.g. 2 for 224) is the usual cause."""
+    if image_size < 8:
+        raise ValueError(f"image_size={image_size}: expected the training resolution in pixels (e.g. 224)")
+
+
+def check_shard_size(shard_bytes: float) -> None:
+    if shard_bytes <= 0:
+        raise ValueError(f"shard size must be positive, got {shard_bytes} bytes")
 
 
 @dataclass(frozen=True)
@@ -18,10 +51,22 @@ class IngestParams:
                                         "`dermpipe run` computes it")
     demo_images: int = param(400, "size of the generated demo data set")
 
+    def check(self, *, local: bool = True) -> None:
+        """What ingest would refuse before reading anything: a missing folder or zip, a malformed kaggle:, isic: or
+        gs:// source, missing credentials (`local`: this machine's; a cluster run brings its own), no demo images."""
+        from dermpipe.data.sources.spec import check_source
+
+        check_source(self.source, local=local)
+        if self.source.strip() == "demo" and self.demo_images < 1:
+            raise ValueError(f"demo_images={self.demo_images}: expected at least 1 image for the demo data set")
+
 
 @dataclass(frozen=True)
 class MergeParams:
     invalid_images: str = param("drop", "drop (and report) or fail on corrupt/non-RGB/bomb images")
+
+    def check(self) -> None:
+        check_choice("merge", "invalid_images", self.invalid_images, INVALID_IMAGES)
 
 
 @dataclass(frozen=True)
@@ -31,9 +76,18 @@ class SplitParams:
     seed: int = param(42, "seed of the lesion-grouped split (prepare shuffles its shards with it too)")
     folds: int = param(0, "also assign k cross-validation folds to train+val (0: off)")
 
+    def check(self) -> None:
+        check_split_size(self.test_size)
+        check_split_size(self.val_size)
+        check_folds(self.folds)
+
 
 @dataclass(frozen=True)
 class PrepareParams:
     image_size: int = param(224, "side of the centre-cropped square images in the shards (the training resolution)")
     shard_size_mb: float = param(150.0, "target size of one TFRecord shard in MB")
     seed: int = param(42, "seed of the shards' shuffle (the pipeline passes split_seed)")
+
+    def check(self) -> None:
+        check_image_size(self.image_size)
+        check_shard_size(self.shard_size_mb * 1e6)

@@ -15,6 +15,7 @@ import pandas as pd
 from kfp.dsl import Dataset, Metrics
 
 from dermpipe import config
+from dermpipe.data.params import check_image_size
 
 CHUNK = 64  # images in flight at once (bounded memory, parallel decode)
 
@@ -40,8 +41,7 @@ def prepare_shards(dataset_dir: Path, tables: dict[str, pd.DataFrame], out_dir: 
         manifest_dict,
     )
 
-    if image_size < 8:
-        raise ValueError(f"image_size={image_size}: expected the training resolution in pixels (e.g. 224)")
+    check_image_size(image_size)
     failed: list[dict[str, str]] = []
     total = sum(len(t) for t in tables.values())
 

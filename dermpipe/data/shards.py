@@ -36,6 +36,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dermpipe.data.params import check_shard_size
+
 MANIFEST = "shards.json"
 IMAGE_ENCODING = "png"  # lossless: the shard pixels are the serving pixels
 RESIZE_POLICY = "centre-crop"
@@ -139,8 +141,7 @@ class ShardWriter:
     """Appends serialized examples to `<split>-<nnnnn>.tfrecord`, starting a new shard past shard_bytes."""
 
     def __init__(self, folder: Path, shard_bytes: int) -> None:
-        if shard_bytes <= 0:
-            raise ValueError(f"shard size must be positive, got {shard_bytes} bytes")
+        check_shard_size(shard_bytes)
         self.folder, self.shard_bytes = folder, shard_bytes
         self.shards: list[ShardInfo] = []
         self._writer = None

@@ -15,6 +15,7 @@ import pandas as pd
 from kfp.dsl import Dataset, Markdown, Metrics
 
 from dermpipe import config
+from dermpipe.data.params import check_folds, check_split_size
 
 
 @dataclass
@@ -85,8 +86,7 @@ def stratified_group_folds(labels: np.ndarray, groups: np.ndarray, n_splits: int
 
 def _holdout(labels: np.ndarray, groups: np.ndarray, size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(keep, holdout) row positions: one fold of a stratified group k-fold with k = round(1/size)."""
-    if not 0.0 < size < 0.5:
-        raise ValueError(f"split size {size} is out of range; expected a fraction in (0, 0.5)")
+    check_split_size(size)
     n_splits = max(2, round(1.0 / size))
     n_groups = len(np.unique(groups))
     if n_groups < n_splits:
@@ -115,8 +115,7 @@ def split_table(table: pd.DataFrame, *, test_size: float = 0.1, val_size: float 
 
 def assign_folds(labels: np.ndarray, groups: np.ndarray, folds: int, seed: int) -> np.ndarray:
     """Fold index (0..folds-1) per row, stratified by label, never splitting a group."""
-    if folds < 2:
-        raise ValueError(f"folds={folds}: expected 0 (no cross-validation folds) or at least 2")
+    check_folds(folds)
     n_groups = len(np.unique(groups))
     if n_groups < folds:
         raise ValueError(f"only {n_groups} lesion groups outside the test split: too few for {folds} folds")

@@ -19,6 +19,7 @@ from keras import layers, ops
 
 from dermpipe.model.augment import LAYER_NAME, RandomAugment
 from dermpipe.model.metadata_inputs import MetadataEncoding  # noqa: F401 - registers the fusion models' encoding layer
+from dermpipe.model.training.params import BACKBONES, check_backbone  # noqa: F401 (BACKBONES re-exported)
 
 # ImageNet channel means (BGR) of the "caffe" preprocessing that keras.applications.ResNet50 expects.
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -46,10 +47,6 @@ def _apps() -> dict[str, Backbone]:
     }
 
 
-BACKBONES: tuple[str, ...] = (
-    "efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3", "efficientnet_b4",
-    "mobilenet_v3_small", "mobilenet_v3_large", "resnet50", "simple_cnn",
-)
 
 
 def resolve_weights(weights: str) -> str | None:
@@ -126,9 +123,8 @@ def build_classifier(
     branch
     (`metadata_units` ReLU units) and is concatenated with the image embedding (still the layer "pool") before the
     softmax head. Without it the model is exactly the image-only classifier."""
+    check_backbone(backbone)
     zoo = _apps()
-    if backbone not in zoo:
-        raise ValueError(f"backbone {backbone!r} is not supported; choose one of {list(BACKBONES)}")
     spec = zoo[backbone]
     inputs = keras.Input((image_size, image_size, 3), name="image")
     x = augmentation(seed, **(augment or {}))(inputs)

@@ -18,7 +18,7 @@ def test_parse_source_kinds(tmp_path):
     assert parse_source("kaggle:andrewmvd/isic-2019").location == "andrewmvd/isic-2019"
     assert parse_source("gs://bucket/isic").kind == "gs"
     assert parse_source("isic:249").location == "249"
-    with pytest.raises(IngestError, match="not 'demo', an existing folder"):
+    with pytest.raises(IngestError, match="missing': it does not exist; expected 'demo', an existing folder"):
         parse_source(str(tmp_path / "missing"))
 
 

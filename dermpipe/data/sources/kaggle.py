@@ -25,6 +25,12 @@ class KaggleSourceError(ValueError):
     """Kaggle credentials or the dataset cannot be used; the message says what to do (never the key)."""
 
 
+def check_dataset(dataset: str) -> None:
+    """`owner/dataset` (optionally `/versions/N`), the form the kaggle client accepts."""
+    if not DATASET_PATTERN.match(dataset):
+        raise KaggleSourceError(f"kaggle:{dataset}: expected kaggle:<owner>/<dataset>, e.g. kaggle:andrewmvd/isic-2019")
+
+
 def credentials_source(env: dict[str, str] | None = None, home: Path | None = None) -> str:
     """Where the kaggle client will find credentials; refuses missing or over-readable ones. Never returns secrets."""
     env = dict(os.environ) if env is None else env
@@ -73,8 +79,7 @@ def download_dataset(dataset: str, cache: Path, *, api: Any = None, quiet: bool 
 
     Returns the extracted folder and download_* counts.
     """
-    if not DATASET_PATTERN.match(dataset):
-        raise KaggleSourceError(f"kaggle:{dataset}: expected kaggle:<owner>/<dataset>, e.g. kaggle:andrewmvd/isic-2019")
+    check_dataset(dataset)
     if api is None:
         credentials_source()
         api = make_api()

@@ -3,7 +3,13 @@
 from dataclasses import dataclass
 
 from dermpipe.componentkit import param
+from dermpipe.data.params import CLASS_BALANCES, check_choice, check_image_size
 
+# The backbones dermpipe.model.zoo builds (named here, without Keras, so that pre-flight can check the name quickly).
+BACKBONES: tuple[str, ...] = (
+    "efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3", "efficientnet_b4",
+    "mobilenet_v3_small", "mobilenet_v3_large", "resnet50", "simple_cnn",
+)
 LOSSES = ("crossentropy", "focal")
 MONITORS = ("val_balanced_accuracy", "val_loss")
 LR_SCHEDULES = ("plateau", "cosine", "constant")
@@ -36,12 +42,25 @@ class TrainParams:
     quiet: bool = param(False, "no per-epoch progress lines from train")
 
     def check(self) -> None:
-        from dermpipe.data.images import CLASS_BALANCES
-
+        """Refuse what train would fail on minutes later: an unknown choice, an impossible size or count."""
+        check_backbone(self.backbone)
         for field_name, value, allowed in (("class_balance", self.class_balance, CLASS_BALANCES),
                                            ("loss", self.loss, LOSSES), ("monitor", self.monitor, MONITORS),
                                            ("lr_schedule", self.lr_schedule, LR_SCHEDULES),
                                            ("mixed_precision", self.mixed_precision, ("auto", "on", "off"))):
-            if value not in allowed:
-                raise ValueError(f"train parameter {field_name}={value!r} is not supported; "
-                                 f"choose one of {list(allowed)}")
+            check_choice("train", field_name, value, allowed)
+        check_image_size(self.image_size)
+        for field_name, value, least in (("batch_size", self.batch_size, 1), ("epochs", self.epochs, 1),
+                                         ("fine_tune_epochs", self.fine_tune_epochs, 0), ("patience", self.patience, 0),
+                                         ("fine_tune_layers", self.fine_tune_layers, 0)):
+            if value < least:
+                raise ValueError(f"train parameter {field_name}={value}: expected at least {least}")
+        for field_name, rate in (("learning_rate", self.learning_rate),
+                                 ("fine_tune_learning_rate", self.fine_tune_learning_rate)):
+            if not rate > 0:
+                raise ValueError(f"train parameter {field_name}={rate}: expected a positive learning rate")
+
+
+def check_backbone(backbone: str) -> None:
+    if backbone not in BACKBONES:
+        raise ValueError(f"backbone {backbone!r} is not supported; choose one of {list(BACKBONES)}")
