@@ -176,6 +176,9 @@ register_monitor(app)
 from dermpipe.cli.lineage import register as _register_lineage  # noqa: E402
 
 _register_lineage(app)
+from dermpipe.cli.predict import register as _register_predict  # noqa: E402
+
+_register_predict(app)
 
 
 if __name__ == "__main__":

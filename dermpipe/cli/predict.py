@@ -1,0 +1,83 @@
+"""`dermpipe predict IMAGE_OR_FOLDER ...`: the deployed model's answer for image files, as a table, CSV or JSON."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import asdict
+from enum import StrEnum
+from pathlib import Path
+
+import typer
+
+from dermpipe import config
+
+
+class Format(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+def _top(prediction) -> str:
+    return ", ".join(f"{label} {probability:.3f}" for label, probability in prediction.top)
+
+
+def as_table(answer) -> str:
+    """One row per answered image: image, predicted class, its probability, the top 3."""
+    rows = [("image", "predicted", "probability", "top 3")]
+    rows += [(p.image, p.label, f"{p.probability:.3f}", _top(p)) for p in answer.predictions]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = ["  ".join([*(v.ljust(w) for v, w in zip(row[:3], widths, strict=True)), row[3]]).rstrip()
+             for row in rows]
+    return "\n".join([f"model: {answer.model}", *lines])
+
+
+def as_csv(answer) -> str:
+    """image, predicted, probability, top 3 (`CLASS p; ...`), error (an unreadable file's reason, else empty)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["image", "predicted", "probability", "top3", "error"])
+    for p in answer.predictions:
+        writer.writerow([p.image, p.label, f"{p.probability:.4f}",
+                         "; ".join(f"{label} {prob:.4f}" for label, prob in p.top), ""])
+    for u in answer.unreadable:
+        writer.writerow([u.image, "", "", "", u.reason])
+    return out.getvalue().rstrip("\n")
+
+
+def predict(
+    images: list[Path] = typer.Argument(..., help="image files and/or folders (their .jpg/.jpeg/.png files)"),
+    model: str = typer.Option(None, help="a registry version number or a model folder (holding model.keras) "
+                                         "[default: the registry's current version]"),
+    registry_root: str = typer.Option(None, help="model registry [default: $DERMPIPE_HOME/registry]"),
+    model_name: str = typer.Option(config.MODEL_NAME, help="model name in the registry"),
+    output: Format = typer.Option(Format.table, "--format", help="table (for people), csv or json"),
+    gradcam: Path = typer.Option(None, "--gradcam", help="write a Grad-CAM overlay PNG per image into this folder"),
+) -> None:
+    """Predicted class, probability and top 3 per image. Unreadable files are listed with the reason, the others
+    answered; the exit status is 1 when any file was unreadable, 2 when the model cannot be found."""
+    from dermpipe.deploy.predict import PredictError
+    from dermpipe.deploy.predict import predict as ask
+
+    try:
+        answer = ask(images, model, registry_root=registry_root, model_name=model_name, gradcam_dir=gradcam)
+    except PredictError as err:
+        typer.echo(f"dermpipe predict: {err}", err=True)
+        raise typer.Exit(2) from err
+    if output is Format.json:
+        typer.echo(json.dumps({"model": answer.model, "predictions": [asdict(p) for p in answer.predictions],
+                               "unreadable": [asdict(u) for u in answer.unreadable]}, indent=1))
+    elif output is Format.csv:
+        typer.echo(as_csv(answer))
+    else:
+        typer.echo(as_table(answer))
+        for unreadable in answer.unreadable:
+            typer.echo(f"unreadable: {unreadable.image}: {unreadable.reason}", err=True)
+    if answer.unreadable:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("predict")(predict)

@@ -1,0 +1,112 @@
+"""`dermpipe predict` on real ISIC images, a truncated JPEG and a text file, from a registry version or a folder."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from dermpipe import config
+from dermpipe.cli.main import app
+
+MODEL = config.MODEL_NAME
+
+
+@pytest.fixture(scope="module")
+def model_folder(tmp_path_factory) -> Path:
+    """An untrained simple_cnn at 32 px saved as a train task saves it (model.keras): its answers are arbitrary but
+    deterministic, which is all a test of the plumbing needs."""
+    from dermpipe.model.zoo import build_classifier
+
+    folder = tmp_path_factory.mktemp("model")
+    model, _ = build_classifier("simple_cnn", 32, len(config.CLASSES), seed=1)
+    model.save(folder / "model.keras")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def registry_root(tmp_path_factory, model_folder) -> str:
+    """A registry whose current version (1) holds the model."""
+    from dermpipe.deploy import registry
+
+    root = str(tmp_path_factory.mktemp("registry"))
+    version = registry.allocate(root, MODEL)
+    registry.commit(root, MODEL, version, model_folder, digest="test")
+    registry.set_current(root, MODEL, version, reason="test")
+    return root
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory, isic_sample) -> Path:
+    """Three real ISIC 2019 JPEGs, one of them truncated to half its bytes, and a text file named like a JPEG."""
+    folder = tmp_path_factory.mktemp("images")
+    real = sorted((isic_sample / config.IMAGE_SUBDIR).glob("*.jpg"))[:3]
+    for path in real:
+        shutil.copyfile(path, folder / path.name)
+    data = real[0].read_bytes()
+    (folder / "broken.jpg").write_bytes(data[: len(data) // 2])
+    (folder / "notes.jpg").write_text("not an image\n")
+    return folder
+
+
+def _answered(images: Path) -> list[str]:
+    return sorted(str(p) for p in images.glob("ISIC_*.jpg"))
+
+
+def test_the_registrys_current_version_answers_as_csv_and_lists_unreadable_files(registry_root, images):
+    result = CliRunner().invoke(app, ["predict", str(images), "--registry-root", registry_root, "--format", "csv"])
+    assert result.exit_code == 1, result.output  # 1: some files were unreadable, the rest answered
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    answered = [r for r in rows if not r["error"]]
+    assert sorted(r["image"] for r in answered) == _answered(images)
+    for row in answered:
+        top = [(part.split()[0], float(part.split()[1])) for part in row["top3"].split("; ")]
+        assert len(top) == 3 and top[0] == (row["predicted"], float(row["probability"]))
+        assert row["predicted"] in config.CLASSES and top[0][1] >= top[1][1] >= top[2][1] > 0
+    errors = {Path(r["image"]).name: r["error"] for r in rows if r["error"]}
+    assert set(errors) == {"broken.jpg", "notes.jpg"}
+    assert errors["broken.jpg"].startswith("corrupt or truncated JPEG")
+    assert errors["notes.jpg"].startswith("not an image")
+
+
+def test_a_model_folder_answers_the_same_as_the_registry_version_in_json(registry_root, model_folder, images):
+    files = [str(p) for p in sorted(images.glob("ISIC_*.jpg"))]
+    by_folder = CliRunner().invoke(app, ["predict", *files, "--model", str(model_folder), "--format", "json"])
+    by_version = CliRunner().invoke(app, ["predict", *files, "--model", "1", "--registry-root", registry_root,
+                                          "--format", "json"])
+    assert by_folder.exit_code == 0 and by_version.exit_code == 0, by_folder.output + by_version.output
+    folder, version = json.loads(by_folder.stdout), json.loads(by_version.stdout)
+    assert folder["model"] == str(model_folder) and version["model"].startswith(f"{MODEL} version 1 (")
+    assert folder["unreadable"] == [] and [p["image"] for p in folder["predictions"]] == files
+    assert [p["top"] for p in folder["predictions"]] == [p["top"] for p in version["predictions"]]
+    assert all(np.isclose(p["probability"], p["top"][0][1]) and p["label"] == p["top"][0][0]
+               for p in folder["predictions"])
+
+
+def test_the_table_and_gradcam_overlays(registry_root, images, tmp_path):
+    from PIL import Image
+
+    first = sorted(images.glob("ISIC_*.jpg"))[0]
+    result = CliRunner().invoke(app, ["predict", str(first), str(images / "missing.jpg"), "--registry-root",
+                                      registry_root, "--gradcam", str(tmp_path / "cam")])
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"model: {MODEL} version 1") and lines[1].split()[:3] == ["image", "predicted",
+                                                                                        "probability"]
+    assert lines[2].startswith(str(first)) and len(lines) == 3
+    assert f"unreadable: {images / 'missing.jpg'}: no such file or folder" in result.stderr
+    overlay = tmp_path / "cam" / f"{first.stem}.gradcam.png"
+    with Image.open(overlay) as image:
+        assert image.size == (32, 32) and image.mode == "RGB"
+
+
+def test_no_current_version_exits_2_and_says_what_to_do(tmp_path, images):
+    result = CliRunner().invoke(app, ["predict", str(images), "--registry-root", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "no version is current; train and deploy one with `dermpipe run`" in result.stderr
