@@ -28,3 +28,32 @@ def param(default: Any, help: str) -> Any:
     """A stage parameter's default and help in one place: the dataclass field that `dermpipe run`'s options are
     derived from and that the component and pipeline signatures are checked against (the parameter agreement test)."""
     return field(default=default, metadata={"help": help})
+
+
+# Progress lines a task prints for the local runner (dermpipe.pipelines.task_logs), which turns them into the live
+# progress of `dermpipe run`: one line, `[dermpipe-progress] {json}`, readable in a log as well.
+PROGRESS_PREFIX = "[dermpipe-progress] "
+
+
+def report_progress(**fields: Any) -> None:
+    """Print one progress line (flushed: kfp.local reads the task's output line by line as it comes)."""
+    import json
+
+    print(PROGRESS_PREFIX + json.dumps(fields, sort_keys=True), flush=True)
+
+
+class CountProgress:
+    """`done` of `total` items of a task's step, reported at most every `every` seconds and once at the end."""
+
+    def __init__(self, step: str, total: int, unit: str = "images", every: float = 1.0) -> None:
+        import time
+
+        self.step, self.total, self.unit, self.every = step, total, unit, every
+        self.done, self._clock, self._last = 0, time.monotonic, 0.0
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        now = self._clock()
+        if self.done >= self.total or now - self._last >= self.every:
+            self._last = now
+            report_progress(step=self.step, done=self.done, total=self.total, unit=self.unit)

@@ -8,11 +8,9 @@ hits and output artifacts), which `dermpipe runs` and `dermpipe show` read, and 
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import datetime as dt
 import hashlib
-import io
 import json
 import os
 import re
@@ -26,6 +24,7 @@ from typing import Any
 
 from dermpipe import config
 from dermpipe.lineage import store
+from dermpipe.pipelines.task_logs import LogRouter, Observer, TaskLog
 
 
 @dataclass
@@ -38,6 +37,8 @@ class TaskRecord:
     cached: bool = False
     error: str = ""
     outputs: dict[str, Any] = field(default_factory=dict)
+    log: str = ""  # $DERMPIPE_HOME/runs/<run id>/logs/<task>.log: everything the task printed
+    warnings: int = 0  # warning lines in that log
 
 
 @dataclass
@@ -156,21 +157,6 @@ def _describe(value: Any) -> Any:
     return value
 
 
-class _Tail(io.TextIOBase):
-    """Passes task output through to the terminal and keeps its last lines, to name the cause of a failure."""
-
-    def __init__(self, target: Any, keep: int = 200) -> None:
-        self.target = target
-        self.lines: collections.deque[str] = collections.deque(maxlen=keep)
-
-    def write(self, text: str) -> int:
-        self.lines.extend(text.splitlines())
-        return self.target.write(text)
-
-    def flush(self) -> None:
-        self.target.flush()
-
-
 _EXCEPTION_LINE = re.compile(r"^\s*([A-Za-z_.]*(Error|Exception|Interrupt)): (.+)$")
 
 
@@ -208,9 +194,14 @@ def _task_inputs(task_spec: Any, io_store: Any) -> tuple[dict[str, Any], dict[st
     return params, inputs
 
 
+def logs_dir(run_id: str) -> Path:
+    """Where a local run's task logs go: $DERMPIPE_HOME/runs/<run id>/logs/<task>.log."""
+    return runs_dir() / run_id / "logs"
+
+
 @contextlib.contextmanager
-def _recording(record: RunRecord) -> Iterator[None]:
-    """Wrap kfp.local's per-task executor to record status, timing, cache hits and outputs of every task."""
+def _recording(record: RunRecord, router: LogRouter) -> Iterator[None]:
+    """Wrap kfp.local's per-task executor to record status, timing, cache hits, outputs and the log of every task."""
     from kfp.local.orchestrator import task_executor
 
     original = task_executor.execute_single_task
@@ -228,22 +219,18 @@ def _recording(record: RunRecord) -> Iterator[None]:
         params, inputs = _task_inputs(kwargs.get("task_spec"), kwargs.get("io_store"))
         task_id = _to_lineage(store.start_task, record.run_id, task_name, task.started, params, inputs)
         start = time.monotonic()
-        tail = _Tail(sys.stdout)
-        with contextlib.redirect_stdout(tail):
+        router.start(task_name, logs_dir(record.run_id))
+        try:
             outputs, status = original(task_name, *args, **kwargs)
-        if status.name != "SUCCESS":
-            task.error = failure_cause(tail.lines)
-        task.seconds = round(time.monotonic() - start, 2)
-        task.finished = _now()
-        task.status = status.name.lower()
-        task.outputs = {name: _describe(value) for name, value in (outputs or {}).items()}
-        uris = [o["uri"] for o in task.outputs.values() if isinstance(o, dict) and "uri" in o]
-        task.cached = bool(uris) and all(f"/{record.run_id}/" not in uri for uri in uris)
-        save_record(record)
+        finally:
+            log = router.stop()
+        _finish_task(record, task, outputs, status.name, time.monotonic() - start, log)
         if task_id is not None:
             artifacts = {n: o for n, o in task.outputs.items() if isinstance(o, dict) and "uri" in o}
             _to_lineage(store.finish_task, task_id, status=task.status, finished=task.finished,
                         seconds=task.seconds, cached=task.cached, error=task.error, outputs=artifacts)
+        if router.observer is not None:
+            router.observer.task_finished(task, log.path if log else None, list(log.lines) if log else [])
         return outputs, status
 
     task_executor.execute_single_task = recorded
@@ -253,7 +240,25 @@ def _recording(record: RunRecord) -> Iterator[None]:
         task_executor.execute_single_task = original
 
 
-def run_local(params: dict[str, Any], *, pipeline_root: Path | None = None, cache: bool = True) -> RunRecord:
+def _finish_task(record: RunRecord, task: TaskRecord, outputs: dict[str, Any] | None, status: str, seconds: float,
+                 log: TaskLog | None) -> None:
+    """Fill in a finished task's record (status, time, outputs, cache hit, its log) and save the run record."""
+    if status != "SUCCESS" and log is not None:
+        task.error = failure_cause(log.lines)
+    task.seconds = round(seconds, 2)
+    task.finished = _now()
+    task.status = status.lower()
+    task.outputs = {name: _describe(value) for name, value in (outputs or {}).items()}
+    uris = [o["uri"] for o in task.outputs.values() if isinstance(o, dict) and "uri" in o]
+    task.cached = bool(uris) and all(f"/{record.run_id}/" not in uri for uri in uris)
+    if log is not None:
+        task.log = str(log.path) if log.path else ""
+        task.warnings = log.warnings
+    save_record(record)
+
+
+def run_local(params: dict[str, Any], *, pipeline_root: Path | None = None, cache: bool = True,
+              observer: Observer | None = None, verbose: bool = True) -> RunRecord:
     """Run the training pipeline locally; returns the run record (status 'succeeded' or 'failed' with the error)."""
     from dermpipe.pipelines.training import PIPELINE_NAME, build_training_pipeline
 
@@ -264,14 +269,15 @@ def run_local(params: dict[str, Any], *, pipeline_root: Path | None = None, cach
         params["source"] = source = str(Path(source).expanduser().resolve())
     params.setdefault("source_fingerprint", source_fingerprint(source, int(params.get("demo_images", 400))))
     return run_pipeline(build_training_pipeline(placement=None), PIPELINE_NAME, params, pipeline_root=pipeline_root,
-                        cache=cache)
+                        cache=cache, observer=observer, verbose=verbose)
 
 
 def run_pipeline(pipeline: Any, name: str, params: dict[str, Any], *, pipeline_root: Path | None = None,
-                 cache: bool = True) -> RunRecord:
+                 cache: bool = True, observer: Observer | None = None, verbose: bool = True) -> RunRecord:
     """The one local runner, for the training and the monitoring DAG: kfp.local's SubprocessRunner in this Python
-    environment, every task recorded (run record and lineage store). Returns the record; a failure is recorded in it
-    (status 'failed', the failing task and its cause), not raised."""
+    environment, every task recorded (run record and lineage store) with its log in logs_dir(run id). `observer`
+    sees each task start, progress and finish; `verbose` also streams every line to stdout, as kfp.local prints it.
+    Returns the record; a failure is recorded in it (status 'failed', the failing task and its cause), not raised."""
     from kfp import local
 
     root = Path(pipeline_root or config.default_pipeline_root()).resolve()
@@ -283,8 +289,9 @@ def run_pipeline(pipeline: Any, name: str, params: dict[str, Any], *, pipeline_r
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # inherited by the task subprocesses
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), enable_caching=cache,
                raise_on_error=True)
+    router = LogRouter(None, observer, echo=sys.stdout if verbose else None)
     try:
-        with _recording(record), warnings.catch_warnings():
+        with _recording(record, router), contextlib.redirect_stdout(router), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*non-Python base image.*")
             pipeline(**params)
         record.status = "succeeded"
@@ -293,6 +300,7 @@ def run_pipeline(pipeline: Any, name: str, params: dict[str, Any], *, pipeline_r
         failed = [t for t in record.tasks.values() if t.status == "failure"]
         record.error = "; ".join(f"task {t.name}: {t.error or err}" for t in failed) or str(err)
     record.finished = _now()
+    router.write_pipeline_log(logs_dir(record.run_id))
     record.reports = collect_reports(record)
     save_record(record)
     _store_run(record)

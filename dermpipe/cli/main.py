@@ -32,6 +32,8 @@ def run(
     registry_root: str = typer.Option(None, help="model registry [default: $DERMPIPE_HOME/registry]"),
     cache: bool = typer.Option(True, "--cache/--no-cache", help="reuse outputs of unchanged tasks"),
     quiet_train: bool = typer.Option(False, "--quiet-train", hidden=True, help="old name of --train-quiet"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="stream every task's full output (kfp.local's log "
+                                 "included) instead of the progress; the logs are written either way"),
     **options: Any,
 ) -> None:
     """Run the training pipeline locally (kfp.local, no cluster, no GPU needed).
@@ -42,7 +44,7 @@ def run(
 
     params = _run_params(profile, config_file, param, registry_root, quiet_train, options)
     cli_cloud.preflight_or_exit(params, local=True)
-    record = run_local(params, pipeline_root=pipeline_root, cache=cache)
+    record = _run_with_progress(run_local, params, pipeline_root, cache, verbose)
     typer.echo(_summary(record))
     if record.status != "succeeded":
         raise typer.Exit(1)
@@ -70,6 +72,32 @@ def _run_params(profile: str, config_file: Path | None, pairs: list[str], regist
     return {**{name: value for name, value in defaults().items() if name not in run_options.NOT_DERIVED}, **given}
 
 
+def _run_with_progress(run_local, params: dict[str, Any], pipeline_root: Path | None, cache: bool, verbose: bool):
+    """The local run with the live progress (or, with --verbose, every line streamed as kfp.local prints it)."""
+    import sys
+
+    from dermpipe.cli.progress import make_progress
+
+    if verbose:
+        return run_local(params, pipeline_root=pipeline_root, cache=cache, verbose=True)
+    progress = make_progress(sys.stdout)
+    try:
+        return run_local(params, pipeline_root=pipeline_root, cache=cache, observer=progress, verbose=False)
+    finally:
+        progress.close()
+
+
+def _logs(record) -> list[tuple[str, str]]:
+    """Where every task's full log is, and how many warning lines they hold: quiet output hides nothing."""
+    logs = [Path(t.log) for t in record.tasks.values() if getattr(t, "log", "")]
+    if not logs:
+        return []
+    warned = {t.name: t.warnings for t in record.tasks.values() if getattr(t, "warnings", 0)}
+    counted = (f"{sum(warned.values())} ({', '.join(f'{name} {n}' for name, n in warned.items())}; "
+               "grep -i warning in the logs)" if warned else "none")
+    return [("logs", f"{logs[0].parent}/{{{','.join(p.stem for p in logs)}}}.log"), ("warnings", counted)]
+
+
 def _summary(record) -> str:
     """What a run produced, one `label  value` line each: the last thing `dermpipe run` prints."""
     run_folder = Path(record.pipeline_root) / record.run_id
@@ -92,6 +120,7 @@ def _summary(record) -> str:
     elif record.status == "succeeded":
         rows.append(("deployed", "no: the model was not blessed (see gate-decision)"))
     rows += _serving(record)
+    rows += _logs(record)
     width = max(len(label) for label, _ in rows) + 2
     return "\n" + "\n".join(f"{label:<{width}}{value}" for label, value in rows)
 

@@ -13,6 +13,7 @@ from kfp.dsl import Dataset, Markdown, Metrics
 
 from dermpipe import config
 from dermpipe.data.image_check import ImageCheck, inspect_image_bytes
+from dermpipe.data.params import INVALID_IMAGES, MergeParams
 from dermpipe.data.schema import Problem, check_ground_truth, check_metadata
 
 MERGED_COLUMNS = (
@@ -39,7 +40,7 @@ def read_isic_csv(path: Path) -> pd.DataFrame:
 
 # Real ISIC 2019 images reach 6000x4000 (24 MP); anything far beyond that is a decompression bomb, not a photo.
 MAX_PIXELS = 64_000_000
-INVALID_IMAGE_POLICIES = ("drop", "fail")
+INVALID_IMAGE_POLICIES = INVALID_IMAGES  # merge's one definition, beside MergeParams (pre-flight checks it too)
 _MODE_NAMES = {"L": "grey-scale", "LA": "grey-scale with alpha", "1": "black-and-white", "CMYK": "CMYK",
                "YCbCr": "YCbCr", "P": "palette", "RGBA": "RGB with alpha", "I": "32-bit integer", "F": "float"}
 
@@ -254,6 +255,7 @@ def merge_dataset(dataset_dir: Path, *, max_pixels: int = MAX_PIXELS, workers: i
 
     from tqdm import tqdm
 
+    from dermpipe.componentkit import CountProgress
     from dermpipe.data.schema import IMAGE_SUFFIXES
 
     image_root = dataset_dir / config.IMAGE_SUBDIR
@@ -265,9 +267,16 @@ def merge_dataset(dataset_dir: Path, *, max_pixels: int = MAX_PIXELS, workers: i
     truth = read_isic_csv(dataset_dir / config.GROUND_TRUTH_CSV)
     labelled = sorted(set(truth["image"].astype(str)) & set(image_files))
     workers = workers or min(8, os.cpu_count() or 1)
+    progress = CountProgress("validating", len(labelled))
+
+    def check(image: str) -> tuple:
+        found = inspect_file(dataset_dir / image_files[image], max_pixels=max_pixels)
+        progress.update()
+        return found
+
     with ThreadPoolExecutor(workers) as pool:  # PIL releases the GIL while decoding; results are a few numbers each
-        checked = list(tqdm(pool.map(lambda i: inspect_file(dataset_dir / image_files[i], max_pixels=max_pixels),
-                                     labelled), total=len(labelled), desc="validating", unit="img", disable=quiet))
+        checked = list(tqdm(pool.map(check, labelled), total=len(labelled), desc="validating", unit="img",
+                            disable=quiet))
     info = {image: (w, h, problem) for image, (w, h, problem, _) in zip(labelled, checked, strict=True)}
     hashes = {image_files[image]: digest for image, (*_, digest) in zip(labelled, checked, strict=True)}
     return merge_tables(
@@ -286,8 +295,7 @@ class InvalidImagesError(ValueError):
 
 def enforce_policy(result: MergeResult, policy: str, report_uri: str) -> None:
     """Raise when the policy is 'fail' and images failed validation; 'drop' keeps the (already dropped) result."""
-    if policy not in INVALID_IMAGE_POLICIES:
-        raise ValueError(f"invalid_images={policy!r}: expected one of {list(INVALID_IMAGE_POLICIES)}")
+    MergeParams(invalid_images=policy).check()
     if policy == "fail" and result.invalid:
         shown = "; ".join(f"{p.value}: {p.reason}" for p in result.invalid[:5])
         more = f" (and {len(result.invalid) - 5} more)" if len(result.invalid) > 5 else ""
@@ -301,8 +309,7 @@ def enforce_policy(result: MergeResult, policy: str, report_uri: str) -> None:
 def run(raw: Dataset, merged: Dataset, report: Markdown, stats: Metrics, invalid_images: str = "drop") -> None:
     from dermpipe.lineage.artifacts import annotate, log_metrics
 
-    if invalid_images not in INVALID_IMAGE_POLICIES:
-        raise ValueError(f"invalid_images={invalid_images!r}: expected one of {list(INVALID_IMAGE_POLICIES)}")
+    MergeParams(invalid_images=invalid_images).check()
     result = merge_dataset(Path(raw.path))
     Path(report.path).parent.mkdir(parents=True, exist_ok=True)
     Path(report.path).write_text(render_report(result))

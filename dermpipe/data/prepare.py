@@ -32,6 +32,7 @@ def prepare_shards(dataset_dir: Path, tables: dict[str, pd.DataFrame], out_dir: 
 
     from tqdm import tqdm
 
+    from dermpipe.componentkit import CountProgress
     from dermpipe.data.shards import (
         MANIFEST,
         ShardWriter,
@@ -44,6 +45,7 @@ def prepare_shards(dataset_dir: Path, tables: dict[str, pd.DataFrame], out_dir: 
     check_image_size(image_size)
     failed: list[dict[str, str]] = []
     total = sum(len(t) for t in tables.values())
+    counted = CountProgress("preparing", total)
 
     def load(row: dict) -> tuple[dict, bytes | None, int, int, str]:
         try:
@@ -60,6 +62,7 @@ def prepare_shards(dataset_dir: Path, tables: dict[str, pd.DataFrame], out_dir: 
             for chunk in iter_chunks(rows, CHUNK):
                 for row, png, width, height, error in pool.map(load, chunk):
                     progress.update(1)
+                    counted.update()
                     if png is None:
                         failed.append({"image": row["image"], "path": row["path"], "split": split, "reason": error})
                         continue

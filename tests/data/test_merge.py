@@ -184,7 +184,7 @@ def test_fail_policy_raises_after_writing_the_report(isic_sample, tmp_path):
         run(Dataset(name="raw", uri=str(raw)), artifacts["merged"], artifacts["report"], artifacts["stats"], "fail")
     assert "BAD_bomb" in (tmp_path / "out" / "report").read_text()
     assert not (tmp_path / "out" / "merged").exists()
-    with pytest.raises(ValueError, match="expected one of"):
+    with pytest.raises(ValueError, match=r"invalid_images=.* is not supported; choose one of \[.drop., .fail.\]"):
         run(Dataset(name="raw", uri=str(raw)), artifacts["merged"], artifacts["report"], artifacts["stats"], "skip")
     run(Dataset(name="raw", uri=str(raw)), artifacts["merged"], artifacts["report"], artifacts["stats"], "drop")
     assert len(pd.read_parquet(tmp_path / "out" / "merged")) == 4
@@ -207,5 +207,7 @@ def test_cli_refuses_an_unknown_policy_before_running():
     from dermpipe.cli.main import app
 
     result = CliRunner().invoke(app, ["run", "--invalid-images", "skip"])
-    assert result.exit_code == 2 and "expected drop or fail" in result.output
+    assert result.exit_code == 2
+    assert "merge: merge parameter invalid_images='skip' is not supported; choose one of ['drop', 'fail']" \
+        in result.output  # the pre-flight, with merge's own check
     assert "--invalid-images" in CliRunner().invoke(app, ["run", "--help"]).output

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from dermpipe import config
+from dermpipe.componentkit import report_progress
 from dermpipe.model.training.params import TrainParams
 
 
@@ -65,6 +66,8 @@ def _callback_classes():
             row.update(epoch=epoch + 1, seconds=seconds, images_per_second=self.images / max(seconds, 1e-9))
             self.rows = [r for r in self.rows if r["epoch"] <= epoch] + [row]
             _write_text(self.history_file, json.dumps(self.rows))
+            report_progress(step=f"train {self.phase}", epoch=epoch + 1, epochs=self.epochs,
+                            val_balanced_accuracy=row.get("val_balanced_accuracy"))
             if not self.quiet:
                 shown = " ".join(f"{k} {row[k]:.4f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy",
                                                               "val_balanced_accuracy", "learning_rate") if k in row)
