@@ -31,9 +31,13 @@ def _table(result) -> str:
 
 
 def monitor(
-    reference: str = typer.Option(..., help="profile folder, registry version folder <registry>/<model>/<N>, or "
-                                            "registry model folder (its current.json version)"),
+    reference: str = typer.Option(None, help="profile folder, registry version folder <registry>/<model>/<N>, or "
+                                             "registry model folder (its current.json version) [default: for a "
+                                             "prediction log, the profile of each version that served the window]"),
     current: str = typer.Option(..., help="prediction log root (local or gs://) or a folder of images"),
+    registry_root: str = typer.Option(None, help="registry of the served versions' profiles, when --reference is "
+                                                 "not given [default: $DERMPIPE_HOME/registry]"),
+    model_name: str = typer.Option(config.MODEL_NAME, help="the served model's name (its log folder)"),
     since: str = typer.Option("", help="log window start, ISO date/time, UTC (inclusive)"),
     until: str = typer.Option("", help="log window end, ISO date/time, UTC (exclusive)"),
     metadata: Path = typer.Option(None, help="metadata CSV for an image folder (image or image_name, age_approx, "
@@ -57,31 +61,65 @@ def monitor(
     pipeline_root: str = typer.Option("", help="gs:// pipeline root (backend vertex)"),
     fail_on_drift: bool = typer.Option(False, help="exit with status 3 when drift is detected (for cron/CI)"),
 ) -> None:
-    """Compare current traffic (prediction log window or image folder) with the model's reference profile."""
+    """Compare current traffic (prediction log window or image folder) with the model's reference profile.
+
+    Without --reference, each model version that served the log window is compared with its own profile (a window
+    that spans a promotion gives one comparison per version; drift in any of them is drift)."""
     from dermpipe.monitoring.drift import config_from_params
-    from dermpipe.monitoring.drift_stage import read_inputs
 
     cfg = config_from_params(min_samples, drift_share, num_method, num_threshold, cat_method, cat_threshold)
     try:
-        inputs = read_inputs(reference, current, since=since, until=until, metadata_csv=str(metadata or ""),
-                             model_file=str(model or ""))
+        compared = _read(reference, current, since, until, metadata, model, registry_root, model_name)
     except (FileNotFoundError, ValueError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err
-    result = inputs.compare(cfg)
     folder = _out_dir(out)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "drift_report.html").write_text(result.html)
-    summary = inputs.summary(result)
-    _echo_result(inputs, result)
-    if retrain and result.drift_detected:
+    summary, drifted = _compare_all(compared, cfg, folder)
+    if retrain and drifted:
         summary["retraining"] = _retrain(backend, training_params, template, host=kfp_host, project=project,
                                          region=location, pipeline_root=pipeline_root)
     (folder / "drift.json").write_text(json.dumps(summary, indent=1, default=str))
-    typer.echo(f"report     {folder / 'drift_report.html'}")
     typer.echo(f"results    {folder / 'drift.json'}")
-    if fail_on_drift and result.drift_detected:
+    if fail_on_drift and drifted:
         raise typer.Exit(3)
+
+
+def _read(reference: str | None, current: str, since: str, until: str, metadata: Path | None, model: Path | None,
+          registry_root: str | None, model_name: str) -> list:
+    """What to compare: against --reference when given, else against each served version's own profile."""
+    from dermpipe.monitoring.drift_stage import read_inputs, read_inputs_by_served_version
+    from dermpipe.monitoring.log_reader import looks_like_log
+
+    if reference:
+        return [read_inputs(reference, current, since=since, until=until, metadata_csv=str(metadata or ""),
+                            model_file=str(model or ""))]
+    if "://" not in current and not looks_like_log(current, model_name):
+        raise ValueError(f"{current} is not a prediction log of {model_name} (no date= partitions), so no served "
+                         "version names the reference: pass --reference (a profile or registry version folder)")
+    root = registry_root or str(config.default_registry_root())
+    compared = read_inputs_by_served_version(root, model_name, current, since=since, until=until)
+    typer.echo("reference  " + ", ".join(f"version {i.counts['model_version']} ({i.counts['version_lines']} lines)"
+                                         for i in compared) + f": the served versions' profiles in {root}")
+    return compared
+
+
+def _compare_all(compared: list, cfg, folder: Path) -> tuple[dict, bool]:
+    """Compare each side, write its report, echo it; drift.json's content (one comparison: as before; several: one
+    entry per served version) and whether any drifted."""
+    summaries = []
+    for inputs in compared:
+        result = inputs.compare(cfg)
+        version = inputs.counts.get("model_version")
+        name = "drift_report.html" if len(compared) == 1 else f"drift_report_v{version}.html"
+        (folder / name).write_text(result.html)
+        _echo_result(inputs, result)
+        typer.echo(f"report     {folder / name}")
+        summaries.append({**inputs.summary(result), "report": str(folder / name)})
+    drifted = any(s["drift_detected"] for s in summaries)
+    if len(summaries) == 1:
+        return summaries[0], drifted
+    return {"drift_detected": drifted, "versions": summaries}, drifted
 
 
 def _echo_result(inputs, result) -> None:

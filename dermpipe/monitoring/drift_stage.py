@@ -81,6 +81,31 @@ def current_features(reference: Reference, current: str, *, since: str = "", unt
     return log_features(records, n_components), counts, []
 
 
+def read_inputs_by_served_version(registry_root: str, model_name: str, current: str, *, since: str = "",
+                                  until: str = "") -> list[DriftInputs]:
+    """One DriftInputs per model version that served the log window, each against that version's own reference
+    profile in the registry (<registry>/<model>/<version>): a window that spans a promotion is not compared with one
+    model's profile, since the embedding columns of two versions do not share a space."""
+    from dermpipe.monitoring.features import DEFAULT_COMPONENTS, log_features, n_components_of
+
+    records, counts = read_prediction_log(current, model_name, since, until)
+    if records.empty or "model_version" not in records:
+        raise ValueError(f"{current}: no logged predictions of {model_name} in the window "
+                         f"[{since or 'start'}, {until or 'end'}), so there is no served version to take the "
+                         "reference from; widen --since/--until or pass --reference")
+    versions = pd.to_numeric(records["model_version"], errors="coerce")
+    unversioned = int(versions.isna().sum())
+    inputs = []
+    for version, rows in records[versions.notna()].groupby(versions[versions.notna()].astype(int)):
+        ref = load_reference(f"{registry_root.rstrip('/')}/{model_name}/{version}")
+        n_components = ref.pca.n_components if ref.pca is not None else n_components_of(ref.profile.columns)
+        table = log_features(rows.reset_index(drop=True), n_components or DEFAULT_COMPONENTS)
+        inputs.append(DriftInputs(ref, current, table, {**counts, "model_version": int(version),
+                                                        "version_lines": len(rows),
+                                                        "unversioned_lines": unversioned}, [], since, until))
+    return inputs
+
+
 # ---------------------------------------------------------------- KFP stage
 
 
