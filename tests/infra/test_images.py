@@ -112,7 +112,8 @@ def test_gpu_image_bakes_weights_and_installs_the_gpu_extra():
 def test_serving_image_runs_dermpipe_serve_on_8080():
     parsed = instructions((REPO / "images" / "serving.Dockerfile").read_text())
     assert ("ENTRYPOINT", '["dermpipe", "serve", "--host", "0.0.0.0", "--port", "8080"]') in parsed
-    assert ("EXPOSE", "8080") in parsed
+    exposed = {port for word, rest in parsed if word == "EXPOSE" for port in rest.split()}
+    assert exposed == {"8080", "8500"}  # HTTP (REST v1, v2, :explain) and TF Serving's gRPC port
     assert any(word == "HEALTHCHECK" and "/healthz" in rest for word, rest in parsed)
 
 
