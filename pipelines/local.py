@@ -24,6 +24,7 @@ from typing import Any
 
 from dermpipe import config
 from dermpipe.lineage import store
+from dermpipe.model.training.watchdog import RUN_PID_ENV
 from dermpipe.pipelines.task_logs import LogRouter, Observer, TaskLog
 
 
@@ -287,6 +288,7 @@ def run_pipeline(pipeline: Any, name: str, params: dict[str, Any], *, pipeline_r
     save_record(record)
     _store_run(record, code=code_identity())
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # inherited by the task subprocesses
+    os.environ[RUN_PID_ENV] = str(os.getpid())  # train exits when this process dies (watchdog.exit_with_parent_run)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), enable_caching=cache,
                raise_on_error=True)
     router = LogRouter(None, observer, echo=sys.stdout if verbose else None)

@@ -213,7 +213,8 @@ def test_a_killed_run_resumes_after_its_last_checkpoint(demo_dataset, splits, tm
     with pytest.raises(RuntimeError, match="pre-empted"):
         train_model(splits.train, splits.val, demo_dataset, params, out_dir=tmp_path, checkpoint_dir=checkpoints,
                     quiet=True, extra_callbacks=[_Interrupt(2)])
-    assert tf.io.gfile.exists(f"{checkpoints}/full/latest.weights.h5")
+    with tf.io.gfile.GFile(f"{checkpoints}/full/state.json") as handle:
+        assert json.loads(handle.read())["epoch"] == 2
     with tf.io.gfile.GFile(f"{checkpoints}/full.history.json") as handle:
         assert [row["epoch"] for row in json.loads(handle.read())] == [1, 2]
     epochs = _Epochs()
@@ -222,7 +223,8 @@ def test_a_killed_run_resumes_after_its_last_checkpoint(demo_dataset, splits, tm
     assert epochs.seen == [3]  # epochs 1-2 came from the checkpoint
     history = report["history"]["full"]
     assert report["epochs_run"] == 3 and len(history["val_balanced_accuracy"]) == 3
-    assert not tf.io.gfile.exists(f"{checkpoints}/full")  # BackupAndRestore removes its backup when training ends
+    assert report["resumed_at"] == {"full": 3}
+    assert not tf.io.gfile.exists(f"{checkpoints}/full")  # the state is removed once the phase's weights are saved
     again = _Epochs()  # a retry after the phase finished only reloads the phase's final weights
     train_model(splits.train, splits.val, demo_dataset, params, out_dir=tmp_path, checkpoint_dir=checkpoints,
                 quiet=True, extra_callbacks=[again])

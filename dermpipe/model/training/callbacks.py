@@ -1,8 +1,8 @@
 """The callbacks of a training phase, where its per-epoch backup lives, and the phase history persisted beside it.
 
-Every epoch is checkpointed (BackupAndRestore) into `<model folder>/checkpoints`, or `<model URI>-checkpoints` when
-the artifact URI is remote, e.g. gs:// (KFP keeps the URI of a task's outputs across retries but not its local
-folder), so a retried task resumes after the last finished epoch.
+Every epoch is checkpointed (resume.resume_callback) into `<model URI>-checkpoints` when the artifact URI is remote,
+e.g. gs:// (KFP keeps the URI of a task's outputs across retries but not its local folder), so a retried task resumes
+after the last finished epoch; a local run keys its checkpoints by content instead (stage.checkpoint_folder).
 """
 
 import json
@@ -14,6 +14,7 @@ import numpy as np
 from dermpipe import config
 from dermpipe.componentkit import report_progress
 from dermpipe.model.training.params import TrainParams
+from dermpipe.model.training.resume import is_remote, resume_callback
 
 
 def validation_scores(labels: np.ndarray, probabilities: np.ndarray, loss_fn, one_hot: bool,
@@ -79,9 +80,10 @@ def _callback_classes():
 
 def phase_callbacks(phase: str, epochs: int, params: TrainParams, validation, loss_fn, *, checkpoints: str,
                     history_file: str, tensorboard: Path | None, images_per_epoch: int, quiet: bool,
-                    extra_callbacks=()) -> list:
-    """One phase's callbacks, in order: validation scores, early stopping, [LR on plateau], the per-epoch backup,
-    [TensorBoard], the epoch log, then `extra_callbacks`. `validation`: (image batches, labels)."""
+                    dataset=None, extra_callbacks=()) -> list:
+    """One phase's callbacks, in order: validation scores, early stopping, [LR on plateau], [TensorBoard], the epoch
+    log, the per-epoch backup (resume.resume_callback), then `extra_callbacks`. `validation`: (image batches,
+    labels); `dataset`: the training batches fit iterates (fast-forwarded on a resume)."""
     import keras
     import tensorflow as tf
 
@@ -89,19 +91,20 @@ def phase_callbacks(phase: str, epochs: int, params: TrainParams, validation, lo
     ValidationScores, EpochLog = _callback_classes()
     mode = "max" if params.monitor == "val_balanced_accuracy" else "min"
     previous = _read_json(history_file) if tf.io.gfile.exists(history_file) else []
+    tracked = {"early_stopping": keras.callbacks.EarlyStopping(monitor=params.monitor, mode=mode,
+                                                               patience=params.patience, restore_best_weights=True)}
+    if params.lr_schedule == "plateau":
+        tracked["plateau"] = keras.callbacks.ReduceLROnPlateau(monitor=params.monitor, mode=mode, factor=0.5,
+                                                               patience=max(1, params.patience // 2))
     callbacks = [
         ValidationScores(val_images, val_labels, loss_fn, params.loss == "focal", len(config.CLASSES)),
-        keras.callbacks.EarlyStopping(monitor=params.monitor, mode=mode, patience=params.patience,
-                                      restore_best_weights=True),
-        keras.callbacks.BackupAndRestore(f"{checkpoints}/{phase}", delete_checkpoint=True),
+        *tracked.values(),
         EpochLog(phase, epochs, images_per_epoch, history_file, previous, quiet),
+        resume_callback(f"{checkpoints}/{phase}", phase, epochs, tracked, dataset, quiet),  # after the tracked ones
         *extra_callbacks,
     ]
-    if params.lr_schedule == "plateau":
-        callbacks.insert(2, keras.callbacks.ReduceLROnPlateau(monitor=params.monitor, mode=mode, factor=0.5,
-                                                              patience=max(1, params.patience // 2)))
     if tensorboard is not None:
-        callbacks.insert(-1 - len(extra_callbacks), keras.callbacks.TensorBoard(
+        callbacks.insert(-2 - len(extra_callbacks), keras.callbacks.TensorBoard(
             str(tensorboard / phase), histogram_freq=0, write_graph=False, update_freq="epoch"))
     return callbacks
 
@@ -110,7 +113,7 @@ def checkpoint_location(model_path: str, model_uri: str) -> str:
     """Where a train task keeps its per-epoch backup: stable across retries of the same run. A remote artifact URI
     (gs://...) gets a sibling `<uri>-checkpoints` written directly (a retried pod starts with an empty local output
     folder on KFP); a local one keeps it inside the artifact folder."""
-    if "://" in model_uri and not model_uri.startswith("file://"):
+    if is_remote(model_uri):
         return model_uri.rstrip("/") + "-checkpoints"
     return f"{model_path.rstrip('/')}/checkpoints"
 

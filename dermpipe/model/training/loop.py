@@ -12,6 +12,7 @@ from dermpipe.model.training.callbacks import phase_callbacks, phase_history
 from dermpipe.model.training.inputs import TrainingInputs, training_inputs
 from dermpipe.model.training.params import TrainParams
 from dermpipe.model.training.report import metadata_report, training_report
+from dermpipe.model.training.resume import remove_state
 from dermpipe.model.training.runtime import Runtime, runtime
 
 
@@ -70,8 +71,9 @@ def _compile(model, phase: Phase, params: TrainParams, loss_fn, runtime_: Runtim
 
 def _fit_phase(model, phase: Phase, data, params: TrainParams, *, checkpoints: str, tensorboard: Path | None,
                steps_per_epoch: int, images_per_epoch: int, weights, runtime_: Runtime, quiet: bool,
-               extra_callbacks=()) -> dict[str, list[float]]:
-    """Compile and fit one phase with checkpoint/resume; a finished phase (marker file) only reloads its weights."""
+               extra_callbacks=()) -> tuple[dict[str, list[float]], int | None]:
+    """Compile and fit one phase with checkpoint/resume; a finished phase (marker file) only reloads its weights.
+    Returns (the phase's history, the epoch it resumed at or None)."""
     import tensorflow as tf
 
     done_weights = f"{checkpoints}/{phase.name}.done.weights.h5"
@@ -80,19 +82,21 @@ def _fit_phase(model, phase: Phase, data, params: TrainParams, *, checkpoints: s
         model.load_weights(done_weights)
         if not quiet:
             print(f"[train {phase.name}] phase finished before a retry: weights reloaded from {done_weights}")
-        return phase_history(history_file)
+        return phase_history(history_file), None
 
     train_ds, val_images, val_labels = data
     one_hot = params.loss == "focal"
     loss_fn = make_loss(params.loss, params.focal_gamma)
     _compile(model, phase, params, loss_fn, runtime_, steps_per_epoch)
+    ds = train_ds.map(lambda x, y: (x, _one_hot(y))) if one_hot else train_ds
     callbacks = phase_callbacks(phase.name, phase.epochs, params, (val_images, val_labels), loss_fn,
                                 checkpoints=checkpoints, history_file=history_file, tensorboard=tensorboard,
-                                images_per_epoch=images_per_epoch, quiet=quiet, extra_callbacks=extra_callbacks)
-    ds = train_ds.map(lambda x, y: (x, _one_hot(y))) if one_hot else train_ds
+                                images_per_epoch=images_per_epoch, quiet=quiet, dataset=ds,
+                                extra_callbacks=extra_callbacks)
     model.fit(ds, epochs=phase.epochs, class_weight=weights, callbacks=callbacks, shuffle=False, verbose=0)
     model.save_weights(done_weights)
-    return phase_history(history_file)
+    remove_state(f"{checkpoints}/{phase.name}")  # only now: a kill before the marker resumes from the last epoch
+    return phase_history(history_file), callbacks[-1 - len(extra_callbacks)].resumed_at
 
 
 def _one_hot(labels):
@@ -123,9 +127,9 @@ def train_model(train: pd.DataFrame, val: pd.DataFrame, dataset_dir: Path, param
     model, backbone_layers, pretrained = _build_model(params, env, quiet)
     data = training_inputs(train, val, dataset_dir, params, shards_dir)
     weights = class_weights(data.labels, len(config.CLASSES)) if params.class_balance == "weights" else None
-    history, seconds = _fit_phases(model, backbone_layers, _phases(params, pretrained), data, params, weights, env,
-                                   out_dir=out_dir, checkpoint_dir=checkpoint_dir, quiet=quiet,
-                                   extra_callbacks=extra_callbacks)
+    history, resumed, seconds = _fit_phases(model, backbone_layers, _phases(params, pretrained), data, params,
+                                            weights, env, out_dir=out_dir, checkpoint_dir=checkpoint_dir,
+                                            quiet=quiet, extra_callbacks=extra_callbacks)
     val_prob = model.predict(data.val_images, verbose=0)
     val_eval = evaluate_predictions(data.val_labels, val_prob, config.CLASSES)
     report = training_report(
@@ -133,6 +137,7 @@ def train_model(train: pd.DataFrame, val: pd.DataFrame, dataset_dir: Path, param
         source="tfrecord-shards" if shards_dir is not None else "image-files",
         runtime={"gpus": env.gpus, "replicas": env.replicas, "mixed_precision": env.mixed_precision,
                  "jit_compile": params.jit_compile and not params.metadata_fusion, "train_seconds": round(seconds, 2)})
+    report["resumed_at"] = resumed  # {phase: the epoch a resume started at}: empty for a run from the start
     if params.metadata_fusion:
         report["metadata"] = metadata_report(train, val)
     return model, report
@@ -175,23 +180,27 @@ def _phases(params: TrainParams, pretrained: bool) -> list[Phase]:
 
 def _fit_phases(model, backbone_layers: list, phases: list[Phase], data: TrainingInputs, params: TrainParams,
                 weights, env: Runtime, *, out_dir: Path | None, checkpoint_dir: str | None, quiet: bool,
-                extra_callbacks=()) -> tuple[dict[str, dict[str, list[float]]], float]:
-    """Fit the phases in turn, each with its layers thawed; returns (history per phase, seconds)."""
+                extra_callbacks=()) -> tuple[dict[str, dict[str, list[float]]], dict[str, int], float]:
+    """Fit the phases in turn, each with its layers thawed; returns (history per phase, resumed epoch per resumed
+    phase, seconds)."""
     import tempfile
 
     scratch = None if checkpoint_dir or out_dir else tempfile.TemporaryDirectory(prefix="dermpipe-ckpt-")
     checkpoints = checkpoint_dir or (f"{out_dir}/checkpoints" if out_dir else scratch.name)
     tensorboard = out_dir / "tensorboard" if out_dir else None
     history: dict[str, dict[str, list[float]]] = {}
+    resumed: dict[str, int] = {}
     started = time.perf_counter()
     for phase in phases:
         set_trainable(backbone_layers, top_n=0 if phase.name == "head" else
                       (params.fine_tune_layers if phase.name == "fine_tune" else None))
-        history[phase.name] = _fit_phase(
+        history[phase.name], resumed_at = _fit_phase(
             model, phase, (data.train_ds, data.val_images, data.val_labels), params, checkpoints=checkpoints,
             tensorboard=tensorboard, steps_per_epoch=data.steps, images_per_epoch=data.steps * params.batch_size,
             weights=weights, runtime_=env, quiet=quiet, extra_callbacks=extra_callbacks)
+        if resumed_at is not None:
+            resumed[phase.name] = resumed_at
     seconds = time.perf_counter() - started
     if scratch is not None:
         scratch.cleanup()
-    return history, seconds
+    return history, resumed, seconds
