@@ -34,6 +34,8 @@ def run(
     quiet_train: bool = typer.Option(False, "--quiet-train", hidden=True, help="old name of --train-quiet"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="stream every task's full output (kfp.local's log "
                                  "included) instead of the progress; the logs are written either way"),
+    fresh: bool = typer.Option(False, "--fresh", help="train from the first epoch: delete the checkpoints killed "
+                               "runs left in $DERMPIPE_HOME/checkpoints (not a parameter: the cache is unaffected)"),
     **options: Any,
 ) -> None:
     """Run the training pipeline locally (kfp.local, no cluster, no GPU needed).
@@ -44,6 +46,10 @@ def run(
 
     params = _run_params(profile, config_file, param, registry_root, quiet_train, options)
     cli_cloud.preflight_or_exit(params, local=True)
+    if fresh:
+        import shutil
+
+        shutil.rmtree(config.home() / "checkpoints", ignore_errors=True)
     record = _run_with_progress(run_local, params, pipeline_root, cache, verbose)
     typer.echo(_summary(record))
     if record.status != "succeeded":
