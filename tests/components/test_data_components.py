@@ -37,7 +37,8 @@ def test_split_component_partitions_the_merged_table(merged, tmp_path):
 
 def test_merge_component_refuses_an_unknown_policy(merged, tmp_path):
     raw = merged[0]
-    with pytest.raises(ValueError, match=r"merge parameter invalid_images='ignore' is not supported; choose one of \['drop', 'fail'\]"):
+    expected = r"merge parameter invalid_images='ignore' is not supported; choose one of \['drop', 'fail'\]"
+    with pytest.raises(ValueError, match=expected):
         merge.python_func(raw=raw, merged=make_artifact(Dataset, tmp_path, "m"),
                           report=make_artifact(Markdown, tmp_path, "r"), stats=make_artifact(Metrics, tmp_path, "s"),
                           invalid_images="ignore")
