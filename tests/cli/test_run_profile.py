@@ -121,3 +121,15 @@ def test_an_unknown_param_pair_or_a_mistyped_config_value_exits_2(seen, tmp_path
     result = CliRunner().invoke(app, ["run", "--config", str(path)])
     assert result.exit_code == 2 and f"--config {path}: parameter tta='maybe' is not a bool" in result.output
     assert not seen
+
+
+def test_fresh_deletes_the_checkpoints_of_killed_runs_and_keeps_the_parameters(seen, dermpipe_home):
+    """--fresh is run-only: it starts training from epoch 1 without changing a pipeline parameter (the cache key)."""
+    killed = dermpipe_home / "checkpoints" / "0123abcd"
+    killed.mkdir(parents=True)
+    (killed / "state.json").write_text("{}")
+    assert CliRunner().invoke(app, ["run"]).exit_code == 0
+    assert killed.exists()  # without --fresh a re-run resumes from them
+    assert CliRunner().invoke(app, ["run", "--fresh"]).exit_code == 0
+    assert not (dermpipe_home / "checkpoints").exists()
+    assert seen[0] == seen[1]
