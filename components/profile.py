@@ -7,8 +7,13 @@ from dermpipe.componentkit import stage_component
 
 @stage_component()
 def profile(raw: Input[Dataset], model: Input[Model], train_split: Input[Dataset], val_split: Input[Dataset],
-            test_split: Input[Dataset], profile: Output[Artifact], stats: Output[Metrics], n_components: int = 5):
-    """Reference profile of the trained model for the drift monitor (embedding PCA + per-image features)."""
+            test_split: Input[Dataset], profile: Output[Artifact], stats: Output[Metrics], n_components: int = 5,
+            melanoma_target_sensitivity: float = 0.95, ood_pass_rate: float = 0.95):
+    """Reference profile of the trained model for the drift monitor (embedding PCA + per-image features), and the
+    clinical calibration: melanoma operating points chosen on validation, the OOD detector and its threshold."""
+    from dermpipe.model.evaluation.params import ProfileParams
     from dermpipe.monitoring.profile import run
 
-    run(raw, model, {"train": train_split, "val": val_split, "test": test_split}, profile, stats, n_components)
+    params = ProfileParams(n_components=n_components, melanoma_target_sensitivity=melanoma_target_sensitivity,
+                           ood_pass_rate=ood_pass_rate)
+    run(raw, model, {"train": train_split, "val": val_split, "test": test_split}, profile, stats, params)

@@ -2,11 +2,12 @@
 
 Each stage's parameter set is a frozen dataclass beside its logic (names, types, defaults, help): IngestParams,
 MergeParams, SplitParams, PrepareParams (dermpipe.data.params), TrainParams (dermpipe.model.training.params),
-EvaluateParams, ExplainParams (dermpipe.model.evaluation.params), GateParams (dermpipe.model.evaluation.gate),
-ChampionParams, ChallengeParams, DeployParams (dermpipe.deploy.params). The component and pipeline signatures stay
-literal, because KFP ships a component's source and a generated signature would compile and then fail at run time;
-the parameter agreement test checks that name, type and default agree on all four surfaces (dataclass, component,
-pipeline, `dermpipe run`). `dermpipe run`'s options are derived from this table.
+EvaluateParams, ExplainParams, ProfileParams (dermpipe.model.evaluation.params), GateParams
+(dermpipe.model.evaluation.gate), ChampionParams, ChallengeParams, DeployParams (dermpipe.deploy.params). The
+component and pipeline signatures stay literal, because KFP ships a component's source and a generated signature
+would compile and then fail at run time; the parameter agreement test checks that name, type and default agree on
+all four surfaces (dataclass, component, pipeline, `dermpipe run`).
+`dermpipe run`'s options are derived from this table.
 
 Naming rule: a pipeline parameter is named after its stage field. Where two stages have a field of the same name
 that takes *different* values, each gets its stage as a prefix: `split_seed` (split, and prepare, which shuffles its
@@ -27,7 +28,7 @@ from typing import Any
 from dermpipe.data.params import IngestParams, MergeParams, PrepareParams, SplitParams
 from dermpipe.deploy.params import ChallengeParams, ChampionParams, DeployParams
 from dermpipe.model.evaluation.gate import GateParams
-from dermpipe.model.evaluation.params import EvaluateParams, ExplainParams
+from dermpipe.model.evaluation.params import EvaluateParams, ExplainParams, ProfileParams
 from dermpipe.model.training.params import TrainParams
 
 
@@ -79,6 +80,8 @@ PIPELINE_PARAMETERS: dict[str, tuple[Target, ...]] = {
     "max_bma_drop": (Target("gate", GateParams, "max_bma_drop"),),
     "require_beat_baseline": (Target("gate", GateParams, "require_beat_baseline"),),
     "tta": (Target("evaluate", EvaluateParams, "tta"),),
+    "melanoma_target_sensitivity": (Target("profile", ProfileParams, "melanoma_target_sensitivity"),),
+    "ood_pass_rate": (Target("profile", ProfileParams, "ood_pass_rate"),),
     "explain_per_class": (Target("explain", ExplainParams, "per_class"),),
     "registry_root": tuple(Target(stage, cls, "registry_root") for stage, cls in _REGISTRY),
     "model_name": tuple(Target(stage, cls, "model_name") for stage, cls in _REGISTRY),

@@ -69,6 +69,8 @@ def build_training_pipeline(placement: Placement | None = Placement()):
         max_bma_drop: float = 0.02,
         require_beat_baseline: bool = False,
         tta: bool = True,
+        melanoma_target_sensitivity: float = 0.95,
+        ood_pass_rate: float = 0.95,
         explain_per_class: int = 2,
         registry_root: str = "",
         model_name: str = config.MODEL_NAME,
@@ -111,7 +113,8 @@ def build_training_pipeline(placement: Placement | None = Placement()):
         profiled = place_step(
             profile(raw=ingested.outputs["dataset"], model=trained.outputs["model"],
                     train_split=splits.outputs["train"], val_split=splits.outputs["val"],
-                    test_split=splits.outputs["test"]),
+                    test_split=splits.outputs["test"], melanoma_target_sensitivity=melanoma_target_sensitivity,
+                    ood_pass_rate=ood_pass_rate),
             placement,
         ).set_display_name("profile")
         evaluated = place_step(

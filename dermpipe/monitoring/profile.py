@@ -7,7 +7,9 @@ The `profile` artifact is a folder:
                                (a model's
                                answers on its own training images are over-confident, not what traffic looks like)
     profile.json               counts, the PCA's explained variance and where the model is
-Deploy copies the two data files into the registry version folder, beside the SavedModel.
+    clinical.json              melanoma operating points chosen on the val rows and the OOD detector fitted on the
+                               train rows, calibrated on the val rows (dermpipe.monitoring.clinical)
+Deploy copies the data files into the registry version folder, beside the SavedModel.
 """
 
 import json
@@ -17,6 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from kfp.dsl import Artifact, Dataset, Metrics, Model
+
+from dermpipe.model.evaluation.params import ProfileParams
+from dermpipe.monitoring.clinical import CLINICAL_FILE
 
 SPLITS = ("train", "val", "test")
 
@@ -42,7 +47,7 @@ def build_profile(stats: pd.DataFrame, metadata: pd.DataFrame, probabilities: np
 
 
 def profile_model(model_file: Path, dataset_dir: Path, tables: dict[str, pd.DataFrame], out: Path,
-                  n_components: int = 5) -> dict[str, object]:
+                  n_components: int = 5, params: ProfileParams | None = None) -> dict[str, object]:
     """Compute the profile of a saved model on the split tables and write the profile folder; returns profile.json."""
     from dermpipe.monitoring.features import decode_images, failed_message
     from dermpipe.monitoring.reference import PCA_FILE, PROFILE_FILE, PROFILE_JSON
@@ -67,8 +72,29 @@ def profile_model(model_file: Path, dataset_dir: Path, tables: dict[str, pd.Data
     info = {"rows": {name: int((table["split"] == name).sum()) for name in tables}, "n_components": pca.n_components,
             "embedding_dim": int(embeddings.shape[1]), "explained_variance": explained, "image_size": image_size,
             "model_file": str(model_file), "columns": list(profile.columns)}
+    clinical = None
+    if "label_index" in table.columns:  # split tables always have labels; an unlabelled folder gets drift only
+        clinical = _clinical(model, image_size, table, probabilities, embeddings, pca, params or ProfileParams())
+        (out / CLINICAL_FILE).write_text(json.dumps(clinical.as_dict(), indent=1))
     (out / PROFILE_JSON).write_text(json.dumps(info, indent=1))
-    return info
+    return {**info, "clinical": None if clinical is None else clinical.as_dict()}
+
+
+def _clinical(model, image_size: int, table: pd.DataFrame, probabilities: np.ndarray, embeddings: np.ndarray,
+              pca, params: ProfileParams):
+    """Operating points and the OOD detector (dermpipe.monitoring.clinical), with the OOD set embedded by the same
+    decode as the splits."""
+    import tempfile
+
+    from dermpipe.monitoring.clinical import calibrate_clinical
+    from dermpipe.monitoring.features import decode_images
+    from dermpipe.monitoring.ood_set import write_ood_set
+
+    with tempfile.TemporaryDirectory() as folder:
+        ood = decode_images(write_ood_set(Path(folder)), image_size, model)
+    return calibrate_clinical(table["label_index"].to_numpy(), probabilities, embeddings, table["split"].to_numpy(),
+                              pca, target_sensitivity=params.melanoma_target_sensitivity,
+                              ood_pass_rate=params.ood_pass_rate, ood_embeddings=ood.embeddings)
 
 
 def _explained_variance(pca, embeddings: np.ndarray) -> float:
@@ -79,14 +105,29 @@ def _explained_variance(pca, embeddings: np.ndarray) -> float:
 
 
 def run(raw: Dataset, model: Model, splits: dict[str, Dataset], profile: Artifact, stats: Metrics,
-        n_components: int) -> None:
+        params: ProfileParams) -> None:
     from dermpipe.lineage.artifacts import annotate, log_metrics
 
+    params.check()
     tables = {name: pd.read_parquet(artifact.path) for name, artifact in splits.items()}
-    info = profile_model(Path(model.path) / "model.keras", Path(raw.path), tables, Path(profile.path), n_components)
-    annotate(profile, {"files": ["embedding_pca.npz", "reference_profile.parquet", "profile.json"],
+    info = profile_model(Path(model.path) / "model.keras", Path(raw.path), tables, Path(profile.path),
+                         params.n_components, params)
+    _log_clinical(stats, info["clinical"])
+    annotate(profile, {"files": ["embedding_pca.npz", "reference_profile.parquet", "profile.json", CLINICAL_FILE],
                        "model_uri": model.uri, "n_components": info["n_components"],
                        "explained_variance": round(info["explained_variance"], 4), "rows": info["rows"]})
     log_metrics(stats, {"profile_rows": sum(info["rows"].values()), "n_components": info["n_components"],
                         "explained_variance": info["explained_variance"],
                         **{f"{name}_rows": n for name, n in info["rows"].items()}})
+
+
+def _log_clinical(stats: Metrics, clinical: dict) -> None:
+    """The default operating point's threshold and figures, and the OOD rates, as the profile task's metrics."""
+    from dermpipe.lineage.artifacts import log_metrics
+
+    point = clinical["operating_points"][0]
+    log_metrics(stats, {"melanoma_threshold": point["threshold"],
+                        "melanoma_val_sensitivity": point["chosen"]["sensitivity"],
+                        **{f"melanoma_test_{k}": v for k, v in point["test"].items()
+                           if isinstance(v, float) and np.isfinite(v)},
+                        **{f"ood_{k}": v for k, v in clinical["report"]["ood"].items()}})

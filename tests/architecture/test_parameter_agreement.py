@@ -25,6 +25,7 @@ from dermpipe.components.gate import gate
 from dermpipe.components.ingest import ingest
 from dermpipe.components.merge import merge
 from dermpipe.components.prepare import prepare
+from dermpipe.components.profile import profile
 from dermpipe.components.split import split
 from dermpipe.components.train import train
 from dermpipe.model.training.params import TrainParams
@@ -33,11 +34,12 @@ from dermpipe.pipelines.profiles import resolve_params
 from dermpipe.pipelines.training import build_training_pipeline
 
 COMPONENTS = {c.name.replace("-", "_"): c.python_func for c in
-              (ingest, merge, split, prepare, train, evaluate, explain, gate, resolve_champion, deploy)}
+              (ingest, merge, split, prepare, train, profile, evaluate, explain, gate, resolve_champion, deploy)}
 # Component parameters that are no pipeline parameter, and why; their dataclass defaults are checked all the same.
 COMPONENT_ONLY = {
     ("gate", "champion_version"), ("gate", "champion_digest"),  # resolve-champion's outputs, not user input
     ("deploy", "champion_version"),
+    ("profile", "n_components"),  # the drift profile's PCA size, left at its default by the pipeline
     # deploy settings the pipeline leaves at their defaults (a cloud deployment sets them in the component's spec)
     ("deploy", "vertex_endpoint"), ("deploy", "vertex_machine_type"), ("deploy", "vertex_serving_image"),
     ("deploy", "kserve_service_account"), ("deploy", "canary_traffic_percent"),
@@ -125,8 +127,9 @@ def test_every_component_parameter_is_a_pipeline_parameter_or_listed():
 
 def test_component_only_parameters_match_their_dataclass():
     from dermpipe.deploy.params import ChallengeParams, DeployParams
+    from dermpipe.model.evaluation.params import ProfileParams
 
-    classes = {"gate": ChallengeParams, "deploy": DeployParams}
+    classes = {"gate": ChallengeParams, "deploy": DeployParams, "profile": ProfileParams}
     for stage, name in sorted(COMPONENT_ONLY):
         spec = field_spec(Target(stage, classes[stage], name))
         assert _compare(f"{stage}({name})", (spec.type, spec.default),

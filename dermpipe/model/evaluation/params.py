@@ -17,3 +17,21 @@ class EvaluateParams:
 @dataclass(frozen=True)
 class ExplainParams:
     per_class: int = param(2, "Grad-CAM examples per class and outcome (confident hits and misses)")
+
+
+@dataclass(frozen=True)
+class ProfileParams:
+    n_components: int = param(5, "components of the embedding PCA the drift monitor and the OOD score use")
+    melanoma_target_sensitivity: float = param(0.95, "melanoma operating point: the threshold is chosen on the "
+                                                     "validation split to refer at least this share of melanomas")
+    ood_pass_rate: float = param(0.95, "OOD threshold: calibrated so this share of validation images pass as "
+                                       "in-distribution")
+
+    def check(self) -> None:
+        """Refuse a target or pass rate that no threshold can mean (pre-flight and the stage run the same check)."""
+        for name in ("melanoma_target_sensitivity", "ood_pass_rate"):
+            value = getattr(self, name)
+            if not 0.0 < value < 1.0:
+                raise ValueError(f"{name} = {value}: expected a share strictly between 0 and 1 (e.g. 0.95)")
+        if self.n_components < 1:
+            raise ValueError(f"n_components = {self.n_components}: expected at least 1")

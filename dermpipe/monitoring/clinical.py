@@ -1,0 +1,105 @@
+"""clinical.json: the operating points and the calibrated OOD detector that travel with a model version.
+
+Written by the profile stage, which already has every split's probabilities and embeddings from one decode: the
+thresholds are chosen on the validation rows (dermpipe.model.evaluation.operating_points), the OOD distance is fitted
+on the training rows and its threshold calibrated on the validation rows (dermpipe.monitoring.ood); the test rows and
+a download-free out-of-distribution set (dermpipe.monitoring.ood_set) only report. Deploy copies the file into the
+registry version folder; `dermpipe serve` and `dermpipe predict` decide with it, the gate checks it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from dermpipe.model.evaluation.operating_points import OperatingPoint, choose_operating_points, targets_for
+from dermpipe.monitoring.ood import OODDetector, calibrate, fit_detector, flagged_rate
+from dermpipe.monitoring.reference import EmbeddingPCA
+from dermpipe.storage import exists, read_text
+
+CLINICAL_FILE = "clinical.json"
+
+
+@dataclass(frozen=True)
+class Clinical:
+    """What a version decides with: its operating points (the first is the default) and its OOD detector."""
+
+    operating_points: tuple[OperatingPoint, ...]
+    ood: OODDetector | None
+    report: dict  # rates measured at calibration (validation, test, OOD set), for reports and the registry record
+
+    @property
+    def default_point(self) -> OperatingPoint:
+        return self.operating_points[0]
+
+    def point(self, name: str | None) -> OperatingPoint:
+        """The named operating point (None: the default); an unknown name lists the stored ones."""
+        if not name:
+            return self.default_point
+        for point in self.operating_points:
+            if point.name == name:
+                return point
+        raise KeyError(f"no operating point {name!r}; this version stores {[p.name for p in self.operating_points]}")
+
+    def as_dict(self) -> dict:
+        return {"default_operating_point": self.default_point.name,
+                "operating_points": [p.as_dict() for p in self.operating_points],
+                "ood": None if self.ood is None else {**self.ood.as_dict(), **self.report.get("ood", {})},
+                "report": self.report}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Clinical:
+        points = tuple(OperatingPoint.from_dict(p) for p in data.get("operating_points", []))
+        if not points:
+            raise ValueError(f"{CLINICAL_FILE}: no operating_points; expected at least the melanoma operating point")
+        default = data.get("default_operating_point", points[0].name)
+        points = tuple(sorted(points, key=lambda p: p.name != default))
+        return cls(points, OODDetector.from_dict(data["ood"]) if data.get("ood") else None, data.get("report", {}))
+
+
+def calibrate_clinical(labels: np.ndarray, probabilities: np.ndarray, embeddings: np.ndarray, splits: np.ndarray,
+                       pca: EmbeddingPCA, *, target_sensitivity: float, ood_pass_rate: float,
+                       ood_embeddings: np.ndarray | None = None) -> Clinical:
+    """Operating points on val (reported on test), OOD fitted on train, calibrated on val, reported on test and the
+    OOD set. `labels` are class indices, rows aligned with `splits` ('train' | 'val' | 'test')."""
+    splits = np.asarray(splits)
+    val, test, train = splits == "val", splits == "test", splits == "train"
+    if not val.any():
+        raise ValueError("clinical calibration: no validation rows; thresholds are chosen on the validation split "
+                         "(never on test), so set val_size > 0")
+    points = choose_operating_points(labels[val], probabilities[val], targets_for(target_sensitivity),
+                                     labels[test] if test.any() else None,
+                                     probabilities[test] if test.any() else None)
+    detector = fit_detector(pca, embeddings[train])
+    detector = calibrate(detector, detector.score(pca, embeddings[val]), ood_pass_rate)
+    ood_report = {"val_pass_rate": 1.0 - flagged_rate(detector, detector.score(pca, embeddings[val]))}
+    if test.any():
+        ood_report["test_false_refer_rate"] = flagged_rate(detector, detector.score(pca, embeddings[test]))
+    if ood_embeddings is not None and len(ood_embeddings):
+        ood_report["ood_set_detection_rate"] = flagged_rate(detector, detector.score(pca, ood_embeddings))
+        ood_report["ood_set_size"] = int(len(ood_embeddings))
+    return Clinical(tuple(points), detector, {"ood": ood_report})
+
+
+def load_clinical(folder: str) -> Clinical | None:
+    """The clinical.json of a profile or registry version folder, or None when it has none (an older version)."""
+    path = f"{folder.rstrip('/')}/{CLINICAL_FILE}"
+    if not exists(path):
+        return None
+    return Clinical.from_dict(json.loads(read_text(path)))
+
+
+def summary_rows(clinical: Clinical) -> list[tuple]:
+    """One row per operating point for a report table: name, target, threshold, val and test figures."""
+    rows = []
+    for p in clinical.operating_points:
+        t = p.test
+        test_sens = (f"{t['sensitivity']:.3f} [{t['sensitivity_lower']:.3f}, {t['sensitivity_upper']:.3f}]"
+                     if t else "n/a")
+        test_spec = (f"{t['specificity']:.3f} [{t['specificity_lower']:.3f}, {t['specificity_upper']:.3f}]"
+                     if t else "n/a")
+        rows.append((p.name, p.target_sensitivity, round(p.threshold, 4), round(p.chosen["sensitivity"], 3),
+                     round(p.chosen["specificity"], 3), test_sens, test_spec))
+    return rows

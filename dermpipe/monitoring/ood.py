@@ -1,0 +1,105 @@
+"""Out-of-distribution score of one image: how far its embedding lies from the training images' embeddings.
+
+The model already yields a "pool" embedding, and the reference profile already stores the training set's PCA of it
+(embedding_pca.npz). The score is a Mahalanobis distance in that PCA space plus the part the PCA leaves out:
+
+    score^2 = z^T S^-1 z  +  |r|^2 / mean_train(|r|^2)
+
+with z the projection (covariance S fitted on the training rows with Ledoit-Wolf shrinkage, stable on a few hundred
+images) and r the residual off the PCA's subspace. An image unlike the training images either projects far away or
+does not lie in that subspace at all (a holiday photo, a screenshot); the second term catches what five components
+alone would miss. The threshold is the `pass_rate` quantile of the validation images' scores, so about that share of
+in-distribution images pass; a larger score is further from what the model was made for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dermpipe.monitoring.reference import EmbeddingPCA
+
+DEFAULT_PASS_RATE = 0.95
+
+
+@dataclass(frozen=True)
+class OODDetector:
+    """Mahalanobis-plus-residual distance to the training embeddings, with its validation-calibrated threshold."""
+
+    center: np.ndarray  # [k] mean projection of the training rows
+    precision: np.ndarray  # [k, k] inverse (shrunk) covariance of the projections
+    residual_scale: float  # mean squared residual off the PCA subspace on the training rows
+    threshold: float = float("inf")
+    pass_rate: float = DEFAULT_PASS_RATE
+
+    def score(self, pca: EmbeddingPCA, embeddings: np.ndarray) -> np.ndarray:
+        """Score per image [N] from the full embeddings [N, D]."""
+        embeddings = np.asarray(embeddings, np.float64)
+        z = pca.project(embeddings).astype(np.float64)
+        return self.score_parts(z, residual_squared(pca, embeddings))
+
+    def score_parts(self, projection: np.ndarray, residual_sq: np.ndarray) -> np.ndarray:
+        d = np.asarray(projection, np.float64) - self.center
+        mahalanobis = np.einsum("ij,jk,ik->i", d, self.precision, d)
+        return np.sqrt(np.maximum(mahalanobis, 0.0) + np.asarray(residual_sq, np.float64) / self.residual_scale)
+
+    def flags(self, scores: np.ndarray) -> np.ndarray:
+        """True where an image is out of distribution (its score above the threshold)."""
+        return np.asarray(scores) > self.threshold
+
+    def as_dict(self) -> dict:
+        return {"method": "mahalanobis_pca_plus_residual", "center": self.center.tolist(),
+                "precision": self.precision.tolist(), "residual_scale": self.residual_scale,
+                "threshold": self.threshold, "pass_rate": self.pass_rate}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> OODDetector:
+        missing = {"center", "precision", "residual_scale", "threshold"} - set(data)
+        if missing:
+            raise ValueError(f"OOD detector: missing {sorted(missing)}; expected center [k], precision [k, k], "
+                             "residual_scale and threshold (clinical.json's 'ood', written by the profile stage)")
+        return cls(np.asarray(data["center"], np.float64), np.asarray(data["precision"], np.float64),
+                   float(data["residual_scale"]), float(data["threshold"]),
+                   float(data.get("pass_rate", DEFAULT_PASS_RATE)))
+
+
+def residual_squared(pca: EmbeddingPCA, embeddings: np.ndarray) -> np.ndarray:
+    """|e - mean - proj(e)|^2 per row: what the PCA's components do not explain."""
+    embeddings = np.asarray(embeddings, np.float64)
+    centred = embeddings - pca.mean.astype(np.float64)
+    components = pca.components.astype(np.float64)
+    z = centred @ components.T
+    return np.maximum((centred**2).sum(axis=1) - (z**2).sum(axis=1), 0.0)
+
+
+def fit_detector(pca: EmbeddingPCA, train_embeddings: np.ndarray) -> OODDetector:
+    """Fit the distance on the training embeddings (no threshold yet: see calibrate)."""
+    from sklearn.covariance import LedoitWolf
+
+    train_embeddings = np.asarray(train_embeddings, np.float64)
+    if len(train_embeddings) < 2:
+        raise ValueError(f"OOD detector: {len(train_embeddings)} training embeddings; at least 2 are needed")
+    z = pca.project(train_embeddings).astype(np.float64)
+    covariance = LedoitWolf().fit(z)
+    scale = float(residual_squared(pca, train_embeddings).mean())
+    return OODDetector(covariance.location_, covariance.precision_, scale if scale > 1e-12 else 1.0)
+
+
+def calibrate(detector: OODDetector, scores: np.ndarray, pass_rate: float = DEFAULT_PASS_RATE) -> OODDetector:
+    """The detector with its threshold at the `pass_rate` quantile of in-distribution (validation) scores."""
+    if not 0.0 < pass_rate < 1.0:
+        raise ValueError(f"ood_pass_rate = {pass_rate}: expected the share of in-distribution images that should "
+                         "pass, strictly between 0 and 1 (e.g. 0.95)")
+    scores = np.asarray(scores, np.float64)
+    if not len(scores):
+        raise ValueError("OOD calibration: no validation scores to calibrate the threshold on")
+    threshold = float(np.quantile(scores, pass_rate, method="higher"))
+    return OODDetector(detector.center, detector.precision, detector.residual_scale, threshold, float(pass_rate))
+
+
+def flagged_rate(detector: OODDetector, scores: np.ndarray) -> float:
+    """Share of images flagged out of distribution (false-refer rate on in-distribution images, detection rate on
+    out-of-distribution ones)."""
+    scores = np.asarray(scores)
+    return float(detector.flags(scores).mean()) if len(scores) else float("nan")
