@@ -13,8 +13,9 @@ pushed but not promoted, and the result says which version is current.
 The registry root may be a local folder or gs://bucket/prefix. Infra validation: the exported SavedModel is loaded in
 a separate Python process and sent real JPEGs (dermpipe.deploy.infravalidate); a model that cannot serve is never
 pushed.
-When the profile artifact is given, its embedding_pca.npz and reference_profile.parquet go into the version folder
-(what `dermpipe serve` and the drift monitor read).
+When the profile artifact is given, its embedding_pca.npz, reference_profile.parquet and clinical.json go into the
+version folder (what `dermpipe serve` and the drift monitor read); the version's dermpipe.json also records the
+operating points and the OOD threshold (`clinical`), so `dermpipe models` and the UI show them without the file.
 
 deploy_target: local (the registry only) | vertex (also a Vertex AI model version + endpoint) | kserve (also a
 KServe InferenceService on the version's serving alias); both cloud targets need a gs:// registry (cloud_targets).
@@ -29,7 +30,7 @@ from kfp.dsl import Metrics, Model
 from dermpipe import config
 from dermpipe.deploy import cloud_targets
 
-PROFILE_FILES = ("embedding_pca.npz", "reference_profile.parquet")
+PROFILE_FILES = ("embedding_pca.npz", "reference_profile.parquet", "clinical.json")
 
 
 def export_saved_model(keras_file: Path, out_dir: Path) -> dict[str, object]:
@@ -63,6 +64,21 @@ def copy_profile(profile_dir: Path | None, stage: Path, embedding_dim: int) -> d
     return {"copied": copied, "missing": [n for n in PROFILE_FILES if n not in copied], "source": str(profile_dir)}
 
 
+def clinical_record(stage: Path) -> dict[str, object] | None:
+    """The operating points (name, target, threshold, test sensitivity) and the OOD threshold of a staged version, for
+    its registry record; None when the profile brought no clinical.json."""
+    path = stage / "clinical.json"
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    ood = data.get("ood") or {}
+    return {"default_operating_point": data.get("default_operating_point"),
+            "operating_points": [{k: p.get(k) for k in ("name", "target_sensitivity", "threshold", "chosen_on")}
+                                 | {"test_sensitivity": p.get("test", {}).get("sensitivity")}
+                                 for p in data.get("operating_points", [])],
+            "ood_threshold": ood.get("threshold"), "ood_pass_rate": ood.get("pass_rate")}
+
+
 def push(model_dir: Path, registry_root: str, model_name: str, record: dict[str, object],
          profile_dir: Path | None = None, digest: str = "") -> tuple[int, str]:
     """Export, validate (separate process), claim the next version and commit the files (marker last). Does not
@@ -83,7 +99,8 @@ def push(model_dir: Path, registry_root: str, model_name: str, record: dict[str,
         created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         (stage / "dermpipe.json").write_text(json.dumps({**record, "version": version, "created": created,
                                                          "model_digest": digest, "serving_check": check,
-                                                         "profile": profile}, indent=1, default=str))
+                                                         "profile": profile, "clinical": clinical_record(stage)},
+                                                        indent=1, default=str))
         target = registry.commit(registry_root, model_name, version, stage, digest)
     return version, target
 

@@ -20,6 +20,16 @@ from dermpipe.monitoring.reference import EmbeddingPCA
 from dermpipe.storage import exists, read_text
 
 CLINICAL_FILE = "clinical.json"
+DECISIONS = ("refer_melanoma", "routine", "out_of_distribution")
+
+
+def decision_for(melanoma_score: float, threshold: float, ood_score: float | None,
+                 ood_threshold: float | None) -> str:
+    """out_of_distribution first (the melanoma score of an image the model was not made for means nothing), then
+    refer_melanoma at or above the operating point's threshold, else routine."""
+    if ood_score is not None and ood_threshold is not None and ood_score > ood_threshold:
+        return "out_of_distribution"
+    return "refer_melanoma" if melanoma_score >= threshold else "routine"
 
 
 @dataclass(frozen=True)
@@ -42,6 +52,22 @@ class Clinical:
             if point.name == name:
                 return point
         raise KeyError(f"no operating point {name!r}; this version stores {[p.name for p in self.operating_points]}")
+
+    def decide(self, probabilities: np.ndarray, embeddings: np.ndarray, pca: EmbeddingPCA | None,
+               point_name: str | None = None) -> list[dict]:
+        """Per image: decision, operating_point, melanoma_threshold, ood_score and ood_threshold (the OOD fields are
+        None when the version has no detector or no PCA)."""
+        from dermpipe import config
+
+        point = self.point(point_name)
+        column = config.CLASSES.index(point.positive_class)
+        scores = (self.ood.score(pca, embeddings) if self.ood is not None and pca is not None
+                  else [None] * len(probabilities))
+        ood_threshold = None if self.ood is None or pca is None else self.ood.threshold
+        return [{"decision": decision_for(float(p[column]), point.threshold, s, ood_threshold),
+                 "operating_point": point.name, "melanoma_threshold": point.threshold,
+                 "ood_score": None if s is None else float(s), "ood_threshold": ood_threshold}
+                for p, s in zip(np.asarray(probabilities), scores, strict=True)]
 
     def as_dict(self) -> dict:
         return {"default_operating_point": self.default_point.name,

@@ -27,6 +27,7 @@ log = logging.getLogger("dermpipe.serve")
 LOG_KEYS = ("timestamp", "request_id", "model_name", "model_version", "predicted_class", "confidence",
             "probabilities")
 METADATA_KEYS = ("age_approx", "sex", "anatom_site_general")
+DECISION_KEYS = ("decision", "operating_point", "ood_score")  # null for a version deployed without clinical.json
 
 
 def partition(log_root: str, model_name: str, timestamp: str) -> str:
@@ -160,14 +161,16 @@ class PredictionLog:
 
 def log_line(*, timestamp: str, request_id: str, model_name: str, model_version: int, classes: tuple[str, ...],
              probabilities: list[float], stats: Mapping[str, float], metadata: Mapping[str, object],
-             embedding_summary: list[float] | None) -> dict:
-    """One line of the prediction log (the shared contract: see the module docstring and README)."""
+             embedding_summary: list[float] | None, decision: Mapping[str, object] | None = None) -> dict:
+    """One line of the prediction log (the shared contract: see the module docstring and README); `decision`: the
+    served decision, operating point and OOD score (dermpipe.serving.decisions), null when the version has none."""
     best = max(range(len(probabilities)), key=probabilities.__getitem__)
     line: dict[str, object] = {
         "timestamp": timestamp, "request_id": request_id, "model_name": model_name, "model_version": model_version,
         "predicted_class": classes[best], "confidence": float(probabilities[best]),
         "probabilities": [float(p) for p in probabilities], **{k: float(v) for k, v in stats.items()},
         **{k: metadata.get(k) for k in METADATA_KEYS},
+        **{k: (decision or {}).get(k) for k in DECISION_KEYS},
     }
     for i, value in enumerate(embedding_summary or ()):
         line[f"emb_{i}"] = float(value)

@@ -26,10 +26,11 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from dermpipe.serving.decisions import columns
 from dermpipe.serving.routes import status as rest_status
 from dermpipe.serving.service import Service
 from dermpipe.serving.settings import ServingError
-from dermpipe.serving.v2_tensors import IMAGE_INPUT, OUTPUTS, image_metadata
+from dermpipe.serving.v2_tensors import CLINICAL_OUTPUTS, IMAGE_INPUT, OUTPUTS, image_metadata
 
 log = logging.getLogger("dermpipe.serve")
 CODES = {404: grpc.StatusCode.NOT_FOUND, 413: grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -104,16 +105,17 @@ class Predictions(prediction_service_pb2_grpc.PredictionServiceServicer):
             if request.model_spec.signature_name not in ("", "serving_default"):
                 raise ServingError(400, f"signature_name {request.model_spec.signature_name!r}: only "
                                         "serving_default (encoded images) is served")
-            unknown = sorted(set(request.output_filter) - set(OUTPUTS))
+            model = await run_in_threadpool(service.manager.get, _version(request.model_spec))
+            names = (*OUTPUTS, *CLINICAL_OUTPUTS) if model.clinical is not None else OUTPUTS
+            unknown = sorted(set(request.output_filter) - set(names))
             if unknown:
-                raise ServingError(400, f"output_filter {unknown}: outputs are {', '.join(OUTPUTS)}")
+                raise ServingError(400, f"output_filter {unknown}: outputs are {', '.join(names)}")
             values = request_values(request.inputs, service.settings.max_instances)
             metas = [image_metadata(values, i) for i in range(len(values[IMAGE_INPUT]))]
-            model = await run_in_threadpool(service.manager.get, _version(request.model_spec))
-            probabilities, embedding, _ = await service.predict_images(model, values[IMAGE_INPUT], metas,
-                                                                       uuid.uuid4().hex)
-        return _predict_response(model, {"probabilities": probabilities, "embedding": embedding},
-                                 list(request.output_filter) or list(OUTPUTS))
+            probabilities, embedding, _, decisions = await service.predict_images(
+                model, values[IMAGE_INPUT], metas, uuid.uuid4().hex)
+        return _predict_response(model, {"probabilities": probabilities, "embedding": embedding,
+                                         **columns(decisions)}, list(request.output_filter) or list(names))
 
     async def GetModelMetadata(self, request, context):  # noqa: N802
         async with refusals(self.service, context):
@@ -150,7 +152,12 @@ def _predict_response(model, arrays: dict[str, np.ndarray], names: list[str]):
     response.model_spec.name, response.model_spec.version.value = model.name, model.version
     response.model_spec.signature_name = "serving_default"
     for name in names:
-        response.outputs[name].CopyFrom(tf.make_tensor_proto(np.asarray(arrays[name], np.float32)))
+        if CLINICAL_OUTPUTS.get(name) == "BYTES":  # decision, operating_point: DT_STRING [N]
+            proto = tf.make_tensor_proto([str(v or "").encode() for v in arrays[name]], dtype=tf.string)
+        else:
+            proto = tf.make_tensor_proto(np.asarray([np.nan if v is None else v for v in arrays[name]]
+                                                    if isinstance(arrays[name], list) else arrays[name], np.float32))
+        response.outputs[name].CopyFrom(proto)
     return response
 
 

@@ -34,6 +34,14 @@ class ServedModel:
     loaded: Any = None  # keeps the SavedModel object (and so the signature's variables) alive
     signature_def: dict = field(default_factory=dict)
     metadata_inputs: bool = False  # a metadata-fusion model: serving_default also takes age_approx, sex, site
+    clinical: Any = None  # dermpipe.monitoring.clinical.Clinical from the version's clinical.json, or None
+
+    @property
+    def pca(self):
+        """The reference PCA as an EmbeddingPCA (what the OOD score projects on), or None."""
+        from dermpipe.monitoring.reference import EmbeddingPCA
+
+        return None if self.pca_components is None else EmbeddingPCA(self.pca_mean, self.pca_components)
 
     def predict(self, images: list[bytes], metas: list[dict | None] | None = None,
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -113,6 +121,9 @@ def load_version(registry_root: str, model_name: str, version: int) -> ServedMod
             pca = np.load(io.BytesIO(handle.read()))
             served.pca_mean = np.asarray(pca["mean"], np.float32)
             served.pca_components = np.asarray(pca["components"], np.float32)
+    from dermpipe.monitoring.clinical import load_clinical
+
+    served.clinical = load_clinical(uri)
     probabilities, embedding, _ = served.predict([probe_jpeg()])
     if probabilities.shape != (1, len(config.CLASSES)):
         raise RuntimeError(f"{uri}: warm-up answered probabilities of shape {probabilities.shape}; expected "

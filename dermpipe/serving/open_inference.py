@@ -11,12 +11,13 @@ from starlette.concurrency import run_in_threadpool
 
 from dermpipe import config
 from dermpipe.serving.binary_tensors import HEADER, encode_reply, split_body
+from dermpipe.serving.decisions import columns
 from dermpipe.serving.models import ServedModel
 from dermpipe.serving.routes import ServiceDep
 from dermpipe.serving.schemas import V2InferRequest
 from dermpipe.serving.service import Service
 from dermpipe.serving.settings import ServingError
-from dermpipe.serving.v2_tensors import INPUT_TYPES, output_tensors, parse_infer
+from dermpipe.serving.v2_tensors import CLINICAL_OUTPUTS, INPUT_TYPES, output_tensors, parse_infer
 
 EXTENSIONS = ["binary_tensor_data"]
 
@@ -60,7 +61,9 @@ def model_metadata(model: ServedModel, loaded: list[int]) -> dict:
     return {"name": model.name, "versions": [str(v) for v in loaded], "platform": "tensorflow_savedmodel",
             "inputs": inputs,
             "outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [-1, len(config.CLASSES)]},
-                        {"name": "embedding", "datatype": "FP32", "shape": [-1, model.embedding_dim]}],
+                        {"name": "embedding", "datatype": "FP32", "shape": [-1, model.embedding_dim]},
+                        *({"name": name, "datatype": kind, "shape": [-1]} for name, kind in CLINICAL_OUTPUTS.items()
+                          if model.clinical is not None)],
             "parameters": {"classes": ",".join(config.CLASSES), "image_size": model.image_size,
                            "model_version": str(model.version)}}
 
@@ -68,10 +71,12 @@ def model_metadata(model: ServedModel, loaded: list[int]) -> dict:
 async def infer(service: Service, request: Request, name: str, version: str | None) -> Response:
     model = await _model(service, name, version)
     header, binary = split_body(await request.body(), request.headers.get(HEADER))
-    wanted = parse_infer(header, binary, service.settings.max_instances)
+    wanted = parse_infer(header, binary, service.settings.max_instances, clinical=model.clinical is not None)
     request_id = wanted.request_id or uuid.uuid4().hex
-    probabilities, embedding, _ = await service.predict_images(model, wanted.images, wanted.metas, request_id)
-    tensors, chunks = output_tensors({"probabilities": probabilities, "embedding": embedding}, wanted.outputs)
+    probabilities, embedding, _, decisions = await service.predict_images(model, wanted.images, wanted.metas,
+                                                                          request_id, wanted.operating_point)
+    tensors, chunks = output_tensors({"probabilities": probabilities, "embedding": embedding, **columns(decisions)},
+                                     wanted.outputs)
     reply = {"model_name": model.name, "model_version": str(model.version), "id": request_id, "outputs": tensors}
     if not chunks:
         return JSONResponse(reply)

@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from dermpipe import config
 from dermpipe.deploy import registry
+from dermpipe.serving.decisions import columns
 from dermpipe.serving.images import check_metadata
 from dermpipe.serving.parsing import parse_tf_request
 from dermpipe.serving.schemas import PredictFileResponse, PredictRequest
@@ -40,14 +41,16 @@ async def tf_predict(service: Service, name: str, version: int | None, body: Pre
     images, metas, columnar = parse_tf_request(body, service.settings.max_instances)
     model = await run_in_threadpool(service.manager.get, version)
     request_id = uuid.uuid4().hex
-    probabilities, _, _ = await service.predict_images(model, images, metas, request_id)
+    probabilities, _, _, decisions = await service.predict_images(model, images, metas, request_id,
+                                                                  body.operating_point)
     rows = [row(p) for p in probabilities]
     extra = {"model_version": model.version, "classes": list(config.CLASSES), "request_id": request_id}
     if columnar:
         outputs = {"probabilities": probabilities.tolist(), "predicted_class": [r["predicted_class"] for r in rows],
-                   "confidence": [r["confidence"] for r in rows]}
+                   "confidence": [r["confidence"] for r in rows], **columns(decisions)}
         return {"outputs": outputs, **extra}
-    predictions = [{**r, "probabilities": p.tolist()} for r, p in zip(rows, probabilities, strict=True)]
+    predictions = [{**r, "probabilities": p.tolist(), **d} for r, p, d in zip(rows, probabilities, decisions,
+                                                                               strict=True)]
     return {"predictions": predictions, **extra}
 
 
@@ -75,7 +78,9 @@ async def metadata(service: Service, name: str, version: int | None) -> dict:
                          "embedding_dim": model.embedding_dim, "uri": model.uri,
                          "embedding_summary": 0 if model.pca_components is None else
                          int(model.pca_components.shape[0]),
-                         "evaluation": registry.headline(model.record)}}
+                         "evaluation": registry.headline(model.record),
+                         "operating_points": [] if model.clinical is None else
+                         [p.name for p in model.clinical.operating_points]}}
 
 
 tf_serving = APIRouter()
@@ -117,13 +122,15 @@ upload = APIRouter()
 @upload.post("/predict", summary="Predict one uploaded image (multipart)", response_model=PredictFileResponse)
 async def predict_file(service: ServiceDep, image: UploadFile = File(..., description="JPEG or PNG"),
                        age_approx: float | None = Form(None), sex: str | None = Form(None),
-                       anatom_site_general: str | None = Form(None)) -> dict:
+                       anatom_site_general: str | None = Form(None),
+                       operating_point: str | None = Form(None)) -> dict:
     meta = check_metadata(age_approx, sex or None, anatom_site_general or None, "form")
     data = await image.read()
     model = service.manager.get(None)
     request_id = uuid.uuid4().hex
-    probabilities, _, _ = await service.predict_images(model, [data], [meta], request_id)
-    return {**row(probabilities[0]), "request_id": request_id, "model_name": model.name,
+    probabilities, _, _, decisions = await service.predict_images(model, [data], [meta], request_id,
+                                                                  operating_point or None)
+    return {**row(probabilities[0]), **decisions[0], "request_id": request_id, "model_name": model.name,
             "model_version": model.version}
 
 

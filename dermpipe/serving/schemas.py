@@ -25,14 +25,23 @@ class PredictRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     signature_name: str | None = None
+    operating_point: str | None = None  # a stored operating point by name (default: the version's own)
     instances: list[Instance] | None = None
     inputs: list[Instance] | dict[str, list[B64] | list[float | None] | list[str | None]] | None = None
 
 
 class Prediction(BaseModel):
+    """The probabilities, and the decision at an operating point: refer_melanoma | routine | out_of_distribution
+    (null, with the other clinical fields, for a version deployed without clinical.json)."""
+
     predicted_class: str
     confidence: float
     probabilities: dict[str, float]
+    decision: str | None = None
+    operating_point: str | None = None
+    melanoma_threshold: float | None = None
+    ood_score: float | None = None
+    ood_threshold: float | None = None
 
 
 class PredictFileResponse(Prediction):

@@ -14,6 +14,7 @@ from dermpipe import config
 from dermpipe.data.image_stats import statistics_rows
 from dermpipe.monitoring.prediction_log import PredictionLog, log_line
 from dermpipe.serving.batching import MicroBatcher
+from dermpipe.serving.decisions import check_operating_point, decide
 from dermpipe.serving.images import CheckedImage, check_image
 from dermpipe.serving.models import ModelManager, ServedModel
 from dermpipe.serving.settings import ServingError, Settings
@@ -66,9 +67,10 @@ class Service:
                                     f"{self.settings.model_name!r}")
 
     async def predict_images(self, model: ServedModel, images: list[bytes], metas: list[dict], request_id: str,
-                             ) -> tuple[np.ndarray, np.ndarray, str]:
-        """(probabilities, embedding, timestamp) of checked images, run in a batch and logged once, whatever
-        protocol they came by."""
+                             operating_point: str | None = None) -> tuple[np.ndarray, np.ndarray, str, list[dict]]:
+        """(probabilities, embedding, timestamp, decisions) of checked images, run in a batch and logged once,
+        whatever protocol they came by; decisions at the named operating point (None: the version's default)."""
+        check_operating_point(model, operating_point)
         what = [f"instance {i}" if len(images) > 1 else "image" for i in range(len(images))]
         max_pixels, predlog = self.settings.max_pixels, self.predlog
         with self.batcher.arriving():  # a batch being collected waits for this request (the with ends before submit)
@@ -77,16 +79,17 @@ class Service:
         probabilities, embedding, pixel_stats = await self.batcher.submit(model, images, metas)
         self.telemetry.images.inc(len(images))
         timestamp = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+        decisions = decide(model, probabilities, embedding, operating_point)
         if predlog is not None:
             build = functools.partial(self.log_lines, model, checked, probabilities, pixel_stats,
-                                      model.summarise(embedding), metas, request_id, timestamp)
+                                      model.summarise(embedding), metas, request_id, timestamp, decisions)
             if not predlog.submit(build):  # the log worker is behind: do it here (backpressure, nothing dropped)
                 await run_in_threadpool(lambda: predlog.append(build()))
-        return probabilities, embedding, timestamp
+        return probabilities, embedding, timestamp, decisions
 
     def log_lines(self, model: ServedModel, checked: list[CheckedImage], probabilities: np.ndarray,
                   pixel_stats: np.ndarray, summary: np.ndarray | None, metas: list[dict], request_id: str,
-                  timestamp: str) -> list[dict]:
+                  timestamp: str, decisions: list[dict]) -> list[dict]:
         """The prediction-log lines of one request (runs on the log worker, after the response has gone)."""
         lines = []
         all_stats = statistics_rows(pixel_stats, [(item.width, item.height) for item in checked])
@@ -94,7 +97,8 @@ class Service:
             rid = request_id if len(checked) == 1 else f"{request_id}-{i}"
             line = log_line(timestamp=timestamp, request_id=rid, model_name=model.name, model_version=model.version,
                             classes=config.CLASSES, probabilities=probabilities[i].tolist(), stats=stats,
-                            metadata=metas[i], embedding_summary=None if summary is None else summary[i].tolist())
+                            metadata=metas[i], embedding_summary=None if summary is None else summary[i].tolist(),
+                            decision=decisions[i])
             if self.settings.log_images:
                 ext = {"JPEG": "jpg"}.get(item.format, item.format.lower())
                 line["image_uri"] = self.predlog.save_image(timestamp, f"{rid}.{ext}", item.data)

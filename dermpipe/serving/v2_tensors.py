@@ -6,7 +6,9 @@ Inputs, each 1-D with one element per image:
     sex                  BYTES [N]  optional; "" means unknown
     anatom_site_general  BYTES [N]  optional; "" means unknown
 An input left out means unknown for every image. A model without metadata inputs ignores the metadata for the
-prediction; the prediction log still records it. Outputs: probabilities FP32 [N, 8] and embedding FP32 [N, D]."""
+prediction; the prediction log still records it. Outputs: probabilities FP32 [N, 8] and embedding FP32 [N, D], and,
+for a version with clinical.json, decision BYTES [N], operating_point BYTES [N], melanoma_threshold FP32 [N] and
+ood_score FP32 [N]. The request's parameters.operating_point names another stored operating point."""
 
 import base64
 import binascii
@@ -24,6 +26,7 @@ from dermpipe.serving.settings import ServingError
 IMAGE_INPUT = "image_bytes"
 INPUT_TYPES = {IMAGE_INPUT: "BYTES", "age_approx": "FP32", "sex": "BYTES", "anatom_site_general": "BYTES"}
 OUTPUTS = ("probabilities", "embedding")
+CLINICAL_OUTPUTS = {"decision": "BYTES", "operating_point": "BYTES", "melanoma_threshold": "FP32", "ood_score": "FP32"}
 
 
 @dataclass
@@ -32,9 +35,10 @@ class InferInputs:
     metas: list[dict]
     outputs: list[tuple[str, bool]]  # (output name, as binary data), in reply order
     request_id: str | None
+    operating_point: str | None = None
 
 
-def parse_infer(header: dict, binary: bytes, max_instances: int) -> InferInputs:
+def parse_infer(header: dict, binary: bytes, max_instances: int, clinical: bool = False) -> InferInputs:
     """The images, checked metadata and wanted outputs of a v2 infer request (JSON header + binary part)."""
     try:
         request = V2InferRequest.model_validate(header)
@@ -55,7 +59,11 @@ def parse_infer(header: dict, binary: bytes, max_instances: int) -> InferInputs:
     images = [_image(value, i, name=IMAGE_INPUT, binary=IMAGE_INPUT in parts)
               for i, value in enumerate(values[IMAGE_INPUT])]
     metas = [image_metadata(values, i) for i in range(count)]
-    return InferInputs(images, metas, _outputs(request), request.id)
+    point = (request.parameters or {}).get("operating_point")
+    if point is not None and not isinstance(point, str):
+        raise ServingError(400, f"parameters.operating_point: {point!r}; expected the name of a stored operating "
+                                "point, e.g. \"melanoma_sens95\"")
+    return InferInputs(images, metas, _outputs(request, clinical), request.id, point)
 
 
 def _check_names(inputs: list[V2Tensor]) -> dict[str, V2Tensor]:
@@ -154,31 +162,43 @@ def image_metadata(values: dict[str, list], i: int) -> dict:
     return check_metadata(age, texts["sex"], texts["anatom_site_general"], f"image {i}")
 
 
-def _outputs(request: V2InferRequest) -> list[tuple[str, bool]]:
+def _outputs(request: V2InferRequest, clinical: bool) -> list[tuple[str, bool]]:
     default = (request.parameters or {}).get("binary_data_output", False) is True
+    names = (*OUTPUTS, *CLINICAL_OUTPUTS) if clinical else OUTPUTS
     if not request.outputs:
-        return [(name, default) for name in OUTPUTS]
+        return [(name, default) for name in names]
     wanted = []
     for output in request.outputs:
-        if output.name not in OUTPUTS:
+        if output.name not in names:
             raise ServingError(400, f"output {output.name!r} is not an output of this model; outputs: "
-                                    f"{', '.join(OUTPUTS)}")
+                                    f"{', '.join(names)}")
         binary = (output.parameters or {}).get("binary_data", default)
         wanted.append((output.name, binary is True))
     return wanted
 
 
-def output_tensors(arrays: dict[str, np.ndarray], wanted: list[tuple[str, bool]]) -> tuple[list[dict], list[bytes]]:
-    """(the outputs' JSON, the binary chunks in output order) of FP32 arrays, each as binary data or JSON data."""
+def output_tensors(arrays: dict[str, np.ndarray | list], wanted: list[tuple[str, bool]],
+                   ) -> tuple[list[dict], list[bytes]]:
+    """(the outputs' JSON, the binary chunks in output order): FP32 arrays, and BYTES lists of strings (binary data
+    as Triton frames them: a 4-byte little-endian length before each element), each as binary data or JSON data."""
     tensors, chunks = [], []
     for name, binary in wanted:
-        array = np.ascontiguousarray(arrays[name], dtype=NUMPY_TYPES["FP32"])
-        tensor = {"name": name, "datatype": "FP32", "shape": list(array.shape)}
-        if binary:
-            chunks.append(array.tobytes())
-            tensor["parameters"] = {"binary_data_size": len(chunks[-1])}
+        if CLINICAL_OUTPUTS.get(name) == "BYTES":
+            texts = [str(v or "") for v in arrays[name]]
+            tensor = {"name": name, "datatype": "BYTES", "shape": [len(texts)]}
+            raw = b"".join(len(t.encode()).to_bytes(4, "little") + t.encode() for t in texts)
+            data: list = texts
         else:
-            tensor["data"] = array.reshape(-1).tolist()
+            values = [np.nan if v is None else v for v in arrays[name]] if isinstance(arrays[name], list) \
+                else arrays[name]
+            array = np.ascontiguousarray(values, dtype=NUMPY_TYPES["FP32"])
+            tensor = {"name": name, "datatype": "FP32", "shape": list(array.shape)}
+            raw, data = array.tobytes(), array.reshape(-1).tolist()
+        if binary:
+            chunks.append(raw)
+            tensor["parameters"] = {"binary_data_size": len(raw)}
+        else:
+            tensor["data"] = data
         tensors.append(tensor)
     return tensors, chunks
 

@@ -36,16 +36,35 @@ def _profile(folder: Path, dim: int = 128, k: int = 3) -> Path:
     return folder
 
 
+def _clinical_json(folder: Path) -> Path:
+    """A clinical.json as the profile stage writes it: two operating points and an OOD detector."""
+    from dermpipe.model.evaluation.operating_points import OperatingPoint
+    from dermpipe.monitoring.clinical import Clinical
+    from dermpipe.monitoring.ood import OODDetector
+
+    points = (OperatingPoint("melanoma_sens95", 0.12, 0.95, test={"sensitivity": 0.93}),
+              OperatingPoint("melanoma_sens90", 0.2, 0.90))
+    ood = OODDetector(np.zeros(3), np.eye(3), 1.0, 4.5, 0.95)
+    (folder / "clinical.json").write_text(json.dumps(Clinical(points, ood, {}).as_dict()))
+    return folder
+
+
 def test_push_validates_in_a_separate_process_and_copies_the_profile(model_dir, tmp_path):
     root = str(tmp_path / "registry")
-    version, target = deploy_stage.push(model_dir, root, "m", {"run": "r1"}, _profile(tmp_path / "profile"))
+    profile = _clinical_json(_profile(tmp_path / "profile"))
+    version, target = deploy_stage.push(model_dir, root, "m", {"run": "r1"}, profile)
     assert version == 1 and registry.versions(root, "m") == [1] and registry.current_version(root, "m") is None
     record = json.loads((Path(target) / "dermpipe.json").read_text())
     assert record["model_digest"] == registry.version_digest(root, "m", 1) and len(record["model_digest"]) == 64
     check = record["serving_check"]
     assert check["process"] == "separate" and check["pid"] != os.getpid()
     assert check["check"]["probe_output_sum"] == pytest.approx(1.0, abs=1e-3)
-    assert record["profile"]["copied"] == ["embedding_pca.npz", "reference_profile.parquet"]
+    assert record["profile"]["copied"] == ["embedding_pca.npz", "reference_profile.parquet", "clinical.json"]
+    assert (Path(target) / "clinical.json").read_text() == (profile / "clinical.json").read_text()
+    clinical = record["clinical"]
+    assert clinical["default_operating_point"] == "melanoma_sens95" and clinical["ood_threshold"] == 4.5
+    assert clinical["operating_points"][0] == {"name": "melanoma_sens95", "target_sensitivity": 0.95,
+                                               "threshold": 0.12, "chosen_on": "val", "test_sensitivity": 0.93}
     assert (Path(target) / "reference_profile.parquet").read_bytes() == b"PAR1 stand-in"
     assert record["created"] and record["run"] == "r1"
 
@@ -75,7 +94,8 @@ def test_copy_profile_checks_the_embedding_size(tmp_path):
     only_pca = _profile(tmp_path / "p1")
     (only_pca / "reference_profile.parquet").unlink()
     result = deploy_stage.copy_profile(only_pca, stage, 128)
-    assert result["copied"] == ["embedding_pca.npz"] and result["missing"] == ["reference_profile.parquet"]
+    assert result["copied"] == ["embedding_pca.npz"]
+    assert result["missing"] == ["reference_profile.parquet", "clinical.json"]
     with pytest.raises(ValueError, match=r"embedding has 64 values"):
         deploy_stage.copy_profile(_profile(tmp_path / "p2", dim=128), tmp_path, 64)
 

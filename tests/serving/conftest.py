@@ -25,8 +25,31 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def make_registry(root: Path, seeds: dict[int, int], current: int, image_size: int = IMAGE_SIZE) -> Path:
-    """Export a tiny simple_cnn per version (with an embedding_pca.npz) and make `current` current."""
+def write_clinical(folder: Path, model, image_size: int) -> None:
+    """A clinical.json for a served test version: melanoma_sens95 refers everything (threshold 0), melanoma_sens90
+    nothing (threshold 1), and an OOD detector fitted and calibrated (99 %) on 40 ISIC 2020 images' embeddings, on
+    a PCA fitted to them (it replaces the version's random embedding_pca.npz, as the profile stage's would)."""
+    import json
+
+    from dermpipe.model.evaluation.operating_points import OperatingPoint
+    from dermpipe.monitoring.clinical import Clinical
+    from dermpipe.monitoring.features import decode_images
+    from dermpipe.monitoring.ood import calibrate, fit_detector
+    from dermpipe.monitoring.reference import fit_embedding_pca
+
+    embeddings = decode_images(sorted(ISIC2020_IMAGES.glob("*.jpg"))[:40], image_size, model).embeddings
+    pca = fit_embedding_pca(embeddings, PCA_K)
+    pca.save(folder / "embedding_pca.npz")
+    detector = fit_detector(pca, embeddings)
+    detector = calibrate(detector, detector.score(pca, embeddings), 0.99)
+    points = (OperatingPoint("melanoma_sens95", 0.0, 0.95), OperatingPoint("melanoma_sens90", 1.0, 0.90))
+    (folder / "clinical.json").write_text(json.dumps(Clinical(points, detector, {}).as_dict()))
+
+
+def make_registry(root: Path, seeds: dict[int, int], current: int, image_size: int = IMAGE_SIZE,
+                  clinical: tuple[int, ...] = ()) -> Path:
+    """Export a tiny simple_cnn per version (with an embedding_pca.npz, and a clinical.json for the versions in
+    `clinical`) and make `current` current."""
     from dermpipe.deploy import registry
     from dermpipe.model.export import export_serving_model
     from dermpipe.model.zoo import build_classifier
@@ -40,6 +63,8 @@ def make_registry(root: Path, seeds: dict[int, int], current: int, image_size: i
         dim = int(model.get_layer("pool").output.shape[-1])
         np.savez(folder / "embedding_pca.npz", mean=rng.normal(size=dim).astype(np.float32),
                  components=rng.normal(size=(PCA_K, dim)).astype(np.float32))
+        if version in clinical:
+            write_clinical(folder, model, image_size)
     registry.set_current(str(root), MODEL, current)
     return root
 
@@ -117,7 +142,7 @@ def stop_server(server: Server) -> int:
 
 @pytest.fixture(scope="session")
 def serving_registry(tmp_path_factory) -> Path:
-    return make_registry(tmp_path_factory.mktemp("registry"), {1: 0, 2: 1}, current=1)
+    return make_registry(tmp_path_factory.mktemp("registry"), {1: 0, 2: 1}, current=1, clinical=(2,))
 
 
 @pytest.fixture(scope="session")
