@@ -25,25 +25,29 @@ def _top(prediction) -> str:
 
 
 def as_table(answer) -> str:
-    """One row per answered image: image, predicted class, its probability, the top 3."""
-    rows = [("image", "predicted", "probability", "top 3")]
-    rows += [(p.image, p.label, f"{p.probability:.3f}", _top(p)) for p in answer.predictions]
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    lines = ["  ".join([*(v.ljust(w) for v, w in zip(row[:3], widths, strict=True)), row[3]]).rstrip()
+    """One row per answered image: image, predicted class, its probability, the decision (with clinical.json), the
+    top 3."""
+    rows = [("image", "predicted", "probability", "decision", "top 3")]
+    rows += [(p.image, p.label, f"{p.probability:.3f}", p.decision or "-", _top(p)) for p in answer.predictions]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = ["  ".join([*(v.ljust(w) for v, w in zip(row[:4], widths, strict=True)), row[4]]).rstrip()
              for row in rows]
     return "\n".join([f"model: {answer.model}", *lines])
 
 
 def as_csv(answer) -> str:
-    """image, predicted, probability, top 3 (`CLASS p; ...`), error (an unreadable file's reason, else empty)."""
+    """image, predicted, probability, top 3 (`CLASS p; ...`), decision, operating point, OOD score (empty without
+    clinical.json), error (an unreadable file's reason, else empty)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["image", "predicted", "probability", "top3", "error"])
+    writer.writerow(["image", "predicted", "probability", "top3", "decision", "operating_point", "ood_score",
+                     "error"])
     for p in answer.predictions:
         writer.writerow([p.image, p.label, f"{p.probability:.4f}",
-                         "; ".join(f"{label} {prob:.4f}" for label, prob in p.top), ""])
+                         "; ".join(f"{label} {prob:.4f}" for label, prob in p.top), p.decision, p.operating_point,
+                         "" if p.ood_score is None else f"{p.ood_score:.4f}", ""])
     for u in answer.unreadable:
-        writer.writerow([u.image, "", "", "", u.reason])
+        writer.writerow([u.image, "", "", "", "", "", "", u.reason])
     return out.getvalue().rstrip("\n")
 
 
@@ -55,14 +59,19 @@ def predict(
     model_name: str = typer.Option(config.MODEL_NAME, help="model name in the registry"),
     output: Format = typer.Option(Format.table, "--format", help="table (for people), csv or json"),
     gradcam: Path = typer.Option(None, "--gradcam", help="write a Grad-CAM overlay PNG per image into this folder"),
+    operating_point: str = typer.Option(None, help="a stored operating point by name, e.g. melanoma_sens99 "
+                                                   "[default: the version's own]"),
 ) -> None:
-    """Predicted class, probability and top 3 per image. Unreadable files are listed with the reason, the others
-    answered; the exit status is 1 when any file was unreadable, 2 when the model cannot be found."""
+    """Predicted class, probability, top 3 and, for a version deployed with clinical.json, the decision
+    (refer_melanoma | routine | out_of_distribution: advice for a clinician, not a diagnosis). Unreadable files are
+    listed with the reason, the others answered; the exit status is 1 when any file was unreadable, 2 when the model
+    cannot be found or the operating point is not stored."""
     from dermpipe.deploy.predict import PredictError
     from dermpipe.deploy.predict import predict as ask
 
     try:
-        answer = ask(images, model, registry_root=registry_root, model_name=model_name, gradcam_dir=gradcam)
+        answer = ask(images, model, registry_root=registry_root, model_name=model_name, gradcam_dir=gradcam,
+                     operating_point=operating_point)
     except PredictError as err:
         typer.echo(f"dermpipe predict: {err}", err=True)
         raise typer.Exit(2) from err

@@ -5,13 +5,16 @@ train task's Model artifact, or any folder holding model.keras). Images go throu
 the server (dermpipe.data.image_check) and the same decode as the SavedModel's serving signature
 (dermpipe.data.images.decode_resize_bytes), so the answer is the one the server would give. A file that cannot be
 read is listed with the reason and the others are still answered: one broken file must not hide a folder's results.
+A version (or folder) with clinical.json and embedding_pca.npz beside model.keras also answers the decision
+(refer_melanoma | routine | out_of_distribution) at its default or a named operating point, and the OOD score, as
+`dermpipe serve` does (dermpipe.monitoring.clinical).
 """
 
 from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +40,9 @@ class Prediction:
     probability: float
     top: list[tuple[str, float]]  # the TOP most probable classes, most probable first
     gradcam: str = ""  # the overlay's path with --gradcam
+    decision: str = ""  # refer_melanoma | routine | out_of_distribution; "" when the model has no clinical.json
+    operating_point: str = ""
+    ood_score: float | None = None
 
 
 @dataclass(frozen=True)
@@ -145,17 +151,49 @@ def _gradcam(model, pixels: np.ndarray, predictions: list[Prediction], paths: li
     for prediction, path, image, heat in zip(predictions, paths, pixels, maps, strict=True):
         out = folder / f"{path.stem}.gradcam.png"
         Image.fromarray(overlay(image, heat)).save(out)
-        done.append(Prediction(prediction.image, prediction.label, prediction.probability, prediction.top,
-                               str(out)))
+        done.append(replace(prediction, gradcam=str(out)))
     return done
 
 
+def _clinical(location: str, operating_point: str | None):
+    """(Clinical, EmbeddingPCA) of the folder holding model.keras, or (None, None) when it has no clinical.json;
+    a named operating point must be one it stores."""
+    from dermpipe.monitoring.clinical import load_clinical
+    from dermpipe.monitoring.reference import PCA_FILE, EmbeddingPCA
+
+    folder = location.rsplit("/", 1)[0] if "/" in location else "."
+    clinical = load_clinical(folder)
+    if clinical is None:
+        if operating_point:
+            raise PredictError(f"--operating-point {operating_point}: {folder} has no clinical.json (a version "
+                               "deployed with its profile has one); leave the option out")
+        return None, None
+    try:
+        clinical.point(operating_point)
+    except KeyError as err:
+        raise PredictError(f"--operating-point {operating_point}: {err.args[0]}") from None
+    pca_file = f"{folder}/{PCA_FILE}"
+    return clinical, EmbeddingPCA.load(pca_file) if storage.exists(pca_file) else None
+
+
+def _decided(predictions: list[Prediction], decisions: list[dict]) -> list[Prediction]:
+    return [replace(p, decision=d["decision"], operating_point=d["operating_point"], ood_score=None if
+                    d["ood_score"] is None else round(d["ood_score"], 4)) for p, d in zip(predictions, decisions,
+                                                                                          strict=True)]
+
+
 def predict(paths: Iterable[str | Path], model: str | None = None, *, registry_root: str | None = None,
-            model_name: str = config.MODEL_NAME, gradcam_dir: Path | None = None, batch_size: int = 32) -> Answer:
-    """Predicted class, its probability and the top 3 for every readable image; the others with the reason."""
+            model_name: str = config.MODEL_NAME, gradcam_dir: Path | None = None, batch_size: int = 32,
+            operating_point: str | None = None) -> Answer:
+    """Predicted class, its probability, the top 3 and (with clinical.json) the decision for every readable image;
+    the others with the reason."""
+    import keras
+
+    from dermpipe.model.export import EMBEDDING_LAYER
     from dermpipe.model.metadata_inputs import image_size, model_inputs
 
     location, described = resolve_model(model, registry_root or str(config.default_registry_root()), model_name)
+    clinical, pca = _clinical(location, operating_point)
     files, missing = image_files(paths)
     answer = Answer(described, unreadable=missing)
     readable: list[tuple[Path, bytes]] = []
@@ -169,11 +207,14 @@ def predict(paths: Iterable[str | Path], model: str | None = None, *, registry_r
         return answer
     keras_model = _load(location)
     size = image_size(keras_model)
+    heads = keras.Model(keras_model.input, [keras_model.output, keras_model.get_layer(EMBEDDING_LAYER).output])
     for start in range(0, len(readable), batch_size):
         batch = readable[start:start + batch_size]
         pixels = _pixels([data for _, data in batch], size)
-        probabilities = np.asarray(keras_model.predict(model_inputs(keras_model, pixels, None), verbose=0))
+        probabilities, embedding = map(np.asarray, heads.predict(model_inputs(keras_model, pixels, None), verbose=0))
         found = _answers([path for path, _ in batch], probabilities)
+        if clinical is not None:
+            found = _decided(found, clinical.decide(probabilities, embedding, pca, operating_point))
         if gradcam_dir is not None:
             found = _gradcam(keras_model, pixels, found, [path for path, _ in batch], gradcam_dir)
         answer.predictions += found

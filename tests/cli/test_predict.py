@@ -110,3 +110,60 @@ def test_no_current_version_exits_2_and_says_what_to_do(tmp_path, images):
     result = CliRunner().invoke(app, ["predict", str(images), "--registry-root", str(tmp_path)])
     assert result.exit_code == 2
     assert "no version is current; train and deploy one with `dermpipe run`" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def clinical_folder(tmp_path_factory, model_folder, isic_sample) -> Path:
+    """The model folder with a clinical.json and PCA fitted on 60 ISIC 2019 images: melanoma_sens95 refers every
+    in-distribution image (threshold 0), melanoma_sens90 none (threshold 1)."""
+    import keras
+
+    from dermpipe.model.evaluation.operating_points import OperatingPoint
+    from dermpipe.monitoring.clinical import Clinical
+    from dermpipe.monitoring.features import decode_images
+    from dermpipe.monitoring.ood import calibrate, fit_detector
+    from dermpipe.monitoring.reference import fit_embedding_pca
+
+    folder = tmp_path_factory.mktemp("clinical")
+    shutil.copyfile(model_folder / "model.keras", folder / "model.keras")
+    paths = sorted((isic_sample / config.IMAGE_SUBDIR).glob("*.jpg"))[:60]
+    embeddings = decode_images(paths, 32, keras.models.load_model(folder / "model.keras")).embeddings
+    pca = fit_embedding_pca(embeddings, 4)
+    pca.save(folder / "embedding_pca.npz")
+    detector = fit_detector(pca, embeddings)
+    detector = calibrate(detector, detector.score(pca, embeddings), 0.99)
+    points = (OperatingPoint("melanoma_sens95", 0.0, 0.95), OperatingPoint("melanoma_sens90", 1.0, 0.90))
+    (folder / "clinical.json").write_text(json.dumps(Clinical(points, detector, {}).as_dict()))
+    return folder
+
+
+def test_the_decision_at_the_default_and_a_named_operating_point(clinical_folder, images, tmp_path):
+    from PIL import Image
+    from sklearn.datasets import load_sample_image
+
+    noise = tmp_path / "flower.png"  # a holiday photo: not what the model was made for
+    Image.fromarray(load_sample_image("flower.jpg")).save(noise)
+    first = sorted(images.glob("ISIC_*.jpg"))[0]
+    result = CliRunner().invoke(app, ["predict", str(first), str(noise), "--model", str(clinical_folder),
+                                      "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    rows = {Path(r["image"]).name: r for r in csv.DictReader(io.StringIO(result.stdout))}
+    assert rows[first.name]["decision"] == "refer_melanoma" and rows["flower.png"]["decision"] == "out_of_distribution"
+    assert {r["operating_point"] for r in rows.values()} == {"melanoma_sens95"}
+    assert float(rows["flower.png"]["ood_score"]) > float(rows[first.name]["ood_score"])
+    named = CliRunner().invoke(app, ["predict", str(first), "--model", str(clinical_folder), "--operating-point",
+                                     "melanoma_sens90"])
+    assert named.exit_code == 0 and named.stdout.splitlines()[1].split()[3] == "decision"
+    assert named.stdout.splitlines()[2].split()[3] == "routine"
+    unknown = CliRunner().invoke(app, ["predict", str(first), "--model", str(clinical_folder), "--operating-point",
+                                       "sens50"])
+    assert unknown.exit_code == 2 and "no operating point 'sens50'" in unknown.stderr
+
+
+def test_a_model_without_clinical_json_has_no_decision(model_folder, images):
+    first = sorted(images.glob("ISIC_*.jpg"))[0]
+    result = CliRunner().invoke(app, ["predict", str(first), "--model", str(model_folder), "--format", "json"])
+    assert json.loads(result.stdout)["predictions"][0]["decision"] == ""
+    refused = CliRunner().invoke(app, ["predict", str(first), "--model", str(model_folder), "--operating-point",
+                                       "melanoma_sens95"])
+    assert refused.exit_code == 2 and "has no clinical.json" in refused.stderr
