@@ -63,6 +63,14 @@ def baseline_predictions(profile_dir: Path | None, train: pd.DataFrame, test: pd
     return predicted, f"baseline: logistic regression on {len(columns)} image statistics, {len(train)} train images"
 
 
+def default_operating_point(profile_dir: Path | None):
+    """The profile's default melanoma operating point (clinical.json), or None when there is none."""
+    from dermpipe.monitoring.clinical import load_clinical
+
+    clinical = None if profile_dir is None else load_clinical(str(profile_dir))
+    return None if clinical is None else clinical.default_point
+
+
 def champion_predictions(model_dir: Path, raw: Path, test_table: pd.DataFrame, challenger_pred: np.ndarray,
                          params: ChallengeParams) -> np.ndarray | None:
     """The champion's predicted labels on the test split (None without a champion)."""
@@ -94,7 +102,8 @@ def run(raw: Dataset, model: Model, test: Dataset, train: Dataset, predictions: 
     champion_pred = champion_predictions(Path(model.path), Path(raw.path), test_table, challenger_pred, params)
     baseline_pred, baseline_note = baseline_predictions(profile_dir, pd.read_parquet(train.path), test_table)
     decision = decide(y_true, challenger_pred, params.gate, champion_pred=champion_pred,
-                      champion_version=str(params.champion_version), baseline_pred=baseline_pred)
+                      champion_version=str(params.champion_version), baseline_pred=baseline_pred,
+                      operating_point=default_operating_point(profile_dir))
     decision.reasons.insert(0, baseline_note)
     Path(decision_md.path).write_text(decision.markdown())
     annotate(decision_md, {**decision.metadata(), "reasons": decision.reasons, "conditions": decision.conditions,

@@ -241,3 +241,23 @@ def test_not_blessed_markdown_verdict_and_input_checks():
         decide(np.array([]), np.array([]), GateParams())
     with pytest.raises(ValueError, match="predictions"):
         decide(np.array([0, 1]), np.array([0]), GateParams())
+
+
+def test_the_melanoma_operating_point_rule():
+    """Blessed only while the test sensitivity's interval reaches the target; unchecked without test melanomas."""
+    from dermpipe.model.evaluation.operating_points import OperatingPoint
+
+    y, pred = _two_class(100, (90, 90))
+    def point(sensitivity: float, lower: float, upper: float) -> OperatingPoint:
+        return OperatingPoint("melanoma_sens95", 0.2, 0.95, test={
+            "sensitivity": sensitivity, "sensitivity_lower": lower, "sensitivity_upper": upper, "specificity": 0.6,
+            "positives": 40})
+    held = decide(y, pred, GateParams(), operating_point=point(0.9, 0.8, 0.97))
+    assert held.blessed and held.conditions["melanoma_operating_point"] is True
+    assert "test sensitivity 0.9000 (95 % interval 0.8000 to 0.9700, 40 melanomas)" in held.reasons[-1]
+    short = decide(y, pred, GateParams(), operating_point=point(0.7, 0.6, 0.8))
+    assert not short.blessed and short.conditions["melanoma_operating_point"] is False
+    assert "the whole interval is below the target: failed" in short.reasons[-1]
+    unmeasured = decide(y, pred, GateParams(), operating_point=OperatingPoint("melanoma_sens95", 0.2, 0.95))
+    assert unmeasured.blessed and "melanoma_operating_point" not in unmeasured.conditions
+    assert "not checked" in unmeasured.reasons[-1]

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dermpipe.componentkit import param
+from dermpipe.model.evaluation.operating_points import OperatingPoint, falls_short
 
 CONFIDENCE = 0.95
 N_BOOTSTRAP = 2000
@@ -178,8 +179,9 @@ def fit_image_stats_baseline(train_features: np.ndarray, train_labels: np.ndarra
 
 def decide(y_true: np.ndarray, challenger_pred: np.ndarray, params: GateParams, *,
            champion_pred: np.ndarray | None = None, champion_version: str = "",
-           baseline_pred: np.ndarray | None = None) -> Decision:
-    """Apply the four rules (floor, above chance, non-inferior to the champion, beats the baseline) and explain."""
+           baseline_pred: np.ndarray | None = None, operating_point: OperatingPoint | None = None) -> Decision:
+    """Apply the rules (floor, above chance, non-inferior to the champion, beats the baseline, the melanoma
+    operating point holds on test) and explain."""
     y_true, challenger_pred = _check_pair(y_true, challenger_pred)
     d = Decision(blessed=False, chance=chance_level(y_true), n_test=len(y_true), confidence=params.confidence)
     undecided: list[str] = []
@@ -193,6 +195,7 @@ def decide(y_true: np.ndarray, challenger_pred: np.ndarray, params: GateParams, 
     elif params.require_beat_baseline:  # fail closed: a required comparison that cannot be made does not pass
         d.conditions["beats_baseline"] = False
         d.reasons.append("require_beat_baseline is set but the baseline could not be fitted (see above): not blessed")
+    _operating_point_rule(d, operating_point)
     d.blessed = all(d.conditions.values())
     _too_small(d, undecided)
     return d
@@ -254,6 +257,27 @@ def _baseline_rule(d: Decision, y_true: np.ndarray, pred: np.ndarray, baseline_p
     d.reasons.append(f"{text}: {_verdict(ok)}")
     if not ok and diff.point > 0:
         undecided.append("beating the baseline")
+
+
+def _operating_point_rule(d: Decision, point: OperatingPoint | None) -> None:
+    """Rule 5: the melanoma threshold chosen on validation must not fall short of its target sensitivity on test by
+    more than the test interval (fails only when the whole 95 % bootstrap interval lies below the target)."""
+    if point is None:
+        d.reasons.append("melanoma operating point: none stored (no clinical.json in the profile): not checked")
+        return
+    short = falls_short(point)
+    if short is None:
+        d.reasons.append(f"melanoma operating point {point.name}: no melanoma in the test split, so its test "
+                         "sensitivity cannot be measured: not checked")
+        return
+    t = point.test
+    d.conditions["melanoma_operating_point"] = not short
+    d.reasons.append(f"melanoma operating point {point.name} (threshold {point.threshold:.4f}, chosen on "
+                     f"{point.chosen_on} for sensitivity {point.target_sensitivity:.2f}): test sensitivity "
+                     f"{t['sensitivity']:.4f} (95 % interval {t['sensitivity_lower']:.4f} to "
+                     f"{t['sensitivity_upper']:.4f}, {t['positives']} melanomas), specificity "
+                     f"{t['specificity']:.4f}: {'the interval reaches' if not short else 'the whole interval is below'}"
+                     f" the target: {_verdict(not short)}")
 
 
 def _too_small(d: Decision, undecided: list[str]) -> None:
