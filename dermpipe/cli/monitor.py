@@ -131,6 +131,10 @@ def _echo_result(inputs, result) -> None:
         typer.echo(f"  unreadable image {path}: {error}")
     typer.echo("\n" + _table(result) + "\n")
     typer.echo(f"decision   {result.message}")
+    if inputs.rates:  # a prediction log: the served decisions' refer and OOD rates, beside drift
+        from dermpipe.monitoring.decision_rates import rates_lines
+
+        typer.echo("\n".join(rates_lines(inputs.rates)))
 
 
 def _retrain(backend: str, training_params: str, template: str, **settings: str) -> dict:

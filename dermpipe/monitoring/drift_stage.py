@@ -3,7 +3,7 @@ them (dermpipe.monitoring.drift) and write the report, results and metrics. `run
 `dermpipe monitor` reads and analyses through the same read_inputs and DriftInputs."""
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,7 @@ class DriftInputs:
     failed: list[tuple[str, str]]
     since: str = ""
     until: str = ""
+    rates: dict = field(default_factory=dict)  # refer/OOD rates of the logged decisions (decision_rates)
 
     def compare(self, cfg: DriftConfig) -> DriftResult:
         return analyse(reference_features(self.reference), self.table, cfg)
@@ -33,21 +34,27 @@ class DriftInputs:
         """drift.json: the result, where both sides came from, the current data's counts and its failed images."""
         return {**result.summary(), "reference": self.reference.folder, "current": self.current,
                 "since": self.since, "until": self.until, "counts": self.counts,
-                "failed_images": [{"path": p, "error": e} for p, e in self.failed]}
+                "failed_images": [{"path": p, "error": e} for p, e in self.failed], "decisions": self.rates}
 
 
 def read_inputs(reference: str, current: str, *, since: str = "", until: str = "", metadata_csv: str = "",
                 model_file: str = "") -> DriftInputs:
     """The reference profile (load_reference) and the current data's features (current_features)."""
     ref = load_reference(reference)
-    table, counts, failed = current_features(ref, current, since=since, until=until, metadata_csv=metadata_csv,
-                                             model_file=model_file)
-    return DriftInputs(ref, current, table, counts, failed, since, until)
+    table, counts, failed, rates = current_side(ref, current, since=since, until=until, metadata_csv=metadata_csv,
+                                                model_file=model_file)
+    return DriftInputs(ref, current, table, counts, failed, since, until, rates)
 
 
-def current_features(reference: Reference, current: str, *, since: str = "", until: str = "",
-                     metadata_csv: str = "", model_file: str = "") -> tuple[pd.DataFrame, dict, list]:
+def current_features(reference: Reference, current: str, **options: str) -> tuple[pd.DataFrame, dict, list]:
     """Features of the current data (a prediction log root or an image folder), counts and failed images."""
+    return current_side(reference, current, **options)[:3]
+
+
+def current_side(reference: Reference, current: str, *, since: str = "", until: str = "",
+                 metadata_csv: str = "", model_file: str = "") -> tuple[pd.DataFrame, dict, list, dict]:
+    """current_features and, for a prediction log, the refer/OOD rates of its decisions ({} for image folders)."""
+    from dermpipe.monitoring.decision_rates import decision_rates
     from dermpipe.monitoring.features import (
         DEFAULT_COMPONENTS,
         image_features,
@@ -76,9 +83,9 @@ def current_features(reference: Reference, current: str, *, since: str = "", unt
                                           model=model, pca=reference.pca,
                                           n_components=n_components or DEFAULT_COMPONENTS)
         counts = {"images": len(paths), "failed_images": len(failed), "model_used": int(model is not None)}
-        return features.drop(columns=["image"], errors="ignore"), counts, failed
+        return features.drop(columns=["image"], errors="ignore"), counts, failed, {}
     records, counts = read_prediction_log(current, reference.model_name, since, until)
-    return log_features(records, n_components), counts, []
+    return log_features(records, n_components), counts, [], decision_rates(records)
 
 
 def read_inputs_by_served_version(registry_root: str, model_name: str, current: str, *, since: str = "",
@@ -141,7 +148,8 @@ def run(reference: str, current: str, report, metrics, results, cfg: DriftConfig
     annotate(report, {"decision": result.decision, "drifted_columns": result.drifted_columns})
     annotate(results, {"decision": result.decision, "message": result.message, "reference": inputs.reference.folder,
                        "current": current, "drifted_columns": result.drifted_columns})
-    log_metrics(metrics, metric_values(result, inputs.counts))
+    log_metrics(metrics, {**metric_values(result, inputs.counts),
+                          **{k: v for k, v in inputs.rates.items() if k != "by_day"}})
     print(result.message)
     return result.drift_detected
 
