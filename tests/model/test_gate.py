@@ -261,3 +261,6 @@ def test_the_melanoma_operating_point_rule():
     unmeasured = decide(y, pred, GateParams(), operating_point=OperatingPoint("melanoma_sens95", 0.2, 0.95))
     assert unmeasured.blessed and "melanoma_operating_point" not in unmeasured.conditions
     assert "not checked" in unmeasured.reasons[-1]
+    few = decide(y, pred, GateParams(min_melanomas=50), operating_point=point(0.7, 0.6, 0.8))
+    assert few.blessed and "melanoma_operating_point" not in few.conditions
+    assert "reported only, 40 test melanomas are too few to decide on (at least 50)" in " ".join(few.reasons)

@@ -50,6 +50,9 @@ class GateParams:
     confidence: float = CONFIDENCE
     n_bootstrap: int = N_BOOTSTRAP
     seed: int = 0
+    # Fewer test melanomas than this: the operating point's test sensitivity is reported, not a condition (one
+    # melanoma moves it by over 10 points, and a bootstrap interval collapses to a point at 0/n and n/n).
+    min_melanomas: int = 10
 
 
 @dataclass(frozen=True)
@@ -195,7 +198,7 @@ def decide(y_true: np.ndarray, challenger_pred: np.ndarray, params: GateParams, 
     elif params.require_beat_baseline:  # fail closed: a required comparison that cannot be made does not pass
         d.conditions["beats_baseline"] = False
         d.reasons.append("require_beat_baseline is set but the baseline could not be fitted (see above): not blessed")
-    _operating_point_rule(d, operating_point)
+    _operating_point_rule(d, operating_point, params.min_melanomas)
     d.blessed = all(d.conditions.values())
     _too_small(d, undecided)
     return d
@@ -259,9 +262,10 @@ def _baseline_rule(d: Decision, y_true: np.ndarray, pred: np.ndarray, baseline_p
         undecided.append("beating the baseline")
 
 
-def _operating_point_rule(d: Decision, point: OperatingPoint | None) -> None:
+def _operating_point_rule(d: Decision, point: OperatingPoint | None, min_melanomas: int) -> None:
     """Rule 5: the melanoma threshold chosen on validation must not fall short of its target sensitivity on test by
-    more than the test interval (fails only when the whole 95 % bootstrap interval lies below the target)."""
+    more than the test interval (fails only when the whole 95 % bootstrap interval lies below the target); with
+    fewer than `min_melanomas` test melanomas the figures are reported, too few to decide on."""
     if point is None:
         d.reasons.append("melanoma operating point: none stored (no clinical.json in the profile): not checked")
         return
@@ -271,13 +275,17 @@ def _operating_point_rule(d: Decision, point: OperatingPoint | None) -> None:
                          "sensitivity cannot be measured: not checked")
         return
     t = point.test
+    text = (f"melanoma operating point {point.name} (threshold {point.threshold:.4f}, chosen on {point.chosen_on} for "
+            f"sensitivity {point.target_sensitivity:.2f}): test sensitivity {t['sensitivity']:.4f} (95 % interval "
+            f"{t['sensitivity_lower']:.4f} to {t['sensitivity_upper']:.4f}, {t['positives']} melanomas), specificity "
+            f"{t['specificity']:.4f}: {'the interval reaches' if not short else 'the whole interval is below'} the "
+            "target")
+    if t["positives"] < min_melanomas:
+        d.reasons.append(f"{text}: reported only, {t['positives']} test melanomas are too few to decide on "
+                         f"(at least {min_melanomas})")
+        return
     d.conditions["melanoma_operating_point"] = not short
-    d.reasons.append(f"melanoma operating point {point.name} (threshold {point.threshold:.4f}, chosen on "
-                     f"{point.chosen_on} for sensitivity {point.target_sensitivity:.2f}): test sensitivity "
-                     f"{t['sensitivity']:.4f} (95 % interval {t['sensitivity_lower']:.4f} to "
-                     f"{t['sensitivity_upper']:.4f}, {t['positives']} melanomas), specificity "
-                     f"{t['specificity']:.4f}: {'the interval reaches' if not short else 'the whole interval is below'}"
-                     f" the target: {_verdict(not short)}")
+    d.reasons.append(f"{text}: {_verdict(not short)}")
 
 
 def _too_small(d: Decision, undecided: list[str]) -> None:
