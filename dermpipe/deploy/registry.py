@@ -241,7 +241,8 @@ class VersionInfo:
     source: str = ""
 
 
-HEADLINE_METRICS = ("balanced_accuracy", "accuracy", "macro_f1", "mel_sensitivity_at_spec90", "ece")
+HEADLINE_METRICS = ("balanced_accuracy", "accuracy", "macro_f1", "mel_sensitivity_at_spec90", "ece",
+                    "melanoma_threshold", "ood_threshold")
 
 
 def read_record(root: str, model_name: str, version: int) -> dict:
@@ -253,8 +254,12 @@ def read_record(root: str, model_name: str, version: int) -> dict:
 
 
 def headline(record: dict) -> dict[str, float]:
-    """The evaluation metrics worth a column (test_* or plain names) from a version's dermpipe.json."""
-    evaluation = record.get("evaluation") or {}
+    """The evaluation metrics worth a column (test_* or plain names) from a version's dermpipe.json, and the default
+    melanoma operating point's threshold and the OOD threshold when the version was deployed with clinical.json."""
+    clinical = record.get("clinical") or {}
+    points = clinical.get("operating_points") or [{}]
+    evaluation = {**(record.get("evaluation") or {}), "melanoma_threshold": points[0].get("threshold"),
+                  "ood_threshold": clinical.get("ood_threshold")}
     out: dict[str, float] = {}
     for name in HEADLINE_METRICS:
         for key in (name, f"test_{name}"):

@@ -93,3 +93,14 @@ def test_the_registry_works_on_gcs(emulator):
     assert registry.rollback(root, "m")["uri"] == f"{root}/m/1"
     assert [r.current for r in registry.list_versions(root, "m")] == [True, False]
     assert registry.model_names(root) == ["m"]
+
+
+def test_headline_shows_the_operating_point_and_ood_threshold():
+    from dermpipe.deploy.registry import headline
+
+    record = {"evaluation": {"balanced_accuracy": 0.7}, "clinical": {
+        "operating_points": [{"name": "melanoma_sens95", "threshold": 0.12}, {"name": "melanoma_sens90",
+                                                                             "threshold": 0.3}],
+        "ood_threshold": 4.5}}
+    assert headline(record) == {"balanced_accuracy": 0.7, "melanoma_threshold": 0.12, "ood_threshold": 4.5}
+    assert headline({"evaluation": {"balanced_accuracy": 0.7}}) == {"balanced_accuracy": 0.7}
