@@ -110,6 +110,15 @@ def cam_maps(model, images: np.ndarray, class_indices: list[int], method: str = 
     input, and the gradient is taken at the image's last feature map as for an image-only model."""
     if method not in CAM_METHODS:
         raise ValueError(f"unknown CAM method {method!r}; choose one of {list(CAM_METHODS)}")
+    from dermpipe.model.ensemble import is_ensemble
+
+    if is_ensemble(model):  # Grad-CAM of the ensemble itself, never of one member
+        if method != "gradcam":
+            raise ValueError(f"CAM method {method!r} is not defined for an ensemble; use 'gradcam' "
+                             "(dermpipe.model.evaluation.ensemble_cam)")
+        from dermpipe.model.evaluation.ensemble_cam import ensemble_cam_maps
+
+        return ensemble_cam_maps(model, images, class_indices, metadata, at_input_resolution=at_input_resolution)
     from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
     from tf_keras_vis.utils.scores import CategoricalScore
 
@@ -221,9 +230,19 @@ def write_gallery(examples: pd.DataFrame, images: np.ndarray, maps: Mapping[str,
     return page(f"{' / '.join(CAM_METHODS[m][0] for m in methods)} gallery (test split)", intro + "".join(sections))
 
 
+def cam_layer(model) -> str:
+    """The layer the maps are taken at, for the gallery's annotation (an ensemble: every member's)."""
+    from dermpipe.model.ensemble import is_ensemble, member_layers
+
+    if is_ensemble(model):
+        return ", ".join(f"{m.name}/{last_feature_map_layer(m).name}" for m in member_layers(model))
+    return last_feature_map_layer(model).name
+
+
 def run(raw: Dataset, model: Model, predictions: Dataset, gallery: HTML, pngs: Artifact, per_class: int) -> None:
     from dermpipe.data.images import load_images
     from dermpipe.lineage.artifacts import annotate
+    from dermpipe.model.ensemble import is_ensemble
     from dermpipe.model.metadata_inputs import image_size as model_image_size
     from dermpipe.model.metadata_inputs import raw_columns, takes_metadata
     from dermpipe.model.zoo import load_classifier
@@ -234,10 +253,11 @@ def run(raw: Dataset, model: Model, predictions: Dataset, gallery: HTML, pngs: A
     images = load_images(examples, Path(raw.path), image_size)
     targets = examples["predicted_index"].astype(int).tolist()
     metadata = raw_columns(examples) if takes_metadata(trained) else None
-    maps = {method: cam_maps(trained, images, targets, method, metadata) for method in CAM_METHODS}
+    methods = ["gradcam"] if is_ensemble(trained) else list(CAM_METHODS)
+    maps = {method: cam_maps(trained, images, targets, method, metadata) for method in methods}
     html = write_gallery(examples, images, maps, Path(pngs.path))
     Path(gallery.path).write_text(html)
-    annotate(gallery, {"method": list(CAM_METHODS), "layer": last_feature_map_layer(trained).name,
+    annotate(gallery, {"method": methods, "layer": cam_layer(trained),
                        "examples": len(examples), "correct": int(examples["correct"].sum()), "model_uri": model.uri,
                        "pngs_uri": pngs.uri, "metadata_held_fixed": metadata is not None})
     annotate(pngs, {"files": sorted(p.name for p in Path(pngs.path).iterdir())})
