@@ -1,0 +1,22 @@
+"""cross-validate: the KFP component (signature, parameters, one library call); the logic is
+dermpipe.model.training.crossval."""
+
+from typing import List  # noqa: UP035 - KFP's Input[List[Model]] needs typing.List
+
+from kfp.dsl import HTML, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
+
+from dermpipe.componentkit import stage_component
+
+
+@stage_component()
+def cross_validate(
+    models: Input[List[Model]], predictions: Input[List[Dataset]], train_split: Input[Dataset],  # noqa: UP006
+    val_split: Input[Dataset], ensemble: Output[Model], metrics: Output[Metrics],
+    confusion: Output[ClassificationMetrics], report: Output[HTML], ensemble_weighting: str = "uniform",
+    ensemble_temperature: bool = False,
+):
+    """Score the out-of-fold predictions (per fold, mean ± std, OOF) and export the fold models as one ensemble."""
+    from dermpipe.model.training.crossval import CrossValParams, run
+
+    params = CrossValParams(ensemble_weighting=ensemble_weighting, ensemble_temperature=ensemble_temperature)
+    run(models, predictions, train_split, val_split, ensemble, metrics, confusion, report, params)
