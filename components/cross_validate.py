@@ -16,7 +16,8 @@ def cross_validate(
     ensemble_temperature: bool = False,
 ):
     """Score the out-of-fold predictions (per fold, mean ± std, OOF) and export the fold models as one ensemble."""
-    from dermpipe.model.training.crossval import CrossValParams, run
+    from dermpipe.model.training.crossval import run
+    from dermpipe.model.training.cv_params import CrossValParams
 
     params = CrossValParams(ensemble_weighting=ensemble_weighting, ensemble_temperature=ensemble_temperature)
     run(models, predictions, train_split, val_split, ensemble, metrics, confusion, report, params)

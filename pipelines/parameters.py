@@ -29,6 +29,7 @@ from dermpipe.data.params import IngestParams, MergeParams, PrepareParams, Split
 from dermpipe.deploy.params import ChallengeParams, ChampionParams, DeployParams
 from dermpipe.model.evaluation.gate import GateParams
 from dermpipe.model.evaluation.params import EvaluateParams, ExplainParams, ProfileParams
+from dermpipe.model.training.cv_params import CrossValParams
 from dermpipe.model.training.params import TrainParams
 
 
@@ -76,6 +77,9 @@ PIPELINE_PARAMETERS: dict[str, tuple[Target, ...]] = {
     "train_quiet": (Target("train", TrainParams, "quiet"),),
     "train_seed": (Target("train", TrainParams, "seed"),),
     **_train("metadata_fusion"),
+    # cross-validation DAG only (CrossValParams, dermpipe.model.training.crossval); its fold tasks take train's fields
+    "ensemble_weighting": (Target("cross_validate", CrossValParams, "ensemble_weighting"),),
+    "ensemble_temperature": (Target("cross_validate", CrossValParams, "ensemble_temperature"),),
     "min_balanced_accuracy": (Target("gate", GateParams, "min_balanced_accuracy"),),
     "max_bma_drop": (Target("gate", GateParams, "max_bma_drop"),),
     "require_beat_baseline": (Target("gate", GateParams, "require_beat_baseline"),),

@@ -1,5 +1,6 @@
 """The training DAG: ingest -> merge -> split -> prepare -> train -> profile -> evaluate -> explain, then the gate,
-and deploy when blessed.
+and deploy when blessed. Built with cross_validation=True, prepare -> train becomes fold-plan -> ParallelFor(train-fold)
+-> cross-validate (pipelines/crossval.py), and profile, evaluate, explain, the gate and deploy take the ensemble.
 
 resolve-champion reads the registry's current version and hands its version and digest to the gate and deploy as
 parameters (so a changed champion re-runs the gate; an unchanged one keeps its cache hits, and evaluate, which
@@ -24,13 +25,16 @@ from dermpipe.components.prepare import prepare
 from dermpipe.components.profile import profile
 from dermpipe.components.split import split
 from dermpipe.components.train import train
+from dermpipe.pipelines.crossval import cross_validation as cross_validation_tasks
 from dermpipe.pipelines.placement import Placement, place_step, place_train
 
 PIPELINE_NAME = "dermpipe-training"
 
 
-def build_training_pipeline(placement: Placement | None = Placement()):
-    """The training pipeline function; `placement=None` leaves out cluster placement (local runs)."""
+def build_training_pipeline(placement: Placement | None = Placement(), *, cross_validation: bool = False):
+    """The training pipeline function; `placement=None` leaves out cluster placement (local runs).
+    `cross_validation`: the DAG trains `folds` fold models in a ParallelFor and evaluates, gates and deploys their
+    ensemble (needs folds >= 2 at run time) instead of one train task."""
 
     @dsl.pipeline(name=PIPELINE_NAME, description="Train, evaluate, explain and deploy an ISIC 2019 classifier")
     def training_pipeline(
@@ -65,6 +69,8 @@ def build_training_pipeline(placement: Placement | None = Placement()):
         train_quiet: bool = False,
         train_seed: int = 42,
         metadata_fusion: bool = False,
+        ensemble_weighting: str = "uniform",
+        ensemble_temperature: bool = False,
         min_balanced_accuracy: float = 0.5,
         max_bma_drop: float = 0.02,
         require_beat_baseline: bool = False,
@@ -89,43 +95,47 @@ def build_training_pipeline(placement: Placement | None = Placement()):
             split(merged=merged.outputs["merged"], test_size=test_size, val_size=val_size, seed=split_seed,
                   folds=folds), placement
         ).set_display_name("split")
-        # TFRecord shards at the training resolution: train reads them instead of the full-size originals.
-        prepared = place_step(
-            prepare(raw=ingested.outputs["dataset"], train_split=splits.outputs["train"],
-                    val_split=splits.outputs["val"], test_split=splits.outputs["test"], image_size=image_size,
-                    shard_size_mb=shard_size_mb, seed=split_seed),
-            placement,
-        ).set_display_name("prepare")
-        trained = place_train(
-            train(
-                raw=ingested.outputs["dataset"], train_split=splits.outputs["train"], val_split=splits.outputs["val"],
-                backbone=backbone, weights=weights, image_size=image_size, batch_size=batch_size, epochs=epochs,
-                fine_tune_epochs=fine_tune_epochs, fine_tune_layers=fine_tune_layers, learning_rate=learning_rate,
-                fine_tune_learning_rate=fine_tune_learning_rate, patience=patience, class_balance=class_balance,
-                seed=train_seed, loss=loss, focal_gamma=focal_gamma, monitor=monitor, lr_schedule=lr_schedule,
-                jit_compile=jit_compile, mixed_precision=mixed_precision, cache=train_cache,
-                deterministic=deterministic, quiet=train_quiet,
-                shards=prepared.outputs["shards"],
-                metadata_fusion=metadata_fusion,
-            ),
-            placement,
-        ).set_display_name("train")
+        train_params = dict(
+            backbone=backbone, weights=weights, image_size=image_size, batch_size=batch_size, epochs=epochs,
+            fine_tune_epochs=fine_tune_epochs, fine_tune_layers=fine_tune_layers, learning_rate=learning_rate,
+            fine_tune_learning_rate=fine_tune_learning_rate, patience=patience, class_balance=class_balance,
+            seed=train_seed, loss=loss, focal_gamma=focal_gamma, monitor=monitor, lr_schedule=lr_schedule,
+            jit_compile=jit_compile, mixed_precision=mixed_precision, cache=train_cache, deterministic=deterministic,
+            quiet=train_quiet, metadata_fusion=metadata_fusion,
+        )
+        if cross_validation:  # k fold models in a ParallelFor, exported as one ensemble (pipelines/crossval.py)
+            model = cross_validation_tasks(ingested.outputs["dataset"], splits.outputs["train"],
+                                           splits.outputs["val"], folds, train_params, ensemble_weighting,
+                                           ensemble_temperature, placement).outputs["ensemble"]
+        else:
+            # TFRecord shards at the training resolution: train reads them instead of the full-size originals.
+            prepared = place_step(
+                prepare(raw=ingested.outputs["dataset"], train_split=splits.outputs["train"],
+                        val_split=splits.outputs["val"], test_split=splits.outputs["test"], image_size=image_size,
+                        shard_size_mb=shard_size_mb, seed=split_seed),
+                placement,
+            ).set_display_name("prepare")
+            model = place_train(
+                train(raw=ingested.outputs["dataset"], train_split=splits.outputs["train"],
+                      val_split=splits.outputs["val"], shards=prepared.outputs["shards"], **train_params),
+                placement,
+            ).set_display_name("train").outputs["model"]
         profiled = place_step(
-            profile(raw=ingested.outputs["dataset"], model=trained.outputs["model"],
+            profile(raw=ingested.outputs["dataset"], model=model,
                     train_split=splits.outputs["train"], val_split=splits.outputs["val"],
                     test_split=splits.outputs["test"], melanoma_target_sensitivity=melanoma_target_sensitivity,
                     ood_pass_rate=ood_pass_rate),
             placement,
         ).set_display_name("profile")
         evaluated = place_step(
-            evaluate(raw=ingested.outputs["dataset"], model=trained.outputs["model"],
+            evaluate(raw=ingested.outputs["dataset"], model=model,
                      test_split=splits.outputs["test"], tta=tta),
             placement,
         ).set_display_name("evaluate")
         champion = place_step(resolve_champion(registry_root=registry_root, model_name=model_name), placement)
         champion.set_display_name("resolve-champion").set_caching_options(False)
         gated = place_step(
-            gate(raw=ingested.outputs["dataset"], model=trained.outputs["model"], test_split=splits.outputs["test"],
+            gate(raw=ingested.outputs["dataset"], model=model, test_split=splits.outputs["test"],
                  train_split=splits.outputs["train"], predictions=evaluated.outputs["predictions"],
                  profile=profiled.outputs["profile"], min_balanced_accuracy=min_balanced_accuracy,
                  max_bma_drop=max_bma_drop, require_beat_baseline=require_beat_baseline,
@@ -134,13 +144,13 @@ def build_training_pipeline(placement: Placement | None = Placement()):
             placement,
         ).set_display_name("gate")
         place_step(
-            explain(raw=ingested.outputs["dataset"], model=trained.outputs["model"],
+            explain(raw=ingested.outputs["dataset"], model=model,
                     predictions=evaluated.outputs["predictions"], per_class=explain_per_class),
             placement,
         ).set_display_name("explain")
         with dsl.If(gated.outputs["Output"] == True, name="blessed"):  # noqa: E712 (KFP condition syntax)
             place_step(
-                deploy(model=trained.outputs["model"], evaluation=evaluated.outputs["metrics"],
+                deploy(model=model, evaluation=evaluated.outputs["metrics"],
                        profile=profiled.outputs["profile"], registry_root=registry_root, model_name=model_name,
                        deploy_target=deploy_target, gcp_project=gcp_project, gcp_region=gcp_region,
                        traffic_percentage=traffic_percentage, kserve_namespace=kserve_namespace,

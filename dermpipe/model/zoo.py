@@ -18,6 +18,7 @@ import keras
 from keras import layers, ops
 
 from dermpipe.model.augment import LAYER_NAME, RandomAugment
+from dermpipe.model.ensemble import ProbabilityAverage  # noqa: F401 - registers the ensembles' averaging layer
 from dermpipe.model.metadata_inputs import MetadataEncoding  # noqa: F401 - registers the fusion models' encoding layer
 from dermpipe.model.training.params import BACKBONES, check_backbone  # noqa: F401 (BACKBONES re-exported)
 

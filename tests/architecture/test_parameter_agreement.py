@@ -18,6 +18,7 @@ import typer
 from dermpipe.cli import run_options
 from dermpipe.cli.main import app
 from dermpipe.components.champion import resolve_champion
+from dermpipe.components.cross_validate import cross_validate
 from dermpipe.components.deploy import deploy
 from dermpipe.components.evaluate import evaluate
 from dermpipe.components.explain import explain
@@ -34,7 +35,8 @@ from dermpipe.pipelines.profiles import resolve_params
 from dermpipe.pipelines.training import build_training_pipeline
 
 COMPONENTS = {c.name.replace("-", "_"): c.python_func for c in
-              (ingest, merge, split, prepare, train, profile, evaluate, explain, gate, resolve_champion, deploy)}
+              (ingest, merge, split, prepare, train, profile, cross_validate, evaluate, explain, gate,
+               resolve_champion, deploy)}
 # Component parameters that are no pipeline parameter, and why; their dataclass defaults are checked all the same.
 COMPONENT_ONLY = {
     ("gate", "champion_version"), ("gate", "champion_digest"),  # resolve-champion's outputs, not user input

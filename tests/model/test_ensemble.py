@@ -1,5 +1,9 @@
 """The ensemble is one model with a single model's contract: averaged probabilities, "pool", model.keras, SavedModel."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -58,6 +62,12 @@ def test_model_keras_round_trip_keeps_the_answers(members, tmp_path):
     x = _pixels(2, 32, seed=9)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), ensemble.predict(x, verbose=0), atol=1e-6)
     assert is_ensemble(loaded) and len(member_layers(loaded)) == 3
+    # a fresh process (a pipeline task) loads it through load_classifier alone, with no ensemble import of its own
+    code = ("import sys; from dermpipe.model.zoo import load_classifier; "
+            "print(load_classifier(sys.argv[1]).output_shape)")
+    done = subprocess.run([sys.executable, "-P", "-c", code, str(tmp_path / "model.keras")], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert done.stdout.strip().endswith("(None, 8)"), done.stderr[-2000:]
 
 
 def test_saved_model_answers_like_the_averaged_members_on_real_images(members, isic_sample, tmp_path):

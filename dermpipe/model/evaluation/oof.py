@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 
 from dermpipe import config
+from dermpipe.model.training.cv_params import WEIGHTINGS
 
 FOLD_COLUMN = "fold"
-WEIGHTINGS = ("uniform", "fold_bma")
 TEMPERATURE_GRID = tuple(float(t) for t in np.geomspace(0.25, 4.0, 49))
 
 

@@ -12,27 +12,14 @@ After the ParallelFor of train-fold tasks (dermpipe.model.training.folds), this 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 from kfp.dsl import HTML, ClassificationMetrics, Dataset, Metrics, Model
 
 from dermpipe import config
-from dermpipe.componentkit import param
-from dermpipe.data.params import check_choice
-from dermpipe.model.evaluation.oof import WEIGHTINGS
-
-
-@dataclass(frozen=True)
-class CrossValParams:
-    ensemble_weighting: str = param("uniform", "fold models' weights in the ensemble, chosen on the out-of-fold "
-                                               "predictions: uniform | fold_bma (each model's held-out-fold BMA)")
-    ensemble_temperature: bool = param(False, "temperature-scale each fold model on its own held-out fold before "
-                                              "averaging (fitted on the OOF predictions)")
-
-    def check(self) -> None:
-        check_choice("cross_validate", "ensemble_weighting", self.ensemble_weighting, WEIGHTINGS)
+from dermpipe.model.training.cv_params import CrossValParams
 
 
 def fold_of(model_dir: Path) -> int:

@@ -24,6 +24,14 @@ from dermpipe.model.training.params import TrainParams
 FOLD_COLUMN = "fold"
 
 
+def fold_indices(folds: int) -> list[int]:
+    """The ParallelFor's items: 0..folds-1 (the cross-validation DAG needs at least two folds)."""
+    if folds < 2:
+        raise ValueError(f"cross-validation: folds={folds}; expected at least 2 (the split assigns the folds; "
+                         "folds=0 trains one model without cross-validation)")
+    return list(range(folds))
+
+
 def fold_pool(train: pd.DataFrame, val: pd.DataFrame) -> pd.DataFrame:
     """The train and val rows together (the rows cross-validation divides), checked to carry a fold each."""
     pool = pd.concat([train, val], ignore_index=True)

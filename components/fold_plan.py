@@ -1,0 +1,15 @@
+"""fold-plan: the KFP component (signature, one library call); the logic is dermpipe.model.training.folds. Its
+single unnamed output, the list of fold indices, is what the cross-validation ParallelFor iterates over (a
+ParallelFor takes a list, and `folds` is an int parameter known only at run time)."""
+
+from typing import List  # noqa: UP035 - KFP's return annotation needs typing.List
+
+from dermpipe.componentkit import stage_component
+
+
+@stage_component()
+def fold_plan(folds: int) -> List[int]:  # noqa: UP006
+    """The fold indices 0..folds-1 (folds >= 2)."""
+    from dermpipe.model.training.folds import fold_indices
+
+    return fold_indices(folds)

@@ -1,0 +1,58 @@
+"""folds=3 through kfp.local: three train-fold tasks in a ParallelFor, cross-validate, and the ensemble evaluated,
+explained, gated, deployed and served like a single model."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dermpipe.pipelines.local import run_local
+
+
+@pytest.fixture(scope="module")
+def cv_run(tiny, tmp_path_factory):
+    home = tmp_path_factory.mktemp("cv-home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DERMPIPE_HOME", str(home))
+        record = run_local({**tiny, "folds": 3, "min_balanced_accuracy": 0.0, "ensemble_weighting": "fold_bma"},
+                           verbose=False)
+    return record, home
+
+
+def test_folds_run_in_a_parallel_for_and_the_ensemble_is_deployed(cv_run):
+    record, home = cv_run
+    assert record.status == "succeeded", record.error
+    names = set(record.tasks)
+    assert {"fold-plan", "cross-validate", "evaluate", "explain", "profile", "gate", "deploy"} <= names
+    assert "train" not in names and "prepare" not in names  # the fold tasks replace them
+    cv = record.artifact("cross-validate", "metrics")["metadata"]
+    train = pd.read_parquet(record.artifact("split", "train")["uri"])
+    val = pd.read_parquet(record.artifact("split", "val")["uri"])
+    assert cv["folds"] == 3 and cv["oof_rows"] == len(train) + len(val)
+    assert cv["cv_balanced_accuracy_mean"] == pytest.approx(
+        np.mean([cv[f"fold_{f}_balanced_accuracy"] for f in range(3)]))
+    ensemble = Path(record.artifact("cross-validate", "ensemble")["uri"])
+    oof = pd.read_parquet(ensemble / "oof_predictions.parquet")
+    assert sorted(oof["image"]) == sorted([*train["image"], *val["image"]])
+    assert len(record.artifact("cross-validate", "ensemble")["metadata"]["members"]) == 3
+    test = pd.read_parquet(record.artifact("split", "test")["uri"])
+    assert record.artifact("evaluate", "metrics")["metadata"]["test_rows"] == len(test)
+    registry = Path(record.artifact("deploy", "pushed")["metadata"]["registry_uri"])
+    assert json.loads((registry.parent / "current.json").read_text())["version"] == 1
+    assert "test split was not used here" in Path(record.artifact("cross-validate", "report")["uri"]).read_text()
+
+
+def test_the_deployed_ensemble_serves_like_a_single_model(cv_run):
+    import tensorflow as tf
+
+    from dermpipe.model.export import probe_jpeg
+
+    record, _ = cv_run
+    registry = Path(record.artifact("deploy", "pushed")["metadata"]["registry_uri"])
+    answer = tf.saved_model.load(str(registry)).signatures["serving_default"](
+        image_bytes=tf.constant([probe_jpeg(), probe_jpeg(80)]))
+    assert answer["probabilities"].shape == (2, 8)
+    np.testing.assert_allclose(answer["probabilities"].numpy().sum(axis=1), 1.0, atol=1e-4)
+    assert answer["embedding"].shape == (2, 3 * 128)  # the three members' "pool" embeddings, concatenated
