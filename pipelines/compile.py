@@ -15,8 +15,8 @@ from dermpipe import config
 from dermpipe.pipelines.placement import Placement
 from dermpipe.pipelines.training import build_training_pipeline
 
-GPU_EXECUTORS = ("exec-train",)
-PIPELINES = ("training", "monitoring")
+GPU_EXECUTORS = ("exec-train", "exec-train-fold")
+PIPELINES = ("training", "training-cv", "monitoring")  # training-cv: folds in a ParallelFor, ensemble deployed
 MONITORING_MODULE = "dermpipe.pipelines.monitoring"
 
 
@@ -70,6 +70,8 @@ def monitoring_pipeline_func(placement: Placement | None = None) -> Any:
 def pipeline_func(pipeline: str, placement: Placement | None) -> Any:
     if pipeline == "training":
         return build_training_pipeline(placement)
+    if pipeline == "training-cv":
+        return build_training_pipeline(placement, cross_validation=True)
     if pipeline == "monitoring":
         return monitoring_pipeline_func(placement)
     raise CompileError(f"unknown pipeline {pipeline!r}: expected one of {', '.join(PIPELINES)}")
@@ -83,7 +85,7 @@ def compile_pipeline(
     gpu_image: str | None = None,
     placement: Placement = Placement(),
 ) -> Path:
-    """Write the IR YAML of `pipeline` (training | monitoring) to `out`; returns out."""
+    """Write the IR YAML of `pipeline` (training | training-cv | monitoring) to `out`; returns out."""
     func = pipeline_func(pipeline, placement)
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "pipeline.yaml"

@@ -77,7 +77,7 @@ def _compile(pipeline: str, out: Path, backend: str, registry: str | None, tag: 
 
 
 def compile_(
-    pipeline: str = typer.Option("training", help="training | monitoring"),
+    pipeline: str = typer.Option("training", help="training | training-cv (folds, ensemble) | monitoring"),
     out: Path = typer.Option(None, help="where to write the KFP IR YAML [default: <pipeline>.yaml]"),
     backend: str = typer.Option("kfp", help="placement for kfp (GKE tolerations, node selector) or vertex"),
     registry: str = REGISTRY,
