@@ -1,0 +1,93 @@
+"""The sweep's configurations and its leaderboard (library part; the ParallelFor wiring is not built yet).
+
+A sweep is a list of configurations, each a mapping of train parameters to override (backbone, image_size,
+learning_rate, loss, class_balance, metadata_fusion, or any other TrainParams field) with an optional `name`. Every
+configuration is checked with TrainParams.check() before anything trains. Configurations are ranked by their
+cross-validated BMA (the OOF BMA when folds were run, else the validation BMA), never by a test score: the test split
+stays for the final evaluation of the chosen model or ensemble.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from dermpipe.model.training.params import TrainParams
+
+SCORE_COLUMNS = ("oof_balanced_accuracy", "val_balanced_accuracy")
+
+
+def parse_sweep(text: str) -> list[dict[str, Any]]:
+    """A JSON or YAML list of configurations -> [{"name": ..., **overrides}], each checked as TrainParams."""
+    import yaml
+
+    configs = yaml.safe_load(text) if text.strip() else []
+    if not isinstance(configs, list) or not all(isinstance(c, Mapping) for c in configs):
+        raise ValueError(f"sweep: expected a list of mappings (train parameter -> value), got {text[:80]!r}")
+    fields = {f.name for f in dataclasses.fields(TrainParams)}
+    parsed, names = [], set()
+    for index, config in enumerate(configs):
+        overrides = {k: v for k, v in config.items() if k != "name"}
+        unknown = sorted(set(overrides) - fields)
+        if unknown:
+            raise ValueError(f"sweep configuration {index}: unknown train parameter(s) {unknown}; expected fields of "
+                             "TrainParams such as backbone, image_size, learning_rate, loss, class_balance, "
+                             "metadata_fusion")
+        TrainParams(**overrides).check()
+        name = str(config.get("name") or config_name(overrides))
+        if name in names:
+            raise ValueError(f"sweep configuration {index}: name {name!r} is used twice; expected unique names")
+        names.add(name)
+        parsed.append({"name": name, **overrides})
+    return parsed
+
+
+def config_name(overrides: Mapping[str, Any]) -> str:
+    """A readable name from the overrides, e.g. 'backbone=simple_cnn,image_size=64' ('defaults' when empty)."""
+    return ",".join(f"{k}={v}" for k, v in sorted(overrides.items())) or "defaults"
+
+
+def leaderboard(results: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per configuration (its name, overrides as JSON and scores), best first by the first score column
+    present (OOF BMA, else validation BMA); ranks start at 1."""
+    if not results:
+        raise ValueError("leaderboard: no configuration results; expected one per sweep configuration")
+    table = pd.DataFrame([{**r, "config": json.dumps({k: v for k, v in r.get("config", {}).items()})}
+                          for r in results])
+    score = next((c for c in SCORE_COLUMNS if c in table.columns and table[c].notna().all()), None)
+    if score is None:
+        raise ValueError(f"leaderboard: every result needs one of {list(SCORE_COLUMNS)}; got {list(table.columns)}")
+    table = table.sort_values([score, "name"], ascending=[False, True]).reset_index(drop=True)
+    table.insert(0, "rank", range(1, len(table) + 1))
+    table.attrs["score"] = score
+    return table
+
+
+def top(table: pd.DataFrame, n: int) -> list[str]:
+    """The names of the best `n` configurations (what an ensemble of the top N would combine)."""
+    if n < 1:
+        raise ValueError(f"top: n={n}; expected at least 1")
+    return table["name"].head(n).tolist()
+
+
+def leaderboard_markdown(table: pd.DataFrame) -> str:
+    """The leaderboard as a Markdown table, with what it was ranked by."""
+    columns = [c for c in ("rank", "name", *SCORE_COLUMNS, "cv_balanced_accuracy_mean", "cv_balanced_accuracy_std")
+               if c in table.columns]
+    lines = [f"Ranked by {table.attrs['score']} (never by the test split).", "",
+             "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for _, row in table.iterrows():
+        lines.append("| " + " | ".join(f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c])
+                                       for c in columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def leaderboard_metrics(table: pd.DataFrame) -> dict[str, float]:
+    """Scalar Metrics: the best score and each configuration's score by rank."""
+    score = table.attrs["score"]
+    return {f"best_{score}": float(table[score].iloc[0]), "configurations": len(table),
+            **{f"rank_{int(r)}_{score}": float(v) for r, v in zip(table["rank"], table[score], strict=True)}}
