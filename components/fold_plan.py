@@ -8,8 +8,8 @@ from dermpipe.componentkit import stage_component
 
 
 @stage_component()
-def fold_plan(folds: int) -> List[int]:  # noqa: UP006
-    """The fold indices 0..folds-1 (folds >= 2)."""
+def fold_plan(folds: int, sweep: str = "") -> List[int]:  # noqa: UP006
+    """The iterations 0..configurations*folds-1 (folds >= 2; no sweep: one configuration)."""
     from dermpipe.model.training.folds import fold_indices
 
-    return fold_indices(folds)
+    return fold_indices(folds, sweep)

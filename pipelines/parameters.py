@@ -80,6 +80,8 @@ PIPELINE_PARAMETERS: dict[str, tuple[Target, ...]] = {
     # cross-validation DAG only (CrossValParams, dermpipe.model.training.crossval); its fold tasks take train's fields
     "ensemble_weighting": (Target("cross_validate", CrossValParams, "ensemble_weighting"),),
     "ensemble_temperature": (Target("cross_validate", CrossValParams, "ensemble_temperature"),),
+    "sweep": (Target("cross_validate", CrossValParams, "sweep"),),
+    "ensemble_top": (Target("cross_validate", CrossValParams, "ensemble_top"),),
     "min_balanced_accuracy": (Target("gate", GateParams, "min_balanced_accuracy"),),
     "max_bma_drop": (Target("gate", GateParams, "max_bma_drop"),),
     "require_beat_baseline": (Target("gate", GateParams, "require_beat_baseline"),),

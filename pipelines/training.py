@@ -71,6 +71,8 @@ def build_training_pipeline(placement: Placement | None = Placement(), *, cross_
         metadata_fusion: bool = False,
         ensemble_weighting: str = "uniform",
         ensemble_temperature: bool = False,
+        sweep: str = "",
+        ensemble_top: int = 1,
         min_balanced_accuracy: float = 0.5,
         max_bma_drop: float = 0.02,
         require_beat_baseline: bool = False,
@@ -105,8 +107,10 @@ def build_training_pipeline(placement: Placement | None = Placement(), *, cross_
         )
         if cross_validation:  # k fold models in a ParallelFor, exported as one ensemble (pipelines/crossval.py)
             model = cross_validation_tasks(ingested.outputs["dataset"], splits.outputs["train"],
-                                           splits.outputs["val"], folds, train_params, ensemble_weighting,
-                                           ensemble_temperature, placement).outputs["ensemble"]
+                                           splits.outputs["val"], folds, train_params,
+                                           dict(ensemble_weighting=ensemble_weighting,
+                                                ensemble_temperature=ensemble_temperature, sweep=sweep,
+                                                ensemble_top=ensemble_top), placement).outputs["ensemble"]
         else:
             # TFRecord shards at the training resolution: train reads them instead of the full-size originals.
             prepared = place_step(

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from artifacts import make_artifact, split_parts
-from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Metrics, Model
+from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Markdown, Metrics, Model
 
 from dermpipe.components.cross_validate import cross_validate
 from dermpipe.components.evaluate import evaluate
@@ -29,10 +29,11 @@ def cross_validated(merged, tmp_path_factory):
         predictions.append(make_artifact(Dataset, tmp, f"oof-{fold}"))
         train_fold.python_func(raw=raw, train_split=parts["train"], val_split=parts["val"], model=models[-1],
                                predictions=predictions[-1], stats=make_artifact(Metrics, tmp, f"stats-{fold}"),
-                               fold=fold, backbone="simple_cnn", image_size=32, epochs=1, patience=1, seed=fold,
+                               iteration=fold, backbone="simple_cnn", image_size=32, epochs=1, patience=1, seed=fold,
                                quiet=True)
     outputs = {"ensemble": make_artifact(Model, tmp, "ensemble"), "metrics": make_artifact(Metrics, tmp, "cv"),
-               "confusion": make_artifact(ClassificationMetrics, tmp, "cm"), "report": make_artifact(HTML, tmp, "r")}
+               "confusion": make_artifact(ClassificationMetrics, tmp, "cm"), "report": make_artifact(HTML, tmp, "r"),
+               "leaderboard": make_artifact(Markdown, tmp, "board")}
     cross_validate.python_func(models=models, predictions=predictions, train_split=parts["train"],
                                val_split=parts["val"], ensemble_weighting="fold_bma", ensemble_temperature=True,
                                **outputs)
@@ -45,7 +46,7 @@ def test_train_fold_takes_trains_parameters_plus_the_fold():
         return {name: (p.annotation, p.default) for name, p in parameters.items()
                 if p.annotation in (int, float, str, bool)}
 
-    assert values(train_fold) == {"fold": (int, inspect.Parameter.empty), **values(train)}
+    assert values(train_fold) == {"iteration": (int, inspect.Parameter.empty), "sweep": (str, ""), **values(train)}
 
 
 def test_cross_validation_scores_every_train_val_image_out_of_fold(cross_validated):

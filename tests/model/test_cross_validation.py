@@ -121,3 +121,30 @@ def test_fit_temperature_recovers_a_known_temperature():
     overconfident = scale(calibrated, 0.5)  # logits doubled
     assert fit_temperature(labels, overconfident) == pytest.approx(2.0, rel=0.1)
     assert fit_temperature(labels, calibrated) == pytest.approx(1.0, rel=0.1)
+
+
+def test_sweep_iterations_cross_configurations_with_folds():
+    from dermpipe.model.training.cv_params import CrossValParams
+    from dermpipe.model.training.folds import fold_indices, iteration_task
+
+    sweep = "[{name: a}, {name: b, loss: focal}]"
+    assert fold_indices(3, sweep) == list(range(6)) and fold_indices(3) == [0, 1, 2]
+    assert iteration_task(sweep, 4, 3) == ({"name": "b", "loss": "focal"}, 1)
+    assert iteration_task("", 2, 3) == ({"name": "defaults"}, 2)
+    with pytest.raises(ValueError, match=r"iteration=6, expected 0..5"):
+        iteration_task(sweep, 6, 3)
+    with pytest.raises(ValueError, match="folds=1; expected at least 2"):
+        fold_indices(1)
+    CrossValParams(sweep=sweep, ensemble_top=2).check()
+    with pytest.raises(ValueError, match=r"ensemble_top=3: expected 1..2"):
+        CrossValParams(sweep=sweep, ensemble_top=3).check()
+    with pytest.raises(ValueError, match="backbone 'vgg16' is not supported"):
+        CrossValParams(sweep="[{backbone: vgg16}]").check()
+
+
+def test_preflight_refuses_a_bad_sweep_before_anything_starts():
+    from dermpipe.pipelines.preflight import problems
+
+    assert problems({"source": "demo", "sweep": "[{backbone: vgg16}]"})[0].startswith(
+        "cross_validate: backbone 'vgg16' is not supported")
+    assert problems({"source": "demo", "sweep": "[{name: a}, {name: b, loss: focal}]", "ensemble_top": 2}) == []

@@ -20,7 +20,7 @@ def test_each_fold_iteration_is_a_placed_gpu_task(tmp_path):
     loop = tasks["for-loop-1"]
     assert loop["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--fold-plan-Output"
     body = docs[0]["components"]["comp-for-loop-1"]["dag"]["tasks"]["train-fold"]
-    assert body["inputs"]["parameters"]["fold"]["componentInputParameter"] == \
+    assert body["inputs"]["parameters"]["iteration"]["componentInputParameter"] == \
         "pipelinechannel--fold-plan-Output-loop-item"
     executor = docs[0]["deploymentSpec"]["executors"]["exec-train-fold"]["container"]
     assert executor["resources"]["accelerator"]["resourceCount"] == "2" and executor["image"] == "reg.example/gpu:t"
@@ -34,7 +34,9 @@ def test_each_fold_iteration_is_a_placed_gpu_task(tmp_path):
         assert tasks[name]["inputs"]["artifacts"]["model"]["taskOutputArtifact"] == {
             "outputArtifactKey": "ensemble", "producerTask": "cross-validate"}
     params = docs[0]["root"]["inputDefinitions"]["parameters"]
-    assert params["ensemble_weighting"]["defaultValue"] == "uniform"
+    assert params["ensemble_weighting"]["defaultValue"] == "uniform" and params["ensemble_top"]["defaultValue"] == 1
+    assert body["inputs"]["parameters"]["sweep"]["componentInputParameter"] == "pipelinechannel--sweep"
+    assert "leaderboard" in docs[0]["components"]["comp-cross-validate"]["outputDefinitions"]["artifacts"]
 
 
 def test_vertex_places_each_iteration_on_its_accelerator(tmp_path):

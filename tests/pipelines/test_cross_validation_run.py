@@ -1,5 +1,6 @@
-"""folds=3 through kfp.local: three train-fold tasks in a ParallelFor, cross-validate, and the ensemble evaluated,
-explained, gated, deployed and served like a single model."""
+"""folds=3 with a two-configuration sweep through kfp.local: six train-fold tasks in a ParallelFor, cross-validate
+with its leaderboard, and the ensemble of both configurations evaluated, explained, gated, deployed and served like a
+single model."""
 
 import json
 from pathlib import Path
@@ -10,14 +11,16 @@ import pytest
 
 from dermpipe.pipelines.local import run_local
 
+SWEEP = "[{name: plain}, {name: focal, loss: focal, learning_rate: 0.003}]"
+
 
 @pytest.fixture(scope="module")
 def cv_run(tiny, tmp_path_factory):
     home = tmp_path_factory.mktemp("cv-home")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DERMPIPE_HOME", str(home))
-        record = run_local({**tiny, "folds": 3, "min_balanced_accuracy": 0.0, "ensemble_weighting": "fold_bma"},
-                           verbose=False)
+        record = run_local({**tiny, "folds": 3, "min_balanced_accuracy": 0.0, "ensemble_weighting": "fold_bma",
+                            "sweep": SWEEP, "ensemble_top": 2}, verbose=False)
     return record, home
 
 
@@ -36,7 +39,11 @@ def test_folds_run_in_a_parallel_for_and_the_ensemble_is_deployed(cv_run):
     ensemble = Path(record.artifact("cross-validate", "ensemble")["uri"])
     oof = pd.read_parquet(ensemble / "oof_predictions.parquet")
     assert sorted(oof["image"]) == sorted([*train["image"], *val["image"]])
-    assert len(record.artifact("cross-validate", "ensemble")["metadata"]["members"]) == 3
+    annotations = record.artifact("cross-validate", "ensemble")["metadata"]
+    assert len(annotations["members"]) == 6 and sorted(annotations["configurations"]) == ["focal", "plain"]
+    board = Path(record.artifact("cross-validate", "leaderboard")["uri"]).read_text()
+    assert "Ranked by oof_balanced_accuracy" in board and "| plain |" in board and "| focal |" in board
+    assert cv["configurations"] == 2 and cv["best_oof_balanced_accuracy"] == cv["oof_balanced_accuracy"]
     test = pd.read_parquet(record.artifact("split", "test")["uri"])
     assert record.artifact("evaluate", "metrics")["metadata"]["test_rows"] == len(test)
     registry = Path(record.artifact("deploy", "pushed")["metadata"]["registry_uri"])
@@ -55,4 +62,4 @@ def test_the_deployed_ensemble_serves_like_a_single_model(cv_run):
         image_bytes=tf.constant([probe_jpeg(), probe_jpeg(80)]))
     assert answer["probabilities"].shape == (2, 8)
     np.testing.assert_allclose(answer["probabilities"].numpy().sum(axis=1), 1.0, atol=1e-4)
-    assert answer["embedding"].shape == (2, 3 * 128)  # the three members' "pool" embeddings, concatenated
+    assert answer["embedding"].shape == (2, 6 * 128)  # the six members' "pool" embeddings, concatenated

@@ -12,11 +12,12 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from dermpipe.model.training.params import TrainParams
+
+if TYPE_CHECKING:  # pandas only where a leaderboard is built: pre-flight parses the sweep without it
+    import pandas as pd
 
 SCORE_COLUMNS = ("oof_balanced_accuracy", "val_balanced_accuracy")
 
@@ -54,6 +55,8 @@ def config_name(overrides: Mapping[str, Any]) -> str:
 def leaderboard(results: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """One row per configuration (its name, overrides as JSON and scores), best first by the first score column
     present (OOF BMA, else validation BMA); ranks start at 1."""
+    import pandas as pd
+
     if not results:
         raise ValueError("leaderboard: no configuration results; expected one per sweep configuration")
     table = pd.DataFrame([{**r, "config": json.dumps({k: v for k, v in r.get("config", {}).items()})}

@@ -12,6 +12,7 @@ predictions only, never on the test split:
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -116,9 +117,11 @@ def cv_metrics(summary: CVSummary) -> dict[str, float]:
             "folds": len(summary.per_fold), **{f"oof_{k}": v for k, v in summary.evaluation.headline().items()}}
 
 
-def cv_report_html(summary: CVSummary, weights: Sequence[float], temperatures: Sequence[float], weighting: str) -> str:
+def cv_report_html(summary: CVSummary, weights: Sequence[float], temperatures: Sequence[float], weighting: str, *,
+                   leaderboard: str = "", chosen: Sequence[str] = ()) -> str:
     """The cross-validation report: folds, mean ± std, OOF BMA and confusion matrix, the ensemble's combination, and
-    where the test split is used (only by the final evaluation)."""
+    where the test split is used (only by the final evaluation); with a sweep, its Markdown `leaderboard` and the
+    `chosen` configurations (the first is the one whose folds are shown)."""
     from dermpipe.reports import confusion_figure, img_tag, page, png_bytes, table
 
     folds = table(["fold", "held-out BMA", "ensemble weight", "temperature"],
@@ -134,4 +137,7 @@ def cv_report_html(summary: CVSummary, weights: Sequence[float], temperatures: S
             "<b>The test split was not used here</b>: it is read once, by the final evaluation of the ensemble.</p>"
             f"<h2>Folds</h2>{folds}<h2>Out-of-fold confusion matrix</h2>"
             + img_tag(png_bytes(confusion_figure(summary.evaluation.confusion, config.CLASSES)), "OOF confusion"))
+    if leaderboard:
+        body += (f"<h2>Sweep leaderboard</h2><p>Folds above: {html.escape(chosen[0])}. Ensembled: "
+                 f"{html.escape(', '.join(chosen))}.</p><pre>{html.escape(leaderboard)}</pre>")
     return page("Cross-validation report (out-of-fold)", body)

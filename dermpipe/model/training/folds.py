@@ -22,14 +22,35 @@ from kfp.dsl import Dataset, Metrics, Model
 from dermpipe.model.training.params import TrainParams
 
 FOLD_COLUMN = "fold"
+CONFIG_COLUMN = "config"
+DEFAULT_CONFIG = "defaults"
 
 
-def fold_indices(folds: int) -> list[int]:
-    """The ParallelFor's items: 0..folds-1 (the cross-validation DAG needs at least two folds)."""
+def fold_indices(folds: int, sweep: str = "") -> list[int]:
+    """The ParallelFor's items: one iteration per (configuration, fold), 0..configurations*folds-1 (the
+    cross-validation DAG needs at least two folds; no sweep is one configuration, train's parameters)."""
     if folds < 2:
         raise ValueError(f"cross-validation: folds={folds}; expected at least 2 (the split assigns the folds; "
                          "folds=0 trains one model without cross-validation)")
-    return list(range(folds))
+    return list(range(len(sweep_configs(sweep)) * folds))
+
+
+def sweep_configs(sweep: str) -> list[dict]:
+    """The sweep's configurations (dermpipe.model.evaluation.leaderboard.parse_sweep), or the single configuration
+    "defaults" (no overrides) without a sweep."""
+    from dermpipe.model.evaluation.leaderboard import parse_sweep
+
+    return parse_sweep(sweep) or [{"name": DEFAULT_CONFIG}]
+
+
+def iteration_task(sweep: str, iteration: int, folds: int) -> tuple[dict, int]:
+    """(configuration, fold) of ParallelFor iteration `iteration`: configurations outer, folds inner."""
+    configs = sweep_configs(sweep)
+    if not 0 <= iteration < len(configs) * folds:
+        raise ValueError(f"cross-validation: iteration={iteration}, expected 0..{len(configs) * folds - 1} "
+                         f"({len(configs)} configuration(s) x {folds} folds)")
+    index, fold = divmod(iteration, folds)
+    return configs[index], fold
 
 
 def fold_pool(train: pd.DataFrame, val: pd.DataFrame) -> pd.DataFrame:
@@ -58,18 +79,21 @@ def fold_tables(train: pd.DataFrame, val: pd.DataFrame, fold: int) -> tuple[pd.D
     return pool[~held].reset_index(drop=True), pool[held].reset_index(drop=True)
 
 
-def oof_frame(held: pd.DataFrame, probabilities: np.ndarray, fold: int) -> pd.DataFrame:
-    """The held-out fold's predictions in evaluate's format (predictions_frame) plus the fold."""
+def oof_frame(held: pd.DataFrame, probabilities: np.ndarray, fold: int, config: str = DEFAULT_CONFIG) -> pd.DataFrame:
+    """The held-out fold's predictions in evaluate's format (predictions_frame) plus the fold and configuration."""
     from dermpipe.model.evaluation.evaluate import predictions_frame
 
     if len(held) != len(probabilities):
         raise ValueError(f"fold {fold}: {len(probabilities)} predictions for {len(held)} held-out rows")
-    return predictions_frame(held, probabilities).assign(**{FOLD_COLUMN: fold})
+    return predictions_frame(held, probabilities).assign(**{FOLD_COLUMN: fold, CONFIG_COLUMN: config})
 
 
 def run(raw: Dataset, train: Dataset, val: Dataset, model: Model, predictions: Dataset, stats: Metrics,
-        params: TrainParams, fold: int) -> None:
-    """The train-fold stage: model.keras of fold `fold`'s model, its OOF predictions and its Metrics."""
+        params: TrainParams, iteration: int, sweep: str = "") -> None:
+    """The train-fold stage: iteration `iteration`'s (configuration, fold) model.keras, OOF predictions and Metrics;
+    the configuration's overrides replace `params`' fields."""
+    from dataclasses import replace
+
     import tensorflow as tf
 
     from dermpipe.lineage.artifacts import annotate, log_metrics
@@ -78,22 +102,26 @@ def run(raw: Dataset, train: Dataset, val: Dataset, model: Model, predictions: D
     from dermpipe.model.training.loop import train_model
     from dermpipe.model.training.report import stage_metrics
 
-    fit, held = fold_tables(pd.read_parquet(train.path), pd.read_parquet(val.path), fold)
+    train_table, val_table = pd.read_parquet(train.path), pd.read_parquet(val.path)
+    config, fold = iteration_task(sweep, iteration, fold_count(train_table, val_table))
+    params = replace(params, **{k: v for k, v in config.items() if k != "name"})
+    fit, held = fold_tables(train_table, val_table, fold)
     out = Path(model.path)
     out.mkdir(parents=True, exist_ok=True)
     checkpoints = checkpoint_location(model.path, model.uri)
     trained, report = train_model(fit, held, Path(raw.path), params, out_dir=out, checkpoint_dir=checkpoints,
                                   quiet=params.quiet)
     trained.save(out / "model.keras")
-    report["fold"] = fold
+    report.update(fold=fold, config=config)
     (out / "training.json").write_text(json.dumps(report, indent=1))
     if tf.io.gfile.exists(checkpoints):
         tf.io.gfile.rmtree(checkpoints)
-    oof = oof_frame(held, predict_table(trained, held, Path(raw.path), params.image_size), fold)
+    oof = oof_frame(held, predict_table(trained, held, Path(raw.path), params.image_size), fold, config["name"])
     Path(predictions.path).parent.mkdir(parents=True, exist_ok=True)
     oof.to_parquet(predictions.path, index=False)
-    annotate(model, {"framework": "keras", "file": "model.keras", "fold": fold, "train_rows": len(fit),
-                     "fold_rows": len(held), "epochs_run": report["epochs_run"],
+    annotate(model, {"framework": "keras", "file": "model.keras", "fold": fold, "config": config,
+                     "train_rows": len(fit), "fold_rows": len(held), "epochs_run": report["epochs_run"],
                      **{f"val_{k}": round(v, 4) for k, v in report["validation"].items()}})
-    annotate(predictions, {"fold": fold, "rows": len(oof), "format": "parquet", "model_uri": model.uri})
-    log_metrics(stats, {"fold": fold, **stage_metrics(report)})
+    annotate(predictions, {"fold": fold, "config": config["name"], "rows": len(oof), "format": "parquet",
+                           "model_uri": model.uri})
+    log_metrics(stats, {"fold": fold, "iteration": iteration, **stage_metrics(report)})
