@@ -81,7 +81,7 @@ class Explainer:
     def _explain(self, model: ServedModel, images: list[bytes], metas: list[dict]) -> list[dict]:
         import tensorflow as tf
 
-        from dermpipe.model.evaluation.gradcam import cam_maps, last_feature_map_layer
+        from dermpipe.model.evaluation.gradcam import cam_layer, cam_maps
         from dermpipe.model.export import PIXELS_SIGNATURE, decode_batch, metadata_tensors
         from dermpipe.model.metadata_inputs import raw_values, takes_metadata
 
@@ -94,7 +94,7 @@ class Explainer:
                     if takes_metadata(keras_model) else None)
         pixels = pixels.numpy()
         maps = cam_maps(keras_model, pixels, classes, "gradcam", metadata, at_input_resolution=False)
-        layer = last_feature_map_layer(keras_model).name
+        layer = cam_layer(keras_model)  # an ensemble: every member's layer (Grad-CAM of the ensemble)
         return [_explanation(p, pixels[i], maps[i], layer) for i, p in enumerate(probabilities)]
 
 
