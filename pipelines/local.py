@@ -269,7 +269,9 @@ def run_local(params: dict[str, Any], *, pipeline_root: Path | None = None, cach
     if source not in ("demo",) and ":" not in source and Path(source).expanduser().exists():
         params["source"] = source = str(Path(source).expanduser().resolve())
     params.setdefault("source_fingerprint", source_fingerprint(source, int(params.get("demo_images", 400))))
-    pipeline = build_training_pipeline(placement=None, cross_validation=int(params.get("folds", 0)) > 0)
+    # a sweep without folds builds the cross-validation DAG too, whose fold-plan then refuses folds < 2 by name
+    cross_validation = int(params.get("folds", 0)) > 0 or bool(params.get("sweep"))
+    pipeline = build_training_pipeline(placement=None, cross_validation=cross_validation)
     return run_pipeline(pipeline, PIPELINE_NAME, params, pipeline_root=pipeline_root, cache=cache, observer=observer,
                         verbose=verbose)
 

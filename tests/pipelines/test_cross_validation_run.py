@@ -63,3 +63,10 @@ def test_the_deployed_ensemble_serves_like_a_single_model(cv_run):
     assert answer["probabilities"].shape == (2, 8)
     np.testing.assert_allclose(answer["probabilities"].numpy().sum(axis=1), 1.0, atol=1e-4)
     assert answer["embedding"].shape == (2, 6 * 128)  # the six members' "pool" embeddings, concatenated
+
+
+def test_a_sweep_without_folds_is_refused_by_name(tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("DERMPIPE_HOME", str(tmp_path))
+    record = run_local({**tiny, "demo_images": 160, "sweep": SWEEP}, verbose=False)
+    assert record.status == "failed" and "train" not in record.tasks  # never silently one model, sweep ignored
+    assert "fold-plan" in record.error and "folds=0; expected at least 2" in record.error
