@@ -15,6 +15,7 @@ import json
 import os
 import re
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -69,13 +70,18 @@ def runs_dir() -> Path:
     return config.home() / "runs"
 
 
+# kfp.local runs a ParallelFor's iterations in threads: one writer at a time, each through its own temporary file
+_RECORD_LOCK = threading.RLock()
+
+
 def save_record(record: RunRecord) -> Path:
-    path = runs_dir() / f"{record.run_id}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(record), indent=1, default=str))
-    tmp.replace(path)
-    return path
+    with _RECORD_LOCK:
+        path = runs_dir() / f"{record.run_id}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}-{threading.get_ident()}.tmp")
+        tmp.write_text(json.dumps(asdict(record), indent=1, default=str))
+        tmp.replace(path)
+        return path
 
 
 def load_record(run_id: str) -> RunRecord:
@@ -208,21 +214,25 @@ def _recording(record: RunRecord, router: LogRouter) -> Iterator[None]:
     original = task_executor.execute_single_task
 
     def recorded(task_name: str, *args: Any, **kwargs: Any):
-        run_folder = kwargs.get("pipeline_resource_name") or (args[1] if len(args) > 1 else "")
-        if run_folder and record.run_id != run_folder:
-            # Adopt kfp.local's run folder name as the run id, so records and artifact paths agree.
-            (runs_dir() / f"{record.run_id}.json").unlink(missing_ok=True)
-            _to_lineage(store.rename_run, record.run_id, run_folder)
-            record.run_id = run_folder
-        task = TaskRecord(name=task_name, started=_now())
-        record.tasks[task_name] = task
-        save_record(record)
+        resource = kwargs.get("pipeline_resource_name") or (args[1] if len(args) > 1 else "")
+        # a ParallelFor iteration runs in a nested DAG "<run folder>/for-loop-N-iteration-I": same run, own record key
+        run_folder, _, nested = resource.partition("/")
+        kfp_name, task_name = task_name, iteration_task_name(task_name, nested)
+        with _RECORD_LOCK:
+            if run_folder and record.run_id != run_folder:
+                # Adopt kfp.local's run folder name as the run id, so records and artifact paths agree.
+                (runs_dir() / f"{record.run_id}.json").unlink(missing_ok=True)
+                _to_lineage(store.rename_run, record.run_id, run_folder)
+                record.run_id = run_folder
+            task = TaskRecord(name=task_name, started=_now())
+            record.tasks[task_name] = task
+            save_record(record)
         params, inputs = _task_inputs(kwargs.get("task_spec"), kwargs.get("io_store"))
         task_id = _to_lineage(store.start_task, record.run_id, task_name, task.started, params, inputs)
         start = time.monotonic()
         router.start(task_name, logs_dir(record.run_id))
         try:
-            outputs, status = original(task_name, *args, **kwargs)
+            outputs, status = original(kfp_name, *args, **kwargs)
         finally:
             log = router.stop()
         _finish_task(record, task, outputs, status.name, time.monotonic() - start, log)
@@ -239,6 +249,13 @@ def _recording(record: RunRecord, router: LogRouter) -> Iterator[None]:
         yield
     finally:
         task_executor.execute_single_task = original
+
+
+def iteration_task_name(task_name: str, nested: str) -> str:
+    """`task_name`, or `<task_name>-<i>` inside iteration i of a ParallelFor (kfp.local names every iteration's task
+    alike; the record, the task log and the lineage need one entry each)."""
+    found = re.search(r"-iteration-(\d+)$", nested)
+    return f"{task_name}-{found.group(1)}" if found else task_name
 
 
 def _finish_task(record: RunRecord, task: TaskRecord, outputs: dict[str, Any] | None, status: str, seconds: float,

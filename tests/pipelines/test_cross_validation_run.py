@@ -30,6 +30,9 @@ def test_folds_run_in_a_parallel_for_and_the_ensemble_is_deployed(cv_run):
     names = set(record.tasks)
     assert {"fold-plan", "cross-validate", "evaluate", "explain", "profile", "gate", "deploy"} <= names
     assert "train" not in names and "prepare" not in names  # the fold tasks replace them
+    folds = {n: t for n, t in record.tasks.items() if n.startswith("train-fold")}
+    assert sorted(folds) == [f"train-fold-{i}" for i in range(6)]  # 2 configurations x 3 folds, one entry each
+    assert all(t.status == "success" and Path(t.log).exists() for t in folds.values())
     cv = record.artifact("cross-validate", "metrics")["metadata"]
     train = pd.read_parquet(record.artifact("split", "train")["uri"])
     val = pd.read_parquet(record.artifact("split", "val")["uri"])
@@ -70,3 +73,22 @@ def test_a_sweep_without_folds_is_refused_by_name(tiny, tmp_path, monkeypatch):
     record = run_local({**tiny, "demo_images": 160, "sweep": SWEEP}, verbose=False)
     assert record.status == "failed" and "train" not in record.tasks  # never silently one model, sweep ignored
     assert "fold-plan" in record.error and "folds=0; expected at least 2" in record.error
+
+
+def test_a_failing_and_a_succeeding_iteration_side_by_side_are_recorded_apart(tiny, tmp_path, monkeypatch, capfd):
+    """kfp.local runs iterations in threads: each gets its own record entry and log, the failure names its cause."""
+    monkeypatch.setenv("DERMPIPE_HOME", str(tmp_path))
+    sweep = "[{name: ok}, {name: broken, backbone: mobilenet_v3_small, weights: /no/such/weights.h5}]"
+    record = run_local({**tiny, "demo_images": 160, "folds": 2, "epochs": 1, "sweep": sweep}, verbose=False)
+    assert record.status == "failed" and "cross-validate" not in record.tasks
+    folds = {name: task for name, task in record.tasks.items() if name.startswith("train-fold")}
+    assert {"train-fold-0", "train-fold-1"} <= set(folds) and "train-fold" not in folds
+    assert folds["train-fold-0"].status == folds["train-fold-1"].status == "success"
+    broken = [task for name, task in folds.items() if name in ("train-fold-2", "train-fold-3")]
+    assert broken and all(t.status == "failure" and "/no/such/weights.h5" in t.error for t in broken)
+    assert "/no/such/weights.h5" in record.error
+    cause = "weights file '/no/such/weights.h5' not found"  # the sweep string itself is every iteration's input
+    for name, task in folds.items():
+        log = Path(task.log).read_text()
+        assert task.log.endswith(f"{name}.log") and (cause in log) == (name in ("train-fold-2", "train-fold-3"))
+    assert "could not write lineage" not in capfd.readouterr().err
