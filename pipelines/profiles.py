@@ -8,6 +8,7 @@ dataclasses, see dermpipe.pipelines.parameters). Precedence, lowest first:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -22,6 +23,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     "cluster": {},
 }
 DEFAULT_PROFILE = "laptop"
+STRUCTURED = ("sweep",)  # text parameters a config file may give as YAML (a list), passed on as JSON
 ProfileName = Literal[tuple(PROFILES)]  # `--profile` accepts exactly these names (Typer makes a Choice of it)
 
 
@@ -35,8 +37,12 @@ def profile_values(profile: str) -> dict[str, Any]:
 def typed_value(spec: ParamSpec, value: Any, origin: str) -> Any:
     """`value` as the parameter's type, or an error naming `origin` (the file or flag), the parameter and the type.
 
-    YAML reads `1e-4` as text and `20` as an int where a float is meant, so numbers convert; booleans never do."""
+    YAML reads `1e-4` as text and `20` as an int where a float is meant, so numbers convert; booleans never do.
+    A structured parameter (the sweep's list of configurations) written as YAML in a config file becomes its JSON
+    text, the form the pipeline parameter takes."""
     kind = spec.type
+    if spec.name in STRUCTURED and isinstance(value, list):
+        return json.dumps(value)
     if kind is bool and isinstance(value, bool):
         return value
     if kind is int and isinstance(value, int | float) and not isinstance(value, bool) and float(value).is_integer():

@@ -141,10 +141,3 @@ def test_sweep_iterations_cross_configurations_with_folds():
     with pytest.raises(ValueError, match="backbone 'vgg16' is not supported"):
         CrossValParams(sweep="[{backbone: vgg16}]").check()
 
-
-def test_preflight_refuses_a_bad_sweep_before_anything_starts():
-    from dermpipe.pipelines.preflight import problems
-
-    assert problems({"source": "demo", "sweep": "[{backbone: vgg16}]"})[0].startswith(
-        "cross_validate: backbone 'vgg16' is not supported")
-    assert problems({"source": "demo", "sweep": "[{name: a}, {name: b, loss: focal}]", "ensemble_top": 2}) == []
