@@ -135,6 +135,10 @@ def test_sweep_iterations_cross_configurations_with_folds():
         iteration_task(sweep, 6, 3)
     with pytest.raises(ValueError, match="folds=1; expected at least 2"):
         fold_indices(1)
+    assert fold_indices(0, sweep) == [0, 1]  # no folds: one iteration per configuration, scored on val
+    assert iteration_task(sweep, 1, 0) == ({"name": "b", "loss": "focal"}, -1)
+    with pytest.raises(ValueError, match="or folds=0 with a sweep"):
+        fold_indices(0)
     CrossValParams(sweep=sweep, ensemble_top=2).check()
     with pytest.raises(ValueError, match=r"ensemble_top=3: expected 1..2"):
         CrossValParams(sweep=sweep, ensemble_top=3).check()

@@ -68,11 +68,22 @@ def test_the_deployed_ensemble_serves_like_a_single_model(cv_run):
     assert answer["embedding"].shape == (2, 6 * 128)  # the six members' "pool" embeddings, concatenated
 
 
-def test_a_sweep_without_folds_is_refused_by_name(tiny, tmp_path, monkeypatch):
+def test_a_sweep_without_folds_is_ranked_by_validation_bma(tiny, tmp_path, monkeypatch):
     monkeypatch.setenv("DERMPIPE_HOME", str(tmp_path))
-    record = run_local({**tiny, "demo_images": 160, "sweep": SWEEP}, verbose=False)
-    assert record.status == "failed" and "train" not in record.tasks  # never silently one model, sweep ignored
-    assert "fold-plan" in record.error and "folds=0; expected at least 2" in record.error
+    record = run_local({**tiny, "demo_images": 160, "epochs": 3, "sweep": SWEEP, "min_balanced_accuracy": 0.0},
+                       verbose=False)
+    assert record.status == "succeeded", record.error
+    assert sorted(n for n in record.tasks if n.startswith("train-fold")) == ["train-fold-0", "train-fold-1"]
+    val = pd.read_parquet(record.artifact("split", "val")["uri"])
+    metrics = record.artifact("cross-validate", "metrics")["metadata"]
+    assert metrics["val_rows"] == len(val) and metrics["best_val_balanced_accuracy"] == metrics["val_balanced_accuracy"]
+    board = Path(record.artifact("cross-validate", "leaderboard")["uri"]).read_text()
+    assert "Ranked by val_balanced_accuracy" in board
+    report = Path(record.artifact("cross-validate", "report")["uri"]).read_text()
+    assert "No folds" in report and "test split was not used here" in report
+    ensemble = record.artifact("cross-validate", "ensemble")["metadata"]
+    assert len(ensemble["members"]) == 1 and ensemble["configurations"] == [board.split("| 1 | ")[1].split(" |")[0]]
+    assert record.tasks["evaluate"].status == record.tasks["gate"].status == "success"  # the ensemble, gated
 
 
 def test_a_failing_and_a_succeeding_iteration_side_by_side_are_recorded_apart(tiny, tmp_path, monkeypatch, capfd):

@@ -22,6 +22,8 @@ import pandas as pd
 from dermpipe import config
 from dermpipe.model.training.cv_params import WEIGHTINGS
 
+VALIDATION_FOLD = -1  # a sweep without folds: each configuration fitted on train, its held-out predictions on val
+
 FOLD_COLUMN = "fold"
 TEMPERATURE_GRID = tuple(float(t) for t in np.geomspace(0.25, 4.0, 49))
 
@@ -38,7 +40,8 @@ def combine(frames: Sequence[pd.DataFrame], pool: pd.DataFrame | None = None) ->
     oof = pd.concat(frames, ignore_index=True)
     folds = sorted(int(f) for f in oof[FOLD_COLUMN].unique())
     per_frame = [sorted(frame[FOLD_COLUMN].unique()) for frame in frames]
-    if folds != list(range(len(frames))) or any(len(f) != 1 for f in per_frame):
+    validation = folds == [VALIDATION_FOLD] and len(frames) == 1  # a sweep without folds: val predictions
+    if (folds != list(range(len(frames))) and not validation) or any(len(f) != 1 for f in per_frame):
         raise ValueError(f"out-of-fold predictions: frames hold folds {per_frame}; expected one frame per fold "
                          f"0..{len(frames) - 1}")
     repeated = sorted(oof.loc[oof["image"].duplicated(), "image"])
@@ -109,8 +112,17 @@ def choose_combination(oof: pd.DataFrame, weighting: str, temperature: bool) -> 
     return weights, temperatures
 
 
+def is_validation(summary: CVSummary) -> bool:
+    """Whether `summary` scores val predictions of a sweep without folds, not out-of-fold predictions."""
+    return list(summary.per_fold) == [VALIDATION_FOLD]
+
+
 def cv_metrics(summary: CVSummary) -> dict[str, float]:
-    """The Metrics of cross-validation: per-fold BMA, mean, std, OOF BMA and the OOF headline."""
+    """The Metrics of cross-validation: per-fold BMA, mean, std, OOF BMA and the OOF headline (without folds: the
+    validation BMA and headline)."""
+    if is_validation(summary):
+        return {"val_balanced_accuracy": summary.oof_balanced_accuracy, "val_rows": summary.oof_rows,
+                **{f"val_{k}": v for k, v in summary.evaluation.headline().items()}}
     return {**{f"fold_{fold}_balanced_accuracy": v for fold, v in summary.per_fold.items()},
             "cv_balanced_accuracy_mean": summary.mean, "cv_balanced_accuracy_std": summary.std,
             "oof_balanced_accuracy": summary.oof_balanced_accuracy, "oof_rows": summary.oof_rows,
@@ -128,6 +140,8 @@ def cv_report_html(summary: CVSummary, weights: Sequence[float], temperatures: S
                   [(f, summary.per_fold[f], w, t) for f, w, t in
                    zip(sorted(summary.per_fold), weights, temperatures, strict=True)])
     total = sum(weights)
+    if is_validation(summary):
+        return _validation_report(summary, leaderboard, chosen)
     body = (f"<p><b>{len(summary.per_fold)}-fold cross-validation</b> over the {summary.oof_rows} train and val "
             f"images: BMA {summary.mean:.4f} ± {summary.std:.4f} (mean ± sample std over folds); out-of-fold BMA "
             f"<b>{summary.oof_balanced_accuracy:.4f}</b>, every train/val image predicted once by the model that did "
@@ -141,3 +155,16 @@ def cv_report_html(summary: CVSummary, weights: Sequence[float], temperatures: S
         body += (f"<h2>Sweep leaderboard</h2><p>Folds above: {html.escape(chosen[0])}. Ensembled: "
                  f"{html.escape(', '.join(chosen))}.</p><pre>{html.escape(leaderboard)}</pre>")
     return page("Cross-validation report (out-of-fold)", body)
+
+
+def _validation_report(summary: CVSummary, leaderboard: str, chosen: Sequence[str]) -> str:
+    """The report of a sweep without folds: validation BMA per configuration, and where each split is used."""
+    from dermpipe.reports import confusion_figure, img_tag, page, png_bytes
+
+    body = (f"<p><b>No folds</b>: every configuration trained on train and early-stopped on val; the leaderboard ranks "
+            f"them by validation BMA on the {summary.oof_rows} val images (best: <b>{summary.oof_balanced_accuracy:.4f}"
+            "</b>). <b>The test split was not used here</b>: it is read once, by the final evaluation of the "
+            f"ensemble of {html.escape(', '.join(chosen))}.</p><h2>Sweep leaderboard</h2>"
+            f"<pre>{html.escape(leaderboard)}</pre><h2>Validation confusion matrix (best configuration)</h2>"
+            + img_tag(png_bytes(confusion_figure(summary.evaluation.confusion, config.CLASSES)), "val confusion"))
+    return page("Sweep report (validation split)", body)

@@ -22,6 +22,7 @@ import pandas as pd
 from kfp.dsl import HTML, ClassificationMetrics, Dataset, Markdown, Metrics, Model
 
 from dermpipe import config
+from dermpipe.model.evaluation.oof import VALIDATION_FOLD
 from dermpipe.model.training.cv_params import CrossValParams
 
 
@@ -60,7 +61,7 @@ def build_cv_ensemble(model_dirs: list[Path], oofs: dict[str, pd.DataFrame], cho
     for name in chosen:
         dirs = sorted((d for d in model_dirs if keys[d][0] == name), key=lambda d: keys[d][1])
         folds = [keys[d][1] for d in dirs]
-        if folds != list(range(len(dirs))) or not dirs:
+        if (folds != list(range(len(dirs))) and folds != [VALIDATION_FOLD]) or not dirs:
             raise ValueError(f"cross_validate: configuration {name!r} has fold models for folds {folds}; expected "
                              f"one per fold 0..{max(len(dirs), 1) - 1}")
         members += [load_classifier(d / "model.keras", compile=False) for d in dirs]
@@ -74,12 +75,13 @@ def build_cv_ensemble(model_dirs: list[Path], oofs: dict[str, pd.DataFrame], cho
 def _ranked(oofs: dict[str, pd.DataFrame], configs: dict[str, dict]):
     """(summaries by configuration, the leaderboard)."""
     from dermpipe.model.evaluation.leaderboard import leaderboard
-    from dermpipe.model.evaluation.oof import summarise
+    from dermpipe.model.evaluation.oof import is_validation, summarise
 
     summaries = {name: summarise(oof) for name, oof in oofs.items()}
     table = leaderboard([{"name": n, "config": {k: v for k, v in configs[n].items() if k != "name"},
-                          "oof_balanced_accuracy": s.oof_balanced_accuracy, "cv_balanced_accuracy_mean": s.mean,
-                          "cv_balanced_accuracy_std": s.std} for n, s in summaries.items()])
+                          **({"val_balanced_accuracy": s.oof_balanced_accuracy} if is_validation(s) else
+                             {"oof_balanced_accuracy": s.oof_balanced_accuracy, "cv_balanced_accuracy_mean": s.mean,
+                              "cv_balanced_accuracy_std": s.std})} for n, s in summaries.items()])
     return summaries, table
 
 
@@ -89,11 +91,11 @@ def run(models: list[Model], predictions: list[Dataset], train: Dataset, val: Da
     from dermpipe.lineage.artifacts import annotate, log_metrics, write_metadata_file
     from dermpipe.model.evaluation.leaderboard import leaderboard_markdown, leaderboard_metrics, top
     from dermpipe.model.evaluation.oof import cv_metrics, cv_report_html
-    from dermpipe.model.training.folds import fold_pool, sweep_configs
+    from dermpipe.model.training.folds import scored_rows, sweep_configs
 
     params.check()
     configs = {c["name"]: c for c in sweep_configs(params.sweep)}
-    pool = fold_pool(pd.read_parquet(train.path), pd.read_parquet(val.path))
+    pool = scored_rows(pd.read_parquet(train.path), pd.read_parquet(val.path))
     oofs = oof_by_config([pd.read_parquet(p.path) for p in predictions], pool, list(configs))
     summaries, table = _ranked(oofs, configs)
     chosen = top(table, params.ensemble_top)
@@ -113,13 +115,20 @@ def run(models: list[Model], predictions: list[Dataset], train: Dataset, val: Da
     if leaderboard_md is not None:
         Path(leaderboard_md.path).parent.mkdir(parents=True, exist_ok=True)
         Path(leaderboard_md.path).write_text("# Sweep leaderboard\n\n" + board + f"\nEnsembled: {', '.join(chosen)}\n")
-    annotate(ensemble, {
+    annotate(ensemble, _annotations(models, chosen, serving, weights, temperatures, params, best))
+
+
+def _annotations(models: list[Model], chosen: list[str], serving: dict, weights: list[float],
+                 temperatures: list[float], params: CrossValParams, best) -> dict:
+    """The ensemble Model's metadata: a single model's keys plus its members, configurations and CV scores."""
+    members = [m.uri for m in models if member_key(Path(m.path))[0] in chosen]
+    return {
         "framework": "keras", "format": "keras-v3+saved_model", "file": "model.keras", "saved_model": ".",
         "serving_signatures": list(serving["signatures"]), "classes": list(config.CLASSES), "ensemble": True,
-        "members": [m.uri for m in models], "configurations": chosen, "member_weights": weights,
+        "members": members, "configurations": chosen, "member_weights": weights,
         "member_temperatures": temperatures, "params": asdict(params), "oof_predictions": "oof_predictions.parquet",
         "cv_balanced_accuracy_mean": round(best.mean, 4), "cv_balanced_accuracy_std": round(best.std, 4),
-        "oof_balanced_accuracy": round(best.oof_balanced_accuracy, 4)})
+        "oof_balanced_accuracy": round(best.oof_balanced_accuracy, 4)}
 
 
 def _write_ensemble(out: Path, model, oof: pd.DataFrame, description: dict) -> dict:

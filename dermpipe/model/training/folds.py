@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from kfp.dsl import Dataset, Metrics, Model
 
+from dermpipe.model.evaluation.oof import VALIDATION_FOLD
 from dermpipe.model.training.params import TrainParams
 
 FOLD_COLUMN = "fold"
@@ -27,11 +28,14 @@ DEFAULT_CONFIG = "defaults"
 
 
 def fold_indices(folds: int, sweep: str = "") -> list[int]:
-    """The ParallelFor's items: one iteration per (configuration, fold), 0..configurations*folds-1 (the
-    cross-validation DAG needs at least two folds; no sweep is one configuration, train's parameters)."""
+    """The ParallelFor's items: one iteration per (configuration, fold), 0..configurations*folds-1; folds=0 with a
+    sweep: one iteration per configuration, trained on train and scored on val (no sweep is one configuration,
+    train's parameters)."""
+    if folds == 0 and sweep.strip():
+        return list(range(len(sweep_configs(sweep))))
     if folds < 2:
-        raise ValueError(f"cross-validation: folds={folds}; expected at least 2 (the split assigns the folds; "
-                         "folds=0 trains one model without cross-validation)")
+        raise ValueError(f"cross-validation: folds={folds}; expected at least 2 (the split assigns the folds), or "
+                         "folds=0 with a sweep (ranked by validation BMA)")
     return list(range(len(sweep_configs(sweep)) * folds))
 
 
@@ -44,13 +48,15 @@ def sweep_configs(sweep: str) -> list[dict]:
 
 
 def iteration_task(sweep: str, iteration: int, folds: int) -> tuple[dict, int]:
-    """(configuration, fold) of ParallelFor iteration `iteration`: configurations outer, folds inner."""
+    """(configuration, fold) of ParallelFor iteration `iteration`: configurations outer, folds inner; without folds
+    (folds=0) the fold is VALIDATION_FOLD."""
     configs = sweep_configs(sweep)
-    if not 0 <= iteration < len(configs) * folds:
-        raise ValueError(f"cross-validation: iteration={iteration}, expected 0..{len(configs) * folds - 1} "
+    per_config = max(folds, 1)
+    if not 0 <= iteration < len(configs) * per_config:
+        raise ValueError(f"cross-validation: iteration={iteration}, expected 0..{len(configs) * per_config - 1} "
                          f"({len(configs)} configuration(s) x {folds} folds)")
-    index, fold = divmod(iteration, folds)
-    return configs[index], fold
+    index, fold = divmod(iteration, per_config)
+    return configs[index], fold if folds else VALIDATION_FOLD
 
 
 def fold_pool(train: pd.DataFrame, val: pd.DataFrame) -> pd.DataFrame:
@@ -65,12 +71,22 @@ def fold_pool(train: pd.DataFrame, val: pd.DataFrame) -> pd.DataFrame:
 
 
 def fold_count(train: pd.DataFrame, val: pd.DataFrame) -> int:
-    """k: the number of folds the split assigned."""
+    """k: the number of folds the split assigned (0: none, the split ran with folds=0)."""
+    if FOLD_COLUMN not in train.columns and FOLD_COLUMN not in val.columns:
+        return 0
     return int(fold_pool(train, val)[FOLD_COLUMN].max()) + 1
 
 
+def scored_rows(train: pd.DataFrame, val: pd.DataFrame) -> pd.DataFrame:
+    """The rows each configuration's held-out predictions must cover: train+val with folds, val without."""
+    return fold_pool(train, val) if fold_count(train, val) else val
+
+
 def fold_tables(train: pd.DataFrame, val: pd.DataFrame, fold: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(rows to train on: every other fold, rows to validate and predict: fold `fold`)."""
+    """(rows to train on: every other fold, rows to validate and predict: fold `fold`); VALIDATION_FOLD: (train,
+    val)."""
+    if fold == VALIDATION_FOLD:
+        return train.reset_index(drop=True), val.reset_index(drop=True)
     pool = fold_pool(train, val)
     k = int(pool[FOLD_COLUMN].max()) + 1
     if not 0 <= fold < k:
