@@ -3,8 +3,9 @@ cross-validate (leaderboard of the sweep's configurations), whose `ensemble` Mod
 `model` downstream.
 
 Each iteration is its own train task with train's GPU placement (place_train); dsl.Collected hands the fold models and
-their out-of-fold predictions to cross-validate as lists. Collecting a ParallelFor's outputs needs KFP backend >= 2.1
-(Vertex AI Pipelines supports it); kfp.local runs the iterations too.
+their out-of-fold predictions to cross-validate as lists. Collecting a ParallelFor's artifacts (dsl.Collected)
+needs Vertex AI Pipelines or an open-source KFP backend that includes kubeflow/pipelines#11725 (merged April 2025, so
+2.5 or later; the 2.0 backends refuse such a DAG, kubeflow/pipelines#10035); kfp.local runs the iterations too.
 """
 
 from kfp import dsl
