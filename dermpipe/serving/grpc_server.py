@@ -38,6 +38,9 @@ CODES = {404: grpc.StatusCode.NOT_FOUND, 413: grpc.StatusCode.RESOURCE_EXHAUSTED
 INPUT_DTYPES = {IMAGE_INPUT: "DT_STRING", "age_approx": "DT_FLOAT", "sex": "DT_STRING",
                 "anatom_site_general": "DT_STRING"}
 SERVICES = ("", "tensorflow.serving.PredictionService", "tensorflow.serving.ModelService")
+# PredictRequest has no parameters field (v2 infer's `parameters.operating_point`): a stored operating point is named
+# by this optional DT_STRING input with one element, as REST's `operating_point` field.
+OPERATING_POINT_INPUT = "operating_point"
 
 
 @contextlib.asynccontextmanager
@@ -57,6 +60,21 @@ def _version(spec) -> int | None:
         raise ServingError(400, f"model_spec.version_label {spec.version_label!r}: labels are not served; "
                                 "send model_spec.version or nothing (the current version)")
     return spec.version.value if spec.HasField("version") else None
+
+
+def requested_operating_point(inputs) -> str | None:
+    """The operating point an `operating_point` input names (DT_STRING, one element), or None: the default."""
+    import tensorflow as tf
+    from tensorflow.core.framework import types_pb2
+
+    if OPERATING_POINT_INPUT not in inputs:
+        return None
+    proto = inputs[OPERATING_POINT_INPUT]
+    values = tf.make_ndarray(proto).reshape(-1).tolist() if proto.dtype == types_pb2.DT_STRING else []
+    if len(values) != 1:
+        raise ServingError(400, f"input {OPERATING_POINT_INPUT}: expected one DT_STRING value naming a stored "
+                                "operating point, e.g. melanoma_sens90")
+    return values[0].decode("utf-8", "replace")
 
 
 def request_values(inputs, max_instances: int) -> dict[str, list]:
@@ -110,10 +128,12 @@ class Predictions(prediction_service_pb2_grpc.PredictionServiceServicer):
             unknown = sorted(set(request.output_filter) - set(names))
             if unknown:
                 raise ServingError(400, f"output_filter {unknown}: outputs are {', '.join(names)}")
-            values = request_values(request.inputs, service.settings.max_instances)
+            point = requested_operating_point(request.inputs)
+            values = request_values({k: v for k, v in request.inputs.items() if k != OPERATING_POINT_INPUT},
+                                    service.settings.max_instances)
             metas = [image_metadata(values, i) for i in range(len(values[IMAGE_INPUT]))]
             probabilities, embedding, _, decisions = await service.predict_images(
-                model, values[IMAGE_INPUT], metas, uuid.uuid4().hex)
+                model, values[IMAGE_INPUT], metas, uuid.uuid4().hex, operating_point=point)
         return _predict_response(model, {"probabilities": probabilities, "embedding": embedding,
                                          **columns(decisions)}, list(request.output_filter) or list(names))
 

@@ -106,3 +106,31 @@ def test_grpc_predict_has_decision_tensors(server, jpegs, noise):
                                                                                   "out_of_distribution"]
     assert tf.make_ndarray(response.outputs["ood_score"]).shape == (2,)
     assert tf.make_ndarray(response.outputs["operating_point"])[0] == b"melanoma_sens95"
+
+
+def test_grpc_predict_takes_an_operating_point_input(server, jpegs, noise):
+    """PredictRequest has no parameters field: an `operating_point` DT_STRING input names the stored point."""
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = MODEL
+    request.model_spec.version.value = 2
+    request.inputs["image_bytes"].CopyFrom(tf.make_tensor_proto([jpegs[2], noise], dtype=tf.string))
+    request.inputs["operating_point"].CopyFrom(tf.make_tensor_proto(["melanoma_sens90"], dtype=tf.string))
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        response = stub.Predict(request, timeout=60)
+        assert [p.decode() for p in tf.make_ndarray(response.outputs["operating_point"])] == ["melanoma_sens90"] * 2
+        assert [d.decode() for d in tf.make_ndarray(response.outputs["decision"])] == _predict_decisions(
+            server, [jpegs[2], noise], "melanoma_sens90")
+        request.inputs["operating_point"].CopyFrom(tf.make_tensor_proto(["sens50"], dtype=tf.string))
+        with pytest.raises(grpc.RpcError) as unknown:
+            stub.Predict(request, timeout=60)
+        assert unknown.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "sens50" in unknown.value.details()
+        request.inputs["operating_point"].CopyFrom(tf.make_tensor_proto(["a", "b"], dtype=tf.string))
+        with pytest.raises(grpc.RpcError) as two:
+            stub.Predict(request, timeout=60)
+        assert two.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "one DT_STRING value" in two.value.details()
+
+
+def _predict_decisions(server, images: list[bytes], point: str) -> list[str]:
+    """The decisions REST answers at the named operating point: gRPC must agree."""
+    return [row["decision"] for row in _predict(server, images, operating_point=point)["predictions"]]
