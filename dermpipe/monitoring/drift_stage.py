@@ -60,12 +60,10 @@ def current_side(reference: Reference, current: str, *, since: str = "", until: 
         image_features,
         list_images,
         log_features,
-        n_components_of,
         read_metadata_csv,
     )
 
-    n_components = reference.pca.n_components if reference.pca is not None else n_components_of(
-        reference.profile.columns)
+    n_components = profile_components(reference)
     if "://" not in current and Path(current).is_dir() and not looks_like_log(current, reference.model_name):
         from dermpipe.model import metadata_inputs
         from dermpipe.model.zoo import load_classifier
@@ -88,12 +86,20 @@ def current_side(reference: Reference, current: str, *, since: str = "", until: 
     return log_features(records, n_components), counts, [], decision_rates(records)
 
 
+def profile_components(reference: Reference) -> int:
+    """How many embedding PCA components the reference profiles: its fitted PCA's, else its pca_* columns'."""
+    from dermpipe.monitoring.features import n_components_of
+
+    return reference.pca.n_components if reference.pca is not None else n_components_of(reference.profile.columns)
+
+
 def read_inputs_by_served_version(registry_root: str, model_name: str, current: str, *, since: str = "",
                                   until: str = "") -> list[DriftInputs]:
     """One DriftInputs per model version that served the log window, each against that version's own reference
     profile in the registry (<registry>/<model>/<version>): a window that spans a promotion is not compared with one
     model's profile, since the embedding columns of two versions do not share a space."""
-    from dermpipe.monitoring.features import DEFAULT_COMPONENTS, log_features, n_components_of
+    from dermpipe.monitoring.decision_rates import decision_rates
+    from dermpipe.monitoring.features import log_features
 
     records, counts = read_prediction_log(current, model_name, since, until)
     if records.empty or "model_version" not in records:
@@ -105,11 +111,11 @@ def read_inputs_by_served_version(registry_root: str, model_name: str, current: 
     inputs = []
     for version, rows in records[versions.notna()].groupby(versions[versions.notna()].astype(int)):
         ref = load_reference(f"{registry_root.rstrip('/')}/{model_name}/{version}")
-        n_components = ref.pca.n_components if ref.pca is not None else n_components_of(ref.profile.columns)
-        table = log_features(rows.reset_index(drop=True), n_components or DEFAULT_COMPONENTS)
+        table = log_features(rows.reset_index(drop=True), profile_components(ref))
         inputs.append(DriftInputs(ref, current, table, {**counts, "model_version": int(version),
                                                         "version_lines": len(rows),
-                                                        "unversioned_lines": unversioned}, [], since, until))
+                                                        "unversioned_lines": unversioned}, [], since, until,
+                                  decision_rates(rows)))
     return inputs
 
 
