@@ -133,7 +133,7 @@ def build_training_pipeline(placement: Placement | None = Placement(), *, cross_
         ).set_display_name("profile")
         evaluated = place_step(
             evaluate(raw=ingested.outputs["dataset"], model=model,
-                     test_split=splits.outputs["test"], tta=tta),
+                     test_split=splits.outputs["test"], profile=profiled.outputs["profile"], tta=tta),
             placement,
         ).set_display_name("evaluate")
         champion = place_step(resolve_champion(registry_root=registry_root, model_name=model_name), placement)

@@ -67,6 +67,15 @@ def decode_resize_bytes(data: tf.Tensor, image_size: int) -> tf.Tensor:
     return tf.ensure_shape(image, (image_size, image_size, 3))
 
 
+def to_uint8(pixels: tf.Tensor) -> tf.Tensor:
+    """decode_resize_bytes' float pixels rounded (half up) to uint8, the form the cache and the shards store.
+
+    No clip: a bilinear resize, antialiased or not, is a convex combination of uint8 inputs, so its output already
+    lies in [0, 255]; adding 0.5 and truncating is the cheapest rounding (a tenth of the decode path's cost went to
+    round + clip)."""
+    return tf.cast(pixels + 0.5, tf.uint8)
+
+
 @functools.cache
 def bytes_decoder(image_size: int) -> Callable[[bytes], tf.Tensor]:
     """decode_resize_bytes traced once per size, for callers that decode one image at a time (from threads: the
@@ -182,7 +191,7 @@ def training_dataset(
 
     def decode(data, label):
         def pixels(encoded):
-            return tf.cast(tf.clip_by_value(tf.round(decode_resize_bytes(encoded, size)), 0, 255), tf.uint8)
+            return to_uint8(decode_resize_bytes(encoded, size))
         return on_image(data, pixels), tf.cast(label, tf.int32)
 
     mode = cache_mode(options.cache, n_examples, size, options.cache_budget_mb)

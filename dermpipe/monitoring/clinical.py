@@ -116,16 +116,3 @@ def load_clinical(folder: str) -> Clinical | None:
         return None
     return Clinical.from_dict(json.loads(read_text(path)))
 
-
-def summary_rows(clinical: Clinical) -> list[tuple]:
-    """One row per operating point for a report table: name, target, threshold, val and test figures."""
-    rows = []
-    for p in clinical.operating_points:
-        t = p.test
-        test_sens = (f"{t['sensitivity']:.3f} [{t['sensitivity_lower']:.3f}, {t['sensitivity_upper']:.3f}]"
-                     if t else "n/a")
-        test_spec = (f"{t['specificity']:.3f} [{t['specificity_lower']:.3f}, {t['specificity_upper']:.3f}]"
-                     if t else "n/a")
-        rows.append((p.name, p.target_sensitivity, round(p.threshold, 4), round(p.chosen["sensitivity"], 3),
-                     round(p.chosen["specificity"], 3), test_sens, test_spec))
-    return rows

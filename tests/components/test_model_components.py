@@ -49,3 +49,30 @@ def test_evaluate_component_scores_every_test_image(trained):
     matrix = confusion.metadata["confusionMatrix"]["rows"]
     assert sum(sum(row["row"]) for row in matrix) == parts["test"].metadata["rows"]
     assert json.dumps(metrics.metadata)  # what the pipeline UI shows must be plain JSON
+
+
+def test_evaluate_reports_the_profiles_operating_points_measured_on_test(trained):
+    raw, parts, model, _, tmp = trained
+    profile = make_artifact(Dataset, tmp, "profile")
+    (tmp / "profile").mkdir(exist_ok=True)
+    # threshold 0 refers every image (sensitivity 1, specificity 0); above 1 refers none
+    points = [{"name": "refer_all", "threshold": 0.0, "target_sensitivity": 0.95, "chosen": {"sensitivity": 1.0,
+                                                                                           "specificity": 0.0}},
+              {"name": "refer_none", "threshold": 1.01, "target_sensitivity": 0.5, "chosen": {}}]
+    (tmp / "profile" / "clinical.json").write_text(json.dumps({
+        "default_operating_point": "refer_all", "operating_points": points,
+        "ood": {"method": "mahalanobis_pca_plus_residual", "threshold": 3.5, "val_pass_rate": 0.95}}))
+    profile.path = str(tmp / "profile")
+    metrics, report = make_artifact(Metrics, tmp, "metrics-op"), make_artifact(HTML, tmp, "report-op")
+    evaluate.python_func(raw=raw, model=model, test_split=parts["test"], metrics=metrics,
+                         confusion=make_artifact(ClassificationMetrics, tmp, "cm-op"), report=report,
+                         predictions=make_artifact(Dataset, tmp, "predictions-op"), profile=profile, tta=False)
+    assert metrics.metadata["melanoma_op_threshold"] == 0.0
+    assert metrics.metadata["melanoma_op_test_sensitivity"] == 1.0
+    assert metrics.metadata["melanoma_op_test_specificity"] == 0.0
+    html = open(report.path).read()
+    assert "Clinical decisions" in html and "refer_all (default)" in html and "refer_none" in html
+    assert "3.5" in html and "advice to a clinician, not a diagnosis" in html
+    measured = {p["name"]: p for p in report.metadata["operating_points"]}
+    assert measured["refer_none"]["test"]["sensitivity"] == 0.0 and measured["refer_none"]["short"] is True
+    assert measured["refer_all"]["test"]["n"] == parts["test"].metadata["rows"]

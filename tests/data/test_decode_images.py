@@ -114,3 +114,14 @@ def _predict_one_by_one(model, paths, metadata=None):
         inputs = image if raw is None else {"image": image, **{k: tf.constant(v[i:i + 1]) for k, v in raw.items()}}
         rows.append(np.asarray(model(inputs, training=False)))
     return np.concatenate(rows)
+
+
+def test_to_uint8_rounds_half_up_and_keeps_the_range():
+    import numpy as np
+    import tensorflow as tf
+
+    from dermpipe.data.images import to_uint8
+
+    out = to_uint8(tf.constant([0.0, 0.49, 0.5, 127.5, 254.6, 255.0])).numpy()
+    assert out.dtype == np.uint8
+    assert out.tolist() == [0, 0, 1, 128, 255, 255]

@@ -32,7 +32,7 @@ def test_dag_has_every_stage_and_the_data_edges(compiled):
     assert deps["split"] == {"merge"}
     assert deps["prepare"] == {"ingest", "split"}
     assert deps["train"] == {"ingest", "split", "prepare"}  # reads the shards
-    assert deps["evaluate"] == {"ingest", "split", "train"}
+    assert deps["evaluate"] == {"ingest", "split", "train", "profile"}  # profile: the operating points it reports
     assert deps["profile"] == {"ingest", "split", "train"}
     assert deps["explain"] == {"ingest", "train", "evaluate"}
     assert tasks["train"]["inputs"]["artifacts"]["train_split"]["taskOutputArtifact"] == {

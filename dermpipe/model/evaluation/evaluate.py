@@ -108,7 +108,7 @@ def _reliability_figure(bins: list[dict[str, float]]):
 
 def render_report(evaluation: Evaluation, n_test: int, *, y_true: np.ndarray,
                   probabilities: np.ndarray, sliced: dict[str, list[dict[str, object]]],
-                  tta: Evaluation | None = None) -> str:
+                  tta: Evaluation | None = None, clinical_html: str = "") -> str:
     from dermpipe.reports import confusion_figure, img_tag, page, png_bytes, table
 
     headline_rows = [(k, v, tta.headline()[k] if tta else "") for k, v in evaluation.headline().items()]
@@ -134,7 +134,7 @@ def render_report(evaluation: Evaluation, n_test: int, *, y_true: np.ndarray,
             "bootstrap intervals against chance, the deployed champion and a baseline.</p>"
             f"<h2>Headline</h2>{headline}<h2>Per class</h2>{per_class}<h2>Melanoma operating points</h2>{mel}"
             f"<h2>Confusion matrix, ROC curves, reliability (ECE {evaluation.expected_calibration_error:.4f})</h2>"
-            f"{figures}<h2>Slices</h2>{sliced_html}")
+            f"{figures}{clinical_html}<h2>Slices</h2>{sliced_html}")
     return page("Evaluation report (test split)", body)
 
 
@@ -157,13 +157,22 @@ def _predict(model: Model, raw: Dataset, test_table: pd.DataFrame,
 
 
 def run(raw: Dataset, model: Model, test: Dataset, metrics: Metrics, confusion: ClassificationMetrics,
-        report: HTML, predictions: Dataset, *, tta: bool = True) -> None:
+        report: HTML, predictions: Dataset, *, tta: bool = True, profile_dir: Path | None = None) -> None:
     from dermpipe.lineage.artifacts import annotate, log_metrics, write_metadata_file
+    from dermpipe.model.evaluation.clinical_section import (
+        load_clinical_dict,
+        measure_points,
+        metric_values,
+        render_clinical,
+    )
 
     test_table = pd.read_parquet(test.path)
     y_true = test_table["label_index"].to_numpy()
     probabilities, evaluation, tta_eval = _predict(model, raw, test_table, tta)
     sliced = slices(test_table, probabilities)
+    clinical = load_clinical_dict(profile_dir)
+    points = measure_points(clinical, y_true, probabilities) if clinical else []
+    log_metrics(metrics, metric_values(points))
     log_metrics(metrics, {**evaluation.headline(), "test_rows": len(test_table),
                           **({f"tta_{k}": v for k, v in tta_eval.headline().items()} if tta_eval else {}),
                           **{f"mel_sensitivity_at_{k[:-1]}_specificity": v
@@ -173,7 +182,10 @@ def run(raw: Dataset, model: Model, test: Dataset, metrics: Metrics, confusion: 
     confusion.log_confusion_matrix(list(config.CLASSES), evaluation.confusion)
     write_metadata_file(confusion)
     Path(report.path).write_text(render_report(evaluation, len(test_table), y_true=y_true,
-                                               probabilities=probabilities, sliced=sliced, tta=tta_eval))
+                                               probabilities=probabilities, sliced=sliced, tta=tta_eval,
+                                               clinical_html=render_clinical(clinical, points)))
     predictions_frame(test_table, probabilities).to_parquet(predictions.path, index=False)
     annotate(predictions, {"rows": len(test_table), "model_uri": model.uri, "format": "parquet"})
-    annotate(report, {"absent_classes": evaluation.absent_classes, "slices": sliced})
+    annotate(report, {"absent_classes": evaluation.absent_classes, "slices": sliced,
+                      "operating_points": [{k: p[k] for k in ("name", "threshold", "target", "test", "short")}
+                                           for p in points]})
