@@ -3,25 +3,19 @@
 import json
 
 import pytest
+from logged_predictions import write_log
 from typer.testing import CliRunner
 
-from dermpipe import config
 from dermpipe.cli.main import app
 from dermpipe.monitoring.labels import read_labels
-from dermpipe.monitoring.prediction_log import PredictionLog, log_line
 
 MODEL = "derm"
 
 
 @pytest.fixture()
 def log_root(tmp_path):
-    root = tmp_path / "predictions"
-    predlog = PredictionLog(str(root), MODEL)
-    predlog.append([log_line(timestamp="2026-11-29T09:00:00.000+00:00", request_id=rid, model_name=MODEL,
-                             model_version=1, classes=config.CLASSES, probabilities=[1, 0, 0, 0, 0, 0, 0, 0],
-                             stats={}, metadata={}, embedding_summary=None) for rid in ("aa", "bb", "cc")])
-    predlog.flush()
-    return str(root)
+    write_log(tmp_path / "predictions", MODEL, ["aa", "bb", "cc"])
+    return str(tmp_path / "predictions")
 
 
 def invoke(*args):

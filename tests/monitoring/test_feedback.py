@@ -3,22 +3,16 @@
 import datetime as dt
 
 import pytest
+from logged_predictions import write_log
 
-from dermpipe import config
 from dermpipe.monitoring.feedback import logged_request_ids, submit_feedback, validate
 from dermpipe.monitoring.labels import label_files, read_labels
-from dermpipe.monitoring.prediction_log import PredictionLog, log_line
 
 TODAY = dt.date(2026, 12, 4)
 
 
-def logged(root, ids, model="derm", day="2026-12-01"):
-    """Lines written through the real PredictionLog (as `dermpipe serve` writes them)."""
-    predlog = PredictionLog(str(root), model)
-    predlog.append([log_line(timestamp=f"{day}T10:00:00.000+00:00", request_id=rid, model_name=model, model_version=1,
-                             classes=config.CLASSES, probabilities=[0.5, 0.5, 0, 0, 0, 0, 0, 0], stats={},
-                             metadata={}, embedding_summary=None) for rid in ids])
-    assert predlog.flush() == len(ids)
+def logged(root, ids, day="2026-12-01"):
+    write_log(root, "derm", ids, day=day)
 
 
 def item(rid, diagnosis="MEL", source="biopsy", date="2026-12-02", **extra):

@@ -3,10 +3,9 @@ is written by the real PredictionLog, as `dermpipe serve` writes it)."""
 
 import pytest
 from fastapi.testclient import TestClient
+from logged_predictions import write_log
 
-from dermpipe import config
 from dermpipe.monitoring.labels import read_labels
-from dermpipe.monitoring.prediction_log import PredictionLog, log_line
 from dermpipe.serving.app import create_app
 from dermpipe.serving.settings import Settings
 
@@ -20,11 +19,7 @@ def label(rid, diagnosis="MEL", source="biopsy", date="2026-11-30"):
 @pytest.fixture()
 def client(tmp_path):
     log_root = tmp_path / "predictions"
-    predlog = PredictionLog(str(log_root), MODEL)
-    predlog.append([log_line(timestamp="2026-11-29T09:00:00.000+00:00", request_id=rid, model_name=MODEL,
-                             model_version=1, classes=config.CLASSES, probabilities=[1, 0, 0, 0, 0, 0, 0, 0],
-                             stats={}, metadata={}, embedding_summary=None) for rid in ("aa", "bb", "cc-0", "cc-1")])
-    predlog.flush()
+    write_log(log_root, MODEL, ["aa", "bb", "cc-0", "cc-1"])
     app = create_app(Settings(registry_root=str(tmp_path / "registry"), model_name=MODEL, log_root=str(log_root)))
     return TestClient(app), str(log_root)  # no lifespan: no model is loaded, feedback needs none
 
