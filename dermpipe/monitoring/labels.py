@@ -6,7 +6,7 @@ One JSON Lines file per submission, never modified once written: locally a tempo
 fsync'ed and renamed into place (a reader never sees half a file, a failed write leaves nothing); on gs:// one object
 is created with `if_generation_match=0`. Each line holds the Label fields plus `received_at` and `submission_id`.
 Validation (known request id, known diagnosis, conflicts) is dermpipe.monitoring.feedback's job; this module only
-stores and reads.
+stores and reads; the file format's reader lives in dermpipe.data.feedback, which retraining uses too.
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ from pathlib import Path
 import pandas as pd
 
 from dermpipe import storage
+from dermpipe.data.feedback import STORE_COLUMNS, read_label_files
+from dermpipe.data.feedback import label_files as feedback_files
 
 LABEL_SOURCES = ("biopsy", "consensus", "follow-up")
-LABEL_FIELDS = ("request_id", "diagnosis", "source", "date")
-STORE_COLUMNS = (*LABEL_FIELDS, "received_at", "submission_id")
+LABEL_FIELDS = STORE_COLUMNS[:4]  # request_id, diagnosis, source, date (the file format is dermpipe.data.feedback's)
 
 
 @dataclass(frozen=True)
@@ -82,30 +83,10 @@ def append_labels(log_root: str, model_name: str, labels: list[Label], *, receiv
 
 def label_files(log_root: str, model_name: str) -> list[str]:
     """URIs of the stored submissions, oldest first (names start with the compact received_at)."""
-    root = labels_root(log_root, model_name)
-    return [f"{root}/{name}" for name in storage.list_names(root)
-            if name.endswith(".jsonl") and not name.startswith(".")]
-
-
-def _parse_file(uri: str) -> list[dict]:
-    records = []
-    for number, line in enumerate(storage.read_text(uri).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{uri}: line {number} is not JSON ({err.msg}); label files are written whole by "
-                             "dermpipe feedback: was this file edited by hand?") from err
-        missing = [c for c in STORE_COLUMNS if c not in record]
-        if missing:
-            raise ValueError(f"{uri}: line {number} lacks {', '.join(missing)} (expected {', '.join(STORE_COLUMNS)})")
-        records.append({c: str(record[c]) for c in STORE_COLUMNS})
-    return records
+    return feedback_files(labels_root(log_root, model_name))
 
 
 def read_labels(log_root: str, model_name: str) -> pd.DataFrame:
     """Every stored label, oldest submission first: columns request_id, diagnosis, source, date, received_at,
     submission_id (an empty frame with these columns when nothing is stored)."""
-    records = [r for uri in label_files(log_root, model_name) for r in _parse_file(uri)]
-    return pd.DataFrame.from_records(records, columns=list(STORE_COLUMNS)).astype(str)
+    return read_label_files(labels_root(log_root, model_name))
