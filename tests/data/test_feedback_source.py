@@ -124,3 +124,26 @@ def test_fingerprint_changes_when_labels_arrive(feedback_folder, tmp_path):
     append_labels(str(Path(folder).parent), MODEL, [Label("r3", "NV", "biopsy", "2026-12-02")])
     assert feedback_fingerprint(folder, 365) != before
     assert feedback_fingerprint("", 365) == ""
+
+
+def test_feedback_folder_on_gcs(emulator, small_source, isic_sample, tmp_path):
+    """The log and its images as `dermpipe serve` leaves them in a bucket (objects), labels through the store."""
+    from dermpipe.storage import make_client
+
+    bucket = make_client().create_bucket(f"feedback{NOW.timestamp():.0f}".replace(".", ""))
+    jpeg = sorted((isic_sample / config.IMAGE_SUBDIR).glob("*.jpg"))[-1].read_bytes()
+    day = NOW.date().isoformat()
+    image_key = f"logs/{MODEL}/date={day}/images/g1.jpg"
+    bucket.blob(image_key).upload_from_string(jpeg)
+    line = log_line(timestamp=NOW.isoformat(), request_id="g1", model_name=MODEL, model_version=1,
+                    classes=config.CLASSES, probabilities=[0, 0, 0, 0, 0, 0, 0, 1], stats={},
+                    metadata={"patient_id": "IP_7"}, embedding_summary=None)
+    line["image_uri"] = f"gs://{bucket.name}/{image_key}"
+    bucket.blob(f"logs/{MODEL}/date={day}/host-1-000001.jsonl").upload_from_string(json.dumps(line) + "\n")
+    append_labels(f"gs://{bucket.name}/logs", MODEL, [Label("g1", "SCC", "biopsy", day)])
+    out = tmp_path / "raw"
+    summary = ingest_source(str(small_source), out, feedback_log_root=f"gs://{bucket.name}/logs/{MODEL}")
+    assert (summary["feedback_rows_added"], summary["feedback_labels_skipped"]) == (1, 0)
+    assert (out / config.IMAGE_SUBDIR / "FB_g1.jpg").read_bytes() == jpeg
+    meta = pd.read_csv(out / config.METADATA_CSV, dtype=str, keep_default_na=False).set_index("image")
+    assert meta.at["FB_g1", "lesion_id"] == "patient:IP_7"

@@ -67,3 +67,15 @@ def test_a_server_without_a_prediction_log_answers_404(tmp_path):
     http = TestClient(create_app(Settings(registry_root=str(tmp_path), model_name=MODEL)))
     response = http.post("/v1/feedback", json={"labels": [label("aa")]})
     assert response.status_code == 404 and "--log-root" in response.json()["error"]
+
+
+def test_a_store_outage_is_503_and_stores_nothing(client, monkeypatch):
+    from dermpipe.monitoring import feedback
+
+    def refuse(*args, **kwargs):
+        raise OSError("bucket unreachable")
+
+    monkeypatch.setattr(feedback, "append_labels", refuse)
+    response = client[0].post("/v1/feedback", json={"labels": [label("aa")]})
+    assert response.status_code == 503 and "bucket unreachable" in response.json()["error"]
+    assert read_labels(client[1], MODEL).empty
