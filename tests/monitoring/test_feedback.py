@@ -73,3 +73,11 @@ def test_logged_request_ids_reads_every_day_and_is_empty_without_a_log(tmp_path)
     logged(tmp_path, ["c"], day="2026-12-01")
     assert logged_request_ids(str(tmp_path), "derm") == {"a", "b", "c"}
     assert logged_request_ids(str(tmp_path / "none"), "derm") == set()
+
+
+def test_a_torn_log_line_does_not_hide_the_other_ids(tmp_path):
+    logged(tmp_path, ["a", "b"])
+    (path,) = (tmp_path / "derm").glob("date=*/*.jsonl")
+    with open(path, "a") as handle:
+        handle.write('{"timestamp":"2026-12-01T10:00:00Z","request_id":"c","model_na\n{"request_id":"d"}\n')
+    assert logged_request_ids(str(tmp_path), "derm") == {"a", "b", "d"}
