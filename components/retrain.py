@@ -10,9 +10,11 @@ from dermpipe.componentkit import stage_component
 def retrain(
     request: Output[Markdown], backend: str = "local", training_params: str = "{}", reason: str = "drift detected",
     kfp_host: str = "", template_path: str = "", project: str = "", location: str = "", pipeline_root: str = "",
+    feedback_log_root: str = "",
 ):
-    """Start a training run (local / kfp / vertex / none); runs only when the drift stage detected drift."""
+    """Start a training run (local / kfp / vertex / none); runs only when the drift stage detected drift.
+    feedback_log_root (<serve --log-root>/<model name>): the run also trains on the labelled, logged images."""
     from dermpipe.orchestration.retrain import run  # inside: the body is shipped as source
 
     run(request, backend, training_params, reason, kfp_host=kfp_host, template_path=template_path, project=project,
-        location=location, pipeline_root=pipeline_root)
+        location=location, pipeline_root=pipeline_root, feedback_log_root=feedback_log_root)

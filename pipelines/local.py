@@ -286,6 +286,11 @@ def run_local(params: dict[str, Any], *, pipeline_root: Path | None = None, cach
     if source not in ("demo",) and ":" not in source and Path(source).expanduser().exists():
         params["source"] = source = str(Path(source).expanduser().resolve())
     params.setdefault("source_fingerprint", source_fingerprint(source, int(params.get("demo_images", 400))))
+    if params.get("feedback_log_root"):  # new labels must reach a cached ingest
+        from dermpipe.data.feedback import feedback_fingerprint
+
+        params.setdefault("feedback_fingerprint", feedback_fingerprint(str(params["feedback_log_root"]),
+                                                                       int(params.get("feedback_retention_days", 365))))
     # a sweep without folds builds the cross-validation DAG too, whose fold-plan then refuses folds < 2 by name
     cross_validation = int(params.get("folds", 0)) > 0 or bool(params.get("sweep"))
     pipeline = build_training_pipeline(placement=None, cross_validation=cross_validation)

@@ -42,6 +42,7 @@ def build_monitoring_pipeline(placement: Placement | None = Placement()):
         project: str = "",
         location: str = "",
         pipeline_root: str = "",
+        feedback_log_root: str = "",
     ):
         checked = place_step(
             drift(reference=reference, current=current, since=since, until=until, metadata_csv=metadata_csv,
@@ -53,7 +54,7 @@ def build_monitoring_pipeline(placement: Placement | None = Placement()):
             started = place_step(
                 retrain(backend=retrain_backend, training_params=training_params, kfp_host=kfp_host,
                         template_path=template_path, project=project, location=location,
-                        pipeline_root=pipeline_root),
+                        pipeline_root=pipeline_root, feedback_log_root=feedback_log_root),
                 placement,
             ).set_display_name("retrain")
             started.set_caching_options(False)  # a new drift verdict must start a new run

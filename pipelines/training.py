@@ -41,6 +41,9 @@ def build_training_pipeline(placement: Placement | None = Placement(), *, cross_
         source: str = "demo",
         source_fingerprint: str = "",
         demo_images: int = 400,
+        feedback_log_root: str = "",
+        feedback_retention_days: int = 365,
+        feedback_fingerprint: str = "",
         invalid_images: str = "drop",
         test_size: float = 0.1,
         val_size: float = 0.1,
@@ -89,7 +92,9 @@ def build_training_pipeline(placement: Placement | None = Placement(), *, cross_
         kserve_namespace: str = "default",
     ):
         ingested = place_step(
-            ingest(source=source, source_fingerprint=source_fingerprint, demo_images=demo_images), placement
+            ingest(source=source, source_fingerprint=source_fingerprint, demo_images=demo_images,
+                   feedback_log_root=feedback_log_root, feedback_retention_days=feedback_retention_days,
+                   feedback_fingerprint=feedback_fingerprint), placement
         ).set_display_name("ingest")
         merged = place_step(merge(raw=ingested.outputs["dataset"], invalid_images=invalid_images),
                              placement).set_display_name("merge")

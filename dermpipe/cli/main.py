@@ -214,6 +214,9 @@ _register_lineage(app)
 from dermpipe.cli.predict import register as _register_predict  # noqa: E402
 
 _register_predict(app)
+from dermpipe.cli.feedback import register as _register_feedback  # noqa: E402
+
+_register_feedback(app)
 
 
 if __name__ == "__main__":

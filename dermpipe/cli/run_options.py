@@ -21,6 +21,7 @@ from dermpipe.pipelines.parameters import ParamSpec, specs
 NOT_DERIVED = {
     "registry_root": "a run-only option: `--registry-root` [default: $DERMPIPE_HOME/registry], as before",
     "source_fingerprint": "the local runner computes it from the source's files (the ingest task's cache key)",
+    "feedback_fingerprint": "the local runner computes it from the label store (the ingest task's cache key)",
 }
 
 

@@ -157,8 +157,10 @@ def _known_hashes(placed: dict[str, Path]) -> dict[str, dict[str, object]]:
     return known
 
 
-def ingest_source(source: str, out_dir: Path, *, demo_images: int = 400, quiet: bool = True) -> dict[str, object]:
-    """Materialise `source` as the canonical layout in out_dir and write manifest.json; returns the summary."""
+def ingest_source(source: str, out_dir: Path, *, demo_images: int = 400, quiet: bool = True,
+                  feedback_log_root: str = "", feedback_retention_days: int = 365) -> dict[str, object]:
+    """Materialise `source` as the canonical layout in out_dir (plus, with feedback_log_root, the labelled images fed
+    back to the served model: dermpipe.data.feedback) and write manifest.json; returns the summary."""
     from dermpipe.data.demo import DemoSpec, write_demo_dataset
 
     parsed = parse_source(source)
@@ -177,6 +179,10 @@ def ingest_source(source: str, out_dir: Path, *, demo_images: int = 400, quiet: 
     else:
         folder, transfer = fetch_remote(parsed, source, quiet=quiet)
         known = _known_hashes(import_layout(find_layout(folder), out_dir))
+    if feedback_log_root:
+        from dermpipe.data.feedback import add_feedback
+
+        transfer = {**transfer, **add_feedback(out_dir, feedback_log_root, feedback_retention_days)}
     manifest = build_manifest(out_dir, quiet=quiet, known=known)
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1))
     n_images = sum(1 for f in manifest if str(f["path"]).lower().endswith(IMAGE_SUFFIXES))
@@ -192,12 +198,14 @@ def ingest_source(source: str, out_dir: Path, *, demo_images: int = 400, quiet: 
     }
 
 
-def run(source: str, dataset: Dataset, stats: Metrics, demo_images: int) -> None:
+def run(source: str, dataset: Dataset, stats: Metrics, demo_images: int, *, feedback_log_root: str = "",
+        feedback_retention_days: int = 365) -> None:
     """Component body: ingest, then describe the Dataset for the lineage view."""
     from dermpipe.lineage.artifacts import annotate, log_metrics
 
     quiet = os.environ.get("DERMPIPE_QUIET", "") not in ("", "0")  # progress bars in task logs unless quiet
-    summary = ingest_source(source, Path(dataset.path), demo_images=demo_images, quiet=quiet)
+    summary = ingest_source(source, Path(dataset.path), demo_images=demo_images, quiet=quiet,
+                            feedback_log_root=feedback_log_root, feedback_retention_days=feedback_retention_days)
     annotate(dataset, {**summary, "layout": "kaggle-isic-2019"})
     log_metrics(stats, {"n_images": summary["n_images"], "n_bytes": summary["n_bytes"],
-                        **{k: v for k, v in summary.items() if k.startswith("download_")}})
+                        **{k: v for k, v in summary.items() if k.startswith(("download_", "feedback_"))}})

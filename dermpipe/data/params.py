@@ -50,6 +50,13 @@ class IngestParams:
     source_fingerprint: str = param("", "changes when the source's files do (the ingest task's cache key); "
                                         "`dermpipe run` computes it")
     demo_images: int = param(400, "size of the generated demo data set")
+    feedback_log_root: str = param("", "retrain on feedback: the served model's log folder (<serve --log-root>/<model "
+                                       "name>, local or gs://); its labelled, logged images join the data set "
+                                       "('': none)")
+    feedback_retention_days: int = param(365, "feedback images predicted more than this many days ago are skipped "
+                                              "(and listed); 0: no limit")
+    feedback_fingerprint: str = param("", "changes when new labels arrive (the ingest task's cache key); `dermpipe "
+                                          "run` and the retrain trigger compute it")
 
     def check(self, *, local: bool = True) -> None:
         """What ingest would refuse before reading anything: a missing folder or zip, a malformed kaggle:, isic: or
@@ -59,6 +66,8 @@ class IngestParams:
         check_source(self.source, local=local)
         if self.source.strip() == "demo" and self.demo_images < 1:
             raise ValueError(f"demo_images={self.demo_images}: expected at least 1 image for the demo data set")
+        if self.feedback_retention_days < 0:
+            raise ValueError(f"feedback_retention_days={self.feedback_retention_days}: expected days >= 0 (0: all)")
 
 
 @dataclass(frozen=True)

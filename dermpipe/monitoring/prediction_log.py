@@ -27,6 +27,7 @@ log = logging.getLogger("dermpipe.serve")
 LOG_KEYS = ("timestamp", "request_id", "model_name", "model_version", "predicted_class", "confidence",
             "probabilities")
 METADATA_KEYS = ("age_approx", "sex", "anatom_site_general")
+GROUPING_KEYS = ("lesion_id", "patient_id")  # optional ids a request carries; retraining on feedback keeps them
 DECISION_KEYS = ("decision", "operating_point", "ood_score")  # null for a version deployed without clinical.json
 
 
@@ -169,7 +170,7 @@ def log_line(*, timestamp: str, request_id: str, model_name: str, model_version:
         "timestamp": timestamp, "request_id": request_id, "model_name": model_name, "model_version": model_version,
         "predicted_class": classes[best], "confidence": float(probabilities[best]),
         "probabilities": [float(p) for p in probabilities], **{k: float(v) for k, v in stats.items()},
-        **{k: metadata.get(k) for k in METADATA_KEYS},
+        **{k: metadata.get(k) for k in (*METADATA_KEYS, *GROUPING_KEYS)},
         **{k: (decision or {}).get(k) for k in DECISION_KEYS},
     }
     for i, value in enumerate(embedding_summary or ()):

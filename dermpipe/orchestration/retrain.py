@@ -112,12 +112,26 @@ def submit_training(kind: str, params: dict[str, Any], settings: BackendSettings
     return {"run_id": status.run_id, "name": status.name, "status": status.state, "url": status.url}
 
 
+def with_feedback(params: dict[str, Any], feedback_log_root: str = "") -> dict[str, Any]:
+    """Training arguments that learn from feedback: feedback_log_root (the caller's own, else this one) and the label
+    store's fingerprint now, so a cached ingest is reused only while no new label arrived."""
+    from dermpipe.data.feedback import feedback_fingerprint
+    from dermpipe.data.params import IngestParams
+
+    root = str(params.get("feedback_log_root") or feedback_log_root)
+    if not root:
+        return params
+    days = int(params.get("feedback_retention_days", IngestParams().feedback_retention_days))
+    return {**params, "feedback_log_root": root, "feedback_fingerprint": feedback_fingerprint(root, days)}
+
+
 def trigger(kind: str, params: dict[str, Any], settings: BackendSettings | None = None, *,
-            template_path: str = "") -> dict[str, Any]:
+            template_path: str = "", feedback_log_root: str = "") -> dict[str, Any]:
     """Start a training run on `kind` (local | kfp | vertex | none); returns what was started (backend, params,
-    run id, status...)."""
+    run id, status...). With feedback_log_root (or one in params) the run adds the labelled, logged images."""
     if kind not in KINDS:
         raise ValueError(f"retrain backend {kind!r} is not one of {KINDS}")
+    params = with_feedback(params, feedback_log_root)
     started: dict[str, Any] = {"backend": kind, "params": params}
     if kind == "local":
         started.update(run_local_training(params))
@@ -137,7 +151,8 @@ def render(started: dict[str, Any], reason: str) -> str:
 
 
 def run(request: Any, backend: str, training_params: str, reason: str, *, kfp_host: str = "",
-        template_path: str = "", project: str = "", location: str = "", pipeline_root: str = "") -> dict[str, Any]:
+        template_path: str = "", project: str = "", location: str = "", pipeline_root: str = "",
+        feedback_log_root: str = "") -> dict[str, Any]:
     """The retrain component's body: trigger, write the request (Markdown) and annotate it for lineage.
 
     An empty kfp_host means the cluster the task runs in (kfp.Client finds its API there)."""
@@ -145,7 +160,8 @@ def run(request: Any, backend: str, training_params: str, reason: str, *, kfp_ho
 
     settings = BackendSettings(host=kfp_host, project=project, region=location, pipeline_root=pipeline_root,
                                in_cluster=not kfp_host)
-    started = trigger(backend, parse_params(training_params), settings, template_path=template_path)
+    started = trigger(backend, parse_params(training_params), settings, template_path=template_path,
+                      feedback_log_root=feedback_log_root)
     Path(request.path).parent.mkdir(parents=True, exist_ok=True)
     Path(request.path).write_text(render(started, reason))
     annotate(request, {k: v for k, v in started.items() if k != "params"})

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 
 from dermpipe import config
 from dermpipe.serving.explain import Explainer, explain
+from dermpipe.serving.feedback import feedback
 from dermpipe.serving.limits import BodyLimit
 from dermpipe.serving.open_inference import v2
 from dermpipe.serving.routes import ROUTERS
@@ -51,14 +52,14 @@ def create_app(settings: Settings):
     service = Service(settings)
     app = FastAPI(title="dermpipe serve", version=config.__version__, lifespan=lifespan,
                   description="ISIC 2019 skin-lesion classifier: TF Serving REST API, Open Inference Protocol (v2) "
-                              "with binary tensor data, Grad-CAM :explain, multipart /predict, probes, "
-                              "Prometheus metrics.")
+                              "with binary tensor data, Grad-CAM :explain, multipart /predict, ground-truth feedback, "
+                              "probes, Prometheus metrics.")
     app.state.service = service
     app.state.manager, app.state.batcher, app.state.predlog = service.manager, service.batcher, service.predlog
     app.add_exception_handler(ServingError, serving_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.state.explainer = Explainer(settings)
-    for router in (*ROUTERS, explain, v2):
+    for router in (*ROUTERS, explain, v2, feedback):
         app.include_router(router)
     return BodyLimit(app, settings.max_body_bytes or 1 << 62, service.telemetry.observe_request)
 

@@ -36,7 +36,7 @@ log = logging.getLogger("dermpipe.serve")
 CODES = {404: grpc.StatusCode.NOT_FOUND, 413: grpc.StatusCode.RESOURCE_EXHAUSTED,
          429: grpc.StatusCode.RESOURCE_EXHAUSTED, 503: grpc.StatusCode.UNAVAILABLE}
 INPUT_DTYPES = {IMAGE_INPUT: "DT_STRING", "age_approx": "DT_FLOAT", "sex": "DT_STRING",
-                "anatom_site_general": "DT_STRING"}
+                "anatom_site_general": "DT_STRING", "lesion_id": "DT_STRING", "patient_id": "DT_STRING"}
 SERVICES = ("", "tensorflow.serving.PredictionService", "tensorflow.serving.ModelService")
 # PredictRequest has no parameters field (v2 infer's `parameters.operating_point`): a stored operating point is named
 # by this optional DT_STRING input with one element, as REST's `operating_point` field.

@@ -4,6 +4,7 @@ and the optional patient metadata are checked here too."""
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass
 
 from dermpipe import config
@@ -68,6 +69,10 @@ def decode_b64(value: str, what: str) -> bytes:
 
 
 METADATA_FIELDS = ("age_approx", "sex", "anatom_site_general")
+# Optional per-image grouping a clinic may send (pseudonymous ids, never names): logged, not shown to the model, so
+# that a labelled image retrained on keeps its lesion and patient together on one side of the split.
+GROUPING_FIELDS = ("lesion_id", "patient_id")
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 
 def check_metadata(age_approx: float | None, sex: str | None, site: str | None, what: str) -> dict[str, object]:
@@ -80,3 +85,14 @@ def check_metadata(age_approx: float | None, sex: str | None, site: str | None, 
         raise ServingError(422, f"{what}: anatom_site_general {site!r} is not one of {list(config.SITES)}")
     return {"age_approx": age_approx, "sex": sex, "anatom_site_general": site}
 
+
+
+def check_grouping(lesion_id: object, patient_id: object, what: str) -> dict[str, str | None]:
+    """The optional lesion and patient ids: 1-128 letters, digits, . _ : - (e.g. ISIC's IL_0000123 / IP_1234567)."""
+    checked: dict[str, str | None] = {}
+    for key, value in (("lesion_id", lesion_id), ("patient_id", patient_id)):
+        if value is not None and (not isinstance(value, str) or not _ID.fullmatch(value)):
+            raise ServingError(422, f"{what}: {key} {value!r} is not an id of 1-128 letters, digits, '.', '_', ':' "
+                                    "or '-' (send a pseudonymous id such as IL_0000123, never a name)")
+        checked[key] = value
+    return checked

@@ -3,25 +3,27 @@ image bytes and the checked metadata of each image, or a ServingError that says 
 
 from pydantic import ValidationError
 
-from dermpipe.serving.images import METADATA_FIELDS, check_metadata, decode_b64
+from dermpipe.serving.images import GROUPING_FIELDS, METADATA_FIELDS, check_grouping, check_metadata, decode_b64
 from dermpipe.serving.schemas import B64, Instance, PredictRequest
 from dermpipe.serving.settings import ServingError
+
+PER_IMAGE_FIELDS = (*METADATA_FIELDS, *GROUPING_FIELDS)
 
 
 def columnar_instances(inputs: dict[str, list]) -> list[Instance]:
     """{"image_bytes": [{"b64": ...}, ...], optional "age_approx" / "sex" / "anatom_site_general": [one value
     (or null) per image]} -> one Instance per image."""
-    extra = sorted(set(inputs) - {"image_bytes", *METADATA_FIELDS})
+    extra = sorted(set(inputs) - {"image_bytes", *PER_IMAGE_FIELDS})
     images = inputs.get("image_bytes")
     if extra or not images or not all(isinstance(v, B64) for v in images):
         raise ServingError(400, f'"inputs" has keys {sorted(inputs)}; expected {{"image_bytes": [{{"b64": ...}}, '
-                                f'...]}} plus optional {", ".join(METADATA_FIELDS)} lists, one value per image')
-    for key in METADATA_FIELDS:
+                                f'...]}} plus optional {", ".join(PER_IMAGE_FIELDS)} lists, one value per image')
+    for key in PER_IMAGE_FIELDS:
         if key in inputs and len(inputs[key]) != len(images):
             raise ServingError(400, f'"inputs": {key} has {len(inputs[key])} values for {len(images)} images; '
                                     "send one value (or null) per image")
     try:
-        return [Instance(b64=image.b64, **{k: inputs[k][i] for k in METADATA_FIELDS if k in inputs})
+        return [Instance(b64=image.b64, **{k: inputs[k][i] for k in PER_IMAGE_FIELDS if k in inputs})
                 for i, image in enumerate(images)]
     except ValidationError as err:
         first = err.errors()[0]
@@ -60,5 +62,6 @@ def decode_instances(items: list[Instance]) -> tuple[list[bytes], list[dict]]:
             raise ServingError(400, f'{what}: expected exactly one of {{"b64": ...}} or '
                                     f'{{"image_bytes": {{"b64": ...}}}}')
         images.append(decode_b64(encoded, what))
-        metas.append(check_metadata(item.age_approx, item.sex, item.anatom_site_general, what))
+        metas.append({**check_metadata(item.age_approx, item.sex, item.anatom_site_general, what),
+                      **check_grouping(item.lesion_id, item.patient_id, what)})
     return images, metas

@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from dermpipe import config
 from dermpipe.deploy import registry
 from dermpipe.serving.decisions import columns
-from dermpipe.serving.images import check_metadata
+from dermpipe.serving.images import check_grouping, check_metadata
 from dermpipe.serving.parsing import parse_tf_request
 from dermpipe.serving.schemas import PredictFileResponse, PredictRequest
 from dermpipe.serving.service import Service
@@ -123,8 +123,10 @@ upload = APIRouter()
 async def predict_file(service: ServiceDep, image: UploadFile = File(..., description="JPEG or PNG"),
                        age_approx: float | None = Form(None), sex: str | None = Form(None),
                        anatom_site_general: str | None = Form(None),
-                       operating_point: str | None = Form(None)) -> dict:
-    meta = check_metadata(age_approx, sex or None, anatom_site_general or None, "form")
+                       operating_point: str | None = Form(None), lesion_id: str | None = Form(None),
+                       patient_id: str | None = Form(None)) -> dict:
+    meta = {**check_metadata(age_approx, sex or None, anatom_site_general or None, "form"),
+            **check_grouping(lesion_id or None, patient_id or None, "form")}
     data = await image.read()
     model = service.manager.get(None)
     request_id = uuid.uuid4().hex

@@ -18,6 +18,8 @@ class Instance(BaseModel):
     age_approx: float | None = None
     sex: str | None = None
     anatom_site_general: str | None = None
+    lesion_id: str | None = None  # optional grouping, logged for retraining on feedback labels (not a model input)
+    patient_id: str | None = None
 
 
 class PredictRequest(BaseModel):

@@ -6,6 +6,7 @@ batch call, the embedding summary, the metadata) after the response, on the log 
 import datetime as dt
 import functools
 import logging
+import threading
 
 import numpy as np
 from starlette.concurrency import run_in_threadpool
@@ -34,6 +35,7 @@ class Service:
         self.batcher = MicroBatcher(settings.max_batch, settings.max_wait_ms / 1000, self.telemetry.observe_batch)
         self.predlog = (PredictionLog(settings.log_root, settings.model_name, flush_seconds=settings.flush_seconds,
                                       log_images=settings.log_images) if settings.log_root else None)
+        self.feedback_lock = threading.Lock()  # label submissions one at a time (dermpipe.serving.feedback)
 
     def _on_reload(self, ok: bool) -> None:
         current = self.manager.current

@@ -5,6 +5,7 @@ Inputs, each 1-D with one element per image:
     age_approx           FP32 [N]   optional; NaN or a negative value means unknown (JSON has no NaN: send -1)
     sex                  BYTES [N]  optional; "" means unknown
     anatom_site_general  BYTES [N]  optional; "" means unknown
+    lesion_id, patient_id BYTES [N] optional grouping ids; logged for retraining on feedback, not model inputs
 An input left out means unknown for every image. A model without metadata inputs ignores the metadata for the
 prediction; the prediction log still records it. Outputs: probabilities FP32 [N, 8] and embedding FP32 [N, D], and,
 for a version with clinical.json, decision BYTES [N], operating_point BYTES [N], melanoma_threshold FP32 [N] and
@@ -19,12 +20,14 @@ import numpy as np
 from pydantic import ValidationError
 
 from dermpipe.serving.binary_tensors import NUMPY_TYPES, deserialize_bytes, deserialize_fixed, take_binary
-from dermpipe.serving.images import check_metadata
+from dermpipe.serving.images import GROUPING_FIELDS, check_grouping, check_metadata
 from dermpipe.serving.schemas import V2InferRequest, V2Tensor
 from dermpipe.serving.settings import ServingError
 
 IMAGE_INPUT = "image_bytes"
 INPUT_TYPES = {IMAGE_INPUT: "BYTES", "age_approx": "FP32", "sex": "BYTES", "anatom_site_general": "BYTES"}
+GROUPING_TYPES = dict.fromkeys(GROUPING_FIELDS, "BYTES")  # optional, logged only (not model inputs)
+ACCEPTED_TYPES = INPUT_TYPES | GROUPING_TYPES
 OUTPUTS = ("probabilities", "embedding")
 CLINICAL_OUTPUTS = {"decision": "BYTES", "operating_point": "BYTES", "melanoma_threshold": "FP32", "ood_score": "FP32"}
 
@@ -69,14 +72,14 @@ def parse_infer(header: dict, binary: bytes, max_instances: int, clinical: bool 
 def _check_names(inputs: list[V2Tensor]) -> dict[str, V2Tensor]:
     tensors: dict[str, V2Tensor] = {}
     for tensor in inputs:
-        if tensor.name not in INPUT_TYPES:
+        if tensor.name not in ACCEPTED_TYPES:
             raise ServingError(400, f"input {tensor.name!r} is not an input of this model; inputs: "
-                                    f"{', '.join(f'{k} {v}' for k, v in INPUT_TYPES.items())}")
+                                    f"{', '.join(f'{k} {v}' for k, v in ACCEPTED_TYPES.items())}")
         if tensor.name in tensors:
             raise ServingError(400, f"input {tensor.name} is given twice")
-        if tensor.datatype != INPUT_TYPES[tensor.name]:
+        if tensor.datatype != ACCEPTED_TYPES[tensor.name]:
             raise ServingError(400, f"input {tensor.name}: datatype {tensor.datatype}; expected "
-                                    f"{INPUT_TYPES[tensor.name]}")
+                                    f"{ACCEPTED_TYPES[tensor.name]}")
         tensors[tensor.name] = tensor
     if IMAGE_INPUT not in tensors:
         raise ServingError(400, f"no {IMAGE_INPUT} input: send the encoded images as a BYTES tensor of shape [N]")
@@ -153,13 +156,14 @@ def image_metadata(values: dict[str, list], i: int) -> dict:
     if age is not None and (math.isnan(age) or age < 0):
         age = None
     texts = {}
-    for key in ("sex", "anatom_site_general"):
+    for key in ("sex", "anatom_site_general", *GROUPING_FIELDS):
         raw = values[key][i] if key in values else ""
         try:
             texts[key] = (raw.decode() if isinstance(raw, bytes) else raw) or None
         except UnicodeDecodeError:
             raise ServingError(400, f"input {key}: element {i} is not UTF-8 text") from None
-    return check_metadata(age, texts["sex"], texts["anatom_site_general"], f"image {i}")
+    return {**check_metadata(age, texts["sex"], texts["anatom_site_general"], f"image {i}"),
+            **check_grouping(texts["lesion_id"], texts["patient_id"], f"image {i}")}
 
 
 def _outputs(request: V2InferRequest, clinical: bool) -> list[tuple[str, bool]]:

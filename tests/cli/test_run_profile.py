@@ -57,12 +57,14 @@ def test_run_defaults_to_the_laptop_profile(seen):
     assert CliRunner().invoke(app, ["run"]).exit_code == 0
     assert {k: seen[0][k] for k in LAPTOP} == LAPTOP
     assert "registry_root" not in seen[0] and "source_fingerprint" not in seen[0]  # the runner fills them in
+    assert "feedback_fingerprint" not in seen[0]
     assert seen[0]["train_quiet"] is False and seen[0]["focal_gamma"] == 2.0
 
 
 def test_profile_cluster_gives_the_pipelines_defaults_and_an_unknown_profile_exits_2(seen):
     assert CliRunner().invoke(app, ["run", "--profile", "cluster"]).exit_code == 0
-    assert seen[0] == {k: v for k, v in defaults().items() if k not in ("registry_root", "source_fingerprint")}
+    assert seen[0] == {k: v for k, v in defaults().items()
+                       if k not in ("registry_root", "source_fingerprint", "feedback_fingerprint")}
     assert CliRunner().invoke(app, ["run", "--profile", "gpu"]).exit_code == 2
 
 

@@ -91,8 +91,10 @@ def test_multipart_predict_with_metadata_is_logged_with_statistics_and_embedding
     (line,) = wait_for_lines(server, body["request_id"], 1)
     expected_keys = {"timestamp", "request_id", "model_name", "model_version", "predicted_class", "confidence",
                      "probabilities", *STAT_COLUMNS, "age_approx", "sex", "anatom_site_general",
-                     *(f"emb_{i}" for i in range(PCA_K)), "decision", "operating_point", "ood_score"}
+                     "lesion_id", "patient_id", *(f"emb_{i}" for i in range(PCA_K)), "decision", "operating_point",
+                     "ood_score"}
     assert set(line) == expected_keys
+    assert (line["lesion_id"], line["patient_id"]) == (None, None)  # optional grouping ids, not sent here
     assert line["decision"] is None and body["decision"] is None  # version 1 was deployed without clinical.json
     assert (line["age_approx"], line["sex"], line["anatom_site_general"]) == (55.0, "female", "head/neck")
     assert line["model_name"] == MODEL and line["model_version"] == 1
