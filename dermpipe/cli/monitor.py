@@ -1,4 +1,4 @@
-"""`dermpipe monitor`: drift of served traffic against the reference profile."""
+"""`dermpipe monitor`: drift of served traffic against the reference profile, and performance on fed-back labels."""
 
 from __future__ import annotations
 
@@ -49,9 +49,10 @@ def monitor(
     num_threshold: float = typer.Option(0.0, help="numeric threshold (0: the method's default)"),
     cat_method: str = typer.Option("auto", help="categorical columns: auto | chisquare | jensenshannon | ..."),
     cat_threshold: float = typer.Option(0.0, help="categorical threshold (0: the method's default)"),
-    out: Path = typer.Option(None, help="where drift_report.html and drift.json go "
+    out: Path = typer.Option(None, help="where drift_report.html, drift.json and performance_report.html go "
                                         "[default: $DERMPIPE_HOME/monitor/<time>]"),
-    retrain: bool = typer.Option(False, "--retrain/--no-retrain", help="start a training run when drift is found"),
+    retrain: bool = typer.Option(False, "--retrain/--no-retrain", help="start a training run when drift is found or "
+                                                                       "performance dropped (it says which)"),
     backend: str = typer.Option("local", help="retraining backend: local | kfp | vertex | none"),
     training_params: str = typer.Option("{}", help="training pipeline arguments as a JSON object"),
     kfp_host: str = typer.Option("", help="Kubeflow Pipelines host (backend kfp)"),
@@ -60,12 +61,24 @@ def monitor(
     location: str = typer.Option("", help="GCP region (backend vertex)"),
     pipeline_root: str = typer.Option("", help="gs:// pipeline root (backend vertex)"),
     fail_on_drift: bool = typer.Option(False, help="exit with status 3 when drift is detected (for cron/CI)"),
+    min_labels: int = typer.Option(30, help="performance: fewer labelled predictions of a version: BMA and "
+                                            "specificity are reported, not judged"),
+    min_melanomas: int = typer.Option(10, help="performance: fewer labelled melanomas of a version: sensitivity is "
+                                               "reported, not judged"),
+    n_bootstrap: int = typer.Option(1000, help="performance: bootstrap resamples per interval"),
+    period: str = typer.Option("", help="performance: also report each D (day), W (week) or M (month) of the window"),
+    fail_on_drop: bool = typer.Option(False, help="exit with status 4 when performance dropped (and no drift made "
+                                                  "it exit 3)"),
 ) -> None:
     """Compare current traffic (prediction log window or image folder) with the model's reference profile.
 
     Without --reference, each model version that served the log window is compared with its own profile (a window
-    that spans a promotion gives one comparison per version; drift in any of them is drift)."""
+    that spans a promotion gives one comparison per version; drift in any of them is drift). Where labels were fed
+    back (`dermpipe feedback`, POST /v1/feedback), each served version's performance is measured against its test
+    figures in the registry; --retrain starts training when drift was detected or performance dropped."""
     from dermpipe.monitoring.drift import config_from_params
+    from dermpipe.monitoring.performance import PerformanceParams
+    from dermpipe.monitoring.triggers import fired, reason
 
     cfg = config_from_params(min_samples, drift_share, num_method, num_threshold, cat_method, cat_threshold)
     try:
@@ -76,13 +89,43 @@ def monitor(
     folder = _out_dir(out)
     folder.mkdir(parents=True, exist_ok=True)
     summary, drifted = _compare_all(compared, cfg, folder)
-    if retrain and drifted:
-        summary["retraining"] = _retrain(backend, training_params, template, host=kfp_host, project=project,
-                                         region=location, pipeline_root=pipeline_root)
+    params = PerformanceParams(min_labels=min_labels, min_melanomas=min_melanomas, n_bootstrap=n_bootstrap,
+                               period=period)
+    try:
+        measured = _performance(current, model_name, registry_root, params, since, until, folder)
+    except (FileNotFoundError, ValueError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
+    names = fired(drifted, measured.dropped)
+    summary.update({"performance": measured.summary(), "triggers": {"drift": drifted, "performance":
+                                                                    measured.dropped, "fired": names}})
+    typer.echo(f"trigger    {reason(names) or 'none fired (no drift, no performance drop)'}")
+    if retrain and names:
+        summary["retraining"] = {**_retrain(backend, training_params, template, host=kfp_host, project=project,
+                                            region=location, pipeline_root=pipeline_root), "reason": reason(names)}
     (folder / "drift.json").write_text(json.dumps(summary, indent=1, default=str))
     typer.echo(f"results    {folder / 'drift.json'}")
     if fail_on_drift and drifted:
         raise typer.Exit(3)
+    if fail_on_drop and measured.dropped:
+        raise typer.Exit(4)
+
+
+def _performance(current: str, model_name: str, registry_root: str | None, params, since: str, until: str,
+                 folder: Path):
+    """Measure and judge each served version on the fed-back labels; echo the table, write the report and JSON."""
+    from dermpipe.monitoring import performance_stage as stage
+
+    root = registry_root or str(config.default_registry_root())
+    result = stage.analyse(current, model_name, root, params, since=since, until=until)
+    typer.echo(f"\n{result.message}")
+    if result.versions:
+        typer.echo("\n".join(stage.coverage_lines(result)))
+        typer.echo("\n" + stage.text_table(stage.estimate_rows(result)) + "\n")
+    (folder / "performance_report.html").write_text(stage.render_html(result))
+    (folder / "performance.json").write_text(json.dumps(result.summary(), indent=1, default=str))
+    typer.echo(f"report     {folder / 'performance_report.html'}")
+    return result
 
 
 def _read(reference: str | None, current: str, since: str, until: str, metadata: Path | None, model: Path | None,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from dermpipe.monitoring import performance as perf
-from dermpipe.monitoring.performance_drop import DROP, judge_version, test_figures, thresholds
+from dermpipe.monitoring.performance_drop import DROP, NO_DROP, judge_version, test_figures, thresholds
 
 
 @dataclass
@@ -44,7 +44,8 @@ class PerformanceResult:
         if self.note:
             return f"performance: {self.note}"
         words = ", ".join(f"version {v.version} {v.verdict}" for v in self.versions)
-        return f"performance: {'DROP' if self.dropped else 'no drop'} ({words})"
+        decided = self.dropped or any(v.verdict == NO_DROP for v in self.versions)
+        return f"performance: {'DROP' if self.dropped else 'no drop' if decided else 'no decision'} ({words})"
 
     def summary(self) -> dict:
         return {"performance_dropped": self.dropped, "message": self.message, "note": self.note,

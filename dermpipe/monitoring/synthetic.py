@@ -93,6 +93,26 @@ def labelled_traffic(n: int, *, seed: int = 0, accuracy: float = 0.8, melanoma_s
     return records, labels
 
 
+def write_version_figures(folder: Path, *, bma: tuple[float, float, float] = (0.8, 0.75, 0.85),
+                          sensitivity: tuple[float, float, float] = (0.95, 0.9, 0.99),
+                          specificity: tuple[float, float, float] = (0.8, 0.75, 0.85), threshold: float = 0.2,
+                          test_rows: int = 400, positives: int = 100) -> None:
+    """A registry version's test-time figures as deploy leaves them: dermpipe.json's evaluation (BMA point, lower,
+    upper) and clinical.json's melanoma_sens95 operating point with its test sensitivity/specificity intervals."""
+    from dermpipe.model.evaluation.operating_points import OperatingPoint
+    from dermpipe.monitoring.clinical import Clinical
+
+    folder.mkdir(parents=True, exist_ok=True)
+    evaluation = {"balanced_accuracy": bma[0], "balanced_accuracy_lower": bma[1], "balanced_accuracy_upper": bma[2],
+                  "test_rows": test_rows, "expected_calibration_error": 0.05}
+    (folder / "dermpipe.json").write_text(json.dumps({"evaluation": evaluation}))
+    test = {"sensitivity": sensitivity[0], "sensitivity_lower": sensitivity[1], "sensitivity_upper": sensitivity[2],
+            "specificity": specificity[0], "specificity_lower": specificity[1], "specificity_upper": specificity[2],
+            "n": test_rows, "positives": positives}
+    point = OperatingPoint("melanoma_sens95", threshold, 0.95, test=test)
+    (folder / "clinical.json").write_text(json.dumps(Clinical((point,), None, {}).as_dict()))
+
+
 def write_prediction_log(records: list[dict], log_root: Path, model_name: str = config.MODEL_NAME,
                          per_file: int = 10_000) -> list[Path]:
     """Write records as JSON Lines under <log_root>/<model_name>/date=YYYY-MM-DD/part-NNNNN.jsonl."""
