@@ -110,8 +110,8 @@ def estimate_rows(result: PerformanceResult) -> list[tuple[str, ...]]:
     rows = [("version", "metric", "operating point", "value", "interval", "n", "test (interval)", "verdict")]
     for v in result.versions:
         for e in v.estimates:
-            test = (f"{_fmt(e['test_point'])} [{_fmt(e['test_lower'])}, {_fmt(e['test_upper'])}]"
-                    if e.get("test_point") is not None else "none")
+            test = ("none" if e.get("test_point") is None else _fmt(e["test_point"]) if e.get("test_lower") is None
+                    else f"{_fmt(e['test_point'])} [{_fmt(e['test_lower'])}, {_fmt(e['test_upper'])}]")
             rows.append((str(v.version), e["metric"], e["operating_point"] or "-", _fmt(e["point"]),
                          f"[{_fmt(e['lower'])}, {_fmt(e['upper'])}]", str(e["n"]), test, e["verdict"]))
     return rows
