@@ -43,7 +43,8 @@ def test_figures(version_folder: str) -> dict[tuple[str, str], dict]:
         if _finite(evaluation.get("balanced_accuracy")):
             figures[("bma", "")] = {"point": evaluation["balanced_accuracy"],
                                     "lower": evaluation.get("balanced_accuracy_lower"),
-                                    "upper": evaluation.get("balanced_accuracy_upper"), "n": evaluation.get("test_rows")}
+                                    "upper": evaluation.get("balanced_accuracy_upper"),
+                                    "n": evaluation.get("test_rows")}
         if _finite(evaluation.get("expected_calibration_error")):
             figures[("ece", "")] = {"point": evaluation["expected_calibration_error"], "lower": None, "upper": None,
                                     "n": evaluation.get("test_rows")}
