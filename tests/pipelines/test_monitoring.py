@@ -87,6 +87,8 @@ def test_a_monitoring_run_is_recorded_by_the_same_runner_as_training(setup, tmp_
     assert sorted(t.name for t in record.tasks.values()) == ["drift", "performance", "retrain", "trigger"]
     assert "<!DOCTYPE html>" in Path(record.reports["drift-report"]).read_text()[:200]
     assert "# Retraining triggered" in Path(record.reports["retrain-request"]).read_text()
+    assert "**Fired**: drift detected (drift)" in Path(record.reports["retrain-trigger"]).read_text()
+    assert "no labels fed back" in Path(record.reports["performance-report"]).read_text()
     lineage = store.Store()
     assert lineage.run(run.name).pipeline == "dermpipe-monitoring"
     assert sorted(t.name for t in lineage.tasks(run.name)) == ["drift", "performance", "retrain", "trigger"]
