@@ -71,7 +71,10 @@ def analyse(current: str, model_name: str, registry_root: str, params: perf.Perf
     if "://" not in current and not looks_like_log(current, model_name):
         return PerformanceResult([], {}, params, f"{current} is not a prediction log of {model_name}: not measured")
     root = _log_and_labels_root(current, model_name)
-    predictions, counts = read_prediction_log(current, model_name, since, until, probabilities=True)
+    try:
+        predictions, counts = read_prediction_log(current, model_name, since, until, probabilities=True)
+    except FileNotFoundError as err:  # a drift-only run of another model name must not fail here
+        return PerformanceResult([], {}, params, f"{err}: not measured (is model_name right?)")
     labels = read_labels(root, model_name)
     if labels.empty or predictions.empty:
         what = "no labels fed back" if labels.empty else "no predictions in the window"
