@@ -116,7 +116,7 @@ def _performance(current: str, model_name: str, registry_root: str | None, since
 
     root = registry_root or str(config.default_registry_root())
     try:
-        result = stage.analyse(current, model_name, root, params, since=since, until=until)
+        result = stage.analyse(current, model_name, root, params, since=since, until=until, evidently=True)
     except (FileNotFoundError, ValueError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err

@@ -26,6 +26,7 @@ class VersionPerformance:
     confusion: list[list[int]]
     verdict: str
     periods: list[dict] = field(default_factory=list)
+    evidently: tuple[str, str] = ("", "")  # (ClassificationPreset HTML, why not): for the report, not the JSON
 
 
 @dataclass
@@ -48,8 +49,9 @@ class PerformanceResult:
         return f"performance: {'DROP' if self.dropped else 'no drop' if decided else 'no decision'} ({words})"
 
     def summary(self) -> dict:
+        versions = [{k: v for k, v in asdict(version).items() if k != "evidently"} for version in self.versions]
         return {"performance_dropped": self.dropped, "message": self.message, "note": self.note,
-                "counts": self.counts, "params": asdict(self.params), "versions": [asdict(v) for v in self.versions]}
+                "counts": self.counts, "params": asdict(self.params), "versions": versions}
 
 
 def _log_and_labels_root(current: str, model_name: str) -> str:
@@ -63,8 +65,9 @@ def _log_and_labels_root(current: str, model_name: str) -> str:
 
 
 def analyse(current: str, model_name: str, registry_root: str, params: perf.PerformanceParams, *,
-            since: str = "", until: str = "") -> PerformanceResult:
-    """Join the window's predictions to the labels and measure and judge each version that served it."""
+            since: str = "", until: str = "", evidently: bool = False) -> PerformanceResult:
+    """Join the window's predictions to the labels and measure and judge each version that served it (with
+    `evidently`, also run Evidently's ClassificationPreset on each version's labelled lines for the report)."""
     from dermpipe.monitoring.labels import read_labels
     from dermpipe.monitoring.log_reader import looks_like_log, read_prediction_log
 
@@ -83,13 +86,13 @@ def analyse(current: str, model_name: str, registry_root: str, params: perf.Perf
     joined, join_counts = perf.join_labels(predictions, labels)
     versions = pd.to_numeric(joined["model_version"], errors="coerce")
     counts = {**counts, **join_counts, **perf.coverage(joined), "unversioned_lines": int(versions.isna().sum())}
-    measured = [measure_version(int(v), rows, registry_root, model_name, params)
+    measured = [measure_version(int(v), rows, registry_root, model_name, params, evidently)
                 for v, rows in joined[versions.notna()].groupby(versions[versions.notna()].astype(int))]
     return PerformanceResult(measured, counts, params)
 
 
 def measure_version(version: int, rows: pd.DataFrame, registry_root: str, model_name: str,
-                    params: perf.PerformanceParams) -> VersionPerformance:
+                    params: perf.PerformanceParams, evidently: bool = False) -> VersionPerformance:
     """Estimates of one version's labelled lines, judged against its test figures (none without a registry)."""
     folder = f"{registry_root.rstrip('/')}/{model_name}/{version}" if registry_root else ""
     cuts = thresholds(folder) if folder else {}
@@ -97,8 +100,10 @@ def measure_version(version: int, rows: pd.DataFrame, registry_root: str, model_
     verdict = judge_version(estimates, test_figures(folder) if folder else {}, params)
     cut = [{"period": key, **perf.coverage(group), "estimates": perf.estimates(group, cuts, params)}
            for key, group in perf.periods(rows, params.period)]
+    from dermpipe.monitoring.performance_evidently import classification_html
+
     return VersionPerformance(version, perf.coverage(rows), perf.label_delays(rows), estimates,
-                              perf.confusion(rows), verdict, cut)
+                              perf.confusion(rows), verdict, cut, classification_html(rows) if evidently else ("", ""))
 
 
 # ---------------------------------------------------------------- what people read
@@ -165,6 +170,11 @@ def render_html(result: PerformanceResult) -> str:
         rows = [("diagnosis \\ predicted", *config.CLASSES),
                 *[(c, *map(str, r)) for c, r in zip(config.CLASSES, v.confusion, strict=True)]]
         parts.append(f"<h2>Version {v.version}: confusion matrix (labelled lines)</h2>" + table(rows))
+        page, why = v.evidently
+        if page or why:
+            parts.append(f"<h2>Version {v.version}: Evidently ClassificationPreset (labelled lines)</h2>" + (
+                f'<iframe srcdoc="{html.escape(page)}" style="width:100%;height:1400px;border:0"></iframe>'
+                if page else f"<p>{html.escape(why)}</p>"))
         for p in v.periods:
             parts.append(f"<h3>Version {v.version}, period {html.escape(p['period'])}: {p['labelled']} labelled of "
                          f"{p['predictions']}</h3>" + table([("metric", "operating point", "value", "lower", "upper",
@@ -193,7 +203,7 @@ def run(current: str, registry_root: str, model_name: str, report, metrics, resu
     """The KFP stage: analyse, write report (HTML), results (JSON) and metrics; returns whether performance dropped."""
     from dermpipe.lineage.artifacts import annotate, log_metrics
 
-    result = analyse(current, model_name, registry_root, params, since=since, until=until)
+    result = analyse(current, model_name, registry_root, params, since=since, until=until, evidently=True)
     for path, text in ((report.path, render_html(result)),
                        (results.path, json.dumps(result.summary(), indent=1, default=str))):
         Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -56,7 +56,9 @@ def test_monitor_reports_each_version_and_retrains_on_the_performance_trigger(se
     bma = next(e for e in versions[2]["estimates"] if e["metric"] == "bma")
     assert bma["n"] == 150 and bma["lower"] < bma["point"] < bma["upper"]
     assert versions[2]["coverage"]["unlabelled_share"] == 0.25 and versions[2]["delays"]["result_days_median"] >= 3
-    assert "confusion matrix" in (tmp_path / "performance_report.html").read_text()
+    page = (tmp_path / "performance_report.html").read_text()
+    assert "confusion matrix" in page and page.count("Evidently ClassificationPreset") == 2
+    assert page.count("<iframe srcdoc=") == 2  # Evidently's classification views of each version's labelled lines
 
 
 def test_a_window_before_the_promotion_sees_no_drop(served, tmp_path):

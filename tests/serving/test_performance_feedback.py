@@ -95,5 +95,6 @@ def test_labels_fed_back_to_served_predictions_are_monitored_per_version(served,
     assert (sens["n"], sens["point"], sens["lower"], sens["upper"], sens["verdict"]) == (3, 1.0, 1.0, 1.0, "no drop")
     assert rows[("melanoma_specificity", "melanoma_sens95")]["point"] == 0.0  # and no other lesion is spared
     assert rows[("melanoma_specificity", "melanoma_sens95")]["verdict"] == "drop"
+    assert "Evidently ClassificationPreset" in (tmp_path / "performance_report.html").read_text()
     line = next(x for x in result.output.splitlines() if x.startswith("1  ") and " bma " in x)
     assert f"{bma['point']:.3f}" in line and f"[{bma['lower']:.3f}, {bma['upper']:.3f}]" in line and " 10 " in line
