@@ -65,6 +65,17 @@ def test_estimates_match_scikit_learn_and_the_operating_point_counts():
     assert matrix.sum() == 300 and np.trace(matrix) == (joined["diagnosis"] == joined["predicted_class"]).sum()
 
 
+def test_resampled_ece_is_the_evaluate_stages_ece_of_each_resample():
+    from dermpipe.model.evaluation.metrics import reliability
+
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(8) * 0.5, 400)
+    y = rng.integers(0, 8, 400)
+    indices = rng.integers(0, 400, (250, 400))
+    fast = perf.ece_resampled(probs.max(axis=1), probs.argmax(axis=1) == y, indices)
+    np.testing.assert_allclose(fast, [reliability(y[i], probs[i])[0] for i in indices], atol=1e-12)
+
+
 @pytest.mark.parametrize(("estimate", "test", "verdict"), [
     ({"metric": "bma", "n": 100, "point": 0.6, "upper": 0.7}, {"point": 0.8, "lower": 0.75}, "drop"),
     ({"metric": "bma", "n": 100, "point": 0.7, "upper": 0.76}, {"point": 0.8, "lower": 0.75}, "no drop"),
