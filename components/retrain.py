@@ -1,4 +1,5 @@
-"""retrain: the retraining trigger the monitoring pipeline runs when drift is detected (local | kfp | vertex | none;
+"""retrain: the retraining the monitoring pipeline starts when its trigger fired, on drift or a performance drop
+(local | kfp | vertex | none;
 see dermpipe.orchestration.retrain, which submits through the same Backend interface as `dermpipe submit`)."""
 
 from kfp.dsl import Markdown, Output
@@ -12,7 +13,8 @@ def retrain(
     kfp_host: str = "", template_path: str = "", project: str = "", location: str = "", pipeline_root: str = "",
     feedback_log_root: str = "",
 ):
-    """Start a training run (local / kfp / vertex / none); runs only when the drift stage detected drift.
+    """Start a training run (local / kfp / vertex / none); runs only when the trigger task fired (drift or a
+    performance drop).
     feedback_log_root (<serve --log-root>/<model name>): the run also trains on the labelled, logged images."""
     from dermpipe.orchestration.retrain import run  # inside: the body is shipped as source
 

@@ -106,7 +106,8 @@ def list_records() -> list[RunRecord]:
 REPORTS = {("merge", "report"): "data-report.md", ("split", "report"): "split-report.md",
            ("evaluate", "report"): "evaluation.html", ("gate", "decision"): "gate-decision.md",
            ("explain", "gallery"): "gradcam.html", ("train", "curves"): "training-curves.html",
-           ("drift", "report"): "drift-report.html", ("retrain", "request"): "retrain-request.md"}
+           ("drift", "report"): "drift-report.html", ("performance", "report"): "performance-report.html",
+           ("trigger", "report"): "retrain-trigger.md", ("retrain", "request"): "retrain-request.md"}
 
 
 def collect_reports(record: RunRecord) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""`dermpipe monitor`: drift of served traffic against the reference profile."""
+"""`dermpipe monitor`: drift of served traffic against the reference profile, and performance on fed-back labels."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from dermpipe import config
 
 def _out_dir(out: Path | None) -> Path:
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d-%H-%M-%S")
-    return (out or config.home() / "monitor" / stamp).resolve()
+    folder = (out or config.home() / "monitor" / stamp).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def _table(result) -> str:
@@ -28,6 +30,20 @@ def _table(result) -> str:
         rows.append((c.column, c.method, rule, score, verdict, str(c.reference_values), str(c.current_values)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+
+
+PERFORMANCE_OPTIONS = {
+    "min_labels": typer.Option(30, help="performance: fewer labelled predictions of a version: BMA and specificity "
+                                        "are reported, not judged"),
+    "min_melanomas": typer.Option(10, help="performance: fewer labelled melanomas of a version: sensitivity is "
+                                           "reported, not judged"),
+    "n_bootstrap": typer.Option(1000, help="performance: bootstrap resamples per interval"),
+    "period": typer.Option("", help="performance: also report each D (day), W (week) or M (month) of the window"),
+    "fail_on_drop": typer.Option(False, help="exit with status 4 when performance dropped (3 wins on drift with "
+                                             "--fail-on-drift)"),
+    "retrain": typer.Option(False, "--retrain/--no-retrain", help="start a training run when drift is found or "
+                                                                  "performance dropped (it says which)"),
+}
 
 
 def monitor(
@@ -49,9 +65,9 @@ def monitor(
     num_threshold: float = typer.Option(0.0, help="numeric threshold (0: the method's default)"),
     cat_method: str = typer.Option("auto", help="categorical columns: auto | chisquare | jensenshannon | ..."),
     cat_threshold: float = typer.Option(0.0, help="categorical threshold (0: the method's default)"),
-    out: Path = typer.Option(None, help="where drift_report.html and drift.json go "
+    out: Path = typer.Option(None, help="where drift_report.html, drift.json and performance_report.html go "
                                         "[default: $DERMPIPE_HOME/monitor/<time>]"),
-    retrain: bool = typer.Option(False, "--retrain/--no-retrain", help="start a training run when drift is found"),
+    retrain: bool = PERFORMANCE_OPTIONS["retrain"],
     backend: str = typer.Option("local", help="retraining backend: local | kfp | vertex | none"),
     training_params: str = typer.Option("{}", help="training pipeline arguments as a JSON object"),
     kfp_host: str = typer.Option("", help="Kubeflow Pipelines host (backend kfp)"),
@@ -60,34 +76,73 @@ def monitor(
     location: str = typer.Option("", help="GCP region (backend vertex)"),
     pipeline_root: str = typer.Option("", help="gs:// pipeline root (backend vertex)"),
     fail_on_drift: bool = typer.Option(False, help="exit with status 3 when drift is detected (for cron/CI)"),
+    min_labels: int = PERFORMANCE_OPTIONS["min_labels"],
+    min_melanomas: int = PERFORMANCE_OPTIONS["min_melanomas"],
+    n_bootstrap: int = PERFORMANCE_OPTIONS["n_bootstrap"],
+    period: str = PERFORMANCE_OPTIONS["period"],
+    fail_on_drop: bool = PERFORMANCE_OPTIONS["fail_on_drop"],
 ) -> None:
     """Compare current traffic (prediction log window or image folder) with the model's reference profile.
 
     Without --reference, each model version that served the log window is compared with its own profile (a window
-    that spans a promotion gives one comparison per version; drift in any of them is drift)."""
+    that spans a promotion gives one comparison per version; drift in any of them is drift). With fed-back labels,
+    each served version's performance is judged against its registry test figures (a second retraining trigger)."""
     from dermpipe.monitoring.drift import config_from_params
 
     cfg = config_from_params(min_samples, drift_share, num_method, num_threshold, cat_method, cat_threshold)
-    try:
-        compared = _read(reference, current, since, until, metadata, model, registry_root, model_name)
-    except (FileNotFoundError, ValueError) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from err
+    compared = _read(reference, current, since, until, metadata, model, registry_root, model_name)
     folder = _out_dir(out)
-    folder.mkdir(parents=True, exist_ok=True)
     summary, drifted = _compare_all(compared, cfg, folder)
-    if retrain and drifted:
-        summary["retraining"] = _retrain(backend, training_params, template, host=kfp_host, project=project,
+    log_model = compared[0].reference.model_name if reference else model_name  # the log drift read
+    measured = _performance(current, log_model, registry_root, since, until, folder, min_labels=min_labels,
+                            min_melanomas=min_melanomas, n_bootstrap=n_bootstrap, period=period)
+    names = _triggers(summary, drifted, measured)
+    if retrain and names:
+        summary["retraining"] = _retrain(backend, training_params, template, names, host=kfp_host, project=project,
                                          region=location, pipeline_root=pipeline_root)
     (folder / "drift.json").write_text(json.dumps(summary, indent=1, default=str))
     typer.echo(f"results    {folder / 'drift.json'}")
-    if fail_on_drift and drifted:
-        raise typer.Exit(3)
+    if (fail_on_drift and drifted) or (fail_on_drop and measured.dropped):
+        raise typer.Exit(3 if fail_on_drift and drifted else 4)
+
+
+def _performance(current: str, model_name: str, registry_root: str | None, since: str, until: str, folder: Path,
+                 **settings):
+    """Measure and judge each served version on the fed-back labels; echo the table, write the report and JSON."""
+    from dermpipe.monitoring import performance_stage as stage
+    from dermpipe.monitoring.performance import PerformanceParams
+
+    params = PerformanceParams(**settings)
+
+    root = registry_root or str(config.default_registry_root())
+    try:
+        result = stage.analyse(current, model_name, root, params, since=since, until=until, evidently=True)
+    except (FileNotFoundError, ValueError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
+    typer.echo(f"\n{result.message}")
+    if result.versions:
+        typer.echo("\n".join(stage.coverage_lines(result)))
+        typer.echo("\n" + stage.text_table(stage.estimate_rows(result)) + "\n")
+    (folder / "performance_report.html").write_text(stage.render_html(result))
+    (folder / "performance.json").write_text(json.dumps(result.summary(), indent=1, default=str))
+    typer.echo(f"report     {folder / 'performance_report.html'}")
+    return result
 
 
 def _read(reference: str | None, current: str, since: str, until: str, metadata: Path | None, model: Path | None,
           registry_root: str | None, model_name: str) -> list:
-    """What to compare: against --reference when given, else against each served version's own profile."""
+    """What to compare: against --reference when given, else against each served version's own profile (an error
+    that names what is missing exits 2)."""
+    try:
+        return _inputs(reference, current, since, until, metadata, model, registry_root, model_name)
+    except (FileNotFoundError, ValueError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
+
+
+def _inputs(reference: str | None, current: str, since: str, until: str, metadata: Path | None, model: Path | None,
+            registry_root: str | None, model_name: str) -> list:
     from dermpipe.monitoring.drift_stage import read_inputs, read_inputs_by_served_version
     from dermpipe.monitoring.log_reader import looks_like_log
 
@@ -137,15 +192,28 @@ def _echo_result(inputs, result) -> None:
         typer.echo("\n".join(rates_lines(inputs.rates)))
 
 
-def _retrain(backend: str, training_params: str, template: str, **settings: str) -> dict:
+def _triggers(summary: dict, drifted: bool, measured) -> list[str]:
+    """Which retraining triggers fired: echoed, and kept in drift.json (`performance`, `triggers`)."""
+    from dermpipe.monitoring.triggers import fired, reason
+
+    names = fired(drifted, measured.dropped)
+    summary.update({"performance": measured.summary(),
+                    "triggers": {"drift": drifted, "performance": measured.dropped, "fired": names}})
+    typer.echo(f"trigger    {reason(names) or 'none fired (no drift, no performance drop)'}")
+    return names
+
+
+def _retrain(backend: str, training_params: str, template: str, fired: list[str], **settings: str) -> dict:
     """Start a training run on `backend` (dermpipe.orchestration.retrain, the trigger the monitoring pipeline's
-    retrain task runs too) and say so; returns what was started."""
+    retrain task runs too) and say so and why; returns what was started and the reason."""
+    from dermpipe.monitoring.triggers import reason
     from dermpipe.orchestration.backend import BackendSettings
     from dermpipe.orchestration.retrain import parse_params, trigger
 
     started = trigger(backend, parse_params(training_params), BackendSettings(**settings), template_path=template)
-    typer.echo(f"retrain    {backend}: {started.get('run_id', '')} {started.get('status', '')}".rstrip())
-    return started
+    typer.echo(f"retrain    {backend}: {started.get('run_id', '')} {started.get('status', '')}".rstrip()
+               + f" ({reason(fired)})")
+    return {**started, "reason": reason(fired)}
 
 
 def register(app: typer.Typer) -> None:

@@ -48,14 +48,16 @@ def log_files(log_root: str, model_name: str, since: str = "", until: str = "") 
     return files
 
 
-def parse_jsonl(data: bytes) -> tuple[pd.DataFrame, int]:
-    """(records, malformed line count) of one JSON Lines file: pyarrow's reader, or line by line when a line is bad."""
+def parse_jsonl(data: bytes, probabilities: bool = False) -> tuple[pd.DataFrame, int]:
+    """(records, malformed line count) of one JSON Lines file: pyarrow's reader, or line by line when a line is bad.
+    The probability vectors are left out unless asked for (drift does not read them; performance does)."""
+    drop = () if probabilities else ("probabilities",)
     import pyarrow as pa
     import pyarrow.json as pa_json
 
     try:
         table = pa_json.read_json(pa.py_buffer(data), read_options=pa_json.ReadOptions(block_size=1 << 24))
-        return table.drop_columns([c for c in ("probabilities",) if c in table.column_names]).to_pandas(), 0
+        return table.drop_columns([c for c in drop if c in table.column_names]).to_pandas(), 0
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         pass
     records, malformed = [], 0
@@ -66,16 +68,17 @@ def parse_jsonl(data: bytes) -> tuple[pd.DataFrame, int]:
             records.append(json.loads(line))
         except json.JSONDecodeError:
             malformed += 1
-    return pd.DataFrame.from_records(records).drop(columns=["probabilities"], errors="ignore"), malformed
+    return pd.DataFrame.from_records(records).drop(columns=list(drop), errors="ignore"), malformed
 
 
-def read_prediction_log(log_root: str, model_name: str, since: str = "", until: str = "",
-                        ) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Log records of the window [since, until) with counts of files, lines read, malformed lines, out of window."""
+def read_prediction_log(log_root: str, model_name: str, since: str = "", until: str = "", *,
+                        probabilities: bool = False) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Log records of the window [since, until) with counts of files, lines read, malformed lines, out of window
+    (with each line's probability vector when `probabilities`)."""
     files = log_files(log_root, model_name, since, until)
     frames, malformed = [], 0
     for path in files:
-        frame, bad = parse_jsonl(read_bytes(path))
+        frame, bad = parse_jsonl(read_bytes(path), probabilities)
         frames.append(frame)
         malformed += bad
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -62,6 +62,57 @@ def log_records(features: pd.DataFrame, *, model_name: str = config.MODEL_NAME, 
     return records
 
 
+def labelled_traffic(n: int, *, seed: int = 0, accuracy: float = 0.8, melanoma_share: float = 0.3,
+                     sensitivity: float = 0.95, specificity: float = 0.8, threshold: float = 0.2,
+                     operating_point: str = "melanoma_sens95", model_version: int = 1,
+                     start: dt.datetime | None = None) -> tuple[list[dict], list[dict]]:
+    """(log records, labels) of n served predictions whose truth is known: the predicted class is right with
+    probability `accuracy`, the melanoma probability reaches `threshold` for a `sensitivity` share of melanomas and
+    stays under it for a `specificity` share of the others (predicted_class stays the probabilities' argmax)."""
+    rng = np.random.default_rng(seed)
+    classes, mel = list(config.CLASSES), config.CLASSES.index("MEL")
+    others = [i for i in range(len(classes)) if i != mel]
+    truth = np.where(rng.random(n) < melanoma_share, mel, rng.choice(others, n))
+    predicted = np.where(rng.random(n) < accuracy, truth, rng.integers(0, len(classes), n))
+    referred = np.where(truth == mel, rng.random(n) < sensitivity, rng.random(n) >= specificity)
+    predicted = np.where(~referred & (predicted == mel), rng.choice(others, n), predicted)
+    features = synthetic_features(n, seed=seed).assign(predicted_class=[classes[i] for i in predicted])
+    records = log_records(features, model_version=model_version, start=start, seconds_apart=600)
+    labels = []
+    for i, record in enumerate(records):
+        probs = np.full(len(classes), 0.1 / (len(classes) - 2))
+        probs[mel] = 0.3 if referred[i] else threshold / 4
+        probs[predicted[i]] = 0.6
+        probs = probs / probs.sum()
+        record.update({"request_id": f"req-{model_version}-{seed}-{i}", "probabilities": probs.tolist(),
+                       "confidence": float(probs.max()), "operating_point": operating_point, "ood_score": 0.0,
+                       "decision": "refer_melanoma" if probs[mel] >= threshold else "routine"})
+        day = dt.date.fromisoformat(record["timestamp"][:10]) + dt.timedelta(days=int(rng.integers(3, 15)))
+        labels.append({"request_id": record["request_id"], "diagnosis": classes[truth[i]], "source": "biopsy",
+                       "date": day.isoformat()})
+    return records, labels
+
+
+def write_version_figures(folder: Path, *, bma: tuple[float, float, float] = (0.8, 0.75, 0.85),
+                          sensitivity: tuple[float, float, float] = (0.95, 0.9, 0.99),
+                          specificity: tuple[float, float, float] = (0.8, 0.75, 0.85), threshold: float = 0.2,
+                          test_rows: int = 400, positives: int = 100) -> None:
+    """A registry version's test-time figures as deploy leaves them: dermpipe.json's evaluation (BMA point, lower,
+    upper) and clinical.json's melanoma_sens95 operating point with its test sensitivity/specificity intervals."""
+    from dermpipe.model.evaluation.operating_points import OperatingPoint
+    from dermpipe.monitoring.clinical import Clinical
+
+    folder.mkdir(parents=True, exist_ok=True)
+    evaluation = {"balanced_accuracy": bma[0], "balanced_accuracy_lower": bma[1], "balanced_accuracy_upper": bma[2],
+                  "test_rows": test_rows, "expected_calibration_error": 0.05}
+    (folder / "dermpipe.json").write_text(json.dumps({"evaluation": evaluation}))
+    test = {"sensitivity": sensitivity[0], "sensitivity_lower": sensitivity[1], "sensitivity_upper": sensitivity[2],
+            "specificity": specificity[0], "specificity_lower": specificity[1], "specificity_upper": specificity[2],
+            "n": test_rows, "positives": positives}
+    point = OperatingPoint("melanoma_sens95", threshold, 0.95, test=test)
+    (folder / "clinical.json").write_text(json.dumps(Clinical((point,), None, {}).as_dict()))
+
+
 def write_prediction_log(records: list[dict], log_root: Path, model_name: str = config.MODEL_NAME,
                          per_file: int = 10_000) -> list[Path]:
     """Write records as JSON Lines under <log_root>/<model_name>/date=YYYY-MM-DD/part-NNNNN.jsonl."""

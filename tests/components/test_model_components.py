@@ -46,6 +46,9 @@ def test_evaluate_component_scores_every_test_image(trained):
     evaluate.python_func(raw=raw, model=model, test_split=parts["test"], metrics=metrics, confusion=confusion,
                          report=make_artifact(HTML, tmp, "report"), predictions=predictions, tta=False)
     assert 0.0 <= metrics.metadata["balanced_accuracy"] <= 1.0
+    # the test BMA's bootstrap bounds travel with the deployed version: the performance monitor judges live BMA by them
+    bma = [metrics.metadata[f"balanced_accuracy{k}"] for k in ("_lower", "", "_upper")]
+    assert bma == sorted(bma) and bma[2] - bma[0] > 0
     matrix = confusion.metadata["confusionMatrix"]["rows"]
     assert sum(sum(row["row"]) for row in matrix) == parts["test"].metadata["rows"]
     assert json.dumps(metrics.metadata)  # what the pipeline UI shows must be plain JSON

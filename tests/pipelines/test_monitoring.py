@@ -1,4 +1,5 @@
-"""The monitoring DAG: compiled IR (drift -> dsl.If -> retrain) and kfp.local runs with and without drift."""
+"""The monitoring DAG: compiled IR (drift, performance -> trigger -> dsl.If -> retrain) and kfp.local runs with and
+without drift, and with a performance drop on fed-back labels while drift is absent."""
 
 import json
 from pathlib import Path
@@ -38,9 +39,10 @@ def test_compiled_pipeline_retrains_only_under_the_drift_condition(tmp_path):
     assert result.exit_code == 0, result.output
     spec = [d for d in yaml.safe_load_all(out.read_text()) if d][0]
     tasks = spec["root"]["dag"]["tasks"]
-    assert set(tasks) == {"drift", "condition-1"}
+    assert set(tasks) == {"drift", "performance", "trigger", "condition-1"}
+    assert set(tasks["trigger"]["dependentTasks"]) == {"drift", "performance"}
     condition = tasks["condition-1"]["triggerPolicy"]["condition"]
-    assert "drift-Output" in condition and "== true" in condition
+    assert "trigger-Output" in condition and "== true" in condition
     assert "retrain" in spec["components"]["comp-condition-1"]["dag"]["tasks"]
     assert {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()} == {
         "reg.example/dp/base:t"}
@@ -69,6 +71,8 @@ def test_drifted_traffic_triggers_retraining(setup, tmp_path):
 def test_steady_traffic_does_not_retrain(setup, tmp_path):
     run = _run(setup, "same", tmp_path)
     assert json.loads((run / "drift/metrics").read_text())["drift_detected"] == 0.0
+    assert json.loads((run / "trigger/metrics").read_text())["retrain"] == 0.0
+    assert "no labels fed back" in json.loads((run / "performance/results").read_text())["message"]
     assert not (run / "retrain").exists()
 
 
@@ -80,12 +84,46 @@ def test_a_monitoring_run_is_recorded_by_the_same_runner_as_training(setup, tmp_
     run = _run(setup, "shifted", tmp_path)
     record = list_records()[0]
     assert (record.run_id, record.pipeline, record.status) == (run.name, "dermpipe-monitoring", "succeeded")
-    assert [t.name for t in record.tasks.values()] == ["drift", "retrain"]
+    assert sorted(t.name for t in record.tasks.values()) == ["drift", "performance", "retrain", "trigger"]
     assert "<!DOCTYPE html>" in Path(record.reports["drift-report"]).read_text()[:200]
     assert "# Retraining triggered" in Path(record.reports["retrain-request"]).read_text()
+    assert "**Fired**: drift detected (drift)" in Path(record.reports["retrain-trigger"]).read_text()
+    assert "no labels fed back" in Path(record.reports["performance-report"]).read_text()
     lineage = store.Store()
     assert lineage.run(run.name).pipeline == "dermpipe-monitoring"
-    assert [t.name for t in lineage.tasks(run.name)] == ["drift", "retrain"]
+    assert sorted(t.name for t in lineage.tasks(run.name)) == ["drift", "performance", "retrain", "trigger"]
+
+
+@pytest.mark.slow
+def test_a_sensitivity_fall_on_fed_back_labels_triggers_retraining_without_drift(tmp_path):
+    """The deployed version's test sensitivity was 0.95 [0.90, 0.99]; on 240 labels of its traffic it is about 0.5:
+    the performance trigger fires and retraining starts, while the traffic itself did not drift."""
+    import pandas as pd
+
+    from dermpipe import config
+    from dermpipe.monitoring.features import feature_columns
+    from dermpipe.monitoring.labels import Label, append_labels
+    from dermpipe.monitoring.synthetic import labelled_traffic, write_version_figures
+
+    version = tmp_path / "registry" / config.MODEL_NAME / "1"
+    write_version_figures(version)
+    steady, _ = labelled_traffic(400, seed=8)
+    pd.DataFrame(steady)[feature_columns(5)].assign(split="val").to_parquet(version / PROFILE_FILE, index=False)
+    records, labels = labelled_traffic(300, seed=9, sensitivity=0.5)
+    write_prediction_log(records, tmp_path / "log")
+    append_labels(str(tmp_path / "log"), config.MODEL_NAME, [Label(**x) for x in labels[:240]])
+    run = run_monitoring_local({"reference": str(version), "current": str(tmp_path / "log"),
+                                "registry_root": str(tmp_path / "registry"), "model_name": config.MODEL_NAME,
+                                "retrain_backend": "none"}, pipeline_root=tmp_path / "artifacts")
+    assert json.loads((run / "drift/metrics").read_text())["drift_detected"] == 0.0
+    performance = json.loads((run / "performance/metrics").read_text())
+    assert performance["performance_dropped"] == 1.0 and performance["v1_labelled"] == 240
+    assert performance["v1_melanoma_sensitivity_melanoma_sens95_upper"] < 0.9
+    assert json.loads((run / "trigger/metrics").read_text()) == {"retrain": 1.0, "drift_trigger": 0.0,
+                                                                 "performance_trigger": 1.0}
+    assert "**Fired**: performance dropped" in (run / "trigger/report").read_text()
+    assert "DROP" in (run / "performance/report").read_text()
+    assert "# Retraining triggered" in (run / "retrain/request").read_text()
 
 
 def test_monitor_cli_on_a_log(setup, tmp_path):

@@ -165,6 +165,7 @@ def run(raw: Dataset, model: Model, test: Dataset, metrics: Metrics, confusion: 
         metric_values,
         render_clinical,
     )
+    from dermpipe.model.evaluation.gate import GateParams, bootstrap_bma
 
     test_table = pd.read_parquet(test.path)
     y_true = test_table["label_index"].to_numpy()
@@ -173,7 +174,10 @@ def run(raw: Dataset, model: Model, test: Dataset, metrics: Metrics, confusion: 
     clinical = load_clinical_dict(profile_dir)
     points = measure_points(clinical, y_true, probabilities) if clinical else []
     log_metrics(metrics, metric_values(points))
+    # the BMA interval travels with the deployed version (dermpipe.json): the monitor judges live BMA by it
+    bma = bootstrap_bma(y_true, probabilities.argmax(axis=1), GateParams())
     log_metrics(metrics, {**evaluation.headline(), "test_rows": len(test_table),
+                          "balanced_accuracy_lower": bma.lower, "balanced_accuracy_upper": bma.upper,
                           **({f"tta_{k}": v for k, v in tta_eval.headline().items()} if tta_eval else {}),
                           **{f"mel_sensitivity_at_{k[:-1]}_specificity": v
                              for k, v in evaluation.mel_sensitivity_at_specificity.items() if v is not None}})

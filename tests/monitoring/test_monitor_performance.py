@@ -1,0 +1,70 @@
+"""`dermpipe monitor` with fed-back labels: a per-version performance table (value, interval, n, test figure,
+verdict), performance_report.html and JSON, and --retrain firing on the performance trigger with drift absent."""
+
+import datetime as dt
+import json
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from dermpipe import config
+from dermpipe.cli.main import app
+from dermpipe.monitoring.features import feature_columns
+from dermpipe.monitoring.labels import Label, append_labels
+from dermpipe.monitoring.reference import PROFILE_FILE
+from dermpipe.monitoring.synthetic import labelled_traffic, write_prediction_log, write_version_figures
+
+PROMOTION = dt.datetime(2026, 11, 27, tzinfo=dt.UTC)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """Version 1 served 200 predictions as well as on test; version 2, after a promotion, 200 whose melanoma
+    sensitivity fell to about 0.5. Labels came back for 150 of each."""
+    root = tmp_path_factory.mktemp("perf")
+    steady, _ = labelled_traffic(400, seed=20)
+    for version in (1, 2):
+        folder = root / "registry" / config.MODEL_NAME / str(version)
+        write_version_figures(folder)
+        pd.DataFrame(steady)[feature_columns(5)].assign(split="val").to_parquet(folder / PROFILE_FILE, index=False)
+    first, first_labels = labelled_traffic(200, seed=21, sensitivity=0.97, model_version=1)
+    second, second_labels = labelled_traffic(200, seed=22, sensitivity=0.5, model_version=2, start=PROMOTION)
+    write_prediction_log(first + second, root / "log")
+    append_labels(str(root / "log"), config.MODEL_NAME, [Label(**x) for x in first_labels[:150] + second_labels[:150]])
+    return root
+
+
+def _monitor(served, out, *args):
+    return CliRunner().invoke(app, ["monitor", "--current", str(served / "log"), "--registry-root",
+                                    str(served / "registry"), "--out", str(out), "--n-bootstrap", "300", *args])
+
+
+def test_monitor_reports_each_version_and_retrains_on_the_performance_trigger(served, tmp_path):
+    result = _monitor(served, tmp_path, "--retrain", "--backend", "none", "--fail-on-drift", "--fail-on-drop")
+    assert result.exit_code == 4, result.output  # no drift (3 would win), performance dropped
+    assert "performance: DROP (version 1 no drop, version 2 drop)" in result.output
+    assert "version 2: 200 predictions, 150 labelled, 25.0% still without a label" in result.output
+    table = [line.split() for line in result.output.splitlines() if line.startswith(("1 ", "2 "))]
+    sens = {row[0]: row for row in table if row[1] == "melanoma_sensitivity"}
+    assert sens["2"][-1] == "drop" and sens["1"][-2:] == ["no", "drop"]
+    assert "trigger    performance dropped below the version's test figures" in result.output
+    summary = json.loads((tmp_path / "drift.json").read_text())
+    assert summary["drift_detected"] is False and summary["triggers"]["fired"] == ["performance"]
+    assert summary["retraining"]["backend"] == "none" and "performance" in summary["retraining"]["reason"]
+    versions = {v["version"]: v for v in json.loads((tmp_path / "performance.json").read_text())["versions"]}
+    bma = next(e for e in versions[2]["estimates"] if e["metric"] == "bma")
+    assert bma["n"] == 150 and bma["lower"] < bma["point"] < bma["upper"]
+    assert versions[2]["coverage"]["unlabelled_share"] == 0.25 and versions[2]["delays"]["result_days_median"] >= 3
+    page = (tmp_path / "performance_report.html").read_text()
+    assert "confusion matrix" in page and page.count("Evidently ClassificationPreset") == 2
+    assert page.count("<iframe srcdoc=") == 2  # Evidently's classification views of each version's labelled lines
+
+
+def test_a_window_before_the_promotion_sees_no_drop(served, tmp_path):
+    result = _monitor(served, tmp_path, "--until", PROMOTION.isoformat(), "--period", "D", "--fail-on-drop")
+    assert result.exit_code == 0, result.output
+    assert "performance: no drop (version 1 no drop)" in result.output
+    assert "trigger    none fired" in result.output
+    periods = json.loads((tmp_path / "performance.json").read_text())["versions"][0]["periods"]
+    assert sum(p["predictions"] for p in periods) == 200 and len(periods) >= 2
