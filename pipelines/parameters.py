@@ -67,6 +67,8 @@ PIPELINE_PARAMETERS: dict[str, tuple[Target, ...]] = {
     "val_size": (Target("split", SplitParams, "val_size"),),
     "split_seed": (Target("split", SplitParams, "seed"), Target("prepare", PrepareParams, "seed")),
     "folds": (Target("split", SplitParams, "folds"),),
+    "split_method": (Target("split", SplitParams, "method"),),
+    "benchmark_set": (Target("resolve_champion", ChampionParams, "benchmark_set"),),
     "shard_size_mb": (Target("prepare", PrepareParams, "shard_size_mb"),),
     "image_size": (Target("train", TrainParams, "image_size"), Target("prepare", PrepareParams, "image_size")),
     **_train("backbone", "weights", "batch_size", "epochs", "fine_tune_epochs", "fine_tune_layers", "learning_rate",

@@ -95,6 +95,13 @@ def resolve(benchmark_set: str, registry_root: str, model_name: str = config.MOD
     return benchmark_file(registry_root, model_name, name, int(version))
 
 
+def pin(benchmark_set: str, registry_root: str, model_name: str = config.MODEL_NAME) -> tuple[str, str]:
+    """(file URI, name@vN) of the benchmark `benchmark_set` names now, ('', '') for none: the resolver's outputs,
+    so that split and gate see a fixed version as parameter values (a newly frozen version changes them)."""
+    uri = resolve(benchmark_set, registry_root, model_name)
+    return (uri, load(uri).ref) if uri else ("", "")
+
+
 def from_test_split(test: pd.DataFrame, name: str, version: int, *, split_seed: int,
                     dataset_fingerprint: str = "") -> Benchmark:
     """A benchmark of the test split's groups (its `group_key` column, written by the split stage)."""
