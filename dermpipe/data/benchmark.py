@@ -17,10 +17,11 @@ from dataclasses import asdict, dataclass, field
 import pandas as pd
 
 from dermpipe import config, storage
+from dermpipe.data.params import BENCHMARK_REF, check_benchmark_set
 
 BENCHMARKS = "benchmarks"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_REF = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*?)(@v(?P<version>\d+))?$")
+_REF = re.compile(BENCHMARK_REF)
 
 
 @dataclass(frozen=True)
@@ -75,12 +76,11 @@ def load(uri: str) -> Benchmark:
 def resolve(benchmark_set: str, registry_root: str, model_name: str = config.MODEL_NAME) -> str:
     """The file a `benchmark_set` parameter names: '' (none) -> ''; a path or gs:// URI ending in .json -> itself;
     NAME@vN -> that version in the registry; NAME -> its latest version in the registry."""
+    check_benchmark_set(benchmark_set)
     spec = benchmark_set.strip()
     if not spec or spec.endswith(".json"):
         return spec
     match = _REF.match(spec)
-    if not match:
-        raise ValueError(f"benchmark_set={spec!r}: expected NAME, NAME@vN or the URI of a benchmark .json file")
     if not registry_root.strip():
         raise ValueError(f"benchmark_set={spec!r} names a benchmark in the registry, but registry_root is empty; "
                          f"set registry_root or give the benchmark's .json URI")

@@ -23,6 +23,19 @@ def check_choice(stage: str, name: str, value: str, allowed: tuple[str, ...]) ->
         raise ValueError(f"{stage} parameter {name}={value!r} is not supported; choose one of {list(allowed)}")
 
 
+# A frozen benchmark set by name (its latest version) or name@vN (dermpipe.data.benchmark); a .json URI otherwise.
+BENCHMARK_REF = r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*?)(@v(?P<version>\d+))?$"
+
+
+def check_benchmark_set(spec: str) -> None:
+    """'' (none), NAME, NAME@vN or the URI of a benchmark .json file."""
+    import re
+
+    spec = spec.strip()
+    if spec and not spec.endswith(".json") and not re.match(BENCHMARK_REF, spec):
+        raise ValueError(f"benchmark_set={spec!r}: expected NAME, NAME@vN or the URI of a benchmark .json file")
+
+
 def check_split_size(size: float) -> None:
     """A held-out fraction split can take: one fold of a k-fold with k = round(1/size) >= 2."""
     if not 0.0 < size < 0.5:

@@ -34,6 +34,11 @@ class ChampionParams:
     benchmark_set: str = param("", "frozen benchmark set the gate compares on: NAME (its latest version in the "
                                    "registry), NAME@vN, or a benchmark .json URI; empty: the whole test split")
 
+    def check(self) -> None:
+        from dermpipe.data.params import check_benchmark_set
+
+        check_benchmark_set(self.benchmark_set)
+
 
 @dataclass(frozen=True)
 class ChallengeParams:
