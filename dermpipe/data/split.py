@@ -120,8 +120,8 @@ def split_table(table: pd.DataFrame, *, test_size: float = 0.1, val_size: float 
     rest = np.flatnonzero(bucket != "test")
     if folds:
         table = table.assign(fold=-1)
-        table.loc[rest, "fold"] = (hash_folds(keys[rest], folds, seed) if method == "hash" and _check_fold_groups(
-            groups[rest], folds) else assign_folds(table["label"].to_numpy()[rest], groups[rest], folds, seed))
+        table.loc[rest, "fold"] = _folds(table["label"].to_numpy()[rest], groups[rest], keys[rest], folds, seed,
+                                         method)
     return Splits(*(table[bucket == name].reset_index(drop=True) for name in ("train", "val", "test")))
 
 
@@ -144,12 +144,25 @@ def _check_not_empty(bucket: np.ndarray, keys: np.ndarray) -> None:
                          f"to hold out the requested fractions by hashing; add data, or use method=stratified")
 
 
-def _check_fold_groups(groups: np.ndarray, folds: int) -> bool:
+def _check_fold_groups(groups: np.ndarray, folds: int) -> None:
     check_folds(folds)
     n_groups = len(np.unique(groups))
     if n_groups < folds:
         raise ValueError(f"only {n_groups} lesion groups outside the test split: too few for {folds} folds")
-    return True
+
+
+def _folds(labels: np.ndarray, groups: np.ndarray, keys: np.ndarray, folds: int, seed: int,
+           method: str) -> np.ndarray:
+    """Fold per train/val row: hashed from the group key (method hash) or stratified group k-fold."""
+    if method != "hash":
+        return assign_folds(labels, groups, folds, seed)
+    _check_fold_groups(groups, folds)
+    fold = hash_folds(keys, folds, seed)
+    empty = sorted(set(range(folds)) - set(fold.tolist()))
+    if empty:
+        raise ValueError(f"the hash split left fold(s) {empty} empty: only {len(np.unique(groups))} groups outside "
+                         f"the test split, too few for {folds} folds by hashing; use fewer folds or method=stratified")
+    return fold
 
 
 def assign_folds(labels: np.ndarray, groups: np.ndarray, folds: int, seed: int) -> np.ndarray:

@@ -153,6 +153,8 @@ def test_hash_folds_are_stable_and_grouped():
     folds_before = trainval.set_index("image")["fold"]
     folds_after = pd.concat([grown.train, grown.val]).set_index("image")["fold"]
     assert (folds_after.loc[folds_before.index] == folds_before).all()
+    with pytest.raises(ValueError, match=r"left fold\(s\) \[.*\] empty: only \d+ groups outside the test split"):
+        split_table(_table(n_lesions=30), seed=42, folds=20)
 
 
 @pytest.mark.parametrize("method", ["hash", "stratified"])
