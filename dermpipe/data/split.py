@@ -1,11 +1,11 @@
-"""split: train/val/test, stratified by label and grouped so one lesion (or one exact duplicate) never spans splits.
+"""split: train/val/test, grouped so one lesion (or one exact duplicate) never spans splits.
 
 Defaults are the seed notebook's: test 10 %, then validation 10 % of the rest, seed 42. Groups are the union of
 `lesion_id` and image content hash (images without lesion_id are their own group unless they duplicate another).
-Ratios are met to the nearest 1/k with a stratified group k-fold (scikit-learn's StratifiedGroupKFold algorithm,
-vectorised: see stratified_group_folds).
-With folds=k > 0 every train/val row also gets a `fold` in 0..k-1 (stratified, same groups) for cross-validation;
-test rows get fold -1 (the test split stays held out).
+With method "stratified", ratios are met to the nearest 1/k with a stratified group k-fold (scikit-learn's
+StratifiedGroupKFold algorithm, vectorised: see stratified_group_folds).
+With folds=k > 0 every train/val row also gets a `fold` in 0..k-1 (same groups) for cross-validation; test rows get
+fold -1 (the test split stays held out).
 Two methods: "hash" (the default: dermpipe.data.stable_split, each group's split from a hash of its key, so adding
 data never moves an existing group) and "stratified" (the stratified group k-fold above: class shares within a
 fraction of a point, but a group may change split whenever the data changes). Every row gets its `group_key`; with
