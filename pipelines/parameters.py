@@ -12,8 +12,8 @@ all four surfaces (dataclass, component, pipeline, `dermpipe run`).
 Naming rule: a pipeline parameter is named after its stage field. Where two stages have a field of the same name
 that takes *different* values, each gets its stage as a prefix: `split_seed` (split, and prepare, which shuffles its
 shards with the split's seed) and `train_seed`. A field whose bare name would be ambiguous among the pipeline's
-parameters is prefixed too: `train_cache` (the input cache, not the runner's task cache `--cache`), `train_quiet`
-and `explain_per_class`. Fields that carry *one* value to several stages keep one unprefixed name: `image_size`
+parameters is prefixed too: `train_cache` (the input cache, not the runner's task cache `--cache`), `train_quiet`,
+`explain_per_class` and `split_method`. Fields that carry *one* value to several stages keep one unprefixed name: `image_size`
 (prepare and train), `registry_root` and `model_name` (resolve-champion, gate and deploy).
 """
 

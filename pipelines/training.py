@@ -5,7 +5,8 @@ and deploy when blessed. Built with cross_validation=True, prepare -> train beco
 resolve-champion reads the registry's current version and hands its version and digest to the gate and deploy as
 parameters (so a changed champion re-runs the gate; an unchanged one keeps its cache hits, and evaluate, which
 depends on the model and data only, is reused either way). resolve-champion and deploy read or change external
-state, so they are never served from the cache, on any backend.
+state, so they are never served from the cache, on any backend. resolve-champion also pins `benchmark_set` to one
+frozen version (file and name@vN) for split, the gate and deploy, as parameter values too.
 
 One factory for every backend. Placement (GPU, CPU/memory, toleration, retries) is decided here, never in the
 stage logic; the local runner builds the same DAG without placement, since kfp.local ignores it.
