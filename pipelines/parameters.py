@@ -13,8 +13,8 @@ Naming rule: a pipeline parameter is named after its stage field. Where two stag
 that takes *different* values, each gets its stage as a prefix: `split_seed` (split, and prepare, which shuffles its
 shards with the split's seed) and `train_seed`. A field whose bare name would be ambiguous among the pipeline's
 parameters is prefixed too: `train_cache` (the input cache, not the runner's task cache `--cache`), `train_quiet`,
-`explain_per_class` and `split_method`. Fields that carry *one* value to several stages keep one unprefixed name: `image_size`
-(prepare and train), `registry_root` and `model_name` (resolve-champion, gate and deploy).
+`explain_per_class` and `split_method`. Fields that carry *one* value to several stages keep one unprefixed name:
+`image_size` (prepare and train), `registry_root` and `model_name` (resolve-champion, gate and deploy).
 """
 
 from __future__ import annotations

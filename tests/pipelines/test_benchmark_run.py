@@ -3,12 +3,14 @@ says so, and records the set with the version it deploys.
 
 Its own DERMPIPE_HOME and registry, so the shared runs' registry, cache and lineage store are untouched."""
 
+import json
 from pathlib import Path
 
 import pandas as pd
+from typer.testing import CliRunner
 
+from dermpipe.cli.main import app
 from dermpipe.config import MODEL_NAME
-from dermpipe.data.benchmark import freeze
 from dermpipe.deploy import registry
 from dermpipe.pipelines.local import run_local
 
@@ -22,7 +24,12 @@ def test_a_later_run_gates_on_the_frozen_benchmark_and_records_it(tiny, tmp_path
     assert registry.current_version(root, MODEL_NAME) == 1
     assert registry.read_record(root, MODEL_NAME, 1)["benchmark"] == ""
     first_test = pd.read_parquet(first.artifact("split", "test")["uri"])
-    uri, bench = freeze(first_test, "bench", root, MODEL_NAME, split_seed=42)
+    frozen = CliRunner().invoke(app, ["benchmark", "freeze", "bench", "--run", first.run_id, "--registry-root", root])
+    assert frozen.exit_code == 0, frozen.output
+    uri = str(Path(root) / MODEL_NAME / "benchmarks" / "bench" / "v1.json")
+    bench = json.loads(Path(uri).read_text())
+    assert bench["split_seed"] == 42 and bench["rows"] == len(first_test)
+    assert bench["dataset_fingerprint"] == first.artifact("ingest", "dataset")["metadata"]["manifest_sha256"]
 
     # a new model (another train seed) gated on the set; any drop allowed, so that it deploys and records the set
     second = run_local({**params, "benchmark_set": "bench", "train_seed": 7, "max_bma_drop": 1.0})
@@ -43,4 +50,3 @@ def test_a_later_run_gates_on_the_frozen_benchmark_and_records_it(tiny, tmp_path
     assert second.artifact("gate", "gate_metrics")["metadata"]["benchmark_rows"] == n
     assert second.artifact("deploy", "pushed")["metadata"]["action"] == "pushed"
     assert registry.read_record(root, MODEL_NAME, 2)["benchmark"] == "bench@v1"
-    assert bench.ref == "bench@v1"
