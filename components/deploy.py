@@ -12,7 +12,7 @@ def deploy(model: Input[Model], evaluation: Input[Metrics], pushed: Output[Model
            traffic_percentage: int = 100, vertex_machine_type: str = "n1-standard-4",
            vertex_serving_image: str = "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest",
            kserve_namespace: str = "default", kserve_service_account: str = "", canary_traffic_percent: int = 100,
-           champion_version: int = 0):
+           champion_version: int = 0, benchmark: str = ""):
     """Push a blessed model to the versioned registry (runs only under the pipeline's blessed condition), promote it
     if `champion_version` is still current, then serve it on the deploy target (local | vertex | kserve)."""
     from pathlib import Path
@@ -25,7 +25,7 @@ def deploy(model: Input[Model], evaluation: Input[Metrics], pushed: Output[Model
         gcp_region=gcp_region, vertex_endpoint=vertex_endpoint, traffic_percentage=traffic_percentage,
         vertex_machine_type=vertex_machine_type, vertex_serving_image=vertex_serving_image,
         kserve_namespace=kserve_namespace, kserve_service_account=kserve_service_account,
-        canary_traffic_percent=canary_traffic_percent, champion_version=champion_version)
+        canary_traffic_percent=canary_traffic_percent, champion_version=champion_version, benchmark=benchmark)
     run(model, evaluation, pushed, params.registry_root, params.model_name, params.deploy_target,
         Path(profile.path) if profile is not None else None, params.vertex(), params.kserve(),
-        champion_version=params.champion_version)
+        champion_version=params.champion_version, benchmark=params.benchmark)

@@ -8,11 +8,13 @@ from dermpipe.componentkit import stage_component
 @stage_component()
 def split(merged: Input[Dataset], train: Output[Dataset], val: Output[Dataset], test: Output[Dataset],
           stats: Output[Metrics], report: Output[Markdown], test_size: float = 0.1, val_size: float = 0.1,
-          seed: int = 42, folds: int = 0):
-    """Stratified, lesion-grouped, duplicate-aware train/val/test split (+ `fold` column when folds > 0)."""
+          seed: int = 42, folds: int = 0, method: str = "hash", benchmark_uri: str = ""):
+    """Lesion-grouped, duplicate-aware train/val/test split, by a stable hash of each group's key or stratified
+    (+ `fold` column when folds > 0); a frozen benchmark set's groups all go to test."""
     from dermpipe.data.params import SplitParams
     from dermpipe.data.split import run
 
-    params = SplitParams(test_size=test_size, val_size=val_size, seed=seed, folds=folds)
+    params = SplitParams(test_size=test_size, val_size=val_size, seed=seed, folds=folds, method=method,
+                         benchmark_uri=benchmark_uri)
     run(merged, train, val, test, stats, report, test_size=params.test_size, val_size=params.val_size,
-        seed=params.seed, folds=params.folds)
+        seed=params.seed, folds=params.folds, method=params.method, benchmark_uri=params.benchmark_uri)

@@ -12,9 +12,9 @@ all four surfaces (dataclass, component, pipeline, `dermpipe run`).
 Naming rule: a pipeline parameter is named after its stage field. Where two stages have a field of the same name
 that takes *different* values, each gets its stage as a prefix: `split_seed` (split, and prepare, which shuffles its
 shards with the split's seed) and `train_seed`. A field whose bare name would be ambiguous among the pipeline's
-parameters is prefixed too: `train_cache` (the input cache, not the runner's task cache `--cache`), `train_quiet`
-and `explain_per_class`. Fields that carry *one* value to several stages keep one unprefixed name: `image_size`
-(prepare and train), `registry_root` and `model_name` (resolve-champion, gate and deploy).
+parameters is prefixed too: `train_cache` (the input cache, not the runner's task cache `--cache`), `train_quiet`,
+`explain_per_class` and `split_method`. Fields that carry *one* value to several stages keep one unprefixed name:
+`image_size` (prepare and train), `registry_root` and `model_name` (resolve-champion, gate and deploy).
 """
 
 from __future__ import annotations
@@ -70,6 +70,7 @@ PIPELINE_PARAMETERS: dict[str, tuple[Target, ...]] = {
     "val_size": (Target("split", SplitParams, "val_size"),),
     "split_seed": (Target("split", SplitParams, "seed"), Target("prepare", PrepareParams, "seed")),
     "folds": (Target("split", SplitParams, "folds"),),
+    "split_method": (Target("split", SplitParams, "method"),),
     "shard_size_mb": (Target("prepare", PrepareParams, "shard_size_mb"),),
     "image_size": (Target("train", TrainParams, "image_size"), Target("prepare", PrepareParams, "image_size")),
     **_train("backbone", "weights", "batch_size", "epochs", "fine_tune_epochs", "fine_tune_layers", "learning_rate",
@@ -94,6 +95,7 @@ PIPELINE_PARAMETERS: dict[str, tuple[Target, ...]] = {
     "explain_per_class": (Target("explain", ExplainParams, "per_class"),),
     "registry_root": tuple(Target(stage, cls, "registry_root") for stage, cls in _REGISTRY),
     "model_name": tuple(Target(stage, cls, "model_name") for stage, cls in _REGISTRY),
+    "benchmark_set": (Target("resolve_champion", ChampionParams, "benchmark_set"),),
     "deploy_target": (Target("deploy", DeployParams, "deploy_target"),),
     "gcp_project": (Target("deploy", DeployParams, "gcp_project"),),
     "gcp_region": (Target("deploy", DeployParams, "gcp_region"),),

@@ -5,7 +5,8 @@ and deploy when blessed. Built with cross_validation=True, prepare -> train beco
 resolve-champion reads the registry's current version and hands its version and digest to the gate and deploy as
 parameters (so a changed champion re-runs the gate; an unchanged one keeps its cache hits, and evaluate, which
 depends on the model and data only, is reused either way). resolve-champion and deploy read or change external
-state, so they are never served from the cache, on any backend.
+state, so they are never served from the cache, on any backend. resolve-champion also pins `benchmark_set` to one
+frozen version (file and name@vN) for split, the gate and deploy, as parameter values too.
 
 One factory for every backend. Placement (GPU, CPU/memory, toleration, retries) is decided here, never in the
 stage logic; the local runner builds the same DAG without placement, since kfp.local ignores it.
@@ -49,6 +50,8 @@ def build_training_pipeline(placement: Placement | None = Placement(), *, cross_
         val_size: float = 0.1,
         split_seed: int = 42,
         folds: int = 0,
+        split_method: str = "hash",
+        benchmark_set: str = "",
         shard_size_mb: float = 150.0,
         backbone: str = "efficientnet_b0",
         weights: str = "none",
@@ -98,9 +101,12 @@ def build_training_pipeline(placement: Placement | None = Placement(), *, cross_
         ).set_display_name("ingest")
         merged = place_step(merge(raw=ingested.outputs["dataset"], invalid_images=invalid_images),
                              placement).set_display_name("merge")
+        champion = place_step(resolve_champion(registry_root=registry_root, model_name=model_name,
+                                               benchmark_set=benchmark_set), placement)
+        champion.set_display_name("resolve-champion").set_caching_options(False)
         splits = place_step(
             split(merged=merged.outputs["merged"], test_size=test_size, val_size=val_size, seed=split_seed,
-                  folds=folds), placement
+                  folds=folds, method=split_method, benchmark_uri=champion.outputs["benchmark_uri"]), placement
         ).set_display_name("split")
         train_params = dict(
             backbone=backbone, weights=weights, image_size=image_size, batch_size=batch_size, epochs=epochs,
@@ -141,15 +147,13 @@ def build_training_pipeline(placement: Placement | None = Placement(), *, cross_
                      test_split=splits.outputs["test"], profile=profiled.outputs["profile"], tta=tta),
             placement,
         ).set_display_name("evaluate")
-        champion = place_step(resolve_champion(registry_root=registry_root, model_name=model_name), placement)
-        champion.set_display_name("resolve-champion").set_caching_options(False)
         gated = place_step(
             gate(raw=ingested.outputs["dataset"], model=model, test_split=splits.outputs["test"],
                  train_split=splits.outputs["train"], predictions=evaluated.outputs["predictions"],
                  profile=profiled.outputs["profile"], min_balanced_accuracy=min_balanced_accuracy,
                  max_bma_drop=max_bma_drop, require_beat_baseline=require_beat_baseline,
                  registry_root=registry_root, model_name=model_name, champion_version=champion.outputs["version"],
-                 champion_digest=champion.outputs["digest"]),
+                 champion_digest=champion.outputs["digest"], benchmark=champion.outputs["benchmark"]),
             placement,
         ).set_display_name("gate")
         place_step(
@@ -163,7 +167,7 @@ def build_training_pipeline(placement: Placement | None = Placement(), *, cross_
                        profile=profiled.outputs["profile"], registry_root=registry_root, model_name=model_name,
                        deploy_target=deploy_target, gcp_project=gcp_project, gcp_region=gcp_region,
                        traffic_percentage=traffic_percentage, kserve_namespace=kserve_namespace,
-                       champion_version=champion.outputs["version"]),
+                       champion_version=champion.outputs["version"], benchmark=champion.outputs["benchmark"]),
                 placement,
             ).set_display_name("deploy").set_caching_options(False)
 

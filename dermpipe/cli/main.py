@@ -205,6 +205,9 @@ from dermpipe.cli import serve as cli_serve  # noqa: E402  (serve + models: depl
 
 app.command("serve")(cli_serve.serve)
 app.add_typer(cli_serve.models_app, name="models")
+from dermpipe.cli.benchmark import benchmark_app  # noqa: E402 (frozen benchmark sets, issue 20)
+
+app.add_typer(benchmark_app, name="benchmark")
 from dermpipe.cli.monitor import register as register_monitor  # noqa: E402 (after app exists)
 
 register_monitor(app)

@@ -13,12 +13,27 @@ from dermpipe.componentkit import param
 INVALID_IMAGES = ("drop", "fail")
 # How train evens out the classes (dermpipe.data.images reads its input with one of these).
 CLASS_BALANCES = ("weights", "oversample", "none")
+# How split assigns groups (dermpipe.data.split): by a stable hash of the group key, or stratified group k-fold.
+SPLIT_METHODS = ("hash", "stratified")
 
 
 def check_choice(stage: str, name: str, value: str, allowed: tuple[str, ...]) -> None:
     """`value` is one of `allowed`, else an error naming the stage's parameter and the choices."""
     if value not in allowed:
         raise ValueError(f"{stage} parameter {name}={value!r} is not supported; choose one of {list(allowed)}")
+
+
+# A frozen benchmark set by name (its latest version) or name@vN (dermpipe.data.benchmark); a .json URI otherwise.
+BENCHMARK_REF = r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*?)(@v(?P<version>\d+))?$"
+
+
+def check_benchmark_set(spec: str) -> None:
+    """'' (none), NAME, NAME@vN or the URI of a benchmark .json file."""
+    import re
+
+    spec = spec.strip()
+    if spec and not spec.endswith(".json") and not re.match(BENCHMARK_REF, spec):
+        raise ValueError(f"benchmark_set={spec!r}: expected NAME, NAME@vN or the URI of a benchmark .json file")
 
 
 def check_split_size(size: float) -> None:
@@ -84,8 +99,13 @@ class SplitParams:
     val_size: float = param(0.1, "fraction of lesions in the validation split")
     seed: int = param(42, "seed of the lesion-grouped split (prepare shuffles its shards with it too)")
     folds: int = param(0, "also assign k cross-validation folds to train+val (0: off)")
+    method: str = param("hash", "hash (a group's split never changes when data is added) | stratified (stratified "
+                                "group k-fold: closer class shares, but groups move when the data changes)")
+    benchmark_uri: str = param("", "the frozen benchmark set's JSON file, whose groups all go to test "
+                                   "(resolve-benchmark's output; empty: none)")
 
     def check(self) -> None:
+        check_choice("split", "method", self.method, SPLIT_METHODS)
         check_split_size(self.test_size)
         check_split_size(self.val_size)
         check_folds(self.folds)

@@ -1,11 +1,15 @@
-"""split: train/val/test, stratified by label and grouped so one lesion (or one exact duplicate) never spans splits.
+"""split: train/val/test, grouped so one lesion (or one exact duplicate) never spans splits.
 
 Defaults are the seed notebook's: test 10 %, then validation 10 % of the rest, seed 42. Groups are the union of
 `lesion_id` and image content hash (images without lesion_id are their own group unless they duplicate another).
-Ratios are met to the nearest 1/k with a stratified group k-fold (scikit-learn's StratifiedGroupKFold algorithm,
-vectorised: see stratified_group_folds).
-With folds=k > 0 every train/val row also gets a `fold` in 0..k-1 (stratified, same groups) for cross-validation;
-test rows get fold -1 (the test split stays held out).
+With method "stratified", ratios are met to the nearest 1/k with a stratified group k-fold (scikit-learn's
+StratifiedGroupKFold algorithm, vectorised: see stratified_group_folds).
+With folds=k > 0 every train/val row also gets a `fold` in 0..k-1 (same groups) for cross-validation; test rows get
+fold -1 (the test split stays held out).
+Two methods: "hash" (the default: dermpipe.data.stable_split, each group's split from a hash of its key, so adding
+data never moves an existing group) and "stratified" (the stratified group k-fold above: class shares within a
+fraction of a point, but a group may change split whenever the data changes). Every row gets its `group_key`; with
+a frozen benchmark set (dermpipe.data.benchmark) every benchmark group present goes to test, marked `in_benchmark`.
 """
 
 from dataclasses import dataclass
@@ -15,7 +19,8 @@ import pandas as pd
 from kfp.dsl import Dataset, Markdown, Metrics
 
 from dermpipe import config
-from dermpipe.data.params import check_folds, check_split_size
+from dermpipe.data.params import SPLIT_METHODS, check_choice, check_folds, check_split_size
+from dermpipe.data.stable_split import group_keys, hash_buckets, hash_folds, in_benchmark
 
 
 @dataclass
@@ -96,29 +101,73 @@ def _holdout(labels: np.ndarray, groups: np.ndarray, size: float, seed: int) -> 
 
 
 def split_table(table: pd.DataFrame, *, test_size: float = 0.1, val_size: float = 0.1, seed: int = 42,
-                folds: int = 0) -> Splits:
-    """Leakage-free stratified train/val/test split of the merged table (plus a `fold` column when folds > 0)."""
+                folds: int = 0, method: str = "hash", benchmark: frozenset[str] = frozenset()) -> Splits:
+    """Leakage-free train/val/test split of the merged table (plus a `fold` column when folds > 0); `benchmark`:
+    the group keys of a frozen benchmark set, whose groups all go to test."""
+    check_choice("split", "method", method, SPLIT_METHODS)
+    check_split_size(test_size)
+    check_split_size(val_size)
     table = table.reset_index(drop=True)
     groups = leakage_groups(table)
-    labels = table["label"].to_numpy()
-    rest, test = _holdout(labels, groups, test_size, seed)
-    train, val = _holdout(labels[rest], groups[rest], val_size, seed)
+    keys = group_keys(table, groups)
+    forced = in_benchmark(table, keys, groups, set(benchmark))
+    table = table.assign(group_key=keys, in_benchmark=forced)
+    if method == "hash":
+        bucket = hash_buckets(keys, test_size=test_size, val_size=val_size, seed=seed, forced_test=forced)
+        _check_not_empty(bucket, keys)
+    else:
+        bucket = _stratified_buckets(table["label"].to_numpy(), groups, forced, test_size, val_size, seed)
+    rest = np.flatnonzero(bucket != "test")
     if folds:
         table = table.assign(fold=-1)
-        table.loc[rest, "fold"] = assign_folds(labels[rest], groups[rest], folds, seed)
-    return Splits(
-        train=table.iloc[rest[train]].reset_index(drop=True),
-        val=table.iloc[rest[val]].reset_index(drop=True),
-        test=table.iloc[test].reset_index(drop=True),
-    )
+        table.loc[rest, "fold"] = _folds(table["label"].to_numpy()[rest], groups[rest], keys[rest], folds, seed,
+                                         method)
+    return Splits(*(table[bucket == name].reset_index(drop=True) for name in ("train", "val", "test")))
 
 
-def assign_folds(labels: np.ndarray, groups: np.ndarray, folds: int, seed: int) -> np.ndarray:
-    """Fold index (0..folds-1) per row, stratified by label, never splitting a group."""
+def _stratified_buckets(labels: np.ndarray, groups: np.ndarray, forced: np.ndarray, test_size: float,
+                        val_size: float, seed: int) -> np.ndarray:
+    """The stratified group k-fold split of the rows outside the benchmark; benchmark rows go to test."""
+    bucket = np.full(len(labels), "test", dtype=object)
+    free = np.flatnonzero(~forced)
+    rest, _ = _holdout(labels[free], groups[free], test_size, seed)
+    train, val = _holdout(labels[free][rest], groups[free][rest], val_size, seed)
+    bucket[free[rest[train]]] = "train"
+    bucket[free[rest[val]]] = "val"
+    return bucket
+
+
+def _check_not_empty(bucket: np.ndarray, keys: np.ndarray) -> None:
+    empty = [name for name in ("train", "val", "test") if not (bucket == name).any()]
+    if empty:
+        raise ValueError(f"the hash split left {' and '.join(empty)} empty: only {len(set(keys))} groups, too few "
+                         f"to hold out the requested fractions by hashing; add data, or use method=stratified")
+
+
+def _check_fold_groups(groups: np.ndarray, folds: int) -> None:
     check_folds(folds)
     n_groups = len(np.unique(groups))
     if n_groups < folds:
         raise ValueError(f"only {n_groups} lesion groups outside the test split: too few for {folds} folds")
+
+
+def _folds(labels: np.ndarray, groups: np.ndarray, keys: np.ndarray, folds: int, seed: int,
+           method: str) -> np.ndarray:
+    """Fold per train/val row: hashed from the group key (method hash) or stratified group k-fold."""
+    if method != "hash":
+        return assign_folds(labels, groups, folds, seed)
+    _check_fold_groups(groups, folds)
+    fold = hash_folds(keys, folds, seed)
+    empty = sorted(set(range(folds)) - set(fold.tolist()))
+    if empty:
+        raise ValueError(f"the hash split left fold(s) {empty} empty: only {len(np.unique(groups))} groups outside "
+                         f"the test split, too few for {folds} folds by hashing; use fewer folds or method=stratified")
+    return fold
+
+
+def assign_folds(labels: np.ndarray, groups: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """Fold index (0..folds-1) per row, stratified by label, never splitting a group."""
+    _check_fold_groups(groups, folds)
     return stratified_group_folds(labels, groups, folds, seed)
 
 
@@ -159,7 +208,7 @@ def split_summary(splits: Splits) -> dict[str, float]:
     return summary
 
 
-def render_report(splits: Splits, params: dict[str, object]) -> str:
+def render_report(splits: Splits, params: dict[str, object], bench: dict[str, object] | None = None) -> str:
     """Markdown split report: sizes, per-split class counts and shares against the overall share, folds."""
     shares, summary = class_shares(splits), split_summary(splits)
     lines = ["# Split report", "", "Parameters: " + ", ".join(f"{k}={v}" for k, v in params.items()), "",
@@ -173,22 +222,51 @@ def render_report(splits: Splits, params: dict[str, object]) -> str:
                  for n in ("all", "train", "val", "test")]
         lines.append(f"| {cls} | " + " | ".join(cells) + " |")
     lines += ["", "No lesion_id and no exact duplicate (same sha256) appears in two splits: they are grouped "
-              "before splitting. Deviations above 1 pt come from large lesion groups in rare classes."]
+              "before splitting. " + _METHOD_NOTES.get(str(params.get("method", "stratified")), "")]
+    if bench and bench.get("benchmark"):
+        lines += ["", f"Frozen benchmark set **{bench['benchmark']}**: {bench['benchmark_rows']} rows of "
+                  f"{bench['benchmark_groups'] - bench['benchmark_groups_absent']} of its {bench['benchmark_groups']} "
+                  f"groups are in this data, all in test (`in_benchmark`); {bench['benchmark_groups_absent']} of "
+                  f"its groups are not in this data."]
     if "folds" in summary:
         lines += ["", "## Cross-validation folds (train + val)", "", "| fold | rows |", "|---:|---:|"]
         lines += [f"| {k} | {int(summary[f'fold_{k}_rows'])} |" for k in range(int(summary["folds"]))]
     return "\n".join(lines) + "\n"
 
 
+_METHOD_NOTES = {
+    "hash": "Method hash: each group's split comes from a hash of its key and the seed, so adding data never "
+            "moves an existing group; class shares deviate from the overall shares by sampling noise only.",
+    "stratified": "Method stratified: deviations above 1 pt come from large lesion groups in rare classes; "
+                  "groups may change split when the data changes.",
+}
+
+
+def benchmark_summary(splits: Splits, bench) -> dict[str, object]:
+    """How much of the benchmark set the data holds: groups and rows present (all in test), groups absent."""
+    from dermpipe.data.stable_split import row_keys
+
+    rows = splits.test[splits.test["in_benchmark"]]
+    present = set(rows["group_key"].astype(str)).union(*(set(c.dropna()) for _, c in row_keys(rows).items()))
+    absent = len(set(bench.groups) - present)
+    return {"benchmark": bench.ref, "benchmark_rows": int(splits.test["in_benchmark"].sum()),
+            "benchmark_groups": len(bench.groups), "benchmark_groups_absent": absent}
+
+
 def run(merged: Dataset, train: Dataset, val: Dataset, test: Dataset, stats: Metrics, report: Markdown,
-        test_size: float, val_size: float, seed: int, folds: int = 0) -> None:
+        test_size: float, val_size: float, seed: int, folds: int = 0, method: str = "hash",
+        benchmark_uri: str = "") -> None:
     from pathlib import Path
 
+    from dermpipe.data.benchmark import load
     from dermpipe.lineage.artifacts import annotate, log_metrics
 
     table = pd.read_parquet(merged.path)
-    splits = split_table(table, test_size=test_size, val_size=val_size, seed=seed, folds=folds)
-    params = {"test_size": test_size, "val_size": val_size, "seed": seed, "folds": folds}
+    bench = load(benchmark_uri) if benchmark_uri.strip() else None
+    splits = split_table(table, test_size=test_size, val_size=val_size, seed=seed, folds=folds, method=method,
+                         benchmark=frozenset(bench.groups) if bench else frozenset())
+    params = {"test_size": test_size, "val_size": val_size, "seed": seed, "folds": folds, "method": method}
+    extra = benchmark_summary(splits, bench) if bench else {"benchmark": ""}
     for name, artifact in (("train", train), ("val", val), ("test", test)):
         part = getattr(splits, name)
         part.to_parquet(artifact.path, index=False)
@@ -196,8 +274,8 @@ def run(merged: Dataset, train: Dataset, val: Dataset, test: Dataset, stats: Met
             "split": name, "rows": len(part), "format": "parquet",
             "dataset_uri": merged.metadata.get("dataset_uri", ""),
             "class_counts": {c: int((part["label"] == c).sum()) for c in config.CLASSES},
-            "params": params,
+            "params": params, "benchmark": extra["benchmark"], "benchmark_uri": benchmark_uri,
         })
     Path(report.path).parent.mkdir(parents=True, exist_ok=True)
-    Path(report.path).write_text(render_report(splits, params))
-    log_metrics(stats, split_summary(splits))
+    Path(report.path).write_text(render_report(splits, params, extra))
+    log_metrics(stats, {**split_summary(splits), **{k: v for k, v in extra.items() if k != "benchmark"}})

@@ -7,6 +7,8 @@ named, by version and digest: parameters, so a changed champion re-runs this tas
 and the baseline's (a logistic regression on the profile's image statistics, fitted on the train split). When the
 champion is this very model (same digest, as on a re-run after deploying it), its predictions are the challenger's
 and no second inference runs.
+With a frozen benchmark set (params.benchmark, name@vN) every comparison runs on the test rows of that set only
+(`in_benchmark`, marked by split), so releases are compared on the same images; the decision names the set.
 """
 
 import tempfile
@@ -87,6 +89,37 @@ def champion_predictions(model_dir: Path, raw: Path, test_table: pd.DataFrame, c
     return predict_table(champion, test_table, raw, model_image_size(champion)).argmax(axis=1)
 
 
+def benchmark_mask(test_table: pd.DataFrame, benchmark: str) -> tuple[np.ndarray, str]:
+    """(rows to compare on, what was done): the benchmark set's rows, or every test row when no set is named."""
+    if not benchmark:
+        return np.ones(len(test_table), dtype=bool), (f"compared on the whole test split ({len(test_table)} images; "
+                                                      f"no frozen benchmark set named)")
+    if "in_benchmark" not in test_table:
+        raise ValueError(f"gate: benchmark {benchmark} was named, but the test split has no in_benchmark column; "
+                         f"re-run the split stage with this version of dermpipe")
+    mask = test_table["in_benchmark"].to_numpy(dtype=bool)
+    if not mask.any():
+        raise ValueError(f"gate: none of the frozen benchmark set {benchmark}'s groups is in this data set; the "
+                         f"gate cannot compare on it. Name another benchmark_set (or none), or freeze a new one")
+    return mask, (f"compared on frozen benchmark set {benchmark}: {int(mask.sum())} of the {len(test_table)} test "
+                  f"images")
+
+
+def champion_benchmark_note(params: ChallengeParams) -> str | None:
+    """A warning when the champion was gated on another benchmark set than this comparison uses, else None."""
+    from dermpipe.deploy.registry import read_record
+
+    if not params.champion_version or not params.registry_root.strip():
+        return None
+    theirs = str(read_record(params.registry_root, params.model_name, params.champion_version).get("benchmark", ""))
+    if theirs == params.benchmark:
+        return None
+    whole = "the whole test split (no benchmark set)"
+    return (f"NOTE: champion version {params.champion_version} was gated on {theirs or whole}, this gate on "
+            f"{params.benchmark or whole}; both models are scored on the same images here. If the champion trained "
+            f"on some of them, its score is optimistic, which makes the gate stricter for the challenger, never laxer")
+
+
 def run(raw: Dataset, model: Model, test: Dataset, train: Dataset, predictions: Dataset, profile_dir: Path | None,
         decision_md: Markdown, gate_metrics: Metrics, params: ChallengeParams) -> bool:
     from dermpipe.lineage.artifacts import annotate, log_metrics
@@ -97,18 +130,27 @@ def run(raw: Dataset, model: Model, test: Dataset, train: Dataset, predictions: 
     if list(predicted["image"]) != list(test_table["image"]):
         raise ValueError(f"gate: {predictions.uri} does not list the test split's images in order "
                          f"({len(predicted)} predictions, {len(test_table)} test rows); re-run evaluate")
+    mask, benchmark_note = benchmark_mask(test_table, params.benchmark)
+    test_table = test_table[mask].reset_index(drop=True)
     y_true = test_table["label_index"].to_numpy()
-    challenger_pred = predicted["predicted_index"].to_numpy()
+    challenger_pred = predicted["predicted_index"].to_numpy()[mask]
     champion_pred = champion_predictions(Path(model.path), Path(raw.path), test_table, challenger_pred, params)
     baseline_pred, baseline_note = baseline_predictions(profile_dir, pd.read_parquet(train.path), test_table)
     decision = decide(y_true, challenger_pred, params.gate, champion_pred=champion_pred,
                       champion_version=str(params.champion_version), baseline_pred=baseline_pred,
                       operating_point=default_operating_point(profile_dir))
-    decision.reasons.insert(0, baseline_note)
+    mismatch = champion_benchmark_note(params)
+    decision.reasons[:0] = [benchmark_note, *([mismatch] if mismatch else []), baseline_note]
     Path(decision_md.path).write_text(decision.markdown())
     annotate(decision_md, {**decision.metadata(), "reasons": decision.reasons, "conditions": decision.conditions,
-                           "champion_version": params.champion_version})
+                           "champion_version": params.champion_version, "benchmark": params.benchmark})
     log_metrics(gate_metrics, {**decision.metadata(), "blessed": int(decision.blessed),
-                               "champion_version": params.champion_version})
-    print(f"gate: {'blessed' if decision.blessed else 'NOT blessed'}; " + "; ".join(decision.reasons[1:]), flush=True)
+                               "champion_version": params.champion_version, "benchmark_rows": int(mask.sum()),
+                               "benchmark_version": _version_of(params.benchmark)})
+    print(f"gate: {'blessed' if decision.blessed else 'NOT blessed'}; " + "; ".join(decision.reasons), flush=True)
     return decision.blessed
+
+
+def _version_of(ref: str) -> int:
+    """N of name@vN (0: no benchmark set), a number for the gate's Metrics."""
+    return int(ref.rsplit("@v", 1)[1]) if "@v" in ref else 0

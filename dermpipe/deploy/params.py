@@ -31,6 +31,13 @@ def model_name_field() -> Any:
 class ChampionParams:
     registry_root: str = registry_root_field()
     model_name: str = model_name_field()
+    benchmark_set: str = param("", "frozen benchmark set the gate compares on: NAME (its latest version in the "
+                                   "registry), NAME@vN, or a benchmark .json URI; empty: the whole test split")
+
+    def check(self) -> None:
+        from dermpipe.data.params import check_benchmark_set
+
+        check_benchmark_set(self.benchmark_set)
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,8 @@ class ChallengeParams:
     model_name: str = model_name_field()
     champion_version: int = param(0, "the current champion's version (resolve-champion's output; 0: none)")
     champion_digest: str = param("", "the current champion's model digest (resolve-champion's output)")
+    benchmark: str = param("", "the frozen benchmark set (name@vN) to compare on (resolve-champion's output; "
+                               "empty: the whole test split)")
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,7 @@ class DeployParams:
     kserve_service_account: str = param("", "service account of the KServe predictor (reads the registry)")
     canary_traffic_percent: int = param(100, "share of the KServe traffic the new version gets")
     champion_version: int = param(0, "the champion resolve-champion read; deploy promotes only if still current")
+    benchmark: str = param("", "the frozen benchmark set (name@vN) the gate compared on, recorded with the version")
 
     def vertex(self) -> VertexSettings:
         from dermpipe.deploy.cloud_targets import VertexSettings

@@ -141,9 +141,10 @@ def publish(model_dir: Path, registry_root: str, model_name: str, record: dict[s
 def run(model: Model, evaluation: Metrics, pushed: Model, registry_root: str, model_name: str,
         deploy_target: str = "local", profile_dir: Path | None = None,
         vertex: cloud_targets.VertexSettings | None = None, kserve: dict | None = None,
-        clients: dict | None = None, champion_version: int = 0) -> dict[str, object]:
+        clients: dict | None = None, champion_version: int = 0, benchmark: str = "") -> dict[str, object]:
     """Publish, then deploy the promoted version to the target; `clients` ({"aiplatform": ...,
-    "kubernetes": CustomObjectsApi}) for tests."""
+    "kubernetes": CustomObjectsApi}) for tests. `benchmark`: the frozen benchmark set (name@vN) the gate compared on,
+    kept in the version's dermpipe.json so that the next gate can say when it compares on another one."""
     from dermpipe.lineage.artifacts import annotate
 
     clients = clients or {}
@@ -152,7 +153,8 @@ def run(model: Model, evaluation: Metrics, pushed: Model, registry_root: str, mo
                          "gs://bucket/prefix where model versions are kept")
     cloud_targets.check_target(deploy_target, registry_root)
     record = {"model_name": model_name, "source_model_uri": model.uri, "training": dict(model.metadata),
-              "evaluation_uri": evaluation.uri, "evaluation": dict(evaluation.metadata), "target": deploy_target}
+              "evaluation_uri": evaluation.uri, "evaluation": dict(evaluation.metadata), "target": deploy_target,
+              "benchmark": benchmark}
     result = publish(Path(model.path), registry_root, model_name, record, profile_dir, champion_version)
     print(f"deploy: {model_name} {result['message']}", flush=True)
     if deploy_target == "vertex" and result["promoted"]:  # an unchanged model is already on its endpoint

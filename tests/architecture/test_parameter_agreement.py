@@ -40,7 +40,7 @@ COMPONENTS = {c.name.replace("-", "_"): c.python_func for c in
 # Component parameters that are no pipeline parameter, and why; their dataclass defaults are checked all the same.
 COMPONENT_ONLY = {
     ("gate", "champion_version"), ("gate", "champion_digest"),  # resolve-champion's outputs, not user input
-    ("deploy", "champion_version"),
+    ("deploy", "champion_version"), ("split", "benchmark_uri"), ("gate", "benchmark"), ("deploy", "benchmark"),
     ("profile", "n_components"),  # the drift profile's PCA size, left at its default by the pipeline
     # deploy settings the pipeline leaves at their defaults (a cloud deployment sets them in the component's spec)
     ("deploy", "vertex_endpoint"), ("deploy", "vertex_machine_type"), ("deploy", "vertex_serving_image"),
@@ -128,10 +128,11 @@ def test_every_component_parameter_is_a_pipeline_parameter_or_listed():
 
 
 def test_component_only_parameters_match_their_dataclass():
+    from dermpipe.data.params import SplitParams
     from dermpipe.deploy.params import ChallengeParams, DeployParams
     from dermpipe.model.evaluation.params import ProfileParams
 
-    classes = {"gate": ChallengeParams, "deploy": DeployParams, "profile": ProfileParams}
+    classes = {"gate": ChallengeParams, "deploy": DeployParams, "profile": ProfileParams, "split": SplitParams}
     for stage, name in sorted(COMPONENT_ONLY):
         spec = field_spec(Target(stage, classes[stage], name))
         assert _compare(f"{stage}({name})", (spec.type, spec.default),

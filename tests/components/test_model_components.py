@@ -79,3 +79,22 @@ def test_evaluate_reports_the_profiles_operating_points_measured_on_test(trained
     measured = {p["name"]: p for p in report.metadata["operating_points"]}
     assert measured["refer_none"]["test"]["sensitivity"] == 0.0 and measured["refer_none"]["short"] is True
     assert measured["refer_all"]["test"]["n"] == parts["test"].metadata["rows"]
+
+
+def test_evaluate_component_scores_the_benchmark_rows_beside_the_whole_split(trained):
+    import pandas as pd
+
+    raw, parts, model, _, tmp = trained
+    test = pd.read_parquet(parts["test"].path)
+    test = test.assign(in_benchmark=[i % 2 == 0 for i in range(len(test))])
+    marked = make_artifact(Dataset, tmp, "test-with-benchmark")
+    test.to_parquet(marked.path)
+    marked.metadata["benchmark"] = "release@v3"
+    metrics, predictions = make_artifact(Metrics, tmp, "metrics-b"), make_artifact(Dataset, tmp, "predictions-b")
+    evaluate.python_func(raw=raw, model=model, test_split=marked, metrics=metrics,
+                         confusion=make_artifact(ClassificationMetrics, tmp, "cm-b"),
+                         report=make_artifact(HTML, tmp, "report-b"), predictions=predictions, tta=False)
+    assert metrics.metadata["benchmark_rows"] == int(test["in_benchmark"].sum())
+    assert metrics.metadata["test_rows"] == len(test)
+    assert 0.0 <= metrics.metadata["benchmark_balanced_accuracy"] <= 1.0
+    assert predictions.metadata["benchmark"] == "release@v3"

@@ -49,6 +49,8 @@ def test_split_is_deterministic_and_seeded():
 
 def test_too_few_groups_is_a_clear_error():
     with pytest.raises(ValueError, match="too few to hold out"):
+        split_table(_table(n_lesions=5), test_size=0.1, method="stratified")
+    with pytest.raises(ValueError, match="left .*empty: only 5 groups, too few to hold out"):
         split_table(_table(n_lesions=5), test_size=0.1)
     with pytest.raises(ValueError, match="out of range"):
         split_table(_table(), test_size=0.7)
@@ -108,3 +110,65 @@ def test_vectorised_folds_match_sklearn_quality():
         theirs[test] = k
     assert worst_deviation(ours) <= worst_deviation(theirs) + 0.005
     assert np.bincount(ours).min() > 0.8 * len(labels) / 5
+
+
+def _new_lesions(n_lesions: int, seed: int) -> pd.DataFrame:
+    """New lesions with new images (no name, lesion or content hash shared with _table's)."""
+    fresh = _table(n_lesions=n_lesions, seed=seed)
+    return fresh.assign(**{c: "N" + fresh[c] for c in ("image", "lesion_id", "sha256")})
+
+
+def test_group_keys_prefer_lesion_then_patient_then_content_hash():
+    from dermpipe.data.stable_split import group_keys
+
+    table = pd.DataFrame({
+        "image": ["a", "b", "c", "d", "e", "f"],
+        "lesion_id": ["L2", "L1", None, None, None, None],
+        "patient_id": ["P1", "P1", "P1", "P9", None, None],
+        "sha256": ["h1", "h2", "h1", "h4", "h5", ""],
+    })
+    keys = group_keys(table, leakage_groups(table))
+    # c duplicates a (h1): one group, named by its lesion; d has only a patient; e only a hash; f only its name
+    assert keys.tolist() == ["lesion:L2", "lesion:L1", "lesion:L2", "patient:P9", "sha256:h5", "image:f"]
+
+
+def test_hash_split_keeps_every_group_when_rows_are_added_or_reordered():
+    table = _table(n_lesions=120)
+    before = split_table(table, seed=5)
+    grown = pd.concat([table, _new_lesions(40, seed=1)])
+    after = split_table(grown.sample(frac=1, random_state=3), seed=5)
+    for name in ("train", "val", "test"):
+        old = set(getattr(before, name)["lesion_id"])
+        assert old <= set(getattr(after, name)["lesion_id"]), name
+    assert split_table(table, seed=6).test["lesion_id"].tolist() != before.test["lesion_id"].tolist()
+
+
+def test_hash_folds_are_stable_and_grouped():
+    table = _table(n_lesions=150)
+    splits = split_table(table, seed=42, folds=4)
+    trainval = pd.concat([splits.train, splits.val])
+    assert set(trainval["fold"]) == {0, 1, 2, 3} and set(splits.test["fold"]) == {-1}
+    assert trainval.groupby("lesion_id")["fold"].nunique().max() == 1
+    grown = split_table(pd.concat([table, _new_lesions(20, seed=2)]), seed=42, folds=4)
+    folds_before = trainval.set_index("image")["fold"]
+    folds_after = pd.concat([grown.train, grown.val]).set_index("image")["fold"]
+    assert (folds_after.loc[folds_before.index] == folds_before).all()
+    with pytest.raises(ValueError, match=r"left fold\(s\) \[.*\] empty: only \d+ groups outside the test split"):
+        split_table(_table(n_lesions=30), seed=42, folds=20)
+
+
+@pytest.mark.parametrize("method", ["hash", "stratified"])
+def test_benchmark_groups_always_go_to_test(method):
+    table = _table(n_lesions=90)
+    plain = split_table(table, seed=42, method=method)
+    chosen = {"lesion:" + lesion for lesion in plain.train["lesion_id"].unique()[:5]} | {"sha256:h80_1"}
+    splits = split_table(table, seed=42, method=method, benchmark=frozenset(chosen))
+    marked = splits.test[splits.test["in_benchmark"]]
+    assert set("lesion:" + marked["lesion_id"]) == chosen - {"sha256:h80_1"} | {"lesion:L80"}  # h80_1 is L80's
+    assert len(marked) == 6 * 3 and not splits.train["in_benchmark"].any() and not splits.val["in_benchmark"].any()
+    assert set(splits.test["group_key"]) >= set(plain.test["group_key"]) or method == "stratified"
+
+
+def test_unknown_method_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"split parameter method='random' is not supported"):
+        split_table(_table(), method="random")

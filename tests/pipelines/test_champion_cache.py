@@ -35,7 +35,8 @@ def test_a_changed_champion_re_runs_the_gate_and_an_unchanged_one_does_not(tiny,
     params = {**tiny, "min_balanced_accuracy": 0.0, "registry_root": root}
     first = run_local(params)  # no champion yet: the model becomes version 1
     assert first.status == "succeeded", first.error
-    assert first.tasks["resolve-champion"].outputs == {"version": 0, "digest": ""}
+    assert first.tasks["resolve-champion"].outputs == {"version": 0, "digest": "", "benchmark_uri": "",
+                                                       "benchmark": ""}
     assert first.artifact("deploy", "pushed")["metadata"]["action"] == "pushed"
     assert registry.current_version(root, MODEL_NAME) == 1
 

@@ -29,7 +29,7 @@ def test_dag_has_every_stage_and_the_data_edges(compiled):
     assert "condition-1" in tasks
     deps = {name: set(task.get("dependentTasks", [])) for name, task in tasks.items()}
     assert deps["merge"] == {"ingest"}
-    assert deps["split"] == {"merge"}
+    assert deps["split"] == {"merge", "resolve-champion"}  # the pinned benchmark set comes in as a parameter
     assert deps["prepare"] == {"ingest", "split"}
     assert deps["train"] == {"ingest", "split", "prepare"}  # reads the shards
     assert deps["evaluate"] == {"ingest", "split", "train", "profile"}  # profile: the operating points it reports

@@ -39,6 +39,9 @@ def test_the_default_parameters_and_the_real_sample_pass(isic_sample):
                                       f"{list(BACKBONES)}"),
     ({"test_size": 0.6}, "split: split size 0.6 is out of range; expected a fraction in (0, 0.5)"),
     ({"folds": 1}, "split: folds=1: expected 0 (no cross-validation folds) or at least 2"),
+    ({"split_method": "random"}, "split: split parameter method='random' is not supported; choose one of "
+                                 "['hash', 'stratified']"),
+    ({"benchmark_set": "isic@1"}, "resolve_champion: benchmark_set='isic@1': expected NAME, NAME@vN or the URI"),
     ({"image_size": 2}, "prepare: image_size=2: expected the training resolution in pixels (e.g. 224)"),
     ({"shard_size_mb": 0.0}, "prepare: shard size must be positive, got 0.0 bytes"),
     ({"batch_size": 0}, "train: train parameter batch_size=0: expected at least 1"),

@@ -156,6 +156,18 @@ def _predict(model: Model, raw: Dataset, test_table: pd.DataFrame,
     return probabilities, evaluation, tta_eval
 
 
+def benchmark_headline(test_table: pd.DataFrame, probabilities: np.ndarray) -> dict[str, float]:
+    """Rows and BMA of the frozen benchmark set's test rows (`in_benchmark`, marked by split); {} without a set.
+    The gate compares champion and challenger on these rows; this is the same figure, beside the whole split's."""
+    from dermpipe.model.evaluation.metrics import evaluate_predictions
+
+    if "in_benchmark" not in test_table or not test_table["in_benchmark"].any():
+        return {}
+    mask = test_table["in_benchmark"].to_numpy(dtype=bool)
+    found = evaluate_predictions(test_table["label_index"].to_numpy()[mask], probabilities[mask], config.CLASSES)
+    return {"benchmark_rows": int(mask.sum()), "benchmark_balanced_accuracy": found.headline()["balanced_accuracy"]}
+
+
 def run(raw: Dataset, model: Model, test: Dataset, metrics: Metrics, confusion: ClassificationMetrics,
         report: HTML, predictions: Dataset, *, tta: bool = True, profile_dir: Path | None = None) -> None:
     from dermpipe.lineage.artifacts import annotate, log_metrics, write_metadata_file
@@ -178,6 +190,7 @@ def run(raw: Dataset, model: Model, test: Dataset, metrics: Metrics, confusion: 
     bma = bootstrap_bma(y_true, probabilities.argmax(axis=1), GateParams())
     log_metrics(metrics, {**evaluation.headline(), "test_rows": len(test_table),
                           "balanced_accuracy_lower": bma.lower, "balanced_accuracy_upper": bma.upper,
+                          **benchmark_headline(test_table, probabilities),
                           **({f"tta_{k}": v for k, v in tta_eval.headline().items()} if tta_eval else {}),
                           **{f"mel_sensitivity_at_{k[:-1]}_specificity": v
                              for k, v in evaluation.mel_sensitivity_at_specificity.items() if v is not None}})
@@ -189,7 +202,9 @@ def run(raw: Dataset, model: Model, test: Dataset, metrics: Metrics, confusion: 
                                                probabilities=probabilities, sliced=sliced, tta=tta_eval,
                                                clinical_html=render_clinical(clinical, points)))
     predictions_frame(test_table, probabilities).to_parquet(predictions.path, index=False)
-    annotate(predictions, {"rows": len(test_table), "model_uri": model.uri, "format": "parquet"})
-    annotate(report, {"absent_classes": evaluation.absent_classes, "slices": sliced,
+    benchmark = str(test.metadata.get("benchmark", ""))  # name@vN, annotated by split ('' without a set)
+    annotate(predictions, {"rows": len(test_table), "model_uri": model.uri, "format": "parquet",
+                           "benchmark": benchmark})
+    annotate(report, {"absent_classes": evaluation.absent_classes, "slices": sliced, "benchmark": benchmark,
                       "operating_points": [{k: p[k] for k in ("name", "threshold", "target", "test", "short")}
                                            for p in points]})

@@ -1,0 +1,83 @@
+"""The gate compares champion and challenger on the frozen benchmark set's rows only, and says which set it used
+(and when the champion was gated on another one)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from kfp.dsl import Dataset, Markdown, Metrics, Model
+
+from dermpipe import storage
+from dermpipe.deploy.challenge import run
+from dermpipe.deploy.params import ChallengeParams
+from dermpipe.deploy.registry import version_dir
+from dermpipe.model.evaluation.gate import GateParams
+
+
+def _artifact(kind, folder: Path, name: str):
+    return kind(name=name, uri=str(folder / name), metadata={})
+
+
+def _inputs(tmp_path: Path, n: int = 200, n_bench: int = 80):
+    """Test rows whose first n_bench are the benchmark's; the challenger is right there and wrong elsewhere."""
+    labels = np.arange(n) % 4
+    test = pd.DataFrame({"image": [f"I{i}" for i in range(n)], "label_index": labels,
+                         "in_benchmark": np.arange(n) < n_bench})
+    predicted = np.where(test["in_benchmark"], labels, (labels + 1) % 4)
+    arts = {name: _artifact(Dataset, tmp_path, name) for name in ("raw", "test", "train", "predictions")}
+    test.to_parquet(arts["test"].path)
+    test.iloc[:4].to_parquet(arts["train"].path)
+    pd.DataFrame({"image": test["image"], "predicted_index": predicted}).to_parquet(arts["predictions"].path)
+    model = _artifact(Model, tmp_path, "model")
+    Path(model.path).mkdir(parents=True)
+    (Path(model.path) / "model.keras").write_bytes(b"stand-in: the champion is this very model (same digest)")
+    return arts, model
+
+
+def _registry_with_champion(tmp_path: Path, benchmark: str) -> str:
+    root = str(tmp_path / "registry")
+    storage.write_bytes(f"{version_dir(root, 'm', 1)}/dermpipe.json", json.dumps({"benchmark": benchmark}).encode())
+    return root
+
+
+def _gate(tmp_path: Path, benchmark: str, champion_benchmark: str):
+    arts, model = _inputs(tmp_path)
+    params = ChallengeParams(gate=GateParams(min_balanced_accuracy=0.5), model_name="m",
+                             registry_root=_registry_with_champion(tmp_path, champion_benchmark), champion_version=1,
+                             champion_digest=storage.sha256_file(Path(model.path) / "model.keras"),
+                             benchmark=benchmark)
+    decision, metrics = _artifact(Markdown, tmp_path, "decision"), _artifact(Metrics, tmp_path, "gate_metrics")
+    blessed = run(arts["raw"], model, arts["test"], arts["train"], arts["predictions"], None, decision, metrics,
+                  params)
+    return blessed, Path(decision.path).read_text(), decision.metadata, metrics.metadata
+
+
+def test_gate_compares_champion_and_challenger_on_the_benchmark_rows_only(tmp_path):
+    blessed, text, meta, metrics = _gate(tmp_path, "bench@v2", "bench@v2")
+    assert blessed  # on the benchmark's 80 rows the challenger is always right; on all 200 it would score 0.4
+    assert "- compared on frozen benchmark set bench@v2: 80 of the 200 test images" in text
+    assert "champion (version 1) BMA 1.0000 on the same n=80 images" in text
+    assert "NOTE" not in text
+    assert meta["benchmark"] == "bench@v2" and meta["n_test"] == 80
+    assert metrics["benchmark_rows"] == 80 and metrics["benchmark_version"] == 2
+
+
+def test_gate_says_when_the_champion_was_gated_on_another_benchmark(tmp_path):
+    _, text, _, _ = _gate(tmp_path, "bench@v2", "bench@v1")
+    assert ("NOTE: champion version 1 was gated on bench@v1, this gate on bench@v2; both models are scored on the "
+            "same images here") in text
+    (tmp_path / "none").mkdir()
+    _, text, meta, metrics = _gate(tmp_path / "none", "", "bench@v1")
+    assert "compared on the whole test split (200 images; no frozen benchmark set named)" in text
+    assert "this gate on the whole test split (no benchmark set)" in text
+    assert meta["n_test"] == 200 and metrics["benchmark_version"] == 0 and not meta["blessed"]
+
+
+def test_a_benchmark_absent_from_the_data_is_a_clear_error(tmp_path):
+    arts, model = _inputs(tmp_path, n_bench=0)
+    params = ChallengeParams(benchmark="bench@v3")
+    with pytest.raises(ValueError, match="none of the frozen benchmark set bench@v3's groups is in this data set"):
+        run(arts["raw"], model, arts["test"], arts["train"], arts["predictions"], None,
+            _artifact(Markdown, tmp_path, "d"), _artifact(Metrics, tmp_path, "g"), params)
