@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -102,5 +103,7 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (list, tuple)) or (isinstance(value, Iterable) and not isinstance(value, (str, bytes))):
         return [_jsonable(v) for v in value]
     if hasattr(value, "item"):  # numpy scalars
-        return value.item()
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # KFP metadata is a protobuf Struct, which refuses NaN (e.g. a sensitivity with no positives)
     return value
