@@ -14,12 +14,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dermpipe.model.evaluation.clinical_section import CLINICAL_FILE
 from dermpipe.model.evaluation.operating_points import OperatingPoint, choose_operating_points, targets_for
 from dermpipe.monitoring.ood import OODDetector, calibrate, fit_detector, flagged_rate
 from dermpipe.monitoring.reference import EmbeddingPCA
 from dermpipe.storage import exists, read_text
 
-CLINICAL_FILE = "clinical.json"
 DECISIONS = ("refer_melanoma", "routine", "out_of_distribution")
 
 

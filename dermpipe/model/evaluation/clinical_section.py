@@ -18,7 +18,7 @@ import numpy as np
 from dermpipe import config
 from dermpipe.model.evaluation.operating_points import OperatingPoint, bootstrap_rates, falls_short, rates
 
-CLINICAL_FILE = "clinical.json"  # the name dermpipe.monitoring.clinical writes
+CLINICAL_FILE = "clinical.json"  # written by dermpipe.monitoring.clinical (profile), read here and by serving
 
 
 def load_clinical_dict(profile_dir: Path | None) -> dict | None:
