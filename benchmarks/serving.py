@@ -14,7 +14,9 @@ The load generator sends real JPEGs (../shared/data/isic2020-sample/images, 512x
 clients, with 10% garbage requests mixed in (not an image, truncated JPEG, not JSON, wrong shape): those must get a
 4xx and nothing may get a 5xx. Reported per level: p50/p99 latency of the valid requests, throughput, error counts.
 Also: the bare forward time of one batch (serving_default on encoded JPEGs, in this process) and the server's
-resident memory (VmRSS) before and after `--rss-requests` requests.
+resident memory (VmRSS) before and after `--rss-requests` requests. `--server-cpus 0 1 ...` pins both servers (and the
+bare-forward timing) to those CPUs and the load generator to the rest, so that a many-core machine can measure the
+servers without the clients taking their cores.
 """
 
 from __future__ import annotations
@@ -302,6 +304,9 @@ def main() -> None:
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--no-log", action="store_true", help="run dermpipe serve without the prediction log")
+    parser.add_argument("--server-cpus", type=int, nargs="+", default=None,
+                        help="pin both servers (and the bare-forward timing) to these CPUs and the load generator "
+                             "to the others, so that clients do not take the servers' cores")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument("--baseline-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--model-file", default="", help=argparse.SUPPRESS)
@@ -314,6 +319,12 @@ def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
     load_before = os.getloadavg()[0]
+    server_cpus = set(args.server_cpus or [])
+    client_cpus = os.sched_getaffinity(0) - server_cpus if server_cpus else os.sched_getaffinity(0)
+    if server_cpus and not client_cpus:
+        raise SystemExit(f"--server-cpus {sorted(server_cpus)} leaves no CPU for the load generator")
+    pin = (lambda: os.sched_setaffinity(0, server_cpus)) if server_cpus else None
+    os.sched_setaffinity(0, client_cpus)
     work = Path(tempfile.mkdtemp(prefix="dermpipe-bench-"))
     version = make_registry(work / "registry", args.image_size)
     ports = {"dermpipe": free_port(), "baseline": free_port()}
@@ -326,10 +337,10 @@ def main() -> None:
              "--log-root", "none" if args.no_log else str(work / "predictions"),
              "--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms), "--log-level", "warning",
              "--grpc-port", str(grpc_port)],
-            stdout=out["dermpipe"], stderr=subprocess.STDOUT),
+            stdout=out["dermpipe"], stderr=subprocess.STDOUT, preexec_fn=pin),
         "baseline": subprocess.Popen(
             [sys.executable, __file__, "--baseline-server", "--model-file", str(version / "model.keras"),
-             "--port", str(ports["baseline"])], stdout=out["baseline"], stderr=subprocess.STDOUT),
+             "--port", str(ports["baseline"])], stdout=out["baseline"], stderr=subprocess.STDOUT, preexec_fn=pin),
     }
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     try:
@@ -358,7 +369,9 @@ def main() -> None:
                 batch_at[name][clients] = (after[0] - before[0]) / max(1.0, after[1] - before[1])
         top = max(args.levels)
         sizes = {1, top} | {max(1, round(mean)) for name in ("v1", "v2", "grpc") for mean in batch_at[name].values()}
+        os.sched_setaffinity(0, server_cpus or client_cpus)  # the forward is timed on the servers' CPUs
         bare = {size: bare_forward_ms(version, jpegs, size) for size in sorted(sizes)}
+        os.sched_setaffinity(0, client_cpus)
         pid = servers["dermpipe"].pid
         rss = [(0, rss_mib(pid))]
         chunk = max(1, args.rss_requests // 8)
@@ -376,7 +389,9 @@ def main() -> None:
     print(f"\nserving benchmark: simple_cnn {args.image_size}px, real 512x512 JPEGs, {args.garbage:.0%} garbage, "
           f"max_batch {args.max_batch}, max_wait {args.max_wait_ms} ms, "
           f"prediction log {'off' if args.no_log else 'on'}, "
-          f"{os.cpu_count()} CPUs, load average before {load_before:.1f}")
+          f"{os.cpu_count()} CPUs, load average before {load_before:.1f}"
+          + (f", servers pinned to CPUs {sorted(server_cpus)}, load generator to {sorted(client_cpus)}"
+             if server_cpus else ", servers and load generator share every CPU"))
     header = (f"{'protocol':<9}{'clients':>8}{'req':>6}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'batch':>7}"
               f"{'p50/bare':>9}{'x base':>8}{'ok':>6}{'4xx bad':>8}{'4xx ok':>7}{'5xx':>5}")
     print(header)
