@@ -10,7 +10,7 @@ from dermpipe.componentkit import stage_component
 def performance(
     current: str, report: Output[HTML], metrics: Output[Metrics], results: Output[Dataset], registry_root: str = "",
     model_name: str = "dermpipe-isic2019", since: str = "", until: str = "", min_labels: int = 30,
-    min_melanomas: int = 10, n_bootstrap: int = 1000, period: str = "",
+    min_melanomas: int = 10, n_bootstrap: int = 1000, period: str = "", reference: str = "",
 ) -> bool:
     """Live performance of each served version from the fed-back labels, against its test figures; returns whether
     performance dropped (no labels: False, and the report says so)."""
@@ -19,4 +19,5 @@ def performance(
 
     params = PerformanceParams(min_labels=min_labels, min_melanomas=min_melanomas, n_bootstrap=n_bootstrap,
                                period=period)
-    return run(current, registry_root, model_name, report, metrics, results, params, since=since, until=until)
+    return run(current, registry_root, model_name, report, metrics, results, params, since=since, until=until,
+               reference=reference)

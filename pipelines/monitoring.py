@@ -81,8 +81,9 @@ def build_monitoring_pipeline(placement: Placement | None = Placement()):
             placement, cpu=placement and placement.drift_cpu, memory=placement and placement.drift_memory,
         ).set_display_name("drift")
         decided = _performance_and_trigger(
-            checked, placement, current=current, registry_root=registry_root, model_name=model_name, since=since,
-            until=until, min_labels=min_labels, min_melanomas=min_melanomas, n_bootstrap=n_bootstrap, period=period)
+            checked, placement, current=current, registry_root=registry_root, reference=reference,
+            model_name=model_name, since=since, until=until, min_labels=min_labels, min_melanomas=min_melanomas,
+            n_bootstrap=n_bootstrap, period=period)
         with dsl.If(decided.outputs["Output"] == True, name="fired"):  # noqa: E712 (KFP condition syntax)
             started = place_step(
                 retrain(backend=retrain_backend, training_params=training_params, reason=RETRAIN_REASON,

@@ -51,8 +51,9 @@ def monitor(
                                              "registry model folder (its current.json version) [default: for a "
                                              "prediction log, the profile of each version that served the window]"),
     current: str = typer.Option(..., help="prediction log root (local or gs://) or a folder of images"),
-    registry_root: str = typer.Option(None, help="registry of the served versions' profiles, when --reference is "
-                                                 "not given [default: $DERMPIPE_HOME/registry]"),
+    registry_root: str = typer.Option(None, help="registry of the served versions' profiles (when --reference is "
+                                                 "not given) and test figures [default: the registry --reference "
+                                                 "lies in, else $DERMPIPE_HOME/registry]"),
     model_name: str = typer.Option(config.MODEL_NAME, help="the served model's name (its log folder)"),
     since: str = typer.Option("", help="log window start, ISO date/time, UTC (inclusive)"),
     until: str = typer.Option("", help="log window end, ISO date/time, UTC (exclusive)"),
@@ -94,7 +95,7 @@ def monitor(
     folder = _out_dir(out)
     summary, drifted = _compare_all(compared, cfg, folder)
     log_model = compared[0].reference.model_name if reference else model_name  # the log drift read
-    measured = _performance(current, log_model, registry_root, since, until, folder, min_labels=min_labels,
+    measured = _performance(current, log_model, registry_root, since, until, folder, reference, min_labels=min_labels,
                             min_melanomas=min_melanomas, n_bootstrap=n_bootstrap, period=period)
     names = _triggers(summary, drifted, measured)
     if retrain and names:
@@ -107,14 +108,15 @@ def monitor(
 
 
 def _performance(current: str, model_name: str, registry_root: str | None, since: str, until: str, folder: Path,
-                 **settings):
-    """Measure and judge each served version on the fed-back labels; echo the table, write the report and JSON."""
+                 reference: str | None, **settings):
+    """Measure and judge each served version on the fed-back labels; echo the table, write the report and JSON. The
+    test figures come from --registry-root, else the registry --reference lies in, else the default registry."""
     from dermpipe.monitoring import performance_stage as stage
     from dermpipe.monitoring.performance import PerformanceParams
+    from dermpipe.monitoring.reference import registry_root_of
 
     params = PerformanceParams(**settings)
-
-    root = registry_root or str(config.default_registry_root())
+    root = registry_root or registry_root_of(reference or "", model_name) or str(config.default_registry_root())
     try:
         result = stage.analyse(current, model_name, root, params, since=since, until=until, evidently=True)
     except (FileNotFoundError, ValueError) as err:

@@ -35,6 +35,7 @@ class PerformanceResult:
     counts: dict
     params: perf.PerformanceParams
     note: str = ""  # why nothing was measured (no labels, not a log)
+    registry_root: str = ""  # where the versions' test figures were read; "" = estimates reported, not judged
 
     @property
     def dropped(self) -> bool:
@@ -46,11 +47,15 @@ class PerformanceResult:
             return f"performance: {self.note}"
         words = ", ".join(f"version {v.version} {v.verdict}" for v in self.versions)
         decided = self.dropped or any(v.verdict == NO_DROP for v in self.versions)
-        return f"performance: {'DROP' if self.dropped else 'no drop' if decided else 'no decision'} ({words})"
+        unjudged = "" if self.registry_root else ("; no registry_root given, so no version was judged against its "
+                                                  "test figures: pass registry_root or a registry folder as reference")
+        return (f"performance: {'DROP' if self.dropped else 'no drop' if decided else 'no decision'} ({words})"
+                f"{unjudged}")
 
     def summary(self) -> dict:
         versions = [{k: v for k, v in asdict(version).items() if k != "evidently"} for version in self.versions]
         return {"performance_dropped": self.dropped, "message": self.message, "note": self.note,
+                "registry_root": self.registry_root,
                 "counts": self.counts, "params": asdict(self.params), "versions": versions}
 
 
@@ -88,7 +93,7 @@ def analyse(current: str, model_name: str, registry_root: str, params: perf.Perf
     counts = {**counts, **join_counts, **perf.coverage(joined), "unversioned_lines": int(versions.isna().sum())}
     measured = [measure_version(int(v), rows, registry_root, model_name, params, evidently)
                 for v, rows in joined[versions.notna()].groupby(versions[versions.notna()].astype(int))]
-    return PerformanceResult(measured, counts, params)
+    return PerformanceResult(measured, counts, params, registry_root=registry_root)
 
 
 def measure_version(version: int, rows: pd.DataFrame, registry_root: str, model_name: str,
@@ -199,10 +204,13 @@ def metric_values(result: PerformanceResult) -> dict[str, float]:
 
 
 def run(current: str, registry_root: str, model_name: str, report, metrics, results,
-        params: perf.PerformanceParams, *, since: str = "", until: str = "") -> bool:
-    """The KFP stage: analyse, write report (HTML), results (JSON) and metrics; returns whether performance dropped."""
+        params: perf.PerformanceParams, *, since: str = "", until: str = "", reference: str = "") -> bool:
+    """The KFP stage: analyse, write report (HTML), results (JSON) and metrics; returns whether performance dropped.
+    Without a registry_root, the registry the drift reference lies in (a registry model or version folder) is used."""
     from dermpipe.lineage.artifacts import annotate, log_metrics
+    from dermpipe.monitoring.reference import registry_root_of
 
+    registry_root = registry_root or registry_root_of(reference, model_name)
     result = analyse(current, model_name, registry_root, params, since=since, until=until, evidently=True)
     for path, text in ((report.path, render_html(result)),
                        (results.path, json.dumps(result.summary(), indent=1, default=str))):

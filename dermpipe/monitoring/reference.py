@@ -92,6 +92,20 @@ def resolve_reference(path: str) -> str:
         "deployed with its profile, or the registry model folder <registry>/<model>")
 
 
+def registry_root_of(reference: str, model_name: str) -> str:
+    """The registry root a reference lies in when it is a registry model folder <root>/<model_name> (holding
+    current.json) or a version folder <root>/<model_name>/<N> (holding dermpipe.json); "" for anything else (a
+    profile artifact folder says nothing about where the served versions' test figures are)."""
+    path = reference.rstrip("/")
+    model_folder, _, last = path.rpartition("/")
+    if last.isdigit() and exists(f"{path}/dermpipe.json"):
+        path = model_folder
+    elif not exists(f"{path}/current.json"):
+        return ""
+    root, _, name = path.rpartition("/")
+    return root if name == model_name and root else ""
+
+
 def load_reference(path: str) -> Reference:
     folder = resolve_reference(path)
     profile = pd.read_parquet(io.BytesIO(read_bytes(f"{folder}/{PROFILE_FILE}")))

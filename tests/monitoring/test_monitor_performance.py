@@ -68,3 +68,14 @@ def test_a_window_before_the_promotion_sees_no_drop(served, tmp_path):
     assert "trigger    none fired" in result.output
     periods = json.loads((tmp_path / "performance.json").read_text())["versions"][0]["periods"]
     assert sum(p["predictions"] for p in periods) == 200 and len(periods) >= 2
+
+
+def test_a_registry_version_as_reference_is_where_the_test_figures_come_from(served, tmp_path, dermpipe_home):
+    """No --registry-root: version 2's folder as --reference names the registry; the default registry (empty here)
+    would have left every version not judged."""
+    version = served / "registry" / config.MODEL_NAME / "2"
+    result = CliRunner().invoke(app, ["monitor", "--current", str(served / "log"), "--reference", str(version),
+                                      "--out", str(tmp_path), "--n-bootstrap", "300"])
+    assert result.exit_code == 0, result.output
+    assert "performance: DROP (version 1 no drop, version 2 drop)" in result.output
+    assert json.loads((tmp_path / "performance.json").read_text())["registry_root"] == str(served / "registry")

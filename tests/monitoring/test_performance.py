@@ -129,3 +129,29 @@ def test_without_labels_nothing_is_measured_and_nothing_fires(tmp_path):
     write_prediction_log(records, tmp_path / "log")
     result = analyse(str(tmp_path / "log"), config.MODEL_NAME, "", PARAMS)
     assert not result.dropped and result.versions == [] and "no labels fed back" in result.message
+
+
+def test_the_registry_is_found_from_a_registry_reference_and_only_from_one(tmp_path):
+    import json
+
+    from dermpipe.monitoring.reference import registry_root_of
+
+    root = tmp_path / "registry"
+    version = root / config.MODEL_NAME / "3"
+    write_version_figures(version)
+    assert registry_root_of(str(version), config.MODEL_NAME) == str(root)
+    assert registry_root_of(str(root / config.MODEL_NAME), config.MODEL_NAME) == ""  # no current.json yet
+    (root / config.MODEL_NAME / "current.json").write_text(json.dumps({"version": 3, "uri": str(version)}))
+    assert registry_root_of(str(root / config.MODEL_NAME) + "/", config.MODEL_NAME) == str(root)
+    assert registry_root_of(str(root / config.MODEL_NAME), "another-model") == ""  # its test figures are not here
+    (tmp_path / "profile").mkdir()
+    assert registry_root_of(str(tmp_path / "profile"), config.MODEL_NAME) == ""
+
+
+def test_without_a_registry_estimates_are_reported_and_the_message_says_why_nothing_was_judged(served, tmp_path):
+    judged = served(0.5)
+    unjudged = analyse(str(tmp_path / "log"), config.MODEL_NAME, "", PARAMS)
+    assert judged.dropped and not unjudged.dropped
+    assert [v.verdict for v in unjudged.versions] == ["not judged"]
+    assert unjudged.versions[0].estimates[0]["point"] == judged.versions[0].estimates[0]["point"]
+    assert "no registry_root given" in unjudged.message and "no registry_root" not in judged.message

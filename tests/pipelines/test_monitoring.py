@@ -112,9 +112,10 @@ def test_a_sensitivity_fall_on_fed_back_labels_triggers_retraining_without_drift
     records, labels = labelled_traffic(300, seed=9, sensitivity=0.5)
     write_prediction_log(records, tmp_path / "log")
     append_labels(str(tmp_path / "log"), config.MODEL_NAME, [Label(**x) for x in labels[:240]])
+    # No registry_root: the performance task judges against the registry the drift reference (a version) lies in.
     run = run_monitoring_local({"reference": str(version), "current": str(tmp_path / "log"),
-                                "registry_root": str(tmp_path / "registry"), "model_name": config.MODEL_NAME,
-                                "retrain_backend": "none"}, pipeline_root=tmp_path / "artifacts")
+                                "model_name": config.MODEL_NAME, "retrain_backend": "none"},
+                               pipeline_root=tmp_path / "artifacts")
     assert json.loads((run / "drift/metrics").read_text())["drift_detected"] == 0.0
     performance = json.loads((run / "performance/metrics").read_text())
     assert performance["performance_dropped"] == 1.0 and performance["v1_labelled"] == 240
