@@ -40,6 +40,19 @@ def demo_dataset(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session", autouse=True)
+def session_home(tmp_path_factory):
+    """$DERMPIPE_HOME for tests that set none: a fresh folder per session (per pytest-xdist worker), never the
+    checkout's ./.dermpipe, so that parallel workers never share content-keyed training checkpoints or registries."""
+    if os.environ.get("DERMPIPE_HOME"):
+        yield Path(os.environ["DERMPIPE_HOME"])
+        return
+    with pytest.MonkeyPatch.context() as mp:
+        home = tmp_path_factory.mktemp("session-home")
+        mp.setenv("DERMPIPE_HOME", str(home))
+        yield home
+
+
 @pytest.fixture()
 def dermpipe_home(tmp_path, monkeypatch) -> Path:
     home = tmp_path / "home"
