@@ -63,7 +63,9 @@ def site_set(tmp_path_factory):
 @pytest.fixture(scope="module")
 def fusion_trained(site_set):
     root, train, val, _ = site_set
-    return train_model(train, val, root, TrainParams(**FAST, metadata_fusion=True), verbose=0)
+    # 10 epochs, not FAST's 6: CPU training is not bit-reproducible across processes, and after 6 an unlucky run
+    # (seen once in a parallel test run) sat at 19 of 24 test images, under the 0.8 the tests below need.
+    return train_model(train, val, root, TrainParams(**{**FAST, "epochs": 10}, metadata_fusion=True), verbose=0)
 
 
 # ------------------------------------------------------------------------------------------------ encoding
