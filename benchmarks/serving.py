@@ -13,7 +13,8 @@ Protocol v2 (binary tensor data, as tritonclient sends it) and TF Serving's gRPC
 The load generator sends real JPEGs (../shared/data/isic2020-sample/images, 512x512) from 1, 4 and 16 concurrent
 clients, with 10% garbage requests mixed in (not an image, truncated JPEG, not JSON, wrong shape): those must get a
 4xx and nothing may get a 5xx. Reported per level: p50/p99 latency of the valid requests, throughput, error counts.
-Also: the bare forward time of one batch (serving_default on encoded JPEGs, in this process) and the server's
+Also: the bare forward time of one batch (serving_default on encoded JPEGs, in this process: the ratio's
+denominator), the part of it the server's batch call runs (serve_pixels on decoded pixels) and the server's
 resident memory (VmRSS) before and after `--rss-requests` requests. `--server-cpus 0 1 ...` pins both servers (and the
 bare-forward timing) to those CPUs and the load generator to the rest, so that a many-core machine can measure the
 servers without the clients taking their cores.
@@ -265,18 +266,25 @@ def load(sender, clients: int, total: int, valid: list, garbage: list, garbage_s
             float("nan"), **counts}
 
 
-def bare_forward_ms(saved_model: Path, jpegs: list[bytes], batch: int, repeats: int = 20) -> float:
-    """Median time of one serving_default call on `batch` encoded JPEGs, in this process."""
+def bare_forward_ms(saved_model: Path, jpegs: list[bytes], batch: int, repeats: int = 20,
+                    signature: str = "serving_default") -> float:
+    """Median time of one call on `batch` images, in this process: serving_default on encoded JPEGs (decode and
+    model: all the model work a request needs), or serve_pixels on pixels decoded beforehand (the server's batch
+    call: the server decodes each image in its request's thread)."""
     import tensorflow as tf
 
-    served = tf.saved_model.load(str(saved_model)).signatures["serving_default"]
+    from dermpipe.model.export import decode_batch
+
+    served = tf.saved_model.load(str(saved_model)).signatures[signature]
     data = tf.constant((jpegs * batch)[:batch])
+    inputs = ({"image_bytes": data} if signature == "serving_default" else
+              {"image": decode_batch(data, int(served.structured_input_signature[1]["image"].shape[1]))})
     for _ in range(3):
-        served(image_bytes=data)
+        served(**inputs)
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
-        served(image_bytes=data)["probabilities"].numpy()
+        served(**inputs)["probabilities"].numpy()
         times.append(time.perf_counter() - started)
     return 1000 * statistics.median(times)
 
@@ -371,6 +379,7 @@ def main() -> None:
         sizes = {1, top} | {max(1, round(mean)) for name in ("v1", "v2", "grpc") for mean in batch_at[name].values()}
         os.sched_setaffinity(0, server_cpus or client_cpus)  # the forward is timed on the servers' CPUs
         bare = {size: bare_forward_ms(version, jpegs, size) for size in sorted(sizes)}
+        pixels_only = {size: bare_forward_ms(version, jpegs, size, signature="serve_pixels") for size in sorted(sizes)}
         os.sched_setaffinity(0, client_cpus)
         pid = servers["dermpipe"].pid
         rss = [(0, rss_mib(pid))]
@@ -407,10 +416,13 @@ def main() -> None:
           "batch; x base: throughput over the naive baseline's at the same clients)")
     print("\nbare forward (serving_default on encoded JPEGs, this process): "
           + ", ".join(f"batch {k}: {v:.1f} ms" for k, v in sorted(bare.items())))
+    print("of which the model on decoded pixels (serve_pixels: the server's batch call; it decodes each image in "
+          "its request's thread): " + ", ".join(f"batch {k}: {v:.1f} ms" for k, v in sorted(pixels_only.items())))
     print(f"5xx total: {sum(r['5xx'] for rows in results.values() for r in rows)}")
     print("dermpipe serve RSS (MiB) after N requests: " + ", ".join(f"{n}: {m:.0f}" for n, m in rss))
     if args.json:
-        args.json.write_text(json.dumps({"results": results, "bare_forward_ms": bare, "batch_mean": batch_at,
+        args.json.write_text(json.dumps({"results": results, "bare_forward_ms": bare, "serve_pixels_ms": pixels_only,
+                                         "batch_mean": batch_at,
                                          "rss_mib": rss, "args": {k: str(v) for k, v in vars(args).items()}},
                                         indent=1))
 

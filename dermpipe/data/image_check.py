@@ -41,11 +41,13 @@ class ImageCheck:
 
 
 def inspect_image_bytes(data: bytes, *, max_pixels: int, formats: Collection[str],
-                        modes: Collection[str] | None = None) -> ImageCheck:
+                        modes: Collection[str] | None = None, decode: bool = True) -> ImageCheck:
     """Open `data` with PIL under a pixel bound and decode it, reporting the first defect found.
 
     Checked in order: empty; header (PIL's own bomb guard, unknown or unreadable content); format in `formats`;
-    width x height <= max_pixels; at least one pixel; mode in `modes` (any when None); the full decode.
+    width x height <= max_pixels; at least one pixel; mode in `modes` (any when None); the full decode, unless
+    decode=False (a caller that decodes the pixels itself next, as the model server does, and so catches truncation
+    and corruption there without decoding twice).
     """
     from PIL import Image
 
@@ -61,7 +63,7 @@ def inspect_image_bytes(data: bytes, *, max_pixels: int, formats: Collection[str
             width, height = image.size
             header = ImageCheck(width, height, image.format or "", image.mode)
             problem = _header_problem(header, max_pixels, formats, modes)
-            if problem:
+            if problem or not decode:
                 return replace(header, problem=problem)
             try:
                 if header.format == "JPEG":

@@ -21,7 +21,7 @@ log = logging.getLogger("dermpipe.serve")
 @dataclass
 class _Job:
     model: ServedModel
-    images: list[bytes]
+    images: list[np.ndarray]  # decoded pixels, one [S, S, 3] array per image (serving.images.check_image)
     future: asyncio.Future
     enqueued: float
     metas: list[dict | None] | None = None  # per image; only a metadata-fusion model reads them
@@ -34,7 +34,7 @@ class MicroBatcher:
     with `arriving()` (being validated) and not yet submitted. A lone request is not held back for company that is
     not coming."""
 
-    def __init__(self, max_batch: int, max_wait_s: float, observe=None) -> None:
+    def __init__(self, max_batch: int, max_wait_s: float, observe=None, observe_failure=None) -> None:
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         self.queue: asyncio.Queue[_Job] = asyncio.Queue()
@@ -42,6 +42,7 @@ class MicroBatcher:
         self._carry: _Job | None = None
         self._task: asyncio.Task | None = None
         self._observe = observe or (lambda size, seconds: None)
+        self._observe_failure = observe_failure or (lambda size: None)
         self.on_the_way = 0  # requests inside arriving(): admitted, not yet submitted
 
     @contextlib.contextmanager
@@ -61,7 +62,7 @@ class MicroBatcher:
             self._task.cancel()
         self.executor.shutdown(wait=True)
 
-    async def submit(self, model: ServedModel, images: list[bytes],
+    async def submit(self, model: ServedModel, images: list[np.ndarray],
                      metas: list[dict | None] | None = None) -> tuple[np.ndarray, ...]:
         """The model's outputs (each an array with one row per image) for these images."""
         loop = asyncio.get_running_loop()
@@ -118,6 +119,7 @@ class MicroBatcher:
         try:
             outputs = await loop.run_in_executor(self.executor, predict, images)
         except Exception as err:  # noqa: BLE001
+            self._observe_failure(len(images))
             if len(jobs) > 1:  # isolate the job that broke the batch; the others still get answers
                 for job in jobs:
                     await self._run([job])

@@ -1,13 +1,13 @@
 """Explanations at serving time: POST /v1/models/{name}:explain (KServe v1's verb) answers per image the predicted
 class and probabilities with a Grad-CAM heat map (the low-resolution map as numbers, a PNG overlay in base64) and the
-layer it came from, using the training-time Grad-CAM code (model.evaluation.gradcam, tf-keras-vis) on the
-version's model.keras.
+layer it came from, using the training-time Grad-CAM code (model.evaluation.gradcam, tf-keras-vis) on the version's
+model.keras.
 
 A backward pass costs several forward passes, so explanations run apart from the prediction batcher, in their own
 thread, at most Settings.explain_capacity requests at a time (429 beyond: the caller retries later) and at most
 Settings.max_explain_instances images per request (413). The probabilities come from the SavedModel's serve_pixels
-signature on the pixels serving_default would decode, so they are the served model's. Explanations are not written
-to the prediction log (the drift monitor counts each image once): they go to their own log stream, the
+signature on the pixels check_image decoded as serving_default does, so they are the served model's. Explanations are
+not written to the prediction log (the drift monitor counts each image once): they go to their own log stream, the
 "dermpipe.explain" logger, one line per image."""
 
 import asyncio
@@ -51,12 +51,13 @@ class Explainer:
                                     f"(--explain-capacity) is {self.settings.explain_capacity}; retry shortly")
         self.in_flight += 1
         try:
-            max_pixels = self.settings.max_pixels
+            max_pixels, size = self.settings.max_pixels, model.image_size
             what = [f"instance {i}" if len(images) > 1 else "image" for i in range(len(images))]
-            await run_in_threadpool(lambda: [check_image(d, max_pixels=max_pixels, what=w)
-                                             for d, w in zip(images, what, strict=True)])
+            checked = await run_in_threadpool(lambda: [check_image(d, max_pixels=max_pixels, image_size=size, what=w)
+                                                       for d, w in zip(images, what, strict=True)])
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self.executor, self._explain, model, images, metas)
+            return await loop.run_in_executor(self.executor, self._explain, model,
+                                              np.stack([c.pixels for c in checked]), metas)
         finally:
             self.in_flight -= 1
 
@@ -78,21 +79,21 @@ class Explainer:
                     self._models[model.uri] = load_classifier(local, compile=False)
             return self._models[model.uri]
 
-    def _explain(self, model: ServedModel, images: list[bytes], metas: list[dict]) -> list[dict]:
+    def _explain(self, model: ServedModel, pixels: np.ndarray, metas: list[dict]) -> list[dict]:
+        """Explanations of decoded images (float32 [N, S, S, 3], as serving_default decodes them)."""
         import tensorflow as tf
 
         from dermpipe.model.evaluation.gradcam import cam_layer, cam_maps
-        from dermpipe.model.export import PIXELS_SIGNATURE, decode_batch, metadata_tensors
+        from dermpipe.model.export import PIXELS_SIGNATURE, metadata_tensors
         from dermpipe.model.metadata_inputs import raw_values, takes_metadata
 
         keras_model = self.keras_model(model)
-        pixels = decode_batch(tf.constant(images), model.image_size)
         extra = metadata_tensors(metas) if model.metadata_inputs else {}
-        probabilities = model.loaded.signatures[PIXELS_SIGNATURE](image=pixels, **extra)["probabilities"].numpy()
+        probabilities = model.loaded.signatures[PIXELS_SIGNATURE](image=tf.constant(pixels), **extra)
+        probabilities = probabilities["probabilities"].numpy()
         classes = [int(i) for i in probabilities.argmax(axis=1)]
         metadata = (raw_values(*([m[k] for m in metas] for k in ("age_approx", "sex", "anatom_site_general")))
                     if takes_metadata(keras_model) else None)
-        pixels = pixels.numpy()
         maps = cam_maps(keras_model, pixels, classes, "gradcam", metadata, at_input_resolution=False)
         layer = cam_layer(keras_model)  # an ensemble: every member's layer (Grad-CAM of the ensemble)
         return [_explanation(p, pixels[i], maps[i], layer) for i, p in enumerate(probabilities)]

@@ -1,11 +1,14 @@
-"""Input validation: every image is decoded with PIL before the model sees it (empty, not an image, unsupported
-format, over the pixel limit, truncated/corrupt), so bad input gets a 4xx with a message, never a 5xx; b64 decoding
-and the optional patient metadata are checked here too."""
+"""Input validation: every image is checked (empty, not an image, unsupported format, over the pixel limit) from its
+header with PIL, then decoded with the served model's own decoder (dermpipe.data.images.decode_resize_bytes, the
+one serving_default runs), so a truncated or corrupt file gets a 4xx with a message, never a 5xx, and the pixels are
+decoded once: the batch runs on them. b64 decoding and the optional patient metadata are checked here too."""
 
 import base64
 import binascii
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+import numpy as np
 
 from dermpipe import config
 from dermpipe.data.image_check import ImageCheck, inspect_image_bytes
@@ -21,18 +24,31 @@ class CheckedImage:
     format: str
     width: int
     height: int
+    pixels: np.ndarray  # float32 [image_size, image_size, 3]: what serving_default would decode from `data`
 
 
-def check_image(data: bytes, *, max_pixels: int, what: str = "image") -> CheckedImage:
-    """Decode `data` with PIL (bounded by max_pixels) to prove it is a whole image; ServingError if unusable.
+def check_image(data: bytes, *, max_pixels: int, image_size: int, what: str = "image") -> CheckedImage:
+    """Check `data`'s header with PIL (bounded by max_pixels), then decode it as serving_default does at image_size;
+    ServingError if unusable.
 
-    The checks are inspect_image_bytes' (JPEGs decoded at 1/8 scale: every byte of the stream is still read, so
-    truncation and corruption are caught, at a fraction of a full decode's cost); this maps them to HTTP statuses.
+    The header checks are inspect_image_bytes' (a decompression bomb is refused before any pixel is decoded). The
+    decode reads every byte of the stream, so truncation and corruption are caught by the decode the model needs
+    anyway: one decode per image, not a validation decode and a model decode.
     """
-    check = inspect_image_bytes(data, max_pixels=max_pixels, formats=ACCEPTED_FORMATS)
+    import tensorflow as tf
+
+    from dermpipe.data.images import bytes_decoder
+
+    check = inspect_image_bytes(data, max_pixels=max_pixels, formats=ACCEPTED_FORMATS, decode=False)
     if check.problem:
         raise _refusal(check, data, max_pixels, what)
-    return CheckedImage(data=data, format=check.format, width=check.width, height=check.height)
+    try:
+        pixels = bytes_decoder(image_size)(data).numpy()
+    except tf.errors.InvalidArgumentError as err:
+        detail = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        detail = re.sub(r"^\{\{[^}]*\}\}\s*", "", detail)[:300]  # drop TF's {{function_node ...}} prefix
+        raise _refusal(replace(check, problem="corrupt", detail=detail), data, max_pixels, what) from None
+    return CheckedImage(data=data, format=check.format, width=check.width, height=check.height, pixels=pixels)
 
 
 def _refusal(check: ImageCheck, data: bytes, max_pixels: int, what: str) -> ServingError:

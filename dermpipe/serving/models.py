@@ -1,7 +1,7 @@
-"""The served models: a registry version loaded, checked and warmed up (load_version) behind one traced batch call
-(batch_runner), and ModelManager, which hot-reloads the version current.json names (loaded and warmed up beside the
-old one, then swapped in) and caches a few explicitly requested versions. A metadata-fusion version (its signatures
-take age_approx, sex and anatom_site_general) also gets each image's metadata; other versions ignore it."""
+"""The served models: a registry version loaded, checked and warmed up (load_version) behind one traced batch call on
+decoded pixels (batch_runner), and ModelManager, which hot-reloads the version current.json names (loaded and warmed
+up beside the old one, then swapped in) and caches a few explicitly requested versions. A metadata-fusion version (its
+signatures take age_approx, sex and anatom_site_general) also gets each image's metadata; other versions ignore it."""
 
 import io
 import logging
@@ -25,7 +25,7 @@ class ServedModel:
     name: str
     version: int
     uri: str
-    runner: Any  # encoded images [N] -> (serve_pixels outputs, pixel statistics [N, k]); see batch_runner
+    runner: Any  # pixels [N, S, S, 3] -> (serve_pixels outputs, pixel statistics [N, k]); see batch_runner
     image_size: int
     embedding_dim: int
     record: dict
@@ -43,16 +43,17 @@ class ServedModel:
 
         return None if self.pca_components is None else EmbeddingPCA(self.pca_mean, self.pca_components)
 
-    def predict(self, images: list[bytes], metas: list[dict | None] | None = None,
+    def predict(self, images: list[np.ndarray], metas: list[dict | None] | None = None,
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(probabilities, embedding, pixel statistics) of a batch of encoded images: one decode, one graph call; a
-        fusion model also gets each image's metadata (None or absent values: unknown)."""
+        """(probabilities, embedding, pixel statistics) of a batch of decoded images (each float32 [S, S, 3], as
+        serving.images.check_image decodes them): one graph call; a fusion model also gets each image's metadata
+        (None or absent values: unknown)."""
         import tensorflow as tf
 
         from dermpipe.model.export import metadata_tensors
 
         extra = metadata_tensors(list(metas or [None] * len(images))) if self.metadata_inputs else {}
-        out, stats = self.runner(tf.constant(images, dtype=tf.string), extra)
+        out, stats = self.runner(tf.constant(np.stack(images), dtype=tf.float32), extra)
         return out["probabilities"].numpy(), out["embedding"].numpy(), stats.numpy()
 
     def summarise(self, embedding: np.ndarray) -> np.ndarray | None:
@@ -71,21 +72,20 @@ def _spec(tensor: Any) -> dict:
 
 
 def batch_runner(pixels_signature, image_size: int, *, metadata: bool = False):
-    """One traced call per batch: decode as serving_default does (export.decode_batch), then the model (serve_pixels)
-    and the drift statistics (imagestats.pixel_statistics) on the same pixels, so the prediction log costs no second
-    decode. Called as run(image_bytes, extra): extra is {} or, for a fusion model (metadata=True),
-    export.metadata_tensors' three tensors."""
+    """One traced call per batch of pixels decoded as serving_default decodes them (check_image, one decode per image
+    in the request's thread): the model (serve_pixels) and the drift statistics (image_stats.pixel_statistics) on the
+    same pixels, so the prediction log costs no second decode. Called as run(pixels, extra): extra is {} or, for a
+    fusion model (metadata=True), export.metadata_tensors' three tensors."""
     import tensorflow as tf
 
     from dermpipe.data.image_stats import pixel_statistics
-    from dermpipe.model.export import METADATA_SPECS, decode_batch
+    from dermpipe.model.export import METADATA_SPECS
 
     extra_specs = {name: tf.TensorSpec([None], getattr(tf, dtype), name=name)
                    for name, dtype in METADATA_SPECS} if metadata else {}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string), extra_specs])
-    def run(image_bytes, extra):
-        pixels = decode_batch(image_bytes, image_size)
+    @tf.function(input_signature=[tf.TensorSpec([None, image_size, image_size, 3], tf.float32), extra_specs])
+    def run(pixels, extra):
         return pixels_signature(image=pixels, **extra), pixel_statistics(pixels)
 
     return run
@@ -95,6 +95,7 @@ def load_version(registry_root: str, model_name: str, version: int) -> ServedMod
     """Load a registry version, check its signatures and warm it up with a real JPEG."""
     import tensorflow as tf
 
+    from dermpipe.data.images import bytes_decoder
     from dermpipe.model.export import BYTES_SIGNATURE, PIXELS_SIGNATURE, probe_jpeg, signature_takes_metadata
 
     uri = registry.version_dir(registry_root, model_name, version)
@@ -124,7 +125,7 @@ def load_version(registry_root: str, model_name: str, version: int) -> ServedMod
     from dermpipe.monitoring.clinical import load_clinical
 
     served.clinical = load_clinical(uri)
-    probabilities, embedding, _ = served.predict([probe_jpeg()])
+    probabilities, embedding, _ = served.predict([bytes_decoder(image_size)(probe_jpeg()).numpy()])
     if probabilities.shape != (1, len(config.CLASSES)):
         raise RuntimeError(f"{uri}: warm-up answered probabilities of shape {probabilities.shape}; expected "
                            f"(1, {len(config.CLASSES)})")

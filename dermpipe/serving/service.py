@@ -1,7 +1,7 @@
 """Service: what one app serves with (settings, model manager, micro-batcher, prediction log, telemetry), kept on
 app.state.service for the routes, with its start and stop for the app's lifespan and the prediction path every
-predict route shares: validate the images, run them in a batch, and log each prediction (image statistics from the
-batch call, the embedding summary, the metadata) after the response, on the log worker."""
+predict route shares: check and decode the images, run their pixels in a batch, and log each prediction (image
+statistics from the batch call, the embedding summary, the metadata) after the response, on the log worker."""
 
 import datetime as dt
 import functools
@@ -32,7 +32,8 @@ class Service:
         self.telemetry = Telemetry()
         self.manager = ModelManager(settings.registry_root, settings.model_name, settings.poll_seconds,
                                     self._on_reload)
-        self.batcher = MicroBatcher(settings.max_batch, settings.max_wait_ms / 1000, self.telemetry.observe_batch)
+        self.batcher = MicroBatcher(settings.max_batch, settings.max_wait_ms / 1000, self.telemetry.observe_batch,
+                                    self.telemetry.observe_failed_batch)
         self.predlog = (PredictionLog(settings.log_root, settings.model_name, flush_seconds=settings.flush_seconds,
                                       log_images=settings.log_images) if settings.log_root else None)
         self.feedback_lock = threading.Lock()  # label submissions one at a time (dermpipe.serving.feedback)
@@ -73,12 +74,9 @@ class Service:
         """(probabilities, embedding, timestamp, decisions) of checked images, run in a batch and logged once,
         whatever protocol they came by; decisions at the named operating point (None: the version's default)."""
         check_operating_point(model, operating_point)
-        what = [f"instance {i}" if len(images) > 1 else "image" for i in range(len(images))]
-        max_pixels, predlog = self.settings.max_pixels, self.predlog
-        with self.batcher.arriving():  # a batch being collected waits for this request (the with ends before submit)
-            checked = await run_in_threadpool(
-                lambda: [check_image(d, max_pixels=max_pixels, what=w) for d, w in zip(images, what, strict=True)])
-        probabilities, embedding, pixel_stats = await self.batcher.submit(model, images, metas)
+        checked = await self.check_images(model, images)
+        probabilities, embedding, pixel_stats = await self.batcher.submit(model, [c.pixels for c in checked], metas)
+        predlog = self.predlog
         self.telemetry.images.inc(len(images))
         timestamp = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
         decisions = decide(model, probabilities, embedding, operating_point)
@@ -88,6 +86,15 @@ class Service:
             if not predlog.submit(build):  # the log worker is behind: do it here (backpressure, nothing dropped)
                 await run_in_threadpool(lambda: predlog.append(build()))
         return probabilities, embedding, timestamp, decisions
+
+    async def check_images(self, model: ServedModel, images: list[bytes]) -> list[CheckedImage]:
+        """The images checked and decoded at the model's size, in a worker thread (the decode releases the GIL); a
+        batch being collected meanwhile waits for them (arriving() ends before the caller submits)."""
+        what = [f"instance {i}" if len(images) > 1 else "image" for i in range(len(images))]
+        max_pixels, size = self.settings.max_pixels, model.image_size
+        with self.batcher.arriving():
+            return await run_in_threadpool(lambda: [check_image(d, max_pixels=max_pixels, image_size=size, what=w)
+                                                    for d, w in zip(images, what, strict=True)])
 
     def log_lines(self, model: ServedModel, checked: list[CheckedImage], probabilities: np.ndarray,
                   pixel_stats: np.ndarray, summary: np.ndarray | None, metas: list[dict], request_id: str,

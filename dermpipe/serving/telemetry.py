@@ -18,6 +18,8 @@ class Telemetry:
         self.rejected = Counter("dermpipe_rejected", "requests refused with a 4xx, by status", ["status"],
                                 registry=metrics)
         self.calls = Counter("dermpipe_model_calls", "model calls (one per batch)", registry=metrics)
+        self.failed_calls = Counter("dermpipe_model_call_failures", "model calls that raised (the batch is then re-run "
+                                    "job by job, so one bad job fails alone)", registry=metrics)
         self.batch = Histogram("dermpipe_batch_size", "images per model call", registry=metrics,
                                buckets=(1, 2, 4, 8, 16, 32, 64, 128))
         self.model_seconds = Histogram("dermpipe_model_seconds", "seconds per model call", registry=metrics)
@@ -30,6 +32,10 @@ class Telemetry:
         self.calls.inc()
         self.batch.observe(size)
         self.model_seconds.observe(seconds)
+
+    def observe_failed_batch(self, size: int) -> None:
+        """A model call of `size` images that raised (MicroBatcher's observe_failure hook)."""
+        self.failed_calls.inc()
 
     def observe_reload(self, ok: bool, current_version: int | None) -> None:
         """A hot-reload attempt and the version served after it (None: none loaded yet)."""

@@ -69,18 +69,35 @@ def _encoded(fmt: str, size=(40, 30), mode="RGB") -> bytes:
 
 
 def test_check_image_accepts_what_the_model_decodes():
-    checked = check_image(_encoded("JPEG"), max_pixels=10_000)
+    checked = check_image(_encoded("JPEG"), max_pixels=10_000, image_size=32)
     assert checked.format == "JPEG" and (checked.width, checked.height) == (40, 30)
-    assert check_image(_encoded("PNG", mode="L"), max_pixels=10_000).format == "PNG"
+    assert checked.pixels.shape == (32, 32, 3) and checked.pixels.dtype == np.float32
+    assert check_image(_encoded("PNG", mode="L"), max_pixels=10_000, image_size=32).format == "PNG"
 
 
-def test_the_fast_jpeg_check_still_catches_truncation_anywhere():
+def test_checked_pixels_are_exactly_what_serving_default_decodes():
+    import tensorflow as tf
+
+    from dermpipe.model.export import decode_batch
+
+    real = [path.read_bytes() for path in sorted(ISIC2020.glob("*.jpg"))[:4]] + [_encoded("PNG", size=(300, 200))]
+    graph = decode_batch(tf.constant(real), 64).numpy()
+    checked = np.stack([check_image(data, max_pixels=10**7, image_size=64).pixels for data in real])
+    np.testing.assert_array_equal(checked, graph)
+
+
+def test_the_decode_catches_truncation_anywhere_and_corruption():
     real = sorted(ISIC2020.glob("*.jpg"))[0].read_bytes()
-    assert check_image(real, max_pixels=10**7).width == 512
+    assert check_image(real, max_pixels=10**7, image_size=64).width == 512
     for cut in (0.05, 0.5, 0.9, 0.99):
         with pytest.raises(ServingError) as err:
-            check_image(real[: int(len(real) * cut)], max_pixels=10**7)
-        assert err.value.status == 422 and "truncated" in err.value.message, cut
+            check_image(real[: int(len(real) * cut)], max_pixels=10**7, image_size=64)
+        assert err.value.status == 422 and "corrupt or truncated JPEG" in err.value.message, cut
+    scrambled = real[:5000] + bytes(b ^ 0x5A for b in real[5000:5300]) + real[5300:]  # header intact, stream not
+    with pytest.raises(ServingError) as err:
+        check_image(scrambled, max_pixels=10**7, image_size=64, what="instance 1")
+    assert err.value.status == 422 and err.value.message.startswith("instance 1: corrupt or truncated JPEG (")
+    assert "function_node" not in err.value.message  # TF's graph prefix is not the caller's business
 
 
 def test_lines_submitted_to_the_worker_are_all_written_on_close(tmp_path):
@@ -105,7 +122,7 @@ def test_lines_submitted_to_the_worker_are_all_written_on_close(tmp_path):
 ])
 def test_check_image_refuses_with_a_status_and_a_message(data, status, fragment):
     with pytest.raises(ServingError) as err:
-        check_image(data, max_pixels=10_000, what="instance 2")
+        check_image(data, max_pixels=10_000, image_size=32, what="instance 2")
     assert err.value.status == status and fragment in err.value.message
     assert err.value.message.startswith("instance 2: ")
 

@@ -46,8 +46,11 @@ def test_a_job_that_breaks_the_batch_fails_alone_with_a_4xx():
 
     model = FakeModel(tf.errors.InvalidArgumentError(None, None, "Unknown image file format"))
     jobs = [[b"good1"], [b"bad"], [b"good22"]]
-    results = asyncio.run(_submit_all(MicroBatcher(max_batch=8, max_wait_s=0.05), model, jobs))
+    failures: list[int] = []
+    results = asyncio.run(_submit_all(MicroBatcher(max_batch=8, max_wait_s=0.05, observe_failure=failures.append),
+                                      model, jobs))
     assert model.calls[0] == [b"good1", b"bad", b"good22"], "first one call for the whole batch"
+    assert failures == [3, 1], "the batch of 3 failed, then the bad job alone (reported to /metrics)"
     assert results[0][0][0, 0] == 5.0 and results[2][0][0, 0] == 6.0
     assert isinstance(results[1], ServingError) and results[1].status == 422
     assert "could not decode" in results[1].message

@@ -207,6 +207,29 @@ def test_every_bad_upload_gets_a_4xx_with_a_message(server, jpegs):
     assert server.get("/readyz").status_code == 200
 
 
+def _bmp_1bit(jpeg: bytes) -> bytes:
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(jpeg)).convert("1").save(buffer, format="BMP")
+    return buffer.getvalue()
+
+
+def test_images_only_the_decoder_refuses_are_answered_422_without_a_model_call(server, jpegs):
+    # Each has a header PIL reads; only the decode shows the defect. They are refused in the request's own decode,
+    # so no batch fails (a failed batch is re-run job by job, which every other request in it would pay for).
+    jpeg = jpegs[0]
+    cases = {"1-bit BMP (the model's decoder reads no channels)": _bmp_1bit(jpeg),
+             "JPEG scrambled after the header": jpeg[:5000] + bytes(b ^ 0x5A for b in jpeg[5000:5300]) + jpeg[5300:],
+             "JPEG cut short": jpeg[: len(jpeg) * 9 // 10]}
+    calls, failed = metric(server, "dermpipe_model_calls_total"), metric(server, "dermpipe_model_call_failures_total")
+    for name, data in cases.items():
+        response = server.post(f"/v1/models/{MODEL}:predict", json={"instances": [{"b64": b64(data)}]})
+        assert response.status_code == 422, (name, response.status_code, response.text)
+        assert "corrupt or truncated" in response.json()["error"], (name, response.text)
+    assert metric(server, "dermpipe_model_calls_total") == calls
+    assert metric(server, "dermpipe_model_call_failures_total") == failed
+    assert server.post(f"/v1/models/{MODEL}:predict", json={"instances": [{"b64": b64(jpeg)}]}).status_code == 200
+
+
 def test_concurrent_requests_are_batched_into_fewer_model_calls(server, jpegs):
     calls, images = metric(server, "dermpipe_model_calls_total"), metric(server, "dermpipe_images_predicted_total")
     ok = 'dermpipe_requests_total{route="/v1/models/{name}:predict",status="200"}'
