@@ -7,12 +7,15 @@ Both servers run as subprocesses on loopback. The baseline answers TF Serving's 
 speaks, with its default batching settings in every run: REST v1 (the same JSON request), the Open Inference
 Protocol v2 (binary tensor data, as tritonclient sends it) and TF Serving's gRPC PredictionService.Predict
 (tensorflow-serving-api stubs, one channel per client):
-- dermpipe: micro-batching, one SavedModel call per batch, PIL validation, prediction log on;
+- dermpipe: micro-batching, each image checked and decoded once in its request's thread, one SavedModel call per
+  batch, prediction log on;
 - baseline: http.server (threaded) whose handler decodes the JPEG with PIL, resizes it and calls Keras
   `model.predict` on that one image per request.
 The load generator sends real JPEGs (../shared/data/isic2020-sample/images, 512x512) from 1, 4 and 16 concurrent
 clients, with 10% garbage requests mixed in (not an image, truncated JPEG, not JSON, wrong shape): those must get a
 4xx and nothing may get a 5xx. Reported per level: p50/p99 latency of the valid requests, throughput, error counts.
+Then an open loop (`--open-loop 0.5 0.8`): Poisson arrivals at those shares of gRPC's throughput at the top level,
+the latency a steady stream of requests below saturation sees.
 Also: the bare forward time of one batch (serving_default on encoded JPEGs, in this process: the ratio's
 denominator), the part of it the server's batch call runs (serve_pixels on decoded pixels) and the server's
 resident memory (VmRSS) before and after `--rss-requests` requests. `--server-cpus 0 1 ...` pins both servers (and the
@@ -217,13 +220,21 @@ def grpc_payloads(jpegs: list[bytes]) -> tuple[list, list]:
     return [request([j]) for j in jpegs], garbage
 
 
-def load(sender, clients: int, total: int, valid: list, garbage: list, garbage_share: float, seed: int = 0) -> dict:
+def load(sender, clients: int, total: int, valid: list, garbage: list, garbage_share: float, seed: int = 0,
+         rate: float = 0.0) -> dict:
     """`clients` threads send `total` requests in all; latencies of valid requests, status counts. sender: a URL
-    (REST, JSON bodies) or a factory of per-client send(payload) -> status functions."""
+    (REST, JSON bodies) or a factory of per-client send(payload) -> status functions.
+
+    rate 0: a closed loop (each client sends its next request when the last is answered). rate > 0: an open loop,
+    requests due at Poisson arrival times of `rate` per second, sent by whichever client is free; latency counts from
+    the time a request was due, so a request that waited for a free client is not reported as fast."""
     make = rest_sender(sender) if isinstance(sender, str) else sender
     rng = random.Random(seed)
     plan = [(True, rng.choice(garbage)) if rng.random() < garbage_share else (False, rng.choice(valid))
             for _ in range(total)]
+    due = [0.0] * total
+    for i in range(1, total if rate > 0 else 0):
+        due[i] = due[i - 1] + rng.expovariate(rate)
     lock = threading.Lock()
     cursor = iter(range(total))
     latencies: list[float] = []
@@ -237,7 +248,9 @@ def load(sender, clients: int, total: int, valid: list, garbage: list, garbage_s
             if i is None:
                 return
             is_garbage, body = plan[i]
-            started = time.perf_counter()
+            if rate > 0:
+                time.sleep(max(0.0, begin + due[i] - time.perf_counter()))
+            started = begin + due[i] if rate > 0 else time.perf_counter()
             status = send(body)
             elapsed = time.perf_counter() - started
             with lock:
@@ -253,7 +266,7 @@ def load(sender, clients: int, total: int, valid: list, garbage: list, garbage_s
                     counts["other"] += 1
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
-    started = time.perf_counter()
+    begin = started = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -315,6 +328,9 @@ def main() -> None:
     parser.add_argument("--server-cpus", type=int, nargs="+", default=None,
                         help="pin both servers (and the bare-forward timing) to these CPUs and the load generator "
                              "to the others, so that clients do not take the servers' cores")
+    parser.add_argument("--open-loop", type=float, nargs="*", default=[0.5, 0.8],
+                        help="also offer Poisson arrivals at these fractions of gRPC's closed-loop throughput at the "
+                             "top level, the same rate to every protocol (none: skip)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument("--baseline-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--model-file", default="", help=argparse.SUPPRESS)
@@ -376,7 +392,19 @@ def main() -> None:
                 after = server_batches(urls["dermpipe"])
                 batch_at[name][clients] = (after[0] - before[0]) / max(1.0, after[1] - before[1])
         top = max(args.levels)
+        open_rows: dict[str, list[dict]] = {name: [] for name in ("v1", "v2", "grpc")}
+        for fraction in args.open_loop:  # below saturation: the latency a steady stream of requests sees
+            rate = fraction * results["grpc"][-1]["throughput"]
+            for name in open_rows:
+                sender, good, bad = protocols[name]
+                before = server_batches(urls["dermpipe"])
+                row = load(sender, 4 * top, top * args.requests_per_client, good, bad, args.garbage, seed=top,
+                           rate=rate)
+                after = server_batches(urls["dermpipe"])
+                open_rows[name].append({**row, "offered": rate, "fraction": fraction,
+                                        "batch": (after[0] - before[0]) / max(1.0, after[1] - before[1])})
         sizes = {1, top} | {max(1, round(mean)) for name in ("v1", "v2", "grpc") for mean in batch_at[name].values()}
+        sizes |= {max(1, round(row["batch"])) for rows in open_rows.values() for row in rows}
         os.sched_setaffinity(0, server_cpus or client_cpus)  # the forward is timed on the servers' CPUs
         bare = {size: bare_forward_ms(version, jpegs, size) for size in sorted(sizes)}
         pixels_only = {size: bare_forward_ms(version, jpegs, size, signature="serve_pixels") for size in sorted(sizes)}
@@ -414,14 +442,27 @@ def main() -> None:
                   f"{r['ok']:>6}{r['4xx_garbage']:>8}{r['4xx_valid']:>7}{r['5xx']:>5}")
     print("(batch: the server's mean batch over the run, rounded; p50/bare: p50 over the bare forward time of that "
           "batch; x base: throughput over the naive baseline's at the same clients)")
+    if args.open_loop:
+        print(f"\nopen loop: Poisson arrivals at a share of gRPC's {top}-client throughput, the same rate to every "
+              f"protocol, up to {4 * top} requests in flight; latency from the time each request was due")
+        print(f"{'protocol':<9}{'share':>7}{'offered':>9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'batch':>7}"
+              f"{'p50/bare':>9}{'ok':>6}{'4xx bad':>8}{'4xx ok':>7}{'5xx':>5}")
+        for i, fraction in enumerate(args.open_loop):
+            for name, rows in open_rows.items():
+                r = rows[i]
+                batch = max(1, round(r["batch"]))
+                print(f"{name:<9}{fraction:>7.0%}{r['offered']:>9.1f}{r['throughput']:>9.1f}{r['p50_ms']:>9.1f}"
+                      f"{r['p99_ms']:>9.1f}{batch:>7}{r['p50_ms'] / bare[batch]:>9.2f}{r['ok']:>6}"
+                      f"{r['4xx_garbage']:>8}{r['4xx_valid']:>7}{r['5xx']:>5}")
     print("\nbare forward (serving_default on encoded JPEGs, this process): "
           + ", ".join(f"batch {k}: {v:.1f} ms" for k, v in sorted(bare.items())))
     print("of which the model on decoded pixels (serve_pixels: the server's batch call; it decodes each image in "
           "its request's thread): " + ", ".join(f"batch {k}: {v:.1f} ms" for k, v in sorted(pixels_only.items())))
-    print(f"5xx total: {sum(r['5xx'] for rows in results.values() for r in rows)}")
+    print(f"5xx total: {sum(r['5xx'] for rows in (*results.values(), *open_rows.values()) for r in rows)}")
     print("dermpipe serve RSS (MiB) after N requests: " + ", ".join(f"{n}: {m:.0f}" for n, m in rss))
     if args.json:
-        args.json.write_text(json.dumps({"results": results, "bare_forward_ms": bare, "serve_pixels_ms": pixels_only,
+        args.json.write_text(json.dumps({"results": results, "open_loop": open_rows, "bare_forward_ms": bare,
+                                         "serve_pixels_ms": pixels_only,
                                          "batch_mean": batch_at,
                                          "rss_mib": rss, "args": {k: str(v) for k, v in vars(args).items()}},
                                         indent=1))
