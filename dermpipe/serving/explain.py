@@ -120,7 +120,7 @@ async def tf_explain(service, explainer: Explainer, name: str, version: int | No
     if len(images) > cap:
         raise ServingError(413, f"{len(images)} instances to explain in one request; the limit is {cap} "
                                 "(--max-explain-instances): a Grad-CAM costs a backward pass, split the request")
-    model = await run_in_threadpool(service.manager.get, version)
+    model = await service.model(version)
     request_id = uuid.uuid4().hex
     explanations = await explainer.explain(model, images, metas)
     for i, item in enumerate(explanations):

@@ -123,7 +123,7 @@ class Predictions(prediction_service_pb2_grpc.PredictionServiceServicer):
             if request.model_spec.signature_name not in ("", "serving_default"):
                 raise ServingError(400, f"signature_name {request.model_spec.signature_name!r}: only "
                                         "serving_default (encoded images) is served")
-            model = await run_in_threadpool(service.manager.get, _version(request.model_spec))
+            model = await service.model(_version(request.model_spec))
             names = (*OUTPUTS, *CLINICAL_OUTPUTS) if model.clinical is not None else OUTPUTS
             unknown = sorted(set(request.output_filter) - set(names))
             if unknown:
@@ -143,7 +143,7 @@ class Predictions(prediction_service_pb2_grpc.PredictionServiceServicer):
             if list(request.metadata_field) != ["signature_def"]:
                 raise ServingError(400, f"metadata_field {list(request.metadata_field)}: only ['signature_def'] "
                                         "is supported, as in TF Serving")
-            model = await run_in_threadpool(self.service.manager.get, _version(request.model_spec))
+            model = await self.service.model(_version(request.model_spec))
             signatures = await run_in_threadpool(self._signature_map, model.uri)
         response = get_model_metadata_pb2.GetModelMetadataResponse()
         response.model_spec.name, response.model_spec.version.value = model.name, model.version

@@ -191,6 +191,13 @@ class ModelManager:
     def stop(self) -> None:
         self._stop.set()
 
+    def loaded(self, version: int | None = None) -> ServedModel | None:
+        """The version if it is already in memory (the current one for None), else None; no I/O, no lock."""
+        current = self.current
+        if version is None or (current is not None and current.version == version):
+            return current
+        return self._others.get(version)
+
     def get(self, version: int | None = None) -> ServedModel:
         current = self.current
         if version is None or (current is not None and current.version == version):

@@ -7,7 +7,6 @@ import uuid
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from starlette.concurrency import run_in_threadpool
 
 from dermpipe import config
 from dermpipe.serving.binary_tensors import HEADER, encode_reply, split_body
@@ -45,14 +44,14 @@ INFER_BODY = {"requestBody": {"required": True, "content": {
 def _version(version: str | None) -> int | None:
     if version is None or version == "":
         return None
-    if not version.isdigit():
-        raise ServingError(400, f"model version {version!r} is not a number")
+    if not (version.isascii() and version.isdigit()):  # str.isdigit alone accepts "²", which int() refuses
+        raise ServingError(400, f"model version {version!r} is not a number (send digits 0-9)")
     return int(version)
 
 
 async def _model(service: Service, name: str, version: str | None) -> ServedModel:
     service.check_name(name)
-    return await run_in_threadpool(service.manager.get, _version(version))
+    return await service.model(_version(version))
 
 
 def model_metadata(model: ServedModel, loaded: list[int]) -> dict:

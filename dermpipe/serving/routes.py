@@ -10,7 +10,6 @@ import numpy as np
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
-from starlette.concurrency import run_in_threadpool
 
 from dermpipe import config
 from dermpipe.deploy import registry
@@ -39,7 +38,7 @@ def row(probabilities: np.ndarray) -> dict:
 async def tf_predict(service: Service, name: str, version: int | None, body: PredictRequest) -> dict:
     service.check_name(name)
     images, metas, columnar = parse_tf_request(body, service.settings.max_instances)
-    model = await run_in_threadpool(service.manager.get, version)
+    model = await service.model(version)
     request_id = uuid.uuid4().hex
     probabilities, _, _, decisions = await service.predict_images(model, images, metas, request_id,
                                                                   body.operating_point)
@@ -71,7 +70,7 @@ def status(service: Service, name: str, version: int | None) -> dict:
 
 async def metadata(service: Service, name: str, version: int | None) -> dict:
     service.check_name(name)
-    model = await run_in_threadpool(service.manager.get, version)
+    model = await service.model(version)
     return {"model_spec": {"name": name, "signature_name": "", "version": str(model.version)},
             "metadata": {"signature_def": {"signature_def": model.signature_def}},
             "dermpipe": {"classes": list(config.CLASSES), "image_size": model.image_size,

@@ -64,6 +64,11 @@ class Service:
         if self.predlog is not None:
             self.predlog.close()
 
+    async def model(self, version: int | None = None) -> ServedModel:
+        """The served model of `version` (None: the current one): at once when it is in memory, else loaded from the
+        registry in a worker thread (404 for a version the registry does not have, 503 before any is loaded)."""
+        return self.manager.loaded(version) or await run_in_threadpool(self.manager.get, version)
+
     def check_name(self, name: str) -> None:
         if name != self.settings.model_name:
             raise ServingError(404, f"Servable not found for request: model {name!r}; this server serves "

@@ -157,9 +157,11 @@ def test_a_deploy_killed_between_files_is_never_seen(where, tmp_path, request):
         registry.promote(root, "m", 1, expected=None, reason="test")
     manager = ModelManager(root, "m", poll_seconds=60)
     assert manager.refresh() is False  # no current.json names it
+    assert manager.loaded() is None and manager.loaded(1) is None  # nothing in memory either
     with pytest.raises(ServingError) as err:
         manager.get(1)
     assert err.value.status == 404
+    assert manager.loaded(1) is None
     assert registry.allocate(root, "m") == 2  # the gap stays: a number is never reused
 
 

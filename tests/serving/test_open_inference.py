@@ -161,3 +161,14 @@ def test_v2_requests_are_logged_once_with_their_metadata(server, jpegs):
     assert [line["request_id"] for line in lines] == ["v2-logged-0", "v2-logged-1"]
     assert [(line["age_approx"], line["sex"]) for line in lines] == [(40.0, "male"), (None, None)]
     assert lines[0]["predicted_class"] in config.CLASSES
+
+
+@pytest.mark.parametrize("text", ["\u00b2", "1\u00b2", "\u0663", "-1", "1.0", " 1"])
+def test_a_version_that_is_not_ascii_digits_is_a_400_not_a_500(text):
+    from dermpipe.serving.open_inference import _version
+    from dermpipe.serving.settings import ServingError
+
+    with pytest.raises(ServingError) as err:
+        _version(text)
+    assert err.value.status == 400 and "not a number" in err.value.message
+    assert _version("12") == 12 and _version("") is None and _version(None) is None
