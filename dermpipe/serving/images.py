@@ -24,7 +24,7 @@ class CheckedImage:
     format: str
     width: int
     height: int
-    pixels: np.ndarray  # float32 [image_size, image_size, 3]: what serving_default would decode from `data`
+    pixels: np.ndarray | None  # float32 [image_size, image_size, 3]: what serving_default decodes from `data`
 
 
 def check_image(data: bytes, *, max_pixels: int, image_size: int, what: str = "image") -> CheckedImage:

@@ -7,6 +7,7 @@ import datetime as dt
 import functools
 import logging
 import threading
+from dataclasses import replace
 
 import numpy as np
 from starlette.concurrency import run_in_threadpool
@@ -81,6 +82,7 @@ class Service:
         check_operating_point(model, operating_point)
         checked = await self.check_images(model, images)
         probabilities, embedding, pixel_stats = await self.batcher.submit(model, [c.pixels for c in checked], metas)
+        checked = [replace(c, pixels=None) for c in checked]  # the log needs no pixels: none wait in its queue
         predlog = self.predlog
         self.telemetry.images.inc(len(images))
         timestamp = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
