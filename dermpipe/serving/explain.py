@@ -25,7 +25,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from dermpipe import config
-from dermpipe.serving.images import check_image
+from dermpipe.serving.images import check_images
 from dermpipe.serving.models import ServedModel
 from dermpipe.serving.parsing import parse_tf_request
 from dermpipe.serving.routes import ServiceDep, row
@@ -51,10 +51,8 @@ class Explainer:
                                     f"(--explain-capacity) is {self.settings.explain_capacity}; retry shortly")
         self.in_flight += 1
         try:
-            max_pixels, size = self.settings.max_pixels, model.image_size
-            what = [f"instance {i}" if len(images) > 1 else "image" for i in range(len(images))]
-            checked = await run_in_threadpool(lambda: [check_image(d, max_pixels=max_pixels, image_size=size, what=w)
-                                                       for d, w in zip(images, what, strict=True)])
+            checked = await run_in_threadpool(check_images, images, max_pixels=self.settings.max_pixels,
+                                              image_size=model.image_size)
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self.executor, self._explain, model,
                                               np.stack([c.pixels for c in checked]), metas)

@@ -51,6 +51,13 @@ def check_image(data: bytes, *, max_pixels: int, image_size: int, what: str = "i
     return CheckedImage(data=data, format=check.format, width=check.width, height=check.height, pixels=pixels)
 
 
+def check_images(images: list[bytes], *, max_pixels: int, image_size: int) -> list[CheckedImage]:
+    """check_image on each image of one request, named "image" alone or "instance i" among several."""
+    what = [f"instance {i}" if len(images) > 1 else "image" for i in range(len(images))]
+    return [check_image(data, max_pixels=max_pixels, image_size=image_size, what=name)
+            for data, name in zip(images, what, strict=True)]
+
+
 def _refusal(check: ImageCheck, data: bytes, max_pixels: int, what: str) -> ServingError:
     """The status and message for a defect inspect_image_bytes found."""
     width, height = check.width, check.height

@@ -199,12 +199,13 @@ class ModelManager:
         return self._others.get(version)
 
     def get(self, version: int | None = None) -> ServedModel:
-        current = self.current
-        if version is None or (current is not None and current.version == version):
-            if current is None:
-                raise ServingError(503, f"no model version loaded yet from {self.registry_root}/{self.model_name}"
-                                        f" ({self.last_error or 'no current.json'})")
-            return current
+        """The version (None: the current one), loaded from the registry when it is not in memory yet."""
+        found = self.loaded(version)
+        if found is not None:
+            return found
+        if version is None:
+            raise ServingError(503, f"no model version loaded yet from {self.registry_root}/{self.model_name}"
+                                    f" ({self.last_error or 'no current.json'})")
         with self._lock:
             if version not in self._others:
                 if version not in registry.versions(self.registry_root, self.model_name):

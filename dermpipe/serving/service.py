@@ -17,7 +17,7 @@ from dermpipe.data.image_stats import statistics_rows
 from dermpipe.monitoring.prediction_log import PredictionLog, log_line
 from dermpipe.serving.batching import MicroBatcher
 from dermpipe.serving.decisions import check_operating_point, decide
-from dermpipe.serving.images import CheckedImage, check_image
+from dermpipe.serving.images import CheckedImage, check_images
 from dermpipe.serving.models import ModelManager, ServedModel
 from dermpipe.serving.settings import ServingError, Settings
 from dermpipe.serving.telemetry import Telemetry
@@ -97,11 +97,9 @@ class Service:
     async def check_images(self, model: ServedModel, images: list[bytes]) -> list[CheckedImage]:
         """The images checked and decoded at the model's size, in a worker thread (the decode releases the GIL); a
         batch being collected meanwhile waits for them (arriving() ends before the caller submits)."""
-        what = [f"instance {i}" if len(images) > 1 else "image" for i in range(len(images))]
-        max_pixels, size = self.settings.max_pixels, model.image_size
         with self.batcher.arriving():
-            return await run_in_threadpool(lambda: [check_image(d, max_pixels=max_pixels, image_size=size, what=w)
-                                                    for d, w in zip(images, what, strict=True)])
+            return await run_in_threadpool(check_images, images, max_pixels=self.settings.max_pixels,
+                                           image_size=model.image_size)
 
     def log_lines(self, model: ServedModel, checked: list[CheckedImage], probabilities: np.ndarray,
                   pixel_stats: np.ndarray, summary: np.ndarray | None, metas: list[dict], request_id: str,
