@@ -53,9 +53,10 @@ def test_evaluate_component_scores_every_test_image(trained):
     frame = pd.read_parquet(predictions.path)
     expected = bootstrap_bma(frame["label_index"].to_numpy(), frame["predicted_index"].to_numpy(), GateParams())
     assert bma == pytest.approx([expected.lower, expected.point, expected.upper]) and bma == sorted(bma)
-    # a zero-width interval only where every resample scores the same: a model that gets all or none right (2 epochs
-    # from scratch sometimes predicts one class the test split lacks)
-    assert bma[2] - bma[0] > 0 or bma[1] in (0.0, 1.0)
+    # a zero-width interval only where every resample scores the same: each class's images all right or all wrong
+    # (2 epochs from scratch sometimes predicts a single class for every image)
+    recalls = frame.assign(hit=frame["label_index"] == frame["predicted_index"]).groupby("label_index")["hit"].mean()
+    assert bma[2] - bma[0] > 0 or set(recalls) <= {0.0, 1.0}
     matrix = confusion.metadata["confusionMatrix"]["rows"]
     assert sum(sum(row["row"]) for row in matrix) == parts["test"].metadata["rows"]
     assert json.dumps(metrics.metadata)  # what the pipeline UI shows must be plain JSON
