@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dermpipe.serving.models import ServedModel
-from dermpipe.serving.settings import ServingError
+from dermpipe.serving.settings import ServingError, tf_error_detail
 
 log = logging.getLogger("dermpipe.serve")
 
@@ -137,11 +137,9 @@ class MicroBatcher:
 
 
 def _model_error(err: Exception) -> Exception:
-    """A decoding failure inside the graph is the input's fault (4xx); anything else stays a server error."""
+    """A TF argument error in a job run alone is that request's input's fault (4xx); anything else stays a 5xx."""
     import tensorflow as tf
 
     if isinstance(err, tf.errors.InvalidArgumentError):
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        return ServingError(422, f"the model could not decode the image ({first_line[:300]})")
+        return ServingError(422, f"the model refused this request's input: {tf_error_detail(err)}")
     return err
-

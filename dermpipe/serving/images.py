@@ -12,7 +12,7 @@ import numpy as np
 
 from dermpipe import config
 from dermpipe.data.image_check import ImageCheck, inspect_image_bytes
-from dermpipe.serving.settings import ServingError
+from dermpipe.serving.settings import ServingError, tf_error_detail
 
 ACCEPTED_FORMATS = ("JPEG", "PNG", "BMP", "GIF")  # what tf.io.decode_image (the model's decoder) reads
 SIGNATURES = {b"\xff\xd8": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG", b"GIF8": "GIF"}
@@ -45,8 +45,7 @@ def check_image(data: bytes, *, max_pixels: int, image_size: int, what: str = "i
     try:
         pixels = bytes_decoder(image_size)(data).numpy()
     except tf.errors.InvalidArgumentError as err:
-        detail = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        detail = re.sub(r"^\{\{[^}]*\}\}\s*", "", detail)[:300]  # drop TF's {{function_node ...}} prefix
+        detail = tf_error_detail(err)
         raise _refusal(replace(check, problem="corrupt", detail=detail), data, max_pixels, what) from None
     return CheckedImage(data=data, format=check.format, width=check.width, height=check.height, pixels=pixels)
 

@@ -33,3 +33,18 @@ class ServingError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+def tf_error_detail(err: Exception, limit: int = 300) -> str:
+    """The line of a TF error that says what went wrong.
+
+    An eager op's error starts with a {{function_node ...}} prefix; a graph call's reads "Graph execution error:",
+    then where the node was defined (File lines), then the message, then the node ([[...]]).
+    """
+    import re
+
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    after_trace = max((i for i, line in enumerate(lines) if line.startswith("File ")), default=-1)
+    skip = ("[[", "Graph execution error", "Detected at node")
+    message = next((line for line in lines[after_trace + 1:] if not line.startswith(skip)), "")
+    return re.sub(r"^\{\{[^}]*\}\}\s*", "", message)[:limit] or type(err).__name__

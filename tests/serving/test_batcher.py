@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dermpipe.serving.batching import MicroBatcher
-from dermpipe.serving.settings import ServingError
+from dermpipe.serving.settings import ServingError, tf_error_detail
 
 
 class FakeModel:
@@ -41,10 +41,35 @@ def test_concurrent_jobs_share_calls_up_to_max_batch():
         assert probabilities[:, 0].tolist() == [float(len(i)) for i in job] and embedding.shape == (len(job), 2)
 
 
-def test_a_job_that_breaks_the_batch_fails_alone_with_a_4xx():
+def _graph_error() -> Exception:
+    """The InvalidArgumentError a tf.function raises: "Graph execution error:", the trace, then the message."""
     import tensorflow as tf
 
-    model = FakeModel(tf.errors.InvalidArgumentError(None, None, "Unknown image file format"))
+    @tf.function
+    def decode(data):  # a def, not a lambda: TF names where the failing node was defined only for a def
+        return tf.io.decode_image(data, channels=3, expand_animations=False)
+
+    try:
+        decode(tf.constant(b"bad"))
+    except tf.errors.InvalidArgumentError as err:
+        return err
+    raise AssertionError("decode_image accepted b'bad'")
+
+
+def test_a_tf_error_is_reported_by_its_message_not_its_trace():
+    import tensorflow as tf
+
+    err = _graph_error()
+    assert str(err).startswith("Graph execution error")
+    assert tf_error_detail(err).startswith("Unknown image file format")
+    eager = tf.errors.InvalidArgumentError(None, None, "{{function_node __wrapped__DecodeImage}} Invalid JPEG data")
+    assert tf_error_detail(eager) == "Invalid JPEG data"
+    assert tf_error_detail(tf.errors.InvalidArgumentError(None, None, "")) == "InvalidArgumentError"
+    assert len(tf_error_detail(ValueError("x" * 1000))) == 300
+
+
+def test_a_job_that_breaks_the_batch_fails_alone_with_a_4xx():
+    model = FakeModel(_graph_error())
     jobs = [[b"good1"], [b"bad"], [b"good22"]]
     failures: list[int] = []
     results = asyncio.run(_submit_all(MicroBatcher(max_batch=8, max_wait_s=0.05, observe_failure=failures.append),
@@ -53,7 +78,7 @@ def test_a_job_that_breaks_the_batch_fails_alone_with_a_4xx():
     assert failures == [3, 1], "the batch of 3 failed, then the bad job alone (reported to /metrics)"
     assert results[0][0][0, 0] == 5.0 and results[2][0][0, 0] == 6.0
     assert isinstance(results[1], ServingError) and results[1].status == 422
-    assert "could not decode" in results[1].message
+    assert results[1].message.startswith("the model refused this request's input: Unknown image file format")
 
 
 def test_other_model_errors_stay_server_errors():
