@@ -23,6 +23,8 @@ from dermpipe.componentkit import PROGRESS_PREFIX
 
 # A line that reports a warning: Python's `...Warning:` lines, logging's WARNING level, TensorFlow's `W0000 ...`.
 WARNING_LINE = re.compile(r"(\b[A-Z]\w*Warning\b|\bWARNING\b|^W\d{4} )")
+# Lines that say WARNING but report nothing: absl prints this one as TF starts in every task's process.
+NOT_A_WARNING = re.compile(r"All log messages before absl::InitializeLog\(\) is called are written to STDERR")
 TAIL_LINES = 200
 
 
@@ -49,7 +51,7 @@ class TaskLog:
 
     def line(self, text: str) -> None:
         self.lines.append(text)
-        if WARNING_LINE.search(text):
+        if WARNING_LINE.search(text) and not NOT_A_WARNING.search(text):
             self.warnings += 1
         if self._file is not None:
             self._file.write(text + "\n")
