@@ -231,6 +231,24 @@ def test_a_killed_run_resumes_after_its_last_checkpoint(demo_dataset, splits, tm
     assert again.seen == []
 
 
+def test_op_determinism_holds_during_a_deterministic_run_only(demo_dataset, splits, tmp_path):
+    from tensorflow.python.framework.config import is_op_determinism_enabled
+
+    seen: list[bool] = []
+    probe = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs=None: seen.append(
+        is_op_determinism_enabled()))
+    for deterministic in (True, False):
+        train_model(splits.train.head(32), splits.val.head(16), demo_dataset,
+                    TrainParams(**{**TINY, "image_size": 16}, epochs=1, deterministic=deterministic), quiet=True,
+                    checkpoint_dir=str(tmp_path / str(deterministic)), extra_callbacks=[probe])
+        assert not is_op_determinism_enabled(), "a training process that goes on to serve keeps TF's fast kernels"
+    with pytest.raises(RuntimeError, match="pre-empted"):  # a run that fails gives the kernels back too
+        train_model(splits.train.head(32), splits.val.head(16), demo_dataset,
+                    TrainParams(**{**TINY, "image_size": 16}, epochs=2, deterministic=True), quiet=True,
+                    checkpoint_dir=str(tmp_path / "failed"), extra_callbacks=[probe, _Interrupt(1)])
+    assert seen == [True, False, True] and not is_op_determinism_enabled()
+
+
 def test_history_files_are_replaced_whole_through_gfile():
     from dermpipe.model.training.callbacks import _read_json, _write_text
 

@@ -13,7 +13,7 @@ from dermpipe.model.training.inputs import TrainingInputs, training_inputs
 from dermpipe.model.training.params import TrainParams
 from dermpipe.model.training.report import metadata_report, training_report
 from dermpipe.model.training.resume import remove_state
-from dermpipe.model.training.runtime import Runtime, runtime
+from dermpipe.model.training.runtime import Runtime, op_determinism, runtime
 
 
 def class_weights(labels: np.ndarray, n_classes: int) -> dict[int, float]:
@@ -117,12 +117,19 @@ def train_model(train: pd.DataFrame, val: pd.DataFrame, dataset_dir: Path, param
     With `shards_dir` (the prepare stage's output) training and validation read the TFRecord shards instead of the
     image files.
     """
-    from dermpipe.model.evaluation.metrics import evaluate_predictions
-
     params.check()
     quiet = quiet or verbose == 0
     if train.empty or val.empty:
         raise ValueError(f"training needs rows in both splits; got train={len(train)} val={len(val)}")
+    with op_determinism(params.deterministic):
+        return _train(train, val, dataset_dir, params, out_dir=out_dir, checkpoint_dir=checkpoint_dir, quiet=quiet,
+                      extra_callbacks=extra_callbacks, shards_dir=shards_dir)
+
+
+def _train(train: pd.DataFrame, val: pd.DataFrame, dataset_dir: Path, params: TrainParams, *, out_dir: Path | None,
+           checkpoint_dir: str | None, quiet: bool, extra_callbacks, shards_dir: Path | None):
+    from dermpipe.model.evaluation.metrics import evaluate_predictions
+
     env = _seeded_runtime(params)
     model, backbone_layers, pretrained = _build_model(params, env, quiet)
     data = training_inputs(train, val, dataset_dir, params, shards_dir)
@@ -144,13 +151,9 @@ def train_model(train: pd.DataFrame, val: pd.DataFrame, dataset_dir: Path, param
 
 
 def _seeded_runtime(params: TrainParams) -> Runtime:
-    """Determinism and seeds set, then the run-time environment (precision policy, strategy)."""
+    """Seeds set, then the run-time environment (precision policy, strategy); train_model scopes op determinism."""
     import keras
 
-    if params.deterministic:
-        import tensorflow as tf
-
-        tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(params.seed)
     return runtime(params.mixed_precision)
 

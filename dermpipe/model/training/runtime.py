@@ -1,5 +1,7 @@
-"""The training run-time environment: GPUs, mixed precision and the distribution strategy."""
+"""The training run-time environment: GPUs, mixed precision, the distribution strategy and op determinism."""
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 
@@ -21,3 +23,26 @@ def runtime(mixed_precision: str) -> Runtime:
     keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
     strategy = tf.distribute.MirroredStrategy() if gpus > 1 else tf.distribute.get_strategy()
     return Runtime(gpus, mixed, int(strategy.num_replicas_in_sync), strategy)
+
+
+@contextlib.contextmanager
+def op_determinism(enabled: bool) -> Iterator[None]:
+    """TensorFlow's deterministic kernels inside the block only.
+
+    enable_op_determinism is process-wide and TF exports no call to undo it, so a process that trained with
+    --deterministic and then served or evaluated would keep the slower kernels; the state before is restored with
+    the private disable_op_determinism that sits beside it (TF's own tests use it).
+    """
+    if not enabled:
+        yield
+        return
+    import tensorflow as tf
+    from tensorflow.python.framework import config as tf_config
+
+    was_enabled = tf_config.is_op_determinism_enabled()
+    tf.config.experimental.enable_op_determinism()
+    try:
+        yield
+    finally:
+        if not was_enabled:
+            tf_config.disable_op_determinism()
