@@ -11,6 +11,7 @@ INVALID_ARGUMENT, no version loaded UNAVAILABLE."""
 import asyncio
 import contextlib
 import logging
+import math
 import uuid
 
 import grpc
@@ -62,50 +63,78 @@ def _version(spec) -> int | None:
     return spec.version.value if spec.HasField("version") else None
 
 
+def declared_shape(name: str, proto) -> list[int]:
+    """The shape a TensorProto declares, read before tf.make_ndarray: make_ndarray fills a short value list up to
+    the declared shape, so a 20-byte message declaring [10**9] strings would take tens of gigabytes."""
+    dims = [dim.size for dim in proto.tensor_shape.dim]
+    if proto.tensor_shape.unknown_rank or any(size < 0 for size in dims):
+        raise ServingError(400, f"input {name}: shape {'unknown' if proto.tensor_shape.unknown_rank else dims}; "
+                                "a request's tensors need a known shape")
+    return dims
+
+
+def tensor_values(name: str, proto, count: int) -> list:
+    """The `count` values of a DT_STRING or DT_FLOAT TensorProto whose shape declares `count` elements.
+
+    make_ndarray would fill a short value list with its last value (zeros when there is none), so exactly `count`
+    values must be present: a sex tensor with one value for three images is refused, not copied three times.
+    """
+    import tensorflow as tf
+    from tensorflow.core.framework import types_pb2
+
+    if proto.dtype == types_pb2.DT_STRING:
+        present = len(proto.string_val)
+    else:
+        present = len(proto.tensor_content) // 4 if proto.tensor_content else len(proto.float_val)
+    if present != count:
+        raise ServingError(400, f"input {name}: {present} values in a tensor of {count} elements; send every value")
+    try:
+        return tf.make_ndarray(proto).reshape(-1).tolist()
+    except Exception as err:  # noqa: BLE001 - a malformed TensorProto is the caller's
+        raise ServingError(400, f"input {name}: not a readable TensorProto ({err})") from None
+
+
 def requested_operating_point(inputs) -> str | None:
     """The operating point an `operating_point` input names (DT_STRING, one element), or None: the default."""
-    import tensorflow as tf
     from tensorflow.core.framework import types_pb2
 
     if OPERATING_POINT_INPUT not in inputs:
         return None
     proto = inputs[OPERATING_POINT_INPUT]
-    values = tf.make_ndarray(proto).reshape(-1).tolist() if proto.dtype == types_pb2.DT_STRING else []
-    if len(values) != 1:
+    if proto.dtype != types_pb2.DT_STRING or math.prod(declared_shape(OPERATING_POINT_INPUT, proto)) != 1:
         raise ServingError(400, f"input {OPERATING_POINT_INPUT}: expected one DT_STRING value naming a stored "
                                 "operating point, e.g. melanoma_sens90")
-    return values[0].decode("utf-8", "replace")
+    return tensor_values(OPERATING_POINT_INPUT, proto, 1)[0].decode("utf-8", "replace")
 
 
 def request_values(inputs, max_instances: int) -> dict[str, list]:
-    """Each input's elements (bytes for DT_STRING, floats for DT_FLOAT), checked: known names, dtypes, 1-D [N]."""
-    import tensorflow as tf
+    """Each input's elements (bytes for DT_STRING, floats for DT_FLOAT), checked: known names, dtypes, 1-D [N].
+
+    Every declared shape is checked against the image count and --max-instances before any tensor is read.
+    """
     from tensorflow.core.framework import types_pb2
 
     if IMAGE_INPUT not in inputs:
         raise ServingError(400, f"inputs has {sorted(inputs)}; expected {IMAGE_INPUT} (DT_STRING [N], encoded "
                                 f"images) and optionally {', '.join(list(INPUT_DTYPES)[1:])}")
+    shapes = {name: declared_shape(name, proto) for name, proto in inputs.items()}
+    for name, shape in shapes.items():
+        if len(shape) != 1:
+            raise ServingError(400, f"input {name}: shape {shape}; expected [N], one per image")
+    count = shapes[IMAGE_INPUT][0]
+    if count == 0:
+        raise ServingError(400, f"input {IMAGE_INPUT}: no images")
+    if count > max_instances:
+        raise ServingError(413, f"{count} images in one request; the limit is {max_instances} (--max-instances)")
     values = {}
     for name, proto in inputs.items():
         dtype = types_pb2.DataType.Name(proto.dtype)
         if INPUT_DTYPES.get(name) != dtype:
             raise ServingError(400, f"input {name} ({dtype}): expected one of "
                                     f"{', '.join(f'{k} {v}' for k, v in INPUT_DTYPES.items())}")
-        try:
-            array = tf.make_ndarray(proto)
-        except Exception as err:  # noqa: BLE001 - a malformed TensorProto is the caller's
-            raise ServingError(400, f"input {name}: not a readable TensorProto ({err})") from None
-        if array.ndim != 1:
-            raise ServingError(400, f"input {name}: shape {list(array.shape)}; expected [N], one per image")
-        values[name] = array.tolist()
-    count = len(values[IMAGE_INPUT])
-    if count == 0:
-        raise ServingError(400, f"input {IMAGE_INPUT}: no images")
-    if count > max_instances:
-        raise ServingError(413, f"{count} images in one request; the limit is {max_instances} (--max-instances)")
-    for name, items in values.items():
-        if len(items) != count:
-            raise ServingError(400, f"input {name}: {len(items)} values for {count} images; send one per image")
+        if shapes[name][0] != count:
+            raise ServingError(400, f"input {name}: {shapes[name][0]} values for {count} images; send one per image")
+        values[name] = tensor_values(name, proto, count)
     return values
 
 

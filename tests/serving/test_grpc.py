@@ -111,7 +111,17 @@ def _bad_requests(jpeg: bytes) -> list[tuple[str, predict_pb2.PredictRequest, gr
         ("unknown output", _with_filter(predict_request([jpeg]), ["logits"]), invalid, "output_filter"),
         ("unknown model", predict_request([jpeg], name="other"), grpc.StatusCode.NOT_FOUND, "other"),
         ("unknown version", predict_request([jpeg], version=9), grpc.StatusCode.NOT_FOUND, "no version 9"),
+        ("declared 10**12 images", _declared(predict_request([jpeg]), "image_bytes", 10**12), exhausted,
+         "1000000000000 images in one request"),
+        ("one sex for 2 images", predict_request([jpeg] * 2, sex=tf.make_tensor_proto(["male"], shape=[2])),
+         invalid, "1 values in a tensor of 2 elements"),
     ]
+
+
+def _declared(request: predict_pb2.PredictRequest, name: str, size: int) -> predict_pb2.PredictRequest:
+    """The request with input `name`'s shape declared as [size], its values unchanged."""
+    request.inputs[name].tensor_shape.dim[0].size = size
+    return request
 
 
 def _bomb() -> bytes:
@@ -142,3 +152,57 @@ def test_bad_input_gets_client_error_codes_and_the_server_survives(server, chann
     ok = stub.Predict(predict_request([jpegs[0]]), timeout=60)
     assert tf.make_ndarray(ok.outputs["probabilities"]).shape == (1, 8)
     assert server.get("/healthz").status_code == 200
+
+
+def test_fuzzed_predict_requests_get_client_errors_never_a_server_error(server, channel, jpegs):
+    """Hypothesis builds PredictRequests from any dtype, declared shape (negative, unknown rank, 10**12), value
+    lists that disagree with the shape, unknown inputs, model names, versions, signatures and output filters: every
+    answer is OK or a client error code with details, never UNKNOWN or INTERNAL, and the server keeps answering."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+    from tensorflow.core.framework import tensor_pb2, types_pb2
+
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    client_codes = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.RESOURCE_EXHAUSTED}
+    dtypes = st.sampled_from([types_pb2.DT_STRING, types_pb2.DT_FLOAT, types_pb2.DT_INT32, types_pb2.DT_DOUBLE,
+                              types_pb2.DT_INVALID]) | st.integers(0, 30)
+    sizes = st.integers(-2, 5) | st.sampled_from([10**12, 2**62])
+    strings = st.lists(st.sampled_from([jpegs[0], b"", b"male", b"melanoma_sens90"]) | st.binary(max_size=24),
+                       max_size=6)
+
+    @st.composite
+    def tensors(draw):
+        tensor = tensor_pb2.TensorProto(dtype=draw(dtypes), string_val=draw(strings),
+                                        float_val=draw(st.lists(st.floats(width=32), max_size=6)),
+                                        tensor_content=draw(st.binary(max_size=30)))
+        tensor.tensor_shape.unknown_rank = draw(st.booleans())
+        for size in draw(st.lists(sizes, max_size=3)):
+            tensor.tensor_shape.dim.add(size=size)
+        return tensor
+
+    names = st.sampled_from(["image_bytes", "sex", "age_approx", "anatom_site_general", "operating_point", "x"])
+    seen: dict[str, int] = {}
+
+    @settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(inputs=st.dictionaries(names, tensors(), max_size=4), name=st.sampled_from([MODEL, MODEL, "other", ""]),
+           version=st.none() | st.sampled_from([1, 2, 9, 0, -1, 2**62]),
+           signature=st.sampled_from(["", "serving_default", "serve_pixels"]),
+           output_filter=st.lists(st.sampled_from(["probabilities", "embedding", "logits"]), max_size=2))
+    def fuzz(inputs, name, version, signature, output_filter):
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name, request.model_spec.signature_name = name, signature
+        if version is not None:
+            request.model_spec.version.value = version
+        request.output_filter.extend(output_filter)
+        for key, tensor in inputs.items():
+            request.inputs[key].CopyFrom(tensor)
+        try:
+            stub.Predict(request, timeout=60)
+            seen["OK"] = seen.get("OK", 0) + 1
+        except grpc.RpcError as err:
+            assert err.code() in client_codes and err.details(), (err.code(), err.details(), request)
+            seen[err.code().name] = seen.get(err.code().name, 0) + 1
+
+    fuzz()
+    assert seen.get("INVALID_ARGUMENT", 0) > 0 and sum(seen.values()) == 150
+    assert stub.Predict(predict_request([jpegs[0]]), timeout=60).outputs["probabilities"].tensor_shape.dim[0].size == 1
