@@ -170,6 +170,20 @@ def oversample(ds: tf.data.Dataset, class_counts: Mapping[int, int], n_per_epoch
     return mixed.take(n_per_epoch)
 
 
+def shuffled_passes(stream: tf.data.Dataset, buffer: int, seed: int | None, *, shuffle: bool = True
+                    ) -> tf.data.Dataset:
+    """`stream` forever, each pass in its own shuffle order.
+
+    The passes' seeds come from Dataset.random, which draws anew once per iterator. With shuffle + repeat, an
+    epoch's order would also depend on how many passes earlier epochs made over the stream, which a resumed run
+    cannot replay: it fast-forwards iterators (model.training.resume), not passes.
+    """
+    if not shuffle:
+        return stream.repeat()
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    return seeds.flat_map(lambda pass_seed: stream.shuffle(buffer, seed=pass_seed, reshuffle_each_iteration=False))
+
+
 def training_dataset(
     examples: tf.data.Dataset,
     options: InputOptions,
@@ -211,7 +225,9 @@ def training_dataset(
         if class_counts is None or n_examples is None:
             raise ValueError("class_balance='oversample' needs class_counts and n_examples (the training split's)")
         ds = oversample(examples, class_counts, n_examples, options.seed,
-                        prepare=lambda stream, c: shuffled(decoded(stream, f"-class{c}"), class_counts[c]))
+                        prepare=lambda stream, c: shuffled_passes(decoded(stream, f"-class{c}"),
+                                                                  min(class_counts[c], options.shuffle_buffer),
+                                                                  options.seed, shuffle=options.shuffle))
     else:
         ds = shuffled(decoded(examples), n_examples or options.shuffle_buffer)
     ds = ds.batch(options.batch_size).map(lambda x, y: (on_image(x, lambda p: tf.cast(p, tf.float32)), y),

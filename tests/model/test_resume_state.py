@@ -40,9 +40,10 @@ def splits(demo_dataset):
 
 
 @pytest.mark.slow
-def test_a_resumed_deterministic_run_ends_with_the_weights_of_an_uninterrupted_one(demo_dataset, splits, tmp_path):
-    # class_balance="weights"; with "oversample" the per-class streams' shuffle positions are not reproduced (README)
-    params = TrainParams(**TINY, epochs=4, class_balance="weights")
+@pytest.mark.parametrize("class_balance", ["weights", "oversample"])
+def test_a_resumed_deterministic_run_ends_with_the_weights_of_an_uninterrupted_one(demo_dataset, splits, tmp_path,
+                                                                                    class_balance):
+    params = TrainParams(**TINY, epochs=4, class_balance=class_balance)
     whole, whole_report = train_model(splits.train, splits.val, demo_dataset, params, quiet=True,
                                       checkpoint_dir=str(tmp_path / "whole"))
     folder = str(tmp_path / "resumed")

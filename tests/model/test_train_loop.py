@@ -123,6 +123,24 @@ def test_oversampling_draws_every_present_class_equally():
         oversample(ds, {0: 0}, 10, seed=1)
 
 
+def test_shuffled_passes_reorder_each_pass_and_replay_an_epoch_from_fresh_iterators():
+    from dermpipe.data.images import shuffled_passes
+
+    def epochs(ds, n):
+        return [list(ds.as_numpy_iterator()) for _ in range(n)]
+
+    # an epoch of 12 draws makes 2.4 passes over 5 items: each whole pass is a permutation, and passes differ
+    first, second = epochs(shuffled_passes(tf.data.Dataset.range(5), 5, seed=3).take(12), 2)
+    passes = [first[i:i + 5] for i in (0, 5)] + [second[i:i + 5] for i in (0, 5)]
+    assert all(sorted(p) == [0, 1, 2, 3, 4] for p in passes) and len({tuple(p) for p in passes}) > 1
+    # a resume fast-forwards by making iterators, not by reading: epoch 2 must not depend on epoch 1's passes
+    fresh = shuffled_passes(tf.data.Dataset.range(5), 5, seed=3).take(12)
+    iter(fresh)
+    assert list(fresh.as_numpy_iterator()) == second
+    unshuffled = shuffled_passes(tf.data.Dataset.range(3), 3, seed=3, shuffle=False).take(7)
+    assert list(unshuffled.as_numpy_iterator()) == [0, 1, 2, 0, 1, 2, 0]
+
+
 def test_oversample_through_training_dataset_needs_the_counts(demo_dataset, splits):
     rows = splits.train
     options = InputOptions(image_size=8, batch_size=500, seed=0)
