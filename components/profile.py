@@ -10,7 +10,8 @@ def profile(raw: Input[Dataset], model: Input[Model], train_split: Input[Dataset
             test_split: Input[Dataset], profile: Output[Artifact], stats: Output[Metrics], n_components: int = 5,
             melanoma_target_sensitivity: float = 0.95, ood_pass_rate: float = 0.95):
     """Reference profile of the trained model for the drift monitor (embedding PCA + per-image features), and the
-    clinical calibration: melanoma operating points chosen on validation, the OOD detector and its threshold."""
+    clinical calibration: melanoma operating points chosen on validation (on out-of-fold predictions for a
+    cross-validated ensemble), the OOD detector and its threshold."""
     from dermpipe.model.evaluation.params import ProfileParams
     from dermpipe.monitoring.profile import run
 

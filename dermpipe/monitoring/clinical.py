@@ -1,7 +1,8 @@
 """clinical.json: the operating points and the calibrated OOD detector that travel with a model version.
 
 Written by the profile stage, which already has every split's probabilities and embeddings from one decode: the
-thresholds are chosen on the validation rows (dermpipe.model.evaluation.operating_points), the OOD distance is fitted
+thresholds are chosen on the validation rows (dermpipe.model.evaluation.operating_points; for a cross-validated
+ensemble, which trained on them, on its out-of-fold predictions instead), the OOD distance is fitted
 on the training rows and its threshold calibrated on the validation rows (dermpipe.monitoring.ood); the test rows and
 a download-free out-of-distribution set (dermpipe.monitoring.ood_set) only report. Deploy copies the file into the
 registry version folder; `dermpipe serve` and `dermpipe predict` decide with it, the gate checks it.
@@ -87,17 +88,24 @@ class Clinical:
 
 def calibrate_clinical(labels: np.ndarray, probabilities: np.ndarray, embeddings: np.ndarray, splits: np.ndarray,
                        pca: EmbeddingPCA, *, target_sensitivity: float, ood_pass_rate: float,
-                       ood_embeddings: np.ndarray | None = None) -> Clinical:
+                       ood_embeddings: np.ndarray | None = None,
+                       held_out: tuple[np.ndarray, np.ndarray] | None = None) -> Clinical:
     """Operating points on val (reported on test), OOD fitted on train, calibrated on val, reported on test and the
-    OOD set. `labels` are class indices, rows aligned with `splits` ('train' | 'val' | 'test')."""
+    OOD set. `labels` are class indices, rows aligned with `splits` ('train' | 'val' | 'test').
+
+    `held_out`: (labels, probabilities) of a cross-validated ensemble's out-of-fold predictions
+    (dermpipe.model.evaluation.oof.held_out_predictions); the thresholds are chosen on them instead, since the
+    ensemble trained on the val images."""
     splits = np.asarray(splits)
     val, test, train = splits == "val", splits == "test", splits == "train"
     if not val.any():
         raise ValueError("clinical calibration: no validation rows; thresholds are chosen on the validation split "
                          "(never on test), so set val_size > 0")
-    points = choose_operating_points(labels[val], probabilities[val], targets_for(target_sensitivity),
+    chosen_labels, chosen_probabilities = held_out if held_out is not None else (labels[val], probabilities[val])
+    points = choose_operating_points(chosen_labels, chosen_probabilities, targets_for(target_sensitivity),
                                      labels[test] if test.any() else None,
-                                     probabilities[test] if test.any() else None)
+                                     probabilities[test] if test.any() else None,
+                                     chosen_on="val" if held_out is None else "out-of-fold")
     detector = fit_detector(pca, embeddings[train])
     detector = calibrate(detector, detector.score(pca, embeddings[val]), ood_pass_rate)
     ood_report = {"val_pass_rate": 1.0 - flagged_rate(detector, detector.score(pca, embeddings[val]))}

@@ -74,18 +74,20 @@ def profile_model(model_file: Path, dataset_dir: Path, tables: dict[str, pd.Data
             "model_file": str(model_file), "columns": list(profile.columns)}
     clinical = None
     if "label_index" in table.columns:  # split tables always have labels; an unlabelled folder gets drift only
-        clinical = _clinical(model, image_size, table, probabilities, embeddings, pca, params or ProfileParams())
+        clinical = _clinical(model, model_file.parent, image_size, table, probabilities, embeddings, pca,
+                             params or ProfileParams())
         (out / CLINICAL_FILE).write_text(json.dumps(clinical.as_dict(), indent=1))
     (out / PROFILE_JSON).write_text(json.dumps(info, indent=1))
     return {**info, "clinical": None if clinical is None else clinical.as_dict()}
 
 
-def _clinical(model, image_size: int, table: pd.DataFrame, probabilities: np.ndarray, embeddings: np.ndarray,
-              pca, params: ProfileParams):
+def _clinical(model, model_dir: Path, image_size: int, table: pd.DataFrame, probabilities: np.ndarray,
+              embeddings: np.ndarray, pca, params: ProfileParams):
     """Operating points and the OOD detector (dermpipe.monitoring.clinical), with the OOD set embedded by the same
-    decode as the splits."""
+    decode as the splits; a cross-validated ensemble's thresholds come from its out-of-fold predictions."""
     import tempfile
 
+    from dermpipe.model.evaluation.oof import held_out_predictions
     from dermpipe.monitoring.clinical import calibrate_clinical
     from dermpipe.monitoring.features import decode_images
     from dermpipe.monitoring.ood_set import write_ood_set
@@ -94,7 +96,8 @@ def _clinical(model, image_size: int, table: pd.DataFrame, probabilities: np.nda
         ood = decode_images(write_ood_set(Path(folder)), image_size, model)
     return calibrate_clinical(table["label_index"].to_numpy(), probabilities, embeddings, table["split"].to_numpy(),
                               pca, target_sensitivity=params.melanoma_target_sensitivity,
-                              ood_pass_rate=params.ood_pass_rate, ood_embeddings=ood.embeddings)
+                              ood_pass_rate=params.ood_pass_rate, ood_embeddings=ood.embeddings,
+                              held_out=held_out_predictions(model_dir))
 
 
 def _explained_variance(pca, embeddings: np.ndarray) -> float:
@@ -126,8 +129,9 @@ def _log_clinical(stats: Metrics, clinical: dict) -> None:
     from dermpipe.lineage.artifacts import log_metrics
 
     point = clinical["operating_points"][0]
+    chosen_on = "oof" if point.get("chosen_on") == "out-of-fold" else "val"
     log_metrics(stats, {"melanoma_threshold": point["threshold"],
-                        "melanoma_val_sensitivity": point["chosen"]["sensitivity"],
+                        f"melanoma_{chosen_on}_sensitivity": point["chosen"]["sensitivity"],
                         **{f"melanoma_test_{k}": v for k, v in point["test"].items()
                            if isinstance(v, float) and np.isfinite(v)},
                         **{f"ood_{k}": v for k, v in clinical["report"]["ood"].items()}})

@@ -49,6 +49,11 @@ def test_folds_run_in_a_parallel_for_and_the_ensemble_is_deployed(cv_run):
     assert cv["configurations"] == 2 and cv["best_oof_balanced_accuracy"] == cv["oof_balanced_accuracy"]
     test = pd.read_parquet(record.artifact("split", "test")["uri"])
     assert record.artifact("evaluate", "metrics")["metadata"]["test_rows"] == len(test)
+    # the ensemble trained on val: its melanoma thresholds come from the best configuration's out-of-fold predictions
+    clinical = json.loads((Path(record.artifact("profile", "profile")["uri"]) / "clinical.json").read_text())
+    point = clinical["operating_points"][0]
+    assert point["chosen_on"] == "out-of-fold" and point["chosen"]["n"] == len(train) + len(val)
+    assert "melanoma_oof_sensitivity" in record.artifact("profile", "stats")["metadata"]
     registry = Path(record.artifact("deploy", "pushed")["metadata"]["registry_uri"])
     assert json.loads((registry.parent / "current.json").read_text())["version"] == 1
     assert "test split was not used here" in Path(record.artifact("cross-validate", "report")["uri"]).read_text()

@@ -1,7 +1,8 @@
 """The evaluation report's clinical section: the version's operating points measured on this test split, and how
 its out-of-distribution detector was calibrated.
 
-The profile stage writes clinical.json (thresholds chosen on validation, the OOD detector fitted on train and
+The profile stage writes clinical.json (thresholds chosen on validation, or on a cross-validated ensemble's
+out-of-fold predictions; the OOD detector fitted on train and
 calibrated on validation). Evaluate re-measures every threshold on its own test predictions, so the report's
 sensitivity and specificity come from the same probabilities as the rest of the report; the OOD figures are the
 profile's (they need embeddings, which evaluate does not compute). Read as plain JSON: the model layer sits below
@@ -82,12 +83,16 @@ def render_clinical(clinical: dict | None, points: list[dict]) -> str:
     ood_rows = [(k, v) for k, v in ood.items() if k in ("method", "threshold", "pass_rate", "val_pass_rate",
                                                         "test_false_refer_rate", "ood_set_detection_rate",
                                                         "ood_set_size")]
+    out_of_fold = bool(points) and points[0]["chosen_on"] == "out-of-fold"
+    where = ("<b>out-of-fold</b> predictions (each train and val image scored by the fold model that did not train "
+             "on it: the ensemble itself trained on them)" if out_of_fold else "<b>validation</b> split")
     return ("<h2>Clinical decisions</h2>"
             "<p>Each operating point refers an image for biopsy when its melanoma score reaches the threshold. The "
-            "threshold was chosen on the <b>validation</b> split for the target sensitivity; the test columns are "
+            f"threshold was chosen on the {where} for the target sensitivity; the test columns are "
             "this report's own test predictions at that threshold, with 95 % bootstrap intervals. A served decision "
             "is advice to a clinician, not a diagnosis.</p>"
-            + table(["operating point", "target sensitivity", "threshold", "val sensitivity / specificity",
+            + table(["operating point", "target sensitivity", "threshold",
+                     f"{'OOF' if out_of_fold else 'val'} sensitivity / specificity",
                      "test sensitivity", "test specificity", "test melanomas / images", "test verdict"], rows)
             + "<h3>Out-of-distribution detector</h3>"
             + ("<p>Images whose embedding lies farther from the training profile than the threshold are answered "

@@ -15,6 +15,7 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -23,6 +24,7 @@ from dermpipe import config
 from dermpipe.model.training.cv_params import WEIGHTINGS
 
 VALIDATION_FOLD = -1  # a sweep without folds: each configuration fitted on train, its held-out predictions on val
+OOF_FILE = "oof_predictions.parquet"  # in a cross-validated ensemble's Model folder: its best configuration's OOF
 
 FOLD_COLUMN = "fold"
 TEMPERATURE_GRID = tuple(float(t) for t in np.geomspace(0.25, 4.0, 49))
@@ -88,6 +90,34 @@ def scale(probabilities: np.ndarray, temperature: float) -> np.ndarray:
     logits -= logits.max(axis=1, keepdims=True)
     scaled = np.exp(logits)
     return scaled / scaled.sum(axis=1, keepdims=True)
+
+
+def held_out_predictions(model_dir: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """(labels, probabilities) that a cross-validated ensemble's fold models gave the train+val images they did not
+    train on, each scaled by its member's temperature; None for a model without folds (trained once, or a sweep
+    without folds, whose members never saw val).
+
+    The ensemble itself trained on every train and val image (each through k-1 of its k members), so its own val
+    predictions are in-sample; a threshold chosen on them would be chosen on images the model has learnt. These are
+    the best configuration's predictions (ensemble.json's first k temperatures are its members', in fold order).
+    """
+    import json
+
+    path = Path(model_dir) / OOF_FILE
+    if not path.exists():
+        return None
+    oof = pd.read_parquet(path)
+    folds = sorted(int(f) for f in oof[FOLD_COLUMN].unique())
+    if folds == [VALIDATION_FOLD]:
+        return None
+    description = Path(model_dir) / "ensemble.json"
+    temperatures = json.loads(description.read_text()).get("temperatures", []) if description.exists() else []
+    probabilities = oof[probability_columns()].to_numpy(np.float64)
+    for fold, temperature in zip(folds, temperatures[:len(folds)], strict=False):
+        if temperature != 1.0:
+            rows = (oof[FOLD_COLUMN] == fold).to_numpy()
+            probabilities[rows] = scale(probabilities[rows], temperature)
+    return oof["label_index"].to_numpy(), probabilities
 
 
 def fit_temperature(labels: np.ndarray, probabilities: np.ndarray,

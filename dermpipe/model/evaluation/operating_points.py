@@ -89,7 +89,7 @@ class OperatingPoint:
     target_sensitivity: float
     positive_class: str = POSITIVE_CLASS
     chosen_on: str = "val"
-    chosen: dict[str, float] = field(default_factory=dict)  # sensitivity, specificity, n on the validation split
+    chosen: dict[str, float] = field(default_factory=dict)  # sensitivity, specificity, n where it was chosen
     test: dict[str, float] = field(default_factory=dict)  # the same on test, with bootstrap intervals
 
     def as_dict(self) -> dict:
@@ -113,9 +113,9 @@ def targets_for(default_target: float) -> list[float]:
 
 def choose_operating_points(y_val: np.ndarray, p_val: np.ndarray, targets: Iterable[float],
                             y_test: np.ndarray | None = None, p_test: np.ndarray | None = None,
-                            seed: int = 0) -> list[OperatingPoint]:
-    """One melanoma operating point per target, chosen on the validation labels/probabilities and, when test ones are
-    given, reported on test with bootstrap intervals."""
+                            seed: int = 0, chosen_on: str = "val") -> list[OperatingPoint]:
+    """One melanoma operating point per target, chosen on held-out labels/probabilities (the validation split, or
+    `chosen_on="out-of-fold"` predictions) and, when test ones are given, reported on test with bootstrap intervals."""
     column = config.CLASSES.index(POSITIVE_CLASS)
     positive = np.asarray(y_val) == column
     points = []
@@ -129,7 +129,8 @@ def choose_operating_points(y_val: np.ndarray, p_val: np.ndarray, targets: Itera
             t_sens, t_spec = rates(test_pos, test_scores, threshold)
             test = {"sensitivity": t_sens, "specificity": t_spec, "n": int(len(test_pos)),
                     "positives": int(test_pos.sum()), **bootstrap_rates(test_pos, test_scores, threshold, seed=seed)}
-        points.append(OperatingPoint(point_name(target), threshold, float(target), chosen=chosen, test=test))
+        points.append(OperatingPoint(point_name(target), threshold, float(target), chosen_on=chosen_on,
+                                     chosen=chosen, test=test))
     return points
 
 

@@ -22,7 +22,7 @@ import pandas as pd
 from kfp.dsl import HTML, ClassificationMetrics, Dataset, Markdown, Metrics, Model
 
 from dermpipe import config
-from dermpipe.model.evaluation.oof import VALIDATION_FOLD
+from dermpipe.model.evaluation.oof import OOF_FILE, VALIDATION_FOLD
 from dermpipe.model.training.cv_params import CrossValParams
 
 
@@ -126,7 +126,7 @@ def _annotations(models: list[Model], chosen: list[str], serving: dict, weights:
         "framework": "keras", "format": "keras-v3+saved_model", "file": "model.keras", "saved_model": ".",
         "serving_signatures": list(serving["signatures"]), "classes": list(config.CLASSES), "ensemble": True,
         "members": members, "configurations": chosen, "member_weights": weights,
-        "member_temperatures": temperatures, "params": asdict(params), "oof_predictions": "oof_predictions.parquet",
+        "member_temperatures": temperatures, "params": asdict(params), "oof_predictions": OOF_FILE,
         "cv_balanced_accuracy_mean": round(best.mean, 4), "cv_balanced_accuracy_std": round(best.std, 4),
         "oof_balanced_accuracy": round(best.oof_balanced_accuracy, 4)}
 
@@ -138,6 +138,6 @@ def _write_ensemble(out: Path, model, oof: pd.DataFrame, description: dict) -> d
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / "model.keras")
     serving = {**export_serving_model(model, out), "check": check_serving_model(out, len(config.CLASSES))}
-    oof.to_parquet(out / "oof_predictions.parquet", index=False)
+    oof.to_parquet(out / OOF_FILE, index=False)
     (out / "ensemble.json").write_text(json.dumps({**description, "serving": serving}, indent=1, default=str))
     return serving
