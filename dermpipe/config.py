@@ -32,6 +32,8 @@ METADATA_CSV = "ISIC_2019_Training_Metadata.csv"
 IMAGE_SUBDIR = "ISIC_2019_Training_Input/ISIC_2019_Training_Input"
 
 MODEL_NAME = "dermpipe-isic2019"
+# a registry version's model card (dermpipe.deploy.model_card), read by the CLI and the UI
+MODEL_CARD_JSON, MODEL_CARD_HTML = "model_card.json", "model_card.html"
 
 # Container images. Every task runs dermpipe's own image; train runs the GPU trainer image; `dermpipe serve` runs in
 # the serving image. Registry and tag come from $DERMPIPE_IMAGE_REGISTRY / $DERMPIPE_IMAGE_TAG (CLI flags override);

@@ -101,6 +101,8 @@ def push(model_dir: Path, registry_root: str, model_name: str, record: dict[str,
                                                          "model_digest": digest, "serving_check": check,
                                                          "profile": profile, "clinical": clinical_record(stage)},
                                                         indent=1, default=str))
+        from dermpipe.deploy.model_card import stage_card  # model_card.json/.html, from what the stage holds
+        stage_card(stage, model_dir)
         target = registry.commit(registry_root, model_name, version, stage, digest)
     return version, target
 
