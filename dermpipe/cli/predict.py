@@ -32,7 +32,7 @@ def as_table(answer) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = ["  ".join([*(v.ljust(w) for v, w in zip(row[:4], widths, strict=True)), row[4]]).rstrip()
              for row in rows]
-    return "\n".join([f"model: {answer.model}", *lines])
+    return "\n".join([f"model: {answer.model}", f"decision from: {answer.calibration}", *lines])
 
 
 def as_csv(answer) -> str:
@@ -53,7 +53,8 @@ def as_csv(answer) -> str:
 
 def predict(
     images: list[Path] = typer.Argument(..., help="image files and/or folders (their .jpg/.jpeg/.png files)"),
-    model: str = typer.Option(None, help="a registry version number or a model folder (holding model.keras) "
+    model: str = typer.Option(None, help="a registry version number, a model folder (holding model.keras: a "
+                                         "registry version or a run's model artifact) or a local run's id "
                                          "[default: the registry's current version]"),
     registry_root: str = typer.Option(None, help="model registry [default: $DERMPIPE_HOME/registry]"),
     model_name: str = typer.Option(config.MODEL_NAME, help="model name in the registry"),
@@ -62,8 +63,9 @@ def predict(
     operating_point: str = typer.Option(None, help="a stored operating point by name, e.g. melanoma_sens99 "
                                                    "[default: the version's own]"),
 ) -> None:
-    """Predicted class, probability, top 3 and, for a version deployed with clinical.json, the decision
-    (refer_melanoma | routine | out_of_distribution: advice for a clinician, not a diagnosis). Unreadable files are
+    """Predicted class, probability, top 3 and the decision (refer_melanoma | routine | out_of_distribution: advice
+    for a clinician, not a diagnosis) at the model's own operating points: clinical.json beside the model, else the
+    profile of the run that made it (found in the lineage store); `decision from:` says which. Unreadable files are
     listed with the reason, the others answered; the exit status is 1 when any file was unreadable, 2 when the model
     cannot be found or the operating point is not stored."""
     from dermpipe.deploy.predict import PredictError
@@ -76,10 +78,13 @@ def predict(
         typer.echo(f"dermpipe predict: {err}", err=True)
         raise typer.Exit(2) from err
     if output is Format.json:
-        typer.echo(json.dumps({"model": answer.model, "predictions": [asdict(p) for p in answer.predictions],
+        typer.echo(json.dumps({"model": answer.model, "calibration": answer.calibration,
+                               "predictions": [asdict(p) for p in answer.predictions],
                                "unreadable": [asdict(u) for u in answer.unreadable]}, indent=1))
     elif output is Format.csv:
         typer.echo(as_csv(answer))
+        if answer.calibration.startswith("none"):
+            typer.echo(f"decision from: {answer.calibration}", err=True)
     else:
         typer.echo(as_table(answer))
         for unreadable in answer.unreadable:

@@ -5,9 +5,11 @@ train task's Model artifact, or any folder holding model.keras). Images go throu
 the server (dermpipe.data.image_check) and the same decode as the SavedModel's serving signature
 (dermpipe.data.images.decode_resize_bytes), so the answer is the one the server would give. A file that cannot be
 read is listed with the reason and the others are still answered: one broken file must not hide a folder's results.
-A version (or folder) with clinical.json and embedding_pca.npz beside model.keras also answers the decision
-(refer_melanoma | routine | out_of_distribution) at its default or a named operating point, and the OOD score, as
-`dermpipe serve` does (dermpipe.monitoring.clinical).
+The model may also be a recorded local run's id (its profiled model). The answer carries the decision
+(refer_melanoma | routine | out_of_distribution) at the default or a named operating point, and the OOD score, as
+`dermpipe serve` does (dermpipe.monitoring.clinical), wherever the model's calibration is found: clinical.json and
+embedding_pca.npz beside model.keras (a registry version), else the profile of the run that made the model
+(dermpipe.deploy.calibration); without one the answer says why it has no decision.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dermpipe import config, storage
 from dermpipe.data.image_check import inspect_image_bytes
 from dermpipe.data.schema import IMAGE_SUFFIXES
 from dermpipe.deploy import registry
+from dermpipe.deploy.calibration import Calibration, for_model_folder, run_model
 
 ACCEPTED_FORMATS = ("JPEG", "PNG", "BMP", "GIF")  # what tf.io.decode_image (the model's decoder) reads
 MAX_PIXELS = 64_000_000  # merge's decompression-bomb bound: a real dermoscopy image is far below it
@@ -54,13 +57,15 @@ class Unreadable:
 @dataclass
 class Answer:
     model: str  # what answered, in words: "isic2019 version 3 (<uri>)" or the folder
+    calibration: str = ""  # where the decision's operating points came from, or why there is no decision
     predictions: list[Prediction] = field(default_factory=list)
     unreadable: list[Unreadable] = field(default_factory=list)
 
 
-def resolve_model(model: str | None, registry_root: str, model_name: str = config.MODEL_NAME) -> tuple[str, str]:
-    """(model.keras location, description): `model` None -> the registry's current version, digits -> that
-    registry version, else a folder holding model.keras (or the .keras file itself)."""
+def resolve_model(model: str | None, registry_root: str, model_name: str = config.MODEL_NAME,
+                  ) -> tuple[str, str, Calibration]:
+    """(model.keras location, description, calibration): `model` None -> the registry's current version, digits ->
+    that registry version, a folder holding model.keras (or the .keras file itself), else a recorded run's id."""
     if model is None or model.isdigit():
         version = registry.current_version(registry_root, model_name) if model is None else int(model)
         if version is None:
@@ -71,13 +76,22 @@ def resolve_model(model: str | None, registry_root: str, model_name: str = confi
             raise PredictError(f"{registry.model_dir(registry_root, model_name)}: no committed version {version} "
                                f"(servable versions: {known})")
         uri = registry.version_dir(registry_root, model_name, version)
-        return storage.join(uri, "model.keras"), f"{model_name} version {version} ({uri})"
+        found = Calibration(uri, "clinical.json beside the model")
+        if not storage.exists(storage.join(uri, "clinical.json")):
+            found = Calibration("", f"version {version} was deployed without its profile's clinical.json; "
+                                    "redeploy it from a run with a profile step")
+        return storage.join(uri, "model.keras"), f"{model_name} version {version} ({uri})", found
     path = Path(model).expanduser()
     file = path if path.suffix == ".keras" else path / "model.keras"
-    if not file.is_file():
-        raise PredictError(f"--model {model}: no model.keras there; expected a registry version number or a model "
-                           "folder (a train task's model artifact, or a registry version folder)")
-    return str(file), str(path)
+    if file.is_file():
+        return str(file), str(path), for_model_folder(str(file.parent))
+    recorded = None if path.exists() else run_model(model)
+    if recorded is None:
+        raise PredictError(f"--model {model}: no model.keras there; expected a registry version number, a model "
+                           "folder (a train task's model artifact, or a registry version folder) or the id of a "
+                           "local run (`dermpipe runs`)")
+    folder, found = recorded
+    return storage.join(folder, "model.keras"), f"run {model}'s model ({folder})", found
 
 
 def image_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[Unreadable]]:
@@ -155,18 +169,17 @@ def _gradcam(model, pixels: np.ndarray, predictions: list[Prediction], paths: li
     return done
 
 
-def _clinical(location: str, operating_point: str | None):
-    """(Clinical, EmbeddingPCA) of the folder holding model.keras, or (None, None) when it has no clinical.json;
-    a named operating point must be one it stores."""
+def _clinical(found: Calibration, operating_point: str | None):
+    """(Clinical, EmbeddingPCA) of the calibration found for the model, or (None, None) without one; a named
+    operating point must be one it stores."""
     from dermpipe.monitoring.clinical import load_clinical
     from dermpipe.monitoring.reference import PCA_FILE, EmbeddingPCA
 
-    folder = location.rsplit("/", 1)[0] if "/" in location else "."
-    clinical = load_clinical(folder)
+    folder = found.folder
+    clinical = load_clinical(folder) if folder else None
     if clinical is None:
         if operating_point:
-            raise PredictError(f"--operating-point {operating_point}: {folder} has no clinical.json (a version "
-                               "deployed with its profile has one); leave the option out")
+            raise PredictError(f"--operating-point {operating_point}: no operating points: {found.origin}")
         return None, None
     try:
         clinical.point(operating_point)
@@ -192,10 +205,12 @@ def predict(paths: Iterable[str | Path], model: str | None = None, *, registry_r
     from dermpipe.model.export import EMBEDDING_LAYER
     from dermpipe.model.metadata_inputs import image_size, model_inputs
 
-    location, described = resolve_model(model, registry_root or str(config.default_registry_root()), model_name)
-    clinical, pca = _clinical(location, operating_point)
+    location, described, found = resolve_model(model, registry_root or str(config.default_registry_root()),
+                                               model_name)
+    clinical, pca = _clinical(found, operating_point)
     files, missing = image_files(paths)
-    answer = Answer(described, unreadable=missing)
+    origin = found.origin if clinical is not None else f"none: no decision, {found.origin}"
+    answer = Answer(described, calibration=origin, unreadable=missing)
     readable: list[tuple[Path, bytes]] = []
     for path in files:
         checked = read_image(path)
