@@ -123,12 +123,25 @@ def _summary(record) -> str:
     if deployed:
         rows.append(("deployed", f"{deployed['metadata'].get('registry_uri', deployed['uri'])}: "
                                  f"{deployed['metadata'].get('message', '')}"))
+        rows.append(("model-card", _model_card(deployed["metadata"])))
     elif record.status == "succeeded":
         rows.append(("deployed", "no: the model was not blessed (see gate-decision)"))
     rows += _serving(record)
     rows += _logs(record)
     width = max(len(label) for label, _ in rows) + 2
     return "\n" + "\n".join(f"{label:<{width}}{value}" for label, value in rows)
+
+
+def _model_card(pushed: dict[str, Any]) -> str:
+    """The deployed version's model card (HTML), or why there is none and how to write it."""
+    from dermpipe import storage
+
+    uri, version = str(pushed.get("registry_uri", "")), pushed.get("version")
+    version = int(version) if isinstance(version, int | float) else "VERSION"  # KFP metadata numbers are floats
+    card = storage.join(uri, config.MODEL_CARD_HTML) if uri else ""
+    if card and storage.exists(card):
+        return f"{card} (`dermpipe models show {version}`)"
+    return f"none in {uri or 'the registry'}; write it with `dermpipe models card {version}`"
 
 
 def _serving(record) -> list[tuple[str, str]]:

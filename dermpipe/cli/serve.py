@@ -28,7 +28,8 @@ def list_models(
     model_name: str = typer.Option(config.MODEL_NAME, "--model-name", help="model in the registry"),
     registry_root: str = typer.Option(None, "--registry-root", help=REGISTRY_HELP),
 ) -> None:
-    """List the versions of a model with their test metrics; `*` marks the one being served."""
+    """List the versions of a model with their test metrics and model card; `*` marks the one being served."""
+    from dermpipe.cli.model_card import has_card
     from dermpipe.deploy import registry
     root = _root(registry_root)
     rows = registry.list_versions(root, model_name)
@@ -38,10 +39,40 @@ def list_models(
         typer.echo(f"no versions of {model_name} in {root}{hint}")
         raise typer.Exit(1)
     names = sorted({k for r in rows for k in r.metrics}, key=list(registry.HEADLINE_METRICS).index)
-    typer.echo(f"{'':2}{'VERSION':>7}  " + "".join(f"{n.upper():>27}" for n in names) + "  URI")
+    typer.echo(f"{'':2}{'VERSION':>7}  " + "".join(f"{n.upper():>27}" for n in names) + "  CARD  URI")
     for r in rows:
         values = "".join(f"{r.metrics[n]:>27.4f}" if n in r.metrics else f"{'-':>27}" for n in names)
-        typer.echo(f"{'*' if r.current else '':2}{r.version:>7}  {values}  {r.uri}")
+        typer.echo(f"{'*' if r.current else '':2}{r.version:>7}  {values}  {'yes' if has_card(r.uri) else 'no':<4}  "
+                   f"{r.uri}")
+    if not all(has_card(r.uri) for r in rows):
+        typer.echo("versions without a card: write one with `dermpipe models card VERSION`")
+
+
+@models_app.command()
+def show(
+    version: int = typer.Argument(..., help="registry version"),
+    model_name: str = typer.Option(config.MODEL_NAME, "--model-name", help="model in the registry"),
+    registry_root: str = typer.Option(None, "--registry-root", help=REGISTRY_HELP),
+) -> None:
+    """Print a version's model card: its key facts, limitations and where the card's HTML and JSON are."""
+    from dermpipe.cli.model_card import card_lines, read_card
+
+    card, uri = read_card(_root(registry_root), model_name, version)
+    typer.echo("\n".join(card_lines(card, uri)))
+
+
+@models_app.command("card")
+def card(
+    version: int = typer.Argument(..., help="registry version"),
+    model_name: str = typer.Option(config.MODEL_NAME, "--model-name", help="model in the registry"),
+    registry_root: str = typer.Option(None, "--registry-root", help=REGISTRY_HELP),
+) -> None:
+    """(Re)write a version's model card from what the version and its source run hold (versions pushed before
+    cards existed have none)."""
+    from dermpipe.cli.model_card import card_lines, write_version_card
+
+    card, uri = write_version_card(_root(registry_root), model_name, version)
+    typer.echo("\n".join(card_lines(card, uri)))
 
 
 @models_app.command()

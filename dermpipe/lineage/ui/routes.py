@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, PlainTextResponse
 
 from dermpipe.lineage.store import Artifact, Run, Store
 from dermpipe.lineage.tree import LineageError, describe_code, lineage, render_lineage
+from dermpipe.lineage.ui import cards
 from dermpipe.lineage.ui.display import REPORT_TYPES, STATUS_CLASS, confusion_table, diff_params, report_title
 from dermpipe.lineage.ui.files import file_response, local_view
 from dermpipe.lineage.ui.graph import dag_svg, lineage_graph, run_dag_svg
@@ -124,6 +125,18 @@ def lineage_page(request: Request, store: StoreDep, ref: str = ""):
 @router.get("/compare", response_class=HTMLResponse)
 def compare_page(request: Request, a: str, b: str, store: StoreDep):
     return page(request, "compare.html", **compare_context(store, a, b))
+
+
+@router.get("/models", response_class=HTMLResponse)
+def models_page(request: Request, store: StoreDep):
+    return page(request, "models.html", versions=cards.versions(store))
+
+
+@router.get("/models/{model_name}/{version}/{which}")
+def model_card(model_name: str, version: int, which: str, store: StoreDep):
+    if which not in cards.CARD_FILES:
+        raise HTTPException(404, f"no {which!r} for a model version; ask for card or card.json")
+    return cards.card_response(store, model_name, version, cards.CARD_FILES[which])
 
 
 @router.get("/healthz", response_class=PlainTextResponse)
