@@ -97,9 +97,11 @@ def test_the_table_and_gradcam_overlays(registry_root, images, tmp_path):
                                       registry_root, "--gradcam", str(tmp_path / "cam")])
     assert result.exit_code == 1
     lines = result.stdout.splitlines()
-    assert lines[0].startswith(f"model: {MODEL} version 1") and lines[1].split()[:3] == ["image", "predicted",
+    assert lines[0].startswith(f"model: {MODEL} version 1") and lines[2].split()[:3] == ["image", "predicted",
                                                                                         "probability"]
-    assert lines[2].startswith(str(first)) and len(lines) == 3
+    assert lines[1] == ("decision from: none: no decision, version 1 was deployed without its profile's "
+                        "clinical.json; redeploy it from a run with a profile step")
+    assert lines[3].startswith(str(first)) and len(lines) == 4
     assert f"unreadable: {images / 'missing.jpg'}: no such file or folder" in result.stderr
     overlay = tmp_path / "cam" / f"{first.stem}.gradcam.png"
     with Image.open(overlay) as image:
@@ -153,17 +155,37 @@ def test_the_decision_at_the_default_and_a_named_operating_point(clinical_folder
     assert float(rows["flower.png"]["ood_score"]) > float(rows[first.name]["ood_score"])
     named = CliRunner().invoke(app, ["predict", str(first), "--model", str(clinical_folder), "--operating-point",
                                      "melanoma_sens90"])
-    assert named.exit_code == 0 and named.stdout.splitlines()[1].split()[3] == "decision"
-    assert named.stdout.splitlines()[2].split()[3] == "routine"
+    assert named.exit_code == 0 and named.stdout.splitlines()[2].split()[3] == "decision"
+    assert named.stdout.splitlines()[3].split()[3] == "routine"
+    assert named.stdout.splitlines()[1] == "decision from: clinical.json beside the model"
     unknown = CliRunner().invoke(app, ["predict", str(first), "--model", str(clinical_folder), "--operating-point",
                                        "sens50"])
     assert unknown.exit_code == 2 and "no operating point 'sens50'" in unknown.stderr
 
 
-def test_a_model_without_clinical_json_has_no_decision(model_folder, images):
+def test_a_model_without_clinical_json_has_no_decision_and_says_why(model_folder, images, dermpipe_home):
     first = sorted(images.glob("ISIC_*.jpg"))[0]
     result = CliRunner().invoke(app, ["predict", str(first), "--model", str(model_folder), "--format", "json"])
-    assert json.loads(result.stdout)["predictions"][0]["decision"] == ""
+    answer = json.loads(result.stdout)
+    assert answer["predictions"][0]["decision"] == ""
+    why = (f"no clinical.json beside the model and no lineage store at {dermpipe_home / 'lineage.sqlite'} to find "
+           "its profile; run the pipeline through its profile step")
+    assert answer["calibration"].startswith(f"none: no decision, {why}")
     refused = CliRunner().invoke(app, ["predict", str(first), "--model", str(model_folder), "--operating-point",
                                        "melanoma_sens95"])
-    assert refused.exit_code == 2 and "has no clinical.json" in refused.stderr
+    assert refused.exit_code == 2 and f"no operating points: {why}" in refused.stderr
+    csv_answer = CliRunner().invoke(app, ["predict", str(first), "--model", str(model_folder), "--format", "csv"])
+    assert f"decision from: none: no decision, {why}" in csv_answer.stderr
+
+
+def test_a_model_folder_unknown_to_the_lineage_store_says_so(model_folder, images, dermpipe_home):
+    from dermpipe.lineage import store
+
+    with store.connect(dermpipe_home / "lineage.sqlite"):
+        pass  # an empty store: some other run's, not the one that made this model
+    result = CliRunner().invoke(app, ["predict", str(sorted(images.glob("ISIC_*.jpg"))[0]), "--model",
+                                      str(model_folder), "--format", "json"])
+    assert f"{model_folder} is not a model artifact recorded in the lineage store" in json.loads(
+        result.stdout)["calibration"]
+    unknown = CliRunner().invoke(app, ["predict", str(images), "--model", "no-such-run"])
+    assert unknown.exit_code == 2 and "or the id of a local run (`dermpipe runs`)" in unknown.stderr

@@ -1,0 +1,119 @@
+"""The model card built from real kit tables: collections and licences from lesion ids, counts per class and split,
+limitations written from the data (no skin type, classes with few test images, missing metadata), and a version
+whose sources are gone says what is missing instead of failing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dermpipe import config
+from dermpipe.deploy.model_card import CardInputs, build_card, collections, write_card
+from dermpipe.deploy.model_card_limits import FEW_TEST_IMAGES
+
+HAM = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ham10000"  # the real kits (tests/conftest)
+
+
+def _kit_table(folder: Path) -> pd.DataFrame:
+    """A split-like table of a kit: image, label, label_index and the metadata columns."""
+    truth = pd.read_csv(folder / config.GROUND_TRUTH_CSV)
+    truth["label"] = truth[list(config.CLASSES)].idxmax(axis=1)
+    truth["label_index"] = truth["label"].map(config.CLASSES.index)
+    return truth[["image", "label", "label_index"]].merge(pd.read_csv(folder / config.METADATA_CSV), on="image")
+
+
+def _predictions(table: pd.DataFrame, accuracy: float = 0.7, seed: int = 0) -> pd.DataFrame:
+    """The evaluate stage's predictions table for `table`: right with probability `accuracy`, else a random class."""
+    rng = np.random.default_rng(seed)
+    right = rng.random(len(table)) < accuracy
+    predicted = np.where(right, table["label_index"], rng.integers(0, len(config.CLASSES), len(table)))
+    probabilities = np.full((len(table), len(config.CLASSES)), 0.02)
+    probabilities[np.arange(len(table)), predicted] = 1 - 0.02 * (len(config.CLASSES) - 1)
+    out = table.assign(predicted_index=predicted, predicted=[config.CLASSES[i] for i in predicted])
+    return out.assign(**{f"p_{cls}": probabilities[:, i] for i, cls in enumerate(config.CLASSES)})
+
+
+@pytest.fixture(scope="module")
+def ham_card(isic_sample) -> tuple[dict, dict[str, pd.DataFrame]]:
+    """A card over HAM10000 split as DermaMNIST splits it: its train images train, its val images test."""
+    table = _kit_table(HAM).merge(pd.read_csv(HAM / "dermamnist_split.csv")[["image", "split"]], on="image")
+    train, test = table[table["split"] == "train"], _predictions(table[table["split"] == "val"])
+    record = {"model_name": config.MODEL_NAME, "version": 3, "training": {"params": {"backbone": "efficientnet_b0"}},
+              "evaluation": {"balanced_accuracy": 0.61, "balanced_accuracy_lower": 0.55,
+                             "balanced_accuracy_upper": 0.66, "test_rows": len(test)}}
+    profile = pd.concat([train.assign(split="train"), test.assign(split="test")])
+    card = build_card(CardInputs(record, None, {}, profile, {"train": train, "test": test}))
+    return card, {"train": train, "test": test}
+
+
+def test_collections_and_licences_come_from_the_lesion_ids_of_the_full_isic_2019_metadata(isic_csv):
+    metadata = pd.read_csv(isic_csv / config.METADATA_CSV)
+    found = {c["collection"]: c for c in collections([metadata])}
+    ids = metadata["lesion_id"].fillna("")
+    assert found["HAM10000 (part of ISIC 2019)"]["images"] == ids.str.startswith("HAM_").sum() > 9000
+    assert found["BCN20000 (part of ISIC 2019)"]["images"] == ids.str.startswith("BCN_").sum() > 5000
+    assert found["MSK (part of ISIC 2019)"]["images"] == ids.str.startswith("MSK").sum() > 0
+    assert all(found[name]["licence"] == "CC-BY-NC 4.0" for name in found if "ISIC 2019" in name)
+    unknown = found["collection not recorded (no lesion_id)"]
+    assert unknown["images"] == (ids == "").sum() > 1000 and "CC-BY-NC 4.0" in unknown["licence"]
+    assert sum(c["images"] for c in found.values()) == len(metadata)
+
+
+def test_counts_per_class_and_split_are_the_kits(ham_card):
+    card, tables = ham_card
+    data = card["training_data"]
+    for split, table in tables.items():
+        assert data["counts_per_class"][split] == {cls: int((table["label"] == cls).sum()) for cls in config.CLASSES}
+    assert [c["collection"] for c in data["collections"]] == ["HAM10000 (part of ISIC 2019)"]
+    site = data["metadata_missing_share"]["train"]["anatomic site"]
+    assert site == pytest.approx(tables["train"]["anatom_site_general"].isna().mean(), abs=1e-4) and site > 0.1
+
+
+def test_limitations_are_written_from_the_data(ham_card):
+    card, tables = ham_card
+    lines = card["limitations"]
+    assert any(line.startswith("Skin type (Fitzpatrick) was not recorded") for line in lines)
+    counts = tables["test"]["label"].value_counts()
+    few = {cls for cls in config.CLASSES if counts.get(cls, 0) < FEW_TEST_IMAGES}
+    assert few == {"AK", "DF", "SCC", "VASC"}  # DermaMNIST's val split: 9, 11, 24 and 12 images
+    for cls in config.CLASSES:
+        named = [line for line in lines if line.startswith(f"{cls}: only ")]
+        assert bool(named) == (cls in few), (cls, named)
+        if named:
+            assert f"only {counts[cls]} test images" in named[0]
+    assert any(line.startswith("Anatomic site is missing for 17% of train") for line in lines)
+    assert not any("synthetic" in line for line in lines)
+    assert "No operating points or OOD calibration (no clinical.json)" in " ".join(lines)
+
+
+def test_per_class_recall_has_a_wilson_interval_that_narrows_with_images(ham_card):
+    card, tables = ham_card
+    rows = {r["class"]: r for r in card["evaluation"]["per_class"]}
+    for row in rows.values():
+        low, high = row["recall_interval"]
+        assert 0 <= low <= high <= 1
+    width = {cls: r["recall_interval"][1] - r["recall_interval"][0] for cls, r in rows.items()}
+    assert width["NV"] < 0.08 < 0.25 < width["AK"]  # 671 images against 9
+    assert card["evaluation"]["balanced_accuracy_interval"]["lower"] == 0.55
+    assert sum(s["n"] for s in card["sliced_metrics"]["sex"]) == len(tables["test"])
+
+
+def test_a_version_whose_sources_are_gone_says_what_is_missing(tmp_path):
+    record = {"model_name": config.MODEL_NAME, "version": 1, "source_model_uri": str(tmp_path / "gone"),
+              "evaluation_uri": str(tmp_path / "gone" / "evaluate" / "metrics"),
+              "training": {"train_uri": str(tmp_path / "gone" / "train")}, "evaluation": {}}
+    (tmp_path / "dermpipe.json").write_text(json.dumps(record))
+    card = write_card(str(tmp_path))
+    missing = " ".join(card["missing"])
+    for what in ("clinical.json", "training.json", "training split table: ", "validation split table: not recorded",
+                 "evaluate's test predictions: ", "reference profile"):
+        assert what in missing, what
+    assert any(line.startswith("Not available when this card was written: training split table") for line in
+               card["limitations"])
+    html = (tmp_path / "model_card.html").read_text()
+    assert "Not available: evaluate's test predictions could not be read" in html
+    assert json.loads((tmp_path / "model_card.json").read_text())["model_details"]["version"] == 1
