@@ -62,6 +62,14 @@ def _points(card: dict[str, Any]) -> list[str]:
     return lines or ["  none (no clinical.json): answers carry no decision"]
 
 
+def _gate(gate: dict[str, Any]) -> str:
+    """The gate's decision, and for an override who, when and why (the fields the override recorded)."""
+    details = ", ".join(f"{k} {v}" for k, v in gate.items() if k != "decision" and not isinstance(v, dict | list))
+    failed = gate.get("failed_rules")
+    return gate["decision"] + (f" ({details})" if details else "") + (f"; failed: {'; '.join(failed)}" if failed
+                                                                      else "")
+
+
 def card_lines(card: dict[str, Any], uri: str) -> list[str]:
     """The card's key facts, its limitations and its files, for the terminal."""
     details, data, evaluation = card["model_details"], card["training_data"], card["evaluation"]
@@ -75,7 +83,7 @@ def card_lines(card: dict[str, Any], uri: str) -> list[str]:
              f"{collections or 'collections unknown'}",
              "test balanced accuracy: " + ("not recorded" if bma is None else f"{bma:.3f}{_interval(evaluation)}"),
              "operating points:", *_points(card),
-             f"gate: {card['gate']['decision']}", "limitations:", *(f"  - {line}" for line in card["limitations"]),
+             f"gate: {_gate(card['gate'])}", "limitations:", *(f"  - {line}" for line in card["limitations"]),
              f"caveat: {card['caveat']}", f"card: {storage.join(uri, CARD_HTML)}",
              f"json: {storage.join(uri, CARD_JSON)}"]
     return lines

@@ -79,8 +79,8 @@ def evaluation(card: dict[str, Any]) -> list[str]:
     for point in card["operating_points"]:
         test, target = point.get("test") or {}, point.get("target_sensitivity")
         if point.get("valid") is False:
-            lines.append(f"Operating point {point['name']} is not valid for this model "
-                         f"({point.get('reason') or point.get('invalid_reason') or 'see its figures'}).")
+            lines.append(f"Operating point {point['name']} is not achievable by this model: "
+                         f"{point.get('invalid') or 'see its figures'}; it never decides.")
         elif test.get("sensitivity") is not None and target is not None and test["sensitivity"] < target:
             lines.append(f"Operating point {point['name']} reached a test sensitivity of {test['sensitivity']:.2f} "
                          f"against its target of {target:.2f} (on {test.get('positives', '?')} test melanomas).")

@@ -117,3 +117,25 @@ def test_a_version_whose_sources_are_gone_says_what_is_missing(tmp_path):
     html = (tmp_path / "model_card.html").read_text()
     assert "Not available: evaluate's test predictions could not be read" in html
     assert json.loads((tmp_path / "model_card.json").read_text())["model_details"]["version"] == 1
+
+
+def test_an_override_an_unachievable_point_and_ood_figures_are_carried_as_recorded():
+    from dermpipe.cli.model_card import card_lines
+
+    override = {"reason": "pilot on our own 475 images", "user": "dr_a", "at": "2026-12-07T10:00:00+00:00",
+                "failed_rules": ["bma_lower_above_chance"]}
+    point = {"name": "melanoma_sens95", "threshold": 0.3, "target_sensitivity": 0.95, "valid": False,
+             "invalid": "specificity 0.05 on val is under the floor 0.20", "chosen": {"net_benefit": -0.01}}
+    clinical = {"default_operating_point": "melanoma_sens95", "operating_points": [point],
+                "ood": {"threshold": 2.0, "center": [0.1, 0.2], "served_score": "energy",
+                        "candidates": {"energy": {"near": {"auroc": 0.91, "fpr_at_95_tpr": 0.4}}}}}
+    record = {"model_name": config.MODEL_NAME, "version": 2, "gate_override": override, "evaluation": {}}
+    card = build_card(CardInputs(record, clinical, {}, None, {}, ["training split table: not recorded"]))
+    assert card["gate"]["decision"].startswith("deployed by a person's override") and card["gate"]["user"] == "dr_a"
+    assert ("Operating point melanoma_sens95 is not achievable by this model: specificity 0.05 on val is under the "
+            "floor 0.20; it never decides.") in card["limitations"]
+    assert card["operating_points"][0]["chosen"]["net_benefit"] == -0.01 and card["operating_points"][0]["default"]
+    assert card["ood"]["candidates"]["energy"]["near"]["auroc"] == 0.91 and "center" not in card["ood"]
+    assert card["limitations"][0].startswith("Skin type: the training tables could not be read")
+    text = "\n".join(card_lines(card, "/registry/m/2"))
+    assert "reason pilot on our own 475 images, user dr_a" in text and "failed: bma_lower_above_chance" in text
