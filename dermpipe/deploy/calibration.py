@@ -27,12 +27,14 @@ class Calibration:
     origin: str  # in words: where it came from, or why there is none and what to run
 
 
-def _profile_output(store: Store, task_id: int) -> str:
-    """The profile task's `profile` output folder when it holds clinical.json, else ''."""
+def _profile_output(store: Store, task_id: int) -> Calibration | None:
+    """The profile task's `profile` output when it holds clinical.json, named by the run that wrote it (a cached
+    profile task of a later run outputs the same folder)."""
     for name, artifact in store.io(task_id, "output"):
         if name == "profile" and storage.exists(storage.join(artifact.uri, CLINICAL_FILE)):
-            return artifact.uri
-    return ""
+            writer = store.producers(artifact.id)[0].run_id
+            return Calibration(artifact.uri, f"the profile of run {writer} ({artifact.uri})")
+    return None
 
 
 def for_model_folder(folder: str, store: Store | None = None) -> Calibration:
@@ -49,10 +51,10 @@ def for_model_folder(folder: str, store: Store | None = None) -> Calibration:
         return Calibration("", f"no {CLINICAL_FILE} beside the model, and {uri} is not a model artifact recorded in "
                                f"the lineage store {store.path} (set DERMPIPE_HOME to the run's home); {WHAT_TO_RUN}")
     profiles = [t for t in reversed(store.consumers(artifact.id)) if t.name == PROFILE_TASK]
-    for task in profiles:
+    for task in profiles:  # newest first: a model profiled again with other parameters answers with the latest
         found = _profile_output(store, task.id)
         if found:
-            return Calibration(found, f"the profile of run {task.run_id} ({found})")
+            return found
     why = "its profile task wrote no clinical.json" if profiles else "no profile task has read this model"
     return Calibration("", f"no {CLINICAL_FILE} beside the model, and {why}; {WHAT_TO_RUN}")
 
@@ -68,8 +70,6 @@ def run_model(run_id: str, store: Store | None = None) -> tuple[str, Calibration
         task = tasks.get(name)
         models = [a.uri for n, a in store.io(task.id, output) if n == "model"] if task else []
         if models:
-            found = _profile_output(store, tasks[PROFILE_TASK].id) if PROFILE_TASK in tasks else ""
-            if found:
-                return models[0], Calibration(found, f"the profile of run {run_id} ({found})")
-            return models[0], for_model_folder(models[0], store)
+            found = _profile_output(store, tasks[PROFILE_TASK].id) if PROFILE_TASK in tasks else None
+            return models[0], found or for_model_folder(models[0], store)
     return None

@@ -11,10 +11,20 @@ from dermpipe.reports import page, table
 
 def _value(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:.4f}"
+        return str(int(value)) if value.is_integer() and abs(value) < 1e9 else f"{value:.4g}"  # KFP counts are floats
     if isinstance(value, list | tuple) and len(value) == 2 and all(isinstance(v, float) for v in value):
         return f"{value[0]:.2f}-{value[1]:.2f}"
+    if isinstance(value, list | tuple):
+        return ", ".join(map(_value, value))
     return "-" if value is None else str(value)
+
+
+def _with_interval(figures: dict[str, Any], name: str) -> str:
+    value = figures.get(name)
+    if value is None:
+        return "-"
+    low, high = figures.get(f"{name}_lower"), figures.get(f"{name}_upper")
+    return f"{value:.2f}" + (f" ({low:.2f}-{high:.2f})" if low is not None and high is not None else "")
 
 
 def _flat(data: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
@@ -80,9 +90,19 @@ def _evaluation(evaluation: dict[str, Any], sliced: dict[str, list[dict[str, Any
 def _clinical(points: list[dict[str, Any]], ood: dict[str, Any] | None) -> str:
     if not points:
         return "<p>None: this version has no clinical.json, so answers carry no decision.</p>"
-    body = "".join(f"<h3>{html.escape(p.get('name', '?'))}{' (default)' if p.get('default') else ''}</h3>"
-                   + table(["field", "value"], _flat({k: v for k, v in p.items() if k not in ("name", "default")}))
-                   for p in points)
+    summary = table(["point", "target sensitivity", "threshold", "chosen on", "valid", "sensitivity where chosen",
+                     "specificity where chosen", "test sensitivity (95 %)", "test specificity (95 %)"],
+                    [(p.get("name", "?") + (" (default)" if p.get("default") else ""), _value(p.get(
+                        "target_sensitivity")), _value(p.get("threshold")), _value(p.get("chosen_on")),
+                      {True: "yes", False: "no: " + str(p.get("invalid") or "")}.get(p.get("valid"), "not recorded"),
+                      _value((p.get("chosen") or {}).get("sensitivity")),
+                      _value((p.get("chosen") or {}).get("specificity")),
+                      _with_interval(p.get("test") or {}, "sensitivity"),
+                      _with_interval(p.get("test") or {}, "specificity")) for p in points])
+    body = summary + "".join(
+        f"<details><summary>{html.escape(p.get('name', '?'))}: every recorded figure</summary>"
+        + table(["field", "value"], _flat({k: v for k, v in p.items() if k not in ("name", "default")}))
+        + "</details>" for p in points)
     return body + "<h2>Out-of-distribution calibration</h2>" + (
         table(["field", "value"], _flat(ood)) if ood else "<p>No OOD detector: no image is flagged.</p>")
 
