@@ -79,7 +79,7 @@ def card_lines(card: dict[str, Any], uri: str) -> list[str]:
     lines = [f"model card: {details['name']} version {details['version']} (created {details['created']})",
              f"model: {details['architecture']} at {details['image_size']} px, digest {str(details['digest'])[:12]}, "
              f"from {details['source_model_uri']}",
-             f"training data: train {rows.get('train')}, val {rows.get('val')}, test {rows.get('test')} images; "
+             f"training data: {', '.join(f'{split} {n}' for split, n in rows.items())} images; "
              f"{collections or 'collections unknown'}",
              "test balanced accuracy: " + ("not recorded" if bma is None else f"{bma:.3f}{_interval(evaluation)}"),
              "operating points:", *_points(card),

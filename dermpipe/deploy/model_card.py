@@ -9,6 +9,8 @@ and regenerated on demand by `dermpipe models card VERSION`. Every figure comes 
     reference_profile.parquet  every train/val/test image's metadata: the missing-metadata shares
     <model>/training.json      the training class counts (the model artifact named by source_model_uri)
     train_uri / val_uri        the split tables the model was trained on: per-class counts, collections (lesion_id)
+    oof_predictions.parquet    a cross-validated ensemble's out-of-fold predictions (every train and val image once),
+                               its first member's training.json for the training parameters
     <evaluate>/predictions     the evaluate stage's test predictions, the Metrics artifact's sibling (KFP keeps a
                                task's outputs in one folder): per-class test counts, recall intervals, slices
 
@@ -39,6 +41,7 @@ UNKNOWN_COLLECTION = ("collection not recorded (no lesion_id)", "as the source's
                       "UDA-1 images CC0; check the data set you trained on")
 DEMO_FIRST_IMAGE = 9_000_000  # dermpipe.data.demo numbers its images from ISIC_9000000; real ISIC ids are far below
 DETECTOR_FIELDS = ("center", "precision", "mean", "components")  # the OOD detector's parameters, not figures
+TRAINED_ON = ("train", "val", "train+val")  # the tables of images the model learnt or was tuned on
 METADATA_FIELDS = {"age": "age_approx", "sex": "sex", "anatomic site": "anatom_site_general"}
 INTENDED_USE = {
     "primary_use": "Decision support: the probability of each of the 8 ISIC 2019 diagnoses (MEL NV BCC AK BKL DF "
@@ -99,16 +102,25 @@ def gather(version_uri: str, model_uri: str | None = None) -> CardInputs:
     if clinical is None:
         missing.append("clinical.json: the version was deployed without the profile stage's calibration")
     model_uri = model_uri or str(record.get("source_model_uri", ""))
-    training = _read(storage.join(model_uri, "training.json") if model_uri else "", missing,
+    meta = record.get("training") or {}
+    trained = str((meta.get("members") or [""])[0]) if meta.get("ensemble") else model_uri
+    training = _read(storage.join(trained, "training.json") if trained else "", missing,
                      "the model artifact's training.json", json.loads) or {}
     profile = _read(storage.join(version_uri, "reference_profile.parquet"), missing, "reference profile", _table)
-    meta = record.get("training") or {}
-    tables = {"train": _read(str(meta.get("train_uri", "")), missing, "training split table", _table),
-              "val": _read(str(meta.get("val_uri", "")), missing, "validation split table", _table),
-              "test": _read(predictions_uri(str(record.get("evaluation_uri", ""))), missing,
-                            "evaluate's test predictions", _table)}
+    tables = _training_tables(meta, model_uri, missing)
+    tables["test"] = _read(predictions_uri(str(record.get("evaluation_uri", ""))), missing,
+                           "evaluate's test predictions", _table)
     return CardInputs(record, clinical, training, profile, {k: v for k, v in tables.items() if v is not None},
                       missing)
+
+
+def _training_tables(meta: dict[str, Any], model_uri: str, missing: list[str]) -> dict[str, pd.DataFrame | None]:
+    """The train and val split tables, or for an ensemble (trained on both, fold by fold) its OOF predictions."""
+    if meta.get("ensemble"):
+        oof = storage.join(model_uri, str(meta.get("oof_predictions") or "oof_predictions.parquet"))
+        return {"train+val": _read(oof, missing, "the ensemble's out-of-fold predictions", _table)}
+    return {"train": _read(str(meta.get("train_uri", "")), missing, "training split table", _table),
+            "val": _read(str(meta.get("val_uri", "")), missing, "validation split table", _table)}
 
 
 def model_details(record: dict[str, Any], training: dict[str, Any]) -> dict[str, Any]:
@@ -122,8 +134,17 @@ def model_details(record: dict[str, Any], training: dict[str, Any]) -> dict[str,
             "metadata_fusion": bool(params.get("metadata_fusion", meta.get("metadata_fusion", False))),
             "classes": list(meta.get("classes") or config.CLASSES),
             "epochs_run": training.get("epochs_run", meta.get("epochs_run")), "training_parameters": params,
-            "ensemble": {k: meta[k] for k in ("members", "ensemble_weighting", "folds") if k in meta},
+            "ensemble": _ensemble(meta),
             "code_version": meta.get("code_version"), "format": meta.get("format")}
+
+
+def _ensemble(meta: dict[str, Any]) -> dict[str, Any]:
+    """A cross-validated ensemble's members and scores ({} for a single model)."""
+    if not meta.get("ensemble"):
+        return {}
+    keys = ("configurations", "member_weights", "member_temperatures", "cv_balanced_accuracy_mean",
+            "cv_balanced_accuracy_std", "oof_balanced_accuracy")
+    return {"members": len(meta.get("members") or []), **{k: meta[k] for k in keys if k in meta}}
 
 
 def class_counts(table: pd.DataFrame) -> dict[str, int]:
@@ -167,10 +188,13 @@ def training_data(inputs: CardInputs) -> dict[str, Any]:
     evaluation = inputs.record.get("evaluation") or {}
     rows = {"train": inputs.training.get("train_rows", meta.get("train_rows")),
             "val": inputs.training.get("val_rows"), "test": evaluation.get("test_rows")}
+    if "train+val" in splits:  # an ensemble: each member trained on its folds, counted once here
+        rows = {"train+val": len(splits["train+val"]), "test": evaluation.get("test_rows")}
+        counts.pop("train", None)
     profile = inputs.profile
     shares = {name: missing_shares(profile[profile["split"] == name]) for name in ("train", "val", "test")} \
         if profile is not None and "split" in profile else {}
-    trained_on = [splits[k] for k in ("train", "val") if k in splits]
+    trained_on = [splits[k] for k in TRAINED_ON if k in splits]
     return {"counts_per_class": counts, "rows": {k: None if v is None else int(v) for k, v in rows.items()},
             "collections": collections(trained_on) if trained_on else [],
             "metadata_missing_share": shares, "dataset_uri": meta.get("dataset_uri"),

@@ -53,7 +53,7 @@ def _details(details: dict[str, Any]) -> str:
 
 def _data(data: dict[str, Any]) -> str:
     counts = data["counts_per_class"]
-    splits = [s for s in ("train", "val", "test") if s in counts]
+    splits = [s for s in ("train", "val", "train+val", "test") if s in counts]
     rows = [(cls, *(counts[s][cls] for s in splits)) for cls in config.CLASSES]
     rows.append(("images", *(data["rows"].get(s) if data["rows"].get(s) is not None else sum(counts[s].values())
                              for s in splits)))

@@ -36,7 +36,7 @@ def data_origin(collections: list[dict[str, Any]]) -> list[str]:
 
 def classes(counts: dict[str, dict[str, int]], per_class: list[dict[str, Any]]) -> list[str]:
     lines = []
-    train = counts.get("train") or {}
+    train = counts.get("train") or counts.get("train+val") or {}
     untrained = [cls for cls, n in train.items() if n == 0]
     if untrained:
         lines.append(f"No training images of {', '.join(untrained)}: the model cannot recognise these diagnoses.")

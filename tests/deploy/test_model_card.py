@@ -139,3 +139,29 @@ def test_an_override_an_unachievable_point_and_ood_figures_are_carried_as_record
     assert card["limitations"][0].startswith("Skin type: the training tables could not be read")
     text = "\n".join(card_lines(card, "/registry/m/2"))
     assert "reason pilot on our own 475 images, user dr_a" in text and "failed: bma_lower_above_chance" in text
+
+
+def test_a_cross_validated_ensemble_counts_its_out_of_fold_images(tmp_path, isic_sample):
+    """An ensemble trained fold by fold on train+val: its OOF predictions (the real ISIC sample's 475 images here)
+    give the counts, its first member's training.json the parameters, its metadata the members and CV scores."""
+    table = _kit_table(isic_sample)
+    ensemble, member, version = tmp_path / "ensemble", tmp_path / "member", tmp_path / "version"
+    for folder in (ensemble, member, version):
+        folder.mkdir()
+    _predictions(table).to_parquet(ensemble / "oof_predictions.parquet")
+    (member / "training.json").write_text(json.dumps({"params": {"backbone": "resnet50", "image_size": 224}}))
+    meta = {"ensemble": True, "members": [str(member), str(tmp_path / "m2")], "configurations": ["default"],
+            "oof_predictions": "oof_predictions.parquet", "cv_balanced_accuracy_mean": 0.62}
+    record = {"model_name": config.MODEL_NAME, "version": 4, "source_model_uri": str(ensemble), "training": meta,
+              "evaluation": {"test_rows": 48}}
+    (version / "dermpipe.json").write_text(json.dumps(record))
+    card = write_card(str(version))
+    data, details = card["training_data"], card["model_details"]
+    assert data["counts_per_class"]["train+val"] == {"MEL": 114, "NV": 361, **{c: 0 for c in config.CLASSES[2:]}}
+    assert data["rows"] == {"train+val": 475, "test": 48} and "train" not in data["counts_per_class"]
+    assert (details["architecture"], details["image_size"]) == ("resnet50", 224)
+    assert details["ensemble"] == {"members": 2, "configurations": ["default"], "cv_balanced_accuracy_mean": 0.62}
+    assert "No training images of BCC, AK, BKL, DF, VASC, SCC: the model cannot recognise these diagnoses." in \
+        card["limitations"]
+    assert data["collections"] == [{"collection": "collection not recorded (no lesion_id)", "images": 475,
+                                    "licence": data["collections"][0]["licence"]}]
