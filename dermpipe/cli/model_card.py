@@ -64,7 +64,8 @@ def _points(card: dict[str, Any]) -> list[str]:
 
 def _gate(gate: dict[str, Any]) -> str:
     """The gate's decision, and for an override who, when and why (the fields the override recorded)."""
-    details = ", ".join(f"{k} {v}" for k, v in gate.items() if k != "decision" and not isinstance(v, dict | list))
+    details = ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in gate.items()
+                        if k != "decision" and not isinstance(v, dict | list))
     failed = gate.get("failed_rules")
     return gate["decision"] + (f" ({details})" if details else "") + (f"; failed: {'; '.join(failed)}" if failed
                                                                       else "")

@@ -138,7 +138,8 @@ def test_an_override_an_unachievable_point_and_ood_figures_are_carried_as_record
     assert card["ood"]["candidates"]["energy"]["near"]["auroc"] == 0.91 and "center" not in card["ood"]
     assert card["limitations"][0].startswith("Skin type: the training tables could not be read")
     text = "\n".join(card_lines(card, "/registry/m/2"))
-    assert "reason pilot on our own 475 images, user dr_a" in text and "failed: bma_lower_above_chance" in text
+    assert "(reason: pilot on our own 475 images, user: dr_a, at: 2026-12-07T10:00:00+00:00)" in text
+    assert "failed: bma_lower_above_chance" in text
 
 
 def test_a_cross_validated_ensemble_counts_its_out_of_fold_images(tmp_path, isic_sample):
