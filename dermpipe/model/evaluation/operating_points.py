@@ -3,8 +3,9 @@
 A clinic acts on "refer for biopsy when the melanoma probability passes t", with t chosen so that a stated share of
 melanomas (the target sensitivity) is referred. t is picked on the validation split (or out-of-fold predictions),
 never on test, on calibrated probabilities (dermpipe.model.evaluation.calibration), as the bootstrap median of the
-threshold that meets the target with each threshold in the middle of the gap below its lowest referred score: the
-edge of a perfectly separated validation set does not transfer. A point is valid only if it keeps a floor of
+threshold that meets the target with each threshold in the middle of the gap below its lowest referred score (and
+never above the one that meets it on the whole set): the edge of a perfectly separated validation set does not
+transfer. A point is valid only if it keeps a floor of
 specificity there and its net benefit (dermpipe.model.evaluation.decision_curve) beats referring all and referring
 none; otherwise it is stored as not achievable by this model, with the reason, and never decides. Test then says
 honestly what the threshold does on images it was not tuned on (sensitivity and specificity with bootstrap
@@ -192,7 +193,9 @@ def choose_operating_points(y_val: np.ndarray, p_val: np.ndarray, targets: Itera
     positive, scores = np.asarray(y_val) == column, np.asarray(p_val)[:, column]
     points: list[OperatingPoint] = []
     for target in targets:
-        threshold = bootstrap_threshold(positive, scores, check_target(target), seed=seed)
+        # never above the threshold that reaches the target here: the median may sit a little above it
+        threshold = min(bootstrap_threshold(positive, scores, check_target(target), seed=seed),
+                        gap_threshold(positive, scores, target))
         sens, spec = rates(positive, scores, threshold)
         invalid, figures = validity(positive, scores, threshold, min_specificity)
         chosen = {"sensitivity": sens, "specificity": spec, "n": int(len(positive)), "positives": int(positive.sum()),
