@@ -10,7 +10,7 @@ from dermpipe.model.evaluation.calibration import (
     Calibration,
     fit_calibration,
     melanoma_ece,
-    platt_targets,
+    smoothed_targets,
 )
 from dermpipe.model.evaluation.decision_curve import curve, net_benefit, refer_all
 
@@ -77,18 +77,19 @@ def test_a_clinical_json_without_calibration_is_the_identity_and_a_bad_one_is_re
         Calibration.from_dict({"method": "temperature", "temperature": 0})
 
 
-def test_platt_targets_by_hand():
-    targets = platt_targets(np.array([0, 0, 1]), 3)  # class 0: 2 rows -> 3/4; class 1: 1 row -> 2/3
-    np.testing.assert_allclose(targets, [[0.75, 0.125, 0.125], [0.75, 0.125, 0.125], [1 / 6, 2 / 3, 1 / 6]])
+def test_smoothed_targets_by_hand():
+    targets = smoothed_targets(np.array([0, 0, 1]), 3)  # 3 rows: the true class 4/5, the others 1/10 each
+    np.testing.assert_allclose(targets, [[0.8, 0.1, 0.1], [0.8, 0.1, 0.1], [0.1, 0.8, 0.1]])
 
 
 def test_a_perfectly_separated_set_gets_a_finite_temperature_not_hard_zeros_and_ones():
-    """The demo's case: hard-label NLL falls for ever as T -> 0 on a separated set; Platt's targets stop it near
-    (n_c + 1) / (n_c + 2)."""
+    """The demo's case: hard-label NLL falls for ever as T -> 0 on a separated set; smoothed targets stop it near
+    (n + 1) / (n + 2) = 39/40 for 38 rows."""
     labels = np.r_[np.full(7, MEL), np.full(31, 1)]
     p = np.full((38, len(config.CLASSES)), 0.05)
     p[labels == MEL, MEL], p[labels == 1, 1] = 0.5, 0.5  # right, under-confident
     found = fit_calibration(labels, p / p.sum(axis=1, keepdims=True))
     assert TEMPERATURE_GRID[0] < found.temperature < 1.0  # sharpened, but not to the grid's edge
     melanoma = found.apply(p / p.sum(axis=1, keepdims=True))[labels == MEL, MEL]
-    assert 0.8 < melanoma.min() and melanoma.max() < 0.95  # about 8/9, not 1.0
+    assert 0.95 < melanoma.min() and melanoma.max() < 0.99  # about 39/40, not 1.0
+    assert found.ece["fit_top_label_after"] < 0.5 * found.ece["fit_top_label_before"]  # right but under-confident

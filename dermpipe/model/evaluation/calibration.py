@@ -3,9 +3,9 @@
 A threshold is a probability a clinician can read ("refer at a melanoma risk of 8 %") and the decision curve's
 threshold probability only when the probabilities are calibrated; a model that is right but under-confident (the
 demo's ECE was 0.42) puts its melanomas at 0.4-0.6 where a threshold chosen on a few validation images does not
-transfer. Temperature scaling (Guo et al. 2017: softmax(log p / T), one parameter, fitted by NLL against Platt's
-prior-corrected targets on the same validation or out-of-fold predictions the thresholds are chosen on) keeps every
-image's predicted class.
+transfer. Temperature scaling (Guo et al. 2017: softmax(log p / T), one parameter, fitted by NLL against targets
+smoothed by Platt's prior correction, on the same validation or out-of-fold predictions the thresholds are chosen
+on) keeps every image's predicted class.
 The fitted temperature is stored in clinical.json and applied wherever a decision is made (serving, predict,
 the evaluation report), with the expected calibration error before and after.
 """
@@ -35,22 +35,23 @@ def melanoma_ece(positive: np.ndarray, scores: np.ndarray, bins: int = 10) -> fl
     return float(sum(gaps) / len(scores))
 
 
-def platt_targets(labels: np.ndarray, n_classes: int) -> np.ndarray:
-    """Soft targets with Platt's (1999) prior correction: a class-c row targets (n_c + 1) / (n_c + 2) for c and
-    spreads the rest evenly. With hard 0/1 targets a perfectly separated set (the demo's validation split) has its
-    NLL fall for ever as T -> 0, and its "calibrated" probabilities become exactly 0 and 1."""
+def smoothed_targets(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """Soft targets: the true class (n + 1) / (n + 2) for n rows, the rest spread evenly (Platt's 1999 prior
+    correction, over all rows). With hard 0/1 targets a perfectly separated set (make demo's validation split) has
+    its NLL fall for ever as T -> 0 and its "calibrated" probabilities become exactly 0 and 1; n rows cannot support
+    more confidence than about (n + 1) / (n + 2). Per-class counts would smooth a class of 2 rows to 3/4 and
+    under-state every small class."""
     labels = np.asarray(labels, int)
-    counts = np.bincount(labels, minlength=n_classes)
-    own = (counts[labels] + 1.0) / (counts[labels] + 2.0)
-    targets = np.repeat(((1.0 - own) / (n_classes - 1))[:, None], n_classes, axis=1)
+    own = (len(labels) + 1.0) / (len(labels) + 2.0)
+    targets = np.full((len(labels), n_classes), (1.0 - own) / (n_classes - 1))
     targets[np.arange(len(labels)), labels] = own
     return targets
 
 
 def fit_temperature(labels: np.ndarray, probabilities: np.ndarray,
                     grid: tuple[float, ...] = TEMPERATURE_GRID) -> float:
-    """The grid temperature with the lowest cross-entropy against Platt's soft targets."""
-    targets = platt_targets(labels, probabilities.shape[1])
+    """The grid temperature with the lowest cross-entropy against the smoothed targets."""
+    targets = smoothed_targets(labels, probabilities.shape[1])
     loss = [-(targets * np.log(np.maximum(scale(probabilities, t), 1e-300))).sum(axis=1).mean() for t in grid]
     return float(grid[int(np.argmin(loss))])
 
@@ -94,7 +95,7 @@ def ece_figures(labels: np.ndarray, probabilities: np.ndarray, calibrated: np.nd
 
 def fit_calibration(labels: np.ndarray, probabilities: np.ndarray, fitted_on: str = "val",
                     test: tuple[np.ndarray, np.ndarray] | None = None) -> Calibration:
-    """The temperature with the lowest NLL on (labels, probabilities) (Platt's targets), with ECE before/after there
+    """The temperature with the lowest NLL on (labels, probabilities) (smoothed targets), with ECE before/after there
     and, given (labels, probabilities) of the test split, on test (the honest figure: test took no part in it)."""
     labels, probabilities = np.asarray(labels), np.asarray(probabilities, np.float64)
     if len(labels) != len(probabilities) or not len(labels):
