@@ -91,6 +91,7 @@ PIPELINE_PARAMETERS: dict[str, tuple[Target, ...]] = {
     "require_beat_baseline": (Target("gate", GateParams, "require_beat_baseline"),),
     "tta": (Target("evaluate", EvaluateParams, "tta"),),
     "melanoma_target_sensitivity": (Target("profile", ProfileParams, "melanoma_target_sensitivity"),),
+    "melanoma_min_specificity": (Target("profile", ProfileParams, "melanoma_min_specificity"),),
     "ood_pass_rate": (Target("profile", ProfileParams, "ood_pass_rate"),),
     "explain_per_class": (Target("explain", ExplainParams, "per_class"),),
     "registry_root": tuple(Target(stage, cls, "registry_root") for stage, cls in _REGISTRY),

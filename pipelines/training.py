@@ -84,6 +84,7 @@ def build_training_pipeline(placement: Placement | None = Placement(), *, cross_
         require_beat_baseline: bool = False,
         tta: bool = True,
         melanoma_target_sensitivity: float = 0.95,
+        melanoma_min_specificity: float = 0.2,
         ood_pass_rate: float = 0.95,
         explain_per_class: int = 2,
         registry_root: str = "",
@@ -139,7 +140,7 @@ def build_training_pipeline(placement: Placement | None = Placement(), *, cross_
             profile(raw=ingested.outputs["dataset"], model=model,
                     train_split=splits.outputs["train"], val_split=splits.outputs["val"],
                     test_split=splits.outputs["test"], melanoma_target_sensitivity=melanoma_target_sensitivity,
-                    ood_pass_rate=ood_pass_rate),
+                    melanoma_min_specificity=melanoma_min_specificity, ood_pass_rate=ood_pass_rate),
             placement,
         ).set_display_name("profile")
         evaluated = place_step(

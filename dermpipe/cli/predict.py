@@ -26,28 +26,31 @@ def _top(prediction) -> str:
 
 def as_table(answer) -> str:
     """One row per answered image: image, predicted class, its probability, the decision (with clinical.json), the
-    top 3."""
+    top 3; then why, for an image predicted MEL but routine and one the model could not decide on."""
     rows = [("image", "predicted", "probability", "decision", "top 3")]
     rows += [(p.image, p.label, f"{p.probability:.3f}", p.decision or "-", _top(p)) for p in answer.predictions]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = ["  ".join([*(v.ljust(w) for v, w in zip(row[:4], widths, strict=True)), row[4]]).rstrip()
              for row in rows]
-    return "\n".join([f"model: {answer.model}", f"decision from: {answer.calibration}", *lines])
+    why = [f"  {p.image}: {p.decision_reason}" for p in answer.predictions if p.decision_reason
+           and (not p.decision or (p.decision == "routine" and p.label == "MEL"))]
+    return "\n".join([f"model: {answer.model}", f"decision from: {answer.calibration}", *lines,
+                      *(["why:", *why] if why else [])])
 
 
 def as_csv(answer) -> str:
     """image, predicted, probability, top 3 (`CLASS p; ...`), decision, operating point, OOD score (empty without
-    clinical.json), error (an unreadable file's reason, else empty)."""
+    clinical.json), error (an unreadable file's reason, else empty), decision_reason (why the decision)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["image", "predicted", "probability", "top3", "decision", "operating_point", "ood_score",
-                     "error"])
+                     "error", "decision_reason"])
     for p in answer.predictions:
         writer.writerow([p.image, p.label, f"{p.probability:.4f}",
                          "; ".join(f"{label} {prob:.4f}" for label, prob in p.top), p.decision, p.operating_point,
-                         "" if p.ood_score is None else f"{p.ood_score:.4f}", ""])
+                         "" if p.ood_score is None else f"{p.ood_score:.4f}", "", p.decision_reason])
     for u in answer.unreadable:
-        writer.writerow([u.image, "", "", "", "", "", "", u.reason])
+        writer.writerow([u.image, "", "", "", "", "", "", u.reason, ""])
     return out.getvalue().rstrip("\n")
 
 

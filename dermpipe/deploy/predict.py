@@ -44,6 +44,7 @@ class Prediction:
     top: list[tuple[str, float]]  # the TOP most probable classes, most probable first
     gradcam: str = ""  # the overlay's path with --gradcam
     decision: str = ""  # refer_melanoma | routine | out_of_distribution; "" when the model has no clinical.json
+    decision_reason: str = ""  # why, in one line (e.g. MEL is the most probable class but below the threshold)
     operating_point: str = ""
     ood_score: float | None = None
 
@@ -190,7 +191,8 @@ def _clinical(found: Calibration, operating_point: str | None):
 
 
 def _decided(predictions: list[Prediction], decisions: list[dict]) -> list[Prediction]:
-    return [replace(p, decision=d["decision"], operating_point=d["operating_point"], ood_score=None if
+    return [replace(p, decision=d["decision"] or "", decision_reason=d["decision_reason"],
+                    operating_point=d["operating_point"], ood_score=None if
                     d["ood_score"] is None else round(d["ood_score"], 4)) for p, d in zip(predictions, decisions,
                                                                                           strict=True)]
 

@@ -1,8 +1,10 @@
 """clinical.json: the operating points and the calibrated OOD detector that travel with a model version.
 
 Written by the profile stage, which already has every split's probabilities and embeddings from one decode: the
-thresholds are chosen on the validation rows (dermpipe.model.evaluation.operating_points; for a cross-validated
-ensemble, which trained on them, on its out-of-fold predictions instead), the OOD distance is fitted
+probabilities are calibrated (temperature scaling, dermpipe.model.evaluation.calibration) and the thresholds chosen
+on the validation rows (dermpipe.model.evaluation.operating_points; for a cross-validated ensemble, which trained on
+them, on its out-of-fold predictions instead); the calibration is stored and applied to every decision. A point not
+achievable by this model is stored with the reason and never decides. The OOD distance is fitted
 on the training rows and its threshold calibrated on the validation rows (dermpipe.monitoring.ood); the test rows and
 a download-free out-of-distribution set (dermpipe.monitoring.ood_set) only report. Deploy copies the file into the
 registry version folder; `dermpipe serve` and `dermpipe predict` decide with it, the gate checks it.
@@ -11,12 +13,18 @@ registry version folder; `dermpipe serve` and `dermpipe predict` decide with it,
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from dermpipe.model.evaluation.calibration import Calibration, fit_calibration
 from dermpipe.model.evaluation.clinical_section import CLINICAL_FILE
-from dermpipe.model.evaluation.operating_points import OperatingPoint, choose_operating_points, targets_for
+from dermpipe.model.evaluation.operating_points import (
+    MIN_SPECIFICITY,
+    OperatingPoint,
+    choose_operating_points,
+    targets_for,
+)
 from dermpipe.monitoring.ood import OODDetector, calibrate, fit_detector, flagged_rate
 from dermpipe.monitoring.reference import EmbeddingPCA
 from dermpipe.storage import exists, read_text
@@ -33,6 +41,20 @@ def decision_for(melanoma_score: float, threshold: float, ood_score: float | Non
     return "refer_melanoma" if melanoma_score >= threshold else "routine"
 
 
+def decision_reason(decision: str | None, point: OperatingPoint, melanoma: float, predicted_class: str) -> str:
+    """Why this decision, in one line: above all when MEL is the most probable class but the answer is routine."""
+    if decision == "out_of_distribution":
+        return "the image lies outside what the model was trained on (OOD score above its threshold): refer"
+    if decision is None:
+        return f"no decision: operating point {point.name} is not achievable by this model ({point.invalid})"
+    compared = (f"calibrated melanoma probability {melanoma:.3f} {'>=' if decision == 'refer_melanoma' else '<'} "
+                f"{point.name}'s threshold {point.threshold:.3f}")
+    if decision == "routine" and predicted_class == point.positive_class:
+        return (f"MEL is the most probable class, but its {compared} (chosen to refer "
+                f"{point.target_sensitivity:.0%} of {point.chosen_on} melanomas): routine")
+    return compared
+
+
 @dataclass(frozen=True)
 class Clinical:
     """What a version decides with: its operating points (the first is the default) and its OOD detector."""
@@ -40,6 +62,7 @@ class Clinical:
     operating_points: tuple[OperatingPoint, ...]
     ood: OODDetector | None
     report: dict  # rates measured at calibration (validation, test, OOD set), for reports and the registry record
+    calibration: Calibration = field(default_factory=lambda: Calibration(fitted_on="none"))  # applied before a point
 
     @property
     def default_point(self) -> OperatingPoint:
@@ -56,25 +79,34 @@ class Clinical:
 
     def decide(self, probabilities: np.ndarray, embeddings: np.ndarray, pca: EmbeddingPCA | None,
                point_name: str | None = None) -> list[dict]:
-        """Per image: decision, operating_point, melanoma_threshold, ood_score and ood_threshold (the OOD fields are
-        None when the version has no detector or no PCA)."""
+        """Per image: decision, decision_reason, operating_point, melanoma_threshold, ood_score and ood_threshold
+        (the OOD fields are None when the version has no detector or no PCA). The threshold applies to the
+        calibrated melanoma probability; a point not achievable by this model decides nothing (decision None)."""
         from dermpipe import config
 
         point = self.point(point_name)
         column = config.CLASSES.index(point.positive_class)
+        calibrated = self.calibration.apply(np.asarray(probabilities))
         scores = (self.ood.score(pca, embeddings) if self.ood is not None and pca is not None
                   else [None] * len(probabilities))
         ood_threshold = None if self.ood is None or pca is None else self.ood.threshold
-        return [{"decision": decision_for(float(p[column]), point.threshold, s, ood_threshold),
-                 "operating_point": point.name, "melanoma_threshold": point.threshold,
-                 "ood_score": None if s is None else float(s), "ood_threshold": ood_threshold}
-                for p, s in zip(np.asarray(probabilities), scores, strict=True)]
+        out = []
+        for p, s in zip(calibrated, scores, strict=True):
+            decision = decision_for(float(p[column]), point.threshold, s, ood_threshold)
+            if decision != "out_of_distribution" and not point.valid:
+                decision = None
+            out.append({"decision": decision,
+                        "decision_reason": decision_reason(decision, point, float(p[column]),
+                                                           config.CLASSES[int(np.argmax(p))]),
+                        "operating_point": point.name, "melanoma_threshold": point.threshold,
+                        "ood_score": None if s is None else float(s), "ood_threshold": ood_threshold})
+        return out
 
     def as_dict(self) -> dict:
         return {"default_operating_point": self.default_point.name,
                 "operating_points": [p.as_dict() for p in self.operating_points],
                 "ood": None if self.ood is None else {**self.ood.as_dict(), **self.report.get("ood", {})},
-                "report": self.report}
+                "report": self.report, "calibration": self.calibration.as_dict()}
 
     @classmethod
     def from_dict(cls, data: dict) -> Clinical:
@@ -83,29 +115,36 @@ class Clinical:
             raise ValueError(f"{CLINICAL_FILE}: no operating_points; expected at least the melanoma operating point")
         default = data.get("default_operating_point", points[0].name)
         points = tuple(sorted(points, key=lambda p: p.name != default))
-        return cls(points, OODDetector.from_dict(data["ood"]) if data.get("ood") else None, data.get("report", {}))
+        return cls(points, OODDetector.from_dict(data["ood"]) if data.get("ood") else None, data.get("report", {}),
+                   Calibration.from_dict(data.get("calibration")))
 
 
 def calibrate_clinical(labels: np.ndarray, probabilities: np.ndarray, embeddings: np.ndarray, splits: np.ndarray,
                        pca: EmbeddingPCA, *, target_sensitivity: float, ood_pass_rate: float,
                        ood_embeddings: np.ndarray | None = None,
-                       held_out: tuple[np.ndarray, np.ndarray] | None = None) -> Clinical:
+                       held_out: tuple[np.ndarray, np.ndarray] | None = None,
+                       min_specificity: float = MIN_SPECIFICITY) -> Clinical:
     """Operating points on val (reported on test), OOD fitted on train, calibrated on val, reported on test and the
     OOD set. `labels` are class indices, rows aligned with `splits` ('train' | 'val' | 'test').
 
     `held_out`: (labels, probabilities) of a cross-validated ensemble's out-of-fold predictions
     (dermpipe.model.evaluation.oof.held_out_predictions); the thresholds are chosen on them instead, since the
-    ensemble trained on the val images."""
+    ensemble trained on the val images. The temperature is fitted on the same rows the thresholds are chosen on;
+    a point whose specificity there is under `min_specificity`, or whose net benefit does not beat referring all or
+    none, is kept as not achievable."""
     splits = np.asarray(splits)
     val, test, train = splits == "val", splits == "test", splits == "train"
     if not val.any():
         raise ValueError("clinical calibration: no validation rows; thresholds are chosen on the validation split "
                          "(never on test), so set val_size > 0")
     chosen_labels, chosen_probabilities = held_out if held_out is not None else (labels[val], probabilities[val])
-    points = choose_operating_points(chosen_labels, chosen_probabilities, targets_for(target_sensitivity),
-                                     labels[test] if test.any() else None,
-                                     probabilities[test] if test.any() else None,
-                                     chosen_on="val" if held_out is None else "out-of-fold")
+    chosen_on = "val" if held_out is None else "out-of-fold"
+    calibration = fit_calibration(chosen_labels, chosen_probabilities, chosen_on,
+                                  (labels[test], probabilities[test]) if test.any() else None)
+    points = choose_operating_points(chosen_labels, calibration.apply(chosen_probabilities),
+                                     targets_for(target_sensitivity), labels[test] if test.any() else None,
+                                     calibration.apply(probabilities[test]) if test.any() else None,
+                                     chosen_on=chosen_on, min_specificity=min_specificity)
     detector = fit_detector(pca, embeddings[train])
     detector = calibrate(detector, detector.score(pca, embeddings[val]), ood_pass_rate)
     ood_report = {"val_pass_rate": 1.0 - flagged_rate(detector, detector.score(pca, embeddings[val]))}
@@ -114,7 +153,7 @@ def calibrate_clinical(labels: np.ndarray, probabilities: np.ndarray, embeddings
     if ood_embeddings is not None and len(ood_embeddings):
         ood_report["ood_set_detection_rate"] = flagged_rate(detector, detector.score(pca, ood_embeddings))
         ood_report["ood_set_size"] = int(len(ood_embeddings))
-    return Clinical(tuple(points), detector, {"ood": ood_report})
+    return Clinical(tuple(points), detector, {"ood": ood_report}, calibration)
 
 
 def load_clinical(folder: str) -> Clinical | None:

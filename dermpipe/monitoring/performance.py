@@ -5,8 +5,9 @@ one model version (and of one period of the window) each estimate carries its sa
 resampling the labelled images with replacement through the same helpers that made the version's test-time figures,
 so that a live figure and its test figure are computed alike:
 - bma: balanced multiclass accuracy, the gate's bootstrap_bma (one-sided bounds: the 5 % and 95 % quantiles);
-- melanoma_sensitivity / melanoma_specificity at the operating point each line was served with (melanoma probability
-  >= that point's threshold, as on test): operating_points.bootstrap_rates (two-sided 95 % interval);
+- melanoma_sensitivity / melanoma_specificity at the operating point each line was served with (melanoma probability,
+  calibrated by the version's stored temperature, >= that point's threshold, as served and on test):
+  operating_points.bootstrap_rates (two-sided 95 % interval);
 - ece (top-label expected calibration error, the evaluate stage's reliability) and brier (multiclass Brier score),
   with one-sided bounds like BMA;
 - the confusion matrix (rows: diagnosis, columns: predicted class, every class).
@@ -23,6 +24,7 @@ import pandas as pd
 
 from dermpipe import config
 from dermpipe.componentkit import param
+from dermpipe.model.evaluation.calibration import Calibration
 from dermpipe.model.evaluation.gate import GateParams, Interval, bootstrap_bma, bootstrap_indices
 from dermpipe.model.evaluation.metrics import reliability
 from dermpipe.model.evaluation.operating_points import POSITIVE_CLASS, bootstrap_rates, rates
@@ -132,9 +134,12 @@ def calibration(rows: pd.DataFrame, params: PerformanceParams) -> dict[str, Inte
             "brier": _one_sided(losses.mean(), losses[indices].mean(axis=1), len(y), params)}
 
 
-def melanoma_rates(rows: pd.DataFrame, threshold: float, params: PerformanceParams) -> dict[str, Interval]:
-    """Sensitivity (n: labelled melanomas) and specificity (n: the others) of melanoma probability >= threshold."""
+def melanoma_rates(rows: pd.DataFrame, threshold: float, params: PerformanceParams,
+                   calibrated_by: Calibration | None = None) -> dict[str, Interval]:
+    """Sensitivity (n: labelled melanomas) and specificity (n: the others) of the melanoma probability (calibrated as
+    the server calibrated it) >= threshold."""
     probs, y = _probabilities(rows)
+    probs = probs if calibrated_by is None else calibrated_by.apply(probs)
     if not len(y):
         return {}
     positive = y == config.CLASSES.index(POSITIVE_CLASS)
@@ -147,7 +152,8 @@ def melanoma_rates(rows: pd.DataFrame, threshold: float, params: PerformancePara
                                              int((~positive).sum()), params.n_bootstrap)}
 
 
-def estimates(joined: pd.DataFrame, thresholds: dict[str, float], params: PerformanceParams) -> list[dict]:
+def estimates(joined: pd.DataFrame, thresholds: dict[str, float], params: PerformanceParams,
+              calibrated_by: Calibration | None = None) -> list[dict]:
     """One row per estimate of the labelled lines: metric, operating_point ('' where none applies), point, lower,
     upper, n. Melanoma rates per operating point the lines were served with (unknown points: counted in n_unknown)."""
     rows = joined[joined["diagnosis"].notna()]
@@ -160,7 +166,7 @@ def estimates(joined: pd.DataFrame, thresholds: dict[str, float], params: Perfor
     for name, group in rows.groupby(points, sort=True):
         if name in thresholds:
             out += [{"metric": k, "operating_point": name, **v.as_dict()}
-                    for k, v in melanoma_rates(group, thresholds[name], params).items()]
+                    for k, v in melanoma_rates(group, thresholds[name], params, calibrated_by).items()]
         elif name:
             out.append({"metric": "melanoma_sensitivity", "operating_point": name, "point": float("nan"),
                         "lower": float("nan"), "upper": float("nan"), "n": 0, "n_unknown": len(group)})

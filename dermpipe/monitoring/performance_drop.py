@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 
+from dermpipe.model.evaluation.calibration import Calibration
 from dermpipe.monitoring.clinical import load_clinical
 from dermpipe.monitoring.performance import PerformanceParams
 from dermpipe.storage import exists, read_text
@@ -60,10 +61,11 @@ def test_figures(version_folder: str) -> dict[tuple[str, str], dict]:
     return figures
 
 
-def thresholds(version_folder: str) -> dict[str, float]:
-    """The operating points' melanoma thresholds of a registry version ({} without clinical.json)."""
+def thresholds(version_folder: str) -> tuple[dict[str, float], Calibration | None]:
+    """The operating points' melanoma thresholds of a registry version ({} without clinical.json) and the calibration
+    they apply to."""
     clinical = load_clinical(version_folder.rstrip("/"))
-    return {p.name: p.threshold for p in clinical.operating_points} if clinical else {}
+    return ({p.name: p.threshold for p in clinical.operating_points}, clinical.calibration) if clinical else ({}, None)
 
 
 def judge(estimate: dict, test: dict | None, params: PerformanceParams) -> tuple[str, str]:

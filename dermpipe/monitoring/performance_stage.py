@@ -100,10 +100,10 @@ def measure_version(version: int, rows: pd.DataFrame, registry_root: str, model_
                     params: perf.PerformanceParams, evidently: bool = False) -> VersionPerformance:
     """Estimates of one version's labelled lines, judged against its test figures (none without a registry)."""
     folder = f"{registry_root.rstrip('/')}/{model_name}/{version}" if registry_root else ""
-    cuts = thresholds(folder) if folder else {}
-    estimates = perf.estimates(rows, cuts, params)
+    cuts, calibration = thresholds(folder) if folder else ({}, None)
+    estimates = perf.estimates(rows, cuts, params, calibration)
     verdict = judge_version(estimates, test_figures(folder) if folder else {}, params)
-    cut = [{"period": key, **perf.coverage(group), "estimates": perf.estimates(group, cuts, params)}
+    cut = [{"period": key, **perf.coverage(group), "estimates": perf.estimates(group, cuts, params, calibration)}
            for key, group in perf.periods(rows, params.period)]
     from dermpipe.monitoring.performance_evidently import classification_html
 

@@ -7,7 +7,8 @@ The `profile` artifact is a folder:
                                (a model's
                                answers on its own training images are over-confident, not what traffic looks like)
     profile.json               counts, the PCA's explained variance and where the model is
-    clinical.json              melanoma operating points chosen on the val rows and the OOD detector fitted on the
+    clinical.json              the temperature calibrating the probabilities, melanoma operating points chosen on
+                               the val rows (valid or not, with the reason) and the OOD detector fitted on the
                                train rows, calibrated on the val rows (dermpipe.monitoring.clinical)
 Deploy copies the data files into the registry version folder, beside the SavedModel.
 """
@@ -97,7 +98,8 @@ def _clinical(model, model_dir: Path, image_size: int, table: pd.DataFrame, prob
     return calibrate_clinical(table["label_index"].to_numpy(), probabilities, embeddings, table["split"].to_numpy(),
                               pca, target_sensitivity=params.melanoma_target_sensitivity,
                               ood_pass_rate=params.ood_pass_rate, ood_embeddings=ood.embeddings,
-                              held_out=held_out_predictions(model_dir))
+                              held_out=held_out_predictions(model_dir),
+                              min_specificity=params.melanoma_min_specificity)
 
 
 def _explained_variance(pca, embeddings: np.ndarray) -> float:
@@ -125,7 +127,8 @@ def run(raw: Dataset, model: Model, splits: dict[str, Dataset], profile: Artifac
 
 
 def _log_clinical(stats: Metrics, clinical: dict) -> None:
-    """The default operating point's threshold and figures, and the OOD rates, as the profile task's metrics."""
+    """The default operating point's threshold, figures and validity, the calibration's temperature and ECE before
+    and after, and the OOD rates, as the profile task's metrics."""
     from dermpipe.lineage.artifacts import log_metrics
 
     point = clinical["operating_points"][0]
@@ -134,4 +137,7 @@ def _log_clinical(stats: Metrics, clinical: dict) -> None:
                         f"melanoma_{chosen_on}_sensitivity": point["chosen"]["sensitivity"],
                         **{f"melanoma_test_{k}": v for k, v in point["test"].items()
                            if isinstance(v, float) and np.isfinite(v)},
+                        "melanoma_point_valid": float(point.get("valid", True)),
+                        "calibration_temperature": clinical["calibration"]["temperature"],
+                        **{f"ece_{k}": v for k, v in clinical["calibration"]["ece"].items()},
                         **{f"ood_{k}": v for k, v in clinical["report"]["ood"].items()}})

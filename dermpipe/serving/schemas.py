@@ -34,12 +34,15 @@ class PredictRequest(BaseModel):
 
 class Prediction(BaseModel):
     """The probabilities, and the decision at an operating point: refer_melanoma | routine | out_of_distribution
-    (null, with the other clinical fields, for a version deployed without clinical.json)."""
+    (null, with the other clinical fields, for a version deployed without clinical.json; null with decision_reason when
+    the operating point is not achievable by the model), and decision_reason: why, in one line (melanoma_threshold
+    applies to the calibrated melanoma probability, not to probabilities.MEL)."""
 
     predicted_class: str
     confidence: float
     probabilities: dict[str, float]
     decision: str | None = None
+    decision_reason: str | None = None
     operating_point: str | None = None
     melanoma_threshold: float | None = None
     ood_score: float | None = None

@@ -8,8 +8,9 @@ Inputs, each 1-D with one element per image:
     lesion_id, patient_id BYTES [N] optional grouping ids; logged for retraining on feedback, not model inputs
 An input left out means unknown for every image. A model without metadata inputs ignores the metadata for the
 prediction; the prediction log still records it. Outputs: probabilities FP32 [N, 8] and embedding FP32 [N, D], and,
-for a version with clinical.json, decision BYTES [N], operating_point BYTES [N], melanoma_threshold FP32 [N] and
-ood_score FP32 [N]. The request's parameters.operating_point names another stored operating point."""
+for a version with clinical.json, decision BYTES [N], decision_reason BYTES [N], operating_point BYTES [N],
+melanoma_threshold FP32 [N] and ood_score FP32 [N]. The request's parameters.operating_point names another stored
+operating point."""
 
 import base64
 import binascii
@@ -29,7 +30,8 @@ INPUT_TYPES = {IMAGE_INPUT: "BYTES", "age_approx": "FP32", "sex": "BYTES", "anat
 GROUPING_TYPES = dict.fromkeys(GROUPING_FIELDS, "BYTES")  # optional, logged only (not model inputs)
 ACCEPTED_TYPES = INPUT_TYPES | GROUPING_TYPES
 OUTPUTS = ("probabilities", "embedding")
-CLINICAL_OUTPUTS = {"decision": "BYTES", "operating_point": "BYTES", "melanoma_threshold": "FP32", "ood_score": "FP32"}
+CLINICAL_OUTPUTS = {"decision": "BYTES", "decision_reason": "BYTES", "operating_point": "BYTES",
+                    "melanoma_threshold": "FP32", "ood_score": "FP32"}
 
 
 @dataclass

@@ -152,6 +152,8 @@ def test_the_decision_at_the_default_and_a_named_operating_point(clinical_folder
     rows = {Path(r["image"]).name: r for r in csv.DictReader(io.StringIO(result.stdout))}
     assert rows[first.name]["decision"] == "refer_melanoma" and rows["flower.png"]["decision"] == "out_of_distribution"
     assert {r["operating_point"] for r in rows.values()} == {"melanoma_sens95"}
+    assert ">= melanoma_sens95's threshold 0.000" in rows[first.name]["decision_reason"]
+    assert "outside what the model was trained on" in rows["flower.png"]["decision_reason"]
     assert float(rows["flower.png"]["ood_score"]) > float(rows[first.name]["ood_score"])
     named = CliRunner().invoke(app, ["predict", str(first), "--model", str(clinical_folder), "--operating-point",
                                      "melanoma_sens90"])

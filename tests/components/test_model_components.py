@@ -68,7 +68,8 @@ def test_evaluate_reports_the_profiles_operating_points_measured_on_test(trained
     (tmp / "profile").mkdir(exist_ok=True)
     # threshold 0 refers every image (sensitivity 1, specificity 0); above 1 refers none
     points = [{"name": "refer_all", "threshold": 0.0, "target_sensitivity": 0.95, "chosen": {"sensitivity": 1.0,
-                                                                                           "specificity": 0.0}},
+                                                                                           "specificity": 0.0},
+               "min_specificity": 0.2},
               {"name": "refer_none", "threshold": 1.01, "target_sensitivity": 0.5, "chosen": {}}]
     (tmp / "profile" / "clinical.json").write_text(json.dumps({
         "default_operating_point": "refer_all", "operating_points": points,
@@ -84,9 +85,12 @@ def test_evaluate_reports_the_profiles_operating_points_measured_on_test(trained
     html = open(report.path).read()
     assert "Clinical decisions" in html and "refer_all (default)" in html and "refer_none" in html
     assert "3.5" in html and "advice to a clinician, not a diagnosis" in html
+    assert "alt='decision curve'" in html and "alt='melanoma ROC with operating points'" in html
+    assert "test specificity under the floor 0.20" in html  # refers everyone: never "consistent with target"
     measured = {p["name"]: p for p in report.metadata["operating_points"]}
     assert measured["refer_none"]["test"]["sensitivity"] == 0.0 and measured["refer_none"]["short"] is True
     assert measured["refer_all"]["test"]["n"] == parts["test"].metadata["rows"]
+    assert measured["refer_all"]["below_floor"] is True and measured["refer_none"]["below_floor"] is None
 
 
 def test_evaluate_component_scores_the_benchmark_rows_beside_the_whole_split(trained):

@@ -264,3 +264,23 @@ def test_the_melanoma_operating_point_rule():
     few = decide(y, pred, GateParams(min_melanomas=50), operating_point=point(0.7, 0.6, 0.8))
     assert few.blessed and "melanoma_operating_point" not in few.conditions
     assert "reported only, 40 test melanomas are too few to decide on (at least 50)" in " ".join(few.reasons)
+
+
+def test_an_invalid_default_point_or_one_under_its_floor_on_test_never_passes():
+    """The issue's case: test sensitivity 1.0, specificity 0.0 was 'passed'; now it fails, and so does a point not
+    achievable by the model, whatever its test sensitivity."""
+    from dermpipe.model.evaluation.operating_points import OperatingPoint
+
+    y, pred = _two_class(100, (90, 90))
+    test = {"sensitivity": 1.0, "sensitivity_lower": 1.0, "sensitivity_upper": 1.0, "specificity": 0.0,
+            "positives": 40}
+    everyone = decide(y, pred, GateParams(), operating_point=OperatingPoint(
+        "melanoma_sens95", 0.01, 0.95, test=test, min_specificity=0.2))
+    assert not everyone.blessed and everyone.conditions["melanoma_operating_point"] is False
+    assert "test specificity 0.0000 is under the floor 0.20" in everyone.reasons[-1]
+    assert "passed" not in everyone.reasons[-1]
+    invalid = decide(y, pred, GateParams(min_melanomas=50), operating_point=OperatingPoint(
+        "melanoma_sens95", 0.01, 0.95, test={**test, "specificity": 0.5}, min_specificity=0.2,
+        invalid="net benefit 0.1 at threshold probability 0.010 does not beat refer all (0.1)"))
+    assert not invalid.blessed and invalid.conditions["melanoma_operating_point"] is False
+    assert "not achievable by this model (net benefit" in invalid.reasons[-1]

@@ -78,4 +78,5 @@ def test_out_of_fold_thresholds_reach_the_target_on_unseen_images_where_val_ones
     assert out_of_fold.chosen["n"] == len(held_out[0]) and out_of_fold.chosen["sensitivity"] >= 0.95
     # direction: scores of unseen images are lower, so the threshold falls, and test sensitivity rises to the target
     assert out_of_fold.threshold < in_sample.threshold
-    assert in_sample.test["sensitivity"] < 0.5 and out_of_fold.test["sensitivity"] >= 0.9
+    # (the in-sample threshold sits in the middle of its gap, which helps, but still falls short on unseen images)
+    assert in_sample.test["sensitivity"] < 0.8 and out_of_fold.test["sensitivity"] >= 0.9

@@ -65,6 +65,22 @@ def test_estimates_match_scikit_learn_and_the_operating_point_counts():
     assert matrix.sum() == 300 and np.trace(matrix) == (joined["diagnosis"] == joined["predicted_class"]).sum()
 
 
+def test_live_melanoma_rates_use_the_calibrated_probability_the_server_decided_on():
+    from dermpipe.model.evaluation.calibration import Calibration
+
+    records, labels = labelled_traffic(300, seed=4, sensitivity=0.8)
+    joined, _ = perf.join_labels(pd.DataFrame(records), pd.DataFrame(labels).assign(received_at="2026-12-01"))
+    calibration = Calibration(2.0)  # softens: a threshold on the calibrated score refers other images than on raw
+    rows = {(e["metric"], e["operating_point"]): e
+            for e in perf.estimates(joined, {"melanoma_sens95": 0.28}, PARAMS, calibration)}
+    mel = (joined["diagnosis"] == "MEL").to_numpy()
+    probabilities = np.array([np.asarray(p, float) for p in joined["probabilities"]])
+    score = calibration.apply(probabilities)[:, config.CLASSES.index("MEL")]
+    assert rows[("melanoma_sensitivity", "melanoma_sens95")]["point"] == pytest.approx((score[mel] >= 0.28).mean())
+    raw = probabilities[:, config.CLASSES.index("MEL")]
+    assert (score[mel] >= 0.28).mean() != (raw[mel] >= 0.28).mean()  # the premise: calibration changes the count
+
+
 def test_resampled_ece_is_the_evaluate_stages_ece_of_each_resample():
     from dermpipe.model.evaluation.metrics import reliability
 

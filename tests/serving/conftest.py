@@ -42,7 +42,9 @@ def write_clinical(folder: Path, model, image_size: int) -> None:
     pca.save(folder / "embedding_pca.npz")
     detector = fit_detector(pca, embeddings)
     detector = calibrate(detector, detector.score(pca, embeddings), 0.99)
-    points = (OperatingPoint("melanoma_sens95", 0.0, 0.95), OperatingPoint("melanoma_sens90", 1.0, 0.90))
+    points = (OperatingPoint("melanoma_sens95", 0.0, 0.95), OperatingPoint("melanoma_sens90", 1.0, 0.90),
+              OperatingPoint("melanoma_sens99", 0.0, 0.99, min_specificity=0.2,
+                             invalid="specificity 0.000 is under the floor 0.20: it refers nearly every patient"))
     (folder / "clinical.json").write_text(json.dumps(Clinical(points, detector, {}).as_dict()))
 
 

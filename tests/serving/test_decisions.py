@@ -46,6 +46,8 @@ def test_v1_rest_answers_decision_operating_point_and_ood_score(server, jpegs, n
     rows = _predict(server, [*jpegs[:3], noise])["predictions"]
     assert [r["decision"] for r in rows] == ["refer_melanoma"] * 3 + ["out_of_distribution"]
     assert {r["operating_point"] for r in rows} == {"melanoma_sens95"} and rows[0]["melanoma_threshold"] == 0.0
+    assert ">= melanoma_sens95's threshold 0.000" in rows[0]["decision_reason"]
+    assert "outside what the model was trained on" in rows[3]["decision_reason"]
     assert all(r["ood_score"] <= r["ood_threshold"] for r in rows[:3])
     assert rows[3]["ood_score"] > rows[3]["ood_threshold"] and rows[3]["ood_score"] > max(r["ood_score"]
                                                                                           for r in rows[:3])
@@ -57,6 +59,9 @@ def test_v1_rest_answers_decision_operating_point_and_ood_score(server, jpegs, n
                           json={"instances": [{"b64": b64(jpegs[0])}], "operating_point": "sens50"})
     assert unknown.status_code == 400
     assert "no operating point 'sens50'" in unknown.text and "melanoma_sens90" in unknown.text
+    invalid = server.post(f"/v1/models/{MODEL}/versions/2:predict",
+                          json={"instances": [{"b64": b64(jpegs[0])}], "operating_point": "melanoma_sens99"})
+    assert invalid.status_code == 400 and "not achievable" in invalid.text and "under the floor" in invalid.text
     columnar = server.post(f"/v1/models/{MODEL}/versions/2:predict",
                            json={"inputs": {"image_bytes": [{"b64": b64(noise)}]}})
     assert columnar.json()["outputs"]["decision"] == ["out_of_distribution"], columnar.text
@@ -89,6 +94,7 @@ def test_v2_infer_has_the_decision_outputs_and_takes_an_operating_point(server, 
     assert out["decision"]["datatype"] == "BYTES" and out["decision"]["data"] == ["refer_melanoma",
                                                                                    "out_of_distribution"]
     assert out["operating_point"]["data"] == ["melanoma_sens95"] * 2 and out["ood_score"]["shape"] == [2]
+    assert out["decision_reason"]["datatype"] == "BYTES" and "threshold" in out["decision_reason"]["data"][0]
     assert out["ood_score"]["data"][1] > out["ood_score"]["data"][0]
     assert infer(operating_point="melanoma_sens90")["decision"]["data"] == ["routine", "out_of_distribution"]
     meta = server.get(f"/v2/models/{MODEL}/versions/2").json()
@@ -106,6 +112,7 @@ def test_grpc_predict_has_decision_tensors(server, jpegs, noise):
                                                                                   "out_of_distribution"]
     assert tf.make_ndarray(response.outputs["ood_score"]).shape == (2,)
     assert tf.make_ndarray(response.outputs["operating_point"])[0] == b"melanoma_sens95"
+    assert b"threshold" in tf.make_ndarray(response.outputs["decision_reason"])[0]
 
 
 def test_grpc_predict_takes_an_operating_point_input(server, jpegs, noise):

@@ -172,6 +172,7 @@ def run(raw: Dataset, model: Model, test: Dataset, metrics: Metrics, confusion: 
         report: HTML, predictions: Dataset, *, tta: bool = True, profile_dir: Path | None = None) -> None:
     from dermpipe.lineage.artifacts import annotate, log_metrics, write_metadata_file
     from dermpipe.model.evaluation.clinical_section import (
+        curve_figures,
         load_clinical_dict,
         measure_points,
         metric_values,
@@ -185,6 +186,7 @@ def run(raw: Dataset, model: Model, test: Dataset, metrics: Metrics, confusion: 
     sliced = slices(test_table, probabilities)
     clinical = load_clinical_dict(profile_dir)
     points = measure_points(clinical, y_true, probabilities) if clinical else []
+    figures = curve_figures(clinical, y_true, probabilities, points) if points else ""
     log_metrics(metrics, metric_values(points))
     # the BMA interval travels with the deployed version (dermpipe.json): the monitor judges live BMA by it
     bma = bootstrap_bma(y_true, probabilities.argmax(axis=1), GateParams())
@@ -200,11 +202,12 @@ def run(raw: Dataset, model: Model, test: Dataset, metrics: Metrics, confusion: 
     write_metadata_file(confusion)
     Path(report.path).write_text(render_report(evaluation, len(test_table), y_true=y_true,
                                                probabilities=probabilities, sliced=sliced, tta=tta_eval,
-                                               clinical_html=render_clinical(clinical, points)))
+                                               clinical_html=render_clinical(clinical, points, figures)))
     predictions_frame(test_table, probabilities).to_parquet(predictions.path, index=False)
     benchmark = str(test.metadata.get("benchmark", ""))  # name@vN, annotated by split ('' without a set)
     annotate(predictions, {"rows": len(test_table), "model_uri": model.uri, "format": "parquet",
                            "benchmark": benchmark})
     annotate(report, {"absent_classes": evaluation.absent_classes, "slices": sliced, "benchmark": benchmark,
-                      "operating_points": [{k: p[k] for k in ("name", "threshold", "target", "test", "short")}
+                      "operating_points": [{k: p[k] for k in ("name", "threshold", "target", "test", "short",
+                                                              "below_floor", "valid", "invalid")}
                                            for p in points]})

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dermpipe.componentkit import param
-from dermpipe.model.evaluation.operating_points import OperatingPoint, falls_short
+from dermpipe.model.evaluation.operating_points import OperatingPoint, below_floor, falls_short
 
 CONFIDENCE = 0.95
 N_BOOTSTRAP = 2000
@@ -263,23 +263,35 @@ def _baseline_rule(d: Decision, y_true: np.ndarray, pred: np.ndarray, baseline_p
 
 
 def _operating_point_rule(d: Decision, point: OperatingPoint | None, min_melanomas: int) -> None:
-    """Rule 5: the melanoma threshold chosen on validation must not fall short of its target sensitivity on test by
-    more than the test interval (fails only when the whole 95 % bootstrap interval lies below the target); with
-    fewer than `min_melanomas` test melanomas the figures are reported, too few to decide on."""
+    """Rule 5: the default melanoma operating point must be valid (achievable by this model: a floor of specificity
+    and a net benefit above referring all or none where it was chosen), keep its specificity floor on test (a point
+    that refers nearly everyone never passes), and not fall short of its target sensitivity on test by more than the
+    test interval (fails only when the whole 95 % bootstrap interval lies below the target); with fewer than
+    `min_melanomas` test melanomas the sensitivity is reported, too few to decide on."""
     if point is None:
         d.reasons.append("melanoma operating point: none stored (no clinical.json in the profile): not checked")
         return
+    name = f"melanoma operating point {point.name} (threshold {point.threshold:.4f}, chosen on {point.chosen_on})"
+    if not point.valid:
+        d.conditions["melanoma_operating_point"] = False
+        d.reasons.append(f"{name}: not achievable by this model ({point.invalid}): failed")
+        return
+    floor = below_floor(point)
+    if floor:
+        d.conditions["melanoma_operating_point"] = False
+        d.reasons.append(f"{name}: test specificity {point.test['specificity']:.4f} is under the floor "
+                         f"{point.min_specificity:.2f} (it refers nearly every test patient): failed")
+        return
     short = falls_short(point)
     if short is None:
-        d.reasons.append(f"melanoma operating point {point.name}: no melanoma in the test split, so its test "
-                         "sensitivity cannot be measured: not checked")
+        d.reasons.append(f"{name}: no melanoma in the test split, so its test sensitivity cannot be measured: "
+                         "not checked")
         return
     t = point.test
-    text = (f"melanoma operating point {point.name} (threshold {point.threshold:.4f}, chosen on {point.chosen_on} for "
-            f"sensitivity {point.target_sensitivity:.2f}): test sensitivity {t['sensitivity']:.4f} (95 % interval "
-            f"{t['sensitivity_lower']:.4f} to {t['sensitivity_upper']:.4f}, {t['positives']} melanomas), specificity "
-            f"{t['specificity']:.4f}: {'the interval reaches' if not short else 'the whole interval is below'} the "
-            "target")
+    text = (f"{name} for sensitivity {point.target_sensitivity:.2f}: test sensitivity {t['sensitivity']:.4f} (95 % "
+            f"interval {t['sensitivity_lower']:.4f} to {t['sensitivity_upper']:.4f}, {t['positives']} melanomas), "
+            f"specificity {t['specificity']:.4f}{'' if floor is None else f' (floor {point.min_specificity:.2f})'}: "
+            f"{'the interval reaches' if not short else 'the whole interval is below'} the target")
     if t["positives"] < min_melanomas:
         d.reasons.append(f"{text}: reported only, {t['positives']} test melanomas are too few to decide on "
                          f"(at least {min_melanomas})")

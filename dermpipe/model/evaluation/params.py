@@ -24,6 +24,9 @@ class ProfileParams:
     n_components: int = param(5, "components of the embedding PCA the drift monitor and the OOD score use")
     melanoma_target_sensitivity: float = param(0.95, "melanoma operating point: the threshold is chosen on the "
                                                      "validation split to refer at least this share of melanomas")
+    melanoma_min_specificity: float = param(0.2, "melanoma operating point: valid only if its validation "
+                                                  "specificity is at least this (below it, it refers nearly everyone) "
+                                                  "and its net benefit beats referring all and none")
     ood_pass_rate: float = param(0.95, "OOD threshold: calibrated so this share of validation images pass as "
                                        "in-distribution")
 
@@ -33,5 +36,8 @@ class ProfileParams:
             value = getattr(self, name)
             if not 0.0 < value < 1.0:
                 raise ValueError(f"{name} = {value}: expected a share strictly between 0 and 1 (e.g. 0.95)")
+        if not 0.0 <= self.melanoma_min_specificity < 1.0:
+            raise ValueError(f"melanoma_min_specificity = {self.melanoma_min_specificity}: expected a share in "
+                             "[0, 1) (e.g. 0.2)")
         if self.n_components < 1:
             raise ValueError(f"n_components = {self.n_components}: expected at least 1")
