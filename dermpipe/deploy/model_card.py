@@ -272,6 +272,27 @@ def clinical_sections(clinical: dict[str, Any] | None) -> tuple[list[dict[str, A
     return points, None if ood is None else _scalars({k: v for k, v in ood.items() if k not in DETECTOR_FIELDS})
 
 
+def decision_curve(inputs: CardInputs) -> tuple[dict[str, Any] | None, str]:
+    """(the test split's decision curve as numbers, its figures as HTML): net benefit of referring at each threshold
+    probability, on the calibrated melanoma probability the server decides on, beside refer-all and refer-none;
+    (None, '') without clinical.json or test predictions."""
+    from dermpipe.model.evaluation.clinical_section import calibrated, curve_figures, measure_points
+    from dermpipe.model.evaluation.decision_curve import curve
+
+    test = inputs.splits.get("test")
+    if not inputs.clinical or not inputs.clinical.get("operating_points") or test is None:
+        return None, ""
+    y_true = test["label"].map(config.CLASSES.index).to_numpy()
+    probabilities = probabilities_of(test)
+    points = measure_points(inputs.clinical, y_true, probabilities)
+    positive = y_true == config.CLASSES.index("MEL")
+    found = curve(positive, calibrated(inputs.clinical, probabilities)[:, config.CLASSES.index("MEL")])
+    numbers = {"evaluated_on": f"test split, {len(test)} images, {int(positive.sum())} melanomas, calibrated "
+                               "melanoma probability",
+               **{k: [round(v, 5) for v in values] for k, values in found.items()}}
+    return numbers, curve_figures(inputs.clinical, y_true, probabilities, points)
+
+
 def gate_section(record: dict[str, Any]) -> dict[str, Any]:
     override = record.get("gate_override")
     if override:
@@ -281,13 +302,15 @@ def gate_section(record: dict[str, Any]) -> dict[str, Any]:
             "compared_on": f"frozen benchmark set {benchmark}" if benchmark else "the run's own test split"}
 
 
-def build_card(inputs: CardInputs) -> dict[str, Any]:
+def build_card(inputs: CardInputs, curve: dict[str, Any] | None = None) -> dict[str, Any]:
     from dermpipe.deploy.model_card_limits import limitations
 
     points, ood = clinical_sections(inputs.clinical)
+    curve = curve if curve is not None else decision_curve(inputs)[0]
     card = {"schema": SCHEMA, "model_details": model_details(inputs.record, inputs.training),
             "intended_use": INTENDED_USE, "training_data": training_data(inputs), "evaluation": evaluation(inputs),
-            "sliced_metrics": sliced_metrics(inputs), "operating_points": points, "ood": ood,
+            "sliced_metrics": sliced_metrics(inputs), "operating_points": points, "decision_curve": curve,
+            "ood": ood,
             "gate": gate_section(inputs.record), "missing": list(inputs.missing), "caveat": CAVEAT}
     card["limitations"] = limitations(card)
     return card
@@ -298,9 +321,11 @@ def write_card(version_uri: str, model_uri: str | None = None) -> dict[str, Any]
     write model_card.json and model_card.html into it; returns the card."""
     from dermpipe.deploy.model_card_html import render
 
-    card = build_card(gather(version_uri, model_uri))
+    inputs = gather(version_uri, model_uri)
+    curve, figures = decision_curve(inputs)
+    card = build_card(inputs, curve)
     storage.write_bytes(storage.join(version_uri, CARD_JSON), json.dumps(card, indent=1, default=str).encode())
-    storage.write_bytes(storage.join(version_uri, CARD_HTML), render(card).encode())
+    storage.write_bytes(storage.join(version_uri, CARD_HTML), render(card, figures).encode())
     return card
 
 

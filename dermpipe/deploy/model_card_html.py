@@ -107,7 +107,9 @@ def _clinical(points: list[dict[str, Any]], ood: dict[str, Any] | None) -> str:
         table(["field", "value"], _flat(ood)) if ood else "<p>No OOD detector: no image is flagged.</p>")
 
 
-def render(card: dict[str, Any]) -> str:
+def render(card: dict[str, Any], curve_figures: str = "") -> str:
+    """The card as one HTML page; `curve_figures`: the decision curve and ROC images (drawn from the test
+    predictions, which the JSON card does not keep)."""
     details = card["model_details"]
     title = f"Model card: {details['name']} version {details['version']}"
     use = card["intended_use"]
@@ -118,6 +120,7 @@ def render(card: dict[str, Any]) -> str:
             + "<h2>Training data</h2>" + _data(card["training_data"])
             + "<h2>Evaluation (test split)</h2>" + _evaluation(card["evaluation"], card["sliced_metrics"])
             + "<h2>Operating points</h2>" + _clinical(card["operating_points"], card["ood"])
+            + ("<h3>Decision curve and ROC (test split)</h3>" + curve_figures if curve_figures else "")
             + "<h2>Gate</h2>" + table(["field", "value"], _flat(card["gate"]))
             + "<h2>Limitations</h2>" + _list(card["limitations"])
             + "<h2>Caveat</h2>" + f"<p>{html.escape(card['caveat'])}</p>")

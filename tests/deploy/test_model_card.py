@@ -166,3 +166,28 @@ def test_a_cross_validated_ensemble_counts_its_out_of_fold_images(tmp_path, isic
         card["limitations"]
     assert data["collections"] == [{"collection": "collection not recorded (no lesion_id)", "images": 475,
                                     "licence": data["collections"][0]["licence"]}]
+
+
+def test_the_decision_curve_is_the_test_splits_net_benefit_on_the_calibrated_melanoma_probability(ham_card):
+    """The card's curve is Vickers & Elkin's net benefit of the version's own test predictions, temperature-scaled
+    as the server scales them: recomputed here from the formula, and it differs from the uncalibrated curve."""
+    from dermpipe.deploy.model_card import decision_curve
+
+    _, tables = ham_card
+    test = tables["test"]
+    point = {"name": "melanoma_sens95", "threshold": 0.3, "target_sensitivity": 0.95, "valid": True}
+    clinical = {"default_operating_point": "melanoma_sens95", "operating_points": [point],
+                "calibration": {"method": "temperature", "temperature": 2.0}}
+    numbers, figures = decision_curve(CardInputs({}, clinical, {}, None, {"test": test}))
+    p = test[[f"p_{c}" for c in config.CLASSES]].to_numpy()
+    scaled = np.exp(np.log(p) / 2.0)
+    scaled = scaled[:, config.CLASSES.index("MEL")] / scaled.sum(axis=1)
+    positive = (test["label"] == "MEL").to_numpy()
+    at = numbers["threshold_probability"].index(0.05)  # uncalibrated, only the images predicted MEL pass 0.05
+    referred = scaled >= 0.05
+    expected = (referred & positive).mean() - (referred & ~positive).mean() * 0.05 / 0.95
+    assert numbers["model"][at] == pytest.approx(expected, abs=1e-4)
+    assert numbers["refer_all"][at] == pytest.approx(positive.mean() - (~positive).mean() / 19, abs=1e-4)
+    assert set(numbers["refer_none"]) == {0.0} and figures.count("<img") == 2
+    assert f"{len(test)} images, {positive.sum()} melanomas" in numbers["evaluated_on"]
+    assert decision_curve(CardInputs({}, None, {}, None, {"test": test})) == (None, "")
