@@ -32,7 +32,8 @@ def as_table(answer) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = ["  ".join([*(v.ljust(w) for v, w in zip(row[:4], widths, strict=True)), row[4]]).rstrip()
              for row in rows]
-    return "\n".join([f"model: {answer.model}", *lines])
+    override = " [gate_override: deployed by a person's override of the gate, not blessed by it]"
+    return "\n".join([f"model: {answer.model}{override if answer.gate_override else ''}", *lines])
 
 
 def as_csv(answer) -> str:
@@ -76,10 +77,13 @@ def predict(
         typer.echo(f"dermpipe predict: {err}", err=True)
         raise typer.Exit(2) from err
     if output is Format.json:
-        typer.echo(json.dumps({"model": answer.model, "predictions": [asdict(p) for p in answer.predictions],
+        typer.echo(json.dumps({"model": answer.model, "gate_override": answer.gate_override,
+                               "predictions": [asdict(p) for p in answer.predictions],
                                "unreadable": [asdict(u) for u in answer.unreadable]}, indent=1))
     elif output is Format.csv:
         typer.echo(as_csv(answer))
+        if answer.gate_override:
+            typer.echo(f"gate_override: {answer.model} was deployed by a person's override of the gate", err=True)
     else:
         typer.echo(as_table(answer))
         for unreadable in answer.unreadable:

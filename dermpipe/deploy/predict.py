@@ -56,6 +56,18 @@ class Answer:
     model: str  # what answered, in words: "isic2019 version 3 (<uri>)" or the folder
     predictions: list[Prediction] = field(default_factory=list)
     unreadable: list[Unreadable] = field(default_factory=list)
+    gate_override: bool = False  # a version deployed by a person's override of the gate (its dermpipe.json says so)
+
+
+def deployed_by_override(location: str) -> bool:
+    """Whether the dermpipe.json beside model.keras records a gate override (False without one)."""
+    import json
+
+    record = storage.join(location.rsplit("/", 1)[0] if "/" in location else ".", "dermpipe.json")
+    try:
+        return bool(json.loads(storage.read_text(record)).get("gate_override"))
+    except (FileNotFoundError, ValueError):
+        return False
 
 
 def resolve_model(model: str | None, registry_root: str, model_name: str = config.MODEL_NAME) -> tuple[str, str]:
@@ -195,7 +207,7 @@ def predict(paths: Iterable[str | Path], model: str | None = None, *, registry_r
     location, described = resolve_model(model, registry_root or str(config.default_registry_root()), model_name)
     clinical, pca = _clinical(location, operating_point)
     files, missing = image_files(paths)
-    answer = Answer(described, unreadable=missing)
+    answer = Answer(described, unreadable=missing, gate_override=deployed_by_override(location))
     readable: list[tuple[Path, bytes]] = []
     for path in files:
         checked = read_image(path)
