@@ -4,9 +4,10 @@ TFX's resolver pattern. Evaluate compares the challenger with this champion and 
 current, so the champion must be part of their cache keys. KFP caches on parameter values (and on artifact
 identity), so the version and model digest travel as plain outputs: an unchanged champion still gives cache hits
 downstream, a changed one re-runs evaluate. This task reads external state, so the pipeline never caches it.
-It also pins a frozen benchmark set to one file and name@vN, which split, gate and deploy take as parameter values:
-the one `benchmark_set` names (a bare name means "its latest version": registry state too), else the champion's own
-(frozen when it was deployed), so later gates compare on the champion's evidence (dermpipe.deploy.evidence).
+It also pins a frozen benchmark set to name@vN, which gate and deploy take as parameter values: the one
+`benchmark_set` names (a bare name means "its latest version": registry state too; its file goes to split, which puts
+all its groups into test), else the champion's own (frozen when it was deployed; the gate finds its groups), so later
+gates compare on the champion's evidence (dermpipe.deploy.evidence).
 """
 
 from typing import NamedTuple
@@ -19,7 +20,8 @@ def resolve_champion(registry_root: str = "", model_name: str = "dermpipe-isic20
                      benchmark_set: str = "") -> NamedTuple(
         "Champion", [("version", int), ("digest", str), ("benchmark_uri", str), ("benchmark", str)]):
     """The current version of `model_name` and its model digest (0 and '' when none is served yet), and the frozen
-    benchmark set to compare on (its file and name@vN; '' when none): the named one, else the champion's own."""
+    benchmark set to compare on (name@vN; '' when none): the named one (with its file, for split), else the
+    champion's own."""
     from collections import namedtuple
 
     from dermpipe.deploy.evidence import resolve

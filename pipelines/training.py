@@ -6,8 +6,8 @@ resolve-champion reads the registry's current version and hands its version and 
 parameters (so a changed champion re-runs the gate; an unchanged one keeps its cache hits, and evaluate, which
 depends on the model and data only, is reused either way). resolve-champion and deploy read or change external
 state, so they are never served from the cache, on any backend. resolve-champion also pins a frozen benchmark set
-(file and name@vN) for split, the gate and deploy, as parameter values too: the one `benchmark_set` names, else the
-champion's own, which deploy froze from its test split when it pushed it.
+(name@vN) for the gate and deploy, as parameter values too: the one `benchmark_set` names (its file also goes to
+split), else the champion's own, which deploy froze from its test split when it pushed it.
 
 One factory for every backend. Placement (GPU, CPU/memory, toleration, retries) is decided here, never in the
 stage logic; the local runner builds the same DAG without placement, since kfp.local ignores it.

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from dermpipe import config, storage
@@ -58,7 +59,7 @@ def champion_set(registry_root: str, model_name: str, version: int) -> tuple[str
 
 @dataclass(frozen=True)
 class Resolved:
-    """resolve-champion's outputs."""
+    """resolve-champion's outputs: `benchmark_uri` goes to split (a named set only), `benchmark` to gate and deploy."""
 
     version: int
     digest: str
@@ -68,7 +69,11 @@ class Resolved:
 
 def resolve(registry_root: str, model_name: str, benchmark_set: str) -> Resolved:
     """The current champion (version, digest) and the benchmark set to compare on: the named one when
-    `benchmark_set` is set, else the champion's own frozen set (none without a champion)."""
+    `benchmark_set` is set (split then puts all its groups into test), else the champion's own frozen set (none
+    without a champion). The own set is not handed to split: it is the test split of the champion's run, which a
+    hash split with the same seed keeps in test anyway, and a new split parameter after every deployment would
+    re-run split and retrain even an unchanged run; the gate finds the set's groups itself and leaves out any the
+    challenger trained on (dermpipe.deploy.challenge)."""
     from dermpipe.data.benchmark import pin
     from dermpipe.deploy.registry import champion
 
@@ -76,6 +81,22 @@ def resolve(registry_root: str, model_name: str, benchmark_set: str) -> Resolved
     version, digest = (found.version, found.digest) if found else (0, "")
     if benchmark_set.strip():
         uri, ref = pin(benchmark_set, registry_root, model_name)
-    else:
-        uri, ref = champion_set(registry_root, model_name, version)
-    return Resolved(version, digest, uri, ref)
+        return Resolved(version, digest, uri, ref)
+    _, ref = champion_set(registry_root, model_name, version)
+    return Resolved(version, digest, "", ref)
+
+
+def own_set_rows(test: pd.DataFrame, train: pd.DataFrame, uri: str) -> tuple[np.ndarray, int, int]:
+    """(test rows in the frozen set at `uri`, its groups in the train split, their train rows): the set's groups found
+    by any identity they have (group key, lesion, patient, content hash), as split finds a named set's."""
+    from dermpipe.data.benchmark import load
+    from dermpipe.data.stable_split import in_benchmark
+
+    groups = set(load(uri).groups)
+
+    def member(table: pd.DataFrame) -> np.ndarray:
+        keys = table["group_key"].astype(str).to_numpy()
+        return in_benchmark(table, keys, pd.factorize(keys)[0], groups)
+
+    trained = member(train) if len(train) and "group_key" in train else np.zeros(len(train), dtype=bool)
+    return member(test), int(train.loc[trained, "group_key"].nunique()) if trained.any() else 0, int(trained.sum())

@@ -25,7 +25,7 @@ def _inputs(tmp_path: Path, n: int = 200, n_bench: int = 80):
     """Test rows whose first n_bench are the benchmark's; the challenger is right there and wrong elsewhere."""
     labels = np.arange(n) % 4
     test = pd.DataFrame({"image": [f"I{i}" for i in range(n)], "label_index": labels,
-                         "in_benchmark": np.arange(n) < n_bench})
+                         "group_key": [f"image:I{i}" for i in range(n)], "in_benchmark": np.arange(n) < n_bench})
     predicted = np.where(test["in_benchmark"], labels, (labels + 1) % 4)
     arts = {name: _artifact(Dataset, tmp_path, name) for name in ("raw", "test", "train", "predictions")}
     test.to_parquet(arts["test"].path)
@@ -111,3 +111,16 @@ def test_a_challenger_sharing_no_image_with_the_champions_own_set_is_refused_pla
     (tmp_path / "named").mkdir()
     with pytest.raises(ValueError, match="none of the frozen benchmark set demo-test@v1's groups is in this data"):
         _gate(tmp_path / "named", "demo-test@v1", "", n_bench=0)
+
+
+def test_the_champions_own_set_is_found_by_the_gate_and_trained_on_groups_are_left_out(tmp_path):
+    bench = tmp_path / "demo-test-v1.json"  # the champion's test split was I0..I79; split was not told (own set)
+    bench.write_text(json.dumps({"name": "demo-test", "version": 1, "groups": [f"image:I{i}" for i in range(80)]}))
+    frozen = {"frozen_benchmark": "demo-test@v1", "frozen_benchmark_uri": str(bench)}
+    _, text, meta, metrics = _gate(tmp_path, "demo-test@v1", "", n_bench=0, frozen=frozen)
+    assert ("compared on the whole test split (200 images) and on version 1's frozen benchmark set demo-test@v1 (80 "
+            "of them)") in text
+    assert metrics["benchmark_rows"] == 80 and meta["conditions"]["non_inferior_on_champion_set"] is True
+    # the train split of this fake run holds I0..I3: the challenger trained on 4 of the set's groups
+    assert ("NOTE: 4 groups (4 images) of version 1's frozen benchmark set demo-test@v1 are in this run's train "
+            "split") in text

@@ -74,3 +74,12 @@ def test_a_set_that_cannot_be_compared_on_fails_with_its_reason():
     # without a champion there is nothing to compare on the set: the first deployment is judged on its own split
     first = decide(y, challenger, GateParams(), champion_set=found)
     assert first.blessed and "comparable_on_champion_set" not in first.conditions
+
+
+def test_a_set_that_is_the_whole_split_is_compared_once():
+    y, challenger, champion, _ = _split((0.90, 0.90), (0.90, 0.90))
+    found = ChampionSet("demo-test@v1", np.ones(len(y), dtype=bool))
+    d = decide(y, challenger, GateParams(), champion_pred=champion, champion_version="1", champion_set=found)
+    assert "champion_set_difference" not in d.intervals
+    assert d.conditions["non_inferior_on_champion_set"] == d.conditions["non_inferior_to_champion"]
+    assert any(r.startswith("on frozen benchmark set demo-test@v1: it is the whole test split") for r in d.reasons)

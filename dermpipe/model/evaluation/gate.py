@@ -269,6 +269,12 @@ def _champion_set_rule(d: Decision, y_true: np.ndarray, pred: np.ndarray, champi
         d.reasons.append(f"{found.refusal}: failed")
         return
     mask = np.asarray(found.mask, dtype=bool)
+    if mask.all():  # a retrain on the champion's data: one comparison covers both
+        ok = d.conditions["non_inferior_to_champion"]
+        d.conditions["non_inferior_on_champion_set"] = ok
+        d.reasons.append(f"on frozen benchmark set {found.ref}: it is the whole test split ({len(mask)} images), so "
+                         f"the comparison above is the one on the champion's evidence too: {_verdict(ok)}")
+        return
     _champion_rule(d, np.asarray(y_true)[mask], np.asarray(pred)[mask], np.asarray(champion_pred)[mask], version,
                    params, undecided, key="champion_set",
                    where=f"on frozen benchmark set {found.ref} ({int(mask.sum())} of the {len(mask)} test images)")
