@@ -106,6 +106,13 @@ def test_override_is_recorded_and_every_answer_says_so(setup, isic_sample):
     (task,) = store.producers(pushed.id)
     assert task.name == "override-deploy" and task.run_id.startswith("gate-override-")
     assert [a.uri for _, a in store.io(task.id, "input")] == [str(model)]
+    from dermpipe.lineage.ui.app import create_app as create_ui
+
+    ui = TestClient(create_ui(store))
+    assert task.run_id in ui.get("/").text
+    assert ui.get(f"/runs/{task.run_id}").status_code == 200
+    lineage = ui.get("/lineage", params={"ref": f"model:{MODEL}/1"})
+    assert lineage.status_code == 200 and "override-deploy" in lineage.text
 
     jpeg = sorted((isic_sample / config.IMAGE_SUBDIR).glob("*.jpg"))[0].read_bytes()
     with TestClient(create_app(Settings(registry_root=root, model_name=MODEL, log_root=None))) as client:

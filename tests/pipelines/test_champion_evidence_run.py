@@ -31,29 +31,40 @@ def test_demo_then_real_sample_then_demo_does_not_flip_production(tiny, tmp_path
     v1 = registry.read_record(root, MODEL_NAME, 1)
     assert v1["frozen_benchmark"] == "demo-test@v1"
 
+    # a retrain on the same data (another seed) is compared on v1's set, which is its whole test split; any drop
+    # allowed so that it deploys: its test split has the same groups, so v2 keeps the set instead of a copy
+    retrain = run_local({**demo, "train_seed": 7, "max_bma_drop": 1.0})
+    assert retrain.status == "succeeded", retrain.error
+    assert retrain.tasks["split"].cached  # the champion's own set is not a split parameter: no retrain cascade
+    meta, text = _gate(retrain)
+    n = meta["n_test"]
+    assert meta["blessed"] and f"on frozen benchmark set demo-test@v1: it is the whole test split ({n} images)" in text
+    assert registry.read_record(root, MODEL_NAME, 2)["frozen_benchmark"] == "demo-test@v1"
+
     real = run_local({**demo, "source": str(isic_sample)})
     assert real.status == "succeeded", real.error
     assert real.tasks["resolve-champion"].outputs["benchmark"] == "demo-test@v1"  # pinned without being named
     meta, text = _gate(real)
     assert not meta["blessed"] and meta["conditions"]["comparable_on_champion_set"] is False
-    assert NO_OVERLAP.format(v=1, ref="demo-test@v1") in text and "--override-gate REASON` to deploy anyway" in text
-    assert "deploy" not in real.tasks and registry.current_version(root, MODEL_NAME) == 1
+    assert NO_OVERLAP.format(v=2, ref="demo-test@v1") in text and "--override-gate REASON` to deploy anyway" in text
+    assert "deploy" not in real.tasks and registry.current_version(root, MODEL_NAME) == 2
 
     pushed = CliRunner().invoke(app, ["models", "push", real.run_id, "--override-gate", "pilot on the real sample",
                                       "--registry-root", root])
     assert pushed.exit_code == 0, pushed.output
-    v2 = registry.read_record(root, MODEL_NAME, 2)
-    assert registry.current_version(root, MODEL_NAME) == 2
-    assert v2["gate_override"]["reason"] == "pilot on the real sample"
-    assert "comparable_on_champion_set" in v2["gate_override"]["failed_rules"]
-    assert v2["frozen_benchmark"] == "isic2019-sample-test@v1"
+    v3 = registry.read_record(root, MODEL_NAME, 3)
+    assert registry.current_version(root, MODEL_NAME) == 3
+    assert v3["gate_override"]["reason"] == "pilot on the real sample"
+    assert "comparable_on_champion_set" in v3["gate_override"]["failed_rules"]
+    assert v3["frozen_benchmark"] == "isic2019-sample-test@v1"
 
-    third = run_local(demo)  # the demo again: v2's evidence is real images, which the demo data does not hold
+    third = run_local(demo)  # the demo again: v3's evidence is real images, which the demo data does not hold
     assert third.status == "succeeded", third.error
     assert third.tasks["resolve-champion"].outputs["benchmark"] == "isic2019-sample-test@v1"
     meta, text = _gate(third)
-    assert not meta["blessed"] and NO_OVERLAP.format(v=2, ref="isic2019-sample-test@v1") in text
-    assert "deploy" not in third.tasks and registry.current_version(root, MODEL_NAME) == 2
-    print(f"\nv1 demo BMA {v1['evaluation']['balanced_accuracy']:.4f}; real sample run BMA "
-          f"{real.headline()['balanced_accuracy']:.4f} (refused, then pushed by override as v2); demo again BMA "
-          f"{third.headline()['balanced_accuracy']:.4f} (refused: no overlap with v2's set); current version 2")
+    assert not meta["blessed"] and NO_OVERLAP.format(v=3, ref="isic2019-sample-test@v1") in text
+    assert "deploy" not in third.tasks and registry.current_version(root, MODEL_NAME) == 3
+    print(f"\nv1 demo BMA {v1['evaluation']['balanced_accuracy']:.4f}; retrain (seed 7) BMA "
+          f"{retrain.headline()['balanced_accuracy']:.4f} (v2, same set); real sample run BMA "
+          f"{real.headline()['balanced_accuracy']:.4f} (refused, then pushed by override as v3); demo again BMA "
+          f"{third.headline()['balanced_accuracy']:.4f} (refused: no overlap with v3's set); current version 3")
