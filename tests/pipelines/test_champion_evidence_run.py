@@ -37,7 +37,7 @@ def test_demo_then_real_sample_then_demo_does_not_flip_production(tiny, tmp_path
     assert retrain.status == "succeeded", retrain.error
     assert retrain.tasks["split"].cached  # the champion's own set is not a split parameter: no retrain cascade
     meta, text = _gate(retrain)
-    n = meta["n_test"]
+    n = int(meta["n_test"])  # KFP metadata holds numbers as floats
     assert meta["blessed"] and f"on frozen benchmark set demo-test@v1: it is the whole test split ({n} images)" in text
     assert registry.read_record(root, MODEL_NAME, 2)["frozen_benchmark"] == "demo-test@v1"
 
