@@ -80,7 +80,8 @@ def push(
     override_gate: str = typer.Option(None, "--override-gate", help="REASON: why this model is deployed although "
                                       "the gate did not bless it (required; recorded with the version)"),
     model_name: str = typer.Option(config.MODEL_NAME, "--model-name"),
-    registry_root: str = typer.Option(None, "--registry-root", help=REGISTRY_HELP),
+    registry_root: str = typer.Option(None, "--registry-root", help="registry root [default: the run's, else "
+                                                                     "$DERMPIPE_HOME/registry]"),
 ) -> None:
     """Deploy the model of a run the gate did not bless, as a recorded human decision: who, when, why and the failed
     gate rules go into the version's dermpipe.json and the lineage; its answers carry gate_override: true."""
@@ -93,7 +94,7 @@ def push(
                                 "--override-gate REASON (a blessed run was deployed by its own deploy task)")
         found = from_folder(Path(run), list_records()) if Path(run).expanduser().exists() else from_run(
             load_record(run))
-        result = push_override(found, override_gate, _root(registry_root), model_name)
+        result = push_override(found, override_gate, registry_root or found.registry_root or _root(None), model_name)
     except (OverrideError, FileNotFoundError) as err:
         typer.echo(f"dermpipe models push: {err}", err=True)
         raise typer.Exit(2) from err

@@ -42,6 +42,7 @@ class Candidate:
     deployed: dict | None = None
     test_split: Any = None  # the split's test artifact (path, metadata), frozen as the version's benchmark set
     raw: Any = None  # the ingest dataset artifact (its source names the set)
+    registry_root: str = ""  # the registry the run deployed to (its registry_root parameter)
 
 
 def _artifact(record: Any, task: str, output: str) -> Any:
@@ -64,7 +65,8 @@ def from_run(record: Any) -> Candidate:
                      None if profile is None else Path(profile.path),
                      "" if evaluation is None else evaluation.uri, {} if evaluation is None else evaluation.metadata,
                      None if gate is None else gate.metadata, None if deployed is None else deployed.metadata,
-                     _artifact(record, "split", "test"), _artifact(record, "ingest", "dataset"))
+                     _artifact(record, "split", "test"), _artifact(record, "ingest", "dataset"),
+                     str((record.params or {}).get("registry_root") or ""))
 
 
 def from_folder(folder: Path, records: list[Any]) -> Candidate:

@@ -25,7 +25,7 @@ def _artifact(kind: str, uri: Path, metadata: dict) -> dict:
     return {"type": kind, "uri": str(uri), "metadata": metadata}
 
 
-def _run(home: Path, run_id: str, model: Path, blessed: bool, isic_sample: Path) -> str:
+def _run(home: Path, run_id: str, model: Path, blessed: bool, isic_sample: Path, registry_root: str = "") -> str:
     """The record of a finished local run (as pipelines/local.py writes it) over a real model folder and a test split
     of real ISIC 2019 sample images; its gate refused the model unless `blessed`."""
     from dermpipe.pipelines.local import RunRecord, TaskRecord, save_record
@@ -46,8 +46,8 @@ def _run(home: Path, run_id: str, model: Path, blessed: bool, isic_sample: Path)
                "ingest": {"dataset": _artifact("system.Dataset", folder / "raw",
                                                {"source": str(isic_sample), "manifest_sha256": "ab" * 32})}}
     tasks = {name: TaskRecord(name, status="success", outputs=out) for name, out in outputs.items()}
-    save_record(RunRecord(run_id, "dermpipe-training", "succeeded", "2026-12-07T10:00:00+00:00", {}, str(home),
-                          tasks=tasks))
+    save_record(RunRecord(run_id, "dermpipe-training", "succeeded", "2026-12-07T10:00:00+00:00",
+                          {"registry_root": registry_root}, str(home), tasks=tasks))
     return run_id
 
 
@@ -61,7 +61,7 @@ def setup(tmp_path, monkeypatch, isic_sample):
     model = tmp_path / "model"
     model.mkdir()
     build_classifier("simple_cnn", 32, len(config.CLASSES), seed=3)[0].save(model / "model.keras")
-    refused = _run(home, "dermpipe-training-refused", model, False, isic_sample)
+    refused = _run(home, "dermpipe-training-refused", model, False, isic_sample, str(tmp_path / "registry"))
     return home, str(tmp_path / "registry"), model, refused
 
 
@@ -88,7 +88,8 @@ def test_override_is_recorded_and_every_answer_says_so(setup, isic_sample):
 
     home, root, model, refused = setup
     reason = "pilot at clinic A on 48 images; reviewed by Dr Rossi"
-    result = CliRunner().invoke(app, ["models", "push", refused, "--override-gate", reason, "--registry-root", root])
+    # no --registry-root: the registry the run deployed to (its registry_root parameter)
+    result = CliRunner().invoke(app, ["models", "push", refused, "--override-gate", reason])
     assert result.exit_code == 0, result.output
     assert "version 1 pushed and promoted" in result.output and "gate override by dr-rossi" in result.output
     record = registry.read_record(root, MODEL, 1)
