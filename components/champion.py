@@ -4,8 +4,10 @@ TFX's resolver pattern. Evaluate compares the challenger with this champion and 
 current, so the champion must be part of their cache keys. KFP caches on parameter values (and on artifact
 identity), so the version and model digest travel as plain outputs: an unchanged champion still gives cache hits
 downstream, a changed one re-runs evaluate. This task reads external state, so the pipeline never caches it.
-It also pins the frozen benchmark set `benchmark_set` names (a bare name means "its latest version": registry
-state too) to one file and name@vN, which split, gate and deploy take as parameter values.
+It also pins a frozen benchmark set to name@vN, which gate and deploy take as parameter values: the one
+`benchmark_set` names (a bare name means "its latest version": registry state too; its file goes to split, which puts
+all its groups into test), else the champion's own (frozen when it was deployed; the gate finds its groups), so later
+gates compare on the champion's evidence (dermpipe.deploy.evidence).
 """
 
 from typing import NamedTuple
@@ -18,17 +20,17 @@ def resolve_champion(registry_root: str = "", model_name: str = "dermpipe-isic20
                      benchmark_set: str = "") -> NamedTuple(
         "Champion", [("version", int), ("digest", str), ("benchmark_uri", str), ("benchmark", str)]):
     """The current version of `model_name` and its model digest (0 and '' when none is served yet), and the frozen
-    benchmark set `benchmark_set` names now (its file and name@vN; '' when none)."""
+    benchmark set to compare on (name@vN; '' when none): the named one (with its file, for split), else the
+    champion's own."""
     from collections import namedtuple
 
-    from dermpipe.data.benchmark import pin
+    from dermpipe.deploy.evidence import resolve
     from dermpipe.deploy.params import ChampionParams
-    from dermpipe.deploy.registry import champion
 
     params = ChampionParams(registry_root=registry_root, model_name=model_name, benchmark_set=benchmark_set)
-    found = champion(params.registry_root, params.model_name) if params.registry_root.strip() else None
-    version, digest = (found.version, found.digest) if found else (0, "")
-    uri, ref = pin(params.benchmark_set, params.registry_root, params.model_name)
-    print(f"champion: {params.model_name} version {version or 'none'} (digest {digest[:12] or '-'}) in "
-          f"{params.registry_root}; benchmark {ref or 'none (the whole test split)'}")
-    return namedtuple("Champion", ["version", "digest", "benchmark_uri", "benchmark"])(version, digest, uri, ref)
+    found = resolve(params.registry_root, params.model_name, params.benchmark_set)
+    origin = "named" if params.benchmark_set.strip() else f"version {found.version}'s own frozen set"
+    print(f"champion: {params.model_name} version {found.version or 'none'} (digest {found.digest[:12] or '-'}) in "
+          f"{params.registry_root}; benchmark {found.benchmark + ' (' + origin + ')' if found.benchmark else 'none'}")
+    return namedtuple("Champion", ["version", "digest", "benchmark_uri", "benchmark"])(
+        found.version, found.digest, found.benchmark_uri, found.benchmark)

@@ -1,6 +1,6 @@
 """deploy: the KFP component (signature, parameters, one library call); the logic is dermpipe.deploy.publish."""
 
-from kfp.dsl import Artifact, Input, Metrics, Model, Output
+from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 
 from dermpipe.componentkit import stage_component
 
@@ -12,9 +12,11 @@ def deploy(model: Input[Model], evaluation: Input[Metrics], pushed: Output[Model
            traffic_percentage: int = 100, vertex_machine_type: str = "n1-standard-4",
            vertex_serving_image: str = "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest",
            kserve_namespace: str = "default", kserve_service_account: str = "", canary_traffic_percent: int = 100,
-           champion_version: int = 0, benchmark: str = ""):
+           champion_version: int = 0, benchmark: str = "", test_split: Input[Dataset] = None,
+           raw: Input[Dataset] = None):
     """Push a blessed model to the versioned registry (runs only under the pipeline's blessed condition), promote it
-    if `champion_version` is still current, then serve it on the deploy target (local | vertex | kserve)."""
+    if `champion_version` is still current, then serve it on the deploy target (local | vertex | kserve). A pushed
+    version's `test_split` is frozen as its benchmark set (named after `raw`'s source), which later gates compare on."""
     from pathlib import Path
 
     from dermpipe.deploy.params import DeployParams
@@ -28,4 +30,4 @@ def deploy(model: Input[Model], evaluation: Input[Metrics], pushed: Output[Model
         canary_traffic_percent=canary_traffic_percent, champion_version=champion_version, benchmark=benchmark)
     run(model, evaluation, pushed, params.registry_root, params.model_name, params.deploy_target,
         Path(profile.path) if profile is not None else None, params.vertex(), params.kserve(),
-        champion_version=params.champion_version, benchmark=params.benchmark)
+        champion_version=params.champion_version, benchmark=params.benchmark, test_split=test_split, raw=raw)

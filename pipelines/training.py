@@ -5,8 +5,9 @@ and deploy when blessed. Built with cross_validation=True, prepare -> train beco
 resolve-champion reads the registry's current version and hands its version and digest to the gate and deploy as
 parameters (so a changed champion re-runs the gate; an unchanged one keeps its cache hits, and evaluate, which
 depends on the model and data only, is reused either way). resolve-champion and deploy read or change external
-state, so they are never served from the cache, on any backend. resolve-champion also pins `benchmark_set` to one
-frozen version (file and name@vN) for split, the gate and deploy, as parameter values too.
+state, so they are never served from the cache, on any backend. resolve-champion also pins a frozen benchmark set
+(name@vN) for the gate and deploy, as parameter values too: the one `benchmark_set` names (its file also goes to
+split), else the champion's own, which deploy froze from its test split when it pushed it.
 
 One factory for every backend. Placement (GPU, CPU/memory, toleration, retries) is decided here, never in the
 stage logic; the local runner builds the same DAG without placement, since kfp.local ignores it.
@@ -168,7 +169,8 @@ def build_training_pipeline(placement: Placement | None = Placement(), *, cross_
                        profile=profiled.outputs["profile"], registry_root=registry_root, model_name=model_name,
                        deploy_target=deploy_target, gcp_project=gcp_project, gcp_region=gcp_region,
                        traffic_percentage=traffic_percentage, kserve_namespace=kserve_namespace,
-                       champion_version=champion.outputs["version"], benchmark=champion.outputs["benchmark"]),
+                       champion_version=champion.outputs["version"], benchmark=champion.outputs["benchmark"],
+                       test_split=splits.outputs["test"], raw=ingested.outputs["dataset"]),
                 placement,
             ).set_display_name("deploy").set_caching_options(False)
 

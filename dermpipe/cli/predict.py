@@ -34,8 +34,9 @@ def as_table(answer) -> str:
              for row in rows]
     why = [f"  {p.image}: {p.decision_reason}" for p in answer.predictions if p.decision_reason
            and (not p.decision or (p.decision == "routine" and p.label == "MEL"))]
-    return "\n".join([f"model: {answer.model}", f"decision from: {answer.calibration}", *lines,
-                      *(["why:", *why] if why else [])])
+    override = " [gate_override: deployed by a person's override of the gate, not blessed by it]"
+    return "\n".join([f"model: {answer.model}{override if answer.gate_override else ''}",
+                      f"decision from: {answer.calibration}", *lines, *(["why:", *why] if why else [])])
 
 
 def as_csv(answer) -> str:
@@ -81,13 +82,16 @@ def predict(
         typer.echo(f"dermpipe predict: {err}", err=True)
         raise typer.Exit(2) from err
     if output is Format.json:
-        typer.echo(json.dumps({"model": answer.model, "calibration": answer.calibration,
+        typer.echo(json.dumps({"model": answer.model, "gate_override": answer.gate_override,
+                               "calibration": answer.calibration,
                                "predictions": [asdict(p) for p in answer.predictions],
                                "unreadable": [asdict(u) for u in answer.unreadable]}, indent=1))
     elif output is Format.csv:
         typer.echo(as_csv(answer))
         if answer.calibration.startswith("none"):
             typer.echo(f"decision from: {answer.calibration}", err=True)
+        if answer.gate_override:
+            typer.echo(f"gate_override: {answer.model} was deployed by a person's override of the gate", err=True)
     else:
         typer.echo(as_table(answer))
         for unreadable in answer.unreadable:

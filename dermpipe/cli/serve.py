@@ -1,4 +1,4 @@
-"""`dermpipe serve` and `dermpipe models list|promote|rollback` (registered in dermpipe/cli/main.py)."""
+"""`dermpipe serve` and `dermpipe models list|promote|rollback|push` (registered in dermpipe/cli/main.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import typer
 
 from dermpipe import config
 
-models_app = typer.Typer(help="The versioned model registry (local folder or gs://): list, promote, roll back.",
+models_app = typer.Typer(help="The versioned model registry (local folder or gs://): list, promote, roll back, "
+                              "push a run the gate did not bless (--override-gate REASON).",
                          no_args_is_help=True)
 
 REGISTRY_HELP = "registry root, a folder or gs://bucket/prefix [default: $DERMPIPE_HOME/registry]"
@@ -102,6 +103,37 @@ def rollback(
 
     _move(lambda root: registry.rollback(root, model_name), "rolled back to version", model_name, registry_root,
           apply_kserve, kserve_manifest)
+
+
+@models_app.command()
+def push(
+    run: str = typer.Argument(..., help="a finished local run (`dermpipe runs`) or a run's model folder"),
+    override_gate: str = typer.Option(None, "--override-gate", help="REASON: why this model is deployed although "
+                                      "the gate did not bless it (required; recorded with the version)"),
+    model_name: str = typer.Option(config.MODEL_NAME, "--model-name"),
+    registry_root: str = typer.Option(None, "--registry-root", help="registry root [default: the run's, else "
+                                                                     "$DERMPIPE_HOME/registry]"),
+) -> None:
+    """Deploy the model of a run the gate did not bless, as a recorded human decision: who, when, why and the failed
+    gate rules go into the version's dermpipe.json and the lineage; its answers carry gate_override: true."""
+    from dermpipe.deploy.override import OverrideError, from_folder, from_run, push_override
+    from dermpipe.pipelines.local import list_records, load_record
+
+    try:
+        if override_gate is None:
+            raise OverrideError("models push deploys only what the gate did not bless, and only with "
+                                "--override-gate REASON (a blessed run was deployed by its own deploy task)")
+        found = from_folder(Path(run), list_records()) if Path(run).expanduser().exists() else from_run(
+            load_record(run))
+        result = push_override(found, override_gate, registry_root or found.registry_root or _root(None), model_name)
+    except (OverrideError, FileNotFoundError) as err:
+        typer.echo(f"dermpipe models push: {err}", err=True)
+        raise typer.Exit(2) from err
+    override = result["gate_override"]
+    typer.echo(f"{model_name}: {result['message']}\ngate override by {override['user']} at {override['at']}: "
+               f"{override['reason']}\nfailed gate rules: " + "; ".join(override["failed_rules"]))
+    if not result["promoted"] and result["action"] != "unchanged":
+        raise typer.Exit(1)
 
 
 def _move(change, done: str, model_name: str, registry_root: str | None, apply_kserve: bool,

@@ -129,3 +129,27 @@ def freeze(test: pd.DataFrame, name: str, registry_root: str, model_name: str = 
             return uri, bench
         version += 1
     raise RuntimeError(f"{benchmark_dir(registry_root, model_name, name)}: no free version number after 100 tries")
+
+
+def set_name(source: str) -> str:
+    """The name a deployment's own frozen set gets from its data source: `demo` -> demo-test, a folder or URI ->
+    its last part (isic2019-sample-test), `kaggle:owner/name` -> kaggle-owner-name-test."""
+    local_or_gcs = source.startswith("gs://") or ":" not in source
+    tail = source.rstrip("/").rsplit("/", 1)[-1] if local_or_gcs else source
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", tail).strip("-._") or "data"
+    return f"{slug}-test"
+
+
+def freeze_or_reuse(test: pd.DataFrame, name: str, registry_root: str, model_name: str = config.MODEL_NAME, *,
+                    split_seed: int, dataset_fingerprint: str = "") -> tuple[str, Benchmark, bool]:
+    """(URI, benchmark, frozen now?): the latest version of `name` when it lists exactly this test split's groups
+    (a retrain on the same data keeps the set, and with it the cache of the runs that pin it), else a new version."""
+    found = versions(registry_root, model_name, name)
+    if found:
+        uri = benchmark_file(registry_root, model_name, name, found[-1])
+        latest = load(uri)
+        if set(latest.groups) == set(test["group_key"].astype(str)):
+            return uri, latest, False
+    uri, bench = freeze(test, name, registry_root, model_name, split_seed=split_seed,
+                        dataset_fingerprint=dataset_fingerprint)
+    return uri, bench, True

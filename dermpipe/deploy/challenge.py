@@ -7,18 +7,28 @@ named, by version and digest: parameters, so a changed champion re-runs this tas
 and the baseline's (a logistic regression on the profile's image statistics, fitted on the train split). When the
 champion is this very model (same digest, as on a re-run after deploying it), its predictions are the challenger's
 and no second inference runs.
-With a frozen benchmark set (params.benchmark, name@vN) every comparison runs on the test rows of that set only
-(`in_benchmark`, marked by split), so releases are compared on the same images; the decision names the set.
+With a frozen benchmark set (params.benchmark, name@vN: the one a person named, which split marks `in_benchmark`, else
+the champion's own, frozen when it was deployed, whose groups are found here) the champion is compared on the test
+rows of that set as well as on the whole test split: the challenger must be non-inferior on both, so that neither
+the champion's evidence nor the challenger's own decides alone. A challenger whose data shares no image with the
+champion's set is not blessed, with a decision that says so and how to deploy anyway (`dermpipe models push RUN
+--override-gate REASON`).
 """
+
+from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from kfp.dsl import Dataset, Markdown, Metrics, Model
 
 from dermpipe.deploy.params import ChallengeParams
+
+if TYPE_CHECKING:
+    from dermpipe.model.evaluation.gate import ChampionSet
 
 
 def load_champion(registry_root: str, model_name: str, version: int, digest: str = ""):
@@ -89,30 +99,81 @@ def champion_predictions(model_dir: Path, raw: Path, test_table: pd.DataFrame, c
     return predict_table(champion, test_table, raw, model_image_size(champion)).argmax(axis=1)
 
 
-def benchmark_mask(test_table: pd.DataFrame, benchmark: str) -> tuple[np.ndarray, str]:
-    """(rows to compare on, what was done): the benchmark set's rows, or every test row when no set is named."""
-    if not benchmark:
-        return np.ones(len(test_table), dtype=bool), (f"compared on the whole test split ({len(test_table)} images; "
-                                                      f"no frozen benchmark set named)")
-    if "in_benchmark" not in test_table:
-        raise ValueError(f"gate: benchmark {benchmark} was named, but the test split has no in_benchmark column; "
-                         f"re-run the split stage with this version of dermpipe")
-    mask = test_table["in_benchmark"].to_numpy(dtype=bool)
-    if not mask.any():
-        raise ValueError(f"gate: none of the frozen benchmark set {benchmark}'s groups is in this data set; the "
+def champion_set(test_table: pd.DataFrame, train_table: pd.DataFrame, params: ChallengeParams,
+                 ) -> tuple[ChampionSet | None, list[str]]:
+    """(the frozen set's rows to compare on as well, or None without a set; what was done). A named set was marked
+    by split (`in_benchmark`); the champion's own set is found here, leaving out groups the challenger trained on.
+    The own set absent from the data is a refusal in the decision (data from elsewhere); a named set absent, an
+    error."""
+    from dermpipe.deploy.evidence import own_set_rows
+    from dermpipe.model.evaluation.gate import ChampionSet
+
+    n = len(test_table)
+    if not params.benchmark:
+        return None, [f"compared on the whole test split ({n} images; no frozen benchmark set pinned)"]
+    record = _champion_record(params)
+    own = record.get("frozen_benchmark") == params.benchmark
+    whose = f"version {params.champion_version}'s frozen benchmark set" if own else "the frozen benchmark set"
+    marked = "in_benchmark" in test_table and bool(test_table["in_benchmark"].any())
+    notes: list[str] = []
+    if own and not marked:
+        mask, groups, rows = own_set_rows(test_table, train_table, str(record["frozen_benchmark_uri"]))
+        if groups:
+            notes.append(f"NOTE: {groups} groups ({rows} images) of {whose} {params.benchmark} are in this run's train "
+                         f"split (another split seed or method than the set was frozen with): the challenger trained "
+                         f"on them, so they are left out; name the set with --benchmark-set to keep all of it in test")
+    elif "in_benchmark" in test_table:
+        mask = test_table["in_benchmark"].to_numpy(dtype=bool)
+    else:
+        raise ValueError(f"gate: benchmark {params.benchmark} was pinned, but the test split has no in_benchmark "
+                         f"column; re-run the split stage with this version of dermpipe")
+    notes.insert(0, f"compared on the whole test split ({n} images) and on {whose} {params.benchmark} "
+                    f"({int(mask.sum())} of them)")
+    if mask.any():
+        return ChampionSet(params.benchmark, mask), notes
+    if not own:
+        raise ValueError(f"gate: none of the frozen benchmark set {params.benchmark}'s groups is in this data set; the "
                          f"gate cannot compare on it. Name another benchmark_set (or none), or freeze a new one")
-    return mask, (f"compared on frozen benchmark set {benchmark}: {int(mask.sum())} of the {len(test_table)} test "
-                  f"images")
+    refusal = (f"the challenger's data shares no image/lesion with {whose} {params.benchmark}"
+               f"{_classes_in_common(test_table, record)}: the two cannot be "
+               f"compared on the champion's evidence; not promoted; `dermpipe models push RUN "
+               f"--override-gate REASON` to deploy anyway")
+    return ChampionSet(params.benchmark, mask, refusal), notes
 
 
-def champion_benchmark_note(params: ChallengeParams) -> str | None:
-    """A warning when the champion was gated on another benchmark set than this comparison uses, else None."""
+def _classes_in_common(test_table: pd.DataFrame, record: dict) -> str:
+    """The set's classes against the test split's, in words (from the set's file; '' when it cannot be read)."""
+    from dermpipe import config
+    from dermpipe.data.benchmark import load
+
+    try:
+        counts = load(str(record.get("frozen_benchmark_uri") or "")).class_counts
+    except (FileNotFoundError, ValueError):
+        return ""
+    theirs = {c for c, k in counts.items() if k}
+    ours = {config.CLASSES[int(i)] for i in set(test_table["label_index"])}
+    common = sorted(theirs & ours, key=config.CLASSES.index)
+    return (f" (its classes {', '.join(sorted(theirs, key=config.CLASSES.index))}; this test split's "
+            f"{', '.join(sorted(ours, key=config.CLASSES.index))}: "
+            + (f"{', '.join(common)} in common)" if common else "no class in common)"))
+
+
+def _champion_record(params: ChallengeParams) -> dict:
     from dermpipe.deploy.registry import read_record
 
     if not params.champion_version or not params.registry_root.strip():
+        return {}
+    return read_record(params.registry_root, params.model_name, params.champion_version)
+
+
+def champion_benchmark_note(params: ChallengeParams) -> str | None:
+    """A warning when the champion was gated on another benchmark set than this comparison uses (and it is not the
+    champion's own frozen set), else None."""
+    if not params.champion_version or not params.registry_root.strip():
         return None
-    theirs = str(read_record(params.registry_root, params.model_name, params.champion_version).get("benchmark", ""))
-    if theirs == params.benchmark:
+    record = _champion_record(params)
+    theirs = str(record.get("benchmark", ""))
+    if theirs == params.benchmark or record.get("frozen_benchmark") == params.benchmark:
         return None
     whole = "the whole test split (no benchmark set)"
     return (f"NOTE: champion version {params.champion_version} was gated on {theirs or whole}, this gate on "
@@ -130,22 +191,23 @@ def run(raw: Dataset, model: Model, test: Dataset, train: Dataset, predictions: 
     if list(predicted["image"]) != list(test_table["image"]):
         raise ValueError(f"gate: {predictions.uri} does not list the test split's images in order "
                          f"({len(predicted)} predictions, {len(test_table)} test rows); re-run evaluate")
-    mask, benchmark_note = benchmark_mask(test_table, params.benchmark)
-    test_table = test_table[mask].reset_index(drop=True)
+    train_table = pd.read_parquet(train.path)
+    found, benchmark_notes = champion_set(test_table, train_table, params)
     y_true = test_table["label_index"].to_numpy()
-    challenger_pred = predicted["predicted_index"].to_numpy()[mask]
+    challenger_pred = predicted["predicted_index"].to_numpy()
     champion_pred = champion_predictions(Path(model.path), Path(raw.path), test_table, challenger_pred, params)
-    baseline_pred, baseline_note = baseline_predictions(profile_dir, pd.read_parquet(train.path), test_table)
+    baseline_pred, baseline_note = baseline_predictions(profile_dir, train_table, test_table)
     decision = decide(y_true, challenger_pred, params.gate, champion_pred=champion_pred,
                       champion_version=str(params.champion_version), baseline_pred=baseline_pred,
-                      operating_point=default_operating_point(profile_dir))
+                      operating_point=default_operating_point(profile_dir), champion_set=found)
     mismatch = champion_benchmark_note(params)
-    decision.reasons[:0] = [benchmark_note, *([mismatch] if mismatch else []), baseline_note]
+    decision.reasons[:0] = [*benchmark_notes, *([mismatch] if mismatch else []), baseline_note]
     Path(decision_md.path).write_text(decision.markdown())
     annotate(decision_md, {**decision.metadata(), "reasons": decision.reasons, "conditions": decision.conditions,
                            "champion_version": params.champion_version, "benchmark": params.benchmark})
+    rows = 0 if found is None else int(found.mask.sum())
     log_metrics(gate_metrics, {**decision.metadata(), "blessed": int(decision.blessed),
-                               "champion_version": params.champion_version, "benchmark_rows": int(mask.sum()),
+                               "champion_version": params.champion_version, "benchmark_rows": rows,
                                "benchmark_version": _version_of(params.benchmark)})
     print(f"gate: {'blessed' if decision.blessed else 'NOT blessed'}; " + "; ".join(decision.reasons), flush=True)
     return decision.blessed

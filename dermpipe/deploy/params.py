@@ -32,7 +32,8 @@ class ChampionParams:
     registry_root: str = registry_root_field()
     model_name: str = model_name_field()
     benchmark_set: str = param("", "frozen benchmark set the gate compares on: NAME (its latest version in the "
-                                   "registry), NAME@vN, or a benchmark .json URI; empty: the whole test split")
+                                   "registry), NAME@vN, or a benchmark .json URI; empty: the champion's own "
+                                   "(frozen when it was deployed)")
 
     def check(self) -> None:
         from dermpipe.data.params import check_benchmark_set

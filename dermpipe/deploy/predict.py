@@ -61,6 +61,18 @@ class Answer:
     calibration: str = ""  # where the decision's operating points came from, or why there is no decision
     predictions: list[Prediction] = field(default_factory=list)
     unreadable: list[Unreadable] = field(default_factory=list)
+    gate_override: bool = False  # a version deployed by a person's override of the gate (its dermpipe.json says so)
+
+
+def deployed_by_override(location: str) -> bool:
+    """Whether the dermpipe.json beside model.keras records a gate override (False without one)."""
+    import json
+
+    record = storage.join(location.rsplit("/", 1)[0] if "/" in location else ".", "dermpipe.json")
+    try:
+        return bool(json.loads(storage.read_text(record)).get("gate_override"))
+    except (FileNotFoundError, ValueError):
+        return False
 
 
 def resolve_model(model: str | None, registry_root: str, model_name: str = config.MODEL_NAME,
@@ -212,7 +224,7 @@ def predict(paths: Iterable[str | Path], model: str | None = None, *, registry_r
     clinical, pca = _clinical(found, operating_point)
     files, missing = image_files(paths)
     origin = found.origin if clinical is not None else f"none: no decision, {found.origin}"
-    answer = Answer(described, calibration=origin, unreadable=missing)
+    answer = Answer(described, calibration=origin, unreadable=missing, gate_override=deployed_by_override(location))
     readable: list[tuple[Path, bytes]] = []
     for path in files:
         checked = read_image(path)

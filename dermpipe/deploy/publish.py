@@ -23,9 +23,10 @@ KServe InferenceService on the version's serving alias); both cloud targets need
 
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
-from kfp.dsl import Metrics, Model
+from kfp.dsl import Dataset, Metrics, Model
 
 from dermpipe import config
 from dermpipe.deploy import cloud_targets
@@ -108,9 +109,11 @@ def push(model_dir: Path, registry_root: str, model_name: str, record: dict[str,
 
 
 def publish(model_dir: Path, registry_root: str, model_name: str, record: dict[str, object],
-            profile_dir: Path | None, champion_version: int) -> dict[str, object]:
+            profile_dir: Path | None, champion_version: int,
+            evidence: Callable[[], dict[str, str]] | None = None) -> dict[str, object]:
     """Push unless the registry already holds this model, then promote by compare-and-swap against the champion the
-    gate compared with (0: none). Returns what happened, in words and fields."""
+    gate compared with (0: none). `evidence`: freezes the test split for a first push and returns the record fields
+    naming the set (dermpipe.deploy.evidence). Returns what happened, in words and fields."""
     from dermpipe import storage
     from dermpipe.deploy import registry
     digest = storage.sha256_file(model_dir / "model.keras")
@@ -126,6 +129,7 @@ def publish(model_dir: Path, registry_root: str, model_name: str, record: dict[s
     if existing is not None:
         version, target, action = existing, registry.version_dir(registry_root, model_name, existing), "reused"
     else:
+        record = {**record, **(evidence() if evidence is not None else {})}
         version, target = push(model_dir, registry_root, model_name, record, profile_dir, digest)
         action = "pushed"
     result = registry.promote(registry_root, model_name, version, expected=expected, reason="deploy")
@@ -143,10 +147,15 @@ def publish(model_dir: Path, registry_root: str, model_name: str, record: dict[s
 def run(model: Model, evaluation: Metrics, pushed: Model, registry_root: str, model_name: str,
         deploy_target: str = "local", profile_dir: Path | None = None,
         vertex: cloud_targets.VertexSettings | None = None, kserve: dict | None = None,
-        clients: dict | None = None, champion_version: int = 0, benchmark: str = "") -> dict[str, object]:
+        clients: dict | None = None, champion_version: int = 0, benchmark: str = "", test_split: Dataset | None = None,
+        raw: Dataset | None = None) -> dict[str, object]:
     """Publish, then deploy the promoted version to the target; `clients` ({"aiplatform": ...,
     "kubernetes": CustomObjectsApi}) for tests. `benchmark`: the frozen benchmark set (name@vN) the gate compared on,
-    kept in the version's dermpipe.json so that the next gate can say when it compares on another one."""
+    kept in the version's dermpipe.json so that the next gate can say when it compares on another one. A pushed
+    version's test split (`test_split`, named after `raw`'s source) is frozen as its own benchmark set."""
+    from functools import partial
+
+    from dermpipe.deploy.evidence import freeze_run_test_split
     from dermpipe.lineage.artifacts import annotate
 
     clients = clients or {}
@@ -157,7 +166,9 @@ def run(model: Model, evaluation: Metrics, pushed: Model, registry_root: str, mo
     record = {"model_name": model_name, "source_model_uri": model.uri, "training": dict(model.metadata),
               "evaluation_uri": evaluation.uri, "evaluation": dict(evaluation.metadata), "target": deploy_target,
               "benchmark": benchmark}
-    result = publish(Path(model.path), registry_root, model_name, record, profile_dir, champion_version)
+    evidence = None if test_split is None else partial(freeze_run_test_split, test_split, raw, registry_root,
+                                                       model_name)
+    result = publish(Path(model.path), registry_root, model_name, record, profile_dir, champion_version, evidence)
     print(f"deploy: {model_name} {result['message']}", flush=True)
     if deploy_target == "vertex" and result["promoted"]:  # an unchanged model is already on its endpoint
         settings = vertex or cloud_targets.VertexSettings(project="")

@@ -42,6 +42,7 @@ SERVICES = ("", "tensorflow.serving.PredictionService", "tensorflow.serving.Mode
 # PredictRequest has no parameters field (v2 infer's `parameters.operating_point`): a stored operating point is named
 # by this optional DT_STRING input with one element, as REST's `operating_point` field.
 OPERATING_POINT_INPUT = "operating_point"
+GATE_OVERRIDE_METADATA = "dermpipe-gate-override"  # trailing metadata of a Predict on a version deployed by override
 
 
 @contextlib.asynccontextmanager
@@ -163,6 +164,8 @@ class Predictions(prediction_service_pb2_grpc.PredictionServiceServicer):
             metas = [image_metadata(values, i) for i in range(len(values[IMAGE_INPUT]))]
             probabilities, embedding, _, decisions = await service.predict_images(
                 model, values[IMAGE_INPUT], metas, uuid.uuid4().hex, operating_point=point)
+        if model.gate_override:  # PredictResponse has no field for it: trailing metadata, as REST's JSON field
+            context.set_trailing_metadata(((GATE_OVERRIDE_METADATA, "true"),))
         return _predict_response(model, {"probabilities": probabilities, "embedding": embedding,
                                          **columns(decisions)}, list(request.output_filter) or list(names))
 

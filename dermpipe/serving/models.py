@@ -37,6 +37,11 @@ class ServedModel:
     clinical: Any = None  # dermpipe.monitoring.clinical.Clinical from the version's clinical.json, or None
 
     @property
+    def gate_override(self) -> bool:
+        """Deployed by a person's override of the gate (dermpipe.deploy.override): every answer says so."""
+        return bool(self.record.get("gate_override"))
+
+    @property
     def pca(self):
         """The reference PCA as an EmbeddingPCA (what the OOD score projects on), or None."""
         from dermpipe.monitoring.reference import EmbeddingPCA

@@ -76,7 +76,8 @@ async def infer(service: Service, request: Request, name: str, version: str | No
                                                                           request_id, wanted.operating_point)
     tensors, chunks = output_tensors({"probabilities": probabilities, "embedding": embedding, **columns(decisions)},
                                      wanted.outputs)
-    reply = {"model_name": model.name, "model_version": str(model.version), "id": request_id, "outputs": tensors}
+    reply = {"model_name": model.name, "model_version": str(model.version), "id": request_id, "outputs": tensors,
+             "parameters": {"gate_override": model.gate_override}}
     if not chunks:
         return JSONResponse(reply)
     body, length = encode_reply(reply, chunks)

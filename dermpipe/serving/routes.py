@@ -43,7 +43,8 @@ async def tf_predict(service: Service, name: str, version: int | None, body: Pre
     probabilities, _, _, decisions = await service.predict_images(model, images, metas, request_id,
                                                                   body.operating_point)
     rows = [row(p) for p in probabilities]
-    extra = {"model_version": model.version, "classes": list(config.CLASSES), "request_id": request_id}
+    extra = {"model_version": model.version, "classes": list(config.CLASSES), "request_id": request_id,
+             "gate_override": model.gate_override}
     if columnar:
         outputs = {"probabilities": probabilities.tolist(), "predicted_class": [r["predicted_class"] for r in rows],
                    "confidence": [r["confidence"] for r in rows], **columns(decisions)}
@@ -132,7 +133,7 @@ async def predict_file(service: ServiceDep, image: UploadFile = File(..., descri
     probabilities, _, _, decisions = await service.predict_images(model, [data], [meta], request_id,
                                                                   operating_point or None)
     return {**row(probabilities[0]), **decisions[0], "request_id": request_id, "model_name": model.name,
-            "model_version": model.version}
+            "model_version": model.version, "gate_override": model.gate_override}
 
 
 operations = APIRouter()

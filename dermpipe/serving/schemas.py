@@ -53,6 +53,7 @@ class PredictFileResponse(Prediction):
     request_id: str
     model_name: str
     model_version: int
+    gate_override: bool = False  # the version was deployed by a person's override of the gate, not blessed by it
 
 
 class V2Tensor(BaseModel):

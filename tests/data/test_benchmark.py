@@ -6,7 +6,16 @@ import json
 import pandas as pd
 import pytest
 
-from dermpipe.data.benchmark import benchmark_file, freeze, load, pin, resolve, versions
+from dermpipe.data.benchmark import (
+    benchmark_file,
+    freeze,
+    freeze_or_reuse,
+    load,
+    pin,
+    resolve,
+    set_name,
+    versions,
+)
 from dermpipe.data.split import split_table
 
 
@@ -76,3 +85,22 @@ def test_benchmark_groups_stay_in_test_when_data_grows_and_the_seed_changes(tmp_
     report = render_report(splits, {"method": method}, summary)
     assert (f"Frozen benchmark set **b@v1**: {summary['benchmark_rows']} rows of {len(bench.groups) - 1} of its "
             f"{len(bench.groups)} groups are in this data, all in test") in report
+
+
+def test_a_deployments_set_is_named_after_its_source_and_reused_while_its_groups_stay():
+    assert set_name("demo") == "demo-test"
+    assert set_name("../shared/data/isic2019-sample/") == "isic2019-sample-test"
+    assert set_name("gs://bucket/clinic/ham") == "ham-test"
+    assert set_name("kaggle:andrewmvd/isic-2019") == "kaggle-andrewmvd-isic-2019-test"
+
+
+def test_freeze_or_reuse_keeps_the_set_of_an_unchanged_test_split(tmp_path):
+    root = str(tmp_path / "registry")
+    test = split_table(_table(), seed=42).test
+    uri, first, new = freeze_or_reuse(test, "demo-test", root, "m", split_seed=42)
+    assert new and first.ref == "demo-test@v1"
+    again = freeze_or_reuse(test.sample(frac=1.0, random_state=1), "demo-test", root, "m", split_seed=42)
+    assert again == (uri, first, False)  # same groups in another order: the same set, no new version
+    grown = split_table(pd.concat([_table(), _table(40, "N")]), seed=42).test
+    _, second, new = freeze_or_reuse(grown, "demo-test", root, "m", split_seed=42)
+    assert new and second.ref == "demo-test@v2" and set(first.groups) < set(second.groups)

@@ -42,7 +42,8 @@ def test_a_later_run_gates_on_the_frozen_benchmark_and_records_it(tiny, tmp_path
     decision = second.artifact("gate", "decision")
     text = Path(decision["uri"]).read_text()
     n = len(first_test)
-    assert f"compared on frozen benchmark set bench@v1: {n} of the {len(test)} test images" in text
+    assert (f"compared on the whole test split ({len(test)} images) and on the frozen benchmark set bench@v1 ({n} of "
+            f"them)") in text
     assert "champion (version 1) BMA" in text and f"on the same n={n} images" in text
     assert ("NOTE: champion version 1 was gated on the whole test split (no benchmark set), this gate on "
             "bench@v1") in text

@@ -87,7 +87,7 @@ def test_second_identical_run_is_served_from_the_cache(first_run, cached_run, ho
     assert pushed["action"] == "unchanged" and "nothing pushed" in pushed["message"]
     assert second.artifact("train", "model")["uri"] == first_run.artifact("train", "model")["uri"]
     names = sorted(p.name for p in (home / "registry/dermpipe-isic2019").iterdir() if not p.name.startswith("."))
-    assert names == ["1", "allocated", "current.json"]
+    assert names == ["1", "allocated", "benchmarks", "current.json"]  # benchmarks: version 1's frozen test split
 
 
 def test_unblessed_model_is_not_deployed(first_run, tiny):

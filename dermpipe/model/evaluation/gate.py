@@ -11,7 +11,9 @@ Rules, all of which must hold to bless:
 1. the point BMA is at least `min_balanced_accuracy` (the pipeline's absolute floor);
 2. the lower bound of the challenger's BMA is above chance level, 1 / (number of classes present in y_true);
 3. with a deployed champion: non-inferiority by a paired bootstrap on the same resampled images, the lower bound of
-   BMA(challenger) - BMA(champion) is at least -max_bma_drop (identical predictions give exactly 0 and pass);
+   BMA(challenger) - BMA(champion) is at least -max_bma_drop (identical predictions give exactly 0 and pass), on the
+   whole test split and, with a frozen benchmark set (the champion's own evidence: `ChampionSet`), on its rows too;
+   a challenger whose data shares no image or class with that set cannot be compared on it and is not blessed;
 4. with `require_beat_baseline` and baseline predictions: the lower bound of BMA(challenger) - BMA(baseline) is above
    0 (otherwise the baseline comparison is reported only). The baseline is a logistic regression on image statistics.
 
@@ -74,6 +76,16 @@ class Interval:
         """Plain dict of the estimate (n and n_bootstrap as ints)."""
         return {"point": self.point, "lower": self.lower, "upper": self.upper, "n": self.n,
                 "n_bootstrap": self.n_bootstrap}
+
+
+@dataclass(frozen=True)
+class ChampionSet:
+    """The frozen benchmark set the champion is judged on, as this test split holds it: `mask` marks its rows;
+    `refusal` says why the two models cannot be compared on it (no image or no class in common), '' when they can."""
+
+    ref: str
+    mask: np.ndarray
+    refusal: str = ""
 
 
 @dataclass
@@ -182,9 +194,10 @@ def fit_image_stats_baseline(train_features: np.ndarray, train_labels: np.ndarra
 
 def decide(y_true: np.ndarray, challenger_pred: np.ndarray, params: GateParams, *,
            champion_pred: np.ndarray | None = None, champion_version: str = "",
-           baseline_pred: np.ndarray | None = None, operating_point: OperatingPoint | None = None) -> Decision:
-    """Apply the rules (floor, above chance, non-inferior to the champion, beats the baseline, the melanoma
-    operating point holds on test) and explain."""
+           baseline_pred: np.ndarray | None = None, operating_point: OperatingPoint | None = None,
+           champion_set: ChampionSet | None = None) -> Decision:
+    """Apply the rules (floor, above chance, non-inferior to the champion on the whole split and on its frozen set,
+    beats the baseline, the melanoma operating point holds on test) and explain."""
     y_true, challenger_pred = _check_pair(y_true, challenger_pred)
     d = Decision(blessed=False, chance=chance_level(y_true), n_test=len(y_true), confidence=params.confidence)
     undecided: list[str] = []
@@ -193,6 +206,9 @@ def decide(y_true: np.ndarray, challenger_pred: np.ndarray, params: GateParams, 
         d.reasons.append("no deployed model to compare with (first deployment)")
     else:
         _champion_rule(d, y_true, challenger_pred, champion_pred, champion_version, params, undecided)
+        if champion_set is not None:
+            _champion_set_rule(d, y_true, challenger_pred, champion_pred, champion_version, champion_set, params,
+                               undecided)
     if baseline_pred is not None:
         _baseline_rule(d, y_true, challenger_pred, baseline_pred, params, undecided)
     elif params.require_beat_baseline:  # fail closed: a required comparison that cannot be made does not pass
@@ -225,21 +241,43 @@ def _challenger_rules(d: Decision, y_true: np.ndarray, pred: np.ndarray, params:
 
 
 def _champion_rule(d: Decision, y_true: np.ndarray, pred: np.ndarray, champion_pred: np.ndarray, version: str,
-                   params: GateParams, undecided: list[str]) -> None:
-    """Rule 3: paired non-inferiority against the deployed champion."""
+                   params: GateParams, undecided: list[str], *, key: str = "champion",
+                   where: str = "on the whole test split") -> None:
+    """Rule 3: paired non-inferiority against the deployed champion on these rows (`key` names the condition and
+    interval, `where` the rows in the reason)."""
     _, champion_pred = _check_pair(y_true, champion_pred)
     champion = balanced_accuracy_resampled(y_true, champion_pred, np.arange(len(y_true))[None, :])[0]
     diff = paired_difference(y_true, pred, champion_pred, params)
-    d.intervals["champion_difference"] = diff
+    d.intervals[f"{key}_difference"] = diff
     ok = diff.lower >= -params.max_bma_drop
-    d.conditions["non_inferior_to_champion"] = ok
-    d.reasons.append(f"champion (version {version or 'unknown'}) BMA {champion:.4f} on the same n={diff.n} "
+    d.conditions["non_inferior_to_champion" if key == "champion" else f"non_inferior_on_{key}"] = ok
+    d.reasons.append(f"{where}: champion (version {version or 'unknown'}) BMA {champion:.4f} on the same n={diff.n} "
                      f"images; challenger - champion {diff.point:.4f} (paired bootstrap, {_pct(params)} one-sided "
                      f"lower bound {diff.lower:.4f}, upper {diff.upper:.4f}): lower bound is "
                      f"{'>=' if ok else '<'} {-params.max_bma_drop:.4f} (allowed drop {params.max_bma_drop:.4f}): "
                      f"{_verdict(ok)}")
     if not ok and diff.point >= -params.max_bma_drop:
-        undecided.append("non-inferiority to the champion")
+        undecided.append(f"non-inferiority to the champion {where}")
+
+
+def _champion_set_rule(d: Decision, y_true: np.ndarray, pred: np.ndarray, champion_pred: np.ndarray, version: str,
+                       found: ChampionSet, params: GateParams, undecided: list[str]) -> None:
+    """Rule 3 again on the champion's frozen set: a challenger must not win only because its data differs; one that
+    cannot be compared there (no image or class in common) is not blessed."""
+    if found.refusal:
+        d.conditions["comparable_on_champion_set"] = False
+        d.reasons.append(f"{found.refusal}: failed")
+        return
+    mask = np.asarray(found.mask, dtype=bool)
+    if mask.all():  # a retrain on the champion's data: one comparison covers both
+        ok = d.conditions["non_inferior_to_champion"]
+        d.conditions["non_inferior_on_champion_set"] = ok
+        d.reasons.append(f"on frozen benchmark set {found.ref}: it is the whole test split ({len(mask)} images), so "
+                         f"the comparison above is the one on the champion's evidence too: {_verdict(ok)}")
+        return
+    _champion_rule(d, np.asarray(y_true)[mask], np.asarray(pred)[mask], np.asarray(champion_pred)[mask], version,
+                   params, undecided, key="champion_set",
+                   where=f"on frozen benchmark set {found.ref} ({int(mask.sum())} of the {len(mask)} test images)")
 
 
 def _baseline_rule(d: Decision, y_true: np.ndarray, pred: np.ndarray, baseline_pred: np.ndarray,
