@@ -7,8 +7,10 @@ The `profile` artifact is a folder:
                                (a model's
                                answers on its own training images are over-confident, not what traffic looks like)
     profile.json               counts, the PCA's explained variance and where the model is
-    clinical.json              melanoma operating points chosen on the val rows and the OOD detector fitted on the
-                               train rows, calibrated on the val rows (dermpipe.monitoring.clinical)
+    clinical.json              melanoma operating points chosen on the val rows and the OOD detector: candidate
+                               scores fitted on the train rows, calibrated on the val rows, measured on a far
+                               (non-dermoscopy) and a near (val images through a new device) set, the best on
+                               near served (dermpipe.monitoring.clinical, ood_select)
 Deploy copies the data files into the registry version folder, beside the SavedModel.
 """
 
@@ -74,30 +76,55 @@ def profile_model(model_file: Path, dataset_dir: Path, tables: dict[str, pd.Data
             "model_file": str(model_file), "columns": list(profile.columns)}
     clinical = None
     if "label_index" in table.columns:  # split tables always have labels; an unlabelled folder gets drift only
-        clinical = _clinical(model, model_file.parent, image_size, table, probabilities, embeddings, pca,
-                             params or ProfileParams())
+        evidence = ood_evidence(model, image_size, table, dataset_dir, embeddings.shape[1])
+        clinical = _clinical(model_file.parent, table, probabilities, embeddings, pca, params or ProfileParams(),
+                             evidence)
         (out / CLINICAL_FILE).write_text(json.dumps(clinical.as_dict(), indent=1))
     (out / PROFILE_JSON).write_text(json.dumps(info, indent=1))
     return {**info, "clinical": None if clinical is None else clinical.as_dict()}
 
 
-def _clinical(model, model_dir: Path, image_size: int, table: pd.DataFrame, probabilities: np.ndarray,
-              embeddings: np.ndarray, pca, params: ProfileParams):
-    """Operating points and the OOD detector (dermpipe.monitoring.clinical), with the OOD set embedded by the same
-    decode as the splits; a cross-validated ensemble's thresholds come from its out-of-fold predictions."""
-    import tempfile
-
+def _clinical(model_dir: Path, table: pd.DataFrame, probabilities: np.ndarray, embeddings: np.ndarray, pca,
+              params: ProfileParams, evidence):
+    """Operating points and the OOD detector chosen on `evidence` (dermpipe.monitoring.clinical); a cross-validated
+    ensemble's thresholds come from its out-of-fold predictions."""
     from dermpipe.model.evaluation.oof import held_out_predictions
     from dermpipe.monitoring.clinical import calibrate_clinical
-    from dermpipe.monitoring.features import decode_images
-    from dermpipe.monitoring.ood_set import write_ood_set
 
-    with tempfile.TemporaryDirectory() as folder:
-        ood = decode_images(write_ood_set(Path(folder)), image_size, model)
     return calibrate_clinical(table["label_index"].to_numpy(), probabilities, embeddings, table["split"].to_numpy(),
                               pca, target_sensitivity=params.melanoma_target_sensitivity,
-                              ood_pass_rate=params.ood_pass_rate, ood_embeddings=ood.embeddings,
+                              ood_pass_rate=params.ood_pass_rate,
+                              ood=evidence,
                               held_out=held_out_predictions(model_dir))
+
+
+def ood_evidence(model, image_size: int, table: pd.DataFrame, dataset_dir: Path, embedding_dim: int):
+    """The far set (dermpipe.monitoring.ood_set) and the near set (the val images through a new device,
+    dermpipe.monitoring.ood_near) through the model, and its head's weights when they act on the embedding."""
+    import tempfile
+
+    from dermpipe.monitoring.features import decode_images
+    from dermpipe.monitoring.ood_near import NEAR_SET_NAME, write_near_set
+    from dermpipe.monitoring.ood_select import OODEvidence, Outputs
+    from dermpipe.monitoring.ood_set import write_ood_set
+
+    val = table[table["split"] == "val"]
+    with tempfile.TemporaryDirectory() as folder:
+        far = decode_images(write_ood_set(Path(folder) / "far"), image_size, model)
+        near_paths = write_near_set([dataset_dir / rel for rel in val["path"]], Path(folder) / "near")
+        near = decode_images(near_paths, image_size, model, metadata=val.reset_index(drop=True))
+    if far.failed or near.failed:
+        raise ValueError(f"profile: OOD sets: {len(far.failed)} far and {len(near.failed)} near images unreadable "
+                         f"({(far.failed + near.failed)[:3]}); they were written by this stage just before")
+    return OODEvidence(Outputs(far.probabilities, far.embeddings), Outputs(near.probabilities, near.embeddings),
+                       NEAR_SET_NAME, head_weights(model, embedding_dim))
+
+
+def head_weights(model, embedding_dim: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(kernel [D, C], bias [C]) of the softmax Dense "probabilities" when its input is the pool embedding (a
+    metadata-fusion head also sees the metadata branch: no logits from the embedding alone, so no energy score)."""
+    kernel, bias = (np.asarray(w, np.float64) for w in model.get_layer("probabilities").get_weights())
+    return (kernel, bias) if kernel.shape[0] == embedding_dim else None
 
 
 def _explained_variance(pca, embeddings: np.ndarray) -> float:
@@ -134,4 +161,13 @@ def _log_clinical(stats: Metrics, clinical: dict) -> None:
                         f"melanoma_{chosen_on}_sensitivity": point["chosen"]["sensitivity"],
                         **{f"melanoma_test_{k}": v for k, v in point["test"].items()
                            if isinstance(v, float) and np.isfinite(v)},
-                        **{f"ood_{k}": v for k, v in clinical["report"]["ood"].items()}})
+                        **ood_metrics(clinical["report"]["ood"])})
+
+
+def ood_metrics(report: dict) -> dict[str, float]:
+    """The served detector's rates, and each candidate's AUROC and FPR@95TPR per OOD set (ood_energy_far_auroc...)."""
+    scalars = {f"ood_{k}": v for k, v in report.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    for name, sets in report.get("candidates", {}).items():
+        for set_name, figures in sets.items():
+            scalars |= {f"ood_{name}_{set_name}_{k}": figures[k] for k in ("auroc", "fpr_at_95_tpr")}
+    return {k: v for k, v in scalars.items() if np.isfinite(v)}

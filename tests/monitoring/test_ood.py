@@ -105,14 +105,18 @@ def test_profile_writes_clinical_json_on_the_real_sample(profiled):
     assert point.chosen["sensitivity"] >= 0.95 and point.chosen["positives"] > 10  # hit where it was chosen
     assert {"sensitivity_lower", "sensitivity_upper", "specificity"} <= set(point.test)
     ood = clinical.report["ood"]
+    for name, sets in ood["candidates"].items():
+        print(f"\n{name:13s}", *(f"{s}: AUROC {f['auroc']:.3f} FPR@95 {f['fpr_at_95_tpr']:.3f}"
+                                  for s, f in sets.items()))
+    print(f"\nserved {ood['served_score']} ({ood['chosen_by']})")
     print(f"\nISIC 2019 sample: val pass {ood['val_pass_rate']:.3f}, test false-refer "
-          f"{ood['test_false_refer_rate']:.3f}; OOD set ({ood['ood_set_size']}) detected "
-          f"{ood['ood_set_detection_rate']:.3f}; melanoma threshold {point.threshold:.4f}: test sensitivity "
+          f"{ood['test_false_refer_rate']:.3f}; far set ({ood['far_set_size']}) detected "
+          f"{ood['far_set_detection_rate']:.3f}; melanoma threshold {point.threshold:.4f}: test sensitivity "
           f"{point.test['sensitivity']:.3f} [{point.test['sensitivity_lower']:.3f}, "
           f"{point.test['sensitivity_upper']:.3f}]")
     assert ood["val_pass_rate"] >= 0.94
     assert ood["test_false_refer_rate"] < 0.15  # ISIC 2019 images: mostly in-distribution
-    assert ood["ood_set_detection_rate"] > 0.8  # non-dermoscopy images: mostly flagged
+    assert ood["far_set_detection_rate"] > 0.8  # non-dermoscopy images: mostly flagged
 
 
 def test_isic2020_is_reported_separately(profiled, isic_sample):
