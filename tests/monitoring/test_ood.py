@@ -117,6 +117,12 @@ def test_profile_writes_clinical_json_on_the_real_sample(profiled):
     assert ood["val_pass_rate"] >= 0.94
     assert ood["test_false_refer_rate"] < 0.15  # ISIC 2019 images: mostly in-distribution
     assert ood["far_set_detection_rate"] > 0.8  # non-dermoscopy images: mostly flagged
+    assert set(ood["candidates"]) == {"msp", "energy", "mahalanobis", "knn", "pca_residual"}
+    assert all(set(sets) == {"far", "new_device"} and 0 <= sets["far"]["auroc"] <= 1 and sets["far"]["n"] == 30
+               and sets["new_device"]["n"] == 95 for sets in ood["candidates"].values())
+    assert clinical.ood.method == ood["served_score"] and ood["chosen_by"].startswith(ood["served_score"])
+    stored = info["clinical"]["ood"]
+    assert stored["score"] == ood["served_score"] and stored["candidates"] == ood["candidates"]
 
 
 def test_isic2020_is_reported_separately(profiled, isic_sample):
@@ -132,6 +138,6 @@ def test_isic2020_is_reported_separately(profiled, isic_sample):
     pca = EmbeddingPCA.load(out / "profile" / "embedding_pca.npz")
     model = keras.models.load_model(out / "model.keras")
     outputs = decode_images(list_images(isic_sample.parent / "isic2020-sample" / "images"), 64, model)
-    rate = flagged_rate(clinical.ood, clinical.ood.score(pca, outputs.embeddings))
+    rate = flagged_rate(clinical.ood, clinical.ood.score(pca, outputs.embeddings, outputs.probabilities))
     print(f"\nISIC 2020 sample: {len(outputs.embeddings)} images, flagged out of distribution {rate:.3f}")
     assert len(outputs.embeddings) == 300 and 0.0 <= rate <= 1.0

@@ -67,6 +67,20 @@ def _interval(figures: dict, name: str) -> str:
     return f"{value:.3f}{bounds}"
 
 
+def ood_candidates_table(candidates: dict) -> str:
+    """Each candidate OOD score's AUROC and FPR at 95 % TPR per OOD set (in-distribution = positive)."""
+    from dermpipe.reports import table
+
+    if not candidates:
+        return ""
+    sets = list(next(iter(candidates.values())))
+    rows = [(name, *(f"{f[s]['auroc']:.3f} / {f[s]['fpr_at_95_tpr']:.3f} / {f[s]['detection_rate']:.3f}"
+                     for s in sets)) for name, f in candidates.items()]
+    return ("<p>Candidate scores, each calibrated on validation; per set AUROC / FPR at 95 % TPR / share flagged at "
+            "its threshold. The served score has the lowest FPR on the near set among those that flag most of the "
+            "far set.</p>" + table(["score", *sets], rows))
+
+
 def render_clinical(clinical: dict | None, points: list[dict]) -> str:
     """HTML: the operating-point table, the OOD calibration, and what a decision is (advice, not a diagnosis)."""
     from dermpipe.reports import table
@@ -80,9 +94,9 @@ def render_clinical(clinical: dict | None, points: list[dict]) -> str:
              _interval(p["test"], "sensitivity"), _interval(p["test"], "specificity"),
              f"{p['test']['positives']} / {p['test']['n']}", verdict[p["short"]]) for p in points]
     ood = clinical.get("ood") or {}
-    ood_rows = [(k, v) for k, v in ood.items() if k in ("method", "threshold", "pass_rate", "val_pass_rate",
-                                                        "test_false_refer_rate", "ood_set_detection_rate",
-                                                        "ood_set_size")]
+    ood_rows = [(k, v) for k, v in ood.items() if k in ("served_score", "chosen_by", "threshold", "pass_rate",
+                                                        "val_pass_rate", "test_false_refer_rate")
+                or k.endswith(("_set_detection_rate", "_set_size"))]
     out_of_fold = bool(points) and points[0]["chosen_on"] == "out-of-fold"
     where = ("<b>out-of-fold</b> predictions (each train and val image scored by the fold model that did not train "
              "on it: the ensemble itself trained on them)" if out_of_fold else "<b>validation</b> split")
@@ -98,4 +112,5 @@ def render_clinical(clinical: dict | None, points: list[dict]) -> str:
             + ("<p>Images whose embedding lies farther from the training profile than the threshold are answered "
                "<code>out_of_distribution</code> (refer) before any operating point applies. Calibrated on "
                "validation images so that the stated share passes.</p>" + table(["figure", "value"], ood_rows)
+               + ood_candidates_table(ood.get("candidates") or {})
                if ood else "<p>This version has no OOD detector.</p>"))
