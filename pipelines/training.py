@@ -85,6 +85,7 @@ def build_training_pipeline(placement: Placement | None = Placement(), *, cross_
         tta: bool = True,
         melanoma_target_sensitivity: float = 0.95,
         ood_pass_rate: float = 0.95,
+        ood_near_folder: str = "",
         explain_per_class: int = 2,
         registry_root: str = "",
         model_name: str = config.MODEL_NAME,
@@ -139,7 +140,7 @@ def build_training_pipeline(placement: Placement | None = Placement(), *, cross_
             profile(raw=ingested.outputs["dataset"], model=model,
                     train_split=splits.outputs["train"], val_split=splits.outputs["val"],
                     test_split=splits.outputs["test"], melanoma_target_sensitivity=melanoma_target_sensitivity,
-                    ood_pass_rate=ood_pass_rate),
+                    ood_pass_rate=ood_pass_rate, ood_near_folder=ood_near_folder),
             placement,
         ).set_display_name("profile")
         evaluated = place_step(

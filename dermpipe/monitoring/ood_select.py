@@ -9,7 +9,7 @@ most far-OOD images (FAR_GUARD); ties go to the higher near-OOD AUROC.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -31,12 +31,13 @@ class Outputs:
 
 @dataclass(frozen=True)
 class OODEvidence:
-    """What the profile stage measures the candidates on: the far set, the near set (and its name), and the softmax
-    head's (kernel, bias) when it acts on the embedding (energy needs logits)."""
+    """What the profile stage measures the candidates on: the far set, the near sets by name (the served score is
+    chosen on `near_name`; the others are reported), and the softmax head's (kernel, bias) when it acts on the
+    embedding (energy needs logits)."""
 
     far: Outputs | None = None
-    near: Outputs | None = None
-    near_name: str = "near"
+    near: dict[str, Outputs] = field(default_factory=dict)
+    near_name: str = ""
     head: tuple[np.ndarray, np.ndarray] | None = None
 
 
@@ -113,11 +114,11 @@ def detector_for(pca: EmbeddingPCA, train: Outputs, labels: np.ndarray, val: Out
                  pass_rate: float) -> tuple[OODDetector, dict]:
     """Chosen detector and its report; without both OOD sets nothing can be measured, so today's pca_residual is
     served and the report says it was not chosen by measurement."""
-    if evidence is None or evidence.far is None or evidence.near is None:
+    if evidence is None or evidence.far is None or evidence.near_name not in evidence.near:
         detector, _ = measure(fit_detector(pca, train.embeddings).scorer, pca, val, {}, pass_rate)
         return detector, {"served_score": detector.method, "chosen_on": None, "candidates": {},
                           "chosen_by": "no far and near OOD sets were given, so no score was measured: the default "
                                        "pca_residual is served"}
     candidates = fit_candidates(pca, train, labels, evidence.head)
-    sets = {"far": evidence.far, evidence.near_name: evidence.near}
+    sets = {"far": evidence.far, **evidence.near}
     return choose_detector(candidates, pca, val, sets, near=evidence.near_name, far="far", pass_rate=pass_rate)

@@ -26,6 +26,7 @@ from dermpipe.model.evaluation.params import ProfileParams
 from dermpipe.monitoring.clinical import CLINICAL_FILE
 
 SPLITS = ("train", "val", "test")
+NEAR_FOLDER_SET = "near_folder"  # the ood_near_folder parameter's images, as clinical.json names the set
 
 
 def build_profile(stats: pd.DataFrame, metadata: pd.DataFrame, probabilities: np.ndarray, embeddings: np.ndarray,
@@ -76,9 +77,9 @@ def profile_model(model_file: Path, dataset_dir: Path, tables: dict[str, pd.Data
             "model_file": str(model_file), "columns": list(profile.columns)}
     clinical = None
     if "label_index" in table.columns:  # split tables always have labels; an unlabelled folder gets drift only
-        evidence = ood_evidence(model, image_size, table, dataset_dir, embeddings.shape[1])
-        clinical = _clinical(model_file.parent, table, probabilities, embeddings, pca, params or ProfileParams(),
-                             evidence)
+        params = params or ProfileParams()
+        evidence = ood_evidence(model, image_size, table, dataset_dir, embeddings.shape[1], params.ood_near_folder)
+        clinical = _clinical(model_file.parent, table, probabilities, embeddings, pca, params, evidence)
         (out / CLINICAL_FILE).write_text(json.dumps(clinical.as_dict(), indent=1))
     (out / PROFILE_JSON).write_text(json.dumps(info, indent=1))
     return {**info, "clinical": None if clinical is None else clinical.as_dict()}
@@ -98,33 +99,64 @@ def _clinical(model_dir: Path, table: pd.DataFrame, probabilities: np.ndarray, e
                               held_out=held_out_predictions(model_dir))
 
 
-def ood_evidence(model, image_size: int, table: pd.DataFrame, dataset_dir: Path, embedding_dim: int):
-    """The far set (dermpipe.monitoring.ood_set) and the near set (the val images through a new device,
-    dermpipe.monitoring.ood_near) through the model, and its head's weights when they act on the embedding."""
+def ood_evidence(model, image_size: int, table: pd.DataFrame, dataset_dir: Path, embedding_dim: int,
+                 near_folder: str = ""):
+    """The far set (dermpipe.monitoring.ood_set), the near set new_device (the val images through a simulated new
+    device, dermpipe.monitoring.ood_near) and, when given, the near_folder images, through the model; the served
+    score is chosen on near_folder when there is one, else on new_device."""
     import tempfile
 
     from dermpipe.monitoring.features import decode_images
     from dermpipe.monitoring.ood_near import NEAR_SET_NAME, write_near_set
-    from dermpipe.monitoring.ood_select import OODEvidence, Outputs
+    from dermpipe.monitoring.ood_select import OODEvidence
     from dermpipe.monitoring.ood_set import write_ood_set
 
     val = table[table["split"] == "val"]
     with tempfile.TemporaryDirectory() as folder:
-        far = decode_images(write_ood_set(Path(folder) / "far"), image_size, model)
-        near_paths = write_near_set([dataset_dir / rel for rel in val["path"]], Path(folder) / "near")
-        near = decode_images(near_paths, image_size, model, metadata=val.reset_index(drop=True))
-    if far.failed or near.failed:
-        raise ValueError(f"profile: OOD sets: {len(far.failed)} far and {len(near.failed)} near images unreadable "
-                         f"({(far.failed + near.failed)[:3]}); they were written by this stage just before")
-    return OODEvidence(Outputs(far.probabilities, far.embeddings), Outputs(near.probabilities, near.embeddings),
-                       NEAR_SET_NAME, head_weights(model, embedding_dim))
+        sets = {"far": decode_images(write_ood_set(Path(folder) / "far"), image_size, model),
+                NEAR_SET_NAME: decode_images(write_near_set([dataset_dir / rel for rel in val["path"]],
+                                                            Path(folder) / "near"), image_size, model,
+                                             metadata=val.reset_index(drop=True))}
+    if near_folder:
+        sets[NEAR_FOLDER_SET] = decode_images(near_folder_images(near_folder), image_size, model)
+    return OODEvidence(_outputs_of(sets.pop("far"), "far"), {n: _outputs_of(o, n) for n, o in sets.items()},
+                       NEAR_FOLDER_SET if near_folder else NEAR_SET_NAME, head_weights(model, embedding_dim))
+
+
+def near_folder_images(folder: str) -> list[str]:
+    """The images under the ood_near_folder parameter (local or gs://, any depth); none is an error."""
+    from dermpipe.data.schema import IMAGE_SUFFIXES
+    from dermpipe.storage import join, list_files
+
+    names = [n for n in list_files(folder) if Path(n).suffix.lower() in IMAGE_SUFFIXES]
+    if not names:
+        raise FileNotFoundError(f"ood_near_folder = {folder!r}: no .jpg/.jpeg/.png images found (searched all "
+                                "sub-folders); expected dermoscopy images from another device, clinic or population")
+    return [join(folder, n) for n in names]
+
+
+def _outputs_of(decoded, name: str):
+    """The model's outputs on one OOD set; an unreadable image is named, never skipped silently."""
+    from dermpipe.monitoring.features import failed_message
+    from dermpipe.monitoring.ood_select import Outputs
+
+    if decoded.failed:
+        total = len(decoded.failed) + len(decoded.stats)
+        raise ValueError(f"profile: OOD set {name}: {failed_message(decoded.failed, total)}")
+    return Outputs(decoded.probabilities, decoded.embeddings)
 
 
 def head_weights(model, embedding_dim: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """(kernel [D, C], bias [C]) of the softmax Dense "probabilities" when its input is the pool embedding (a
-    metadata-fusion head also sees the metadata branch: no logits from the embedding alone, so no energy score)."""
-    kernel, bias = (np.asarray(w, np.float64) for w in model.get_layer("probabilities").get_weights())
-    return (kernel, bias) if kernel.shape[0] == embedding_dim else None
+    """(kernel [D, C], bias [C]) of the softmax Dense "probabilities" when its input is the pool embedding; None for
+    a metadata-fusion head (it also reads the metadata branch) or an ensemble (it averages its members'
+    temperature-scaled probabilities): no logits from the embedding alone, so no energy candidate."""
+    try:
+        weights = model.get_layer("probabilities").get_weights()
+    except ValueError:  # no such layer at the top: an ensemble
+        return None
+    if len(weights) != 2 or np.shape(weights[0])[0] != embedding_dim:
+        return None
+    return np.asarray(weights[0], np.float64), np.asarray(weights[1], np.float64)
 
 
 def _explained_variance(pca, embeddings: np.ndarray) -> float:

@@ -91,13 +91,13 @@ def profiled(isic_sample, tmp_path_factory):
     table = table.sample(frac=1.0, random_state=0).reset_index(drop=True)
     tables = {"train": table.iloc[:285], "val": table.iloc[285:380], "test": table.iloc[380:]}
     info = profile_model(out / "model.keras", isic_sample, tables, out / "profile", 5, ProfileParams())
-    return out, info
+    return out, info, tables
 
 
 def test_profile_writes_clinical_json_on_the_real_sample(profiled):
     from dermpipe.monitoring.clinical import load_clinical
 
-    out, info = profiled
+    out, info, _ = profiled
     clinical = load_clinical(str(out / "profile"))
     assert clinical is not None and clinical.as_dict() == json.loads(json.dumps(info["clinical"]))
     point = clinical.default_point
@@ -133,7 +133,7 @@ def test_isic2020_is_reported_separately(profiled, isic_sample):
     from dermpipe.monitoring.features import decode_images, list_images
     from dermpipe.monitoring.reference import EmbeddingPCA
 
-    out, _ = profiled
+    out, _, _ = profiled
     clinical = load_clinical(str(out / "profile"))
     pca = EmbeddingPCA.load(out / "profile" / "embedding_pca.npz")
     model = keras.models.load_model(out / "model.keras")
@@ -141,3 +141,30 @@ def test_isic2020_is_reported_separately(profiled, isic_sample):
     rate = flagged_rate(clinical.ood, clinical.ood.score(pca, outputs.embeddings, outputs.probabilities))
     print(f"\nISIC 2020 sample: {len(outputs.embeddings)} images, flagged out of distribution {rate:.3f}")
     assert len(outputs.embeddings) == 300 and 0.0 <= rate <= 1.0
+
+
+def test_a_near_folder_given_by_the_user_chooses_the_score(profiled, isic_sample):
+    """ood_near_folder (here the ISIC 2020 sample: another population) becomes the set the score is chosen on; the
+    simulated new device is still measured and reported."""
+    from dermpipe.model.evaluation.params import ProfileParams
+    from dermpipe.monitoring.profile import profile_model
+
+    out, _, tables = profiled
+    folder = isic_sample.parent / "isic2020-sample" / "images"
+    info = profile_model(out / "model.keras", isic_sample, tables, out / "profile-near", 5,
+                         ProfileParams(ood_near_folder=str(folder)))
+    ood = info["clinical"]["ood"]
+    assert ood["chosen_on"] == "near_folder" and "'near_folder' set" in ood["chosen_by"]
+    served = ood["candidates"][ood["served_score"]]
+    assert set(served) == {"far", "new_device", "near_folder"} and served["near_folder"]["n"] == 300
+    best = min(f["near_folder"]["fpr_at_95_tpr"] for f in ood["candidates"].values()
+               if f["far"]["fpr_at_95_tpr"] <= 0.1)
+    assert served["near_folder"]["fpr_at_95_tpr"] == best and ood["near_folder_set_size"] == 300
+
+
+def test_an_empty_near_folder_is_refused_by_name(tmp_path):
+    from dermpipe.monitoring.profile import near_folder_images
+
+    (tmp_path / "notes.txt").write_text("no images here")
+    with pytest.raises(FileNotFoundError, match=f"ood_near_folder = '{tmp_path}': no .jpg"):
+        near_folder_images(str(tmp_path))

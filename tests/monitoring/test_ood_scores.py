@@ -115,3 +115,23 @@ def test_a_clinical_json_written_before_the_choice_still_loads_as_pca_residual()
     again = OODDetector.from_dict(legacy)
     assert again.method == "pca_residual" and again.threshold == detector.threshold
     np.testing.assert_allclose(again.score(pca, val), detector.score(pca, val))
+
+
+def test_the_stored_head_gives_the_models_own_logits_and_only_where_it_reads_the_embedding():
+    """softmax(pool @ kernel + bias) is the model's output, so energy scores the logits the model computes; a fusion
+    head (metadata too) or an ensemble (averaged members) has no such logits."""
+    import keras
+
+    from dermpipe.model.ensemble import build_ensemble
+    from dermpipe.model.zoo import build_classifier
+    from dermpipe.monitoring.profile import head_weights
+
+    model, _ = build_classifier("simple_cnn", 32, 8, seed=0)
+    heads = keras.Model(model.input, [model.output, model.get_layer("pool").output])
+    probabilities, pool = (np.asarray(t, np.float64) for t in heads(np.random.default_rng(0).uniform(
+        0, 255, (4, 32, 32, 3)).astype("float32")))
+    kernel, bias = head_weights(model, pool.shape[1])
+    logits = pool @ kernel + bias
+    np.testing.assert_allclose(np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True), probabilities, atol=1e-5)
+    assert head_weights(build_classifier("simple_cnn", 32, 8, metadata_fusion=True)[0], pool.shape[1]) is None
+    assert head_weights(build_ensemble([model, model]), 2 * pool.shape[1]) is None

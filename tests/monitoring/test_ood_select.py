@@ -55,13 +55,15 @@ def test_the_chosen_detector_is_calibrated_on_val_and_reported_per_candidate():
     pca = fit_embedding_pca(_gaussian(400), 4)
     labels = np.zeros(400, int)
     evidence = OODEvidence(far=_outputs(_gaussian(60, shift=6.0, seed=2)),
-                           near=_outputs(_gaussian(60, shift=1.0, seed=3)), near_name="new_device")
+                           near={"new_device": _outputs(_gaussian(60, shift=1.0, seed=3)),
+                                 "reported_only": _outputs(_gaussian(30, shift=2.0, seed=4))}, near_name="new_device")
     detector, report = detector_for(pca, _outputs(_gaussian(400)), labels, _outputs(_gaussian(200, seed=1)),
                                     evidence, 0.95)
     assert set(report["candidates"]) == {"msp", "mahalanobis", "knn", "pca_residual"}  # no head: no energy
     assert report["served_score"] == detector.method and report["chosen_on"] == "new_device"
     served = report["candidates"][detector.method]
     assert served["far"]["fpr_at_95_tpr"] <= 0.1 and served["new_device"]["auroc"] > 0.9
+    assert served["reported_only"]["n"] == 30 and "'new_device' set" in report["chosen_by"]
     assert report["candidates"]["msp"]["new_device"]["auroc"] == pytest.approx(0.5)  # constant probabilities
     val_flagged = detector.flags(detector.score(pca, _gaussian(200, seed=1)))
     assert val_flagged.mean() == pytest.approx(0.05, abs=0.011)
