@@ -6,6 +6,7 @@ Three studies (dermpipe.monitoring.ood_study), each a small simple_cnn trained h
   demo    trained on the synthetic demo lesions; near = real dermoscopy (the ISIC 2019 sample, a HAM10000 slice)
   sample  trained on the real ISIC 2019 sample (UDA-1); near = the ISIC 2020 sample (another population and year),
           and held-out images of the same collection (in distribution: they should pass)
+Splits keep a lesion's images together (lesion_id), so a held-out image is a lesion the model has not seen.
   ham     trained on HAM10000 without VASC; near = the VASC images (a class the model never saw)
 For every candidate score it prints AUROC / FPR@95TPR (in-distribution = positive) / the share flagged at the
 served threshold (the 95 % quantile of validation scores), on the far set, the run-time near set (new_device: the
@@ -29,37 +30,32 @@ import numpy as np
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"  # the real kits, beside the repository
 
 
-def _split(n: int, fractions: tuple[float, ...], seed: int) -> list[np.ndarray]:
-    order = np.random.default_rng(seed).permutation(n)
-    cuts = np.cumsum([int(round(f * n)) for f in fractions])
-    return np.split(order, cuts)
-
-
 def demo_study(args) -> tuple[str, object, dict[str, float]]:
     from dermpipe.data.demo import DemoSpec, write_demo_dataset
-    from dermpipe.monitoring.ood_study import labelled_images, run_study, train_small
+    from dermpipe.monitoring.ood_study import grouped_split, labelled_images, run_study, train_small
 
     with tempfile.TemporaryDirectory() as tmp:
         write_demo_dataset(Path(tmp), DemoSpec(n_images=400))
-        paths, labels = labelled_images(Path(tmp))
-        train, val, _ = _split(len(paths), (0.7, 0.15), args.seed)
+        paths, labels, groups = labelled_images(Path(tmp))
+        train, val, test = grouped_split(groups, (0.7, 0.15), args.seed)
         model = train_small([paths[i] for i in train], labels[train], image_size=args.image_size,
                             epochs=args.epochs, seed=args.seed)
-        ham, _ = labelled_images(SHARED / "ham10000")
+        ham = labelled_images(SHARED / "ham10000")[0]
         ham_slice = [ham[i] for i in np.random.default_rng(args.seed).choice(len(ham), 150, replace=False)]
-        real = {"isic2019_sample": labelled_images(SHARED / "isic2019-sample")[0], "ham10000_150": ham_slice}
+        real = {"demo_heldout_lesions": [paths[i] for i in test],
+                "isic2019_sample": labelled_images(SHARED / "isic2019-sample")[0], "ham10000_150": ham_slice}
         study = run_study(model, ([paths[i] for i in train], labels[train]), [paths[i] for i in val], real,
                           args.image_size)
-    real_flagged = {n: study.figures[study.served][n]["detection_rate"] for n in real}
+    real_flagged = {n: study.figures[study.served][n]["detection_rate"] for n in real if n != "demo_heldout_lesions"}
     return "demo-trained model", study, {f"flags >= 90 % of {n}": v for n, v in real_flagged.items()}
 
 
 def sample_study(args) -> tuple[str, object, dict[str, float]]:
     from dermpipe.monitoring.features import list_images
-    from dermpipe.monitoring.ood_study import labelled_images, run_study, train_small
+    from dermpipe.monitoring.ood_study import grouped_split, labelled_images, run_study, train_small
 
-    paths, labels = labelled_images(SHARED / "isic2019-sample")
-    train, val, held = _split(len(paths), (0.6, 0.18), args.seed)
+    paths, labels, groups = labelled_images(SHARED / "isic2019-sample")
+    train, val, held = grouped_split(groups, (0.6, 0.18), args.seed)
     model = train_small([paths[i] for i in train], labels[train], image_size=args.image_size, epochs=args.epochs,
                         seed=args.seed)
     real = {"same_collection_heldout": [paths[i] for i in held],
@@ -74,13 +70,13 @@ def sample_study(args) -> tuple[str, object, dict[str, float]]:
 
 def ham_study(args, held_out_class: str = "VASC") -> tuple[str, object, dict[str, float]]:
     from dermpipe import config
-    from dermpipe.monitoring.ood_study import labelled_images, run_study, train_small
+    from dermpipe.monitoring.ood_study import grouped_split, labelled_images, run_study, train_small
 
-    paths, labels = labelled_images(SHARED / "ham10000")
+    paths, labels, groups = labelled_images(SHARED / "ham10000")
     unseen = labels == config.CLASSES.index(held_out_class)
     seen = np.flatnonzero(~unseen)
     seen = seen[np.random.default_rng(args.seed).permutation(len(seen))[:args.ham_images]]
-    train, val, held = (seen[i] for i in _split(len(seen), (0.7, 0.15), args.seed))
+    train, val, held = (seen[i] for i in grouped_split(groups[seen], (0.7, 0.15), args.seed))
     model = train_small([paths[i] for i in train], labels[train], image_size=args.image_size, epochs=args.epochs,
                         seed=args.seed)
     real = {f"unseen_class_{held_out_class}": [paths[i] for i in np.flatnonzero(unseen)],

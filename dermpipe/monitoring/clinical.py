@@ -18,7 +18,7 @@ import numpy as np
 from dermpipe.model.evaluation.clinical_section import CLINICAL_FILE
 from dermpipe.model.evaluation.operating_points import OperatingPoint, choose_operating_points, targets_for
 from dermpipe.monitoring.ood import OODDetector, flagged_rate
-from dermpipe.monitoring.ood_select import OODEvidence, Outputs, detector_for
+from dermpipe.monitoring.ood_select import OODEvidence, Outputs, detector_for, transfer_check
 from dermpipe.monitoring.reference import EmbeddingPCA
 from dermpipe.storage import exists, read_text
 
@@ -113,9 +113,10 @@ def calibrate_clinical(labels: np.ndarray, probabilities: np.ndarray, embeddings
                                         val_outputs, ood, ood_pass_rate)
     val_scores = detector.score(pca, embeddings[val], probabilities[val])
     ood_report["val_pass_rate"] = 1.0 - flagged_rate(detector, val_scores)
+    test_flags = detector.flags(detector.score(pca, embeddings[test], probabilities[test])) if test.any() else []
     if test.any():
-        ood_report["test_false_refer_rate"] = flagged_rate(
-            detector, detector.score(pca, embeddings[test], probabilities[test]))
+        ood_report["test_false_refer_rate"] = float(np.mean(test_flags))
+    ood_report |= transfer_check(int(np.sum(test_flags)), len(test_flags), ood_pass_rate)
     for name, figures in ood_report["candidates"].get(ood_report["served_score"], {}).items():
         ood_report[f"{name}_set_detection_rate"] = figures["detection_rate"]
         ood_report[f"{name}_set_size"] = figures["n"]

@@ -122,3 +122,23 @@ def detector_for(pca: EmbeddingPCA, train: Outputs, labels: np.ndarray, val: Out
     candidates = fit_candidates(pca, train, labels, evidence.head)
     sets = {"far": evidence.far, **evidence.near}
     return choose_detector(candidates, pca, val, sets, near=evidence.near_name, far="far", pass_rate=pass_rate)
+
+
+def transfer_check(flagged: int, n: int, pass_rate: float) -> dict:
+    """Whether the threshold calibrated on val holds on unseen in-distribution (test) images: their flagged share
+    with its 95 % Wilson interval; it does not hold when the whole interval lies above 1 - pass_rate."""
+    from scipy.stats import binomtest
+
+    if n == 0:
+        return {"threshold_holds_on_test": None, "transfer_note": "no test images: whether the threshold holds on "
+                                                                  "unseen images cannot be told"}
+    interval = binomtest(flagged, n).proportion_ci(0.95, method="wilson")
+    holds = bool(interval.low <= 1.0 - pass_rate)
+    note = (f"{flagged}/{n} test images flagged ({flagged / n:.1%}, 95 % CI {interval.low:.1%} to {interval.high:.1%}) "
+            f"against {1 - pass_rate:.0%} intended")
+    if not holds:
+        note += ("; the threshold does NOT hold on unseen in-distribution images (the validation images were too few "
+                 "or too alike to calibrate on): read out_of_distribution answers as 'cannot tell' until it is "
+                 "recalibrated on more validation images")
+    return {"test_false_refer_lower": float(interval.low), "test_false_refer_upper": float(interval.high),
+            "threshold_holds_on_test": holds, "transfer_note": note}

@@ -28,9 +28,10 @@ class Study:
     chosen_by: str
 
 
-def labelled_images(kit: Path) -> tuple[list[Path], np.ndarray]:
-    """(image paths, class indices) of a data set in the Kaggle isic-2019 layout (images under
-    ISIC_2019_Training_Input/, labels from the one-hot ground-truth CSV), sorted by name."""
+def labelled_images(kit: Path) -> tuple[list[Path], np.ndarray, np.ndarray]:
+    """(image paths, class indices, lesion groups) of a data set in the Kaggle isic-2019 layout (images under
+    ISIC_2019_Training_Input/, labels from the one-hot ground-truth CSV, lesion_id from the metadata CSV: an image
+    without one is its own group), sorted by name."""
     import pandas as pd
 
     from dermpipe import config
@@ -39,11 +40,31 @@ def labelled_images(kit: Path) -> tuple[list[Path], np.ndarray]:
     truth = pd.read_csv(kit / config.GROUND_TRUTH_CSV)
     label = dict(zip(truth["image"].map(image_key), truth[list(config.CLASSES)].to_numpy().argmax(axis=1),
                      strict=True))
+    meta = pd.read_csv(kit / config.METADATA_CSV)
+    lesion = dict(zip(meta["image"].map(image_key), meta["lesion_id"], strict=True))
     paths = sorted(list_images(kit / "ISIC_2019_Training_Input"), key=lambda p: p.name)
     missing = [p.name for p in paths if image_key(p.name) not in label]
     if missing:
         raise ValueError(f"{kit / config.GROUND_TRUTH_CSV}: no label for {len(missing)} images, e.g. {missing[:3]}")
-    return paths, np.array([label[image_key(p.name)] for p in paths])
+    keys = [image_key(p.name) for p in paths]
+    groups = [lesion.get(k) if isinstance(lesion.get(k), str) else k for k in keys]
+    return paths, np.array([label[k] for k in keys]), np.array(groups)
+
+
+def grouped_split(groups: np.ndarray, fractions: tuple[float, ...], seed: int) -> list[np.ndarray]:
+    """Row indices of len(fractions) + 1 parts, whole lesions per part (images of one lesion never straddle two: a
+    held-out image must be a lesion the model has not seen); each part takes shuffled lesions until it holds its
+    share of the images, the last part the rest."""
+    groups = np.asarray(groups)
+    order = np.random.default_rng(seed).permutation(np.unique(groups))
+    sizes = {g: n for g, n in zip(*np.unique(groups, return_counts=True), strict=True)}
+    targets, part, filled = np.cumsum(fractions) * len(groups), np.zeros(len(order), int), 0
+    for i, g in enumerate(order):
+        part[i] = int(np.searchsorted(targets, filled, side="right"))
+        filled += sizes[g]
+    assigned = dict(zip(order, part, strict=True))
+    parts = np.array([assigned[g] for g in groups])
+    return [np.flatnonzero(parts == k) for k in range(len(fractions) + 1)]
 
 
 def pixels(paths: list[Path], image_size: int) -> np.ndarray:

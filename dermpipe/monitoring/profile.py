@@ -198,7 +198,7 @@ def _log_clinical(stats: Metrics, clinical: dict) -> None:
 
 def ood_metrics(report: dict) -> dict[str, float]:
     """The served detector's rates, and each candidate's AUROC and FPR@95TPR per OOD set (ood_energy_far_auroc...)."""
-    scalars = {f"ood_{k}": v for k, v in report.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    scalars = {f"ood_{k}": float(v) for k, v in report.items() if isinstance(v, int | float)}  # a bool as 0/1
     for name, sets in report.get("candidates", {}).items():
         for set_name, figures in sets.items():
             scalars |= {f"ood_{name}_{set_name}_{k}": figures[k] for k in ("auroc", "fpr_at_95_tpr")}

@@ -116,6 +116,9 @@ def test_profile_writes_clinical_json_on_the_real_sample(profiled):
           f"{point.test['sensitivity_upper']:.3f}]")
     assert ood["val_pass_rate"] >= 0.94
     assert ood["test_false_refer_rate"] < 0.15  # ISIC 2019 images: mostly in-distribution
+    # 11/95 flagged: more than the 5 % intended, beyond the interval, and the report says so
+    assert ood["threshold_holds_on_test"] is (ood["test_false_refer_lower"] <= 0.05)
+    assert f"{round(ood['test_false_refer_rate'] * 95)}/95 test images flagged" in ood["transfer_note"]
     assert ood["far_set_detection_rate"] > 0.8  # non-dermoscopy images: mostly flagged
     assert set(ood["candidates"]) == {"msp", "energy", "mahalanobis", "knn", "pca_residual"}
     assert all(set(sets) == {"far", "new_device"} and 0 <= sets["far"]["auroc"] <= 1 and sets["far"]["n"] == 30

@@ -99,3 +99,15 @@ def test_the_evaluation_report_lists_every_candidate_per_set():
     html = ood_candidates_table({"msp": figures, "mahalanobis": {**figures, "far": {**figures["far"], "auroc": 1.0}}})
     assert html.count("<tr") == 3 and "new_device" in html and "1.000 / 0.250 / 0.700" in html and "msp" in html
     assert ood_candidates_table({}) == ""
+
+
+def test_the_report_says_plainly_when_the_threshold_does_not_hold_on_test():
+    from dermpipe.monitoring.ood_select import transfer_check
+
+    holds = transfer_check(3, 60, 0.95)
+    assert holds["threshold_holds_on_test"] is True and "NOT" not in holds["transfer_note"]
+    assert holds["test_false_refer_lower"] < 0.05 < holds["test_false_refer_upper"]
+    fails = transfer_check(10, 45, 0.95)  # 22 %: the demo run's kNN threshold, calibrated on 38 val images
+    assert fails["threshold_holds_on_test"] is False and fails["test_false_refer_lower"] > 0.05
+    assert "does NOT hold" in fails["transfer_note"] and "10/45" in fails["transfer_note"]
+    assert transfer_check(0, 0, 0.95)["threshold_holds_on_test"] is None

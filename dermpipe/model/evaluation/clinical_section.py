@@ -95,7 +95,7 @@ def render_clinical(clinical: dict | None, points: list[dict]) -> str:
              f"{p['test']['positives']} / {p['test']['n']}", verdict[p["short"]]) for p in points]
     ood = clinical.get("ood") or {}
     ood_rows = [(k, v) for k, v in ood.items() if k in ("served_score", "chosen_by", "threshold", "pass_rate",
-                                                        "val_pass_rate", "test_false_refer_rate")
+                                                        "val_pass_rate", "test_false_refer_rate", "transfer_note")
                 or k.endswith(("_set_detection_rate", "_set_size"))]
     out_of_fold = bool(points) and points[0]["chosen_on"] == "out-of-fold"
     where = ("<b>out-of-fold</b> predictions (each train and val image scored by the fold model that did not train "
