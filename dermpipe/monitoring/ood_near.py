@@ -18,21 +18,24 @@ NEAR_SET_NAME = "new_device"
 
 
 def device_shift(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One image [H, W, 3] uint8 through a random new device: colour cast, vignetting, blur, magnification."""
+    """One image [H, W, 3] uint8 through a random new device: colour cast, vignetting, blur, magnification, each
+    at one random strength per image (from barely visible to strong), so that the set ranks scores instead of
+    every good score catching all of it."""
     from PIL import Image, ImageFilter
 
+    strength = rng.uniform(0.2, 1.0)
     height, width = image.shape[:2]
-    zoom = rng.uniform(1.3, 1.8)  # magnification: the centre crop filled to the frame
+    zoom = 1.0 + 0.8 * strength * rng.uniform(0.5, 1.0)  # magnification: the centre crop filled to the frame
     crop_h, crop_w = max(1, int(height / zoom)), max(1, int(width / zoom))
     top, left = (height - crop_h) // 2, (width - crop_w) // 2
     picture = Image.fromarray(image[top:top + crop_h, left:left + crop_w]).resize((width, height), Image.BILINEAR)
-    picture = picture.filter(ImageFilter.GaussianBlur(rng.uniform(0.01, 0.025) * max(height, width)))
+    picture = picture.filter(ImageFilter.GaussianBlur(0.025 * strength * rng.uniform(0.4, 1.0) * max(height, width)))
     pixels = np.asarray(picture, np.float64)
-    gains = rng.uniform(0.7, 1.3, 3)  # white balance
+    gains = 1.0 + 0.3 * strength * rng.uniform(-1.0, 1.0, 3)  # white balance
     gains /= gains.mean()
     y, x = np.mgrid[0:height, 0:width]
     radius = np.hypot((y - height / 2) / (height / 2), (x - width / 2) / (width / 2)) / np.sqrt(2)
-    vignette = 1.0 - rng.uniform(0.4, 0.7) * radius**2
+    vignette = 1.0 - 0.7 * strength * rng.uniform(0.6, 1.0) * radius**2
     return np.clip(pixels * gains * vignette[..., None], 0, 255).astype(np.uint8)
 
 
