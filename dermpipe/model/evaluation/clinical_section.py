@@ -109,8 +109,9 @@ def render_clinical(clinical: dict | None, points: list[dict]) -> str:
                      f"{'OOF' if out_of_fold else 'val'} sensitivity / specificity",
                      "test sensitivity", "test specificity", "test melanomas / images", "test verdict"], rows)
             + "<h3>Out-of-distribution detector</h3>"
-            + ("<p>Images whose embedding lies farther from the training profile than the threshold are answered "
-               "<code>out_of_distribution</code> (refer) before any operating point applies. Calibrated on "
-               "validation images so that the stated share passes.</p>" + table(["figure", "value"], ood_rows)
+            + ("<p>Images whose OOD score (the served score below: larger is further from the training images) is "
+               "above the threshold are answered <code>out_of_distribution</code> (refer) before any operating point "
+               "applies. Calibrated on validation images so that the stated share passes.</p>"
+               + table(["figure", "value"], ood_rows)
                + ood_candidates_table(ood.get("candidates") or {})
                if ood else "<p>This version has no OOD detector.</p>"))
