@@ -11,7 +11,7 @@ Splits keep a lesion's images together (lesion_id), so a held-out image is a les
 For every candidate score it prints AUROC / FPR@95TPR (in-distribution = positive) / the share flagged at the
 served threshold (the 95 % quantile of validation scores), on the far set, the run-time near set (new_device: the
 validation images through a simulated new dermatoscope) and the real sets. The served score ('*') is chosen as the
-profile stage chooses it, on far + new_device only. The baseline beside it is today's score (pca_residual).
+profile stage chooses it, on far + new_device only. The baseline beside it is the earlier score (pca_residual).
 Targets (issue #29): a demo-trained model flags >= 90 % of real dermoscopy; a model trained on the real sample flags
 >= 90 % of non-dermoscopy pictures and <= 10 % of same-collection held-out dermoscopy images.
 """
@@ -92,8 +92,8 @@ def report(title: str, study, targets: dict[str, float], seconds: float) -> bool
     print(f"\n== {title} ({seconds:.0f} s)\n{format_table(study)}\nserved: {study.chosen_by}")
     base = study.figures["pca_residual"]
     for name in study.figures[study.served]:
-        ours, today = study.figures[study.served][name]["detection_rate"], base[name]["detection_rate"]
-        print(f"  flagged {name:28s} served {ours:6.3f}   today's pca_residual {today:6.3f}")
+        ours, earlier = study.figures[study.served][name]["detection_rate"], base[name]["detection_rate"]
+        print(f"  flagged {name:28s} served {ours:6.3f}   earlier pca_residual {earlier:6.3f}")
     met = True
     for name, value in targets.items():
         ok = value <= 0.10 if "<=" in name else value >= 0.90

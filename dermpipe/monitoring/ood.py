@@ -1,5 +1,5 @@
 """The served out-of-distribution detector: one score (dermpipe.monitoring.ood_scores, chosen by
-dermpipe.monitoring.ood_select) and its threshold, and today's score, "pca_residual", one of the candidates.
+dermpipe.monitoring.ood_select) and its threshold, and the earlier score, "pca_residual", one of the candidates.
 
 The model already yields a "pool" embedding, and the reference profile already stores the training set's PCA of it
 (embedding_pca.npz). pca_residual is a Mahalanobis distance in that PCA space plus the part the PCA leaves out:

@@ -6,9 +6,9 @@
 - mahalanobis: distance to the closest class mean under one covariance shared by the classes (Lee et al. 2018),
   Ledoit-Wolf shrinkage for small sets. It runs in the embedding's leading principal directions (at most
   MAX_DIMS) so clinical.json stays small whatever the backbone's width.
-- knn: distance to the k-th nearest L2-normalised training embedding (Sun et al. 2022), in the same directions, on
-  a capped bank of training rows.
-- pca_residual: today's score (dermpipe.monitoring.ood), the profile PCA's Mahalanobis plus the residual off it.
+- knn: distance to the k-th nearest L2-normalised training embedding (Sun et al. 2022), in the same directions plus
+  the residual's length, on a capped bank of training rows.
+- pca_residual: the earlier score (dermpipe.monitoring.ood), the profile PCA's Mahalanobis plus the residual off it.
 
 A Scorer is a name and the arrays it needs (its state); `score_with` dispatches on the name, so a stored detector
 is rebuilt from JSON without code of its own.
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 MAX_DIMS = 128  # leading directions kept for mahalanobis/knn: all of simple_cnn's 128 (fewer lost real-image
-# detections than 64 in benchmarks/ood.py), a bounded clinical.json (about 3 MB) for a 1280-wide backbone
+# detections than 64 in benchmarks/ood.py); a clinical.json of a few MB for a 1280-wide backbone
 KNN_BANK = 2000  # training rows kept for knn
 KNN_K = 5
 

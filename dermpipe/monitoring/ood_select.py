@@ -112,7 +112,7 @@ def choose_detector(candidates: dict[str, Scorer], pca: EmbeddingPCA, val: Outpu
 
 def detector_for(pca: EmbeddingPCA, train: Outputs, labels: np.ndarray, val: Outputs, evidence: OODEvidence | None,
                  pass_rate: float) -> tuple[OODDetector, dict]:
-    """Chosen detector and its report; without both OOD sets nothing can be measured, so today's pca_residual is
+    """Chosen detector and its report; without both OOD sets nothing can be measured, so the earlier pca_residual is
     served and the report says it was not chosen by measurement."""
     if evidence is None or evidence.far is None or evidence.near_name not in evidence.near:
         detector, _ = measure(fit_detector(pca, train.embeddings).scorer, pca, val, {}, pass_rate)
