@@ -93,6 +93,7 @@ PIPELINE_PARAMETERS: dict[str, tuple[Target, ...]] = {
     "melanoma_target_sensitivity": (Target("profile", ProfileParams, "melanoma_target_sensitivity"),),
     "melanoma_min_specificity": (Target("profile", ProfileParams, "melanoma_min_specificity"),),
     "ood_pass_rate": (Target("profile", ProfileParams, "ood_pass_rate"),),
+    "ood_near_folder": (Target("profile", ProfileParams, "ood_near_folder"),),
     "explain_per_class": (Target("explain", ExplainParams, "per_class"),),
     "registry_root": tuple(Target(stage, cls, "registry_root") for stage, cls in _REGISTRY),
     "model_name": tuple(Target(stage, cls, "model_name") for stage, cls in _REGISTRY),

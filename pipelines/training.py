@@ -87,6 +87,7 @@ def build_training_pipeline(placement: Placement | None = Placement(), *, cross_
         melanoma_target_sensitivity: float = 0.95,
         melanoma_min_specificity: float = 0.2,
         ood_pass_rate: float = 0.95,
+        ood_near_folder: str = "",
         explain_per_class: int = 2,
         registry_root: str = "",
         model_name: str = config.MODEL_NAME,
@@ -141,7 +142,8 @@ def build_training_pipeline(placement: Placement | None = Placement(), *, cross_
             profile(raw=ingested.outputs["dataset"], model=model,
                     train_split=splits.outputs["train"], val_split=splits.outputs["val"],
                     test_split=splits.outputs["test"], melanoma_target_sensitivity=melanoma_target_sensitivity,
-                    melanoma_min_specificity=melanoma_min_specificity, ood_pass_rate=ood_pass_rate),
+                    melanoma_min_specificity=melanoma_min_specificity, ood_pass_rate=ood_pass_rate,
+                    ood_near_folder=ood_near_folder),
             placement,
         ).set_display_name("profile")
         evaluated = place_step(

@@ -25,7 +25,8 @@ from dermpipe.model.evaluation.operating_points import (
     choose_operating_points,
     targets_for,
 )
-from dermpipe.monitoring.ood import OODDetector, calibrate, fit_detector, flagged_rate
+from dermpipe.monitoring.ood import OODDetector, flagged_rate
+from dermpipe.monitoring.ood_select import OODEvidence, Outputs, detector_for, transfer_check
 from dermpipe.monitoring.reference import EmbeddingPCA
 from dermpipe.storage import exists, read_text
 
@@ -87,9 +88,10 @@ class Clinical:
         point = self.point(point_name)
         column = config.CLASSES.index(point.positive_class)
         calibrated = self.calibration.apply(np.asarray(probabilities))
-        scores = (self.ood.score(pca, embeddings) if self.ood is not None and pca is not None
-                  else [None] * len(probabilities))
-        ood_threshold = None if self.ood is None or pca is None else self.ood.threshold
+        # the OOD scores read the model's own probabilities, as they were fitted; the thresholds the calibrated ones
+        scored = self.ood is not None and (pca is not None or not self.ood.needs_pca)
+        scores = self.ood.score(pca, embeddings, probabilities) if scored else [None] * len(probabilities)
+        ood_threshold = self.ood.threshold if scored else None
         out = []
         for p, s in zip(calibrated, scores, strict=True):
             decision = decision_for(float(p[column]), point.threshold, s, ood_threshold)
@@ -121,11 +123,13 @@ class Clinical:
 
 def calibrate_clinical(labels: np.ndarray, probabilities: np.ndarray, embeddings: np.ndarray, splits: np.ndarray,
                        pca: EmbeddingPCA, *, target_sensitivity: float, ood_pass_rate: float,
-                       ood_embeddings: np.ndarray | None = None,
+                       ood: OODEvidence | None = None,
                        held_out: tuple[np.ndarray, np.ndarray] | None = None,
                        min_specificity: float = MIN_SPECIFICITY) -> Clinical:
-    """Operating points on val (reported on test), OOD fitted on train, calibrated on val, reported on test and the
-    OOD set. `labels` are class indices, rows aligned with `splits` ('train' | 'val' | 'test').
+    """The calibration and the operating points on val (reported on test); the OOD candidates fitted on train,
+    calibrated on val, measured on `ood`'s far and near sets, the best on near served
+    (dermpipe.monitoring.ood_select), reported on test. `labels` are class indices, rows aligned with `splits`
+    ('train' | 'val' | 'test').
 
     `held_out`: (labels, probabilities) of a cross-validated ensemble's out-of-fold predictions
     (dermpipe.model.evaluation.oof.held_out_predictions); the thresholds are chosen on them instead, since the
@@ -145,14 +149,18 @@ def calibrate_clinical(labels: np.ndarray, probabilities: np.ndarray, embeddings
                                      targets_for(target_sensitivity), labels[test] if test.any() else None,
                                      calibration.apply(probabilities[test]) if test.any() else None,
                                      chosen_on=chosen_on, min_specificity=min_specificity)
-    detector = fit_detector(pca, embeddings[train])
-    detector = calibrate(detector, detector.score(pca, embeddings[val]), ood_pass_rate)
-    ood_report = {"val_pass_rate": 1.0 - flagged_rate(detector, detector.score(pca, embeddings[val]))}
+    val_outputs = Outputs(probabilities[val], embeddings[val])
+    detector, ood_report = detector_for(pca, Outputs(probabilities[train], embeddings[train]), labels[train],
+                                        val_outputs, ood, ood_pass_rate)
+    val_scores = detector.score(pca, embeddings[val], probabilities[val])
+    ood_report["val_pass_rate"] = 1.0 - flagged_rate(detector, val_scores)
+    test_flags = detector.flags(detector.score(pca, embeddings[test], probabilities[test])) if test.any() else []
     if test.any():
-        ood_report["test_false_refer_rate"] = flagged_rate(detector, detector.score(pca, embeddings[test]))
-    if ood_embeddings is not None and len(ood_embeddings):
-        ood_report["ood_set_detection_rate"] = flagged_rate(detector, detector.score(pca, ood_embeddings))
-        ood_report["ood_set_size"] = int(len(ood_embeddings))
+        ood_report["test_false_refer_rate"] = float(np.mean(test_flags))
+    ood_report |= transfer_check(int(np.sum(test_flags)), len(test_flags), ood_pass_rate)
+    for name, figures in ood_report["candidates"].get(ood_report["served_score"], {}).items():
+        ood_report[f"{name}_set_detection_rate"] = figures["detection_rate"]
+        ood_report[f"{name}_set_size"] = figures["n"]
     return Clinical(tuple(points), detector, {"ood": ood_report}, calibration)
 
 

@@ -1,15 +1,16 @@
-"""Out-of-distribution score of one image: how far its embedding lies from the training images' embeddings.
+"""The served out-of-distribution detector: one score (dermpipe.monitoring.ood_scores, chosen by
+dermpipe.monitoring.ood_select) and its threshold, and the earlier score, "pca_residual", one of the candidates.
 
 The model already yields a "pool" embedding, and the reference profile already stores the training set's PCA of it
-(embedding_pca.npz). The score is a Mahalanobis distance in that PCA space plus the part the PCA leaves out:
+(embedding_pca.npz). pca_residual is a Mahalanobis distance in that PCA space plus the part the PCA leaves out:
 
     score^2 = z^T S^-1 z  +  |r|^2 / mean_train(|r|^2)
 
 with z the projection (covariance S fitted on the training rows with Ledoit-Wolf shrinkage, stable on a few hundred
 images) and r the residual off the PCA's subspace. An image unlike the training images either projects far away or
 does not lie in that subspace at all (a holiday photo, a screenshot); the second term catches what five components
-alone would miss. The threshold is the `pass_rate` quantile of the validation images' scores, so about that share of
-in-distribution images pass; a larger score is further from what the model was made for.
+alone would miss. Whatever the score, the threshold is the `pass_rate` quantile of the validation images' scores,
+so about that share of in-distribution images pass; a larger score is further from what the model was made for.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dermpipe.monitoring.ood_scores import Scorer
 from dermpipe.monitoring.reference import EmbeddingPCA
 
 DEFAULT_PASS_RATE = 0.95
@@ -25,43 +27,51 @@ DEFAULT_PASS_RATE = 0.95
 
 @dataclass(frozen=True)
 class OODDetector:
-    """Mahalanobis-plus-residual distance to the training embeddings, with its validation-calibrated threshold."""
+    """The served OOD score (dermpipe.monitoring.ood_scores.Scorer) with its validation-calibrated threshold."""
 
-    center: np.ndarray  # [k] mean projection of the training rows
-    precision: np.ndarray  # [k, k] inverse (shrunk) covariance of the projections
-    residual_scale: float  # mean squared residual off the PCA subspace on the training rows
+    scorer: Scorer
     threshold: float = float("inf")
     pass_rate: float = DEFAULT_PASS_RATE
 
-    def score(self, pca: EmbeddingPCA, embeddings: np.ndarray) -> np.ndarray:
-        """Score per image [N] from the full embeddings [N, D]."""
-        embeddings = np.asarray(embeddings, np.float64)
-        z = pca.project(embeddings).astype(np.float64)
-        return self.score_parts(z, residual_squared(pca, embeddings))
+    @property
+    def method(self) -> str:
+        return self.scorer.name
 
-    def score_parts(self, projection: np.ndarray, residual_sq: np.ndarray) -> np.ndarray:
-        d = np.asarray(projection, np.float64) - self.center
-        mahalanobis = np.einsum("ij,jk,ik->i", d, self.precision, d)
-        return np.sqrt(np.maximum(mahalanobis, 0.0) + np.asarray(residual_sq, np.float64) / self.residual_scale)
+    @property
+    def needs_pca(self) -> bool:
+        return self.scorer.needs_pca
+
+    def score(self, pca: EmbeddingPCA | None, embeddings: np.ndarray,
+              probabilities: np.ndarray | None = None) -> np.ndarray:
+        """Score per image [N] from the full embeddings [N, D] (and the probabilities [N, C], for msp)."""
+        return self.scorer.score(probabilities, embeddings, pca)
 
     def flags(self, scores: np.ndarray) -> np.ndarray:
         """True where an image is out of distribution (its score above the threshold)."""
         return np.asarray(scores) > self.threshold
 
     def as_dict(self) -> dict:
-        return {"method": "mahalanobis_pca_plus_residual", "center": self.center.tolist(),
-                "precision": self.precision.tolist(), "residual_scale": self.residual_scale,
-                "threshold": self.threshold, "pass_rate": self.pass_rate}
+        return {"method": self.method, **self.scorer.as_dict(), "threshold": self.threshold,
+                "pass_rate": self.pass_rate}
 
     @classmethod
     def from_dict(cls, data: dict) -> OODDetector:
-        missing = {"center", "precision", "residual_scale", "threshold"} - set(data)
+        if "state" not in data and "center" in data:  # a version calibrated before the score was chosen
+            data = {**data, "score": "pca_residual",
+                    "state": {k: data[k] for k in ("center", "precision", "residual_scale") if k in data}}
+        missing = {"score", "state", "threshold"} - set(data)
         if missing:
-            raise ValueError(f"OOD detector: missing {sorted(missing)}; expected center [k], precision [k, k], "
-                             "residual_scale and threshold (clinical.json's 'ood', written by the profile stage)")
-        return cls(np.asarray(data["center"], np.float64), np.asarray(data["precision"], np.float64),
-                   float(data["residual_scale"]), float(data["threshold"]),
-                   float(data.get("pass_rate", DEFAULT_PASS_RATE)))
+            raise ValueError(f"OOD detector: missing {sorted(missing)}; expected score (its name), state (what it "
+                             "needs) and threshold (clinical.json's 'ood', written by the profile stage)")
+        return cls(Scorer.from_dict(data), float(data["threshold"]), float(data.get("pass_rate", DEFAULT_PASS_RATE)))
+
+
+def pca_residual_score(state: dict, pca: EmbeddingPCA, embeddings: np.ndarray) -> np.ndarray:
+    """sqrt(z^T S^-1 z + |r|^2 / mean_train |r|^2) per image (the module docstring)."""
+    embeddings = np.asarray(embeddings, np.float64)
+    d = pca.project(embeddings).astype(np.float64) - np.asarray(state["center"], np.float64)
+    mahalanobis = np.einsum("ij,jk,ik->i", d, np.asarray(state["precision"], np.float64), d)
+    return np.sqrt(np.maximum(mahalanobis, 0.0) + residual_squared(pca, embeddings) / float(state["residual_scale"]))
 
 
 def residual_squared(pca: EmbeddingPCA, embeddings: np.ndarray) -> np.ndarray:
@@ -74,7 +84,7 @@ def residual_squared(pca: EmbeddingPCA, embeddings: np.ndarray) -> np.ndarray:
 
 
 def fit_detector(pca: EmbeddingPCA, train_embeddings: np.ndarray) -> OODDetector:
-    """Fit the distance on the training embeddings (no threshold yet: see calibrate)."""
+    """Fit the pca_residual distance on the training embeddings (no threshold yet: see calibrate)."""
     from sklearn.covariance import LedoitWolf
 
     train_embeddings = np.asarray(train_embeddings, np.float64)
@@ -83,7 +93,8 @@ def fit_detector(pca: EmbeddingPCA, train_embeddings: np.ndarray) -> OODDetector
     z = pca.project(train_embeddings).astype(np.float64)
     covariance = LedoitWolf().fit(z)
     scale = float(residual_squared(pca, train_embeddings).mean())
-    return OODDetector(covariance.location_, covariance.precision_, scale if scale > 1e-12 else 1.0)
+    return OODDetector(Scorer("pca_residual", {"center": covariance.location_, "precision": covariance.precision_,
+                                               "residual_scale": scale if scale > 1e-12 else 1.0}))
 
 
 def calibrate(detector: OODDetector, scores: np.ndarray, pass_rate: float = DEFAULT_PASS_RATE) -> OODDetector:
@@ -95,7 +106,7 @@ def calibrate(detector: OODDetector, scores: np.ndarray, pass_rate: float = DEFA
     if not len(scores):
         raise ValueError("OOD calibration: no validation scores to calibrate the threshold on")
     threshold = float(np.quantile(scores, pass_rate, method="higher"))
-    return OODDetector(detector.center, detector.precision, detector.residual_scale, threshold, float(pass_rate))
+    return OODDetector(detector.scorer, threshold, float(pass_rate))
 
 
 def flagged_rate(detector: OODDetector, scores: np.ndarray) -> float:

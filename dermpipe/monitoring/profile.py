@@ -8,8 +8,10 @@ The `profile` artifact is a folder:
                                answers on its own training images are over-confident, not what traffic looks like)
     profile.json               counts, the PCA's explained variance and where the model is
     clinical.json              the temperature calibrating the probabilities, melanoma operating points chosen on
-                               the val rows (valid or not, with the reason) and the OOD detector fitted on the
-                               train rows, calibrated on the val rows (dermpipe.monitoring.clinical)
+                               the val rows (valid or not, with the reason) and the OOD detector: candidate
+                               scores fitted on the train rows, calibrated on the val rows, measured on a far
+                               (non-dermoscopy) and a near (val images through a new device) set, the best on
+                               near served (dermpipe.monitoring.clinical, ood_select)
 Deploy copies the data files into the registry version folder, beside the SavedModel.
 """
 
@@ -25,6 +27,7 @@ from dermpipe.model.evaluation.params import ProfileParams
 from dermpipe.monitoring.clinical import CLINICAL_FILE
 
 SPLITS = ("train", "val", "test")
+NEAR_FOLDER_SET = "near_folder"  # the ood_near_folder parameter's images, as clinical.json names the set
 
 
 def build_profile(stats: pd.DataFrame, metadata: pd.DataFrame, probabilities: np.ndarray, embeddings: np.ndarray,
@@ -75,31 +78,86 @@ def profile_model(model_file: Path, dataset_dir: Path, tables: dict[str, pd.Data
             "model_file": str(model_file), "columns": list(profile.columns)}
     clinical = None
     if "label_index" in table.columns:  # split tables always have labels; an unlabelled folder gets drift only
-        clinical = _clinical(model, model_file.parent, image_size, table, probabilities, embeddings, pca,
-                             params or ProfileParams())
+        params = params or ProfileParams()
+        evidence = ood_evidence(model, image_size, table, dataset_dir, embeddings.shape[1], params.ood_near_folder)
+        clinical = _clinical(model_file.parent, table, probabilities, embeddings, pca, params, evidence)
         (out / CLINICAL_FILE).write_text(json.dumps(clinical.as_dict(), indent=1))
     (out / PROFILE_JSON).write_text(json.dumps(info, indent=1))
     return {**info, "clinical": None if clinical is None else clinical.as_dict()}
 
 
-def _clinical(model, model_dir: Path, image_size: int, table: pd.DataFrame, probabilities: np.ndarray,
-              embeddings: np.ndarray, pca, params: ProfileParams):
-    """Operating points and the OOD detector (dermpipe.monitoring.clinical), with the OOD set embedded by the same
-    decode as the splits; a cross-validated ensemble's thresholds come from its out-of-fold predictions."""
-    import tempfile
-
+def _clinical(model_dir: Path, table: pd.DataFrame, probabilities: np.ndarray, embeddings: np.ndarray, pca,
+              params: ProfileParams, evidence):
+    """Operating points and the OOD detector chosen on `evidence` (dermpipe.monitoring.clinical); a cross-validated
+    ensemble's thresholds come from its out-of-fold predictions."""
     from dermpipe.model.evaluation.oof import held_out_predictions
     from dermpipe.monitoring.clinical import calibrate_clinical
-    from dermpipe.monitoring.features import decode_images
-    from dermpipe.monitoring.ood_set import write_ood_set
 
-    with tempfile.TemporaryDirectory() as folder:
-        ood = decode_images(write_ood_set(Path(folder)), image_size, model)
     return calibrate_clinical(table["label_index"].to_numpy(), probabilities, embeddings, table["split"].to_numpy(),
                               pca, target_sensitivity=params.melanoma_target_sensitivity,
-                              ood_pass_rate=params.ood_pass_rate, ood_embeddings=ood.embeddings,
+                              ood_pass_rate=params.ood_pass_rate, ood=evidence,
                               held_out=held_out_predictions(model_dir),
                               min_specificity=params.melanoma_min_specificity)
+
+
+def ood_evidence(model, image_size: int, table: pd.DataFrame, dataset_dir: Path, embedding_dim: int,
+                 near_folder: str = ""):
+    """The far set (dermpipe.monitoring.ood_set), the near set new_device (the val images through a simulated new
+    device, dermpipe.monitoring.ood_near) and, when given, the near_folder images, through the model; the served
+    score is chosen on near_folder when there is one, else on new_device."""
+    import tempfile
+
+    from dermpipe.monitoring.features import decode_images
+    from dermpipe.monitoring.ood_near import NEAR_SET_NAME, write_near_set
+    from dermpipe.monitoring.ood_select import OODEvidence
+    from dermpipe.monitoring.ood_set import write_ood_set
+
+    val = table[table["split"] == "val"]
+    with tempfile.TemporaryDirectory() as folder:
+        sets = {"far": decode_images(write_ood_set(Path(folder) / "far"), image_size, model),
+                NEAR_SET_NAME: decode_images(write_near_set([dataset_dir / rel for rel in val["path"]],
+                                                            Path(folder) / "near"), image_size, model,
+                                             metadata=val.reset_index(drop=True))}
+    if near_folder:
+        sets[NEAR_FOLDER_SET] = decode_images(near_folder_images(near_folder), image_size, model)
+    return OODEvidence(_outputs_of(sets.pop("far"), "far"), {n: _outputs_of(o, n) for n, o in sets.items()},
+                       NEAR_FOLDER_SET if near_folder else NEAR_SET_NAME, head_weights(model, embedding_dim))
+
+
+def near_folder_images(folder: str) -> list[str]:
+    """The images under the ood_near_folder parameter (local or gs://, any depth); none is an error."""
+    from dermpipe.data.schema import IMAGE_SUFFIXES
+    from dermpipe.storage import join, list_files
+
+    names = [n for n in list_files(folder) if Path(n).suffix.lower() in IMAGE_SUFFIXES]
+    if not names:
+        raise FileNotFoundError(f"ood_near_folder = {folder!r}: no .jpg/.jpeg/.png images found (searched all "
+                                "sub-folders); expected dermoscopy images from another device, clinic or population")
+    return [join(folder, n) for n in names]
+
+
+def _outputs_of(decoded, name: str):
+    """The model's outputs on one OOD set; an unreadable image is named, never skipped silently."""
+    from dermpipe.monitoring.features import failed_message
+    from dermpipe.monitoring.ood_select import Outputs
+
+    if decoded.failed:
+        total = len(decoded.failed) + len(decoded.stats)
+        raise ValueError(f"profile: OOD set {name}: {failed_message(decoded.failed, total)}")
+    return Outputs(decoded.probabilities, decoded.embeddings)
+
+
+def head_weights(model, embedding_dim: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(kernel [D, C], bias [C]) of the softmax Dense "probabilities" when its input is the pool embedding; None for
+    a metadata-fusion head (it also reads the metadata branch) or an ensemble (it averages its members'
+    temperature-scaled probabilities): no logits from the embedding alone, so no energy candidate."""
+    try:
+        weights = model.get_layer("probabilities").get_weights()
+    except ValueError:  # no such layer at the top: an ensemble
+        return None
+    if len(weights) != 2 or np.shape(weights[0])[0] != embedding_dim:
+        return None
+    return np.asarray(weights[0], np.float64), np.asarray(weights[1], np.float64)
 
 
 def _explained_variance(pca, embeddings: np.ndarray) -> float:
@@ -140,4 +198,13 @@ def _log_clinical(stats: Metrics, clinical: dict) -> None:
                         "melanoma_point_valid": float(point.get("valid", True)),
                         "calibration_temperature": clinical["calibration"]["temperature"],
                         **{f"ece_{k}": v for k, v in clinical["calibration"]["ece"].items()},
-                        **{f"ood_{k}": v for k, v in clinical["report"]["ood"].items()}})
+                        **ood_metrics(clinical["report"]["ood"])})
+
+
+def ood_metrics(report: dict) -> dict[str, float]:
+    """The served detector's rates, and each candidate's AUROC and FPR@95TPR per OOD set (ood_energy_far_auroc...)."""
+    scalars = {f"ood_{k}": float(v) for k, v in report.items() if isinstance(v, int | float)}  # a bool as 0/1
+    for name, sets in report.get("candidates", {}).items():
+        for set_name, figures in sets.items():
+            scalars |= {f"ood_{name}_{set_name}_{k}": figures[k] for k in ("auroc", "fpr_at_95_tpr")}
+    return {k: v for k, v in scalars.items() if np.isfinite(v)}

@@ -41,10 +41,12 @@ def _clinical_json(folder: Path) -> Path:
     from dermpipe.model.evaluation.operating_points import OperatingPoint
     from dermpipe.monitoring.clinical import Clinical
     from dermpipe.monitoring.ood import OODDetector
+    from dermpipe.monitoring.ood_scores import Scorer
 
     points = (OperatingPoint("melanoma_sens95", 0.12, 0.95, test={"sensitivity": 0.93}),
               OperatingPoint("melanoma_sens90", 0.2, 0.90))
-    ood = OODDetector(np.zeros(3), np.eye(3), 1.0, 4.5, 0.95)
+    ood = OODDetector(Scorer("pca_residual", {"center": np.zeros(3), "precision": np.eye(3), "residual_scale": 1.0}),
+                      4.5, 0.95)
     (folder / "clinical.json").write_text(json.dumps(Clinical(points, ood, {}).as_dict()))
     return folder
 

@@ -91,13 +91,13 @@ def profiled(isic_sample, tmp_path_factory):
     table = table.sample(frac=1.0, random_state=0).reset_index(drop=True)
     tables = {"train": table.iloc[:285], "val": table.iloc[285:380], "test": table.iloc[380:]}
     info = profile_model(out / "model.keras", isic_sample, tables, out / "profile", 5, ProfileParams())
-    return out, info
+    return out, info, tables
 
 
 def test_profile_writes_clinical_json_on_the_real_sample(profiled):
     from dermpipe.monitoring.clinical import load_clinical
 
-    out, info = profiled
+    out, info, _ = profiled
     clinical = load_clinical(str(out / "profile"))
     assert clinical is not None and clinical.as_dict() == json.loads(json.dumps(info["clinical"]))
     point = clinical.default_point
@@ -105,14 +105,27 @@ def test_profile_writes_clinical_json_on_the_real_sample(profiled):
     assert point.chosen["sensitivity"] >= 0.95 and point.chosen["positives"] > 10  # hit where it was chosen
     assert {"sensitivity_lower", "sensitivity_upper", "specificity"} <= set(point.test)
     ood = clinical.report["ood"]
+    for name, sets in ood["candidates"].items():
+        print(f"\n{name:13s}", *(f"{s}: AUROC {f['auroc']:.3f} FPR@95 {f['fpr_at_95_tpr']:.3f}"
+                                  for s, f in sets.items()))
+    print(f"\nserved {ood['served_score']} ({ood['chosen_by']})")
     print(f"\nISIC 2019 sample: val pass {ood['val_pass_rate']:.3f}, test false-refer "
-          f"{ood['test_false_refer_rate']:.3f}; OOD set ({ood['ood_set_size']}) detected "
-          f"{ood['ood_set_detection_rate']:.3f}; melanoma threshold {point.threshold:.4f}: test sensitivity "
+          f"{ood['test_false_refer_rate']:.3f}; far set ({ood['far_set_size']}) detected "
+          f"{ood['far_set_detection_rate']:.3f}; melanoma threshold {point.threshold:.4f}: test sensitivity "
           f"{point.test['sensitivity']:.3f} [{point.test['sensitivity_lower']:.3f}, "
           f"{point.test['sensitivity_upper']:.3f}]")
     assert ood["val_pass_rate"] >= 0.94
     assert ood["test_false_refer_rate"] < 0.15  # ISIC 2019 images: mostly in-distribution
-    assert ood["ood_set_detection_rate"] > 0.8  # non-dermoscopy images: mostly flagged
+    # 11/95 flagged: more than the 5 % intended, beyond the interval, and the report says so
+    assert ood["threshold_holds_on_test"] is (ood["test_false_refer_lower"] <= 0.05)
+    assert f"{round(ood['test_false_refer_rate'] * 95)}/95 test images flagged" in ood["transfer_note"]
+    assert ood["far_set_detection_rate"] > 0.8  # non-dermoscopy images: mostly flagged
+    assert set(ood["candidates"]) == {"msp", "energy", "mahalanobis", "knn", "pca_residual"}
+    assert all(set(sets) == {"far", "new_device"} and 0 <= sets["far"]["auroc"] <= 1 and sets["far"]["n"] == 30
+               and sets["new_device"]["n"] == 95 for sets in ood["candidates"].values())
+    assert clinical.ood.method == ood["served_score"] and ood["chosen_by"].startswith(ood["served_score"])
+    stored = info["clinical"]["ood"]
+    assert stored["score"] == ood["served_score"] and stored["candidates"] == ood["candidates"]
 
 
 def test_isic2020_is_reported_separately(profiled, isic_sample):
@@ -123,11 +136,38 @@ def test_isic2020_is_reported_separately(profiled, isic_sample):
     from dermpipe.monitoring.features import decode_images, list_images
     from dermpipe.monitoring.reference import EmbeddingPCA
 
-    out, _ = profiled
+    out, _, _ = profiled
     clinical = load_clinical(str(out / "profile"))
     pca = EmbeddingPCA.load(out / "profile" / "embedding_pca.npz")
     model = keras.models.load_model(out / "model.keras")
     outputs = decode_images(list_images(isic_sample.parent / "isic2020-sample" / "images"), 64, model)
-    rate = flagged_rate(clinical.ood, clinical.ood.score(pca, outputs.embeddings))
+    rate = flagged_rate(clinical.ood, clinical.ood.score(pca, outputs.embeddings, outputs.probabilities))
     print(f"\nISIC 2020 sample: {len(outputs.embeddings)} images, flagged out of distribution {rate:.3f}")
     assert len(outputs.embeddings) == 300 and 0.0 <= rate <= 1.0
+
+
+def test_a_near_folder_given_by_the_user_chooses_the_score(profiled, isic_sample):
+    """ood_near_folder (here the ISIC 2020 sample: another population) becomes the set the score is chosen on; the
+    simulated new device is still measured and reported."""
+    from dermpipe.model.evaluation.params import ProfileParams
+    from dermpipe.monitoring.profile import profile_model
+
+    out, _, tables = profiled
+    folder = isic_sample.parent / "isic2020-sample" / "images"
+    info = profile_model(out / "model.keras", isic_sample, tables, out / "profile-near", 5,
+                         ProfileParams(ood_near_folder=str(folder)))
+    ood = info["clinical"]["ood"]
+    assert ood["chosen_on"] == "near_folder" and "'near_folder' set" in ood["chosen_by"]
+    served = ood["candidates"][ood["served_score"]]
+    assert set(served) == {"far", "new_device", "near_folder"} and served["near_folder"]["n"] == 300
+    best = min(f["near_folder"]["fpr_at_95_tpr"] for f in ood["candidates"].values()
+               if f["far"]["fpr_at_95_tpr"] <= 0.1)
+    assert served["near_folder"]["fpr_at_95_tpr"] == best and ood["near_folder_set_size"] == 300
+
+
+def test_an_empty_near_folder_is_refused_by_name(tmp_path):
+    from dermpipe.monitoring.profile import near_folder_images
+
+    (tmp_path / "notes.txt").write_text("no images here")
+    with pytest.raises(FileNotFoundError, match=f"ood_near_folder = '{tmp_path}': no .jpg"):
+        near_folder_images(str(tmp_path))

@@ -96,6 +96,20 @@ def _interval(figures: dict, name: str) -> str:
     return f"{value:.3f}{bounds}"
 
 
+def ood_candidates_table(candidates: dict) -> str:
+    """Each candidate OOD score's AUROC and FPR at 95 % TPR per OOD set (in-distribution = positive)."""
+    from dermpipe.reports import table
+
+    if not candidates:
+        return ""
+    sets = list(next(iter(candidates.values())))
+    rows = [(name, *(f"{f[s]['auroc']:.3f} / {f[s]['fpr_at_95_tpr']:.3f} / {f[s]['detection_rate']:.3f}"
+                     for s in sets)) for name, f in candidates.items()]
+    return ("<p>Candidate scores, each calibrated on validation; per set AUROC / FPR at 95 % TPR / share flagged at "
+            "its threshold. The served score has the lowest FPR on the near set among those that flag most of the "
+            "far set.</p>" + table(["score", *sets], rows))
+
+
 def _calibration_html(clinical: dict) -> str:
     """The temperature and the ECE before and after it, where it was fitted and on test."""
     from dermpipe.reports import table
@@ -128,9 +142,9 @@ def render_clinical(clinical: dict | None, points: list[dict], figures: str = ""
              f"{p['test']['positives']} / {p['test']['n']}", verdict(p) + (f" ({p['note']})" if p["note"] else ""))
             for p in points]
     ood = clinical.get("ood") or {}
-    ood_rows = [(k, v) for k, v in ood.items() if k in ("method", "threshold", "pass_rate", "val_pass_rate",
-                                                        "test_false_refer_rate", "ood_set_detection_rate",
-                                                        "ood_set_size")]
+    ood_rows = [(k, v) for k, v in ood.items() if k in ("served_score", "chosen_by", "threshold", "pass_rate",
+                                                        "val_pass_rate", "test_false_refer_rate", "transfer_note")
+                or k.endswith(("_set_detection_rate", "_set_size"))]
     out_of_fold = bool(points) and points[0]["chosen_on"] == "out-of-fold"
     where = ("<b>out-of-fold</b> predictions (each train and val image scored by the fold model that did not train "
              "on it: the ensemble itself trained on them)" if out_of_fold else "<b>validation</b> split")
@@ -151,9 +165,11 @@ def render_clinical(clinical: dict | None, points: list[dict], figures: str = ""
                "(Vickers &amp; Elkin 2006) of referring at calibrated probability p_t, against refer all and refer "
                "none; o a valid point, x one not achievable.</p>" + figures if figures else "")
             + "<h3>Out-of-distribution detector</h3>"
-            + ("<p>Images whose embedding lies farther from the training profile than the threshold are answered "
-               "<code>out_of_distribution</code> (refer) before any operating point applies. Calibrated on "
-               "validation images so that the stated share passes.</p>" + table(["figure", "value"], ood_rows)
+            + ("<p>Images whose OOD score (the served score below: larger is further from the training images) is "
+               "above the threshold are answered <code>out_of_distribution</code> (refer) before any operating point "
+               "applies. Calibrated on validation images so that the stated share passes.</p>"
+               + table(["figure", "value"], ood_rows)
+               + ood_candidates_table(ood.get("candidates") or {})
                if ood else "<p>This version has no OOD detector.</p>"))
 
 

@@ -29,6 +29,9 @@ class ProfileParams:
                                                   "and its net benefit beats referring all and none")
     ood_pass_rate: float = param(0.95, "OOD threshold: calibrated so this share of validation images pass as "
                                        "in-distribution")
+    ood_near_folder: str = param("", "folder (local or gs://) of dermoscopy images from another device, clinic or "
+                                     "population (no labels needed): the served OOD score is chosen on them instead "
+                                     "of on the validation images through a simulated new device")
 
     def check(self) -> None:
         """Refuse a target or pass rate that no threshold can mean (pre-flight and the stage run the same check)."""
