@@ -66,8 +66,9 @@ def copy_profile(profile_dir: Path | None, stage: Path, embedding_dim: int) -> d
 
 
 def clinical_record(stage: Path) -> dict[str, object] | None:
-    """The operating points (name, target, threshold, test sensitivity) and the OOD threshold of a staged version, for
-    its registry record; None when the profile brought no clinical.json."""
+    """The operating points (name, target, threshold, why it is not achievable ('' when valid), test sensitivity and
+    specificity) and the OOD threshold of a staged version, for its registry record; None when the profile brought
+    no clinical.json."""
     path = stage / "clinical.json"
     if not path.is_file():
         return None
@@ -75,9 +76,11 @@ def clinical_record(stage: Path) -> dict[str, object] | None:
     ood = data.get("ood") or {}
     return {"default_operating_point": data.get("default_operating_point"),
             "operating_points": [{k: p.get(k) for k in ("name", "target_sensitivity", "threshold", "chosen_on")}
-                                 | {"test_sensitivity": p.get("test", {}).get("sensitivity")}
+                                 | {"invalid": p.get("invalid", ""),
+                                    **{f"test_{k}": p.get("test", {}).get(k) for k in ("sensitivity", "specificity")}}
                                  for p in data.get("operating_points", [])],
-            "ood_threshold": ood.get("threshold"), "ood_pass_rate": ood.get("pass_rate")}
+            "ood_score": ood.get("served_score", ood.get("score")), "ood_threshold": ood.get("threshold"),
+            "ood_pass_rate": ood.get("pass_rate")}
 
 
 def push(model_dir: Path, registry_root: str, model_name: str, record: dict[str, object],

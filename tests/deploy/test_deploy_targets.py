@@ -43,8 +43,8 @@ def _clinical_json(folder: Path) -> Path:
     from dermpipe.monitoring.ood import OODDetector
     from dermpipe.monitoring.ood_scores import Scorer
 
-    points = (OperatingPoint("melanoma_sens95", 0.12, 0.95, test={"sensitivity": 0.93}),
-              OperatingPoint("melanoma_sens90", 0.2, 0.90))
+    points = (OperatingPoint("melanoma_sens95", 0.12, 0.95, test={"sensitivity": 0.93, "specificity": 0.41}),
+              OperatingPoint("melanoma_sens90", 0.2, 0.90, invalid="specificity 0.100 is under the floor 0.20"))
     ood = OODDetector(Scorer("pca_residual", {"center": np.zeros(3), "precision": np.eye(3), "residual_scale": 1.0}),
                       4.5, 0.95)
     (folder / "clinical.json").write_text(json.dumps(Clinical(points, ood, {}).as_dict()))
@@ -65,8 +65,11 @@ def test_push_validates_in_a_separate_process_and_copies_the_profile(model_dir, 
     assert (Path(target) / "clinical.json").read_text() == (profile / "clinical.json").read_text()
     clinical = record["clinical"]
     assert clinical["default_operating_point"] == "melanoma_sens95" and clinical["ood_threshold"] == 4.5
+    assert clinical["ood_score"] == "pca_residual"
     assert clinical["operating_points"][0] == {"name": "melanoma_sens95", "target_sensitivity": 0.95,
-                                               "threshold": 0.12, "chosen_on": "val", "test_sensitivity": 0.93}
+                                               "threshold": 0.12, "chosen_on": "val", "invalid": "",
+                                               "test_sensitivity": 0.93, "test_specificity": 0.41}
+    assert clinical["operating_points"][1]["invalid"] == "specificity 0.100 is under the floor 0.20"
     assert (Path(target) / "reference_profile.parquet").read_bytes() == b"PAR1 stand-in"
     assert record["created"] and record["run"] == "r1"
 
