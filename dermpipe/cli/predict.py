@@ -36,7 +36,7 @@ def as_table(answer) -> str:
            and (not p.decision or (p.decision == "routine" and p.label == "MEL"))]
     override = " [gate_override: deployed by a person's override of the gate, not blessed by it]"
     return "\n".join([f"model: {answer.model}{override if answer.gate_override else ''}",
-                      f"decision from: {answer.calibration}", *lines, *(["why:", *why] if why else [])])
+                      f"decision from: {answer.decision_from}", *lines, *(["why:", *why] if why else [])])
 
 
 def as_csv(answer) -> str:
@@ -83,13 +83,13 @@ def predict(
         raise typer.Exit(2) from err
     if output is Format.json:
         typer.echo(json.dumps({"model": answer.model, "gate_override": answer.gate_override,
-                               "calibration": answer.calibration,
+                               "decision_from": answer.decision_from,
                                "predictions": [asdict(p) for p in answer.predictions],
                                "unreadable": [asdict(u) for u in answer.unreadable]}, indent=1))
     elif output is Format.csv:
         typer.echo(as_csv(answer))
-        if answer.calibration.startswith("none"):
-            typer.echo(f"decision from: {answer.calibration}", err=True)
+        if answer.decision_from.startswith("none"):
+            typer.echo(f"decision from: {answer.decision_from}", err=True)
         if answer.gate_override:
             typer.echo(f"gate_override: {answer.model} was deployed by a person's override of the gate", err=True)
     else:

@@ -7,9 +7,9 @@ the server (dermpipe.data.image_check) and the same decode as the SavedModel's s
 read is listed with the reason and the others are still answered: one broken file must not hide a folder's results.
 The model may also be a recorded local run's id (its profiled model). The answer carries the decision
 (refer_melanoma | routine | out_of_distribution) at the default or a named operating point, and the OOD score, as
-`dermpipe serve` does (dermpipe.monitoring.clinical), wherever the model's calibration is found: clinical.json and
+`dermpipe serve` does (dermpipe.monitoring.clinical), wherever the model's clinical files are found: clinical.json and
 embedding_pca.npz beside model.keras (a registry version), else the profile of the run that made the model
-(dermpipe.deploy.calibration); without one the answer says why it has no decision.
+(dermpipe.deploy.clinical_source); without one the answer says why it has no decision.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from dermpipe import config, storage
 from dermpipe.data.image_check import inspect_image_bytes
 from dermpipe.data.schema import IMAGE_SUFFIXES
 from dermpipe.deploy import registry
-from dermpipe.deploy.calibration import Calibration, for_model_folder, run_model
+from dermpipe.deploy.clinical_source import ClinicalSource, for_model_folder, run_model
 
 ACCEPTED_FORMATS = ("JPEG", "PNG", "BMP", "GIF")  # what tf.io.decode_image (the model's decoder) reads
 MAX_PIXELS = 64_000_000  # merge's decompression-bomb bound: a real dermoscopy image is far below it
@@ -58,7 +58,7 @@ class Unreadable:
 @dataclass
 class Answer:
     model: str  # what answered, in words: "isic2019 version 3 (<uri>)" or the folder
-    calibration: str = ""  # where the decision's operating points came from, or why there is no decision
+    decision_from: str = ""  # where the decision's operating points came from, or why there is no decision
     predictions: list[Prediction] = field(default_factory=list)
     unreadable: list[Unreadable] = field(default_factory=list)
     gate_override: bool = False  # a version deployed by a person's override of the gate (its dermpipe.json says so)
@@ -76,8 +76,8 @@ def deployed_by_override(location: str) -> bool:
 
 
 def resolve_model(model: str | None, registry_root: str, model_name: str = config.MODEL_NAME,
-                  ) -> tuple[str, str, Calibration]:
-    """(model.keras location, description, calibration): `model` None -> the registry's current version, digits ->
+                  ) -> tuple[str, str, ClinicalSource]:
+    """(model.keras location, description, where its clinical.json is): `model` None -> the registry's current version, digits ->
     that registry version, a folder holding model.keras (or the .keras file itself), else a recorded run's id."""
     if model is None or model.isdigit():
         version = registry.current_version(registry_root, model_name) if model is None else int(model)
@@ -89,9 +89,9 @@ def resolve_model(model: str | None, registry_root: str, model_name: str = confi
             raise PredictError(f"{registry.model_dir(registry_root, model_name)}: no committed version {version} "
                                f"(servable versions: {known})")
         uri = registry.version_dir(registry_root, model_name, version)
-        found = Calibration(uri, "clinical.json beside the model")
+        found = ClinicalSource(uri, "clinical.json beside the model")
         if not storage.exists(storage.join(uri, "clinical.json")):
-            found = Calibration("", f"version {version} was deployed without its profile's clinical.json; "
+            found = ClinicalSource("", f"version {version} was deployed without its profile's clinical.json; "
                                     "redeploy it from a run with a profile step")
         return storage.join(uri, "model.keras"), f"{model_name} version {version} ({uri})", found
     path = Path(model).expanduser()
@@ -182,8 +182,8 @@ def _gradcam(model, pixels: np.ndarray, predictions: list[Prediction], paths: li
     return done
 
 
-def _clinical(found: Calibration, operating_point: str | None):
-    """(Clinical, EmbeddingPCA) of the calibration found for the model, or (None, None) without one; a named
+def _clinical(found: ClinicalSource, operating_point: str | None):
+    """(Clinical, EmbeddingPCA) of the clinical files found for the model, or (None, None) without one; a named
     operating point must be one it stores."""
     from dermpipe.monitoring.clinical import load_clinical
     from dermpipe.monitoring.reference import PCA_FILE, EmbeddingPCA
@@ -224,7 +224,7 @@ def predict(paths: Iterable[str | Path], model: str | None = None, *, registry_r
     clinical, pca = _clinical(found, operating_point)
     files, missing = image_files(paths)
     origin = found.origin if clinical is not None else f"none: no decision, {found.origin}"
-    answer = Answer(described, calibration=origin, unreadable=missing, gate_override=deployed_by_override(location))
+    answer = Answer(described, decision_from=origin, unreadable=missing, gate_override=deployed_by_override(location))
     readable: list[tuple[Path, bytes]] = []
     for path in files:
         checked = read_image(path)

@@ -172,7 +172,7 @@ def test_a_model_without_clinical_json_has_no_decision_and_says_why(model_folder
     assert answer["predictions"][0]["decision"] == ""
     why = (f"no clinical.json beside the model and no lineage store at {dermpipe_home / 'lineage.sqlite'} to find "
            "its profile; run the pipeline through its profile step")
-    assert answer["calibration"].startswith(f"none: no decision, {why}")
+    assert answer["decision_from"].startswith(f"none: no decision, {why}")
     refused = CliRunner().invoke(app, ["predict", str(first), "--model", str(model_folder), "--operating-point",
                                        "melanoma_sens95"])
     assert refused.exit_code == 2 and f"no operating points: {why}" in refused.stderr
@@ -188,6 +188,6 @@ def test_a_model_folder_unknown_to_the_lineage_store_says_so(model_folder, image
     result = CliRunner().invoke(app, ["predict", str(sorted(images.glob("ISIC_*.jpg"))[0]), "--model",
                                       str(model_folder), "--format", "json"])
     assert f"{model_folder} is not a model artifact recorded in the lineage store" in json.loads(
-        result.stdout)["calibration"]
+        result.stdout)["decision_from"]
     unknown = CliRunner().invoke(app, ["predict", str(images), "--model", "no-such-run"])
     assert unknown.exit_code == 2 and "or the id of a local run (`dermpipe runs`)" in unknown.stderr

@@ -116,8 +116,8 @@ def test_predict_with_a_runs_model_folder_or_id_decides(first_run, isic_sample):
     by_folder, by_run = _decided(*images, "--model", folder), _decided(*images, "--model", first_run.run_id)
     for answer in (by_folder, by_run):
         # the run that wrote the profile: this one, or an identical earlier run of the session whose cache it reused
-        assert answer["calibration"].startswith("the profile of run dermpipe-training-")
-        assert answer["calibration"].endswith(f" ({profile})")
+        assert answer["decision_from"].startswith("the profile of run dermpipe-training-")
+        assert answer["decision_from"].endswith(f" ({profile})")
         assert [p["decision"] in DECISIONS for p in answer["predictions"]] == [True] * len(images)
         assert {p["operating_point"] for p in answer["predictions"]} == {"melanoma_sens95"}
     assert by_run["model"] == f"run {first_run.run_id}'s model ({folder})"

@@ -22,33 +22,33 @@ WHAT_TO_RUN = ("run the pipeline through its profile step (`dermpipe run`, whose
 
 
 @dataclass(frozen=True)
-class Calibration:
+class ClinicalSource:
     folder: str  # holds clinical.json (and embedding_pca.npz); '' when none was found
     origin: str  # in words: where it came from, or why there is none and what to run
 
 
-def _profile_output(store: Store, task_id: int) -> Calibration | None:
+def _profile_output(store: Store, task_id: int) -> ClinicalSource | None:
     """The profile task's `profile` output when it holds clinical.json, named by the run that wrote it (a cached
     profile task of a later run outputs the same folder)."""
     for name, artifact in store.io(task_id, "output"):
         if name == "profile" and storage.exists(storage.join(artifact.uri, CLINICAL_FILE)):
             writer = store.producers(artifact.id)[0].run_id
-            return Calibration(artifact.uri, f"the profile of run {writer} ({artifact.uri})")
+            return ClinicalSource(artifact.uri, f"the profile of run {writer} ({artifact.uri})")
     return None
 
 
-def for_model_folder(folder: str, store: Store | None = None) -> Calibration:
+def for_model_folder(folder: str, store: Store | None = None) -> ClinicalSource:
     """The calibration beside model.keras, else that of the profile task that read this model artifact."""
     if storage.exists(storage.join(folder, CLINICAL_FILE)):
-        return Calibration(folder, f"{CLINICAL_FILE} beside the model")
+        return ClinicalSource(folder, f"{CLINICAL_FILE} beside the model")
     store = store or Store()
     if not store.exists():
-        return Calibration("", f"no {CLINICAL_FILE} beside the model and no lineage store at {store.path} to find "
+        return ClinicalSource("", f"no {CLINICAL_FILE} beside the model and no lineage store at {store.path} to find "
                                f"its profile; {WHAT_TO_RUN}")
     uri = str(Path(folder).resolve()) if not storage.is_gcs(folder) else folder
     artifact = store.artifact_by_uri(uri)
     if artifact is None:
-        return Calibration("", f"no {CLINICAL_FILE} beside the model, and {uri} is not a model artifact recorded in "
+        return ClinicalSource("", f"no {CLINICAL_FILE} beside the model, and {uri} is not a model artifact recorded in "
                                f"the lineage store {store.path} (set DERMPIPE_HOME to the run's home); {WHAT_TO_RUN}")
     profiles = [t for t in reversed(store.consumers(artifact.id)) if t.name == PROFILE_TASK]
     for task in profiles:  # newest first: a model profiled again with other parameters answers with the latest
@@ -56,10 +56,10 @@ def for_model_folder(folder: str, store: Store | None = None) -> Calibration:
         if found:
             return found
     why = "its profile task wrote no clinical.json" if profiles else "no profile task has read this model"
-    return Calibration("", f"no {CLINICAL_FILE} beside the model, and {why}; {WHAT_TO_RUN}")
+    return ClinicalSource("", f"no {CLINICAL_FILE} beside the model, and {why}; {WHAT_TO_RUN}")
 
 
-def run_model(run_id: str, store: Store | None = None) -> tuple[str, Calibration] | None:
+def run_model(run_id: str, store: Store | None = None) -> tuple[str, ClinicalSource] | None:
     """(model folder, calibration) of a recorded run: the model its profile task read (else its train task's
     model) and that profile's clinical.json; None when the store has no such run."""
     store = store or Store()
