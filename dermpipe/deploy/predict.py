@@ -77,8 +77,9 @@ def deployed_by_override(location: str) -> bool:
 
 def resolve_model(model: str | None, registry_root: str, model_name: str = config.MODEL_NAME,
                   ) -> tuple[str, str, ClinicalSource]:
-    """(model.keras location, description, where its clinical.json is): `model` None -> the registry's current version, digits ->
-    that registry version, a folder holding model.keras (or the .keras file itself), else a recorded run's id."""
+    """(model.keras location, description, where its clinical.json is): `model` None -> the registry's current
+    version, digits -> that registry version, a folder holding model.keras (or the .keras file itself), else a
+    recorded run's id."""
     if model is None or model.isdigit():
         version = registry.current_version(registry_root, model_name) if model is None else int(model)
         if version is None:
