@@ -65,7 +65,8 @@ def test_stage_outputs_are_real(first_run):
     assert sum(map(sum, matrix)) == sizes[2]
     assert sum(matrix[i][i] for i in range(8)) == (predictions["label"] == predictions["predicted"]).sum()
     report = Path(record.artifact("evaluate", "report")["uri"]).read_text()
-    assert "Confusion matrix" in report and report.count("data:image/png;base64") == 3  # confusion, ROC, reliability
+    assert "Confusion matrix" in report and report.count("data:image/png;base64") == 5  # confusion, ROC, reliability,
+        # and the clinical section's decision curve and melanoma ROC with the operating points
     assert "with TTA (flips)" in report and "Melanoma operating points" in report and "age band" in report
     decision = Path(record.artifact("gate", "decision")["uri"]).read_text()
     assert "first deployment" in decision and "lower bound is above chance level" in decision
