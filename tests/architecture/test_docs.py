@@ -100,3 +100,16 @@ def test_nothing_cites_the_design_sketch():
     tracked = subprocess.run(["git", "grep", "-l", name], cwd=REPO, capture_output=True, text=True)
     assert tracked.returncode in (0, 1), tracked.stderr
     assert tracked.stdout == "", f"files citing {name}: {tracked.stdout.split()}; cite docs/architecture.md"
+
+
+
+def test_the_readme_is_short_and_its_links_resolve():
+    """The README is the front door (what it is, the two commands, a tour, links); the manual is docs/. mkdocs does
+    not read the README, so its links into the repository are checked here."""
+    readme = (REPO / "README.md").read_text()
+    assert len(readme.splitlines()) <= 300, "README.md is over 300 lines: move the detail to a page of docs/"
+    targets = [link.split("#")[0] for link in re.findall(r"\]\(([^)\s]+)\)", readme)]
+    local = [target for target in targets if target and not target.startswith(("http://", "https://"))]
+    assert "docs/architecture.md" in local and "docs/cli-reference.md" in local
+    broken = [target for target in local if not (REPO / target).is_file()]
+    assert not broken, f"README.md links to files that do not exist: {broken}"
