@@ -52,6 +52,7 @@ demo: $(STAMP) ## run the training pipeline locally on the built-in demo data (a
 TEST_WORKERS ?= 2
 
 test: $(STAMP) $(TOOLS_STAMP) $(TFCOMPAT_STAMP) ## run the test suite (unit, data, compile, kfp.local end-to-end, real ISIC images)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet  # the manual (docs/): a broken link or page fails
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP) ## ruff on the code, import-linter on the layers, hadolint on the Dockerfiles

@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
         raw = Path(tmp) / "raw"
         ingest_source(str(args.source), raw)
         splits = split_table(merge_dataset(raw).table, seed=args.seed, folds=args.folds,
-                             method="stratified")  # the split the README figures were measured on
+                             method="stratified")  # the split the figures of docs/stages/training.md were measured on
         started = time.perf_counter()
         single, _ = train_model(splits.train, splits.val, raw, params, quiet=True)
         single_seconds = time.perf_counter() - started

@@ -33,7 +33,8 @@ def splits_of(source: Path, work: Path, seed: int):
     if not raw.exists():
         ingest_source(str(source), raw)
     merged = merge_dataset(raw).table
-    return raw, split_table(merged, test_size=0.15, val_size=0.15, seed=seed, method="stratified")  # README figures
+    # the split the figures of docs/stages/training.md (Metadata fusion) were measured on
+    return raw, split_table(merged, test_size=0.15, val_size=0.15, seed=seed, method="stratified")
 
 
 def train_and_score(raw: Path, splits, *, fusion: bool, backbone: str, image_size: int, epochs: int,

@@ -163,8 +163,9 @@ class PredictionLog:
 def log_line(*, timestamp: str, request_id: str, model_name: str, model_version: int, classes: tuple[str, ...],
              probabilities: list[float], stats: Mapping[str, float], metadata: Mapping[str, object],
              embedding_summary: list[float] | None, decision: Mapping[str, object] | None = None) -> dict:
-    """One line of the prediction log (the shared contract: see the module docstring and README); `decision`: the
-    served decision, operating point and OOD score (dermpipe.serving.decisions), null when the version has none."""
+    """One line of the prediction log (the shared contract: see the module docstring and docs/serving.md, "Prediction
+    log"); `decision`: the served decision, operating point and OOD score (dermpipe.serving.decisions), null when the
+    version has none."""
     best = max(range(len(probabilities)), key=probabilities.__getitem__)
     line: dict[str, object] = {
         "timestamp": timestamp, "request_id": request_id, "model_name": model_name, "model_version": model_version,

@@ -1,5 +1,5 @@
-"""Size limits of the library, the components and the pipelines (DESIGN.md): modules <= 400 lines, functions <= 60
-lines, and ruff's complexity (C901) and statement (PLR0915) rules as configured in pyproject.toml.
+"""Size limits of the library, the components and the pipelines (docs/architecture.md): modules <= 400 lines,
+functions <= 60 lines, and ruff's complexity (C901) and statement (PLR0915) rules as configured in pyproject.toml.
 
 Known exceptions are listed with the reason; the test fails when one is no longer needed, so the list stays true."""
 

@@ -81,7 +81,7 @@ def _split_of(splits) -> pd.Series:
 @pytest.mark.parametrize("method", ["hash", "stratified"])
 def test_adding_ten_percent_new_images_moves_no_lesion_with_hash(merged_full, method, record_property):
     """The issue's check: adding 10 % new images moves no existing lesion (or lesion-less image) with the hash split;
-    today's stratified group k-fold split moves thousands (figures in the README, and printed with -s)."""
+    today's stratified group k-fold split moves thousands (figures in docs/stages/data.md, and printed with -s)."""
     table = merged_full.table
     before = _split_of(split_table(table, seed=42, method=method))
     grown = _with_new_images(table)
