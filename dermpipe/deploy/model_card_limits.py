@@ -87,12 +87,20 @@ def evaluation(card: dict[str, Any]) -> list[str]:
     return lines
 
 
+def ood(card: dict[str, Any]) -> list[str]:
+    """The OOD detector's own verdict on unseen in-distribution images, and what its served score is."""
+    found = card.get("ood") or {}
+    if found.get("threshold_holds_on_test") is False:
+        return [f"Out-of-distribution flag ({found.get('served_score', 'its score')}): {found.get('transfer_note')}."]
+    return []
+
+
 def limitations(card: dict[str, Any]) -> list[str]:
     """Every limitation the card's figures show, in words; the inputs that were missing come last."""
     data = card["training_data"]
     lines = [*data_origin(data["collections"]), *skin_type(data["columns"]),
              *classes(data["counts_per_class"], card["evaluation"]["per_class"]),
-             *metadata(data["metadata_missing_share"]), *evaluation(card)]
+             *metadata(data["metadata_missing_share"]), *evaluation(card), *ood(card)]
     if not card["operating_points"]:
         lines.append("No operating points or OOD calibration (no clinical.json): answers carry no referral decision "
                      "and images unlike the training data are not flagged.")

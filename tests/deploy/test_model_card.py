@@ -136,6 +136,12 @@ def test_an_override_an_unachievable_point_and_ood_figures_are_carried_as_record
             "floor 0.20; it never decides.") in card["limitations"]
     assert card["operating_points"][0]["chosen"]["net_benefit"] == -0.01 and card["operating_points"][0]["default"]
     assert card["ood"]["candidates"]["energy"]["near"]["auroc"] == 0.91 and "center" not in card["ood"]
+    assert not any(line.startswith("Out-of-distribution flag") for line in card["limitations"])
+    clinical["ood"] |= {"threshold_holds_on_test": False, "transfer_note": "14/45 test images flagged (31.1%, 95 % "
+                        "CI 19.5% to 45.7%) against 5% intended"}
+    unheld = build_card(CardInputs(record, clinical, {}, None, {}, []))["limitations"]
+    assert ("Out-of-distribution flag (energy): 14/45 test images flagged (31.1%, 95 % CI 19.5% to 45.7%) against 5% "
+            "intended.") in unheld
     assert card["limitations"][0].startswith("Skin type: the training tables could not be read")
     text = "\n".join(card_lines(card, "/registry/m/2"))
     assert "(reason: pilot on our own 475 images, user: dr_a, at: 2026-12-07T10:00:00+00:00)" in text
