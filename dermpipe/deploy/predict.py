@@ -7,8 +7,8 @@ the server (dermpipe.data.image_check) and the same decode as the SavedModel's s
 read is listed with the reason and the others are still answered: one broken file must not hide a folder's results.
 The model may also be a recorded local run's id (its profiled model). The answer carries the decision
 (refer_melanoma | routine | out_of_distribution) at the default or a named operating point, and the OOD score, as
-`dermpipe serve` does (dermpipe.monitoring.clinical), wherever the model's clinical files are found: clinical.json and
-embedding_pca.npz beside model.keras (a registry version), else the profile of the run that made the model
+`dermpipe serve` does (dermpipe.model.profile.clinical), wherever the model's clinical files are found: clinical.json
+and embedding_pca.npz beside model.keras (a registry version), else the profile of the run that made the model
 (dermpipe.deploy.clinical_source); without one the answer says why it has no decision.
 """
 
@@ -77,8 +77,9 @@ def deployed_by_override(location: str) -> bool:
 
 def resolve_model(model: str | None, registry_root: str, model_name: str = config.MODEL_NAME,
                   ) -> tuple[str, str, ClinicalSource]:
-    """(model.keras location, description, where its clinical.json is): `model` None -> the registry's current version, digits ->
-    that registry version, a folder holding model.keras (or the .keras file itself), else a recorded run's id."""
+    """(model.keras location, description, where its clinical.json is): `model` None -> the registry's current
+    version, digits -> that registry version, a folder holding model.keras (or the .keras file itself), else a
+    recorded run's id."""
     if model is None or model.isdigit():
         version = registry.current_version(registry_root, model_name) if model is None else int(model)
         if version is None:
@@ -185,8 +186,8 @@ def _gradcam(model, pixels: np.ndarray, predictions: list[Prediction], paths: li
 def _clinical(found: ClinicalSource, operating_point: str | None):
     """(Clinical, EmbeddingPCA) of the clinical files found for the model, or (None, None) without one; a named
     operating point must be one it stores."""
-    from dermpipe.monitoring.clinical import load_clinical
-    from dermpipe.monitoring.reference import PCA_FILE, EmbeddingPCA
+    from dermpipe.model.profile.clinical import load_clinical
+    from dermpipe.model.profile.reference import PCA_FILE, EmbeddingPCA
 
     folder = found.folder
     clinical = load_clinical(folder) if folder else None

@@ -9,7 +9,7 @@ One row per image:
 
 The reference profile (`reference_profile.parquet`) holds these columns plus `image` and `split`; the prediction
 log (`dermpipe serve`) holds them plus timestamp/request_id/model_*/probabilities. The profile's files and the
-embedding PCA: dermpipe.monitoring.reference.
+embedding PCA: dermpipe.model.profile.reference.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from dermpipe.model.export import EMBEDDING_LAYER
 from dermpipe.storage import read_bytes
 
 if TYPE_CHECKING:
-    from dermpipe.monitoring.reference import EmbeddingPCA
+    from dermpipe.model.profile.reference import EmbeddingPCA
 
 DEFAULT_COMPONENTS = 5
 METADATA_NUMERIC: tuple[str, ...] = ("age_approx",)

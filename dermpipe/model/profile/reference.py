@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from dermpipe import config
-from dermpipe.monitoring.features import DEFAULT_COMPONENTS, feature_columns, n_components_of
+from dermpipe.model.profile.features import DEFAULT_COMPONENTS, feature_columns, n_components_of
 from dermpipe.storage import exists, read_bytes, read_text, write_bytes
 
 PCA_FILE = "embedding_pca.npz"

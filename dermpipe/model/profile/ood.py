@@ -1,5 +1,5 @@
-"""The served out-of-distribution detector: one score (dermpipe.monitoring.ood_scores, chosen by
-dermpipe.monitoring.ood_select) and its threshold, and the earlier score, "pca_residual", one of the candidates.
+"""The served out-of-distribution detector: one score (dermpipe.model.profile.ood_scores, chosen by
+dermpipe.model.profile.ood_select) and its threshold, and the earlier score, "pca_residual", one of the candidates.
 
 The model already yields a "pool" embedding, and the reference profile already stores the training set's PCA of it
 (embedding_pca.npz). pca_residual is a Mahalanobis distance in that PCA space plus the part the PCA leaves out:
@@ -19,15 +19,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dermpipe.monitoring.ood_scores import Scorer
-from dermpipe.monitoring.reference import EmbeddingPCA
+from dermpipe.model.profile.ood_scores import Scorer
+from dermpipe.model.profile.reference import EmbeddingPCA
 
 DEFAULT_PASS_RATE = 0.95
 
 
 @dataclass(frozen=True)
 class OODDetector:
-    """The served OOD score (dermpipe.monitoring.ood_scores.Scorer) with its validation-calibrated threshold."""
+    """The served OOD score (dermpipe.model.profile.ood_scores.Scorer) with its validation-calibrated threshold."""
 
     scorer: Scorer
     threshold: float = float("inf")

@@ -8,7 +8,7 @@
   MAX_DIMS) so clinical.json stays small whatever the backbone's width.
 - knn: distance to the k-th nearest L2-normalised training embedding (Sun et al. 2022), in the same directions plus
   the residual's length, on a capped bank of training rows.
-- pca_residual: the earlier score (dermpipe.monitoring.ood), the profile PCA's Mahalanobis plus the residual off it.
+- pca_residual: the earlier score (dermpipe.model.profile.ood), the profile PCA's Mahalanobis plus the residual off it.
 
 A Scorer is a name and the arrays it needs (its state); `score_with` dispatches on the name, so a stored detector
 is rebuilt from JSON without code of its own.
@@ -114,7 +114,7 @@ def score_with(scorer: Scorer, probabilities: np.ndarray | None, embeddings: np.
     if scorer.name == "knn":
         return knn_score(_with_residual(s, normalise(embeddings)), s["bank"], int(s["k"]))
     if scorer.name == "pca_residual":
-        from dermpipe.monitoring.ood import pca_residual_score
+        from dermpipe.model.profile.ood import pca_residual_score
 
         if pca is None:
             raise ValueError("OOD score pca_residual needs the profile's embedding PCA (embedding_pca.npz)")
