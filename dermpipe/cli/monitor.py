@@ -111,9 +111,9 @@ def _performance(current: str, model_name: str, registry_root: str | None, since
                  reference: str | None, **settings):
     """Measure and judge each served version on the fed-back labels; echo the table, write the report and JSON. The
     test figures come from --registry-root, else the registry --reference lies in, else the default registry."""
-    from dermpipe.model.profile.reference import registry_root_of
     from dermpipe.monitoring import performance_stage as stage
     from dermpipe.monitoring.performance import PerformanceParams
+    from dermpipe.monitoring.profile_reader import registry_root_of
 
     params = PerformanceParams(**settings)
     root = registry_root or registry_root_of(reference or "", model_name) or str(config.default_registry_root())

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dermpipe.model.profile.reference import Reference, load_reference, reference_features
 from dermpipe.monitoring.drift import DriftConfig, DriftResult, analyse
 from dermpipe.monitoring.log_reader import looks_like_log, read_prediction_log
+from dermpipe.monitoring.profile_reader import Reference, load_reference, reference_features
 
 
 @dataclass
@@ -55,12 +55,12 @@ def current_side(reference: Reference, current: str, *, since: str = "", until: 
                  metadata_csv: str = "", model_file: str = "") -> tuple[pd.DataFrame, dict, list, dict]:
     """current_features and, for a prediction log, the refer/OOD rates of its decisions ({} for image folders)."""
     from dermpipe.model.profile.features import (
-        DEFAULT_COMPONENTS,
         image_features,
         list_images,
         log_features,
         read_metadata_csv,
     )
+    from dermpipe.model.profile.reference import DEFAULT_COMPONENTS
     from dermpipe.monitoring.decision_rates import decision_rates
 
     n_components = profile_components(reference)

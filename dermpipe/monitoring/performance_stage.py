@@ -208,7 +208,7 @@ def run(current: str, registry_root: str, model_name: str, report, metrics, resu
     """The KFP stage: analyse, write report (HTML), results (JSON) and metrics; returns whether performance dropped.
     Without a registry_root, the registry the drift reference lies in (a registry model or version folder) is used."""
     from dermpipe.lineage.artifacts import annotate, log_metrics
-    from dermpipe.model.profile.reference import registry_root_of
+    from dermpipe.monitoring.profile_reader import registry_root_of
 
     registry_root = registry_root or registry_root_of(reference, model_name)
     result = analyse(current, model_name, registry_root, params, since=since, until=until, evidently=True)

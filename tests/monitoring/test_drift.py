@@ -14,13 +14,12 @@ from dermpipe.model.profile.reference import (
     PROFILE_FILE,
     EmbeddingPCA,
     fit_embedding_pca,
-    load_reference,
-    reference_features,
 )
 from dermpipe.model.profile.stage import build_profile
 from dermpipe.monitoring.drift import DriftConfig, analyse, config_from_params
 from dermpipe.monitoring.drift_stage import current_features, metric_values
 from dermpipe.monitoring.log_reader import read_prediction_log
+from dermpipe.monitoring.profile_reader import load_reference, reference_features
 
 DAY = dt.datetime(2026, 11, 24, tzinfo=dt.UTC)
 

@@ -150,7 +150,7 @@ def test_without_labels_nothing_is_measured_and_nothing_fires(tmp_path):
 def test_the_registry_is_found_from_a_registry_reference_and_only_from_one(tmp_path):
     import json
 
-    from dermpipe.model.profile.reference import registry_root_of
+    from dermpipe.monitoring.profile_reader import registry_root_of
 
     root = tmp_path / "registry"
     version = root / config.MODEL_NAME / "3"

@@ -1,4 +1,6 @@
-"""The evaluate and explain stages' parameter sets: names, types, defaults and help in one place.
+"""The evaluate and explain stages' parameter sets: names, types, defaults and help in one place; and the ensemble
+weightings the out-of-fold evaluation implements (dermpipe.model.evaluation.oof), which cross-validate's
+ensemble_weighting accepts.
 
 Kept apart from the stage logic (which imports pandas and kfp) so that `dermpipe run --help`, whose options are
 derived from these, stays quick; tests/architecture/test_parameter_agreement.py checks the signatures against them.
@@ -7,6 +9,8 @@ derived from these, stays quick; tests/architecture/test_parameter_agreement.py 
 from dataclasses import dataclass
 
 from dermpipe.componentkit import param
+
+WEIGHTINGS = ("uniform", "fold_bma")  # equal weights | each fold model's held-out-fold BMA
 
 
 @dataclass(frozen=True)

@@ -6,5 +6,6 @@ reference.py  the reference profile's files and the embedding PCA (EmbeddingPCA)
 clinical.py   clinical.json: temperature calibration, melanoma operating points, the served OOD detector
 ood*.py       the OOD candidate scores (ood_scores), the detector (ood), its choice (ood_select) on a far set
               (ood_set) and a near set (ood_near); ood_study runs the benchmark studies
-Deploy copies these files beside the SavedModel; serving, predict and the monitor read them from here.
+Deploy copies these files beside the SavedModel; serving and predict read them with this package, the drift
+monitor with dermpipe.monitoring.profile_reader.
 """

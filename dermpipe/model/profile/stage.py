@@ -26,9 +26,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from dermpipe.componentkit import param
-from dermpipe.model.evaluation.clinical_section import CLINICAL_FILE
 
-if TYPE_CHECKING:  # pandas and kfp load inside the functions: `dermpipe run --help` imports ProfileParams from here
+if TYPE_CHECKING:  # pandas, kfp and scikit-learn load inside the functions: pre-flight imports ProfileParams
     import pandas as pd
     from kfp.dsl import Artifact, Dataset, Metrics, Model
 
@@ -89,6 +88,7 @@ def profile_model(model_file: Path, dataset_dir: Path, tables: dict[str, pd.Data
     """Compute the profile of a saved model on the split tables and write the profile folder; returns profile.json."""
     import pandas as pd
 
+    from dermpipe.model.evaluation.clinical_section import CLINICAL_FILE
     from dermpipe.model.profile.features import decode_images, failed_message
     from dermpipe.model.profile.reference import PCA_FILE, PROFILE_FILE, PROFILE_JSON
 
@@ -208,6 +208,7 @@ def run(raw: Dataset, model: Model, splits: dict[str, Dataset], profile: Artifac
     import pandas as pd
 
     from dermpipe.lineage.artifacts import annotate, log_metrics
+    from dermpipe.model.evaluation.clinical_section import CLINICAL_FILE
 
     params.check()
     tables = {name: pd.read_parquet(artifact.path) for name, artifact in splits.items()}
