@@ -66,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1, help="best of N runs of each")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
-    from tests.synthetic_traffic import log_records, synthetic_features, write_prediction_log
+    # the tests' generator, one copy: tests/ is not a package (an installed library ships a top-level `tests`)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from synthetic_traffic import log_records, synthetic_features, write_prediction_log
 
     model_name = "dermpipe-isic2019"
     reference = synthetic_features(args.reference_rows, seed=1)
