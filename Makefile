@@ -55,9 +55,10 @@ test: $(STAMP) $(TOOLS_STAMP) $(TFCOMPAT_STAMP) ## run the test suite (unit, dat
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet  # the manual (docs/): a broken link or page fails
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
-lint: $(STAMP) ## ruff on the code, import-linter on the layers, hadolint on the Dockerfiles
+lint: $(STAMP) ## ruff on the code, import-linter on the layers, no import cycles in a folder, hadolint on the Dockerfiles
 	$(BIN)/ruff check .
 	$(BIN)/python tests/lint_layers.py
+	$(BIN)/python tests/import_cycles.py
 	$(BIN)/hadolint images/*.Dockerfile
 
 compile: $(STAMP) ## write the KFP IR YAML of the training pipeline to training.yaml

@@ -25,8 +25,8 @@ TARGET_SECONDS = 60.0
 
 def ours(log_root: Path, reference: pd.DataFrame, model_name: str) -> tuple[float, float, str]:
     """(total seconds, seconds without the HTML report, decision) of dermpipe's analysis."""
+    from dermpipe.model.profile.features import log_features, n_components_of
     from dermpipe.monitoring.drift import analyse
-    from dermpipe.monitoring.features import log_features, n_components_of
     from dermpipe.monitoring.log_reader import read_prediction_log
 
     start = time.perf_counter()
@@ -66,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1, help="best of N runs of each")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
-    from dermpipe.monitoring.synthetic import log_records, synthetic_features, write_prediction_log
+    # the tests' generator, one copy: tests/ is not a package (an installed library ships a top-level `tests`)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from synthetic_traffic import log_records, synthetic_features, write_prediction_log
 
     model_name = "dermpipe-isic2019"
     reference = synthetic_features(args.reference_rows, seed=1)

@@ -2,7 +2,7 @@
 
     python benchmarks/ood.py [--epochs 8] [--image-size 64] [--ham-images 1600] [--only demo,sample,ham]
 
-Three studies (dermpipe.monitoring.ood_study), each a small simple_cnn trained here on one collection:
+Three studies (dermpipe.model.profile.ood_study), each a small simple_cnn trained here on one collection:
   demo    trained on the synthetic demo lesions; near = real dermoscopy (the ISIC 2019 sample, a HAM10000 slice)
   sample  trained on the real ISIC 2019 sample (UDA-1); near = the ISIC 2020 sample (another population and year),
           and held-out images of the same collection (in distribution: they should pass)
@@ -32,7 +32,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"  # the real kit
 
 def demo_study(args) -> tuple[str, object, dict[str, float]]:
     from dermpipe.data.demo import DemoSpec, write_demo_dataset
-    from dermpipe.monitoring.ood_study import grouped_split, labelled_images, run_study, train_small
+    from dermpipe.model.profile.ood_study import grouped_split, labelled_images, run_study, train_small
 
     with tempfile.TemporaryDirectory() as tmp:
         write_demo_dataset(Path(tmp), DemoSpec(n_images=400))
@@ -51,8 +51,8 @@ def demo_study(args) -> tuple[str, object, dict[str, float]]:
 
 
 def sample_study(args) -> tuple[str, object, dict[str, float]]:
-    from dermpipe.monitoring.features import list_images
-    from dermpipe.monitoring.ood_study import grouped_split, labelled_images, run_study, train_small
+    from dermpipe.model.profile.features import list_images
+    from dermpipe.model.profile.ood_study import grouped_split, labelled_images, run_study, train_small
 
     paths, labels, groups = labelled_images(SHARED / "isic2019-sample")
     train, val, held = grouped_split(groups, (0.6, 0.18), args.seed)
@@ -70,7 +70,7 @@ def sample_study(args) -> tuple[str, object, dict[str, float]]:
 
 def ham_study(args, held_out_class: str = "VASC") -> tuple[str, object, dict[str, float]]:
     from dermpipe import config
-    from dermpipe.monitoring.ood_study import grouped_split, labelled_images, run_study, train_small
+    from dermpipe.model.profile.ood_study import grouped_split, labelled_images, run_study, train_small
 
     paths, labels, groups = labelled_images(SHARED / "ham10000")
     unseen = labels == config.CLASSES.index(held_out_class)
@@ -87,7 +87,7 @@ def ham_study(args, held_out_class: str = "VASC") -> tuple[str, object, dict[str
 
 
 def report(title: str, study, targets: dict[str, float], seconds: float) -> bool:
-    from dermpipe.monitoring.ood_study import format_table
+    from dermpipe.model.profile.ood_study import format_table
 
     print(f"\n== {title} ({seconds:.0f} s)\n{format_table(study)}\nserved: {study.chosen_by}")
     base = study.figures["pca_residual"]

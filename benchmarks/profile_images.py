@@ -53,8 +53,8 @@ def main() -> None:
     import numpy as np
 
     from dermpipe.data.image_stats import STAT_COLUMNS
+    from dermpipe.model.profile.features import decode_images, list_images
     from dermpipe.model.zoo import build_classifier
-    from dermpipe.monitoring.features import decode_images, list_images
 
     paths = list_images(args.images)
     keras.utils.set_random_seed(0)

@@ -1,4 +1,4 @@
-"""profile: the KFP component (signature, parameters, one library call); the logic is dermpipe.monitoring.profile."""
+"""profile: the KFP component (signature, parameters, one library call); the logic is dermpipe.model.profile.stage."""
 
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 
@@ -13,8 +13,7 @@ def profile(raw: Input[Dataset], model: Input[Model], train_split: Input[Dataset
     """Reference profile of the trained model for the drift monitor (embedding PCA + per-image features), and the
     clinical calibration: melanoma operating points chosen on validation (on out-of-fold predictions for a
     cross-validated ensemble), the OOD detector and its threshold."""
-    from dermpipe.model.evaluation.params import ProfileParams
-    from dermpipe.monitoring.profile import run
+    from dermpipe.model.profile.stage import ProfileParams, run
 
     params = ProfileParams(n_components=n_components, melanoma_target_sensitivity=melanoma_target_sensitivity,
                            melanoma_min_specificity=melanoma_min_specificity, ood_pass_rate=ood_pass_rate,

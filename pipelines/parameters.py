@@ -2,8 +2,8 @@
 
 Each stage's parameter set is a frozen dataclass beside its logic (names, types, defaults, help): IngestParams,
 MergeParams, SplitParams, PrepareParams (dermpipe.data.params), TrainParams (dermpipe.model.training.params),
-EvaluateParams, ExplainParams, ProfileParams (dermpipe.model.evaluation.params), GateParams
-(dermpipe.model.evaluation.gate), ChampionParams, ChallengeParams, DeployParams (dermpipe.deploy.params). The
+EvaluateParams, ExplainParams (dermpipe.model.evaluation.params), ProfileParams (dermpipe.model.profile.stage),
+GateParams (dermpipe.model.evaluation.gate), ChampionParams, ChallengeParams, DeployParams (dermpipe.deploy.params). The
 component and pipeline signatures stay literal, because KFP ships a component's source and a generated signature
 would compile and then fail at run time; the parameter agreement test checks that name, type and default agree on
 all four surfaces (dataclass, component, pipeline, `dermpipe run`).
@@ -28,7 +28,8 @@ from typing import Any
 from dermpipe.data.params import IngestParams, MergeParams, PrepareParams, SplitParams
 from dermpipe.deploy.params import ChallengeParams, ChampionParams, DeployParams
 from dermpipe.model.evaluation.gate import GateParams
-from dermpipe.model.evaluation.params import EvaluateParams, ExplainParams, ProfileParams
+from dermpipe.model.evaluation.params import EvaluateParams, ExplainParams
+from dermpipe.model.profile.stage import ProfileParams
 from dermpipe.model.training.cv_params import CrossValParams
 from dermpipe.model.training.params import TrainParams
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dermpipe import config
-from dermpipe.monitoring.prediction_log import PredictionLog, log_line
+from dermpipe.serving.prediction_log import PredictionLog, log_line
 
 
 def write_log(root, model: str, request_ids, *, day: str = "2026-11-29", metadata: dict | None = None,

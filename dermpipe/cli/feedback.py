@@ -1,5 +1,5 @@
 """`dermpipe feedback`: ground truth (biopsy, consensus, follow-up) for logged predictions, from a CSV / JSON Lines
-file or one label given by flags, validated and stored beside the prediction log (dermpipe.monitoring.feedback)."""
+file or one label given by flags, validated and stored beside the prediction log (dermpipe.serving.feedback_store)."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def feedback(
     Labels are checked against the prediction log (the request id must be logged), the ISIC 2019 classes and the
     labels already stored (a second, different diagnosis for a request id is refused; the same one is reported as
     already known). The accepted ones are written as one new file under <log-root>/<model>/labels/."""
-    from dermpipe.monitoring.feedback import submit_feedback
+    from dermpipe.serving.feedback_store import submit_feedback
 
     items = _items(file, {"request_id": request_id, "diagnosis": diagnosis, "source": source, "date": date})
     try:

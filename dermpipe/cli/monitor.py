@@ -113,7 +113,7 @@ def _performance(current: str, model_name: str, registry_root: str | None, since
     test figures come from --registry-root, else the registry --reference lies in, else the default registry."""
     from dermpipe.monitoring import performance_stage as stage
     from dermpipe.monitoring.performance import PerformanceParams
-    from dermpipe.monitoring.reference import registry_root_of
+    from dermpipe.monitoring.profile_reader import registry_root_of
 
     params = PerformanceParams(**settings)
     root = registry_root or registry_root_of(reference or "", model_name) or str(config.default_registry_root())

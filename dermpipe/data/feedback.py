@@ -8,8 +8,8 @@ request's metadata, and as lesion_id the request's lesion_id, else `patient:<pat
 groups it by content hash), so split keeps a lesion, or a patient, on one side. Every label that does not become a
 row is counted and listed with its reason in feedback.json, never dropped silently.
 
-The label-file format is read here (monitoring/labels.py writes it and reads it through read_label_files), because
-the data layer may not import monitoring.
+The label-file format is read here (serving/labels.py writes it and reads it through read_label_files), because
+the data layer may not import serving.
 """
 
 from __future__ import annotations

@@ -13,7 +13,6 @@ files, resume partial ones, verify checksums), then hard-linked into the artifac
 import json
 import os
 import shutil
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +20,9 @@ from kfp.dsl import Dataset, Metrics
 
 from dermpipe import config
 from dermpipe.data.schema import IMAGE_SUFFIXES
-from dermpipe.data.sources.spec import REMOTE_KINDS, IngestError, Source, parse_source  # noqa: F401 (re-exported)
+from dermpipe.data.sources.archive import extract_zip
+from dermpipe.data.sources.errors import IngestError
+from dermpipe.data.sources.spec import REMOTE_KINDS, Source, parse_source  # noqa: F401 (re-exported)
 
 
 @dataclass(frozen=True)
@@ -69,17 +70,6 @@ def import_layout(layout: Layout, out_dir: Path) -> dict[str, Path]:
     for rel, src in placed.items():
         _place(src, out_dir / rel)
     return placed
-
-
-def extract_zip(archive: Path, staging: Path) -> Path:
-    """Extract a Kaggle-style archive, refusing members that would land outside the staging folder."""
-    with zipfile.ZipFile(archive) as zf:
-        for member in zf.namelist():
-            target = (staging / member).resolve()
-            if not str(target).startswith(str(staging.resolve())):
-                raise IngestError(f"{archive}: member {member!r} would be written outside the extraction folder")
-        zf.extractall(staging)
-    return staging
 
 
 def build_manifest(root: Path, *, quiet: bool = True,

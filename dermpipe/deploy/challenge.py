@@ -57,8 +57,8 @@ def baseline_predictions(profile_dir: Path | None, train: pd.DataFrame, test: pd
     image statistics the profile stage computed for each train and test image."""
     from dermpipe.data.image_stats import STAT_COLUMNS
     from dermpipe.model.evaluation.gate import fit_image_stats_baseline
-    from dermpipe.monitoring.features import image_key
-    from dermpipe.monitoring.reference import PROFILE_FILE
+    from dermpipe.model.profile.features import image_key
+    from dermpipe.model.profile.reference import PROFILE_FILE
 
     if profile_dir is None or not (profile_dir / PROFILE_FILE).is_file():
         return None, "baseline not fitted: no profile artifact with image statistics was given"
@@ -77,7 +77,7 @@ def baseline_predictions(profile_dir: Path | None, train: pd.DataFrame, test: pd
 
 def default_operating_point(profile_dir: Path | None):
     """The profile's default melanoma operating point (clinical.json), or None when there is none."""
-    from dermpipe.monitoring.clinical import load_clinical
+    from dermpipe.model.profile.clinical import load_clinical
 
     clinical = None if profile_dir is None else load_clinical(str(profile_dir))
     return None if clinical is None else clinical.default_point

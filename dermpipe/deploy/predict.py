@@ -7,8 +7,8 @@ the server (dermpipe.data.image_check) and the same decode as the SavedModel's s
 read is listed with the reason and the others are still answered: one broken file must not hide a folder's results.
 The model may also be a recorded local run's id (its profiled model). The answer carries the decision
 (refer_melanoma | routine | out_of_distribution) at the default or a named operating point, and the OOD score, as
-`dermpipe serve` does (dermpipe.monitoring.clinical), wherever the model's clinical files are found: clinical.json and
-embedding_pca.npz beside model.keras (a registry version), else the profile of the run that made the model
+`dermpipe serve` does (dermpipe.model.profile.clinical), wherever the model's clinical files are found: clinical.json
+and embedding_pca.npz beside model.keras (a registry version), else the profile of the run that made the model
 (dermpipe.deploy.clinical_source); without one the answer says why it has no decision.
 """
 
@@ -186,8 +186,8 @@ def _gradcam(model, pixels: np.ndarray, predictions: list[Prediction], paths: li
 def _clinical(found: ClinicalSource, operating_point: str | None):
     """(Clinical, EmbeddingPCA) of the clinical files found for the model, or (None, None) without one; a named
     operating point must be one it stores."""
-    from dermpipe.monitoring.clinical import load_clinical
-    from dermpipe.monitoring.reference import PCA_FILE, EmbeddingPCA
+    from dermpipe.model.profile.clinical import load_clinical
+    from dermpipe.model.profile.reference import PCA_FILE, EmbeddingPCA
 
     folder = found.folder
     clinical = load_clinical(folder) if folder else None

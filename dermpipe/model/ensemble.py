@@ -82,7 +82,7 @@ def check_combination(weights: Sequence[float], temperatures: Sequence[float]) -
 
 def member_view(member: keras.Model, index: int) -> keras.Model:
     """The member as a nested model with outputs [probabilities, pool embedding, last feature map] (weights shared)."""
-    from dermpipe.model.evaluation.gradcam import last_feature_map_layer
+    from dermpipe.model.backbones import last_feature_map_layer
 
     features = last_feature_map_layer(member)
     if features is None:

@@ -18,9 +18,9 @@ import keras
 from keras import layers, ops
 
 from dermpipe.model.augment import LAYER_NAME, RandomAugment
+from dermpipe.model.backbones import check_backbone
 from dermpipe.model.ensemble import ProbabilityAverage  # noqa: F401 - registers the ensembles' averaging layer
 from dermpipe.model.metadata_inputs import MetadataEncoding  # noqa: F401 - registers the fusion models' encoding layer
-from dermpipe.model.training.params import BACKBONES, check_backbone  # noqa: F401 (BACKBONES re-exported)
 
 # ImageNet channel means (BGR) of the "caffe" preprocessing that keras.applications.ResNet50 expects.
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)

@@ -1,6 +1,6 @@
 """drift: compare current traffic with the model's reference profile (Evidently DataDriftPreset) and decide.
 
-Both sides are tables of the same feature columns (dermpipe.monitoring.features); dermpipe.monitoring.drift_stage
+Both sides are tables of the same feature columns (dermpipe.model.profile.features); dermpipe.monitoring.drift_stage
 reads them (the reference profile, and a prediction log window or a folder of images) and runs this analysis.
 
 Each feature column is tested with an explicit method and threshold (numeric: normed Wasserstein distance,
@@ -102,7 +102,7 @@ class DriftResult:
 
 
 def column_kinds(columns: list[str]) -> dict[str, str]:
-    from dermpipe.monitoring.features import categorical_columns, n_components_of, numeric_columns
+    from dermpipe.model.profile.features import categorical_columns, n_components_of, numeric_columns
 
     numeric = set(numeric_columns(n_components_of(columns)))
     categorical = set(categorical_columns())

@@ -11,7 +11,7 @@ import pandas as pd
 
 from dermpipe.monitoring.drift import DriftConfig, DriftResult, analyse
 from dermpipe.monitoring.log_reader import looks_like_log, read_prediction_log
-from dermpipe.monitoring.reference import Reference, load_reference, reference_features
+from dermpipe.monitoring.profile_reader import Reference, load_reference, reference_features
 
 
 @dataclass
@@ -54,14 +54,14 @@ def current_features(reference: Reference, current: str, **options: str) -> tupl
 def current_side(reference: Reference, current: str, *, since: str = "", until: str = "",
                  metadata_csv: str = "", model_file: str = "") -> tuple[pd.DataFrame, dict, list, dict]:
     """current_features and, for a prediction log, the refer/OOD rates of its decisions ({} for image folders)."""
-    from dermpipe.monitoring.decision_rates import decision_rates
-    from dermpipe.monitoring.features import (
-        DEFAULT_COMPONENTS,
+    from dermpipe.model.profile.features import (
         image_features,
         list_images,
         log_features,
         read_metadata_csv,
     )
+    from dermpipe.model.profile.reference import DEFAULT_COMPONENTS
+    from dermpipe.monitoring.decision_rates import decision_rates
 
     n_components = profile_components(reference)
     if "://" not in current and Path(current).is_dir() and not looks_like_log(current, reference.model_name):
@@ -88,7 +88,7 @@ def current_side(reference: Reference, current: str, *, since: str = "", until: 
 
 def profile_components(reference: Reference) -> int:
     """How many embedding PCA components the reference profiles: its fitted PCA's, else its pca_* columns'."""
-    from dermpipe.monitoring.features import n_components_of
+    from dermpipe.model.profile.features import n_components_of
 
     return reference.pca.n_components if reference.pca is not None else n_components_of(reference.profile.columns)
 
@@ -98,8 +98,8 @@ def read_inputs_by_served_version(registry_root: str, model_name: str, current: 
     """One DriftInputs per model version that served the log window, each against that version's own reference
     profile in the registry (<registry>/<model>/<version>): a window that spans a promotion is not compared with one
     model's profile, since the embedding columns of two versions do not share a space."""
+    from dermpipe.model.profile.features import log_features
     from dermpipe.monitoring.decision_rates import decision_rates
-    from dermpipe.monitoring.features import log_features
 
     records, counts = read_prediction_log(current, model_name, since, until)
     if records.empty or "model_version" not in records:

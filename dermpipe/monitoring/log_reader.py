@@ -1,51 +1,15 @@
 """The prediction log as the drift monitor reads it: the JSON Lines files of a time window, parsed into records.
 
-The log (dermpipe.monitoring.prediction_log) is partitioned by day, `<log_root>/<model name>/date=YYYY-MM-DD/*.jsonl`,
+The log (dermpipe.serving.prediction_log) is partitioned by day, `<log_root>/<model name>/date=YYYY-MM-DD/*.jsonl`,
 local or gs://; a window [since, until) takes ISO dates or times (UTC unless they say otherwise) or look-backs.
 """
 
-import datetime as dt
 import json
 
 import pandas as pd
 
-from dermpipe.storage import exists, list_names, read_bytes
-
-
-def _parse_day(value: str, name: str, now: dt.datetime | None = None) -> dt.datetime | None:
-    """An ISO date/time (UTC unless it says otherwise) or a look-back such as `24h` or `7d` (now minus that)."""
-    if not value:
-        return None
-    if value[:-1].isdigit() and value[-1:] in ("h", "d"):
-        hours = int(value[:-1]) * (24 if value.endswith("d") else 1)
-        return (now or dt.datetime.now(dt.UTC)) - dt.timedelta(hours=hours)
-    try:
-        stamp = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as err:
-        raise ValueError(f"--{name} {value!r} is not an ISO date or time (e.g. 2026-11-24 or "
-                         "2026-11-24T06:00) nor a look-back such as 24h or 7d") from err
-    return stamp if stamp.tzinfo else stamp.replace(tzinfo=dt.UTC)
-
-
-def log_files(log_root: str, model_name: str, since: str = "", until: str = "") -> list[str]:
-    """The JSONL files of the partitions date=YYYY-MM-DD that overlap the window [since, until)."""
-    root = log_root.rstrip("/")
-    folder = root if any(n.startswith("date=") for n in list_names(root)) else f"{root}/{model_name}"
-    if not exists(folder):
-        raise FileNotFoundError(f"{log_root}: no prediction log for model {model_name!r} (expected "
-                                f"{folder}/date=YYYY-MM-DD/*.jsonl, as written by `dermpipe serve`)")
-    start, end = _parse_day(since, "since"), _parse_day(until, "until")
-    files = []
-    for name in sorted(n for n in list_names(folder) if n.startswith("date=")):
-        try:
-            day = dt.date.fromisoformat(name.removeprefix("date="))
-        except ValueError:
-            continue
-        day_start = dt.datetime.combine(day, dt.time(), dt.UTC)  # the partition holds [day_start, +1 day)
-        if (start and day_start + dt.timedelta(days=1) <= start) or (end and day_start >= end):
-            continue
-        files += [f"{folder}/{name}/{f}" for f in list_names(f"{folder}/{name}") if f.endswith(".jsonl")]
-    return files
+from dermpipe.serving.prediction_log import log_files, parse_day
+from dermpipe.storage import list_names, read_bytes
 
 
 def parse_jsonl(data: bytes, probabilities: bool = False) -> tuple[pd.DataFrame, int]:
@@ -90,9 +54,9 @@ def read_prediction_log(log_root: str, model_name: str, since: str = "", until: 
         stamps = table["timestamp"]
         keep = pd.Series(True, index=table.index)
         if since:
-            keep &= stamps >= pd.Timestamp(_parse_day(since, "since"))
+            keep &= stamps >= pd.Timestamp(parse_day(since, "since"))
         if until:
-            keep &= stamps < pd.Timestamp(_parse_day(until, "until"))
+            keep &= stamps < pd.Timestamp(parse_day(until, "until"))
         outside = int((~keep).sum())
         table = table[keep].reset_index(drop=True)
     return table, {"log_files": len(files), "log_lines": read, "malformed_lines": malformed,

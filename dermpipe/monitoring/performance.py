@@ -1,6 +1,6 @@
 """Live performance of the served model from fed-back labels: the join, estimates with intervals, label delay.
 
-Labels (dermpipe.monitoring.labels) are joined to the prediction log's lines by request_id. On the labelled lines of
+Labels (dermpipe.serving.labels) are joined to the prediction log's lines by request_id. On the labelled lines of
 one model version (and of one period of the window) each estimate carries its sample size n and a bootstrap interval,
 resampling the labelled images with replacement through the same helpers that made the version's test-time figures,
 so that a live figure and its test figure are computed alike:

@@ -23,7 +23,7 @@ import json
 import math
 
 from dermpipe.model.evaluation.calibration import Calibration
-from dermpipe.monitoring.clinical import load_clinical
+from dermpipe.model.profile.clinical import load_clinical
 from dermpipe.monitoring.performance import PerformanceParams
 from dermpipe.storage import exists, read_text
 

@@ -73,8 +73,8 @@ def analyse(current: str, model_name: str, registry_root: str, params: perf.Perf
             since: str = "", until: str = "", evidently: bool = False) -> PerformanceResult:
     """Join the window's predictions to the labels and measure and judge each version that served it (with
     `evidently`, also run Evidently's ClassificationPreset on each version's labelled lines for the report)."""
-    from dermpipe.monitoring.labels import read_labels
     from dermpipe.monitoring.log_reader import looks_like_log, read_prediction_log
+    from dermpipe.serving.labels import read_labels
 
     if "://" not in current and not looks_like_log(current, model_name):
         return PerformanceResult([], {}, params, f"{current} is not a prediction log of {model_name}: not measured")
@@ -208,7 +208,7 @@ def run(current: str, registry_root: str, model_name: str, report, metrics, resu
     """The KFP stage: analyse, write report (HTML), results (JSON) and metrics; returns whether performance dropped.
     Without a registry_root, the registry the drift reference lies in (a registry model or version folder) is used."""
     from dermpipe.lineage.artifacts import annotate, log_metrics
-    from dermpipe.monitoring.reference import registry_root_of
+    from dermpipe.monitoring.profile_reader import registry_root_of
 
     registry_root = registry_root or registry_root_of(reference, model_name)
     result = analyse(current, model_name, registry_root, params, since=since, until=until, evidently=True)

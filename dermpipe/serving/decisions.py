@@ -1,6 +1,6 @@
 """The decision every protocol answers beside the probabilities: refer_melanoma | routine | out_of_distribution, why
 (decision_reason: above all when MEL is the most probable class but the answer is routine), the operating point used
-and the OOD score, from the version's clinical.json (dermpipe.monitoring.clinical).
+and the OOD score, from the version's clinical.json (dermpipe.model.profile.clinical).
 
 A request names another stored operating point (`operating_point`); an unknown name, or a point stored as not
 achievable by this model, is the client's error (400) and is refused before the images run. A version deployed

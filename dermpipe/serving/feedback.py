@@ -1,5 +1,5 @@
 """POST /v1/feedback and POST /v2/models/{name}/feedback: ground truth (biopsy, consensus, follow-up) for logged
-predictions, by request id, validated and stored beside the prediction log (dermpipe.monitoring.feedback).
+predictions, by request id, validated and stored beside the prediction log (dermpipe.serving.feedback_store).
 
 200: at least one label was accepted or already known; the body lists every label's outcome. 400 ({"error": ...,
 plus the same outcome list}): no label is valid, or the body is not {"labels": [...]}. 404: another model's name
@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 
-from dermpipe.monitoring.feedback import submit_feedback
+from dermpipe.serving.feedback_store import submit_feedback
 from dermpipe.serving.routes import ServiceDep
 from dermpipe.serving.service import Service
 from dermpipe.serving.settings import ServingError

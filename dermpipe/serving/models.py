@@ -34,7 +34,7 @@ class ServedModel:
     loaded: Any = None  # keeps the SavedModel object (and so the signature's variables) alive
     signature_def: dict = field(default_factory=dict)
     metadata_inputs: bool = False  # a metadata-fusion model: serving_default also takes age_approx, sex, site
-    clinical: Any = None  # dermpipe.monitoring.clinical.Clinical from the version's clinical.json, or None
+    clinical: Any = None  # dermpipe.model.profile.clinical.Clinical from the version's clinical.json, or None
 
     @property
     def gate_override(self) -> bool:
@@ -44,7 +44,7 @@ class ServedModel:
     @property
     def pca(self):
         """The reference PCA as an EmbeddingPCA (what the OOD score projects on), or None."""
-        from dermpipe.monitoring.reference import EmbeddingPCA
+        from dermpipe.model.profile.reference import EmbeddingPCA
 
         return None if self.pca_components is None else EmbeddingPCA(self.pca_mean, self.pca_components)
 
@@ -127,7 +127,7 @@ def load_version(registry_root: str, model_name: str, version: int) -> ServedMod
             pca = np.load(io.BytesIO(handle.read()))
             served.pca_mean = np.asarray(pca["mean"], np.float32)
             served.pca_components = np.asarray(pca["components"], np.float32)
-    from dermpipe.monitoring.clinical import load_clinical
+    from dermpipe.model.profile.clinical import load_clinical
 
     served.clinical = load_clinical(uri)
     probabilities, embedding, _ = served.predict([bytes_decoder(image_size)(probe_jpeg()).numpy()])

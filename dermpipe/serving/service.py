@@ -14,11 +14,11 @@ from starlette.concurrency import run_in_threadpool
 
 from dermpipe import config
 from dermpipe.data.image_stats import statistics_rows
-from dermpipe.monitoring.prediction_log import PredictionLog, log_line
 from dermpipe.serving.batching import MicroBatcher
 from dermpipe.serving.decisions import check_operating_point, decide
 from dermpipe.serving.images import CheckedImage, check_images
 from dermpipe.serving.models import ModelManager, ServedModel
+from dermpipe.serving.prediction_log import PredictionLog, log_line
 from dermpipe.serving.settings import ServingError, Settings
 from dermpipe.serving.telemetry import Telemetry
 

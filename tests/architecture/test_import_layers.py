@@ -20,6 +20,9 @@ def test_the_layers_hold(tmp_path):
     ("dermpipe/data/schema.py", "import dermpipe.components.train", "dermpipe.data.schema"),
     ("dermpipe/model/zoo.py", "from dermpipe.serving import app", "dermpipe.model.zoo"),
     ("dermpipe/deploy/registry.py", "import dermpipe.pipelines.local", "dermpipe.deploy.registry"),
+    # serving and deploy sit below monitoring: the model's clinical files are dermpipe.model.profile's
+    ("dermpipe/serving/models.py", "from dermpipe.monitoring import drift", "dermpipe.serving.models"),
+    ("dermpipe/deploy/predict.py", "import dermpipe.monitoring.log_reader", "dermpipe.deploy.predict"),
     # the mapped packages: a component importing the DAG factories above it
     ("components/split.py", "from dermpipe.pipelines import training", "dermpipe.components.split"),
 ])

@@ -130,7 +130,7 @@ def test_every_component_parameter_is_a_pipeline_parameter_or_listed():
 def test_component_only_parameters_match_their_dataclass():
     from dermpipe.data.params import SplitParams
     from dermpipe.deploy.params import ChallengeParams, DeployParams
-    from dermpipe.model.evaluation.params import ProfileParams
+    from dermpipe.model.profile.stage import ProfileParams
 
     classes = {"gate": ChallengeParams, "deploy": DeployParams, "profile": ProfileParams, "split": SplitParams}
     for stage, name in sorted(COMPONENT_ONLY):

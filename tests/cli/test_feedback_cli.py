@@ -7,7 +7,7 @@ from logged_predictions import write_log
 from typer.testing import CliRunner
 
 from dermpipe.cli.main import app
-from dermpipe.monitoring.labels import read_labels
+from dermpipe.serving.labels import read_labels
 
 MODEL = "derm"
 

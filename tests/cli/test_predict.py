@@ -121,10 +121,10 @@ def clinical_folder(tmp_path_factory, model_folder, isic_sample) -> Path:
     import keras
 
     from dermpipe.model.evaluation.operating_points import OperatingPoint
-    from dermpipe.monitoring.clinical import Clinical
-    from dermpipe.monitoring.features import decode_images
-    from dermpipe.monitoring.ood import calibrate, fit_detector
-    from dermpipe.monitoring.reference import fit_embedding_pca
+    from dermpipe.model.profile.clinical import Clinical
+    from dermpipe.model.profile.features import decode_images
+    from dermpipe.model.profile.ood import calibrate, fit_detector
+    from dermpipe.model.profile.reference import fit_embedding_pca
 
     folder = tmp_path_factory.mktemp("clinical")
     shutil.copyfile(model_folder / "model.keras", folder / "model.keras")

@@ -48,7 +48,7 @@ def fusion_model():
 
 def test_broken_files_are_listed_by_path_and_the_rest_stay_aligned(mixed_folder, model):
     from dermpipe.data.image_stats import STAT_COLUMNS, statistics_from_bytes
-    from dermpipe.monitoring.features import decode_images
+    from dermpipe.model.profile.features import decode_images
 
     out = decode_images(mixed_folder, SIZE, model, batch_size=4)  # batches straddle the broken files
     assert [path for path, _ in out.failed] == [str(mixed_folder[3]), str(mixed_folder[8])]
@@ -64,7 +64,7 @@ def test_broken_files_are_listed_by_path_and_the_rest_stay_aligned(mixed_folder,
 
 
 def test_statistics_only_and_the_strict_model_outputs(mixed_folder, model):
-    from dermpipe.monitoring.features import decode_images, model_outputs
+    from dermpipe.model.profile.features import decode_images, model_outputs
 
     stats_only = decode_images(mixed_folder, SIZE)
     assert stats_only.probabilities is None and stats_only.embeddings is None and len(stats_only.stats) == 10
@@ -73,7 +73,7 @@ def test_statistics_only_and_the_strict_model_outputs(mixed_folder, model):
 
 
 def test_image_features_keep_metadata_on_the_right_rows(mixed_folder, model):
-    from dermpipe.monitoring.features import image_features, image_key
+    from dermpipe.model.profile.features import image_features, image_key
 
     sites = ["head/neck", "torso", "palms/soles", "lower extremity"]
     metadata = pd.DataFrame({"image": [image_key(str(p)) for p in mixed_folder],
@@ -86,7 +86,7 @@ def test_image_features_keep_metadata_on_the_right_rows(mixed_folder, model):
 
 
 def test_a_fusion_model_gets_each_images_own_metadata_past_the_broken_files(mixed_folder, fusion_model):
-    from dermpipe.monitoring.features import decode_images
+    from dermpipe.model.profile.features import decode_images
 
     n = len(mixed_folder)
     metadata = pd.DataFrame({"age_approx": [5.0 * i for i in range(n)],

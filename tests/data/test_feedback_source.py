@@ -15,8 +15,8 @@ from dermpipe.data.feedback import feedback_fingerprint
 from dermpipe.data.ingest import ingest_source
 from dermpipe.data.merge import merge_dataset
 from dermpipe.data.split import leakage_groups, split_table
-from dermpipe.monitoring.labels import Label, append_labels
-from dermpipe.monitoring.prediction_log import PredictionLog, log_line
+from dermpipe.serving.labels import Label, append_labels
+from dermpipe.serving.prediction_log import PredictionLog, log_line
 
 MODEL = "derm"
 NOW = dt.datetime.now(dt.UTC)

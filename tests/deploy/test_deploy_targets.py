@@ -39,9 +39,9 @@ def _profile(folder: Path, dim: int = 128, k: int = 3) -> Path:
 def _clinical_json(folder: Path) -> Path:
     """A clinical.json as the profile stage writes it: two operating points and an OOD detector."""
     from dermpipe.model.evaluation.operating_points import OperatingPoint
-    from dermpipe.monitoring.clinical import Clinical
-    from dermpipe.monitoring.ood import OODDetector
-    from dermpipe.monitoring.ood_scores import Scorer
+    from dermpipe.model.profile.clinical import Clinical
+    from dermpipe.model.profile.ood import OODDetector
+    from dermpipe.model.profile.ood_scores import Scorer
 
     points = (OperatingPoint("melanoma_sens95", 0.12, 0.95, test={"sensitivity": 0.93, "specificity": 0.41}),
               OperatingPoint("melanoma_sens90", 0.2, 0.90, invalid="specificity 0.100 is under the floor 0.20"))

@@ -5,7 +5,7 @@ import pandas as pd
 
 from dermpipe.data.image_stats import STAT_COLUMNS
 from dermpipe.deploy.challenge import baseline_predictions
-from dermpipe.monitoring.reference import PROFILE_FILE
+from dermpipe.model.profile.reference import PROFILE_FILE
 
 
 def _tables(n: int, suffix: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:

@@ -4,9 +4,10 @@ import keras
 import numpy as np
 import pytest
 
+from dermpipe.model.backbones import last_feature_map_layer
 from dermpipe.model.ensemble import build_ensemble
 from dermpipe.model.evaluation.ensemble_cam import ensemble_cam_maps, normalise
-from dermpipe.model.evaluation.gradcam import cam_maps, last_feature_map_layer
+from dermpipe.model.evaluation.gradcam import cam_maps
 from dermpipe.model.zoo import build_classifier
 
 

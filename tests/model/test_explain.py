@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from dermpipe.model.backbones import last_feature_map_layer
 from dermpipe.model.evaluation.gradcam import (
     CAM_METHODS,
     cam_maps,
     gradcam_maps,
-    last_feature_map_layer,
     overlay,
     run,
     select_examples,

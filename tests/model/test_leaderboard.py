@@ -6,9 +6,9 @@ from dermpipe.model.evaluation.leaderboard import (
     leaderboard,
     leaderboard_markdown,
     leaderboard_metrics,
-    parse_sweep,
     top,
 )
+from dermpipe.model.training.cv_params import parse_sweep
 
 
 def test_parse_sweep_names_and_checks_every_configuration():

@@ -199,7 +199,7 @@ def test_evaluate_explain_and_profile_take_a_saved_fusion_model(fusion_trained, 
     from dermpipe.data.images import load_images
     from dermpipe.model.evaluation.evaluate import predict_table, predictions_frame
     from dermpipe.model.evaluation.gradcam import CAM_METHODS, cam_maps, select_examples
-    from dermpipe.monitoring.features import model_outputs
+    from dermpipe.model.profile.features import model_outputs
 
     model, _ = fusion_trained
     model.save(tmp_path / "model.keras")

@@ -4,12 +4,12 @@ import datetime as dt
 import json
 
 import pandas as pd
+from synthetic_traffic import log_records, synthetic_features, write_prediction_log
 from test_drift import _profile_folder
 from typer.testing import CliRunner
 
 from dermpipe.cli.main import app
 from dermpipe.monitoring.decision_rates import decision_rates, rates_lines
-from dermpipe.monitoring.synthetic import log_records, synthetic_features, write_prediction_log
 
 DAY_ONE = ["routine"] * 6 + ["refer_melanoma"] * 3 + ["out_of_distribution"]  # OOD 10 %
 DAY_TWO = ["routine"] * 4 + ["refer_melanoma"] * 2 + ["out_of_distribution"] * 4  # OOD 40 %: traffic changed

@@ -6,21 +6,20 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from synthetic_traffic import log_records, synthetic_features, write_prediction_log
 
-from dermpipe.monitoring.drift import DriftConfig, analyse, config_from_params
-from dermpipe.monitoring.drift_stage import current_features, metric_values
-from dermpipe.monitoring.features import feature_columns, log_features, normalize_metadata
-from dermpipe.monitoring.log_reader import read_prediction_log
-from dermpipe.monitoring.profile import build_profile
-from dermpipe.monitoring.reference import (
+from dermpipe.model.profile.features import feature_columns, log_features, normalize_metadata
+from dermpipe.model.profile.reference import (
     PCA_FILE,
     PROFILE_FILE,
     EmbeddingPCA,
     fit_embedding_pca,
-    load_reference,
-    reference_features,
 )
-from dermpipe.monitoring.synthetic import log_records, synthetic_features, write_prediction_log
+from dermpipe.model.profile.stage import build_profile
+from dermpipe.monitoring.drift import DriftConfig, analyse, config_from_params
+from dermpipe.monitoring.drift_stage import current_features, metric_values
+from dermpipe.monitoring.log_reader import read_prediction_log
+from dermpipe.monitoring.profile_reader import load_reference, reference_features
 
 DAY = dt.datetime(2026, 11, 24, tzinfo=dt.UTC)
 
@@ -197,14 +196,14 @@ def test_html_report_survives_a_column_with_one_value_and_says_when_it_samples()
 
 
 def test_relative_window_for_daily_schedules(tmp_path):
-    from dermpipe.monitoring.log_reader import _parse_day
+    from dermpipe.serving.prediction_log import parse_day
 
     now = dt.datetime(2026, 11, 25, 6, tzinfo=dt.UTC)
-    assert _parse_day("24h", "since", now) == dt.datetime(2026, 11, 24, 6, tzinfo=dt.UTC)
-    assert _parse_day("7d", "since", now) == dt.datetime(2026, 11, 18, 6, tzinfo=dt.UTC)
-    assert _parse_day("2026-11-24", "since") == DAY
+    assert parse_day("24h", "since", now) == dt.datetime(2026, 11, 24, 6, tzinfo=dt.UTC)
+    assert parse_day("7d", "since", now) == dt.datetime(2026, 11, 18, 6, tzinfo=dt.UTC)
+    assert parse_day("2026-11-24", "since") == DAY
     with pytest.raises(ValueError, match="--until 'yesterday' is not an ISO date"):
-        _parse_day("yesterday", "until")
+        parse_day("yesterday", "until")
     stamp = dt.datetime.now(dt.UTC) - dt.timedelta(hours=3)
     write_prediction_log(log_records(synthetic_features(10, seed=1), start=stamp, seconds_apart=3600), tmp_path)
     recent, counts = read_prediction_log(str(tmp_path), "dermpipe-isic2019", since="2h")

@@ -5,11 +5,11 @@ import json
 import time
 
 import pytest
+from synthetic_traffic import log_records, synthetic_features
 from typer.testing import CliRunner
 
 from dermpipe.cli.main import app
-from dermpipe.monitoring.reference import PCA_FILE, PROFILE_FILE, fit_embedding_pca
-from dermpipe.monitoring.synthetic import log_records, synthetic_features
+from dermpipe.model.profile.reference import PCA_FILE, PROFILE_FILE, fit_embedding_pca
 
 
 @pytest.fixture(scope="module")

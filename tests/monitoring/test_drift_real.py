@@ -9,8 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dermpipe.monitoring.drift import DriftConfig, analyse, evidently_report, report_column_results
-from dermpipe.monitoring.features import (
+from dermpipe.model.profile.features import (
     assemble,
     embedding_frame,
     image_key,
@@ -20,7 +19,8 @@ from dermpipe.monitoring.features import (
     prediction_columns,
     statistics_table,
 )
-from dermpipe.monitoring.reference import fit_embedding_pca
+from dermpipe.model.profile.reference import fit_embedding_pca
+from dermpipe.monitoring.drift import DriftConfig, analyse, evidently_report, report_column_results
 
 ISIC2020 = "isic2020-sample"
 HALVINGS = 20
@@ -129,8 +129,8 @@ def test_profile_stage_and_monitor_cli_on_an_image_folder(isic_sample, tmp_path)
     from typer.testing import CliRunner
 
     from dermpipe.cli.main import app
+    from dermpipe.model.profile.stage import profile_model
     from dermpipe.model.zoo import build_classifier
-    from dermpipe.monitoring.profile import profile_model
 
     keras.utils.set_random_seed(0)
     model, _ = build_classifier("simple_cnn", 64, 8, seed=0)

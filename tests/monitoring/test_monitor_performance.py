@@ -6,14 +6,14 @@ import json
 
 import pandas as pd
 import pytest
+from synthetic_traffic import labelled_traffic, write_prediction_log, write_version_figures
 from typer.testing import CliRunner
 
 from dermpipe import config
 from dermpipe.cli.main import app
-from dermpipe.monitoring.features import feature_columns
-from dermpipe.monitoring.labels import Label, append_labels
-from dermpipe.monitoring.reference import PROFILE_FILE
-from dermpipe.monitoring.synthetic import labelled_traffic, write_prediction_log, write_version_figures
+from dermpipe.model.profile.features import feature_columns
+from dermpipe.model.profile.reference import PROFILE_FILE
+from dermpipe.serving.labels import Label, append_labels
 
 PROMOTION = dt.datetime(2026, 11, 27, tzinfo=dt.UTC)
 

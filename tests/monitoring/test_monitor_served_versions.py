@@ -5,12 +5,12 @@ import datetime as dt
 import json
 
 import pytest
+from synthetic_traffic import log_records, synthetic_features, write_prediction_log
 from typer.testing import CliRunner
 
 from dermpipe import config
 from dermpipe.cli.main import app
-from dermpipe.monitoring.reference import PROFILE_FILE
-from dermpipe.monitoring.synthetic import log_records, synthetic_features, write_prediction_log
+from dermpipe.model.profile.reference import PROFILE_FILE
 
 PROMOTION = dt.datetime(2026, 11, 24, 12, tzinfo=dt.UTC)
 

@@ -5,13 +5,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import balanced_accuracy_score
+from synthetic_traffic import labelled_traffic, write_prediction_log, write_version_figures
 
 from dermpipe import config
 from dermpipe.monitoring import performance as perf
-from dermpipe.monitoring.labels import Label, append_labels
 from dermpipe.monitoring.performance_drop import judge
 from dermpipe.monitoring.performance_stage import analyse, metric_values
-from dermpipe.monitoring.synthetic import labelled_traffic, write_prediction_log, write_version_figures
+from dermpipe.serving.labels import Label, append_labels
 
 PARAMS = perf.PerformanceParams(n_bootstrap=500)
 
@@ -150,7 +150,7 @@ def test_without_labels_nothing_is_measured_and_nothing_fires(tmp_path):
 def test_the_registry_is_found_from_a_registry_reference_and_only_from_one(tmp_path):
     import json
 
-    from dermpipe.monitoring.reference import registry_root_of
+    from dermpipe.monitoring.profile_reader import registry_root_of
 
     root = tmp_path / "registry"
     version = root / config.MODEL_NAME / "3"

@@ -7,9 +7,9 @@ from pathlib import Path
 import yaml
 
 from dermpipe.data.feedback import feedback_fingerprint
-from dermpipe.monitoring.labels import Label, append_labels
 from dermpipe.orchestration import retrain as trigger_module
 from dermpipe.orchestration.retrain import trigger, with_feedback
+from dermpipe.serving.labels import Label, append_labels
 
 SUMMARY = "run     dermpipe-training-20261204-101500\nstatus  succeeded\n"
 

@@ -12,7 +12,7 @@ from dermpipe import config
 from dermpipe.cli.main import _summary, app
 from dermpipe.lineage.store import Store
 from dermpipe.lineage.ui.app import create_app
-from dermpipe.monitoring.clinical import DECISIONS
+from dermpipe.model.profile.clinical import DECISIONS
 
 pytestmark = pytest.mark.slow  # shares the session's kfp.local demo run with test_local_run.py
 

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from synthetic_traffic import log_records, synthetic_features, write_prediction_log
 from typer.testing import CliRunner
 
 from dermpipe.cli.main import app
-from dermpipe.monitoring.reference import PROFILE_FILE
-from dermpipe.monitoring.synthetic import log_records, synthetic_features, write_prediction_log
+from dermpipe.model.profile.reference import PROFILE_FILE
 from dermpipe.pipelines.monitoring import run_monitoring_local
 
 
@@ -99,11 +99,11 @@ def test_a_sensitivity_fall_on_fed_back_labels_triggers_retraining_without_drift
     """The deployed version's test sensitivity was 0.95 [0.90, 0.99]; on 240 labels of its traffic it is about 0.5:
     the performance trigger fires and retraining starts, while the traffic itself did not drift."""
     import pandas as pd
+    from synthetic_traffic import labelled_traffic, write_version_figures
 
     from dermpipe import config
-    from dermpipe.monitoring.features import feature_columns
-    from dermpipe.monitoring.labels import Label, append_labels
-    from dermpipe.monitoring.synthetic import labelled_traffic, write_version_figures
+    from dermpipe.model.profile.features import feature_columns
+    from dermpipe.serving.labels import Label, append_labels
 
     version = tmp_path / "registry" / config.MODEL_NAME / "1"
     write_version_figures(version)

@@ -10,7 +10,7 @@ import zipfile
 
 import pytest
 
-from dermpipe.model.training.params import BACKBONES
+from dermpipe.model.backbones import BACKBONES
 from dermpipe.pipelines.preflight import PreflightError, preflight, problems, stage_params
 
 

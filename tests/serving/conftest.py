@@ -32,10 +32,10 @@ def write_clinical(folder: Path, model, image_size: int) -> None:
     import json
 
     from dermpipe.model.evaluation.operating_points import OperatingPoint
-    from dermpipe.monitoring.clinical import Clinical
-    from dermpipe.monitoring.features import decode_images
-    from dermpipe.monitoring.ood import calibrate, fit_detector
-    from dermpipe.monitoring.reference import fit_embedding_pca
+    from dermpipe.model.profile.clinical import Clinical
+    from dermpipe.model.profile.features import decode_images
+    from dermpipe.model.profile.ood import calibrate, fit_detector
+    from dermpipe.model.profile.reference import fit_embedding_pca
 
     embeddings = decode_images(sorted(ISIC2020_IMAGES.glob("*.jpg"))[:40], image_size, model).embeddings
     pca = fit_embedding_pca(embeddings, PCA_K)

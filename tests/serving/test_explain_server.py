@@ -25,7 +25,8 @@ def local_gradcam(registry_root, images: list[bytes], classes: list[int]) -> tup
     """Grad-CAM of the version's model.keras, computed here with the training-time code, on the served pixels."""
     import tensorflow as tf
 
-    from dermpipe.model.evaluation.gradcam import cam_maps, last_feature_map_layer
+    from dermpipe.model.backbones import last_feature_map_layer
+    from dermpipe.model.evaluation.gradcam import cam_maps
     from dermpipe.model.export import decode_batch
     from dermpipe.model.zoo import load_classifier
 

@@ -5,8 +5,8 @@ import pytest
 from fastapi.testclient import TestClient
 from logged_predictions import write_log
 
-from dermpipe.monitoring.labels import read_labels
 from dermpipe.serving.app import create_app
+from dermpipe.serving.labels import read_labels
 from dermpipe.serving.settings import Settings
 
 MODEL = "derm"
@@ -70,7 +70,7 @@ def test_a_server_without_a_prediction_log_answers_404(tmp_path):
 
 
 def test_a_store_outage_is_503_and_stores_nothing(client, monkeypatch):
-    from dermpipe.monitoring import feedback
+    from dermpipe.serving import feedback_store as feedback
 
     def refuse(*args, **kwargs):
         raise OSError("bucket unreachable")

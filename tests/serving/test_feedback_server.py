@@ -10,7 +10,7 @@ import time
 import pytest
 from conftest import MODEL, start_server, stop_server
 
-from dermpipe.monitoring.labels import read_labels
+from dermpipe.serving.labels import read_labels
 
 pytestmark = pytest.mark.slow  # one server start (TensorFlow import in a subprocess)
 

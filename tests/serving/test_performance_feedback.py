@@ -11,11 +11,11 @@ import time
 
 import pytest
 from conftest import MODEL, PCA_K, make_registry, start_server, stop_server
+from synthetic_traffic import synthetic_features
 from typer.testing import CliRunner
 
 from dermpipe.cli.main import app
-from dermpipe.monitoring.reference import PROFILE_FILE
-from dermpipe.monitoring.synthetic import synthetic_features
+from dermpipe.model.profile.reference import PROFILE_FILE
 
 pytestmark = pytest.mark.slow  # a tiny model export and one server start (TensorFlow in a subprocess)
 

@@ -111,7 +111,7 @@ def _identity(path: Path) -> dict[str, int]:
 
 def _extract_once(archive: Path, target: Path, identity: dict[str, int]) -> Path:
     """Extract the archive (zip-slip checked) unless this exact version was already extracted."""
-    from dermpipe.data.ingest import extract_zip
+    from dermpipe.data.sources.archive import extract_zip
 
     marker = target.with_name("extracted.json")
     if target.is_dir() and marker.is_file() and json.loads(marker.read_text()) == identity:

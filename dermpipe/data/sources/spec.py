@@ -11,13 +11,11 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from dermpipe.data.sources.errors import IngestError
+
 REMOTE_KINDS = ("kaggle", "isic", "gs")
 SOURCE_FORMS = ("'demo', an existing folder, a .zip archive, 'kaggle:<owner/dataset>', 'isic:<collection>' or "
                 "'gs://bucket/prefix'")
-
-
-class IngestError(ValueError):
-    """The source cannot be read as an ISIC 2019 data set; the message says which path and what was expected."""
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ The profile stage writes clinical.json (thresholds chosen on validation, or on a
 out-of-fold predictions; the OOD detector fitted on train and
 calibrated on validation). Evaluate re-measures every threshold on its own test predictions, so the report's
 sensitivity and specificity come from the same probabilities as the rest of the report; the OOD figures are the
-profile's (they need embeddings, which evaluate does not compute). Read as plain JSON: the model layer sits below
-dermpipe.monitoring, which owns the file's writer.
+profile's (they need embeddings, which evaluate does not compute). Read as plain JSON: the file's owner,
+dermpipe.model.profile.clinical, imports this module (CLINICAL_FILE), so importing it back would be a cycle.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dermpipe import config
 from dermpipe.model.evaluation.calibration import Calibration
 from dermpipe.model.evaluation.operating_points import OperatingPoint, below_floor, falls_short, measure_on_test
 
-CLINICAL_FILE = "clinical.json"  # written by dermpipe.monitoring.clinical (profile), read here and by serving
+CLINICAL_FILE = "clinical.json"  # written by dermpipe.model.profile.clinical (profile), read here and by serving
 
 
 def load_clinical_dict(profile_dir: Path | None) -> dict | None:

@@ -15,31 +15,13 @@ import pandas as pd
 from kfp.dsl import HTML, Artifact, Dataset, Model
 
 from dermpipe import config
+from dermpipe.model.backbones import is_feature_map, last_feature_map_layer
 
 # method -> (display name, PNG file suffix), in gallery order
 CAM_METHODS: dict[str, tuple[str, str]] = {
     "gradcam": ("Grad-CAM", "gradcam"),
     "gradcam++": ("Grad-CAM++", "gradcampp"),
 }
-
-
-def _is_feature_map(layer) -> bool:
-    shape = getattr(getattr(layer, "output", None), "shape", None)
-    return shape is not None and len(shape) == 4 and not layer.name.startswith(("augmentation", "image"))
-
-
-def last_feature_map_layer(model):
-    """The last layer with a 4-D (batch, h, w, channels) output, searched from the end, inside nested models too."""
-    import keras
-
-    for layer in reversed(model.layers):
-        if isinstance(layer, keras.Model):
-            inner = last_feature_map_layer(layer)
-            if inner is not None:
-                return inner
-        if _is_feature_map(layer):
-            return layer
-    return None
 
 
 def cam_view(model):
@@ -59,7 +41,7 @@ def cam_view(model):
             raise ValueError(f"model {model.name}: no convolutional feature map found for a class activation map")
         return model, layer.name
     backbone = nested[-1]
-    if any(_is_feature_map(layer) for layer in model.layers[model.layers.index(backbone) + 1:]):
+    if any(is_feature_map(layer) for layer in model.layers[model.layers.index(backbone) + 1:]):
         return model, last_feature_map_layer(model).name  # a top-level feature map after the backbone
     inner = last_feature_map_layer(backbone)
     head = keras.Model(backbone.input, inner.output, name=f"{backbone.name}_features")

@@ -1,55 +1,18 @@
-"""The sweep's configurations and its leaderboard (library part; the ParallelFor wiring is not built yet).
-
-A sweep is a list of configurations, each a mapping of train parameters to override (backbone, image_size,
-learning_rate, loss, class_balance, metadata_fusion, or any other TrainParams field) with an optional `name`. Every
-configuration is checked with TrainParams.check() before anything trains. Configurations are ranked by their
-cross-validated BMA (the OOF BMA when folds were run, else the validation BMA), never by a test score: the test split
-stays for the final evaluation of the chosen model or ensemble.
+"""The sweep's leaderboard: its configurations (parsed by dermpipe.model.training.cv_params.parse_sweep) ranked by
+their cross-validated BMA (the OOF BMA when folds were run, else the validation BMA), never by a test score: the
+test split stays for the final evaluation of the chosen model or ensemble.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
-
-from dermpipe.model.training.params import TrainParams
 
 if TYPE_CHECKING:  # pandas only where a leaderboard is built: pre-flight parses the sweep without it
     import pandas as pd
 
 SCORE_COLUMNS = ("oof_balanced_accuracy", "val_balanced_accuracy")
-
-
-def parse_sweep(text: str) -> list[dict[str, Any]]:
-    """A JSON or YAML list of configurations -> [{"name": ..., **overrides}], each checked as TrainParams."""
-    import yaml
-
-    configs = yaml.safe_load(text) if text.strip() else []
-    if not isinstance(configs, list) or not all(isinstance(c, Mapping) for c in configs):
-        raise ValueError(f"sweep: expected a list of mappings (train parameter -> value), got {text[:80]!r}")
-    fields = {f.name for f in dataclasses.fields(TrainParams)}
-    parsed, names = [], set()
-    for index, config in enumerate(configs):
-        overrides = {k: v for k, v in config.items() if k != "name"}
-        unknown = sorted(set(overrides) - fields)
-        if unknown:
-            raise ValueError(f"sweep configuration {index}: unknown train parameter(s) {unknown}; expected fields of "
-                             "TrainParams such as backbone, image_size, learning_rate, loss, class_balance, "
-                             "metadata_fusion")
-        TrainParams(**overrides).check()
-        name = str(config.get("name") or config_name(overrides))
-        if name in names:
-            raise ValueError(f"sweep configuration {index}: name {name!r} is used twice; expected unique names")
-        names.add(name)
-        parsed.append({"name": name, **overrides})
-    return parsed
-
-
-def config_name(overrides: Mapping[str, Any]) -> str:
-    """A readable name from the overrides, e.g. 'backbone=simple_cnn,image_size=64' ('defaults' when empty)."""
-    return ",".join(f"{k}={v}" for k, v in sorted(overrides.items())) or "defaults"
 
 
 def leaderboard(results: Sequence[Mapping[str, Any]]) -> pd.DataFrame:

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from dermpipe import config
-from dermpipe.model.training.cv_params import WEIGHTINGS
+from dermpipe.model.evaluation.params import WEIGHTINGS
 
 VALIDATION_FOLD = -1  # a sweep without folds: each configuration fitted on train, its held-out predictions on val
 OOF_FILE = "oof_predictions.parquet"  # in a cross-validated ensemble's Model folder: its best configuration's OOF

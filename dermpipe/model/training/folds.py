@@ -40,9 +40,9 @@ def fold_indices(folds: int, sweep: str = "") -> list[int]:
 
 
 def sweep_configs(sweep: str) -> list[dict]:
-    """The sweep's configurations (dermpipe.model.evaluation.leaderboard.parse_sweep), or the single configuration
+    """The sweep's configurations (dermpipe.model.training.cv_params.parse_sweep), or the single configuration
     "defaults" (no overrides) without a sweep."""
-    from dermpipe.model.evaluation.leaderboard import parse_sweep
+    from dermpipe.model.training.cv_params import parse_sweep
 
     return parse_sweep(sweep) or [{"name": DEFAULT_CONFIG}]
 

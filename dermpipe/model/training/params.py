@@ -4,12 +4,8 @@ from dataclasses import dataclass
 
 from dermpipe.componentkit import param
 from dermpipe.data.params import CLASS_BALANCES, check_choice, check_image_size
+from dermpipe.model.backbones import check_backbone
 
-# The backbones dermpipe.model.zoo builds (named here, without Keras, so that pre-flight can check the name quickly).
-BACKBONES: tuple[str, ...] = (
-    "efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3", "efficientnet_b4",
-    "mobilenet_v3_small", "mobilenet_v3_large", "resnet50", "simple_cnn",
-)
 LOSSES = ("crossentropy", "focal")
 MONITORS = ("val_balanced_accuracy", "val_loss")
 LR_SCHEDULES = ("plateau", "cosine", "constant")
@@ -59,8 +55,3 @@ class TrainParams:
                                  ("fine_tune_learning_rate", self.fine_tune_learning_rate)):
             if not rate > 0:
                 raise ValueError(f"train parameter {field_name}={rate}: expected a positive learning rate")
-
-
-def check_backbone(backbone: str) -> None:
-    if backbone not in BACKBONES:
-        raise ValueError(f"backbone {backbone!r} is not supported; choose one of {list(BACKBONES)}")

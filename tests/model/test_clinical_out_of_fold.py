@@ -10,8 +10,8 @@ import pytest
 
 from dermpipe import config
 from dermpipe.model.evaluation.oof import OOF_FILE, VALIDATION_FOLD, held_out_predictions, probability_columns, scale
-from dermpipe.monitoring.clinical import calibrate_clinical
-from dermpipe.monitoring.reference import fit_embedding_pca
+from dermpipe.model.profile.clinical import calibrate_clinical
+from dermpipe.model.profile.reference import fit_embedding_pca
 
 MEL = config.CLASSES.index("MEL")
 

@@ -3,7 +3,7 @@
 The `profile` artifact is a folder:
     embedding_pca.npz          PCA of the "pool" embedding fitted on the training images (mean [D], components [k, D])
     reference_profile.parquet  one row per train/val/test image: image, split and the drift features
-                               (dermpipe.monitoring.features); predicted_class/confidence only on val/test rows
+                               (dermpipe.model.profile.features); predicted_class/confidence only on val/test rows
                                (a model's
                                answers on its own training images are over-confident, not what traffic looks like)
     profile.json               counts, the PCA's explained variance and where the model is
@@ -11,30 +11,63 @@ The `profile` artifact is a folder:
                                the val rows (valid or not, with the reason) and the OOD detector: candidate
                                scores fitted on the train rows, calibrated on the val rows, measured on a far
                                (non-dermoscopy) and a near (val images through a new device) set, the best on
-                               near served (dermpipe.monitoring.clinical, ood_select)
+                               near served (dermpipe.model.profile.clinical, ood_select)
 Deploy copies the data files into the registry version folder, beside the SavedModel.
 """
 
+from __future__ import annotations
+
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
-from kfp.dsl import Artifact, Dataset, Metrics, Model
 
-from dermpipe.model.evaluation.params import ProfileParams
-from dermpipe.monitoring.clinical import CLINICAL_FILE
+from dermpipe.componentkit import param
+
+if TYPE_CHECKING:  # pandas, kfp and scikit-learn load inside the functions: pre-flight imports ProfileParams
+    import pandas as pd
+    from kfp.dsl import Artifact, Dataset, Metrics, Model
 
 SPLITS = ("train", "val", "test")
 NEAR_FOLDER_SET = "near_folder"  # the ood_near_folder parameter's images, as clinical.json names the set
 
 
+
+@dataclass(frozen=True)
+class ProfileParams:
+    n_components: int = param(5, "components of the embedding PCA the drift monitor and the OOD score use")
+    melanoma_target_sensitivity: float = param(0.95, "melanoma operating point: the threshold is chosen on the "
+                                                     "validation split to refer at least this share of melanomas")
+    melanoma_min_specificity: float = param(0.2, "melanoma operating point: valid only if its validation "
+                                                  "specificity is at least this (below it, it refers nearly everyone) "
+                                                  "and its net benefit beats referring all and none")
+    ood_pass_rate: float = param(0.95, "OOD threshold: calibrated so this share of validation images pass as "
+                                       "in-distribution")
+    ood_near_folder: str = param("", "folder (local or gs://) of dermoscopy images from another device, clinic or "
+                                     "population (no labels needed): the served OOD score is chosen on them instead "
+                                     "of on the validation images through a simulated new device")
+
+    def check(self) -> None:
+        """Refuse a target or pass rate that no threshold can mean (pre-flight and the stage run the same check)."""
+        for name in ("melanoma_target_sensitivity", "ood_pass_rate"):
+            value = getattr(self, name)
+            if not 0.0 < value < 1.0:
+                raise ValueError(f"{name} = {value}: expected a share strictly between 0 and 1 (e.g. 0.95)")
+        if not 0.0 <= self.melanoma_min_specificity < 1.0:
+            raise ValueError(f"melanoma_min_specificity = {self.melanoma_min_specificity}: expected a share in "
+                             "[0, 1) (e.g. 0.2)")
+        if self.n_components < 1:
+            raise ValueError(f"n_components = {self.n_components}: expected at least 1")
+
+
 def build_profile(stats: pd.DataFrame, metadata: pd.DataFrame, probabilities: np.ndarray, embeddings: np.ndarray,
                   splits: Sequence[str], n_components: int = 5):
     """(profile table, EmbeddingPCA): PCA fitted on the train rows, predictions kept on val/test rows only."""
-    from dermpipe.monitoring.features import assemble, embedding_frame, normalize_metadata, prediction_columns
-    from dermpipe.monitoring.reference import fit_embedding_pca
+    from dermpipe.model.profile.features import assemble, embedding_frame, normalize_metadata, prediction_columns
+    from dermpipe.model.profile.reference import fit_embedding_pca
 
     splits = np.asarray(splits)
     is_train = splits == "train"
@@ -53,8 +86,11 @@ def build_profile(stats: pd.DataFrame, metadata: pd.DataFrame, probabilities: np
 def profile_model(model_file: Path, dataset_dir: Path, tables: dict[str, pd.DataFrame], out: Path,
                   n_components: int = 5, params: ProfileParams | None = None) -> dict[str, object]:
     """Compute the profile of a saved model on the split tables and write the profile folder; returns profile.json."""
-    from dermpipe.monitoring.features import decode_images, failed_message
-    from dermpipe.monitoring.reference import PCA_FILE, PROFILE_FILE, PROFILE_JSON
+    import pandas as pd
+
+    from dermpipe.model.evaluation.clinical_section import CLINICAL_FILE
+    from dermpipe.model.profile.features import decode_images, failed_message
+    from dermpipe.model.profile.reference import PCA_FILE, PROFILE_FILE, PROFILE_JSON
 
     table = pd.concat([t.assign(split=name) for name, t in tables.items()], ignore_index=True)
     paths = [dataset_dir / rel for rel in table["path"]]
@@ -88,10 +124,10 @@ def profile_model(model_file: Path, dataset_dir: Path, tables: dict[str, pd.Data
 
 def _clinical(model_dir: Path, table: pd.DataFrame, probabilities: np.ndarray, embeddings: np.ndarray, pca,
               params: ProfileParams, evidence):
-    """Operating points and the OOD detector chosen on `evidence` (dermpipe.monitoring.clinical); a cross-validated
+    """Operating points and the OOD detector chosen on `evidence` (dermpipe.model.profile.clinical); a cross-validated
     ensemble's thresholds come from its out-of-fold predictions."""
     from dermpipe.model.evaluation.oof import held_out_predictions
-    from dermpipe.monitoring.clinical import calibrate_clinical
+    from dermpipe.model.profile.clinical import calibrate_clinical
 
     return calibrate_clinical(table["label_index"].to_numpy(), probabilities, embeddings, table["split"].to_numpy(),
                               pca, target_sensitivity=params.melanoma_target_sensitivity,
@@ -102,15 +138,15 @@ def _clinical(model_dir: Path, table: pd.DataFrame, probabilities: np.ndarray, e
 
 def ood_evidence(model, image_size: int, table: pd.DataFrame, dataset_dir: Path, embedding_dim: int,
                  near_folder: str = ""):
-    """The far set (dermpipe.monitoring.ood_set), the near set new_device (the val images through a simulated new
-    device, dermpipe.monitoring.ood_near) and, when given, the near_folder images, through the model; the served
+    """The far set (dermpipe.model.profile.ood_set), the near set new_device (the val images through a simulated new
+    device, dermpipe.model.profile.ood_near) and, when given, the near_folder images, through the model; the served
     score is chosen on near_folder when there is one, else on new_device."""
     import tempfile
 
-    from dermpipe.monitoring.features import decode_images
-    from dermpipe.monitoring.ood_near import NEAR_SET_NAME, write_near_set
-    from dermpipe.monitoring.ood_select import OODEvidence
-    from dermpipe.monitoring.ood_set import write_ood_set
+    from dermpipe.model.profile.features import decode_images
+    from dermpipe.model.profile.ood_near import NEAR_SET_NAME, write_near_set
+    from dermpipe.model.profile.ood_select import OODEvidence
+    from dermpipe.model.profile.ood_set import write_ood_set
 
     val = table[table["split"] == "val"]
     with tempfile.TemporaryDirectory() as folder:
@@ -138,8 +174,8 @@ def near_folder_images(folder: str) -> list[str]:
 
 def _outputs_of(decoded, name: str):
     """The model's outputs on one OOD set; an unreadable image is named, never skipped silently."""
-    from dermpipe.monitoring.features import failed_message
-    from dermpipe.monitoring.ood_select import Outputs
+    from dermpipe.model.profile.features import failed_message
+    from dermpipe.model.profile.ood_select import Outputs
 
     if decoded.failed:
         total = len(decoded.failed) + len(decoded.stats)
@@ -169,7 +205,10 @@ def _explained_variance(pca, embeddings: np.ndarray) -> float:
 
 def run(raw: Dataset, model: Model, splits: dict[str, Dataset], profile: Artifact, stats: Metrics,
         params: ProfileParams) -> None:
+    import pandas as pd
+
     from dermpipe.lineage.artifacts import annotate, log_metrics
+    from dermpipe.model.evaluation.clinical_section import CLINICAL_FILE
 
     params.check()
     tables = {name: pd.read_parquet(artifact.path) for name, artifact in splits.items()}

@@ -1,70 +1,21 @@
-"""The reference profile's files: their names, the embedding PCA, and loading a profile folder (local or gs://, a
-profile artifact, a registry version or the registry model's current version) for the drift monitor."""
+"""A model's reference profile as the drift monitor reads it: a profile folder (local or gs://: a profile artifact,
+a registry version or the registry model's current version) loaded with its embedding PCA.
+
+The profile stage writes it (dermpipe.model.profile.stage); its file names and the PCA are dermpipe.model.profile's.
+"""
 
 from __future__ import annotations
 
 import io
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from dermpipe import config
-from dermpipe.monitoring.features import DEFAULT_COMPONENTS, feature_columns, n_components_of
-from dermpipe.storage import exists, read_bytes, read_text, write_bytes
-
-PCA_FILE = "embedding_pca.npz"
-PROFILE_FILE = "reference_profile.parquet"
-PROFILE_JSON = "profile.json"
-
-
-@dataclass(frozen=True)
-class EmbeddingPCA:
-    """PCA of the "pool" embedding fitted on the training set: emb = (embedding - mean) @ components.T."""
-
-    mean: np.ndarray  # [D]
-    components: np.ndarray  # [k, D]
-
-    @property
-    def n_components(self) -> int:
-        return int(self.components.shape[0])
-
-    def project(self, embedding: np.ndarray) -> np.ndarray:
-        embedding = np.asarray(embedding, np.float32)
-        if embedding.ndim != 2 or embedding.shape[1] != self.mean.shape[0]:
-            raise ValueError(f"embedding of shape {embedding.shape} does not fit the PCA fitted on "
-                             f"{self.mean.shape[0]}-dimensional embeddings; was the profile made for another model?")
-        return (embedding - self.mean) @ self.components.T
-
-    def save(self, path: Path | str) -> None:
-        buffer = io.BytesIO()
-        np.savez(buffer, mean=self.mean.astype(np.float32), components=self.components.astype(np.float32))
-        write_bytes(str(path), buffer.getvalue())
-
-    @classmethod
-    def load(cls, path: Path | str) -> EmbeddingPCA:
-        with np.load(io.BytesIO(read_bytes(str(path)))) as data:
-            missing = {"mean", "components"} - set(data.files)
-            if missing:
-                raise ValueError(f"{path}: missing arrays {sorted(missing)}; expected 'mean' [D] and 'components' "
-                                 "[k, D] (embedding_pca.npz as written by the profile stage)")
-            return cls(mean=data["mean"].astype(np.float32), components=data["components"].astype(np.float32))
-
-
-def fit_embedding_pca(embeddings: np.ndarray, n_components: int = DEFAULT_COMPONENTS, seed: int = 0) -> EmbeddingPCA:
-    """sklearn PCA on the training embeddings; k is capped by the number of rows and dimensions."""
-    from sklearn.decomposition import PCA
-
-    embeddings = np.asarray(embeddings, np.float64)
-    k = max(1, min(n_components, embeddings.shape[0] - 1, embeddings.shape[1]))
-    # covariance_eigh: exact, and cheap for the few hundred dimensions of a pooled embedding
-    pca = PCA(n_components=k, svd_solver="covariance_eigh", random_state=seed).fit(embeddings)
-    return EmbeddingPCA(mean=pca.mean_.astype(np.float32), components=pca.components_.astype(np.float32))
-
-
-# ---------------------------------------------------------------- a profile folder, as the drift monitor reads it
+from dermpipe.model.profile.features import feature_columns, n_components_of
+from dermpipe.model.profile.reference import PCA_FILE, PROFILE_FILE, PROFILE_JSON, EmbeddingPCA
+from dermpipe.storage import exists, read_bytes, read_text
 
 
 @dataclass

@@ -8,7 +8,7 @@
   MAX_DIMS) so clinical.json stays small whatever the backbone's width.
 - knn: distance to the k-th nearest L2-normalised training embedding (Sun et al. 2022), in the same directions plus
   the residual's length, on a capped bank of training rows.
-- pca_residual: the earlier score (dermpipe.monitoring.ood), the profile PCA's Mahalanobis plus the residual off it.
+- pca_residual: the earlier score (dermpipe.model.profile.ood), the profile PCA's Mahalanobis plus the residual off it.
 
 A Scorer is a name and the arrays it needs (its state); `score_with` dispatches on the name, so a stored detector
 is rebuilt from JSON without code of its own.
@@ -17,8 +17,12 @@ is rebuilt from JSON without code of its own.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from dermpipe.model.profile.reference import EmbeddingPCA
 
 MAX_DIMS = 128  # leading directions kept for mahalanobis/knn: all of simple_cnn's 128 (fewer lost real-image
 # detections than 64 in benchmarks/ood.py); a clinical.json of a few MB for a 1280-wide backbone
@@ -114,12 +118,27 @@ def score_with(scorer: Scorer, probabilities: np.ndarray | None, embeddings: np.
     if scorer.name == "knn":
         return knn_score(_with_residual(s, normalise(embeddings)), s["bank"], int(s["k"]))
     if scorer.name == "pca_residual":
-        from dermpipe.monitoring.ood import pca_residual_score
-
         if pca is None:
             raise ValueError("OOD score pca_residual needs the profile's embedding PCA (embedding_pca.npz)")
         return pca_residual_score(s, pca, embeddings)
     raise ValueError(f"OOD score {scorer.name!r}: expected one of {list(SCORE_NAMES)}")
+
+
+def pca_residual_score(state: dict, pca: EmbeddingPCA, embeddings: np.ndarray) -> np.ndarray:
+    """sqrt(z^T S^-1 z + |r|^2 / mean_train |r|^2) per image (dermpipe.model.profile.ood's docstring)."""
+    embeddings = np.asarray(embeddings, np.float64)
+    d = pca.project(embeddings).astype(np.float64) - np.asarray(state["center"], np.float64)
+    mahalanobis = np.einsum("ij,jk,ik->i", d, np.asarray(state["precision"], np.float64), d)
+    return np.sqrt(np.maximum(mahalanobis, 0.0) + residual_squared(pca, embeddings) / float(state["residual_scale"]))
+
+
+def residual_squared(pca: EmbeddingPCA, embeddings: np.ndarray) -> np.ndarray:
+    """|e - mean - proj(e)|^2 per row: what the PCA's components do not explain."""
+    embeddings = np.asarray(embeddings, np.float64)
+    centred = embeddings - pca.mean.astype(np.float64)
+    components = pca.components.astype(np.float64)
+    z = centred @ components.T
+    return np.maximum((centred**2).sum(axis=1) - (z**2).sum(axis=1), 0.0)
 
 
 def _basis(rows: np.ndarray, max_dims: int) -> dict:

@@ -12,7 +12,7 @@ import pytest
 @pytest.fixture(scope="module")
 def demo_study(isic_sample, tmp_path_factory):
     from dermpipe.data.demo import DemoSpec, write_demo_dataset
-    from dermpipe.monitoring.ood_study import grouped_split, labelled_images, run_study, train_small
+    from dermpipe.model.profile.ood_study import grouped_split, labelled_images, run_study, train_small
 
     folder = write_demo_dataset(tmp_path_factory.mktemp("demo-ood"), DemoSpec(n_images=400))
     paths, labels, groups = labelled_images(folder)
@@ -24,7 +24,7 @@ def demo_study(isic_sample, tmp_path_factory):
 
 
 def test_a_demo_trained_model_flags_real_dermoscopy_and_passes_its_own_kind(demo_study):
-    from dermpipe.monitoring.ood_study import format_table
+    from dermpipe.model.profile.ood_study import format_table
 
     print(f"\n{format_table(demo_study)}\nserved: {demo_study.chosen_by}")
     served = demo_study.figures[demo_study.served]

@@ -8,8 +8,8 @@ from PIL import Image
 
 from dermpipe import config
 from dermpipe.data.image_stats import STAT_COLUMNS
-from dermpipe.monitoring.prediction_log import PredictionLog, log_line
 from dermpipe.serving.images import check_image, check_metadata
+from dermpipe.serving.prediction_log import PredictionLog, log_line
 from dermpipe.serving.settings import ServingError
 
 ISIC2020 = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "isic2020-sample" / "images"

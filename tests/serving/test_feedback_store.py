@@ -5,8 +5,8 @@ import datetime as dt
 import pytest
 from logged_predictions import write_log
 
-from dermpipe.monitoring.feedback import logged_request_ids, submit_feedback, validate
-from dermpipe.monitoring.labels import label_files, read_labels
+from dermpipe.serving.feedback_store import logged_request_ids, submit_feedback, validate
+from dermpipe.serving.labels import label_files, read_labels
 
 TODAY = dt.date(2026, 12, 4)
 

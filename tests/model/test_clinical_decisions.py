@@ -8,7 +8,7 @@ import numpy as np
 from dermpipe import config
 from dermpipe.model.evaluation.calibration import Calibration
 from dermpipe.model.evaluation.operating_points import OperatingPoint
-from dermpipe.monitoring.clinical import Clinical
+from dermpipe.model.profile.clinical import Clinical
 
 MEL, NV = config.CLASSES.index("MEL"), config.CLASSES.index("NV")
 

@@ -16,7 +16,7 @@ import pandas as pd
 
 from dermpipe import config
 from dermpipe.data.image_stats import STAT_COLUMNS
-from dermpipe.monitoring.features import embedding_columns
+from dermpipe.model.profile.features import embedding_columns
 
 # (mean, std) of each statistic, roughly those of ISIC 2019 dermoscopy at 250 px
 _STAT_MOMENTS = {"brightness": (0.6, 0.1), "contrast": (0.15, 0.04), "saturation": (0.3, 0.08),
@@ -25,7 +25,7 @@ _STAT_MOMENTS = {"brightness": (0.6, 0.1), "contrast": (0.15, 0.04), "saturation
 
 
 def synthetic_features(n: int, seed: int = 0, shift: float = 0.0, n_components: int = 5) -> pd.DataFrame:
-    """n rows of drift features (dermpipe.monitoring.features.feature_columns)."""
+    """n rows of drift features (dermpipe.model.profile.features.feature_columns)."""
     rng = np.random.default_rng(seed)
     table = pd.DataFrame(index=range(n))
     weights = np.linspace(1.0, 0.2, len(config.CLASSES)) + shift * np.linspace(0, 1, len(config.CLASSES))
@@ -100,7 +100,7 @@ def write_version_figures(folder: Path, *, bma: tuple[float, float, float] = (0.
     """A registry version's test-time figures as deploy leaves them: dermpipe.json's evaluation (BMA point, lower,
     upper) and clinical.json's melanoma_sens95 operating point with its test sensitivity/specificity intervals."""
     from dermpipe.model.evaluation.operating_points import OperatingPoint
-    from dermpipe.monitoring.clinical import Clinical
+    from dermpipe.model.profile.clinical import Clinical
 
     folder.mkdir(parents=True, exist_ok=True)
     evaluation = {"balanced_accuracy": bma[0], "balanced_accuracy_lower": bma[1], "balanced_accuracy_upper": bma[2],

@@ -9,7 +9,7 @@ One row per image:
 
 The reference profile (`reference_profile.parquet`) holds these columns plus `image` and `split`; the prediction
 log (`dermpipe serve`) holds them plus timestamp/request_id/model_*/probabilities. The profile's files and the
-embedding PCA: dermpipe.monitoring.reference.
+embedding PCA: dermpipe.model.profile.reference.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -29,12 +28,9 @@ from dermpipe import config
 from dermpipe.data.image_stats import STAT_COLUMNS, header_size, pixel_statistics, statistics_rows
 from dermpipe.data.schema import IMAGE_SUFFIXES
 from dermpipe.model.export import EMBEDDING_LAYER
+from dermpipe.model.profile.reference import DEFAULT_COMPONENTS, EmbeddingPCA
 from dermpipe.storage import read_bytes
 
-if TYPE_CHECKING:
-    from dermpipe.monitoring.reference import EmbeddingPCA
-
-DEFAULT_COMPONENTS = 5
 METADATA_NUMERIC: tuple[str, ...] = ("age_approx",)
 METADATA_CATEGORICAL: tuple[str, ...] = ("sex", "anatom_site_general")
 PREDICTION_CATEGORICAL: tuple[str, ...] = ("predicted_class",)

@@ -8,10 +8,13 @@ Lines are built by a worker thread after the response has gone (`submit`: image 
 model's forward pass), buffered in memory and written on a timer (`flush_seconds`), when the buffer holds
 `max_buffer` lines, and on shutdown. Images are never written unless `log_images` is set; then each goes to
 <log_root>/<model name>/date=YYYY-MM-DD/images/<request_id>-<index>.<ext> and the line carries its `image_uri`.
+The layout has one owner, here: where a line goes (`partition`) and which files hold a window of days (`log_files`,
+which the feedback store and the monitor's reader, dermpipe.monitoring.log_reader, both use).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
@@ -21,6 +24,8 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+
+from dermpipe.storage import exists, list_names
 
 log = logging.getLogger("dermpipe.serve")
 
@@ -34,6 +39,42 @@ DECISION_KEYS = ("decision", "operating_point", "ood_score")  # null for a versi
 def partition(log_root: str, model_name: str, timestamp: str) -> str:
     """The day folder of a line whose ISO-8601 timestamp is `timestamp`."""
     return f"{str(log_root).rstrip('/')}/{model_name}/date={timestamp[:10]}"
+
+
+def parse_day(value: str, name: str, now: dt.datetime | None = None) -> dt.datetime | None:
+    """An ISO date/time (UTC unless it says otherwise) or a look-back such as `24h` or `7d` (now minus that)."""
+    if not value:
+        return None
+    if value[:-1].isdigit() and value[-1:] in ("h", "d"):
+        hours = int(value[:-1]) * (24 if value.endswith("d") else 1)
+        return (now or dt.datetime.now(dt.UTC)) - dt.timedelta(hours=hours)
+    try:
+        stamp = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as err:
+        raise ValueError(f"--{name} {value!r} is not an ISO date or time (e.g. 2026-11-24 or "
+                         "2026-11-24T06:00) nor a look-back such as 24h or 7d") from err
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=dt.UTC)
+
+
+def log_files(log_root: str, model_name: str, since: str = "", until: str = "") -> list[str]:
+    """The JSONL files of the partitions date=YYYY-MM-DD that overlap the window [since, until)."""
+    root = log_root.rstrip("/")
+    folder = root if any(n.startswith("date=") for n in list_names(root)) else f"{root}/{model_name}"
+    if not exists(folder):
+        raise FileNotFoundError(f"{log_root}: no prediction log for model {model_name!r} (expected "
+                                f"{folder}/date=YYYY-MM-DD/*.jsonl, as written by `dermpipe serve`)")
+    start, end = parse_day(since, "since"), parse_day(until, "until")
+    files = []
+    for name in sorted(n for n in list_names(folder) if n.startswith("date=")):
+        try:
+            day = dt.date.fromisoformat(name.removeprefix("date="))
+        except ValueError:
+            continue
+        day_start = dt.datetime.combine(day, dt.time(), dt.UTC)  # the partition holds [day_start, +1 day)
+        if (start and day_start + dt.timedelta(days=1) <= start) or (end and day_start >= end):
+            continue
+        files += [f"{folder}/{name}/{f}" for f in list_names(f"{folder}/{name}") if f.endswith(".jsonl")]
+    return files
 
 
 class PredictionLog:

@@ -1,7 +1,7 @@
 """Ground-truth feedback: validate labels for logged predictions and store the valid ones in one submission.
 
 Each submitted label gets one outcome, nothing is dropped silently:
-- accepted: written to the label store (dermpipe.monitoring.labels), all of one submission in one atomic file;
+- accepted: written to the label store (dermpipe.serving.labels), all of one submission in one atomic file;
 - duplicate: the request id already carries this diagnosis (stored, or earlier in the same submission): not written
   twice, reported as already known;
 - refused, with the reason: a missing field, an unknown request id (not in the prediction log), a diagnosis outside
@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass, field
 import pandas as pd
 
 from dermpipe import config
-from dermpipe.monitoring.labels import LABEL_FIELDS, LABEL_SOURCES, Label, append_labels, read_labels
-from dermpipe.monitoring.log_reader import log_files
+from dermpipe.serving.labels import LABEL_FIELDS, LABEL_SOURCES, Label, append_labels, read_labels
+from dermpipe.serving.prediction_log import log_files
 from dermpipe.storage import read_bytes
 
 ACCEPTED, DUPLICATE, REFUSED = "accepted", "duplicate", "refused"

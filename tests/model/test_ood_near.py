@@ -3,8 +3,8 @@
 import numpy as np
 from PIL import Image
 
-from dermpipe.monitoring.ood_near import device_shift, write_near_set
-from dermpipe.monitoring.ood_study import grouped_split
+from dermpipe.model.profile.ood_near import device_shift, write_near_set
+from dermpipe.model.profile.ood_study import grouped_split
 
 
 def _lesion(size: int = 96) -> np.ndarray:

@@ -1,9 +1,9 @@
 """Measure the OOD candidates on real near-OOD collections, the way the profile stage measures them at run time.
 
 A study trains a small classifier (simple_cnn, a few epochs) on one collection, fits every candidate score
-(dermpipe.monitoring.ood_select) on its training images, calibrates each on its validation images, and measures
-AUROC / FPR@95TPR / detection at the threshold on: the far set (dermpipe.monitoring.ood_set), the run-time near set
-(the validation images through a new device, dermpipe.monitoring.ood_near) and any real sets given (another
+(dermpipe.model.profile.ood_select) on its training images, calibrates each on its validation images, and measures
+AUROC / FPR@95TPR / detection at the threshold on: the far set (dermpipe.model.profile.ood_set), the run-time near set
+(the validation images through a new device, dermpipe.model.profile.ood_near) and any real sets given (another
 collection, held-out classes, held-out images of the same collection). The served score is chosen as the profile
 stage chooses it, on far + new_device only; the real sets then show whether that choice holds. Used by
 benchmarks/ood.py and the data tests.
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dermpipe.monitoring.ood_near import NEAR_SET_NAME, write_near_set
-from dermpipe.monitoring.ood_select import Outputs, fit_candidates, measure, select
+from dermpipe.model.profile.ood_near import NEAR_SET_NAME, write_near_set
+from dermpipe.model.profile.ood_select import Outputs, fit_candidates, measure, select
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ def labelled_images(kit: Path) -> tuple[list[Path], np.ndarray, np.ndarray]:
     import pandas as pd
 
     from dermpipe import config
-    from dermpipe.monitoring.features import image_key, list_images
+    from dermpipe.model.profile.features import image_key, list_images
 
     truth = pd.read_csv(kit / config.GROUND_TRUTH_CSV)
     label = dict(zip(truth["image"].map(image_key), truth[list(config.CLASSES)].to_numpy().argmax(axis=1),
@@ -94,7 +94,7 @@ def train_small(paths: list[Path], labels: np.ndarray, *, image_size: int = 64, 
 
 
 def outputs(model, paths: list[Path], image_size: int) -> Outputs:
-    from dermpipe.monitoring.features import decode_images, failed_message
+    from dermpipe.model.profile.features import decode_images, failed_message
 
     decoded = decode_images(paths, image_size, model)
     if decoded.failed:
@@ -105,9 +105,9 @@ def outputs(model, paths: list[Path], image_size: int) -> Outputs:
 def run_study(model, train: tuple[list[Path], np.ndarray], val: list[Path], real_sets: dict[str, list[Path]],
               image_size: int, pass_rate: float = 0.95) -> Study:
     """Every candidate's figures on far, new_device and the real sets; served chosen on far + new_device."""
-    from dermpipe.monitoring.ood_set import write_ood_set
-    from dermpipe.monitoring.profile import head_weights
-    from dermpipe.monitoring.reference import fit_embedding_pca
+    from dermpipe.model.profile.ood_set import write_ood_set
+    from dermpipe.model.profile.reference import fit_embedding_pca
+    from dermpipe.model.profile.stage import head_weights
 
     train_out, val_out = outputs(model, train[0], image_size), outputs(model, val, image_size)
     with tempfile.TemporaryDirectory() as folder:

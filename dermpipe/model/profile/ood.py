@@ -1,5 +1,5 @@
-"""The served out-of-distribution detector: one score (dermpipe.monitoring.ood_scores, chosen by
-dermpipe.monitoring.ood_select) and its threshold, and the earlier score, "pca_residual", one of the candidates.
+"""The served out-of-distribution detector: one score (dermpipe.model.profile.ood_scores, chosen by
+dermpipe.model.profile.ood_select) and its threshold, and the earlier score, "pca_residual", one of the candidates.
 
 The model already yields a "pool" embedding, and the reference profile already stores the training set's PCA of it
 (embedding_pca.npz). pca_residual is a Mahalanobis distance in that PCA space plus the part the PCA leaves out:
@@ -19,15 +19,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dermpipe.monitoring.ood_scores import Scorer
-from dermpipe.monitoring.reference import EmbeddingPCA
+from dermpipe.model.profile.ood_scores import Scorer, residual_squared
+from dermpipe.model.profile.reference import EmbeddingPCA
 
 DEFAULT_PASS_RATE = 0.95
 
 
 @dataclass(frozen=True)
 class OODDetector:
-    """The served OOD score (dermpipe.monitoring.ood_scores.Scorer) with its validation-calibrated threshold."""
+    """The served OOD score (dermpipe.model.profile.ood_scores.Scorer) with its validation-calibrated threshold."""
 
     scorer: Scorer
     threshold: float = float("inf")
@@ -64,23 +64,6 @@ class OODDetector:
             raise ValueError(f"OOD detector: missing {sorted(missing)}; expected score (its name), state (what it "
                              "needs) and threshold (clinical.json's 'ood', written by the profile stage)")
         return cls(Scorer.from_dict(data), float(data["threshold"]), float(data.get("pass_rate", DEFAULT_PASS_RATE)))
-
-
-def pca_residual_score(state: dict, pca: EmbeddingPCA, embeddings: np.ndarray) -> np.ndarray:
-    """sqrt(z^T S^-1 z + |r|^2 / mean_train |r|^2) per image (the module docstring)."""
-    embeddings = np.asarray(embeddings, np.float64)
-    d = pca.project(embeddings).astype(np.float64) - np.asarray(state["center"], np.float64)
-    mahalanobis = np.einsum("ij,jk,ik->i", d, np.asarray(state["precision"], np.float64), d)
-    return np.sqrt(np.maximum(mahalanobis, 0.0) + residual_squared(pca, embeddings) / float(state["residual_scale"]))
-
-
-def residual_squared(pca: EmbeddingPCA, embeddings: np.ndarray) -> np.ndarray:
-    """|e - mean - proj(e)|^2 per row: what the PCA's components do not explain."""
-    embeddings = np.asarray(embeddings, np.float64)
-    centred = embeddings - pca.mean.astype(np.float64)
-    components = pca.components.astype(np.float64)
-    z = centred @ components.T
-    return np.maximum((centred**2).sum(axis=1) - (z**2).sum(axis=1), 0.0)
 
 
 def fit_detector(pca: EmbeddingPCA, train_embeddings: np.ndarray) -> OODDetector:

@@ -3,14 +3,14 @@
 import numpy as np
 import pytest
 
-from dermpipe.monitoring.ood_select import (
+from dermpipe.model.profile.ood_select import (
     OODEvidence,
     Outputs,
     auroc_fpr,
     detector_for,
     select,
 )
-from dermpipe.monitoring.reference import fit_embedding_pca
+from dermpipe.model.profile.reference import fit_embedding_pca
 
 
 def test_auroc_and_fpr_at_95_tpr_on_a_known_table():
@@ -79,9 +79,9 @@ def test_without_ood_sets_the_default_is_served_and_says_it_was_not_measured():
 
 def test_a_served_msp_decides_without_the_profile_pca():
     from dermpipe.model.evaluation.operating_points import OperatingPoint
-    from dermpipe.monitoring.clinical import Clinical
-    from dermpipe.monitoring.ood import OODDetector
-    from dermpipe.monitoring.ood_scores import Scorer
+    from dermpipe.model.profile.clinical import Clinical
+    from dermpipe.model.profile.ood import OODDetector
+    from dermpipe.model.profile.ood_scores import Scorer
 
     point = OperatingPoint.from_dict({"name": "melanoma_sens95", "positive_class": "MEL", "target_sensitivity": 0.95,
                                       "threshold": 0.5, "chosen_on": "val", "chosen": {}, "test": {}})
@@ -102,7 +102,7 @@ def test_the_evaluation_report_lists_every_candidate_per_set():
 
 
 def test_the_report_says_plainly_when_the_threshold_does_not_hold_on_test():
-    from dermpipe.monitoring.ood_select import transfer_check
+    from dermpipe.model.profile.ood_select import transfer_check
 
     holds = transfer_check(3, 60, 0.95)
     assert holds["threshold_holds_on_test"] is True and "NOT" not in holds["transfer_note"]

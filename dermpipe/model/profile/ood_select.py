@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dermpipe.monitoring.ood import OODDetector, calibrate, fit_detector, flagged_rate
-from dermpipe.monitoring.ood_scores import Scorer, fit_energy, fit_knn, fit_mahalanobis
-from dermpipe.monitoring.reference import EmbeddingPCA
+from dermpipe.model.profile.ood import OODDetector, calibrate, fit_detector, flagged_rate
+from dermpipe.model.profile.ood_scores import Scorer, fit_energy, fit_knn, fit_mahalanobis
+from dermpipe.model.profile.reference import EmbeddingPCA
 
 FAR_GUARD = 0.9  # a served score must flag at least this share of far-OOD images at 95 % TPR (FPR@95 <= 0.1)
 TPR = 0.95

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from dermpipe import storage
-from dermpipe.monitoring import labels as store
-from dermpipe.monitoring.labels import Label, append_labels, label_files, labels_root, read_labels
+from dermpipe.serving import labels as store
+from dermpipe.serving.labels import Label, append_labels, label_files, labels_root, read_labels
 
 FIRST = [Label("r1", "MEL", "biopsy", "2026-11-30"), Label("r2-0", "NV", "consensus", "2026-12-01")]
 SECOND = [Label("r3", "BCC", "follow-up", "2026-12-02")]

@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dermpipe.monitoring.ood import OODDetector, calibrate, fit_detector, flagged_rate
-from dermpipe.monitoring.ood_set import ood_images
-from dermpipe.monitoring.reference import fit_embedding_pca
+from dermpipe.model.profile.ood import OODDetector, calibrate, fit_detector, flagged_rate
+from dermpipe.model.profile.ood_set import ood_images
+from dermpipe.model.profile.reference import fit_embedding_pca
 
 
 def _gaussian(n: int, shift: float = 0.0, seed: int = 0) -> np.ndarray:
@@ -72,10 +72,9 @@ def profiled(isic_sample, tmp_path_factory):
     import keras
 
     from dermpipe import config
-    from dermpipe.model.evaluation.params import ProfileParams
+    from dermpipe.model.profile.features import image_key, list_images
+    from dermpipe.model.profile.stage import ProfileParams, profile_model
     from dermpipe.model.zoo import build_classifier
-    from dermpipe.monitoring.features import image_key, list_images
-    from dermpipe.monitoring.profile import profile_model
 
     out = tmp_path_factory.mktemp("profile")
     keras.utils.set_random_seed(0)
@@ -95,7 +94,7 @@ def profiled(isic_sample, tmp_path_factory):
 
 
 def test_profile_writes_clinical_json_on_the_real_sample(profiled):
-    from dermpipe.monitoring.clinical import load_clinical
+    from dermpipe.model.profile.clinical import load_clinical
 
     out, info, _ = profiled
     clinical = load_clinical(str(out / "profile"))
@@ -132,9 +131,9 @@ def test_isic2020_is_reported_separately(profiled, isic_sample):
     """Another population and year (and 512 px JPEGs): reported, not asserted either way beyond being a rate."""
     import keras
 
-    from dermpipe.monitoring.clinical import load_clinical
-    from dermpipe.monitoring.features import decode_images, list_images
-    from dermpipe.monitoring.reference import EmbeddingPCA
+    from dermpipe.model.profile.clinical import load_clinical
+    from dermpipe.model.profile.features import decode_images, list_images
+    from dermpipe.model.profile.reference import EmbeddingPCA
 
     out, _, _ = profiled
     clinical = load_clinical(str(out / "profile"))
@@ -149,8 +148,7 @@ def test_isic2020_is_reported_separately(profiled, isic_sample):
 def test_a_near_folder_given_by_the_user_chooses_the_score(profiled, isic_sample):
     """ood_near_folder (here the ISIC 2020 sample: another population) becomes the set the score is chosen on; the
     simulated new device is still measured and reported."""
-    from dermpipe.model.evaluation.params import ProfileParams
-    from dermpipe.monitoring.profile import profile_model
+    from dermpipe.model.profile.stage import ProfileParams, profile_model
 
     out, _, tables = profiled
     folder = isic_sample.parent / "isic2020-sample" / "images"
@@ -166,7 +164,7 @@ def test_a_near_folder_given_by_the_user_chooses_the_score(profiled, isic_sample
 
 
 def test_an_empty_near_folder_is_refused_by_name(tmp_path):
-    from dermpipe.monitoring.profile import near_folder_images
+    from dermpipe.model.profile.stage import near_folder_images
 
     (tmp_path / "notes.txt").write_text("no images here")
     with pytest.raises(FileNotFoundError, match=f"ood_near_folder = '{tmp_path}': no .jpg"):

@@ -5,7 +5,7 @@
 One JSON Lines file per submission, never modified once written: locally a temporary file in the same folder is
 fsync'ed and renamed into place (a reader never sees half a file, a failed write leaves nothing); on gs:// one object
 is created with `if_generation_match=0`. Each line holds the Label fields plus `received_at` and `submission_id`.
-Validation (known request id, known diagnosis, conflicts) is dermpipe.monitoring.feedback's job; this module only
+Validation (known request id, known diagnosis, conflicts) is dermpipe.serving.feedback_store's job; this module only
 stores and reads; the file format's reader lives in dermpipe.data.feedback, which retraining uses too.
 """
 

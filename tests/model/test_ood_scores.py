@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import mahalanobis
 
-from dermpipe.monitoring.ood import OODDetector, calibrate, fit_detector
-from dermpipe.monitoring.ood_scores import (
+from dermpipe.model.profile.ood import OODDetector, calibrate, fit_detector
+from dermpipe.model.profile.ood_scores import (
     Scorer,
     energy_score,
     fit_energy,
@@ -18,7 +18,7 @@ from dermpipe.monitoring.ood_scores import (
     msp_score,
     normalise,
 )
-from dermpipe.monitoring.reference import fit_embedding_pca
+from dermpipe.model.profile.reference import fit_embedding_pca
 
 
 def _round_trip(scorer: Scorer) -> Scorer:
@@ -123,8 +123,8 @@ def test_the_stored_head_gives_the_models_own_logits_and_only_where_it_reads_the
     import keras
 
     from dermpipe.model.ensemble import build_ensemble
+    from dermpipe.model.profile.stage import head_weights
     from dermpipe.model.zoo import build_classifier
-    from dermpipe.monitoring.profile import head_weights
 
     model, _ = build_classifier("simple_cnn", 32, 8, seed=0)
     heads = keras.Model(model.input, [model.output, model.get_layer("pool").output])

@@ -5,8 +5,8 @@ probabilities are calibrated (temperature scaling, dermpipe.model.evaluation.cal
 on the validation rows (dermpipe.model.evaluation.operating_points; for a cross-validated ensemble, which trained on
 them, on its out-of-fold predictions instead); the calibration is stored and applied to every decision. A point not
 achievable by this model is stored with the reason and never decides. The OOD distance is fitted
-on the training rows and its threshold calibrated on the validation rows (dermpipe.monitoring.ood); the test rows and
-a download-free out-of-distribution set (dermpipe.monitoring.ood_set) only report. Deploy copies the file into the
+on the training rows and its threshold calibrated on the validation rows (dermpipe.model.profile.ood); the test rows and
+a download-free out-of-distribution set (dermpipe.model.profile.ood_set) only report. Deploy copies the file into the
 registry version folder; `dermpipe serve` and `dermpipe predict` decide with it, the gate checks it.
 """
 
@@ -25,9 +25,9 @@ from dermpipe.model.evaluation.operating_points import (
     choose_operating_points,
     targets_for,
 )
-from dermpipe.monitoring.ood import OODDetector, flagged_rate
-from dermpipe.monitoring.ood_select import OODEvidence, Outputs, detector_for, transfer_check
-from dermpipe.monitoring.reference import EmbeddingPCA
+from dermpipe.model.profile.ood import OODDetector, flagged_rate
+from dermpipe.model.profile.ood_select import OODEvidence, Outputs, detector_for, transfer_check
+from dermpipe.model.profile.reference import EmbeddingPCA
 from dermpipe.storage import exists, read_text
 
 DECISIONS = ("refer_melanoma", "routine", "out_of_distribution")
@@ -128,7 +128,7 @@ def calibrate_clinical(labels: np.ndarray, probabilities: np.ndarray, embeddings
                        min_specificity: float = MIN_SPECIFICITY) -> Clinical:
     """The calibration and the operating points on val (reported on test); the OOD candidates fitted on train,
     calibrated on val, measured on `ood`'s far and near sets, the best on near served
-    (dermpipe.monitoring.ood_select), reported on test. `labels` are class indices, rows aligned with `splits`
+    (dermpipe.model.profile.ood_select), reported on test. `labels` are class indices, rows aligned with `splits`
     ('train' | 'val' | 'test').
 
     `held_out`: (labels, probabilities) of a cross-validated ensemble's out-of-fold predictions
