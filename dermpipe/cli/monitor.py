@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from dermpipe import config
+from dermpipe.cli import library_warnings
 
 
 def _out_dir(out: Path | None) -> Path:
@@ -91,16 +92,21 @@ def monitor(
     from dermpipe.monitoring.drift import config_from_params
 
     cfg = config_from_params(min_samples, drift_share, num_method, num_threshold, cat_method, cat_threshold)
-    compared = _read(reference, current, since, until, metadata, model, registry_root, model_name)
-    folder = _out_dir(out)
-    summary, drifted = _compare_all(compared, cfg, folder)
-    log_model = compared[0].reference.model_name if reference else model_name  # the log drift read
-    measured = _performance(current, log_model, registry_root, since, until, folder, reference, min_labels=min_labels,
-                            min_melanomas=min_melanomas, n_bootstrap=n_bootstrap, period=period)
-    names = _triggers(summary, drifted, measured)
-    if retrain and names:
-        summary["retraining"] = _retrain(backend, training_params, template, names, host=kfp_host, project=project,
-                                         region=location, pipeline_root=pipeline_root)
+    with library_warnings.captured() as caught:  # to warnings.log, counted in drift.json: not between our lines
+        compared = _read(reference, current, since, until, metadata, model, registry_root, model_name)
+        folder = _out_dir(out)
+        summary, drifted = _compare_all(compared, cfg, folder)
+        log_model = compared[0].reference.model_name if reference else model_name  # the log drift read
+        measured = _performance(current, log_model, registry_root, since, until, folder, reference,
+                                min_labels=min_labels, min_melanomas=min_melanomas, n_bootstrap=n_bootstrap,
+                                period=period)
+        names = _triggers(summary, drifted, measured)
+        if retrain and names:
+            summary["retraining"] = _retrain(backend, training_params, template, names, host=kfp_host,
+                                             project=project, region=location, pipeline_root=pipeline_root)
+    summary["library_warnings"] = library_warnings.write_log(caught, folder / "warnings.log")
+    if caught:
+        typer.echo(f"warnings   {len(caught)} from libraries, in {folder / 'warnings.log'}")
     (folder / "drift.json").write_text(json.dumps(summary, indent=1, default=str))
     typer.echo(f"results    {folder / 'drift.json'}")
     if (fail_on_drift and drifted) or (fail_on_drop and measured.dropped):
