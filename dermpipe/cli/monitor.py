@@ -104,13 +104,19 @@ def monitor(
         if retrain and names:
             summary["retraining"] = _retrain(backend, training_params, template, names, host=kfp_host,
                                              project=project, region=location, pipeline_root=pipeline_root)
-    summary["library_warnings"] = library_warnings.write_log(caught, folder / "warnings.log")
-    if caught:
-        typer.echo(f"warnings   {len(caught)} from libraries, in {folder / 'warnings.log'}")
+    summary["library_warnings"] = _log_warnings(caught, folder)
     (folder / "drift.json").write_text(json.dumps(summary, indent=1, default=str))
     typer.echo(f"results    {folder / 'drift.json'}")
     if (fail_on_drift and drifted) or (fail_on_drop and measured.dropped):
         raise typer.Exit(3 if fail_on_drift and drifted else 4)
+
+
+def _log_warnings(caught: list, folder: Path) -> dict:
+    """The library warnings the analysis raised, in <out>/warnings.log: one line says how many and where."""
+    counted = library_warnings.write_log(caught, folder / "warnings.log")
+    if caught:
+        typer.echo(f"warnings   {counted['count']} from libraries, in {counted['log']}")
+    return counted
 
 
 def _performance(current: str, model_name: str, registry_root: str | None, since: str, until: str, folder: Path,
