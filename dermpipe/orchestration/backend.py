@@ -146,8 +146,9 @@ def plugin(group: str, name: str) -> Any:
 
     found = entry_points(group=group, name=name)
     if not found:
-        raise SubmitError(f"no entry point {name!r} in group {group!r}: dermpipe's installed metadata is older than "
-                          "its pyproject.toml; reinstall it (`make install`, or `pip install -e .` in the checkout)")
+        raise SubmitError(f"no entry point {name!r} in group {group!r}: the dermpipe metadata Python finds is older "
+                          "than pyproject.toml (an installation, or a dermpipe.egg-info folder in the current "
+                          "directory); reinstall (`make install`, or `pip install -e .` in the checkout)")
     return next(iter(found)).load()
 
 

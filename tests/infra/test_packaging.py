@@ -3,6 +3,7 @@ wheel carries the lineage UI's templates and the licence."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -18,9 +19,14 @@ def test_wheel_builds_quietly_with_templates_and_license(tmp_path: Path) -> None
     # built with this environment's setuptools (no build isolation: no test talks to the internet)
     if int(version("setuptools").split(".")[0]) < 77:
         pytest.skip(f"setuptools {version('setuptools')} here; pyproject.toml needs >= 77 (`make install` upgrades it)")
+    source = tmp_path / "source"  # a copy: an in-place build would leave build/ and dermpipe.egg-info in the checkout
+    for name in ("dermpipe", "components", "pipelines"):
+        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(ROOT / name, source / name)
     result = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "--wheel-dir",
-         str(tmp_path), str(ROOT)],
+         str(tmp_path), str(source)],
         capture_output=True, text=True, check=True, timeout=300,
     )
     # pip prints a backend's warnings (a license table, a data folder missing from `packages`) even with --quiet;

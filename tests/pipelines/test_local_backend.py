@@ -62,3 +62,14 @@ def test_parameters_are_the_pipeline_defaults_under_the_given_ones_checked():
     failed = run_child({"params": {"epochs": 1, "epocs": 2}})
     assert failed.state == "failed" and failed.run_id == ""
     assert failed.error.startswith("nothing was started: retraining parameters: unknown pipeline parameter(s) epocs")
+
+
+def test_the_child_process_reports_refused_parameters_as_a_result(monkeypatch):
+    """A real child (`python -m dermpipe.pipelines.local_backend`): refused before anything starts, and said so in
+    its JSON result, which the retraining trigger turns into an error naming the parameter."""
+    from dermpipe.orchestration.retrain import trigger
+
+    monkeypatch.setenv("_KFP_RUNTIME", "true")  # as inside the monitoring DAG's retrain task: the child drops it
+    with pytest.raises(RuntimeError, match=r"no run was started\): nothing was started: retraining parameters: "
+                                           r"unknown pipeline parameter\(s\) epocs"):
+        trigger("local", {"epocs": 1})
