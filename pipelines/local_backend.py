@@ -7,7 +7,8 @@ run's result as JSON: run id, status, error and outputs (the deployed version, i
 figures). Nothing is parsed from printed text. `compile_training` is the entry point `training` of
 `dermpipe.compilers`: the compiled training pipeline the kfp and vertex retraining submit.
 
-    python -m dermpipe.pipelines.local_backend PARAMS.json RESULT.json
+    python -m dermpipe.pipelines.local_backend run PARAMS.json RESULT.json
+    python -m dermpipe.pipelines.local_backend compile KIND OUT.yaml
 """
 
 from __future__ import annotations
@@ -34,7 +35,16 @@ NO_SCHEDULES = ("the local backend has no schedules: run `dermpipe monitor --ret
 
 def compile_training(kind: str, out: Path) -> Path:
     """The training pipeline compiled for `kind` (kfp | vertex) with its placement and the default images, as
-    `dermpipe compile --pipeline training --backend KIND` writes it."""
+    `dermpipe compile --pipeline training --backend KIND` writes it. In a child process: inside a running task
+    (the monitoring DAG's retrain) kfp.dsl cannot build components, and the child leaves that task's marker out."""
+    command = [sys.executable, "-m", __name__, "compile", kind, str(out)]
+    done = subprocess.run(command, env=_child_env(), capture_output=True, text=True, check=False)
+    if done.returncode != 0 or not out.exists():
+        raise RuntimeError(f"exit {done.returncode}: {(done.stderr or done.stdout)[-2000:]}")
+    return out
+
+
+def _compile_here(kind: str, out: Path) -> Path:
     from dermpipe.pipelines.compile import compile_pipeline
     from dermpipe.pipelines.placement import Placement
 
@@ -90,7 +100,7 @@ class LocalBackend(Backend):
         with tempfile.TemporaryDirectory(prefix=f"{name}-") as tmp:
             given, result = Path(tmp) / "params.json", Path(tmp) / "result.json"
             given.write_text(json.dumps({"params": params, "cache": cache}))
-            done = subprocess.run([sys.executable, "-m", __name__, str(given), str(result)], env=_child_env(),
+            done = subprocess.run([sys.executable, "-m", __name__, "run", str(given), str(result)], env=_child_env(),
                                   stdout=subprocess.DEVNULL, check=False)
             if not result.exists():
                 raise SubmitError(f"the local training process exited {done.returncode} without a result; its error "
@@ -134,12 +144,18 @@ def run_child(given: dict[str, Any]) -> RunStatus:
 
 
 def main(argv: list[str]) -> int:
+    """`run PARAMS.json RESULT.json` (the result: a RunStatus as JSON) or `compile KIND OUT.yaml`."""
     from dataclasses import asdict
 
-    given, result = Path(argv[0]), Path(argv[1])
-    status = run_child(json.loads(given.read_text()))
-    result.write_text(json.dumps(asdict(status), default=str))
-    return 0 if status.state == "succeeded" else 1
+    if argv[:1] == ["compile"] and len(argv) == 3:
+        _compile_here(argv[1], Path(argv[2]))
+        return 0
+    if argv[:1] == ["run"] and len(argv) == 3:
+        status = run_child(json.loads(Path(argv[1]).read_text()))
+        Path(argv[2]).write_text(json.dumps(asdict(status), default=str))
+        return 0 if status.state == "succeeded" else 1
+    print(f"usage: python -m {__name__} run PARAMS.json RESULT.json | compile KIND OUT.yaml", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

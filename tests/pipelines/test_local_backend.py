@@ -73,3 +73,26 @@ def test_the_child_process_reports_refused_parameters_as_a_result(monkeypatch):
     with pytest.raises(RuntimeError, match=r"no run was started\): nothing was started: retraining parameters: "
                                            r"unknown pipeline parameter\(s\) epocs"):
         trigger("local", {"epocs": 1})
+
+
+def test_the_training_compiler_runs_in_a_child_without_the_task_marker(monkeypatch, tmp_path):
+    """Inside the monitoring DAG's retrain task kfp.dsl cannot build components (_KFP_RUNTIME=true), so the
+    training pipeline is compiled by a child of this module that leaves the marker out; its error is kept."""
+    import sys
+    import types
+
+    from dermpipe.pipelines import local_backend
+
+    ran = {}
+
+    def fake_run(cmd, env, **kwargs):
+        ran["cmd"], ran["env"] = cmd, env
+        return types.SimpleNamespace(returncode=1, stdout="", stderr="CompileError: no such image")
+
+    monkeypatch.setenv("_KFP_RUNTIME", "true")
+    monkeypatch.setattr(local_backend.subprocess, "run", fake_run)
+    with pytest.raises(RuntimeError, match="exit 1: CompileError: no such image"):
+        local_backend.compile_training("vertex", tmp_path / "training.yaml")
+    assert ran["cmd"] == [sys.executable, "-m", "dermpipe.pipelines.local_backend", "compile", "vertex",
+                          str(tmp_path / "training.yaml")]
+    assert "_KFP_RUNTIME" not in ran["env"]
