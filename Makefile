@@ -23,12 +23,16 @@ export PIP_DISABLE_PIP_VERSION_CHECK = 1
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
+# Quiet on purpose (make demo prints <= 60 lines from a fresh clone): one line says what is happening, pip prints only
+# errors. The editable install with mapped package folders (components/, pipelines/) always has setuptools emit an
+# informational 'Editable installation.' note (10 lines); PYTHONWARNINGS drops that one note, nothing else.
 $(STAMP): pyproject.toml
-	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), f"dermpipe needs Python >= 3.11, found {sys.version}"'
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), f"dermpipe needs Python >= 3.11, found {sys.version}"'
+	@echo "installing dermpipe and its test tools into $(VENV) (several minutes the first time)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
+	@PYTHONWARNINGS='ignore:Editable installation' $(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
 
 # checkov (infrastructure checks in tests/infra) in its own environment: its pins clash with the test tools.
 $(TOOLS_STAMP):

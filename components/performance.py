@@ -14,7 +14,7 @@ def performance(
 ) -> bool:
     """Live performance of each served version from the fed-back labels, against its test figures; returns whether
     performance dropped (no labels: False, and the report says so)."""
-    from dermpipe.monitoring.performance import PerformanceParams
+    from dermpipe.monitoring.params import PerformanceParams
     from dermpipe.monitoring.performance_stage import run
 
     params = PerformanceParams(min_labels=min_labels, min_melanomas=min_melanomas, n_bootstrap=n_bootstrap,

@@ -8,11 +8,11 @@ dataclasses, see dermpipe.pipelines.parameters). Precedence, lowest first:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any, Literal
 
 from dermpipe.orchestration.errors import SubmitError
+from dermpipe.orchestration.parameters import typed
 from dermpipe.pipelines.parameters import ParamSpec, defaults, specs
 
 PROFILES: dict[str, dict[str, Any]] = {
@@ -23,7 +23,6 @@ PROFILES: dict[str, dict[str, Any]] = {
     "cluster": {},
 }
 DEFAULT_PROFILE = "laptop"
-STRUCTURED = ("sweep",)  # text parameters a config file may give as YAML (a list), passed on as JSON
 ProfileName = Literal[tuple(PROFILES)]  # `--profile` accepts exactly these names (Typer makes a Choice of it)
 
 
@@ -35,27 +34,9 @@ def profile_values(profile: str) -> dict[str, Any]:
 
 
 def typed_value(spec: ParamSpec, value: Any, origin: str) -> Any:
-    """`value` as the parameter's type, or an error naming `origin` (the file or flag), the parameter and the type.
-
-    YAML reads `1e-4` as text and `20` as an int where a float is meant, so numbers convert; booleans never do.
-    A structured parameter (the sweep's list of configurations) written as YAML in a config file becomes its JSON
-    text, the form the pipeline parameter takes."""
-    kind = spec.type
-    if spec.name in STRUCTURED and isinstance(value, list):
-        return json.dumps(value)
-    if kind is bool and isinstance(value, bool):
-        return value
-    if kind is int and isinstance(value, int | float) and not isinstance(value, bool) and float(value).is_integer():
-        return int(value)
-    if kind is float and not isinstance(value, bool):
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            pass
-    if kind is str and isinstance(value, str | int | float) and not isinstance(value, bool):
-        return str(value)
-    raise SubmitError(f"{origin}: parameter {spec.name}={value!r} is not a {kind.__name__} "
-                      f"(default {spec.default!r}; {spec.help})")
+    """`value` as the parameter's type (the one rule, dermpipe.orchestration.parameters.typed), or an error naming
+    `origin` (the file or flag), the parameter, its type, default and help."""
+    return typed(spec.name, value, spec.type, origin, hint=f"default {spec.default!r}; {spec.help}")
 
 
 def checked(values: Mapping[str, Any], origin: str) -> dict[str, Any]:

@@ -5,10 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from dermpipe import config
+from dermpipe.cli import library_warnings
+from dermpipe.cli.settings_options import field_values, option_specs, with_options
+from dermpipe.monitoring.params import DriftParams, PerformanceParams
 
 
 def _out_dir(out: Path | None) -> Path:
@@ -32,20 +36,12 @@ def _table(result) -> str:
     return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
 
-PERFORMANCE_OPTIONS = {
-    "min_labels": typer.Option(30, help="performance: fewer labelled predictions of a version: BMA and specificity "
-                                        "are reported, not judged"),
-    "min_melanomas": typer.Option(10, help="performance: fewer labelled melanomas of a version: sensitivity is "
-                                           "reported, not judged"),
-    "n_bootstrap": typer.Option(1000, help="performance: bootstrap resamples per interval"),
-    "period": typer.Option("", help="performance: also report each D (day), W (week) or M (month) of the window"),
-    "fail_on_drop": typer.Option(False, help="exit with status 4 when performance dropped (3 wins on drift with "
-                                             "--fail-on-drift)"),
-    "retrain": typer.Option(False, "--retrain/--no-retrain", help="start a training run when drift is found or "
-                                                                  "performance dropped (it says which)"),
-}
+# `dermpipe monitor`'s drift and performance options, from the stages' dataclasses (tests/architecture checks them)
+DRIFT_OPTIONS = option_specs(DriftParams)
+PERFORMANCE_OPTIONS = option_specs(PerformanceParams)
 
 
+@with_options(DRIFT_OPTIONS, PERFORMANCE_OPTIONS)
 def monitor(
     reference: str = typer.Option(None, help="profile folder, registry version folder <registry>/<model>/<N>, or "
                                              "registry model folder (its current.json version) [default: for a "
@@ -60,15 +56,10 @@ def monitor(
     metadata: Path = typer.Option(None, help="metadata CSV for an image folder (image or image_name, age_approx, "
                                              "sex, anatom_site_general[_challenge])"),
     model: Path = typer.Option(None, help="model.keras for an image folder [default: the reference's]"),
-    min_samples: int = typer.Option(30, help="fewer current rows: no decision (insufficient data)"),
-    drift_share: float = typer.Option(0.5, help="drift when at least this share of the tested columns drifted"),
-    num_method: str = typer.Option("auto", help="numeric columns: auto | ks | wasserstein | psi | ..."),
-    num_threshold: float = typer.Option(0.0, help="numeric threshold (0: the method's default)"),
-    cat_method: str = typer.Option("auto", help="categorical columns: auto | chisquare | jensenshannon | ..."),
-    cat_threshold: float = typer.Option(0.0, help="categorical threshold (0: the method's default)"),
     out: Path = typer.Option(None, help="where drift_report.html, drift.json and performance_report.html go "
                                         "[default: $DERMPIPE_HOME/monitor/<time>]"),
-    retrain: bool = PERFORMANCE_OPTIONS["retrain"],
+    retrain: bool = typer.Option(False, "--retrain/--no-retrain", help="start a training run when drift is found "
+                                                                        "or performance dropped (it says which)"),
     backend: str = typer.Option("local", help="retraining backend: local | kfp | vertex | none"),
     training_params: str = typer.Option("{}", help="training pipeline arguments as a JSON object"),
     kfp_host: str = typer.Option("", help="Kubeflow Pipelines host (backend kfp)"),
@@ -77,45 +68,49 @@ def monitor(
     location: str = typer.Option("", help="GCP region (backend vertex)"),
     pipeline_root: str = typer.Option("", help="gs:// pipeline root (backend vertex)"),
     fail_on_drift: bool = typer.Option(False, help="exit with status 3 when drift is detected (for cron/CI)"),
-    min_labels: int = PERFORMANCE_OPTIONS["min_labels"],
-    min_melanomas: int = PERFORMANCE_OPTIONS["min_melanomas"],
-    n_bootstrap: int = PERFORMANCE_OPTIONS["n_bootstrap"],
-    period: str = PERFORMANCE_OPTIONS["period"],
-    fail_on_drop: bool = PERFORMANCE_OPTIONS["fail_on_drop"],
+    fail_on_drop: bool = typer.Option(False, help="exit with status 4 when performance dropped (3 wins on drift "
+                                                  "with --fail-on-drift)"),
+    **options: Any,
 ) -> None:
     """Compare current traffic (prediction log window or image folder) with the model's reference profile.
 
     Without --reference, each model version that served the log window is compared with its own profile (a window
     that spans a promotion gives one comparison per version; drift in any of them is drift). With fed-back labels,
     each served version's performance is judged against its registry test figures (a second retraining trigger)."""
-    from dermpipe.monitoring.drift import config_from_params
-
-    cfg = config_from_params(min_samples, drift_share, num_method, num_threshold, cat_method, cat_threshold)
-    compared = _read(reference, current, since, until, metadata, model, registry_root, model_name)
-    folder = _out_dir(out)
-    summary, drifted = _compare_all(compared, cfg, folder)
-    log_model = compared[0].reference.model_name if reference else model_name  # the log drift read
-    measured = _performance(current, log_model, registry_root, since, until, folder, reference, min_labels=min_labels,
-                            min_melanomas=min_melanomas, n_bootstrap=n_bootstrap, period=period)
-    names = _triggers(summary, drifted, measured)
-    if retrain and names:
-        summary["retraining"] = _retrain(backend, training_params, template, names, host=kfp_host, project=project,
-                                         region=location, pipeline_root=pipeline_root)
+    cfg = DriftParams(**field_values(DRIFT_OPTIONS, options)).config()
+    with library_warnings.captured() as caught:  # to warnings.log, counted in drift.json: not between our lines
+        compared = _read(reference, current, since, until, metadata, model, registry_root, model_name)
+        folder = _out_dir(out)
+        summary, drifted = _compare_all(compared, cfg, folder)
+        log_model = compared[0].reference.model_name if reference else model_name  # the log drift read
+        measured = _performance(current, log_model, registry_root, since, until, folder, reference,
+                                PerformanceParams(**field_values(PERFORMANCE_OPTIONS, options)))
+        names = _triggers(summary, drifted, measured)
+        if retrain and names:
+            summary["retraining"] = _retrain(backend, training_params, template, names, host=kfp_host,
+                                             project=project, region=location, pipeline_root=pipeline_root)
+    summary["library_warnings"] = _log_warnings(caught, folder)
     (folder / "drift.json").write_text(json.dumps(summary, indent=1, default=str))
     typer.echo(f"results    {folder / 'drift.json'}")
     if (fail_on_drift and drifted) or (fail_on_drop and measured.dropped):
         raise typer.Exit(3 if fail_on_drift and drifted else 4)
 
 
+def _log_warnings(caught: list, folder: Path) -> dict:
+    """The library warnings the analysis raised, in <out>/warnings.log: one line says how many and where."""
+    counted = library_warnings.write_log(caught, folder / "warnings.log")
+    if caught:
+        typer.echo(f"warnings   {counted['count']} from libraries, in {counted['log']}")
+    return counted
+
+
 def _performance(current: str, model_name: str, registry_root: str | None, since: str, until: str, folder: Path,
-                 reference: str | None, **settings):
+                 reference: str | None, params: PerformanceParams):
     """Measure and judge each served version on the fed-back labels; echo the table, write the report and JSON. The
     test figures come from --registry-root, else the registry --reference lies in, else the default registry."""
     from dermpipe.monitoring import performance_stage as stage
-    from dermpipe.monitoring.performance import PerformanceParams
     from dermpipe.monitoring.profile_reader import registry_root_of
 
-    params = PerformanceParams(**settings)
     root = registry_root or registry_root_of(reference or "", model_name) or str(config.default_registry_root())
     try:
         result = stage.analyse(current, model_name, root, params, since=since, until=until, evidently=True)

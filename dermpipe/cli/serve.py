@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from dermpipe import config
+from dermpipe.cli.settings_options import Scaled, field_values, option_specs, with_options
+from dermpipe.serving.settings import MIB, Settings
 
 models_app = typer.Typer(help="The versioned model registry (local folder or gs://): list, promote, roll back, "
                               "push a run the gate did not bless (--override-gate REASON).",
@@ -176,42 +179,27 @@ def _follow_on_kserve(root: str, model_name: str, version: int, apply: bool, man
                f"{served['kserve_storage_uri']}" + (f" (manifest: {manifest_out})" if manifest_out else ""))
 
 
+# `dermpipe serve`'s options from the Settings fields with help (bytes shown as MiB); tests/architecture checks them
+SERVE_OPTIONS = option_specs(Settings, {"max_body_bytes": Scaled("max_body_mb", MIB),
+                                        "grpc_max_message_bytes": Scaled("grpc_max_message_mb", MIB)})
+
+
+@with_options(SERVE_OPTIONS)
 def serve(
     registry_root: str = typer.Option(None, "--registry-root", help=REGISTRY_HELP),
-    model_name: str = typer.Option(config.MODEL_NAME, "--model-name", help="model to serve"),
     host: str = typer.Option("127.0.0.1", help="interface to listen on (0.0.0.0 in a container)"),
     port: int = typer.Option(8501, help="port (8501 is TF Serving's REST port)"),
-    grpc_port: int = typer.Option(0, help="also serve TF Serving's gRPC API (PredictionService, ModelService, "
-                                          "health) on this port; 8500 is TF Serving's; 0: off"),
-    grpc_max_message_mb: float = typer.Option(64.0, help="largest gRPC message either way, MiB (gRPC's default "
-                                                         "is 4)"),
-    max_batch: int = typer.Option(32, help="most images in one model call"),
-    max_wait_ms: float = typer.Option(5.0, help="longest a request waits for others to join its batch"),
-    max_instances: int = typer.Option(64, help="most images in one request"),
-    max_explain_instances: int = typer.Option(4, help="most images in one :explain request (Grad-CAM costs a "
-                                                      "backward pass)"),
-    explain_capacity: int = typer.Option(2, help=":explain requests at a time; more get 429"),
-    max_body_mb: float = typer.Option(20.0, help="largest request body, MiB"),
-    max_pixels: int = typer.Option(50_000_000, help="largest image, width x height (decompression-bomb guard)"),
-    poll_seconds: float = typer.Option(2.0, help="how often current.json is checked for a new version"),
     log_root: str = typer.Option(None, help="prediction log root, folder or gs:// [default: $DERMPIPE_HOME/"
                                             "predictions]; 'none' turns the log off"),
-    log_images: bool = typer.Option(False, "--log-images/--no-log-images", help="also store the request images"),
-    flush_seconds: float = typer.Option(2.0, help="prediction-log flush interval"),
     log_level: str = typer.Option("info", help="debug | info | warning | error"),
+    **options: Any,
 ) -> None:
     """Serve the current registry version: TF Serving REST API, Open Inference Protocol (v2), /predict, probes,
     /metrics over HTTP; with --grpc-port, TF Serving's gRPC API too."""
     from dermpipe.serving.app import serve as run_server
-    from dermpipe.serving.settings import Settings
 
     if log_root is None:
         log_root = str(config.home() / "predictions")
-    settings = Settings(registry_root=_root(registry_root), model_name=model_name, max_batch=max_batch,
-                        max_wait_ms=max_wait_ms, max_instances=max_instances,
-                        max_body_bytes=int(max_body_mb * 1024 * 1024), max_pixels=max_pixels,
-                        poll_seconds=poll_seconds, log_root=None if log_root.lower() == "none" else log_root,
-                        log_images=log_images, flush_seconds=flush_seconds, grpc_port=grpc_port,
-                        max_explain_instances=max_explain_instances, explain_capacity=explain_capacity,
-                        grpc_max_message_bytes=int(grpc_max_message_mb * 1024 * 1024))
+    settings = Settings(registry_root=_root(registry_root), log_root=None if log_root.lower() == "none" else log_root,
+                        **field_values(SERVE_OPTIONS, options))
     run_server(settings, host=host, port=port, log_level=log_level)

@@ -17,37 +17,17 @@ to the label's date (when the result was obtained) and to its received_at (when 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 
 from dermpipe import config
-from dermpipe.componentkit import param
 from dermpipe.model.evaluation.calibration import Calibration
-from dermpipe.model.evaluation.gate import GateParams, Interval, bootstrap_bma, bootstrap_indices
+from dermpipe.model.evaluation.gate import Interval, bootstrap_bma, bootstrap_indices
 from dermpipe.model.evaluation.metrics import reliability
 from dermpipe.model.evaluation.operating_points import POSITIVE_CLASS, bootstrap_rates, rates
+from dermpipe.monitoring.params import PerformanceParams
 
 LABEL_COLUMNS = ("diagnosis", "source", "date", "received_at")
-
-
-@dataclass(frozen=True)
-class PerformanceParams:
-    """The performance stage's settings (`dermpipe monitor` options and monitoring DAG parameters)."""
-
-    min_labels: int = param(30, "fewer labelled predictions of a version: its BMA and melanoma specificity are "
-                                "reported, not judged (insufficient data)")
-    min_melanomas: int = param(10, "fewer labelled melanomas of a version: its melanoma sensitivity is reported, not "
-                                   "judged (insufficient data)")
-    n_bootstrap: int = param(1000, "bootstrap resamples per interval")
-    period: str = param("", "also report each period of the window: D (day), W (week), M (month); '' for the "
-                            "whole window only")
-    confidence: float = 0.95
-    seed: int = 0
-
-    def gate(self) -> GateParams:
-        return GateParams(confidence=self.confidence, n_bootstrap=self.n_bootstrap, seed=self.seed)
 
 
 def join_labels(predictions: pd.DataFrame, labels: pd.DataFrame) -> tuple[pd.DataFrame, dict]:

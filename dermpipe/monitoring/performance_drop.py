@@ -24,7 +24,7 @@ import math
 
 from dermpipe.model.evaluation.calibration import Calibration
 from dermpipe.model.profile.clinical import load_clinical
-from dermpipe.monitoring.performance import PerformanceParams
+from dermpipe.monitoring.params import PerformanceParams
 from dermpipe.storage import exists, read_text
 
 JUDGED = ("bma", "melanoma_sensitivity", "melanoma_specificity")

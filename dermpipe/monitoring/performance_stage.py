@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from dermpipe.monitoring import performance as perf
+from dermpipe.monitoring.params import PerformanceParams
 from dermpipe.monitoring.performance_drop import DROP, NO_DROP, judge_version, test_figures, thresholds
 
 
@@ -33,7 +34,7 @@ class VersionPerformance:
 class PerformanceResult:
     versions: list[VersionPerformance]
     counts: dict
-    params: perf.PerformanceParams
+    params: PerformanceParams
     note: str = ""  # why nothing was measured (no labels, not a log)
     registry_root: str = ""  # where the versions' test figures were read; "" = estimates reported, not judged
 
@@ -69,7 +70,7 @@ def _log_and_labels_root(current: str, model_name: str) -> str:
     return root
 
 
-def analyse(current: str, model_name: str, registry_root: str, params: perf.PerformanceParams, *,
+def analyse(current: str, model_name: str, registry_root: str, params: PerformanceParams, *,
             since: str = "", until: str = "", evidently: bool = False) -> PerformanceResult:
     """Join the window's predictions to the labels and measure and judge each version that served it (with
     `evidently`, also run Evidently's ClassificationPreset on each version's labelled lines for the report)."""
@@ -97,7 +98,7 @@ def analyse(current: str, model_name: str, registry_root: str, params: perf.Perf
 
 
 def measure_version(version: int, rows: pd.DataFrame, registry_root: str, model_name: str,
-                    params: perf.PerformanceParams, evidently: bool = False) -> VersionPerformance:
+                    params: PerformanceParams, evidently: bool = False) -> VersionPerformance:
     """Estimates of one version's labelled lines, judged against its test figures (none without a registry)."""
     folder = f"{registry_root.rstrip('/')}/{model_name}/{version}" if registry_root else ""
     cuts, calibration = thresholds(folder) if folder else ({}, None)
@@ -204,7 +205,7 @@ def metric_values(result: PerformanceResult) -> dict[str, float]:
 
 
 def run(current: str, registry_root: str, model_name: str, report, metrics, results,
-        params: perf.PerformanceParams, *, since: str = "", until: str = "", reference: str = "") -> bool:
+        params: PerformanceParams, *, since: str = "", until: str = "", reference: str = "") -> bool:
     """The KFP stage: analyse, write report (HTML), results (JSON) and metrics; returns whether performance dropped.
     Without a registry_root, the registry the drift reference lies in (a registry model or version folder) is used."""
     from dermpipe.lineage.artifacts import annotate, log_metrics

@@ -1,9 +1,14 @@
 """One backend interface for Kubeflow Pipelines and Vertex AI Pipelines: submit, status, runs and schedules.
 
 The CLI (`dermpipe submit/status/runs/schedule`), the retraining trigger and anything else that starts or watches a
-remote run hold a `Backend` from `connect(kind, settings)` and never ask which one it is: both implementations have
-the same method signatures (a test compares them), and what differs between the services (how --no-cache is
-applied, the cron dialect, where a service account goes) is decided inside them.
+run hold a `Backend` from `connect(kind, settings)` and never ask which one it is: the implementations have the same
+method signatures (a test compares them), and what differs between the services (how --no-cache is applied, the
+cron dialect, where a service account goes) is decided inside them.
+
+kfp and vertex live here. `local` (the local runner, kfp.local on this machine) lives in dermpipe.pipelines, above
+this layer, so it cannot be imported from here: it is registered as the package entry point `local` of the group
+`dermpipe.backends` (pyproject.toml), the way plugins are, and `connect` loads it from there. The compiled training
+pipeline the trigger submits comes the same way (group `dermpipe.compilers`, entry point `training`).
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from typing import Any
 from dermpipe.orchestration.errors import SubmitError
 
 BACKENDS = ("kfp", "vertex")
+BACKEND_GROUP = "dermpipe.backends"  # entry points: backends above this layer (local)
+COMPILER_GROUP = "dermpipe.compilers"  # entry points: `training(kind, out) -> Path` compiles the training pipeline
 BACKEND_HELP = "kfp (Kubeflow Pipelines, kfp.Client) | vertex (Vertex AI Pipelines)"
 FINAL_STATES = ("succeeded", "failed", "canceled", "cancelled", "skipped", "error")
 
@@ -33,6 +40,7 @@ class RunStatus:
     url: str = ""
     tasks: dict[str, str] = field(default_factory=dict)
     error: str = ""
+    outputs: dict[str, Any] = field(default_factory=dict)  # what the run produced, when the backend knows (local)
 
     @property
     def done(self) -> bool:
@@ -120,7 +128,28 @@ def connect(kind: str, settings: BackendSettings) -> Backend:
         from dermpipe.orchestration.vertex_backend import VertexBackend
 
         return VertexBackend(settings)
-    raise SubmitError(f"unknown backend {kind!r}: expected {BACKEND_HELP}")
+    if kind == "local" or kind in registered(BACKEND_GROUP):
+        return plugin(BACKEND_GROUP, kind)(settings)
+    raise SubmitError(f"unknown backend {kind!r}: expected {BACKEND_HELP} | local (this machine, kfp.local)")
+
+
+def registered(group: str) -> list[str]:
+    """The entry point names of `group` in the installed package metadata (another package may add a backend)."""
+    from importlib.metadata import entry_points
+
+    return sorted(ep.name for ep in entry_points(group=group))
+
+
+def plugin(group: str, name: str) -> Any:
+    """The object entry point `name` of `group` names; SubmitError saying to reinstall when the metadata lacks it."""
+    from importlib.metadata import entry_points
+
+    found = entry_points(group=group, name=name)
+    if not found:
+        raise SubmitError(f"no entry point {name!r} in group {group!r}: the dermpipe metadata Python finds is older "
+                          "than pyproject.toml (an installation, or a dermpipe.egg-info folder in the current "
+                          "directory); reinstall (`make install`, or `pip install -e .` in the checkout)")
+    return next(iter(found)).load()
 
 
 def remote_errors() -> tuple[type[BaseException], ...]:

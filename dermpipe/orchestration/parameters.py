@@ -76,21 +76,44 @@ def check_params(params: dict[str, Any], package: Path) -> dict[str, Any]:
     if unknown:
         raise SubmitError(f"{package}: unknown pipeline parameter(s) {', '.join(unknown)}; "
                           f"the pipeline takes: {', '.join(sorted(known))}")
-    return {name: _typed(name, value, known[name].get("parameterType", "STRING")) for name, value in params.items()}
+    return {name: typed(name, value, KFP_TYPES.get(known[name].get("parameterType", "STRING")), str(package))
+            for name, value in params.items()}
 
 
-def _typed(name: str, value: Any, kind: str) -> Any:
+# The compiled package's parameter types (parameterType) as Python types; other kinds (STRUCT, LIST) pass as they are
+KFP_TYPES: dict[str, type] = {"NUMBER_INTEGER": int, "NUMBER_DOUBLE": float, "BOOLEAN": bool, "STRING": str}
+_EXPECTED = {int: "a whole number", float: "a number", bool: "true or false", str: "text"}
+
+
+def typed(name: str, value: Any, kind: type | None, origin: str = "", hint: str = "") -> Any:
+    """`value` as the parameter's type: the one rule of `dermpipe run`, `submit` and `schedule create`.
+
+    A boolean only from a boolean (`yes` in a file must not switch a flag on); a whole number also from 20.0 or
+    "20"; a number also from text (YAML 1.1 reads 1e-4 as text); text from text or a number, and from a list or
+    mapping as its JSON (a structured parameter: the sweep's configurations). kind None: passed unchanged.
+    A SubmitError names `origin` (the file, the flag, the package), the parameter, the value and what fits."""
+    number = _number(value)
+    if kind is None or (kind is bool and isinstance(value, bool)):
+        return value
+    if kind is int and number is not None and number.is_integer():
+        return int(number)
+    if kind is float and number is not None:
+        return number
+    if kind is str and not isinstance(value, bool):
+        if isinstance(value, list | dict):
+            return json.dumps(value)
+        if isinstance(value, str | int | float):
+            return str(value)
+    where = f"{origin}: " if origin else ""
+    raise SubmitError(f"{where}parameter {name}={value!r} is not a {kind.__name__}: the pipeline expects "
+                      f"{_EXPECTED.get(kind, kind.__name__)}" + (f" ({hint})" if hint else ""))
+
+
+def _number(value: Any) -> float | None:
+    """A number, or text that reads as one; None for anything else (booleans included)."""
+    if isinstance(value, bool):
+        return None
     try:
-        if kind == "NUMBER_INTEGER" and not isinstance(value, bool) and float(value) == int(float(value)):
-            return int(float(value))
-        if kind == "NUMBER_DOUBLE" and not isinstance(value, bool):
-            return float(value)
-        if kind == "BOOLEAN" and isinstance(value, bool):
-            return value
-        if kind == "STRING":
-            return value if isinstance(value, str) else json.dumps(value)
-        if kind not in ("NUMBER_INTEGER", "NUMBER_DOUBLE", "BOOLEAN"):
-            return value
-    except (TypeError, ValueError):
-        pass
-    raise SubmitError(f"parameter {name}={value!r}: the pipeline expects {kind.lower().replace('number_', '')}")
+        return float(value) if isinstance(value, int | float | str) else None
+    except ValueError:
+        return None

@@ -1,36 +1,27 @@
 """The retraining trigger the monitoring pipeline (and `dermpipe monitor --retrain`) runs when drift is detected.
 
-    local   run the training pipeline on this machine, in a child process running `dermpipe run --config FILE
-            --profile cluster` (the command a user would type; a child process because a running kfp.local task
-            cannot start another kfp.local pipeline in its own process)
+    local   run the training pipeline on this machine: the local runner, through the `local` Backend (registered
+            by dermpipe.pipelines, above this layer), which returns the run's result (run id, status, outputs)
     kfp     submit the compiled training pipeline to Kubeflow Pipelines  } through the same Backend interface
     vertex  submit it to Vertex AI Pipelines                             } as `dermpipe submit`
     none    submit nothing; write down what would have been submitted
 
-This is library code below dermpipe.pipelines, so it never imports the DAG factories: the compiled training package
-is `template_path`, or `dermpipe compile` run in a child process.
+This is library code below dermpipe.pipelines, so it never imports the DAG factories, nor runs the CLI: the compiled
+training package is `template_path`, or the `training` compiler dermpipe.pipelines registers (backend.plugin).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import re
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from dermpipe.orchestration.backend import BackendSettings, connect
+from dermpipe.orchestration.backend import COMPILER_GROUP, BackendSettings, connect, plugin
 from dermpipe.orchestration.submit import run_name, submit_run
 
 KINDS = ("local", "kfp", "vertex", "none")
 RUN_NAME = "dermpipe-retrain"
-CLI = [sys.executable, "-m", "dermpipe.cli.main"]
-_SUMMARY_LINE = re.compile(r"^(run|status|error) {2,}(\S.*)$")  # `dermpipe run`'s summary: `label  value`
 
 
 def parse_params(training_params: str) -> dict[str, Any]:
@@ -47,57 +38,28 @@ def parse_params(training_params: str) -> dict[str, Any]:
     return params
 
 
-def _child_env() -> dict[str, str]:
-    """This environment minus kfp.local's task marker, so the child runs a pipeline instead of acting as a task."""
-    return {k: v for k, v in os.environ.items() if k != "_KFP_RUNTIME"}
-
-
 def training_package(kind: str, template_path: str, workdir: Path) -> Path:
-    """The compiled training pipeline: template_path when given, else `dermpipe compile` for `kind` into workdir."""
+    """The compiled training pipeline: template_path when given, else compiled for `kind` into workdir."""
     if template_path:
         return Path(template_path)
-    out = workdir / "training.yaml"
-    command = [*CLI, "compile", "--pipeline", "training", "--backend", kind, "--out", str(out)]
-    done = subprocess.run(command, env=_child_env(), capture_output=True, text=True, check=False)
-    if done.returncode != 0 or not out.exists():
-        raise RuntimeError(f"compiling the training pipeline for {kind} failed (exit {done.returncode}): "
-                           f"{(done.stderr or done.stdout)[-2000:]}; pass template_path (a compiled training.yaml, "
-                           "`dermpipe compile --pipeline training`) to skip compiling here")
-    return out
+    try:
+        return plugin(COMPILER_GROUP, "training")(kind, workdir / "training.yaml")
+    except (RuntimeError, ValueError) as err:  # CompileError is a RuntimeError
+        raise RuntimeError(f"compiling the training pipeline for {kind} failed: {err}; pass template_path (a "
+                           "compiled training.yaml, `dermpipe compile --pipeline training`) to skip compiling here"
+                           ) from err
 
 
-def local_command(config_file: Path) -> list[str]:
-    """`dermpipe run` on a parameter file, with the pipeline's own defaults for everything the file leaves out."""
-    return [*CLI, "run", "--config", str(config_file), "--profile", "cluster"]
-
-
-def parse_summary(stdout: str) -> dict[str, str]:
-    """run id, status and error from the summary `dermpipe run` prints last (`run  <id>`, `status  <state>`)."""
-    found: dict[str, str] = {}
-    for line in stdout.splitlines():
-        match = _SUMMARY_LINE.match(line.rstrip())
-        if match:
-            found[{"run": "run_id"}.get(match[1], match[1])] = match[2].strip()
-    return found
-
-
-def run_local_training(params: dict[str, Any]) -> dict[str, Any]:
-    """Run the training pipeline locally in a child `dermpipe run`; returns its run id and status.
-
-    The child's progress goes to this process's stderr as it happens; its stdout is kept for the summary."""
-    with tempfile.TemporaryDirectory(prefix="dermpipe-retrain-") as tmp:
-        config_file = Path(tmp) / "training-params.yaml"
-        config_file.write_text(yaml.safe_dump(params, sort_keys=False))
-        done = subprocess.run(local_command(config_file), env=_child_env(), stdout=subprocess.PIPE, text=True,
-                              check=False)
-    summary = parse_summary(done.stdout or "")
-    if done.returncode != 0 or "run_id" not in summary:
-        what = f"run {summary['run_id']} ended {summary.get('status', 'badly')}" if "run_id" in summary else \
-            "no run summary was printed"
-        raise RuntimeError(f"local retraining failed (exit {done.returncode}, {what}): "
-                           f"{summary.get('error') or (done.stdout or '')[-2000:]}; the training output above says "
-                           "which stage failed")
-    return {"run_id": summary["run_id"], "status": summary.get("status", ""), "error": summary.get("error", "")}
+def run_local_training(params: dict[str, Any], settings: BackendSettings | None = None) -> dict[str, Any]:
+    """Run the training pipeline on this machine through the `local` Backend; returns its run id, status and
+    outputs (the deployed version...). A run that did not succeed is an error naming the run and its cause."""
+    status = connect("local", settings or BackendSettings()).submit(None, params, name=run_name(RUN_NAME),
+                                                                   experiment="dermpipe")
+    if status.state != "succeeded":
+        what = f"run {status.run_id} ended {status.state}" if status.run_id else "no run was started"
+        raise RuntimeError(f"local retraining failed ({what}): {status.error}; the run's task logs say which stage "
+                           "failed (`dermpipe show RUN`)")
+    return {"run_id": status.run_id, "status": status.state, "error": status.error, "outputs": status.outputs}
 
 
 def submit_training(kind: str, params: dict[str, Any], settings: BackendSettings, template_path: str = "",
@@ -134,7 +96,7 @@ def trigger(kind: str, params: dict[str, Any], settings: BackendSettings | None 
     params = with_feedback(params, feedback_log_root)
     started: dict[str, Any] = {"backend": kind, "params": params}
     if kind == "local":
-        started.update(run_local_training(params))
+        started.update(run_local_training(params, settings))
     elif kind == "none":
         started.update(run_id="", status="not submitted (backend none)")
     else:

@@ -4,26 +4,33 @@ server raises and the app turns into a 4xx/5xx response with a message for the c
 from dataclasses import dataclass
 
 from dermpipe import config
+from dermpipe.componentkit import param
+
+MIB = 1024 * 1024
 
 
 @dataclass
 class Settings:
+    """What the server runs with. A field with help is a `dermpipe serve` option (generated from it: its default and
+    help are here only); the others are set by the command itself or by code (grpc_host)."""
+
     registry_root: str
-    model_name: str = config.MODEL_NAME
-    max_batch: int = 32
-    max_wait_ms: float = 5.0
-    max_instances: int = 64
-    max_body_bytes: int = 20 * 1024 * 1024
-    max_pixels: int = 50_000_000
-    poll_seconds: float = 2.0
-    log_root: str | None = None
-    log_images: bool = False
-    flush_seconds: float = 2.0
-    max_explain_instances: int = 4  # images per :explain request (each costs a backward pass)
-    explain_capacity: int = 2  # :explain requests at a time; 429 beyond
-    grpc_port: int = 0  # TF Serving's gRPC API on this port (TF Serving's is 8500); 0: off
+    model_name: str = param(config.MODEL_NAME, "model to serve")
+    max_batch: int = param(32, "most images in one model call")
+    max_wait_ms: float = param(5.0, "longest a request waits for others to join its batch")
+    max_instances: int = param(64, "most images in one request")
+    max_body_bytes: int = param(20 * MIB, "largest request body, MiB")
+    max_pixels: int = param(50_000_000, "largest image, width x height (decompression-bomb guard)")
+    poll_seconds: float = param(2.0, "how often current.json is checked for a new version")
+    log_root: str | None = None  # `dermpipe serve --log-root` [default: $DERMPIPE_HOME/predictions; 'none': off]
+    log_images: bool = param(False, "also store the request images")
+    flush_seconds: float = param(2.0, "prediction-log flush interval")
+    max_explain_instances: int = param(4, "most images in one :explain request (Grad-CAM costs a backward pass)")
+    explain_capacity: int = param(2, ":explain requests at a time; more get 429")
+    grpc_port: int = param(0, "also serve TF Serving's gRPC API (PredictionService, ModelService, health) on this "
+                              "port; 8500 is TF Serving's; 0: off")
     grpc_host: str = "127.0.0.1"
-    grpc_max_message_bytes: int = 64 * 1024 * 1024  # gRPC's default is 4 MiB; dermoscopy originals are larger
+    grpc_max_message_bytes: int = param(64 * MIB, "largest gRPC message either way, MiB (gRPC's default is 4)")
 
 
 class ServingError(Exception):

@@ -79,3 +79,36 @@ def test_a_registry_version_as_reference_is_where_the_test_figures_come_from(ser
     assert result.exit_code == 0, result.output
     assert "performance: DROP (version 1 no drop, version 2 drop)" in result.output
     assert json.loads((tmp_path / "performance.json").read_text())["registry_root"] == str(served / "registry")
+
+
+def test_library_warnings_go_to_the_log_counted_not_to_the_terminal(served, tmp_path, monkeypatch):
+    import sys
+    import warnings
+
+    from sklearn.metrics import precision_score
+
+    from dermpipe.monitoring import performance_stage
+
+    analyse = performance_stage.analyse
+
+    def noisy(*args, **kwargs):
+        precision_score([0, 1], [0, 0])  # no positive prediction: scikit-learn's UndefinedMetricWarning
+        return analyse(*args, **kwargs)
+
+    monkeypatch.setattr(performance_stage, "analyse", noisy)
+    # print warnings as a terminal run would (pytest otherwise collects them itself, so none could reach the output)
+    monkeypatch.setattr(warnings, "showwarning", lambda message, category, filename, lineno, file=None, line=None:
+                        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line)))
+    result = _monitor(served, tmp_path)
+    assert result.exit_code == 0, result.output
+    assert [line for line in result.output.splitlines() if "Warning" in line] == []
+    counted = json.loads((tmp_path / "drift.json").read_text())["library_warnings"]
+    # ours and whatever else the libraries raise on the way (pandas', Evidently's deprecations): all counted
+    assert counted["by_category"]["UndefinedMetricWarning"] == 1 and counted["log"] == str(tmp_path / "warnings.log")
+    assert counted["count"] == sum(counted["by_category"].values())
+    assert f"warnings   {counted['count']} from libraries, in {tmp_path / 'warnings.log'}" in result.output
+    logged = (tmp_path / "warnings.log").read_text().splitlines()
+    assert len(logged) == counted["count"]
+    assert [line for line in logged if line.startswith("UndefinedMetricWarning ")][0].endswith(
+        "Precision is ill-defined and being set to 0.0 due to no predicted samples. Use `zero_division` parameter "
+        "to control this behavior.")

@@ -9,11 +9,12 @@ from synthetic_traffic import labelled_traffic, write_prediction_log, write_vers
 
 from dermpipe import config
 from dermpipe.monitoring import performance as perf
+from dermpipe.monitoring.params import PerformanceParams
 from dermpipe.monitoring.performance_drop import judge
 from dermpipe.monitoring.performance_stage import analyse, metric_values
 from dermpipe.serving.labels import Label, append_labels
 
-PARAMS = perf.PerformanceParams(n_bootstrap=500)
+PARAMS = PerformanceParams(n_bootstrap=500)
 
 
 def _predictions() -> pd.DataFrame:
@@ -104,7 +105,7 @@ def test_resampled_ece_is_the_evaluate_stages_ece_of_each_resample():
     ({"metric": "ece", "n": 100, "point": 0.4, "upper": 0.5}, {"point": 0.05}, "reported"),
 ])
 def test_the_drop_rule_needs_the_whole_live_interval_below_the_test_figure_and_enough_labels(estimate, test, verdict):
-    found, why = judge(estimate, test, perf.PerformanceParams())
+    found, why = judge(estimate, test, PerformanceParams())
     assert found == verdict, why
 
 
@@ -135,7 +136,7 @@ def test_a_sensitivity_fall_is_a_drop_of_that_version(served):
 def test_steady_performance_is_no_drop_and_few_labels_are_no_decision(served, tmp_path):
     assert served(0.95).versions[0].verdict == "no drop"
     few = analyse(str(tmp_path / "log"), config.MODEL_NAME, str(tmp_path / "registry"),
-                  perf.PerformanceParams(min_labels=1000, min_melanomas=1000, n_bootstrap=200))
+                  PerformanceParams(min_labels=1000, min_melanomas=1000, n_bootstrap=200))
     assert not few.dropped and few.versions[0].verdict == "insufficient data"
     assert "no decision" in few.message
 

@@ -1,17 +1,19 @@
 """The retraining trigger at its boundaries: the Backend it submits through (kfp), aiplatform.PipelineJob (vertex),
-and the child processes it starts (`dermpipe compile`, `dermpipe run --config FILE --profile cluster`)."""
+the training compiler dermpipe.pipelines registers, and the `local` Backend's child process (the local runner, whose
+result comes back as JSON)."""
 
+import json
 import sys
 import types
 from pathlib import Path
 
 import pytest
-import yaml
 
 from dermpipe.orchestration import retrain as trigger_module
 from dermpipe.orchestration.backend import BackendSettings, RunStatus
 from dermpipe.orchestration.errors import SubmitError
-from dermpipe.orchestration.retrain import parse_params, parse_summary, render, trigger
+from dermpipe.orchestration.retrain import parse_params, render, trigger
+from dermpipe.pipelines import local_backend
 
 
 @pytest.fixture(scope="module")
@@ -44,26 +46,26 @@ def test_kfp_backend_submits_the_compiled_training_pipeline(monkeypatch, compile
     call = FakeBackend.calls[0]
     assert call["params"] == {"source": "/data/isic", "epochs": 5}
     assert call["name"].startswith("dermpipe-retrain-")
-    # compiled now (`dermpipe compile` in a child process), since no template was given: the real training DAG
+    # compiled now (the registered `training` compiler), since no template was given: the real training DAG
     assert "dermpipe-training" in call["text"] and "exec-train" in call["text"]
     trigger("kfp", {}, settings, template_path=str(compiled))
     assert FakeBackend.calls[1]["file"] == str(compiled)
 
 
-def test_compiling_runs_the_cli_for_the_backend(monkeypatch, tmp_path):
-    ran = {}
+def test_compiling_uses_the_training_compiler_dermpipe_pipelines_registers(monkeypatch, tmp_path):
+    from dermpipe.pipelines.compile import CompileError
 
-    def fake_run(cmd, env, **kwargs):
-        ran["cmd"], ran["env"] = cmd, env
-        return types.SimpleNamespace(returncode=2, stdout="", stderr="error: no such image")
+    asked = []
 
-    monkeypatch.setenv("_KFP_RUNTIME", "true")
-    monkeypatch.setattr(trigger_module.subprocess, "run", fake_run)
+    def failing(kind, out):
+        asked.append((kind, out))
+        raise CompileError("error: no such image")
+
+    monkeypatch.setattr(trigger_module, "plugin", lambda group, name: asked.append((group, name)) or failing)
     with pytest.raises(RuntimeError, match="no such image.*template_path"):
         trigger_module.training_package("vertex", "", tmp_path)
-    assert ran["cmd"][1:] == ["-m", "dermpipe.cli.main", "compile", "--pipeline", "training", "--backend", "vertex",
-                              "--out", str(tmp_path / "training.yaml")]
-    assert "_KFP_RUNTIME" not in ran["env"]
+    assert asked == [("dermpipe.compilers", "training"), ("vertex", tmp_path / "training.yaml")]
+    assert trigger_module.training_package("kfp", "/x/training.yaml", tmp_path) == Path("/x/training.yaml")
 
 
 class FakePipelineJob:
@@ -98,47 +100,44 @@ def test_vertex_backend_submits_a_pipeline_job(monkeypatch, compiled):
         trigger("vertex", {}, template_path=str(compiled))
 
 
-SUMMARY = """
-run        dermpipe-training-20261125-210501
-status     succeeded
-artifacts  /home/u/.dermpipe/artifacts/dermpipe-training-20261125-210501
-test balanced_accuracy  0.6123
-"""
+RESULT = {"run_id": "dermpipe-training-20261125-210501", "name": "dermpipe-training", "state": "succeeded",
+          "outputs": {"deployed_version": 3, "registry_uri": "/r/dermpipe-isic2019/3",
+                      "test": {"balanced_accuracy": 0.6123}}}
 
 
-def test_local_backend_runs_dermpipe_run_on_a_parameter_file_with_the_pipeline_profile(monkeypatch):
+def fake_child(ran: dict, result: dict, code: int = 0):
+    """subprocess.run as the local Backend calls it: the child reads the parameter file and writes its result."""
+
+    def run(cmd, env, **kwargs):
+        ran["cmd"], ran["env"] = cmd, env
+        ran["given"] = json.loads(Path(cmd[-2]).read_text())
+        if result:
+            Path(cmd[-1]).write_text(json.dumps(result))
+        return types.SimpleNamespace(returncode=code)
+
+    return run
+
+
+def test_local_backend_runs_the_local_runner_in_a_child_and_returns_its_result(monkeypatch):
     monkeypatch.setenv("_KFP_RUNTIME", "true")  # as inside a kfp.local task
     ran = {}
-
-    def fake_subprocess_run(cmd, env, **kwargs):
-        ran["cmd"], ran["env"] = cmd, env
-        ran["params"] = yaml.safe_load(Path(cmd[cmd.index("--config") + 1]).read_text())
-        return types.SimpleNamespace(returncode=0, stdout="noise\nrunning a stage\n" + SUMMARY, stderr=None)
-
-    monkeypatch.setattr(trigger_module.subprocess, "run", fake_subprocess_run)
+    monkeypatch.setattr(local_backend.subprocess, "run", fake_child(ran, RESULT))
     started = trigger("local", {"source": "demo", "epochs": 2})
-    assert ran["cmd"][:3] == [sys.executable, "-m", "dermpipe.cli.main"]
-    assert ran["cmd"][3:] == ["run", "--config", ran["cmd"][5], "--profile", "cluster"]
-    assert ran["params"] == {"source": "demo", "epochs": 2}
+    assert ran["cmd"][:3] == [sys.executable, "-m", "dermpipe.pipelines.local_backend"]
+    assert ran["given"] == {"params": {"source": "demo", "epochs": 2}, "cache": True}
     assert "_KFP_RUNTIME" not in ran["env"]
     assert started["run_id"] == "dermpipe-training-20261125-210501" and started["status"] == "succeeded"
+    assert started["outputs"]["deployed_version"] == 3 and started["outputs"]["registry_uri"].endswith("/3")
 
 
 def test_a_failed_local_run_is_an_error_that_names_the_run(monkeypatch):
-    failed = SUMMARY.replace("status     succeeded", "status     failed\nerror      train: out of memory")
-    monkeypatch.setattr(trigger_module.subprocess, "run",
-                        lambda cmd, env, **kw: types.SimpleNamespace(returncode=1, stdout=failed, stderr=None))
+    failed = {**RESULT, "state": "failed", "error": "task train: out of memory", "outputs": {}}
+    monkeypatch.setattr(local_backend.subprocess, "run", fake_child({}, failed, code=1))
     with pytest.raises(RuntimeError, match="dermpipe-training-20261125-210501 ended failed.*train: out of memory"):
         trigger("local", {})
-    monkeypatch.setattr(trigger_module.subprocess, "run",
-                        lambda cmd, env, **kw: types.SimpleNamespace(returncode=2, stdout="Usage: ...", stderr=None))
-    with pytest.raises(RuntimeError, match="no run summary"):
+    monkeypatch.setattr(local_backend.subprocess, "run", fake_child({}, {}, code=2))
+    with pytest.raises(SubmitError, match="exited 2 without a result"):
         trigger("local", {})
-
-
-def test_parse_summary_reads_the_label_value_lines():
-    assert parse_summary(SUMMARY) == {"run_id": "dermpipe-training-20261125-210501", "status": "succeeded"}
-    assert parse_summary("run the tests\nstatus: fine\n") == {}
 
 
 def test_none_backend_and_bad_input():

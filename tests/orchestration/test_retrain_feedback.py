@@ -1,17 +1,16 @@
 """The retraining trigger learns from feedback: the training run it starts gets feedback_log_root and the label
 store's fingerprint (so a cached ingest is reused only while no new label arrived)."""
 
+import json
 import types
 from pathlib import Path
 
-import yaml
-
 from dermpipe.data.feedback import feedback_fingerprint
-from dermpipe.orchestration import retrain as trigger_module
 from dermpipe.orchestration.retrain import trigger, with_feedback
+from dermpipe.pipelines import local_backend
 from dermpipe.serving.labels import Label, append_labels
 
-SUMMARY = "run     dermpipe-training-20261204-101500\nstatus  succeeded\n"
+RESULT = {"run_id": "dermpipe-training-20261204-101500", "name": "dermpipe-training", "state": "succeeded"}
 
 
 def store(tmp_path, rid="r1") -> str:
@@ -24,10 +23,11 @@ def test_local_retraining_run_gets_the_feedback_folder_and_fingerprint(monkeypat
     ran = {}
 
     def fake_subprocess_run(cmd, env, **kwargs):
-        ran["params"] = yaml.safe_load(Path(cmd[cmd.index("--config") + 1]).read_text())
-        return types.SimpleNamespace(returncode=0, stdout=SUMMARY, stderr=None)
+        ran["params"] = json.loads(Path(cmd[-2]).read_text())["params"]
+        Path(cmd[-1]).write_text(json.dumps(RESULT))
+        return types.SimpleNamespace(returncode=0)
 
-    monkeypatch.setattr(trigger_module.subprocess, "run", fake_subprocess_run)
+    monkeypatch.setattr(local_backend.subprocess, "run", fake_subprocess_run)
     started = trigger("local", {"source": "demo", "epochs": 1}, feedback_log_root=folder)
     assert ran["params"] == {"source": "demo", "epochs": 1, "feedback_log_root": folder,
                              "feedback_fingerprint": feedback_fingerprint(folder, 365)}

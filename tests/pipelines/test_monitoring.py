@@ -160,9 +160,10 @@ def test_the_monitoring_dag_takes_the_same_placement_as_training(tmp_path):
 
 
 @pytest.mark.slow
-def test_drift_retrains_locally_through_dermpipe_run(setup, tmp_path):
-    """retrain_backend local: the retrain task starts `dermpipe run --config FILE --profile cluster` in a child
-    process, whose own kfp.local run trains on the parameters the monitoring run passed."""
+def test_drift_retrains_locally_through_the_local_backend(setup, tmp_path):
+    """retrain_backend local: the retrain task submits through the `local` Backend, which runs the local runner in
+    a child process (the pipeline's defaults under the parameters the monitoring run passed) and returns its result:
+    run id, status and outputs, read from the run's record, not from printed text."""
     from dermpipe.pipelines.local import list_records
 
     tiny = {"demo_images": 80, "epochs": 1, "image_size": 32, "backbone": "simple_cnn", "tta": False,
@@ -173,6 +174,7 @@ def test_drift_retrains_locally_through_dermpipe_run(setup, tmp_path):
     request = (run / "retrain/request").read_text()
     training = next(r for r in list_records() if r.pipeline == "dermpipe-training")
     assert f"| run_id | {training.run_id} |" in request and "| status | succeeded |" in request
+    assert f"| outputs | {{'test': {training.headline()}" in request  # the test figures, the deployed version...
     assert training.status == "succeeded" and training.params["epochs"] == 1
     # the cluster profile: what the monitoring run did not set is the pipeline's own default, not the laptop's
     assert training.params["patience"] == 3 and training.params["image_size"] == 32
