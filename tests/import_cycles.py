@@ -25,10 +25,7 @@ from lint_layers import REPO, build_mirror  # noqa: E402 (tests/lint_layers.py)
 
 # Cycles known and owned by another change: package -> why and what breaks it. tests/architecture/test_import_cycles.py
 # fails when one of them is gone, so the entry is removed with the fix.
-KNOWN = {
-    "dermpipe.orchestration": "backend.connect() imports kfp_backend and vertex_backend, which import backend's "
-                              "Backend; breaks when connect() leaves backend.py (#30 point 2 rewrites connect)",
-}
+KNOWN: dict[str, str] = {}  # package -> why its cycle is still there (none left)
 
 
 def sibling_edges(graph, package: str) -> dict[str, set[str]]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 
 from dermpipe import config
-from dermpipe.orchestration.backend import BACKEND_HELP
+from dermpipe.orchestration.connect import BACKEND_HELP
 from dermpipe.pipelines.placement import Placement
 
 DEFAULT_PLACEMENT = Placement()  # the compile flags' defaults (one source: pipelines/placement.py)
@@ -118,7 +118,8 @@ def _package(pipeline: str, package: Path | None, backend: str, registry: str | 
 def _backend(backend: str, host: str | None, namespace: str | None, project: str | None, region: str,
              pipeline_root: str | None, service_account: str | None):
     """The connected Backend (kfp or vertex) for the connection flags; SubmitError names a missing one."""
-    from dermpipe.orchestration.backend import BackendSettings, connect
+    from dermpipe.orchestration.backend import BackendSettings
+    from dermpipe.orchestration.connect import connect
 
     return connect(backend, BackendSettings(host=host or "", namespace=namespace, project=project or "",
                                             region=region or "", pipeline_root=pipeline_root or "",
@@ -160,7 +161,7 @@ def submit(
     poll: float = typer.Option(15.0, help="seconds between status polls with --wait"),
 ) -> None:
     """Submit a pipeline run to Kubeflow Pipelines or Vertex AI Pipelines."""
-    from dermpipe.orchestration.backend import remote_errors
+    from dermpipe.orchestration.errors import remote_errors
     from dermpipe.orchestration.parameters import check_params, load_params
     from dermpipe.orchestration.submit import submit_run
     from dermpipe.orchestration.watch import wait_for
@@ -198,7 +199,7 @@ def status(
     poll: float = typer.Option(15.0, help="seconds between polls with --wait"),
 ) -> None:
     """State of one run and of each of its tasks (local, kfp or vertex)."""
-    from dermpipe.orchestration.backend import remote_errors
+    from dermpipe.orchestration.errors import remote_errors
     from dermpipe.orchestration.watch import wait_for
 
     if backend == "local":
@@ -223,7 +224,7 @@ def status(
 def remote_runs(backend: str, limit: int, host: str | None, namespace: str | None, experiment: str | None,
                 project: str | None, region: str) -> None:
     """`dermpipe runs --backend kfp|vertex`: newest first, with state."""
-    from dermpipe.orchestration.backend import remote_errors
+    from dermpipe.orchestration.errors import remote_errors
 
     try:
         found = _backend(backend, host, namespace, project, region, None, None).runs(limit, experiment)
@@ -267,7 +268,7 @@ def schedule_create(
     tag: str = TAG,
 ) -> None:
     """Create a schedule that runs a pipeline on a cron (monitoring daily, training weekly)."""
-    from dermpipe.orchestration.backend import remote_errors
+    from dermpipe.orchestration.errors import remote_errors
     from dermpipe.orchestration.parameters import check_params, load_params, pipeline_name
 
     try:
@@ -291,7 +292,7 @@ def schedule_list(
     region: str = REGION,
 ) -> None:
     """List schedules with their cron and state."""
-    from dermpipe.orchestration.backend import remote_errors
+    from dermpipe.orchestration.errors import remote_errors
 
     try:
         found = _backend(backend, host, namespace, project, region, None, None).schedules()
@@ -312,7 +313,7 @@ def _schedule_action(action: str):
         project: str = PROJECT,
         region: str = REGION,
     ) -> None:
-        from dermpipe.orchestration.backend import remote_errors
+        from dermpipe.orchestration.errors import remote_errors
 
         try:
             remote = _backend(backend, host, namespace, project, region, None, None)

@@ -53,7 +53,7 @@ def gcs_fingerprint(uri: str, client: Any = None) -> str:
 def fingerprint_source(params: dict[str, Any], package: Path, out: Path) -> tuple[dict[str, Any], Path, str]:
     """For a gs:// source: pass its fingerprint as `source_fingerprint` and let ingest use the cache, so an unchanged
     data set is not copied again while any change to it is. Returns (params, package, what was done)."""
-    from dermpipe.orchestration.backend import remote_errors
+    from dermpipe.orchestration.errors import remote_errors
 
     declared = package_parameters(package)
     source = str(params.get("source", declared.get("source", {}).get("defaultValue", "")))

@@ -7,7 +7,7 @@
     none    submit nothing; write down what would have been submitted
 
 This is library code below dermpipe.pipelines, so it never imports the DAG factories, nor runs the CLI: the compiled
-training package is `template_path`, or the `training` compiler dermpipe.pipelines registers (backend.plugin).
+training package is `template_path`, or the `training` compiler dermpipe.pipelines registers (connect.plugin).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from dermpipe.orchestration.backend import COMPILER_GROUP, BackendSettings, connect, plugin
+from dermpipe.orchestration.backend import BackendSettings
+from dermpipe.orchestration.connect import COMPILER_GROUP, connect, plugin
 from dermpipe.orchestration.submit import run_name, submit_run
 
 KINDS = ("local", "kfp", "vertex", "none")

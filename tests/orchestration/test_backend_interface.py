@@ -5,7 +5,8 @@ import inspect
 
 import pytest
 
-from dermpipe.orchestration.backend import Backend, BackendSettings, connect
+from dermpipe.orchestration.backend import Backend, BackendSettings
+from dermpipe.orchestration.connect import connect
 from dermpipe.orchestration.errors import SubmitError
 from dermpipe.orchestration.kfp_backend import KfpBackend
 from dermpipe.orchestration.vertex_backend import VertexBackend

@@ -6,7 +6,8 @@ import inspect
 
 import pytest
 
-from dermpipe.orchestration.backend import Backend, BackendSettings, connect, registered
+from dermpipe.orchestration.backend import Backend, BackendSettings
+from dermpipe.orchestration.connect import connect, registered
 from dermpipe.orchestration.errors import SubmitError
 from dermpipe.pipelines.local import RunRecord, TaskRecord
 from dermpipe.pipelines.local_backend import LocalBackend, outputs, run_child, run_params, status_of
