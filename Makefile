@@ -52,7 +52,7 @@ demo: $(STAMP) ## run the training pipeline locally on the built-in demo data (a
 	$(BIN)/dermpipe run --source demo
 
 # Test files run in TEST_WORKERS parallel pytest-xdist workers, each file whole on one worker (its module fixtures,
-# often a trained model, are built once). On 2 cores, 2 workers take the suite from about 27 to 13-15 minutes.
+# often a trained model, are built once). On 2 cores, 2 workers take the suite to about 19 minutes (811 tests).
 TEST_WORKERS ?= 2
 
 test: $(STAMP) $(TOOLS_STAMP) $(TFCOMPAT_STAMP) ## run the test suite (unit, data, compile, kfp.local end-to-end, real ISIC images)
