@@ -278,6 +278,7 @@ def decision_curve(inputs: CardInputs) -> tuple[dict[str, Any] | None, str]:
     (None, '') without clinical.json or test predictions."""
     from dermpipe.model.evaluation.clinical_section import calibrated, curve_figures, measure_points
     from dermpipe.model.evaluation.decision_curve import curve
+    from dermpipe.model.evaluation.operating_points import POSITIVE_CLASS
 
     test = inputs.splits.get("test")
     if not inputs.clinical or not inputs.clinical.get("operating_points") or test is None:
@@ -285,8 +286,9 @@ def decision_curve(inputs: CardInputs) -> tuple[dict[str, Any] | None, str]:
     y_true = test["label"].map(config.CLASSES.index).to_numpy()
     probabilities = probabilities_of(test)
     points = measure_points(inputs.clinical, y_true, probabilities)
-    positive = y_true == config.CLASSES.index("MEL")
-    found = curve(positive, calibrated(inputs.clinical, probabilities)[:, config.CLASSES.index("MEL")])
+    column = config.CLASSES.index(POSITIVE_CLASS)  # the class the operating points refer for, as in the report
+    positive = y_true == column
+    found = curve(positive, calibrated(inputs.clinical, probabilities)[:, column])
     numbers = {"evaluated_on": f"test split, {len(test)} images, {int(positive.sum())} melanomas, calibrated "
                                "melanoma probability",
                **{k: [round(v, 5) for v in values] for k, values in found.items()}}
