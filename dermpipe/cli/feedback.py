@@ -57,6 +57,20 @@ def _items(file: Path | None, flags: dict[str, str | None]) -> list[dict[str, ob
     return [{k: flags[k] for k in FIELDS if flags[k]}]
 
 
+def os_user_audit() -> dict[str, str]:
+    """The audit fields of labels stored from this shell: the OS user (no token: the CLI writes to the store
+    directly, with the storage's own credentials) and the host it ran on."""
+    import getpass
+    import os
+    import socket
+
+    try:
+        user = getpass.getuser()  # $LOGNAME, $USER, ..., then the password database
+    except (KeyError, OSError):  # a container user without a passwd entry (OSError from Python 3.13)
+        user = f"uid:{os.getuid()}"
+    return {"submitted_by": user, "auth": "os-user", "client": socket.gethostname()}
+
+
 def feedback(
     log_root: str = typer.Option(..., help="prediction log root of `dermpipe serve --log-root` (local or gs://)"),
     model_name: str = typer.Option(config.MODEL_NAME, help="the served model's name (its log folder)"),
@@ -71,12 +85,13 @@ def feedback(
 
     Labels are checked against the prediction log (the request id must be logged), the ISIC 2019 classes and the
     labels already stored (a second, different diagnosis for a request id is refused; the same one is reported as
-    already known). The accepted ones are written as one new file under <log-root>/<model>/labels/."""
+    already known). The accepted ones are written as one new file under <log-root>/<model>/labels/, each with the
+    OS user and the host as who sent it."""
     from dermpipe.serving.feedback_store import submit_feedback
 
     items = _items(file, {"request_id": request_id, "diagnosis": diagnosis, "source": source, "date": date})
     try:
-        result = submit_feedback(log_root, model_name, items)
+        result = submit_feedback(log_root, model_name, items, audit=os_user_audit())
     except (OSError, ValueError) as err:
         raise _fail(f"the label store under {log_root}: {err}") from err
     for outcome in result.outcomes:
@@ -84,7 +99,8 @@ def feedback(
         typer.echo(f"{outcome.status:<9} #{outcome.index} {outcome.request_id or '(no request id)'}{reason}")
     counts = result.counts
     typer.echo(f"{counts['accepted']} accepted, {counts['duplicate']} already known, {counts['refused']} refused"
-               + (f"; stored in {result.uri}" if result.uri else "; nothing written"))
+               + (f"; stored in {result.uri} as sent by {os_user_audit()['submitted_by']}" if result.uri
+                  else "; nothing written"))
     if counts["refused"]:
         raise typer.Exit(1)
 

@@ -195,11 +195,20 @@ def serve(
     **options: Any,
 ) -> None:
     """Serve the current registry version: TF Serving REST API, Open Inference Protocol (v2), /predict, probes,
-    /metrics over HTTP; with --grpc-port, TF Serving's gRPC API too."""
+    /metrics over HTTP; with --grpc-port, TF Serving's gRPC API too.
+
+    Feedback needs a bearer token once tokens are given (--auth-token-file or $DERMPIPE_SERVE_TOKENS); without
+    tokens it is taken on loopback only. --auth-predict guards predictions too; --tls-cert/--tls-key serve HTTPS
+    and gRPC over TLS."""
     from dermpipe.serving.app import serve as run_server
+    from dermpipe.serving.auth import TokenError
 
     if log_root is None:
         log_root = str(config.home() / "predictions")
     settings = Settings(registry_root=_root(registry_root), log_root=None if log_root.lower() == "none" else log_root,
                         **field_values(SERVE_OPTIONS, options))
-    run_server(settings, host=host, port=port, log_level=log_level)
+    try:
+        run_server(settings, host=host, port=port, log_level=log_level)
+    except TokenError as err:  # tokens or TLS files that cannot be used: nothing started
+        typer.echo(f"dermpipe serve: {err}", err=True)
+        raise typer.Exit(2) from err

@@ -27,6 +27,9 @@ from dermpipe import config, storage
 
 LABELS_DIR = "labels"
 STORE_COLUMNS = ("request_id", "diagnosis", "source", "date", "received_at", "submission_id")
+# who sent a label: the token's name or the OS user, how ("bearer", "os-user", "none": an open loopback server) and
+# from where (the client's IP, or the host `dermpipe feedback` ran on); files written before they existed read ""
+AUDIT_COLUMNS = ("submitted_by", "auth", "client")
 LOG_COLUMNS = ("request_id", "timestamp", "image_uri", "age_approx", "sex", "anatom_site_general", "lesion_id",
                "patient_id")
 PREFIX = "FB_"  # image names of feedback rows: never an ISIC id (ISIC_...)
@@ -52,14 +55,15 @@ def _parse_label_file(uri: str) -> list[dict]:
         missing = [c for c in STORE_COLUMNS if c not in record]
         if missing:
             raise ValueError(f"{uri}: line {number} lacks {', '.join(missing)} (expected {', '.join(STORE_COLUMNS)})")
-        records.append({c: str(record[c]) for c in STORE_COLUMNS})
+        records.append({c: str(record.get(c, "")) for c in (*STORE_COLUMNS, *AUDIT_COLUMNS)})
     return records
 
 
 def read_label_files(labels_folder: str) -> pd.DataFrame:
-    """Every stored label, oldest submission first (an empty frame with STORE_COLUMNS when there is none)."""
+    """Every stored label, oldest submission first (an empty frame with STORE_COLUMNS and AUDIT_COLUMNS when there is
+    none)."""
     records = [r for uri in label_files(labels_folder) for r in _parse_label_file(uri)]
-    return pd.DataFrame.from_records(records, columns=list(STORE_COLUMNS)).astype(str)
+    return pd.DataFrame.from_records(records, columns=[*STORE_COLUMNS, *AUDIT_COLUMNS]).astype(str)
 
 
 def read_logged(folder: str, request_ids: set[str]) -> pd.DataFrame:

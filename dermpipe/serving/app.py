@@ -1,7 +1,8 @@
 """`dermpipe serve`, a TF-Serving-compatible REST server for the current version of the model registry: create_app
 wires one Service (models, batching, prediction log, telemetry) to each protocol's routes (and gRPC's server, in the
 lifespan) and the shared error handlers of a FastAPI app inside the BodyLimit middleware; serve runs it under
-uvicorn. The one module that imports every protocol."""
+uvicorn (over TLS with --tls-cert/--tls-key). Start-up says what needs a token (dermpipe.serving.auth). The one
+module that imports every protocol."""
 
 import logging
 from contextlib import asynccontextmanager
@@ -9,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from dermpipe import config
+from dermpipe.serving.auth import startup_lines
 from dermpipe.serving.dependencies import add_error_handlers
 from dermpipe.serving.explain import Explainer, explain
 from dermpipe.serving.feedback import feedback
@@ -20,6 +22,8 @@ from dermpipe.serving.settings import Settings
 from dermpipe.serving.tf_rest import tf_serving
 from dermpipe.serving.upload import upload
 
+log = logging.getLogger("dermpipe.serve")
+
 # in this order: the order the app matches and documents the routes
 ROUTERS = (tf_serving, upload, operations, explain, v2, feedback)
 
@@ -27,6 +31,8 @@ ROUTERS = (tf_serving, upload, operations, explain, v2, feedback)
 @asynccontextmanager
 async def lifespan(app: FastAPI):
     service: Service = app.state.service
+    for level, line in startup_lines(service.settings, service.auth):  # what needs a token, and TLS
+        log.log(level, line)
     await service.start()
     grpc_server = None
     if service.settings.grpc_port:  # TF Serving's gRPC API on uvicorn's loop, beside the HTTP routes
@@ -59,7 +65,8 @@ def create_app(settings: Settings):
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8501, log_level: str = "info") -> None:
     import uvicorn
 
-    settings.grpc_host = host
+    settings.grpc_host = settings.host = host
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=10)
+    tls = {"ssl_certfile": settings.tls_cert, "ssl_keyfile": settings.tls_key} if settings.tls_cert else {}
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=10, **tls)

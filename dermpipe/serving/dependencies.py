@@ -1,5 +1,6 @@
 """What the server's protocol modules share, so that none of them imports another: the app's Service as a FastAPI
-dependency (ServiceDep), a prediction's class and confidence row, TF Serving's model version status (REST's
+dependency (ServiceDep), who is calling (WriterDep for feedback, PREDICT_AUTH for predict routes: bearer tokens,
+dermpipe.serving.auth), a prediction's class and confidence row, TF Serving's model version status (REST's
 GET /v1/models/{name} and gRPC's ModelService.GetModelStatus answer the same), and the error shape of every HTTP
 protocol, {"error": "..."} with the ServingError's status, which add_error_handlers installs on the app. gRPC turns
 a ServingError into a gRPC status itself (grpc_server.refusals): no other protocol answers in that shape.
@@ -17,6 +18,7 @@ from fastapi.responses import JSONResponse
 
 from dermpipe import config
 from dermpipe.deploy import registry
+from dermpipe.serving.auth import Caller, feedback_refusal
 from dermpipe.serving.service import Service
 from dermpipe.serving.settings import ServingError
 
@@ -27,6 +29,31 @@ async def get_service(request: Request) -> Service:
 
 
 ServiceDep = Annotated[Service, Depends(get_service)]
+
+
+def _address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+async def feedback_caller(request: Request, service: ServiceDep) -> Caller:
+    """The caller of a feedback request: a token holder when tokens are set, anyone on a loopback-only server."""
+    refusal = feedback_refusal(service.settings, service.auth)
+    if refusal:
+        raise ServingError(403, refusal)
+    if not service.auth.enabled:
+        return Caller("", "none", _address(request))
+    return service.auth.check(request.headers.get("authorization"), _address(request), "feedback")
+
+
+async def predict_caller(request: Request, service: ServiceDep) -> Caller:
+    """The caller of a prediction: anyone unless --auth-predict, then a token holder (rate-limited per token)."""
+    if not service.settings.auth_predict:
+        return Caller("", "none", _address(request))
+    return service.auth.check(request.headers.get("authorization"), _address(request), "predict")
+
+
+WriterDep = Annotated[Caller, Depends(feedback_caller)]
+PREDICT_AUTH = [Depends(predict_caller)]  # a predict route's dependencies (its answer needs no Caller)
 
 
 def prediction_row(probabilities: np.ndarray) -> dict:
@@ -54,7 +81,7 @@ def model_version_status(service: Service, name: str, version: int | None) -> di
 
 async def serving_error(request: Request, err: ServingError) -> JSONResponse:
     request.app.state.service.telemetry.reject(err.status)
-    return JSONResponse({"error": err.message}, status_code=err.status)
+    return JSONResponse({"error": err.message}, status_code=err.status, headers=err.headers or None)
 
 
 async def validation_error(request: Request, err: RequestValidationError) -> JSONResponse:

@@ -25,7 +25,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from dermpipe import config
-from dermpipe.serving.dependencies import ServiceDep, prediction_row
+from dermpipe.serving.dependencies import PREDICT_AUTH, ServiceDep, prediction_row
 from dermpipe.serving.images import check_images
 from dermpipe.serving.models import ServedModel
 from dermpipe.serving.parsing import parse_tf_request
@@ -131,12 +131,14 @@ async def tf_explain(service, explainer: Explainer, name: str, version: int | No
 explain = APIRouter()
 
 
-@explain.post("/v1/models/{name}:explain", summary="Explain: class, probabilities and a Grad-CAM per image")
+@explain.post("/v1/models/{name}:explain", summary="Explain: class, probabilities and a Grad-CAM per image",
+              dependencies=PREDICT_AUTH)
 async def explain_current(service: ServiceDep, request: Request, name: str, body: PredictRequest) -> dict:
     return await tf_explain(service, request.app.state.explainer, name, None, body)
 
 
-@explain.post("/v1/models/{name}/versions/{version}:explain", summary="Explain with one version")
+@explain.post("/v1/models/{name}/versions/{version}:explain", summary="Explain with one version",
+              dependencies=PREDICT_AUTH)
 async def explain_version(service: ServiceDep, request: Request, name: str, version: int,
                           body: PredictRequest) -> dict:
     return await tf_explain(service, request.app.state.explainer, name, version, body)

@@ -1,5 +1,10 @@
 """POST /v1/feedback and POST /v2/models/{name}/feedback: ground truth (biopsy, consensus, follow-up) for logged
-predictions, by request id, validated and stored beside the prediction log (dermpipe.serving.feedback_store).
+predictions, by request id, validated and stored beside the prediction log (dermpipe.serving.feedback_store), each
+label with its audit fields: the token's name, how the caller was authenticated, the client's address (and the time).
+
+Who may send labels (dermpipe.serving.auth): with tokens (--auth-token-file or $DERMPIPE_SERVE_TOKENS), a token
+holder: 401 without a token, 403 with a wrong one, 429 over the token's rate. Without tokens, anyone on a server
+bound to loopback; a server bound beyond loopback without tokens refuses every label with 403 (and says so at start).
 
 200: at least one label was accepted or already known; the body lists every label's outcome. 400 ({"error": ...,
 plus the same outcome list}): no label is valid, or the body is not {"labels": [...]}. 404: another model's name
@@ -14,7 +19,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 
-from dermpipe.serving.dependencies import ServiceDep
+from dermpipe.serving.auth import Caller
+from dermpipe.serving.dependencies import ServiceDep, WriterDep
 from dermpipe.serving.feedback_store import submit_feedback
 from dermpipe.serving.service import Service
 from dermpipe.serving.settings import ServingError
@@ -31,13 +37,13 @@ class FeedbackRequest(BaseModel):
     labels: list[dict[str, Any]]
 
 
-def _store(service: Service, items: list[dict[str, Any]]) -> dict:
+def _store(service: Service, items: list[dict[str, Any]], caller: Caller) -> dict:
     settings = service.settings
     if service.predlog is not None:
         service.predlog.flush()  # predictions answered moments ago are in the log before their ids are checked
     with service.feedback_lock:  # one submission at a time: a conflict check and its write are not interleaved
         try:
-            result = submit_feedback(settings.log_root, settings.model_name, items)
+            result = submit_feedback(settings.log_root, settings.model_name, items, audit=caller.audit())
         except (OSError, ValueError) as err:
             raise ServingError(503, f"feedback: the label store under {settings.log_root}/{settings.model_name}"
                                     f"/labels could not be read or written ({err}); nothing was stored: retry") from err
@@ -47,7 +53,7 @@ def _store(service: Service, items: list[dict[str, Any]]) -> dict:
     return body
 
 
-async def record_feedback(service: Service, body: FeedbackRequest):
+async def record_feedback(service: Service, body: FeedbackRequest, caller: Caller):
     if not service.settings.log_root:
         raise ServingError(404, "feedback needs the prediction log: this server was started without --log-root, "
                                 "so no prediction can be labelled")
@@ -56,7 +62,7 @@ async def record_feedback(service: Service, body: FeedbackRequest):
                                 '"date": "YYYY-MM-DD"}]}')
     if len(body.labels) > MAX_LABELS:
         raise ServingError(413, f"{len(body.labels)} labels in one request; the limit is {MAX_LABELS}: split it")
-    result = await run_in_threadpool(_store, service, body.labels)
+    result = await run_in_threadpool(_store, service, body.labels, caller)
     if result["accepted"] + result["duplicate"] == 0:
         service.telemetry.reject(400)
         first = next(o["reason"] for o in result["labels"])
@@ -69,11 +75,11 @@ feedback = APIRouter()
 
 
 @feedback.post("/v1/feedback", summary="Ground truth for logged predictions")
-async def post_feedback(service: ServiceDep, body: FeedbackRequest):
-    return await record_feedback(service, body)
+async def post_feedback(service: ServiceDep, caller: WriterDep, body: FeedbackRequest):
+    return await record_feedback(service, body, caller)
 
 
 @feedback.post("/v2/models/{name}/feedback", summary="Ground truth for logged predictions (v2 path)")
-async def post_model_feedback(service: ServiceDep, name: str, body: FeedbackRequest):
+async def post_model_feedback(service: ServiceDep, caller: WriterDep, name: str, body: FeedbackRequest):
     service.check_name(name)
-    return await record_feedback(service, body)
+    return await record_feedback(service, body, caller)

@@ -165,11 +165,12 @@ def logged_request_ids(log_root: str, model_name: str) -> set[str]:
 
 
 def submit_feedback(log_root: str, model_name: str, items: Iterable[Mapping[str, object]], *,
-                    known_ids: set[str] | None = None, received_at: str | None = None) -> FeedbackResult:
+                    known_ids: set[str] | None = None, received_at: str | None = None,
+                    audit: Mapping[str, str] | None = None) -> FeedbackResult:
     """Validate `items` and write the accepted labels as one submission; `known_ids`: the log's request ids when
-    the caller has them (else read from the log)."""
+    the caller has them (else read from the log); `audit`: who sent them (labels.append_labels)."""
     items = list(items)
     ids = logged_request_ids(log_root, model_name) if known_ids is None else known_ids
     outcomes, accepted = validate(items, ids, read_labels(log_root, model_name))
-    uri = append_labels(log_root, model_name, accepted, received_at=received_at) if accepted else None
+    uri = append_labels(log_root, model_name, accepted, received_at=received_at, audit=audit) if accepted else None
     return FeedbackResult(outcomes, uri)

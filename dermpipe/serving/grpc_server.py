@@ -6,7 +6,11 @@ Service.predict_images as the REST routes: one micro-batcher, one model manager,
 Messages up to Settings.grpc_max_message_bytes (64 MiB by default, gRPC's own default is 4 MiB) are accepted either
 way; a larger one is refused by gRPC with RESOURCE_EXHAUSTED. ServingError statuses map to gRPC codes the way TF
 Serving answers: unknown model or version NOT_FOUND, too many images RESOURCE_EXHAUSTED, other bad input
-INVALID_ARGUMENT, no version loaded UNAVAILABLE."""
+INVALID_ARGUMENT, no version loaded UNAVAILABLE.
+
+With --auth-predict, Predict needs a bearer token in the call's `authorization` metadata (TokenInterceptor, the same
+tokens and per-token rate limits as REST: UNAUTHENTICATED without one, PERMISSION_DENIED with a wrong one,
+RESOURCE_EXHAUSTED over the rate). With --tls-cert/--tls-key the port speaks TLS only (grpc.ssl_server_credentials)."""
 
 import asyncio
 import contextlib
@@ -34,8 +38,11 @@ from dermpipe.serving.service import Service
 from dermpipe.serving.settings import ServingError
 
 log = logging.getLogger("dermpipe.serve")
-CODES = {404: grpc.StatusCode.NOT_FOUND, 413: grpc.StatusCode.RESOURCE_EXHAUSTED,
-         429: grpc.StatusCode.RESOURCE_EXHAUSTED, 503: grpc.StatusCode.UNAVAILABLE}
+CODES = {401: grpc.StatusCode.UNAUTHENTICATED, 403: grpc.StatusCode.PERMISSION_DENIED, 404: grpc.StatusCode.NOT_FOUND,
+         413: grpc.StatusCode.RESOURCE_EXHAUSTED, 429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+         503: grpc.StatusCode.UNAVAILABLE}
+# what --auth-predict guards, as REST's :predict (metadata, status and health stay open, as REST's GETs and probes)
+GUARDED_METHODS = ("/tensorflow.serving.PredictionService/Predict",)
 INPUT_DTYPES = {IMAGE_INPUT: "DT_STRING", "age_approx": "DT_FLOAT", "sex": "DT_STRING",
                 "anatom_site_general": "DT_STRING", "lesion_id": "DT_STRING", "patient_id": "DT_STRING"}
 SERVICES = ("", "tensorflow.serving.PredictionService", "tensorflow.serving.ModelService")
@@ -239,21 +246,58 @@ async def _follow_readiness(service: Service, health: health_aio.HealthServicer,
         await asyncio.sleep(period)
 
 
+class TokenInterceptor(grpc.aio.ServerInterceptor):
+    """With --auth-predict, the guarded methods check the call's `authorization: Bearer <token>` metadata before the
+    servicer runs (the handler is wrapped, so the refusal has the call's context: its peer and its abort)."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None or handler_call_details.method not in GUARDED_METHODS or handler.unary_unary is None:
+            return handler
+        metadata = dict(handler_call_details.invocation_metadata or ())
+        inner, service = handler.unary_unary, self.service
+
+        async def checked(request, context):
+            async with refusals(service, context):
+                service.auth.check(metadata.get("authorization"), context.peer(), "predict")
+            return await inner(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(checked, request_deserializer=handler.request_deserializer,
+                                                   response_serializer=handler.response_serializer)
+
+
+def _listen(server, address: str, settings) -> None:
+    """Listen on `address`: TLS only when --tls-cert/--tls-key are given, else plaintext."""
+    if settings.tls_cert:
+        from pathlib import Path
+
+        pair = (Path(settings.tls_key).expanduser().read_bytes(), Path(settings.tls_cert).expanduser().read_bytes())
+        bound = server.add_secure_port(address, grpc.ssl_server_credentials([pair]))
+    else:
+        bound = server.add_insecure_port(address)
+    if not bound:
+        raise RuntimeError(f"gRPC: could not listen on {address} (--grpc-port)")
+
+
 class GrpcServer:
     """The gRPC server and its readiness task, started and stopped with the app."""
 
     def __init__(self, service: Service) -> None:
         settings = service.settings
         limit = settings.grpc_max_message_bytes
-        self.server = grpc.aio.server(options=[("grpc.max_receive_message_length", limit),
+        interceptors = [TokenInterceptor(service)] if settings.auth_predict else []
+        self.server = grpc.aio.server(interceptors=interceptors,
+                                      options=[("grpc.max_receive_message_length", limit),
                                                ("grpc.max_send_message_length", limit)])
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(Predictions(service), self.server)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(Models(service), self.server)
         self.health = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self.address = f"{settings.grpc_host}:{settings.grpc_port}"
-        if not self.server.add_insecure_port(self.address):
-            raise RuntimeError(f"gRPC: could not listen on {self.address} (--grpc-port)")
+        _listen(self.server, self.address, settings)
         self.service = service
         self._task: asyncio.Task | None = None
 
@@ -261,8 +305,10 @@ class GrpcServer:
         await self.server.start()
         self._task = asyncio.get_running_loop().create_task(
             _follow_readiness(self.service, self.health, min(self.service.settings.poll_seconds, 1.0)))
-        log.info("gRPC (TF Serving PredictionService, ModelService, health) on %s, messages up to %d bytes",
-                 self.address, self.service.settings.grpc_max_message_bytes)
+        settings = self.service.settings
+        log.info("gRPC (TF Serving PredictionService, ModelService, health) on %s%s, messages up to %d bytes%s",
+                 self.address, " over TLS" if settings.tls_cert else "", settings.grpc_max_message_bytes,
+                 "; Predict needs a token" if settings.auth_predict else "")
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from dermpipe import config
 from dermpipe.data.image_stats import statistics_rows
+from dermpipe.serving.auth import Authenticator, check_settings, load_tokens
 from dermpipe.serving.batching import MicroBatcher
 from dermpipe.serving.decisions import check_operating_point, decide
 from dermpipe.serving.images import CheckedImage, check_images
@@ -30,6 +31,8 @@ class Service:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.auth = Authenticator(load_tokens(settings.auth_token_file), settings.auth_rate_per_minute)
+        check_settings(settings, self.auth)  # --auth-predict without tokens, half a TLS pair: refuse to start
         self.telemetry = Telemetry()
         self.manager = ModelManager(settings.registry_root, settings.model_name, settings.poll_seconds,
                                     self._on_reload)

@@ -31,15 +31,24 @@ class Settings:
                               "port; 8500 is TF Serving's; 0: off")
     grpc_host: str = "127.0.0.1"
     grpc_max_message_bytes: int = param(64 * MIB, "largest gRPC message either way, MiB (gRPC's default is 4)")
+    auth_token_file: str = param("", "bearer tokens, one name:token a line; feedback then needs one [default: "
+                                     "$DERMPIPE_SERVE_TOKENS, same entries separated by newlines or commas]")
+    auth_predict: bool = param(False, "also require a token for predict, infer, :explain and gRPC Predict")
+    auth_rate_per_minute: float = param(120.0, "requests a minute per token, bursts up to as many (429 beyond); "
+                                               "0: no limit")
+    tls_cert: str = param("", "PEM certificate (chain) for HTTPS and gRPC over TLS; needs --tls-key")
+    tls_key: str = param("", "PEM private key of --tls-cert")
+    host: str = "127.0.0.1"  # where `dermpipe serve --host` listens: feedback without tokens only on loopback
 
 
 class ServingError(Exception):
     """A request the server refuses, with the HTTP status and a message for the caller."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers or {}  # e.g. WWW-Authenticate on 401, Retry-After on 429
 
 
 def tf_error_detail(err: Exception, limit: int = 300) -> str:

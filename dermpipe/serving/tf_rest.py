@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from dermpipe import config
 from dermpipe.deploy import registry
 from dermpipe.serving.decisions import columns
-from dermpipe.serving.dependencies import ServiceDep, model_version_status, prediction_row
+from dermpipe.serving.dependencies import PREDICT_AUTH, ServiceDep, model_version_status, prediction_row
 from dermpipe.serving.parsing import parse_tf_request
 from dermpipe.serving.schemas import PredictRequest
 from dermpipe.serving.service import Service
@@ -71,11 +71,12 @@ async def version_metadata(service: ServiceDep, name: str, version: int) -> dict
     return await metadata(service, name, version)
 
 
-@tf_serving.post("/v1/models/{name}:predict", summary="Predict (TF Serving REST)")
+@tf_serving.post("/v1/models/{name}:predict", summary="Predict (TF Serving REST)", dependencies=PREDICT_AUTH)
 async def predict_current(service: ServiceDep, name: str, body: PredictRequest) -> dict:
     return await tf_predict(service, name, None, body)
 
 
-@tf_serving.post("/v1/models/{name}/versions/{version}:predict", summary="Predict with one version (TF Serving REST)")
+@tf_serving.post("/v1/models/{name}/versions/{version}:predict", summary="Predict with one version (TF Serving REST)",
+                 dependencies=PREDICT_AUTH)
 async def predict_version(service: ServiceDep, name: str, version: int, body: PredictRequest) -> dict:
     return await tf_predict(service, name, version, body)

@@ -5,14 +5,15 @@ import uuid
 
 from fastapi import APIRouter, File, Form, UploadFile
 
-from dermpipe.serving.dependencies import ServiceDep, prediction_row
+from dermpipe.serving.dependencies import PREDICT_AUTH, ServiceDep, prediction_row
 from dermpipe.serving.images import check_grouping, check_metadata
 from dermpipe.serving.schemas import PredictFileResponse
 
 upload = APIRouter()
 
 
-@upload.post("/predict", summary="Predict one uploaded image (multipart)", response_model=PredictFileResponse)
+@upload.post("/predict", summary="Predict one uploaded image (multipart)", response_model=PredictFileResponse,
+             dependencies=PREDICT_AUTH)
 async def predict_file(service: ServiceDep, image: UploadFile = File(..., description="JPEG or PNG"),
                        age_approx: float | None = Form(None), sex: str | None = Form(None),
                        anatom_site_general: str | None = Form(None),

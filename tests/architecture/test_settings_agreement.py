@@ -24,7 +24,8 @@ from dermpipe.serving.settings import MIB, Settings
 NOT_OPTIONS = {
     Settings: {"registry_root": "--registry-root: default $DERMPIPE_HOME/registry, read when the command runs",
                "log_root": "--log-root: default $DERMPIPE_HOME/predictions, 'none' turns the log off",
-               "grpc_host": "gRPC listens where --host says in a container; code sets it"},
+               "grpc_host": "gRPC listens where --host says in a container; code sets it",
+               "host": "--host, a parameter of serve itself (with --port); serve() sets it"},
     PerformanceParams: {"confidence": "the gate's interval level, not a monitoring choice",
                         "seed": "the bootstrap's seed, fixed for reproducible reports"},
     DriftParams: {},

@@ -34,6 +34,17 @@ def test_csv_file_prints_each_outcome_and_exits_1_when_one_is_refused(log_root, 
     assert read_labels(log_root, MODEL)["request_id"].tolist() == ["aa", "bb"]
 
 
+def test_labels_stored_from_the_cli_record_the_os_user_and_host(log_root, monkeypatch):
+    import socket
+
+    monkeypatch.setenv("LOGNAME", "dr-ward")  # getpass.getuser() reads LOGNAME first
+    result = invoke("--log-root", log_root, "--request-id", "aa", "--diagnosis", "MEL", "--source", "biopsy",
+                    "--date", "2026-11-30")
+    assert result.exit_code == 0 and "as sent by dr-ward" in result.output, result.output
+    stored = read_labels(log_root, MODEL).iloc[0]
+    assert (stored["submitted_by"], stored["auth"], stored["client"]) == ("dr-ward", "os-user", socket.gethostname())
+
+
 def test_one_label_from_flags_and_its_repeat_is_already_known(log_root):
     flags = ["--log-root", log_root, "--request-id", "cc", "--diagnosis", "SCC", "--source", "follow-up",
              "--date", "2026-12-01"]

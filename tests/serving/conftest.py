@@ -99,32 +99,33 @@ class Server:
     log_root: Path
     output: Path
     grpc_target: str = ""  # host:port of the gRPC API, when started with --grpc-port
+    verify: str | bool = True  # with TLS: the CA file requests checks the server's certificate against
 
     def get(self, path: str, **kwargs) -> requests.Response:
-        return requests.get(self.url + path, timeout=60, **kwargs)
+        return requests.get(self.url + path, timeout=60, verify=self.verify, **kwargs)
 
     def post(self, path: str, **kwargs) -> requests.Response:
-        return requests.post(self.url + path, timeout=60, **kwargs)
+        return requests.post(self.url + path, timeout=60, verify=self.verify, **kwargs)
 
 
 def start_server(registry_root: Path, log_root: Path, output: Path, *extra: str, timeout: float = 240,
-                 grpc: bool = False) -> Server:
+                 grpc: bool = False, ca: Path | None = None) -> Server:
     """`python -m dermpipe.cli.main serve` in a real subprocess on a free loopback port (and, with grpc, its gRPC
-    API on another); waits for /readyz."""
+    API on another); waits for /readyz. `ca`: the server runs with --tls-cert (in `extra`), checked against it."""
     port, grpc_port = free_port(), free_port() if grpc else 0
     command = [sys.executable, "-m", "dermpipe.cli.main", "serve", "--registry-root", str(registry_root),
                "--model-name", MODEL, "--port", str(port), "--log-root", str(log_root), "--grpc-port",
                str(grpc_port), *extra]
     handle = open(output, "wb")  # noqa: SIM115 - lives as long as the server
     process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
-    server = Server(f"http://127.0.0.1:{port}", process, registry_root, log_root, output,
-                    f"127.0.0.1:{grpc_port}" if grpc else "")
+    server = Server(f"{'https' if ca else 'http'}://127.0.0.1:{port}", process, registry_root, log_root, output,
+                    f"127.0.0.1:{grpc_port}" if grpc else "", str(ca) if ca else True)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"dermpipe serve exited with {process.returncode}:\n{output.read_text()[-3000:]}")
         try:
-            if requests.get(server.url + "/readyz", timeout=2).status_code == 200:
+            if requests.get(server.url + "/readyz", timeout=2, verify=server.verify).status_code == 200:
                 return server
         except requests.ConnectionError:
             pass

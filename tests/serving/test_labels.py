@@ -22,7 +22,26 @@ def test_labels_root_is_beside_the_day_partitions():
 def test_empty_store_reads_as_empty_frame_with_columns(tmp_path):
     frame = read_labels(str(tmp_path), "derm")
     assert frame.empty
-    assert list(frame.columns) == ["request_id", "diagnosis", "source", "date", "received_at", "submission_id"]
+    assert list(frame.columns) == ["request_id", "diagnosis", "source", "date", "received_at", "submission_id",
+                                   "submitted_by", "auth", "client"]
+
+
+def test_each_label_carries_who_sent_it_and_files_from_before_read_as_unrecorded(tmp_path):
+    who = {"submitted_by": "clinic-a", "auth": "bearer", "client": "10.0.0.7"}
+    uri = append_labels(str(tmp_path), "derm", FIRST, audit=who)
+    assert all({**json.loads(line)} | who == json.loads(line) for line in Path(uri).read_text().splitlines())
+    older = Path(labels_root(str(tmp_path), "derm")) / "20261101T000000Z-old.jsonl"  # written before the audit
+    older.write_text(json.dumps({"request_id": "r9", "diagnosis": "DF", "source": "biopsy", "date": "2026-11-01",
+                                 "received_at": "2026-11-01T00:00:00Z", "submission_id": "old"}) + "\n")
+    frame = read_labels(str(tmp_path), "derm").set_index("request_id")
+    assert frame.loc["r1", ["submitted_by", "auth", "client"]].tolist() == ["clinic-a", "bearer", "10.0.0.7"]
+    assert frame.loc["r9", ["submitted_by", "auth", "client"]].tolist() == ["", "", ""]
+
+
+def test_an_unknown_audit_field_is_refused_and_nothing_is_written(tmp_path):
+    with pytest.raises(ValueError, match="unknown audit field.*token"):
+        append_labels(str(tmp_path), "derm", FIRST, audit={"token": "never stored"})
+    assert read_labels(str(tmp_path), "derm").empty
 
 
 def test_each_submission_is_one_new_file_and_earlier_files_never_change(tmp_path):

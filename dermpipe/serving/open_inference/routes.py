@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, Response
 
 from dermpipe import config
 from dermpipe.serving.decisions import columns
-from dermpipe.serving.dependencies import ServiceDep
+from dermpipe.serving.dependencies import PREDICT_AUTH, ServiceDep
 from dermpipe.serving.model_io import CLINICAL_OUTPUTS
 from dermpipe.serving.models import ServedModel
 from dermpipe.serving.open_inference.binary_tensors import HEADER, encode_reply, split_body
@@ -134,13 +134,13 @@ async def v2_version_ready(service: ServiceDep, name: str, version: str) -> dict
 
 
 @v2.post("/v2/models/{name}/infer", summary="Infer (Open Inference Protocol, binary tensor data extension)",
-         openapi_extra=INFER_BODY)
+         openapi_extra=INFER_BODY, dependencies=PREDICT_AUTH)
 async def v2_infer(service: ServiceDep, request: Request, name: str) -> Response:
     return await infer(service, request, name, None)
 
 
 @v2.post("/v2/models/{name}/versions/{version}/infer", summary="Infer with one version (Open Inference Protocol)",
-         openapi_extra=INFER_BODY)
+         openapi_extra=INFER_BODY, dependencies=PREDICT_AUTH)
 async def v2_infer_version(service: ServiceDep, request: Request, name: str, version: str) -> Response:
     return await infer(service, request, name, version)
 
