@@ -121,6 +121,8 @@ def _performance(current: str, model_name: str, registry_root: str | None, since
     if result.versions:
         typer.echo("\n".join(stage.coverage_lines(result)))
         typer.echo("\n" + stage.text_table(stage.estimate_rows(result)) + "\n")
+    if result.senders:  # who fed the labels back: the audit trail's view, e.g. to find a poisoned batch
+        typer.echo("labels per sender (the whole store)\n" + stage.text_table(stage.sender_rows(result)) + "\n")
     (folder / "performance_report.html").write_text(stage.render_html(result))
     (folder / "performance.json").write_text(json.dumps(result.summary(), indent=1, default=str))
     typer.echo(f"report     {folder / 'performance_report.html'}")

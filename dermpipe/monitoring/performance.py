@@ -43,6 +43,28 @@ def join_labels(predictions: pd.DataFrame, labels: pd.DataFrame) -> tuple[pd.Dat
                     "labels_outside_window_ids": outside["request_id"].head(50).tolist()}
 
 
+def label_senders(labels: pd.DataFrame) -> list[dict]:
+    """Per sender of the stored labels (the token's name, or the OS user of `dermpipe feedback`, and how it was
+    authenticated): how many labels of each source (biopsy, consensus, follow-up), from how many client addresses,
+    first and last received; most labels first. Labels stored before the audit fields existed are one row,
+    "(not recorded)", so that a poisoned batch can be traced to a sender or to the time before the trail."""
+    from dermpipe.serving.labels import LABEL_SOURCES
+
+    if labels.empty:
+        return []
+    audit = ("submitted_by", "auth", "client")  # dermpipe.data.feedback.AUDIT_COLUMNS
+    frame = labels.assign(**{c: labels[c].fillna("") if c in labels else "" for c in audit})
+    rows = []
+    for (name, auth), group in frame.groupby(["submitted_by", "auth"], sort=False):
+        who = "(not recorded)" if not auth else f"{name or '(no token: open server)'} ({auth})"
+        received = group["received_at"].sort_values()
+        rows.append({"sender": who, "submitted_by": name, "auth": auth, "labels": len(group),
+                     **{source: int((group["source"] == source).sum()) for source in LABEL_SOURCES},
+                     "clients": int(group.loc[group["client"] != "", "client"].nunique()),
+                     "first_received": received.iloc[0], "last_received": received.iloc[-1]})
+    return sorted(rows, key=lambda r: (-r["labels"], r["sender"]))
+
+
 def coverage(joined: pd.DataFrame) -> dict:
     """Predictions, labelled predictions and the share still without a label."""
     n, labelled = len(joined), int(joined["diagnosis"].notna().sum())

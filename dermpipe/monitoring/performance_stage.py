@@ -37,6 +37,7 @@ class PerformanceResult:
     params: PerformanceParams
     note: str = ""  # why nothing was measured (no labels, not a log)
     registry_root: str = ""  # where the versions' test figures were read; "" = estimates reported, not judged
+    senders: list[dict] = field(default_factory=list)  # every stored label per sender (performance.label_senders)
 
     @property
     def dropped(self) -> bool:
@@ -56,7 +57,7 @@ class PerformanceResult:
     def summary(self) -> dict:
         versions = [{k: v for k, v in asdict(version).items() if k != "evidently"} for version in self.versions]
         return {"performance_dropped": self.dropped, "message": self.message, "note": self.note,
-                "registry_root": self.registry_root,
+                "registry_root": self.registry_root, "senders": self.senders,
                 "counts": self.counts, "params": asdict(self.params), "versions": versions}
 
 
@@ -85,16 +86,17 @@ def analyse(current: str, model_name: str, registry_root: str, params: Performan
     except FileNotFoundError as err:  # a drift-only run of another model name must not fail here
         return PerformanceResult([], {}, params, f"{err}: not measured (is model_name right?)")
     labels = read_labels(root, model_name)
+    senders = perf.label_senders(labels)
     if labels.empty or predictions.empty:
         what = "no labels fed back" if labels.empty else "no predictions in the window"
         return PerformanceResult([], {**counts, "labels_read": len(labels)}, params,
-                                 f"{what} ({root}/{model_name}/labels): not measured")
+                                 f"{what} ({root}/{model_name}/labels): not measured", senders=senders)
     joined, join_counts = perf.join_labels(predictions, labels)
     versions = pd.to_numeric(joined["model_version"], errors="coerce")
     counts = {**counts, **join_counts, **perf.coverage(joined), "unversioned_lines": int(versions.isna().sum())}
     measured = [measure_version(int(v), rows, registry_root, model_name, params, evidently)
                 for v, rows in joined[versions.notna()].groupby(versions[versions.notna()].astype(int))]
-    return PerformanceResult(measured, counts, params, registry_root=registry_root)
+    return PerformanceResult(measured, counts, params, registry_root=registry_root, senders=senders)
 
 
 def measure_version(version: int, rows: pd.DataFrame, registry_root: str, model_name: str,
@@ -128,6 +130,17 @@ def estimate_rows(result: PerformanceResult) -> list[tuple[str, ...]]:
                     else f"{_fmt(e['test_point'])} [{_fmt(e['test_lower'])}, {_fmt(e['test_upper'])}]")
             rows.append((str(v.version), e["metric"], e["operating_point"] or "-", _fmt(e["point"]),
                          f"[{_fmt(e['lower'])}, {_fmt(e['upper'])}]", str(e["n"]), test, e["verdict"]))
+    return rows
+
+
+def sender_rows(result: PerformanceResult) -> list[tuple[str, ...]]:
+    """Header and one row per sender of the stored labels (all of the store, not only the window's)."""
+    from dermpipe.serving.labels import LABEL_SOURCES
+
+    rows = [("sender", "labels", *LABEL_SOURCES, "clients", "first received", "last received")]
+    for s in result.senders:
+        rows.append((s["sender"], str(s["labels"]), *(str(s[source]) for source in LABEL_SOURCES), str(s["clients"]),
+                     s["first_received"], s["last_received"]))
     return rows
 
 
@@ -167,6 +180,8 @@ def render_html(result: PerformanceResult) -> str:
 
     parts = [f"<h1>Performance monitoring</h1><p><b>{html.escape(result.message)}</b></p>",
              f"<pre>{html.escape(chr(10).join(coverage_lines(result)))}</pre>"]
+    if result.senders:
+        parts.append("<h2>Labels per sender (the whole label store)</h2>" + table(sender_rows(result)))
     if result.versions:
         parts.append(table(estimate_rows(result)))
         reasons = [(str(v.version), e["metric"], e["operating_point"], e["reason"]) for v in result.versions

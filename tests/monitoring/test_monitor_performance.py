@@ -31,7 +31,10 @@ def served(tmp_path_factory):
     first, first_labels = labelled_traffic(200, seed=21, sensitivity=0.97, model_version=1)
     second, second_labels = labelled_traffic(200, seed=22, sensitivity=0.5, model_version=2, start=PROMOTION)
     write_prediction_log(first + second, root / "log")
-    append_labels(str(root / "log"), config.MODEL_NAME, [Label(**x) for x in first_labels[:150] + second_labels[:150]])
+    append_labels(str(root / "log"), config.MODEL_NAME, [Label(**x) for x in first_labels[:150]],
+                  audit={"submitted_by": "clinic-a", "auth": "bearer", "client": "10.0.0.7"})
+    append_labels(str(root / "log"), config.MODEL_NAME, [Label(**x) for x in second_labels[:150]],
+                  audit={"submitted_by": "dr-ward", "auth": "os-user", "client": "ws-3"})
     return root
 
 
@@ -49,6 +52,13 @@ def test_monitor_reports_each_version_and_retrains_on_the_performance_trigger(se
     sens = {row[0]: row for row in table if row[1] == "melanoma_sensitivity"}
     assert sens["2"][-1] == "drop" and sens["1"][-2:] == ["no", "drop"]
     assert "trigger    performance dropped below the version's test figures" in result.output
+    senders = json.loads((tmp_path / "performance.json").read_text())["senders"]
+    assert [(s["sender"], s["labels"], s["clients"]) for s in senders] == [("clinic-a (bearer)", 150, 1),
+                                                                          ("dr-ward (os-user)", 150, 1)]
+    assert all(s["biopsy"] + s["consensus"] + s["follow-up"] == 150 for s in senders)
+    table = result.output.split("labels per sender (the whole store)\n")[1].splitlines()
+    assert table[0].split()[:3] == ["sender", "labels", "biopsy"]
+    assert table[1].split()[:3] == ["clinic-a", "(bearer)", "150"] and table[2].split()[:2] == ["dr-ward", "(os-user)"]
     summary = json.loads((tmp_path / "drift.json").read_text())
     assert summary["drift_detected"] is False and summary["triggers"]["fired"] == ["performance"]
     assert summary["retraining"]["backend"] == "none" and "performance" in summary["retraining"]["reason"]

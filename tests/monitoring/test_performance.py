@@ -40,6 +40,20 @@ def test_labels_join_by_request_id_and_nothing_is_dropped_silently():
     assert perf.coverage(joined) == {"predictions": 4, "labelled": 2, "unlabelled": 2, "unlabelled_share": 0.5}
 
 
+def test_labels_per_sender_count_sources_and_clients_and_name_the_unrecorded():
+    audited = pd.DataFrame({"request_id": ["c", "d", "e"], "diagnosis": "NV", "source": ["biopsy", "consensus",
+                            "biopsy"], "date": "2026-11-30", "received_at": ["2026-12-03T00:00:00Z",
+                            "2026-12-04T00:00:00Z", "2026-12-05T00:00:00Z"], "submission_id": "t",
+                            "submitted_by": ["clinic-a", "clinic-a", ""], "auth": ["bearer", "bearer", "none"],
+                            "client": ["10.0.0.7", "10.0.0.8", "127.0.0.1"]})
+    rows = perf.label_senders(pd.concat([_labels(), audited], ignore_index=True))
+    assert [(r["sender"], r["labels"], r["biopsy"], r["consensus"], r["clients"]) for r in rows] == [
+        ("(not recorded)", 4, 4, 0, 0), ("clinic-a (bearer)", 2, 1, 1, 2), ("(no token: open server) (none)", 1, 1,
+                                                                           0, 1)]
+    assert (rows[1]["first_received"], rows[1]["last_received"]) == ("2026-12-03T00:00:00Z", "2026-12-04T00:00:00Z")
+    assert perf.label_senders(_labels().iloc[:0]) == []
+
+
 def test_label_delay_counts_days_to_the_result_and_to_the_feedback():
     joined, _ = perf.join_labels(_predictions(), _labels())
     delays = perf.label_delays(joined)
