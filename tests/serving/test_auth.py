@@ -179,3 +179,17 @@ def test_no_tokens_on_loopback_takes_feedback_and_records_the_address(tmp_path):
 def test_settings_that_cannot_work_refuse_to_start(tmp_path, settings, message):
     with pytest.raises(TokenError, match=message):
         _app(tmp_path, **settings)
+
+
+def test_dermpipe_serve_exits_2_naming_the_bad_entry_before_listening(tmp_path):
+    from typer.testing import CliRunner
+
+    from dermpipe.cli.main import app
+
+    tokens = tmp_path / "tokens.txt"
+    tokens.write_text(f"clinic-a:{TOKEN_A}\nclinic-b:{TOKEN_A[:10]}\n")
+    result = CliRunner().invoke(app, ["serve", "--registry-root", str(tmp_path), "--auth-token-file", str(tokens),
+                                      "--log-root", "none"])
+    assert result.exit_code == 2
+    assert f"{tokens}: entry 2: the token of 'clinic-b' has 10 characters" in result.output
+    assert TOKEN_A[:10] not in result.output.replace(str(tmp_path), "")
