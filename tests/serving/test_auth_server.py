@@ -19,7 +19,9 @@ from dermpipe.serving.labels import read_labels
 
 pytestmark = pytest.mark.slow  # one server start (TensorFlow import in a subprocess)
 
-TOKENS = {"clinic-a": "Qm9vdHN0cmFwLXRva2VuLWNsaW5pYy1h", "pathology-lab": "cGF0aG9sb2d5LWxhYi10b2tlbi0wMDE"}
+TOKENS = {"clinic-a": "Qm9vdHN0cmFwLXRva2VuLWNsaW5pYy1h", "pathology-lab": "cGF0aG9sb2d5LWxhYi10b2tlbi0wMDE",
+          "load-test": "bG9hZC10ZXN0LXRva2VuLWZvci1yYXRl"}
+RATE = 10  # requests a minute per token: the other tokens' tests stay under it, load-test goes over
 WRONG = "d3JvbmctdG9rZW4tZm9yLXRoZS10ZXN0cw"
 
 
@@ -60,7 +62,7 @@ def secure_server(serving_registry, tmp_path_factory):
     tokens.write_text("".join(f"{name}:{token}\n" for name, token in TOKENS.items()))
     running = start_server(serving_registry, folder / "predictions", folder / "server.log", "--auth-token-file",
                            str(tokens), "--auth-predict", "--tls-cert", str(cert), "--tls-key", str(key),
-                           "--flush-seconds", "0.2", grpc=True, ca=cert)
+                           "--auth-rate-per-minute", str(RATE), "--flush-seconds", "0.2", grpc=True, ca=cert)
     running.cert = cert
     yield running
     stop_server(running)
@@ -154,10 +156,25 @@ def test_grpc_predict_over_tls_needs_the_token_in_the_call_metadata(secure_serve
     assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
+def test_a_token_over_its_rate_is_refused_on_grpc_and_rest_alike(secure_server, jpegs):
+    import grpc
+
+    metadata = (("authorization", f"Bearer {TOKENS['load-test']}"),)
+    for _ in range(RATE):  # the bucket holds a minute's worth
+        _grpc_predict(secure_server, jpegs[5], metadata)
+    with pytest.raises(grpc.RpcError) as limited:
+        _grpc_predict(secure_server, jpegs[5], metadata)
+    assert limited.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "over its rate of 10 requests a minute" in limited.value.details()
+    rest = predict(secure_server, jpegs[5], headers=bearer(TOKENS["load-test"]))  # one bucket for both protocols
+    assert rest.status_code == 429 and int(rest.headers["Retry-After"]) >= 1
+    assert predict(secure_server, jpegs[5], headers=bearer(TOKENS["clinic-a"])).status_code == 200
+
+
 def test_the_log_names_the_tokens_never_their_values(secure_server, jpegs):
     predict(secure_server, jpegs[4], headers=bearer(WRONG))
     log = secure_server.output.read_text()
-    assert "auth: 2 tokens from" in log and "clinic-a, pathology-lab" in log and "predict too" in log
+    assert "auth: 3 tokens from" in log and "clinic-a, pathology-lab, load-test" in log and "predict too" in log
     assert "refused predict from 127.0.0.1" in log and "TLS on" in log
     assert all(token not in log for token in (*TOKENS.values(), WRONG))
     assert json.dumps(TOKENS["clinic-a"]) not in log
