@@ -201,7 +201,7 @@ def serve(
     tokens it is taken on loopback only. --auth-predict guards predictions too; --tls-cert/--tls-key serve HTTPS
     and gRPC over TLS."""
     from dermpipe.serving.app import serve as run_server
-    from dermpipe.serving.auth import TokenError
+    from dermpipe.serving.auth import SecuritySettingsError
 
     if log_root is None:
         log_root = str(config.home() / "predictions")
@@ -209,6 +209,6 @@ def serve(
                         **field_values(SERVE_OPTIONS, options))
     try:
         run_server(settings, host=host, port=port, log_level=log_level)
-    except TokenError as err:  # tokens or TLS files that cannot be used: nothing started
+    except SecuritySettingsError as err:  # tokens or TLS files that cannot be used: nothing started
         typer.echo(f"dermpipe serve: {err}", err=True)
         raise typer.Exit(2) from err

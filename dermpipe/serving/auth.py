@@ -39,8 +39,8 @@ NEW_TOKEN = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="dermpipe"'}
 
 
-class TokenError(ValueError):
-    """A token file or variable that cannot be used; the message names the file (or variable) and the entry."""
+class SecuritySettingsError(ValueError):
+    """Tokens or TLS files the server cannot start with; the message names the file (or variable) and the entry."""
 
 
 @dataclass(frozen=True)
@@ -67,10 +67,11 @@ def parse_tokens(text: str, where: str, separators: str = "\n") -> dict[str, str
         name, colon, token = (part.strip() for part in entry.partition(":"))
         problem = _entry_problem(name, colon, token, tokens)
         if problem:
-            raise TokenError(f"{where}: entry {number}: {problem}")
+            raise SecuritySettingsError(f"{where}: entry {number}: {problem}")
         tokens[name] = token
     if not tokens:
-        raise TokenError(f"{where}: no name:token entry; write one a line, e.g. clinic-a:<token from {NEW_TOKEN}>")
+        raise SecuritySettingsError(f"{where}: no name:token entry; write one a line, e.g. clinic-a:<token from "
+                                    f"{NEW_TOKEN}>")
     return tokens
 
 
@@ -96,13 +97,13 @@ def load_tokens(token_file: str, environ: Mapping[str, str] | None = None) -> di
     environ = os.environ if environ is None else environ
     if token_file:
         if environ.get(TOKENS_ENV, "").strip():
-            raise TokenError(f"both --auth-token-file {token_file} and ${TOKENS_ENV} are set: keep one, so that "
-                             "the tokens in force are the ones you think")
+            raise SecuritySettingsError(f"both --auth-token-file {token_file} and ${TOKENS_ENV} are set: keep one, "
+                                        "so that the tokens in force are the ones you think")
         path = Path(token_file).expanduser()
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as err:
-            raise TokenError(f"--auth-token-file {path}: cannot be read ({err.strerror or err})") from err
+            raise SecuritySettingsError(f"--auth-token-file {path}: cannot be read ({err.strerror or err})") from err
         return parse_tokens(text, str(path))
     if environ.get(TOKENS_ENV, "").strip():
         return parse_tokens(environ[TOKENS_ENV], f"${TOKENS_ENV}", separators="\n,")
@@ -215,9 +216,27 @@ def startup_lines(settings: Settings, auth: Authenticator) -> list[tuple[int, st
 def check_settings(settings: Settings, auth: Authenticator) -> None:
     """The start-up refusals: --auth-predict without tokens, half a TLS pair, unreadable TLS files."""
     if settings.auth_predict and not auth.enabled:
-        raise TokenError(f"--auth-predict needs tokens: give --auth-token-file FILE or set ${TOKENS_ENV}")
+        raise SecuritySettingsError(f"--auth-predict needs tokens: give --auth-token-file FILE or set ${TOKENS_ENV}")
     if bool(settings.tls_cert) != bool(settings.tls_key):
-        raise TokenError("--tls-cert and --tls-key go together: give both PEM files, or neither")
+        raise SecuritySettingsError("--tls-cert and --tls-key go together: give both PEM files, or neither")
     for flag, path in (("--tls-cert", settings.tls_cert), ("--tls-key", settings.tls_key)):
         if path and not Path(path).expanduser().is_file():
-            raise TokenError(f"{flag} {path}: no such file")
+            raise SecuritySettingsError(f"{flag} {path}: no such file")
+    if settings.tls_cert:
+        _check_tls_pair(str(Path(settings.tls_cert).expanduser()), str(Path(settings.tls_key).expanduser()))
+
+
+def _check_tls_pair(cert: str, key: str) -> None:
+    """Load the pair as uvicorn will, so that a bad PEM, a key of another certificate or an encrypted key stops the
+    start with its reason (an encrypted key would otherwise make OpenSSL prompt for a passphrase)."""
+    import ssl
+
+    def no_passphrase() -> bytes:
+        raise SecuritySettingsError(f"--tls-key {key} is encrypted; serve needs an unencrypted PEM key (protect the "
+                                    "file instead, e.g. a mounted Secret readable by the server's user only)")
+
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key, password=no_passphrase)
+    except ssl.SSLError as err:
+        raise SecuritySettingsError(f"--tls-cert {cert} / --tls-key {key}: not a PEM certificate chain and its "
+                                    f"private key ({err.reason or err})") from err

@@ -7,10 +7,11 @@ import logging
 import pytest
 from fastapi.testclient import TestClient
 from logged_predictions import write_log
+from tls_files import self_signed
 
 from dermpipe.serving import auth
 from dermpipe.serving.app import create_app
-from dermpipe.serving.auth import Authenticator, RateLimiter, TokenError, load_tokens, parse_tokens
+from dermpipe.serving.auth import Authenticator, RateLimiter, SecuritySettingsError, load_tokens, parse_tokens
 from dermpipe.serving.labels import read_labels
 from dermpipe.serving.settings import Settings
 
@@ -33,7 +34,7 @@ def label(rid: str) -> dict:
     ("# only a comment\n\n", "no name:token entry"),
 ])
 def test_a_bad_token_file_names_the_entry_and_never_the_token(text, message):
-    with pytest.raises(TokenError, match=message) as caught:
+    with pytest.raises(SecuritySettingsError, match=message) as caught:
         parse_tokens(text, "tokens.txt")
     assert str(caught.value).startswith("tokens.txt: ")
     assert TOKEN_A not in str(caught.value) and TOKEN_B not in str(caught.value)
@@ -45,9 +46,9 @@ def test_tokens_come_from_the_file_or_else_the_variable_never_both(tmp_path):
     assert load_tokens(str(path), {}) == {"clinic-a": TOKEN_A, "clinic-b": TOKEN_B}
     assert load_tokens("", {auth.TOKENS_ENV: f"ci:{TOKEN_A},ops:{TOKEN_B}"}) == {"ci": TOKEN_A, "ops": TOKEN_B}
     assert load_tokens("", {}) == {}
-    with pytest.raises(TokenError, match="both --auth-token-file"):
+    with pytest.raises(SecuritySettingsError, match="both --auth-token-file"):
         load_tokens(str(path), {auth.TOKENS_ENV: f"ci:{TOKEN_A}"})
-    with pytest.raises(TokenError, match="missing.txt: cannot be read"):
+    with pytest.raises(SecuritySettingsError, match="missing.txt: cannot be read"):
         load_tokens(str(tmp_path / "missing.txt"), {})
 
 
@@ -177,8 +178,22 @@ def test_no_tokens_on_loopback_takes_feedback_and_records_the_address(tmp_path):
     ({"tls_cert": "/nonexistent/cert.pem", "tls_key": "/nonexistent/key.pem"}, "--tls-cert /nonexistent/cert.pem: no"),
 ])
 def test_settings_that_cannot_work_refuse_to_start(tmp_path, settings, message):
-    with pytest.raises(TokenError, match=message):
+    with pytest.raises(SecuritySettingsError, match=message):
         _app(tmp_path, **settings)
+
+
+def test_a_tls_pair_that_cannot_serve_stops_the_start_with_its_reason(tmp_path):
+    cert, key = self_signed(tmp_path)
+    other_cert, _ = self_signed(tmp_path, prefix="other-")
+    _, locked_key = self_signed(tmp_path, passphrase=b"s3cret", prefix="locked-")
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    _app(tmp_path, tls_cert=str(cert), tls_key=str(key))  # the right pair starts
+    for tls_cert, tls_key, message in ((other_cert, key, "not a PEM certificate chain and its private key"),
+                                       (garbage, key, "not a PEM certificate chain"),
+                                       (cert, locked_key, "is encrypted; serve needs an unencrypted PEM key")):
+        with pytest.raises(SecuritySettingsError, match=message):
+            _app(tmp_path, tls_cert=str(tls_cert), tls_key=str(tls_key))
 
 
 def test_dermpipe_serve_exits_2_naming_the_bad_entry_before_listening(tmp_path):

@@ -5,8 +5,6 @@ secure channel with TF Serving's own stubs and the token in the call's metadata.
 from __future__ import annotations
 
 import base64
-import datetime as dt
-import ipaddress
 import json
 import time
 
@@ -14,6 +12,7 @@ import numpy as np
 import pytest
 import requests
 from conftest import MODEL, reference, start_server, stop_server
+from tls_files import self_signed
 
 from dermpipe.serving.labels import read_labels
 
@@ -23,35 +22,6 @@ TOKENS = {"clinic-a": "Qm9vdHN0cmFwLXRva2VuLWNsaW5pYy1h", "pathology-lab": "cGF0
           "load-test": "bG9hZC10ZXN0LXRva2VuLWZvci1yYXRl"}
 RATE = 10  # requests a minute per token: the other tokens' tests stay under it, load-test goes over
 WRONG = "d3JvbmctdG9rZW4tZm9yLXRoZS10ZXN0cw"
-
-
-def self_signed(folder) -> tuple:
-    """A certificate for localhost and 127.0.0.1, signed by its own P-256 key (its own CA): (cert.pem, key.pem)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dermpipe test server")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                         content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                         key_agreement=False, encipher_only=False, decipher_only=False), True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
 
 
 @pytest.fixture(scope="module")
