@@ -110,6 +110,9 @@ def test_feedback_needs_a_token_401_wrong_403_right_200_with_its_name_stored(sec
     wrong = http.post(path, json={"labels": [label("aa")]}, headers={"Authorization": f"Bearer {TOKEN_A}x"})
     assert wrong.status_code == 403 and "not one of the server's tokens" in wrong.json()["error"]
     assert read_labels(log_root, MODEL).empty  # nothing stored from the refused ones
+    metrics = http.get("/metrics").text  # refusals are counted, for an alert on a token being guessed
+    assert 'dermpipe_rejected_total{status="401"} 2.0' in metrics
+    assert 'dermpipe_rejected_total{status="403"} 1.0' in metrics
     right = http.post(path, json={"labels": [label("aa")]}, headers={"Authorization": f"Bearer {TOKEN_B}"})
     assert right.status_code == 200 and right.json()["accepted"] == 1, right.text
     stored = read_labels(log_root, MODEL).iloc[0]
