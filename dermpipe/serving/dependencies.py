@@ -15,6 +15,7 @@ import numpy as np
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from dermpipe import config
 from dermpipe.deploy import registry
@@ -35,7 +36,14 @@ def _address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-async def feedback_caller(request: Request, service: ServiceDep) -> Caller:
+# the feedback routes' security scheme in the OpenAPI document (/docs' Authorize button; predict's is off by default,
+# so it is not declared there); auth.check reads the header itself, so that a malformed one gets its own 401
+BEARER = HTTPBearer(auto_error=False, scheme_name="bearer", description="a token of `dermpipe serve "
+                                                                       "--auth-token-file` (name:token, the token)")
+Documented = Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]
+
+
+async def feedback_caller(request: Request, service: ServiceDep, _: Documented) -> Caller:
     """The caller of a feedback request: a token holder when tokens are set, anyone on a loopback-only server."""
     refusal = feedback_refusal(service.settings, service.auth)
     if refusal:

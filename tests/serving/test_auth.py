@@ -123,6 +123,16 @@ def test_feedback_needs_a_token_401_wrong_403_right_200_with_its_name_stored(sec
                                + right.json()["submission"]).read()
 
 
+def test_the_openapi_document_declares_bearer_tokens_on_the_feedback_routes(secured):
+    http, _ = secured
+    document = http.get("/openapi.json").json()
+    scheme = document["components"]["securitySchemes"]["bearer"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer") and "--auth-token-file" in scheme["description"]
+    secured_routes = sorted(path for path, methods in document["paths"].items() for op in methods.values()
+                            if op.get("security"))
+    assert secured_routes == ["/v1/feedback", "/v2/models/{name}/feedback"]
+
+
 def test_a_token_over_its_rate_gets_429_with_retry_after_and_others_go_on(secured):
     http, _ = secured
     headers_a, headers_b = {"Authorization": f"Bearer {TOKEN_A}"}, {"Authorization": f"Bearer {TOKEN_B}"}
