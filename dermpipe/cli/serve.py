@@ -197,9 +197,9 @@ def serve(
     """Serve the current registry version: TF Serving REST API, Open Inference Protocol (v2), /predict, probes,
     /metrics over HTTP; with --grpc-port, TF Serving's gRPC API too.
 
-    Feedback needs a bearer token once tokens are given (--auth-token-file or $DERMPIPE_SERVE_TOKENS); without
-    tokens it is taken on loopback only. --auth-predict guards predictions too; --tls-cert/--tls-key serve HTTPS
-    and gRPC over TLS."""
+    Feedback needs a bearer token once tokens are given (--auth-token-file, re-read when it changes, or
+    $DERMPIPE_SERVE_TOKENS); without tokens it is taken on loopback only. --auth-predict guards predictions too;
+    --tls-cert/--tls-key serve HTTPS and gRPC over TLS."""
     from dermpipe.serving.app import serve as run_server
     from dermpipe.serving.auth import SecuritySettingsError
 

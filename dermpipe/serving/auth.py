@@ -1,8 +1,9 @@
 """Who may write labels (and, with --auth-predict, ask for predictions): bearer tokens, per-token rate limits, and
 the rule that an unauthenticated server takes labels only on loopback.
 
-Tokens come from --auth-token-file (one `name:token` a line; blank lines and lines starting with # are skipped) or,
-without it, from $DERMPIPE_SERVE_TOKENS (the same entries separated by newlines or commas). A request presents one as
+Tokens come from --auth-token-file (one `name:token` a line; blank lines and lines starting with # are skipped; re-read
+when it changes, so tokens are issued and revoked without a restart) or, without it, from $DERMPIPE_SERVE_TOKENS
+(the same entries separated by newlines or commas, read at start-up). A request presents one as
 `Authorization: Bearer <token>` (HTTP) or as the `authorization` metadata of a gRPC call. The name is what the label
 store and the log record; the token itself is never logged or stored. A presented token is compared with every
 configured token with hmac.compare_digest, without stopping at a match, so the time taken says nothing about which
@@ -135,13 +136,49 @@ class RateLimiter:
             return (1 - left) / self.per_second
 
 
-class Authenticator:
-    """The configured tokens and their rate limits; check() is every protocol's one door."""
+def _file_stamp(path: str) -> tuple[int, int, int] | None:
+    """What changes when a file is rewritten or a Kubernetes Secret volume swaps it: mtime, size, inode."""
+    try:
+        found = os.stat(Path(path).expanduser())
+    except OSError:
+        return None
+    return found.st_mtime_ns, found.st_size, found.st_ino
 
-    def __init__(self, tokens: Mapping[str, str], per_minute: float, clock: Callable[[], float] = time.monotonic):
+
+class Authenticator:
+    """The configured tokens and their rate limits; check() is every protocol's one door. With `token_file`, the file
+    is re-read when it changes, so a token is issued or revoked without a restart."""
+
+    def __init__(self, tokens: Mapping[str, str], per_minute: float, clock: Callable[[], float] = time.monotonic,
+                 token_file: str = "") -> None:
+        self._use(tokens)
+        self.limiter = RateLimiter(per_minute, clock)
+        self.token_file = token_file
+        self._stamp = _file_stamp(token_file) if token_file else None
+
+    def _use(self, tokens: Mapping[str, str]) -> None:
         self._tokens = [(name, token.encode()) for name, token in tokens.items()]
         self.names = [name for name, _ in self._tokens]
-        self.limiter = RateLimiter(per_minute, clock)
+
+    def reload_if_changed(self) -> None:
+        """Re-read the token file when its stamp changed; a file that no longer parses leaves the tokens in force
+        and says so (an ERROR line naming the entry), since refusing every caller would stop the clinic's labels."""
+        stamp = _file_stamp(self.token_file) if self.token_file else None
+        if stamp is None or stamp == self._stamp:
+            return
+        self._stamp = stamp
+        try:
+            tokens = parse_tokens(Path(self.token_file).expanduser().read_text(encoding="utf-8"), self.token_file)
+        except (OSError, SecuritySettingsError) as err:
+            log.error("auth: %s changed but cannot be used (%s); the %d tokens read before stay in force: fix the "
+                      "file", self.token_file, err, len(self.names))
+            return
+        before = dict(self._tokens)
+        changes = {"added": sorted(set(tokens) - set(before)), "revoked": sorted(set(before) - set(tokens)),
+                   "replaced": sorted(n for n in set(tokens) & set(before) if tokens[n].encode() != before[n])}
+        self._use(tokens)
+        log.warning("auth: %s re-read: %d tokens; %s", self.token_file, len(self.names),
+                    "; ".join(f"{what} {', '.join(names)}" for what, names in changes.items() if names) or "unchanged")
 
     @property
     def enabled(self) -> bool:
@@ -157,6 +194,7 @@ class Authenticator:
 
     def check(self, authorization: str | None, address: str, what: str) -> Caller:
         """The caller of a request that must present a token for `what`, or the ServingError to answer."""
+        self.reload_if_changed()
         scheme, _, credentials = (authorization or "").strip().partition(" ")
         if not authorization:
             raise ServingError(401, f"{what} needs a bearer token: send 'Authorization: Bearer <token>' (the "

@@ -31,7 +31,8 @@ class Service:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.auth = Authenticator(load_tokens(settings.auth_token_file), settings.auth_rate_per_minute)
+        self.auth = Authenticator(load_tokens(settings.auth_token_file), settings.auth_rate_per_minute,
+                                  token_file=settings.auth_token_file)
         check_settings(settings, self.auth)  # --auth-predict without tokens, half a TLS pair: refuse to start
         self.telemetry = Telemetry()
         self.manager = ModelManager(settings.registry_root, settings.model_name, settings.poll_seconds,

@@ -145,6 +145,36 @@ def test_a_token_over_its_rate_gets_429_with_retry_after_and_others_go_on(secure
     assert http.post("/v1/feedback", json={"labels": [label("dd")]}, headers=headers_b).status_code == 200
 
 
+def test_an_edited_token_file_issues_and_revokes_without_a_restart(tmp_path, caplog):
+    import os
+
+    tokens = tmp_path / "tokens.txt"
+    tokens.write_text(f"clinic-a:{TOKEN_A}\n")
+    app, _ = _app(tmp_path, auth_token_file=str(tokens))
+    http = TestClient(app)
+
+    def rewrite(text: str) -> None:
+        tokens.write_text(text)
+        stamp = tokens.stat().st_mtime_ns + 1_000_000_000  # a coarse file-system clock must not hide the edit
+        os.utime(tokens, ns=(stamp, stamp))
+
+    def status(token: str) -> int:
+        return http.post("/v1/feedback", json={"labels": [label("aa")]}, headers={"Authorization": f"Bearer {token}"},
+                         ).status_code
+
+    assert (status(TOKEN_A), status(TOKEN_B)) == (200, 403)
+    with caplog.at_level(logging.WARNING, logger="dermpipe.serve"):
+        rewrite(f"clinic-b:{TOKEN_B}\n")
+        assert (status(TOKEN_A), status(TOKEN_B)) == (403, 200)  # clinic-a revoked, clinic-b issued
+        rewrite("clinic-b:short\n")  # a broken edit keeps the tokens in force, and says so
+        assert status(TOKEN_B) == 200
+    lines = [r.getMessage() for r in caplog.records]
+    assert any("re-read: 1 tokens; added clinic-b; revoked clinic-a" in line for line in lines)
+    assert any("changed but cannot be used" in line and "the 1 tokens read before stay in force" in line
+               for line in lines)
+    assert all(TOKEN_A not in line and TOKEN_B not in line for line in lines)
+
+
 def test_auth_predict_guards_predict_infer_explain_and_upload_but_not_probes(tmp_path):
     tokens = tmp_path / "tokens.txt"
     tokens.write_text(f"clinic-a:{TOKEN_A}\n")
