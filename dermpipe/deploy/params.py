@@ -36,7 +36,7 @@ class ChampionParams:
                                    "(frozen when it was deployed)")
 
     def check(self) -> None:
-        from dermpipe.data.params import check_benchmark_set
+        from dermpipe.data.benchmark import check_benchmark_set
 
         check_benchmark_set(self.benchmark_set)
 

@@ -29,7 +29,7 @@ from dermpipe.components.prepare import prepare
 from dermpipe.components.profile import profile
 from dermpipe.components.split import split
 from dermpipe.components.train import train
-from dermpipe.model.training.params import TrainParams
+from dermpipe.model.training.train import TrainParams
 from dermpipe.pipelines.parameters import PIPELINE_PARAMETERS, Target, field_spec, specs
 from dermpipe.pipelines.profiles import resolve_params
 from dermpipe.pipelines.training import build_training_pipeline
@@ -128,7 +128,7 @@ def test_every_component_parameter_is_a_pipeline_parameter_or_listed():
 
 
 def test_component_only_parameters_match_their_dataclass():
-    from dermpipe.data.params import SplitParams
+    from dermpipe.data.split import SplitParams
     from dermpipe.deploy.params import ChallengeParams, DeployParams
     from dermpipe.model.profile.stage import ProfileParams
 

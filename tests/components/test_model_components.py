@@ -13,7 +13,7 @@ from dermpipe.components.evaluate import evaluate
 from dermpipe.components.split import split
 from dermpipe.components.train import train
 from dermpipe.model.evaluation.gate import GateParams, bootstrap_bma
-from dermpipe.model.training.params import TrainParams
+from dermpipe.model.training.train import TrainParams
 
 
 @pytest.fixture(scope="module")
