@@ -11,7 +11,7 @@ The Model artifact is a folder: model.keras, training.json, the SavedModel of de
 variables/: TF Serving and Vertex serve the folder directly) and tensorboard/ logs. On a GPU node the run uses
 mixed_float16, MirroredStrategy over all the node's GPUs and, when asked, XLA.
 
-Four stages live here, each one module named after it with its parameters beside its run():
+Four stages live here, each one module named after it (its own parameters, if any, beside its run()):
     train           TrainParams and run(...), what the train component calls
     fold_plan       the cross-validation ParallelFor's iterations (the sweep's configurations x folds)
     train_fold      one (configuration, fold) of that ParallelFor: train, validate, predict out of fold
