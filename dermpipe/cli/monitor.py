@@ -79,6 +79,7 @@ def monitor(
     each served version's performance is judged against its registry test figures (a second retraining trigger)."""
     cfg = DriftParams(**field_values(DRIFT_OPTIONS, options)).config()
     with library_warnings.captured() as caught:  # to warnings.log, counted in drift.json: not between our lines
+        startup = _start_tensorflow(current, model_name)
         compared = _read(reference, current, since, until, metadata, model, registry_root, model_name)
         folder = _out_dir(out)
         summary, drifted = _compare_all(compared, cfg, folder)
@@ -89,16 +90,27 @@ def monitor(
         if retrain and names:
             summary["retraining"] = _retrain(backend, training_params, template, names, host=kfp_host,
                                              project=project, region=location, pipeline_root=pipeline_root)
-    summary["library_warnings"] = _log_warnings(caught, folder)
+    summary["library_warnings"] = _log_warnings(caught, folder, startup)
     (folder / "drift.json").write_text(json.dumps(summary, indent=1, default=str))
     typer.echo(f"results    {folder / 'drift.json'}")
     if (fail_on_drift and drifted) or (fail_on_drop and measured.dropped):
         raise typer.Exit(3 if fail_on_drift and drifted else 4)
 
 
-def _log_warnings(caught: list, folder: Path) -> dict:
-    """The library warnings the analysis raised, in <out>/warnings.log: one line says how many and where."""
-    counted = library_warnings.write_log(caught, folder / "warnings.log")
+def _start_tensorflow(current: str, model_name: str) -> list[str]:
+    """For an image folder, whose features need the model: TensorFlow started with its start-up lines kept for
+    warnings.log instead of the terminal (a prediction log needs no model, so nothing is started for one)."""
+    from dermpipe.monitoring.log_reader import looks_like_log
+
+    if "://" in current or not Path(current).is_dir() or looks_like_log(current, model_name):
+        return []
+    return library_warnings.start_tensorflow()
+
+
+def _log_warnings(caught: list, folder: Path, startup: list[str]) -> dict:
+    """The library warnings the analysis raised and TensorFlow's start-up lines, in <out>/warnings.log: one line
+    says how many and where."""
+    counted = library_warnings.write_log(caught, folder / "warnings.log", startup)
     if caught:
         typer.echo(f"warnings   {counted['count']} from libraries, in {counted['log']}")
     return counted

@@ -1,22 +1,27 @@
 """`dermpipe serve`, a TF-Serving-compatible REST server for the current version of the model registry: create_app
-wires one Service (models, batching, prediction log, telemetry) to the routes and exception handlers of a FastAPI app
-inside the BodyLimit middleware; serve runs it under uvicorn."""
+wires one Service (models, batching, prediction log, telemetry) to each protocol's routes (and gRPC's server, in the
+lifespan) and the shared error handlers of a FastAPI app inside the BodyLimit middleware; serve runs it under
+uvicorn. The one module that imports every protocol."""
 
 import logging
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
 from dermpipe import config
+from dermpipe.serving.dependencies import add_error_handlers
 from dermpipe.serving.explain import Explainer, explain
 from dermpipe.serving.feedback import feedback
 from dermpipe.serving.limits import BodyLimit
-from dermpipe.serving.open_inference import v2
-from dermpipe.serving.routes import ROUTERS
+from dermpipe.serving.open_inference.routes import v2
+from dermpipe.serving.operations import operations
 from dermpipe.serving.service import Service
-from dermpipe.serving.settings import ServingError, Settings
+from dermpipe.serving.settings import Settings
+from dermpipe.serving.tf_rest import tf_serving
+from dermpipe.serving.upload import upload
+
+# in this order: the order the app matches and documents the routes
+ROUTERS = (tf_serving, upload, operations, explain, v2, feedback)
 
 
 @asynccontextmanager
@@ -35,18 +40,6 @@ async def lifespan(app: FastAPI):
     await service.stop()
 
 
-async def serving_error(request: Request, err: ServingError):
-    request.app.state.service.telemetry.reject(err.status)
-    return JSONResponse({"error": err.message}, status_code=err.status)
-
-
-async def validation_error(request: Request, err: RequestValidationError):
-    problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in
-                         err.errors()[:5])
-    request.app.state.service.telemetry.reject(400)
-    return JSONResponse({"error": f"request does not have the expected shape: {problems}"}, status_code=400)
-
-
 def create_app(settings: Settings):
     """The FastAPI application (models load in the lifespan, so creating it is cheap)."""
     service = Service(settings)
@@ -56,10 +49,9 @@ def create_app(settings: Settings):
                               "probes, Prometheus metrics.")
     app.state.service = service
     app.state.manager, app.state.batcher, app.state.predlog = service.manager, service.batcher, service.predlog
-    app.add_exception_handler(ServingError, serving_error)
-    app.add_exception_handler(RequestValidationError, validation_error)
+    add_error_handlers(app)
     app.state.explainer = Explainer(settings)
-    for router in (*ROUTERS, explain, v2, feedback):
+    for router in ROUTERS:
         app.include_router(router)
     return BodyLimit(app, settings.max_body_bytes or 1 << 62, service.telemetry.observe_request)
 

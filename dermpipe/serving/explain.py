@@ -25,10 +25,10 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from dermpipe import config
+from dermpipe.serving.dependencies import ServiceDep, prediction_row
 from dermpipe.serving.images import check_images
 from dermpipe.serving.models import ServedModel
 from dermpipe.serving.parsing import parse_tf_request
-from dermpipe.serving.routes import ServiceDep, row
 from dermpipe.serving.schemas import PredictRequest
 from dermpipe.serving.settings import ServingError, Settings
 
@@ -105,7 +105,7 @@ def _explanation(probabilities: np.ndarray, pixels: np.ndarray, small: np.ndarra
     full = np.clip(resize_maps(small[None], pixels.shape[:2])[0], 0.0, 1.0)
     buffer = io.BytesIO()
     Image.fromarray(overlay(pixels, full)).save(buffer, format="PNG")
-    return {**row(probabilities), "probabilities": probabilities.tolist(),
+    return {**prediction_row(probabilities), "probabilities": probabilities.tolist(),
             "gradcam": {"layer": layer, "map": small.tolist(), "map_shape": list(small.shape),
                         "overlay_png_b64": base64.b64encode(buffer.getvalue()).decode(),
                         "overlay_size": list(pixels.shape[:2])}}

@@ -14,8 +14,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 
+from dermpipe.serving.dependencies import ServiceDep
 from dermpipe.serving.feedback_store import submit_feedback
-from dermpipe.serving.routes import ServiceDep
 from dermpipe.serving.service import Service
 from dermpipe.serving.settings import ServingError
 

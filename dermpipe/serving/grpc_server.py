@@ -28,10 +28,10 @@ from tensorflow_serving.apis import (
 )
 
 from dermpipe.serving.decisions import columns
-from dermpipe.serving.routes import status as rest_status
+from dermpipe.serving.dependencies import model_version_status
+from dermpipe.serving.model_io import CLINICAL_OUTPUTS, IMAGE_INPUT, OUTPUTS, image_metadata
 from dermpipe.serving.service import Service
 from dermpipe.serving.settings import ServingError
-from dermpipe.serving.v2_tensors import CLINICAL_OUTPUTS, IMAGE_INPUT, OUTPUTS, image_metadata
 
 log = logging.getLogger("dermpipe.serve")
 CODES = {404: grpc.StatusCode.NOT_FOUND, 413: grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -214,14 +214,14 @@ def _predict_response(model, arrays: dict[str, np.ndarray], names: list[str]):
 
 
 class Models(model_service_pb2_grpc.ModelServiceServicer):
-    """ModelService.GetModelStatus, as the REST status route answers it."""
+    """ModelService.GetModelStatus, answered as REST's GET /v1/models/{name} is (dependencies.model_version_status)."""
 
     def __init__(self, service: Service) -> None:
         self.service = service
 
     async def GetModelStatus(self, request, context):  # noqa: N802
         async with refusals(self.service, context):
-            answer = rest_status(self.service, request.model_spec.name, _version(request.model_spec))
+            answer = model_version_status(self.service, request.model_spec.name, _version(request.model_spec))
         response = get_model_status_pb2.GetModelStatusResponse()
         for row in answer["model_version_status"]:
             response.model_version_status.add(version=int(row["version"]),

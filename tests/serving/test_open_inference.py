@@ -165,7 +165,7 @@ def test_v2_requests_are_logged_once_with_their_metadata(server, jpegs):
 
 @pytest.mark.parametrize("text", ["\u00b2", "1\u00b2", "\u0663", "-1", "1.0", " 1"])
 def test_a_version_that_is_not_ascii_digits_is_a_400_not_a_500(text):
-    from dermpipe.serving.open_inference import _version
+    from dermpipe.serving.open_inference.routes import _version
     from dermpipe.serving.settings import ServingError
 
     with pytest.raises(ServingError) as err:

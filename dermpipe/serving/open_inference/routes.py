@@ -1,6 +1,6 @@
 """The Open Inference Protocol (KServe v2 / Triton) over REST: server and model metadata, liveness and readiness,
-and infer with Triton's binary tensor data extension (the tensors in v2_tensors, the framing in binary_tensors).
-Errors are the protocol's {"error": "..."} (the app's ServingError handler). Infer goes through the same
+and infer with Triton's binary tensor data extension (the tensors in tensors.py, the framing in binary_tensors.py).
+Errors are the protocol's {"error": "..."} (dependencies.add_error_handlers). Infer goes through the same
 Service.predict_images as TF Serving's REST API: same batcher, limits, hot reload and prediction log."""
 
 import uuid
@@ -9,14 +9,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from dermpipe import config
-from dermpipe.serving.binary_tensors import HEADER, encode_reply, split_body
 from dermpipe.serving.decisions import columns
+from dermpipe.serving.dependencies import ServiceDep
+from dermpipe.serving.model_io import CLINICAL_OUTPUTS
 from dermpipe.serving.models import ServedModel
-from dermpipe.serving.routes import ServiceDep
+from dermpipe.serving.open_inference.binary_tensors import HEADER, encode_reply, split_body
+from dermpipe.serving.open_inference.tensors import INPUT_TYPES, output_tensors, parse_infer
 from dermpipe.serving.schemas import V2InferRequest
 from dermpipe.serving.service import Service
 from dermpipe.serving.settings import ServingError
-from dermpipe.serving.v2_tensors import CLINICAL_OUTPUTS, INPUT_TYPES, output_tensors, parse_infer
 
 EXTENSIONS = ["binary_tensor_data"]
 

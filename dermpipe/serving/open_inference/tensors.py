@@ -14,24 +14,25 @@ operating point."""
 
 import base64
 import binascii
-import math
 from dataclasses import dataclass
 
 import numpy as np
 from pydantic import ValidationError
 
-from dermpipe.serving.binary_tensors import NUMPY_TYPES, deserialize_bytes, deserialize_fixed, take_binary
-from dermpipe.serving.images import GROUPING_FIELDS, check_grouping, check_metadata
+from dermpipe.serving.images import GROUPING_FIELDS
+from dermpipe.serving.model_io import CLINICAL_OUTPUTS, IMAGE_INPUT, OUTPUTS, image_metadata
+from dermpipe.serving.open_inference.binary_tensors import (
+    NUMPY_TYPES,
+    deserialize_bytes,
+    deserialize_fixed,
+    take_binary,
+)
 from dermpipe.serving.schemas import V2InferRequest, V2Tensor
 from dermpipe.serving.settings import ServingError
 
-IMAGE_INPUT = "image_bytes"
 INPUT_TYPES = {IMAGE_INPUT: "BYTES", "age_approx": "FP32", "sex": "BYTES", "anatom_site_general": "BYTES"}
 GROUPING_TYPES = dict.fromkeys(GROUPING_FIELDS, "BYTES")  # optional, logged only (not model inputs)
 ACCEPTED_TYPES = INPUT_TYPES | GROUPING_TYPES
-OUTPUTS = ("probabilities", "embedding")
-CLINICAL_OUTPUTS = {"decision": "BYTES", "decision_reason": "BYTES", "operating_point": "BYTES",
-                    "melanoma_threshold": "FP32", "ood_score": "FP32"}
 
 
 @dataclass
@@ -150,22 +151,6 @@ def _image(value, i: int, *, name: str, binary: bool) -> bytes:
     except (binascii.Error, ValueError) as err:
         raise ServingError(400, f"input {name}: element {i} is not base64 ({err}); in JSON an image is its "
                                 "base64 string") from None
-
-
-def image_metadata(values: dict[str, list], i: int) -> dict:
-    """Image i's checked metadata from per-input values (bytes or str texts, float ages; NaN or < 0: unknown)."""
-    age = values["age_approx"][i] if "age_approx" in values else None
-    if age is not None and (math.isnan(age) or age < 0):
-        age = None
-    texts = {}
-    for key in ("sex", "anatom_site_general", *GROUPING_FIELDS):
-        raw = values[key][i] if key in values else ""
-        try:
-            texts[key] = (raw.decode() if isinstance(raw, bytes) else raw) or None
-        except UnicodeDecodeError:
-            raise ServingError(400, f"input {key}: element {i} is not UTF-8 text") from None
-    return {**check_metadata(age, texts["sex"], texts["anatom_site_general"], f"image {i}"),
-            **check_grouping(texts["lesion_id"], texts["patient_id"], f"image {i}")}
 
 
 def _outputs(request: V2InferRequest, clinical: bool) -> list[tuple[str, bool]]:
