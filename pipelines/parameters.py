@@ -3,10 +3,10 @@
 Each stage's parameter set is a frozen dataclass beside its logic (names, types, defaults, help): IngestParams,
 MergeParams, SplitParams, PrepareParams (dermpipe.data.params), TrainParams (dermpipe.model.training.params),
 EvaluateParams, ExplainParams (dermpipe.model.evaluation.params), ProfileParams (dermpipe.model.profile.stage),
-GateParams (dermpipe.model.evaluation.gate), ChampionParams, ChallengeParams, DeployParams (dermpipe.deploy.params). The
-component and pipeline signatures stay literal, because KFP ships a component's source and a generated signature
-would compile and then fail at run time; the parameter agreement test checks that name, type and default agree on
-all four surfaces (dataclass, component, pipeline, `dermpipe run`).
+ChampionParams (dermpipe.deploy.champion), GateParams (dermpipe.deploy.gate.stage), DeployParams
+(dermpipe.deploy.deploy). The component and pipeline signatures stay literal, because KFP ships a component's
+source and a generated signature would compile and then fail at run time; the parameter agreement test checks that
+name, type and default agree on all four surfaces (dataclass, component, pipeline, `dermpipe run`).
 `dermpipe run`'s options are derived from this table.
 
 Naming rule: a pipeline parameter is named after its stage field. Where two stages have a field of the same name
@@ -26,8 +26,9 @@ from functools import cache
 from typing import Any
 
 from dermpipe.data.params import IngestParams, MergeParams, PrepareParams, SplitParams
-from dermpipe.deploy.params import ChallengeParams, ChampionParams, DeployParams
-from dermpipe.model.evaluation.gate import GateParams
+from dermpipe.deploy.champion import ChampionParams
+from dermpipe.deploy.deploy import DeployParams
+from dermpipe.deploy.gate.stage import GateParams
 from dermpipe.model.evaluation.params import EvaluateParams, ExplainParams
 from dermpipe.model.profile.stage import ProfileParams
 from dermpipe.model.training.cv_params import CrossValParams
@@ -57,7 +58,7 @@ def _train(*fields: str) -> dict[str, tuple[Target, ...]]:
     return {name: (Target("train", TrainParams, name),) for name in fields}
 
 
-_REGISTRY = ("resolve_champion", ChampionParams), ("gate", ChallengeParams), ("deploy", DeployParams)
+_REGISTRY = ("resolve_champion", ChampionParams), ("gate", GateParams), ("deploy", DeployParams)
 
 PIPELINE_PARAMETERS: dict[str, tuple[Target, ...]] = {
     "source": (Target("ingest", IngestParams, "source"),),

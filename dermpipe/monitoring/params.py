@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 from dermpipe.componentkit import param
 
 if TYPE_CHECKING:
-    from dermpipe.model.evaluation.gate import GateParams
     from dermpipe.monitoring.drift import DriftConfig
 
 
@@ -46,8 +45,3 @@ class PerformanceParams:
                             "whole window only")
     confidence: float = 0.95
     seed: int = 0
-
-    def gate(self) -> GateParams:
-        from dermpipe.model.evaluation.gate import GateParams
-
-        return GateParams(confidence=self.confidence, n_bootstrap=self.n_bootstrap, seed=self.seed)

@@ -129,10 +129,11 @@ def test_every_component_parameter_is_a_pipeline_parameter_or_listed():
 
 def test_component_only_parameters_match_their_dataclass():
     from dermpipe.data.params import SplitParams
-    from dermpipe.deploy.params import ChallengeParams, DeployParams
+    from dermpipe.deploy.deploy import DeployParams
+    from dermpipe.deploy.gate.stage import GateParams
     from dermpipe.model.profile.stage import ProfileParams
 
-    classes = {"gate": ChallengeParams, "deploy": DeployParams, "profile": ProfileParams, "split": SplitParams}
+    classes = {"gate": GateParams, "deploy": DeployParams, "profile": ProfileParams, "split": SplitParams}
     for stage, name in sorted(COMPONENT_ONLY):
         spec = field_spec(Target(stage, classes[stage], name))
         assert _compare(f"{stage}({name})", (spec.type, spec.default),
