@@ -3,7 +3,7 @@
 Each stage's parameter set is a frozen dataclass beside its logic (names, types, defaults, help): IngestParams,
 MergeParams, SplitParams, PrepareParams (dermpipe.data.params), TrainParams (dermpipe.model.training.params),
 EvaluateParams, ExplainParams (dermpipe.model.evaluation.params), ProfileParams (dermpipe.model.profile.stage),
-ChampionParams (dermpipe.deploy.champion), GateParams (dermpipe.deploy.gate.stage), DeployParams
+ChampionParams (dermpipe.deploy.resolve_champion), GateParams (dermpipe.deploy.gate.stage), DeployParams
 (dermpipe.deploy.deploy). The component and pipeline signatures stay literal, because KFP ships a component's
 source and a generated signature would compile and then fail at run time; the parameter agreement test checks that
 name, type and default agree on all four surfaces (dataclass, component, pipeline, `dermpipe run`).
@@ -26,9 +26,9 @@ from functools import cache
 from typing import Any
 
 from dermpipe.data.params import IngestParams, MergeParams, PrepareParams, SplitParams
-from dermpipe.deploy.champion import ChampionParams
 from dermpipe.deploy.deploy import DeployParams
 from dermpipe.deploy.gate.stage import GateParams
+from dermpipe.deploy.resolve_champion import ChampionParams
 from dermpipe.model.evaluation.params import EvaluateParams, ExplainParams
 from dermpipe.model.profile.stage import ProfileParams
 from dermpipe.model.training.cv_params import CrossValParams

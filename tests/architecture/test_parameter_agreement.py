@@ -17,7 +17,6 @@ import typer
 
 from dermpipe.cli import run_options
 from dermpipe.cli.main import app
-from dermpipe.components.champion import resolve_champion
 from dermpipe.components.cross_validate import cross_validate
 from dermpipe.components.deploy import deploy
 from dermpipe.components.evaluate import evaluate
@@ -27,6 +26,7 @@ from dermpipe.components.ingest import ingest
 from dermpipe.components.merge import merge
 from dermpipe.components.prepare import prepare
 from dermpipe.components.profile import profile
+from dermpipe.components.resolve_champion import resolve_champion
 from dermpipe.components.split import split
 from dermpipe.components.train import train
 from dermpipe.model.training.params import TrainParams

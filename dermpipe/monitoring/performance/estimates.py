@@ -22,11 +22,10 @@ import numpy as np
 import pandas as pd
 
 from dermpipe import config
-from dermpipe.model.evaluation.bootstrap import Interval, bootstrap_bma, bootstrap_indices, interval
+from dermpipe.model.evaluation.bootstrap import Interval, Resampling, bootstrap_bma, bootstrap_indices, interval
 from dermpipe.model.evaluation.calibration import Calibration
 from dermpipe.model.evaluation.metrics import reliability
 from dermpipe.model.evaluation.operating_points import POSITIVE_CLASS, bootstrap_rates, rates
-from dermpipe.monitoring.params import PerformanceParams
 
 LABEL_COLUMNS = ("diagnosis", "source", "date", "received_at")
 
@@ -96,7 +95,7 @@ def ece_resampled(confidence: np.ndarray, correct: np.ndarray, indices: np.ndarr
     return np.concatenate(out)
 
 
-def calibration(rows: pd.DataFrame, params: PerformanceParams) -> dict[str, Interval]:
+def calibration(rows: pd.DataFrame, params: Resampling) -> dict[str, Interval]:
     """ECE and Brier score of the labelled rows' logged probabilities, with bootstrap bounds ({} without any)."""
     probs, y = _probabilities(rows)
     if not len(y):
@@ -109,7 +108,7 @@ def calibration(rows: pd.DataFrame, params: PerformanceParams) -> dict[str, Inte
             "brier": interval(losses.mean(), losses[indices].mean(axis=1), len(y), params)}
 
 
-def melanoma_rates(rows: pd.DataFrame, threshold: float, params: PerformanceParams,
+def melanoma_rates(rows: pd.DataFrame, threshold: float, params: Resampling,
                    calibrated_by: Calibration | None = None) -> dict[str, Interval]:
     """Sensitivity (n: labelled melanomas) and specificity (n: the others) of the melanoma probability (calibrated as
     the server calibrated it) >= threshold."""
@@ -127,7 +126,7 @@ def melanoma_rates(rows: pd.DataFrame, threshold: float, params: PerformancePara
                                              int((~positive).sum()), params.n_bootstrap)}
 
 
-def estimates(joined: pd.DataFrame, thresholds: dict[str, float], params: PerformanceParams,
+def estimates(joined: pd.DataFrame, thresholds: dict[str, float], params: Resampling,
               calibrated_by: Calibration | None = None) -> list[dict]:
     """One row per estimate of the labelled lines: metric, operating_point ('' where none applies), point, lower,
     upper, n. Melanoma rates per operating point the lines were served with (unknown points: counted in n_unknown)."""

@@ -1,5 +1,5 @@
 """The resolve-champion stage: the model the registry serves now and the frozen benchmark set to compare on, as
-*values* for the tasks that depend on them (TFX's resolver pattern; components/champion.py says why values).
+*values* for the tasks that depend on them (TFX's resolver pattern; components/resolve_champion.py says why values).
 
 Light to import (the registry and benchmark code is imported when the stage runs): `dermpipe run`'s options and
 pre-flight are built from ChampionParams.
