@@ -18,8 +18,6 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 COMPONENTS = sorted(p.stem for p in (REPO / "components").glob("*.py") if p.stem != "__init__")
-# Stages whose move to the convention lands in a separate change; emptied when it does.
-PENDING = {"champion", "gate", "deploy", "drift", "performance", "trigger", "retrain"}
 TOP_LEVEL_ALLOWED = {"dermpipe": {"config"}, "dermpipe.componentkit": None}  # None: any name
 
 ModuleReader = Callable[[str], "str | None"]
@@ -123,7 +121,7 @@ def leftover_modules(root: Path = REPO) -> list[str]:
                   if p.name == "params.py" or p.stem.endswith(("_params", "_stage")))
 
 
-@pytest.mark.parametrize("stage", [s for s in COMPONENTS if s not in PENDING])
+@pytest.mark.parametrize("stage", COMPONENTS)
 def test_each_stage_has_one_module_with_its_run_and_parameters(stage):
     _, problems = component_problems(stage, (REPO / "components" / f"{stage}.py").read_text())
     assert problems == []
@@ -131,21 +129,13 @@ def test_each_stage_has_one_module_with_its_run_and_parameters(stage):
 
 def test_no_two_stages_share_a_module():
     modules = {stage: component_problems(stage, (REPO / "components" / f"{stage}.py").read_text())[0]
-               for stage in COMPONENTS if stage not in PENDING}
+               for stage in COMPONENTS}
     shared = {m for m in modules.values() if list(modules.values()).count(m) > 1}
     assert shared == set()
 
 
 def test_no_parameter_or_stage_module_is_left_outside_the_stages():
-    """A pending stage's own leftovers (what its component still imports) wait for its change."""
-    pending = {module for stage in PENDING if (REPO / "components" / f"{stage}.py").exists()
-               for module, _ in _dermpipe_imports(ast.parse((REPO / "components" / f"{stage}.py").read_text()).body)}
-    pending_files = {module.replace(".", "/") + ".py" for module in pending}
-    assert [path for path in leftover_modules() if path not in pending_files] == []
-
-
-def test_pending_names_only_components_that_exist():
-    assert PENDING <= set(COMPONENTS)
+    assert leftover_modules() == []
 
 
 # ---------------------------------------------------------------- the checks find what they are for

@@ -189,6 +189,7 @@ def run(raw: Dataset, model: Model, test: Dataset, metrics: Metrics, confusion: 
     import pandas as pd
 
     from dermpipe.lineage.artifacts import annotate, log_metrics, write_metadata_file
+    from dermpipe.model.evaluation.bootstrap import Bootstrap, bootstrap_bma
     from dermpipe.model.evaluation.clinical_section import (
         curve_figures,
         load_clinical_dict,
@@ -196,7 +197,6 @@ def run(raw: Dataset, model: Model, test: Dataset, metrics: Metrics, confusion: 
         metric_values,
         render_clinical,
     )
-    from dermpipe.model.evaluation.gate import GateParams, bootstrap_bma
 
     test_table = pd.read_parquet(test.path)
     y_true = test_table["label_index"].to_numpy()
@@ -207,7 +207,7 @@ def run(raw: Dataset, model: Model, test: Dataset, metrics: Metrics, confusion: 
     figures = curve_figures(clinical, y_true, probabilities, points) if points else ""
     log_metrics(metrics, metric_values(points))
     # the BMA interval travels with the deployed version (dermpipe.json): the monitor judges live BMA by it
-    bma = bootstrap_bma(y_true, probabilities.argmax(axis=1), GateParams())
+    bma = bootstrap_bma(y_true, probabilities.argmax(axis=1), Bootstrap())
     log_metrics(metrics, {**evaluation.headline(), "test_rows": len(test_table),
                           "balanced_accuracy_lower": bma.lower, "balanced_accuracy_upper": bma.upper,
                           **benchmark_headline(test_table, probabilities),
