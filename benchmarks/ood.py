@@ -31,7 +31,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"  # the real kit
 
 
 def demo_study(args) -> tuple[str, object, dict[str, float]]:
-    from dermpipe.data.demo import DemoSpec, write_demo_dataset
+    from dermpipe.data.sources.demo import DemoSpec, write_demo_dataset
     from dermpipe.model.profile.ood_study import grouped_split, labelled_images, run_study, train_small
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from dermpipe import config
+from dermpipe.data.sources.registry import claim
 from dermpipe.lineage import store
 from dermpipe.model.training.watchdog import RUN_PID_ENV
 from dermpipe.pipelines.task_logs import LogRouter, Observer, TaskLog
@@ -126,31 +127,17 @@ def collect_reports(record: RunRecord) -> dict[str, str]:
 
 
 def source_fingerprint(source: str, demo_images: int) -> str:
-    """Changes whenever the source's files change (names, sizes, mtimes), so ingest's cache entry is reused only
-    for unchanged input. gs:// sources are fingerprinted by one listing of the prefix (names, sizes, md5/crc32c);
-    kaggle: and isic: by the source string (their ingest downloads only what changed; --no-cache re-checks)."""
-    path = Path(source).expanduser()
+    """Changes whenever the source's data does, so ingest's cache entry is reused only for unchanged input: the
+    source kind's fingerprint (a folder's names, sizes and mtimes; a gs:// prefix's listing with md5/crc32c); kinds
+    without one (kaggle:, isic:) by the source string (their ingest downloads only what changed; --no-cache
+    re-checks)."""
     digest = hashlib.sha256(f"{source}|{demo_images}".encode())
-    if source.startswith("gs://"):
-        digest.update(_gcs_fingerprint(source).encode())
-    elif path.is_dir():
-        for file in sorted(p for p in path.rglob("*") if p.is_file()):
-            stat = file.stat()
-            digest.update(f"{file.relative_to(path)}|{stat.st_size}|{stat.st_mtime_ns}".encode())
-    elif path.is_file():
-        stat = path.stat()
-        digest.update(f"{stat.st_size}|{stat.st_mtime_ns}".encode())
+    found = claim(source)
+    if found and found[0].fingerprint:
+        kind, location = found
+        with contextlib.suppress(Exception):  # unreadable now: the ingest task reports the real error with its advice
+            digest.update(kind.fingerprint(location).encode())
     return digest.hexdigest()[:16]
-
-
-def _gcs_fingerprint(source: str) -> str:
-    """One listing of the bucket prefix (no download); "" when it cannot be listed (ingest then says why)."""
-    try:
-        from dermpipe.data.sources.gcs import fingerprint
-
-        return fingerprint(source)
-    except Exception:  # noqa: BLE001 - the ingest task reports the real error with its advice
-        return ""
 
 
 def _now() -> str:
@@ -284,8 +271,9 @@ def run_local(params: dict[str, Any], *, pipeline_root: Path | None = None, cach
     params = dict(params)
     params.setdefault("registry_root", str(config.default_registry_root()))
     source = str(params.get("source", "demo"))
-    if source not in ("demo",) and ":" not in source and Path(source).expanduser().exists():
-        params["source"] = source = str(Path(source).expanduser().resolve())
+    found = claim(source)
+    if found and found[0].on_this_machine:  # the tasks run in other folders: pass the path they can open
+        params["source"] = source = found[1]
     params.setdefault("source_fingerprint", source_fingerprint(source, int(params.get("demo_images", 400))))
     if params.get("feedback_log_root"):  # new labels must reach a cached ingest
         from dermpipe.data.feedback import feedback_fingerprint

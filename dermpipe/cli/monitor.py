@@ -12,7 +12,8 @@ import typer
 from dermpipe import config
 from dermpipe.cli import library_warnings
 from dermpipe.cli.settings_options import field_values, option_specs, with_options
-from dermpipe.monitoring.params import DriftParams, PerformanceParams
+from dermpipe.monitoring.drift.stage import DriftParams
+from dermpipe.monitoring.performance.stage import PerformanceParams
 
 
 def _out_dir(out: Path | None) -> Path:
@@ -23,7 +24,7 @@ def _out_dir(out: Path | None) -> Path:
 
 
 def _table(result) -> str:
-    from dermpipe.monitoring.drift import P_VALUE_METHODS
+    from dermpipe.monitoring.drift.analysis import P_VALUE_METHODS
 
     rows = [("column", "method", "drift when", "score", "drifted", "ref n", "cur n")]
     for c in result.columns:
@@ -79,6 +80,7 @@ def monitor(
     each served version's performance is judged against its registry test figures (a second retraining trigger)."""
     cfg = DriftParams(**field_values(DRIFT_OPTIONS, options)).config()
     with library_warnings.captured() as caught:  # to warnings.log, counted in drift.json: not between our lines
+        startup = _start_tensorflow(current, model_name)
         compared = _read(reference, current, since, until, metadata, model, registry_root, model_name)
         folder = _out_dir(out)
         summary, drifted = _compare_all(compared, cfg, folder)
@@ -89,16 +91,27 @@ def monitor(
         if retrain and names:
             summary["retraining"] = _retrain(backend, training_params, template, names, host=kfp_host,
                                              project=project, region=location, pipeline_root=pipeline_root)
-    summary["library_warnings"] = _log_warnings(caught, folder)
+    summary["library_warnings"] = _log_warnings(caught, folder, startup)
     (folder / "drift.json").write_text(json.dumps(summary, indent=1, default=str))
     typer.echo(f"results    {folder / 'drift.json'}")
     if (fail_on_drift and drifted) or (fail_on_drop and measured.dropped):
         raise typer.Exit(3 if fail_on_drift and drifted else 4)
 
 
-def _log_warnings(caught: list, folder: Path) -> dict:
-    """The library warnings the analysis raised, in <out>/warnings.log: one line says how many and where."""
-    counted = library_warnings.write_log(caught, folder / "warnings.log")
+def _start_tensorflow(current: str, model_name: str) -> list[str]:
+    """For an image folder, whose features need the model: TensorFlow started with its start-up lines kept for
+    warnings.log instead of the terminal (a prediction log needs no model, so nothing is started for one)."""
+    from dermpipe.monitoring.log_reader import looks_like_log
+
+    if "://" in current or not Path(current).is_dir() or looks_like_log(current, model_name):
+        return []
+    return library_warnings.start_tensorflow()
+
+
+def _log_warnings(caught: list, folder: Path, startup: list[str]) -> dict:
+    """The library warnings the analysis raised and TensorFlow's start-up lines, in <out>/warnings.log: one line
+    says how many and where."""
+    counted = library_warnings.write_log(caught, folder / "warnings.log", startup)
     if caught:
         typer.echo(f"warnings   {counted['count']} from libraries, in {counted['log']}")
     return counted
@@ -108,7 +121,7 @@ def _performance(current: str, model_name: str, registry_root: str | None, since
                  reference: str | None, params: PerformanceParams):
     """Measure and judge each served version on the fed-back labels; echo the table, write the report and JSON. The
     test figures come from --registry-root, else the registry --reference lies in, else the default registry."""
-    from dermpipe.monitoring import performance_stage as stage
+    from dermpipe.monitoring.performance import analysis as stage
     from dermpipe.monitoring.profile_reader import registry_root_of
 
     root = registry_root or registry_root_of(reference or "", model_name) or str(config.default_registry_root())
@@ -142,7 +155,7 @@ def _read(reference: str | None, current: str, since: str, until: str, metadata:
 
 def _inputs(reference: str | None, current: str, since: str, until: str, metadata: Path | None, model: Path | None,
             registry_root: str | None, model_name: str) -> list:
-    from dermpipe.monitoring.drift_stage import read_inputs, read_inputs_by_served_version
+    from dermpipe.monitoring.drift.inputs import read_inputs, read_inputs_by_served_version
     from dermpipe.monitoring.log_reader import looks_like_log
 
     if reference:
@@ -193,7 +206,7 @@ def _echo_result(inputs, result) -> None:
 
 def _triggers(summary: dict, drifted: bool, measured) -> list[str]:
     """Which retraining triggers fired: echoed, and kept in drift.json (`performance`, `triggers`)."""
-    from dermpipe.monitoring.triggers import fired, reason
+    from dermpipe.monitoring.trigger import fired, reason
 
     names = fired(drifted, measured.dropped)
     summary.update({"performance": measured.summary(),
@@ -205,7 +218,7 @@ def _triggers(summary: dict, drifted: bool, measured) -> list[str]:
 def _retrain(backend: str, training_params: str, template: str, fired: list[str], **settings: str) -> dict:
     """Start a training run on `backend` (dermpipe.orchestration.retrain, the trigger the monitoring pipeline's
     retrain task runs too) and say so and why; returns what was started and the reason."""
-    from dermpipe.monitoring.triggers import reason
+    from dermpipe.monitoring.trigger import reason
     from dermpipe.orchestration.backend import BackendSettings
     from dermpipe.orchestration.retrain import parse_params, trigger
 

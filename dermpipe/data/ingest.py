@@ -5,24 +5,59 @@ The artifact is a folder in one canonical layout whatever the source:
     ISIC_2019_Training_Input/ISIC_2019_Training_Input/*.jpg, manifest.json (path, size, sha256 of every file; for
     downloaded files also the source's checksum: GCS md5/crc32c, ISIC id)
 
-Remote sources (gs://, kaggle:, isic:) are first mirrored into the download cache (dermpipe.data.download: skip current
-files, resume partial ones, verify checksums), then hard-linked into the artifact.
+The source's kind (dermpipe.data.sources.registry) brings it into a folder in that layout: remote sources (gs://,
+kaggle:, isic:) are mirrored into the download cache (dermpipe.data.download: skip current files, resume partial ones,
+verify checksums), a zip is extracted and the demo drawn into a scratch folder; ingest then hard-links that folder's
+files into the artifact.
+
+IngestParams, the stage's parameters, sit beside its run(); pre-flight imports them, so this module imports neither
+kfp nor pandas at its top.
 """
 
+from __future__ import annotations
 
 import json
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-
-from kfp.dsl import Dataset, Metrics
+from typing import TYPE_CHECKING
 
 from dermpipe import config
+from dermpipe.componentkit import param
 from dermpipe.data.schema import IMAGE_SUFFIXES
-from dermpipe.data.sources.archive import extract_zip
+from dermpipe.data.sources import demo, registry
 from dermpipe.data.sources.errors import IngestError
-from dermpipe.data.sources.spec import REMOTE_KINDS, Source, parse_source  # noqa: F401 (re-exported)
+from dermpipe.data.sources.kind import Fetched, FetchRequest
+from dermpipe.data.sources.spec import check_source, parse_source
+from dermpipe.storage import StorageError
+
+if TYPE_CHECKING:
+    from kfp.dsl import Dataset, Metrics
+
+
+@dataclass(frozen=True)
+class IngestParams:
+    source: str = param("demo", "demo | folder or .zip in the Kaggle ISIC 2019 layout | kaggle:OWNER/DATASET | "
+                                "isic:COLLECTION_OR_QUERY | gs://BUCKET/PREFIX")
+    source_fingerprint: str = param("", "changes when the source's files do (the ingest task's cache key); "
+                                        "`dermpipe run` computes it")
+    demo_images: int = param(400, "size of the generated demo data set")
+    feedback_log_root: str = param("", "retrain on feedback: the served model's log folder (<serve --log-root>/<model "
+                                       "name>, local or gs://); its labelled, logged images join the data set "
+                                       "('': none)")
+    feedback_retention_days: int = param(365, "feedback images predicted more than this many days ago are skipped "
+                                              "(and listed); 0: no limit")
+    feedback_fingerprint: str = param("", "changes when new labels arrive (the ingest task's cache key); `dermpipe "
+                                          "run` and the retrain trigger compute it")
+
+    def check(self, *, local: bool = True) -> None:
+        """What ingest would refuse before reading anything: a missing folder or zip, a malformed kaggle:, isic: or
+        gs:// source, missing credentials (`local`: this machine's; a cluster run brings its own), no demo images."""
+        if check_source(self.source, local=local).kind == demo.KIND.name and self.demo_images < 1:
+            raise ValueError(f"demo_images={self.demo_images}: expected at least 1 image for the demo data set")
+        if self.feedback_retention_days < 0:
+            raise ValueError(f"feedback_retention_days={self.feedback_retention_days}: expected days >= 0 (0: all)")
 
 
 @dataclass(frozen=True)
@@ -96,38 +131,18 @@ def build_manifest(root: Path, *, quiet: bool = True,
     return manifest
 
 
-def fetch_remote(parsed: Source, source: str, *, quiet: bool = True) -> tuple[Path, dict[str, object]]:
-    """Download (or find up to date in the download cache) a kaggle:, isic: or gs:// source.
-
-    Returns the folder holding the Kaggle layout and the download counts (download_* metrics).
-    """
-    from dermpipe.data.download import cache_dir_for
-
-    cache = cache_dir_for(source)
-    if parsed.kind == "gs":
-        from dermpipe.data.sources.gcs import download
-        from dermpipe.storage import StorageError
-
-        try:
-            stats, _ = download(parsed.location, cache, quiet=quiet)
-        except StorageError as err:  # GcsSourceError, or no credentials
-            raise IngestError(str(err)) from err
-        return cache, stats.as_metrics()
-    if parsed.kind == "kaggle":
-        from dermpipe.data.sources.kaggle import KaggleSourceError, download_dataset
-
-        try:
-            folder, counts = download_dataset(parsed.location, cache, quiet=quiet)
-        except KaggleSourceError as err:
-            raise IngestError(str(err)) from err
-        return folder, counts
-    from dermpipe.data.sources.isic import IsicSourceError, download_collection
-
+def fetch(source: str, out_dir: Path, *, quiet: bool = True, demo_images: int = 400) -> tuple[str, Fetched]:
+    """The source's kind and the folder in the Kaggle layout its fetch brought it into (for remote sources: the
+    download cache, found up to date or completed); the kind's own errors are raised as IngestError."""
+    parsed = parse_source(source)
+    request = FetchRequest(source, out_dir.parent / (out_dir.name + ".staging"), quiet, demo_images)
+    shutil.rmtree(request.scratch, ignore_errors=True)  # left by an interrupted run: never mixed into this one
     try:
-        stats = download_collection(parsed.location, cache, quiet=quiet)
-    except IsicSourceError as err:
+        return parsed.kind, registry.named(parsed.kind).fetch(parsed.location, request)
+    except IngestError:
+        raise
+    except (ValueError, StorageError) as err:  # KaggleSourceError, IsicSourceError, GcsSourceError, no credentials
         raise IngestError(str(err)) from err
-    return cache, stats.as_metrics()
 
 
 def _known_hashes(placed: dict[str, Path]) -> dict[str, dict[str, object]]:
@@ -151,24 +166,15 @@ def ingest_source(source: str, out_dir: Path, *, demo_images: int = 400, quiet: 
                   feedback_log_root: str = "", feedback_retention_days: int = 365) -> dict[str, object]:
     """Materialise `source` as the canonical layout in out_dir (plus, with feedback_log_root, the labelled images fed
     back to the served model: dermpipe.data.feedback) and write manifest.json; returns the summary."""
-    from dermpipe.data.demo import DemoSpec, write_demo_dataset
-
-    parsed = parse_source(source)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    known: dict[str, dict[str, object]] = {}
-    transfer: dict[str, object] = {}
-    if parsed.kind == "demo":
-        write_demo_dataset(out_dir, DemoSpec(n_images=demo_images))
-    elif parsed.kind == "local":
-        import_layout(find_layout(Path(parsed.location)), out_dir)
-    elif parsed.kind == "zip":
-        staging = out_dir.parent / (out_dir.name + ".unzipped")
-        extract_zip(Path(parsed.location), staging)
-        import_layout(find_layout(staging), out_dir)
-        shutil.rmtree(staging)
-    else:
-        folder, transfer = fetch_remote(parsed, source, quiet=quiet)
-        known = _known_hashes(import_layout(find_layout(folder), out_dir))
+    kind, fetched = fetch(source, out_dir, quiet=quiet, demo_images=demo_images)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        placed = import_layout(find_layout(fetched.folder), out_dir)
+    finally:
+        if fetched.scratch:  # the artifact holds hard links (or copies) of its files now
+            shutil.rmtree(fetched.folder, ignore_errors=True)
+    known = _known_hashes(placed) if fetched.download_cache else {}
+    transfer = dict(fetched.transfer)
     if feedback_log_root:
         from dermpipe.data.feedback import add_feedback
 
@@ -180,7 +186,7 @@ def ingest_source(source: str, out_dir: Path, *, demo_images: int = 400, quiet: 
 
     return {
         "source": source,
-        "source_kind": parsed.kind,
+        "source_kind": kind,
         "n_images": n_images,
         "n_bytes": sum(int(f["size"]) for f in manifest),
         "manifest_sha256": sha256_json(manifest),

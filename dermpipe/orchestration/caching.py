@@ -1,7 +1,8 @@
-"""Per-task caching in a compiled package, and gs:// source fingerprints that let ingest use the cache safely.
+"""Per-task caching in a compiled package, and source fingerprints (gs://) that let ingest use the cache safely.
 
 KFP caches on parameter values, not on what a gs:// prefix holds, so ingest is compiled uncached; passing the
-prefix's fingerprint as a parameter makes an unchanged data set a cache hit and any change to it a miss.
+source kind's fingerprint of the prefix as a parameter makes an unchanged data set a cache hit and any change to it a
+miss.
 """
 
 from __future__ import annotations
@@ -36,33 +37,38 @@ def without_cache(package: Path, out: Path) -> Path:
     return set_caching(package, out, everything=False)
 
 
-def gcs_fingerprint(uri: str, client: Any = None) -> str:
-    """dermpipe.data.sources.gcs.fingerprint of the prefix (names, sizes, checksums); SubmitError if it is empty or
-    cannot be listed."""
-    from dermpipe.data.sources.gcs import EmptyPrefixError, fingerprint
+def remote_fingerprint(source: str) -> str | None:
+    """The source kind's fingerprint of what a cluster run will read (a gs:// prefix's names, sizes and checksums);
+    None when its kind has none or names a path on the cluster's own disks; SubmitError when it cannot be taken."""
+    from dermpipe.data.sources.registry import claim
     from dermpipe.storage import StorageError
 
+    found = claim(source, on_this_machine=False)
+    if found is None or found[0].fingerprint is None:
+        return None
+    kind, location = found
     try:
-        return fingerprint(uri, client)
-    except EmptyPrefixError as err:
-        raise SubmitError(f"{uri}: no objects found; check the bucket and prefix (gcloud storage ls {uri})") from err
-    except StorageError as err:  # no such bucket, listing refused, no credentials: the message says which
+        return kind.fingerprint(location)
+    except (ValueError, StorageError) as err:  # an empty prefix, no such bucket, no credentials: the message says
         raise SubmitError(str(err)) from err
 
 
 def fingerprint_source(params: dict[str, Any], package: Path, out: Path) -> tuple[dict[str, Any], Path, str]:
-    """For a gs:// source: pass its fingerprint as `source_fingerprint` and let ingest use the cache, so an unchanged
-    data set is not copied again while any change to it is. Returns (params, package, what was done)."""
+    """For a source whose kind has a fingerprint (gs://): pass it as `source_fingerprint` and let ingest use the
+    cache, so an unchanged data set is not copied again while any change to it is. Returns (params, package, what
+    was done)."""
     from dermpipe.orchestration.errors import remote_errors
 
     declared = package_parameters(package)
     source = str(params.get("source", declared.get("source", {}).get("defaultValue", "")))
-    if not source.startswith("gs://") or "source_fingerprint" in params or "source_fingerprint" not in declared:
+    if "source_fingerprint" in params or "source_fingerprint" not in declared:
         return params, package, ""
     try:
-        fingerprint = gcs_fingerprint(source)
+        fingerprint = remote_fingerprint(source)
     except remote_errors() as err:
         return params, package, f"could not fingerprint {source} ({err}); ingest runs without cache"
+    if fingerprint is None:
+        return params, package, ""
     cached = set_caching(package, out, {"ingest": True})
     return ({**params, "source_fingerprint": fingerprint}, cached,
             f"source {source} fingerprint {fingerprint}: ingest reuses its cache while the data is unchanged")

@@ -3,7 +3,7 @@ import pandas as pd
 from PIL import Image
 
 from dermpipe.config import CLASSES, GROUND_TRUTH_COLUMNS, METADATA_COLUMNS, SEXES, SITES
-from dermpipe.data.demo import DemoSpec, class_counts, demo_tables, draw_lesion, write_demo_dataset
+from dermpipe.data.sources.demo import DemoSpec, class_counts, demo_tables, draw_lesion, write_demo_dataset
 
 
 def test_class_counts_sum_and_skew():

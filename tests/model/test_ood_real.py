@@ -11,7 +11,7 @@ import pytest
 
 @pytest.fixture(scope="module")
 def demo_study(isic_sample, tmp_path_factory):
-    from dermpipe.data.demo import DemoSpec, write_demo_dataset
+    from dermpipe.data.sources.demo import DemoSpec, write_demo_dataset
     from dermpipe.model.profile.ood_study import grouped_split, labelled_images, run_study, train_small
 
     folder = write_demo_dataset(tmp_path_factory.mktemp("demo-ood"), DemoSpec(n_images=400))

@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from dermpipe.cli.main import app
-from dermpipe.orchestration.caching import gcs_fingerprint
+from dermpipe.orchestration.caching import remote_fingerprint
 from dermpipe.orchestration.errors import SubmitError
 
 
@@ -43,26 +43,25 @@ def data(gcs):
 
 
 def test_fingerprint_follows_the_objects_under_the_prefix_only(data):
-    client, bucket = data
-    first = gcs_fingerprint("gs://isic/isic-2019", client)
-    assert first == gcs_fingerprint("gs://isic/isic-2019", client) and len(first) == 16
+    _, bucket = data
+    first = remote_fingerprint("gs://isic/isic-2019")
+    assert first == remote_fingerprint("gs://isic/isic-2019") and len(first) == 16
     bucket.blob("other/notes.txt").upload_from_string("changed outside the prefix")
-    assert gcs_fingerprint("gs://isic/isic-2019", client) == first
+    assert remote_fingerprint("gs://isic/isic-2019") == first
 
     bucket.blob("isic-2019/images/ISIC_0000001.jpg").upload_from_string("same size, new generation!!!!!!")
-    rewritten = gcs_fingerprint("gs://isic/isic-2019", client)
+    rewritten = remote_fingerprint("gs://isic/isic-2019")
     assert rewritten != first
     bucket.blob("isic-2019/images/ISIC_0000002.jpg").upload_from_string("new image")
-    added = gcs_fingerprint("gs://isic/isic-2019", client)
+    added = remote_fingerprint("gs://isic/isic-2019")
     assert added not in (first, rewritten)
     bucket.blob("isic-2019/images/ISIC_0000002.jpg").delete()
-    assert gcs_fingerprint("gs://isic/isic-2019", client) == rewritten
+    assert remote_fingerprint("gs://isic/isic-2019") == rewritten
 
 
 def test_empty_prefix_is_an_error_that_names_it(data):
-    client, _ = data
     with pytest.raises(SubmitError, match="gs://isic/nothing-here: no objects found"):
-        gcs_fingerprint("gs://isic/nothing-here", client)
+        remote_fingerprint("gs://isic/nothing-here")
 
 
 def submitted(kfp_stub, package, *extra):
@@ -75,9 +74,8 @@ def submitted(kfp_stub, package, *extra):
 
 
 def test_submit_sends_the_fingerprint_and_lets_ingest_use_the_cache(data, kfp_stub, training_package):
-    client, _ = data
     result, params, tasks = submitted(kfp_stub, training_package)
-    assert params["source_fingerprint"] == gcs_fingerprint("gs://isic/isic-2019", client)
+    assert params["source_fingerprint"] == remote_fingerprint("gs://isic/isic-2019")
     assert tasks["ingest"]["cachingOptions"] == {"enableCache": True}
     assert f"fingerprint {params['source_fingerprint']}" in result.output
 

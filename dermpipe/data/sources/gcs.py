@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from dermpipe.data.download import RemoteFile, SyncStats, sync
+from dermpipe.data.sources.kind import Fetched, FetchRequest, SourceKind, prefixed
 from dermpipe.storage import StorageError, make_client  # noqa: F401 (make_client: the one client factory)
 
 
@@ -60,13 +61,18 @@ def list_remote(uri: str, client) -> list[RemoteFile]:
 def fingerprint(uri: str, client=None) -> str:
     """Changes when any object under the prefix changes (name, size, checksum); one listing, no download.
 
-    The one gs:// fingerprint: `dermpipe submit`'s source_fingerprint and the local runner's ingest cache key. It
+    The gs:// kind's fingerprint: `dermpipe submit`'s source_fingerprint and the local runner's ingest cache key. It
     follows content (md5/crc32c), not generations: ingest's output depends on the bytes only.
     """
     import hashlib
 
+    try:
+        remotes = list_remote(uri, client or make_client())
+    except EmptyPrefixError as err:  # said before anything runs: the listing command finds the typo
+        raise EmptyPrefixError(f"{uri}: no objects found; check the bucket and prefix (gcloud storage ls {uri})") \
+            from err
     digest = hashlib.sha256(uri.encode())
-    for remote in list_remote(uri, client or make_client()):
+    for remote in remotes:
         digest.update(f"{remote.path}|{remote.size}|{remote.checksum}".encode())
     return digest.hexdigest()[:16]
 
@@ -84,3 +90,24 @@ def download(uri: str, dest: Path, *, client=None, quiet: bool = True) -> tuple[
         blob.download_to_file(handle, start=offset or None, checksum=None if offset else "auto")
 
     return sync(remotes, dest, fetch, quiet=quiet), {r.path: r.checksum for r in remotes}
+
+
+def check(uri: str, *, local: bool) -> None:
+    """Pre-flight: gs://BUCKET[/PREFIX], and (`local`) Cloud Storage credentials on this machine."""
+    from dermpipe.storage import check_credentials
+
+    parse_gs_uri(uri)
+    if local:
+        check_credentials()
+
+
+def fetch(uri: str, request: FetchRequest) -> Fetched:
+    from dermpipe.data.download import cache_dir_for
+
+    cache = cache_dir_for(request.source)
+    stats, _ = download(uri, cache, quiet=request.quiet)
+    return Fetched(cache, stats.as_metrics(), download_cache=True)
+
+
+KIND = SourceKind(name="gs", form="'gs://bucket/prefix'", claim=prefixed("gs://", keep=True), fetch=fetch, check=check,
+                  fingerprint=fingerprint)

@@ -18,6 +18,7 @@ from typing import Any, BinaryIO
 
 from dermpipe import config
 from dermpipe.data.download import RemoteFile, SyncStats, sync
+from dermpipe.data.sources.kind import Fetched, FetchRequest, SourceKind, prefixed
 
 DEFAULT_API = "https://api.isic-archive.com/api/v2/"
 PAGE_SIZE = 100
@@ -157,3 +158,18 @@ def download_collection(spec: str, cache: Path, *, session=None, quiet: bool = T
                                   "run the ingest again to resume") from None
 
     return sync(remotes, cache, fetch, quiet=quiet)
+
+
+def check(spec: str, *, local: bool) -> None:
+    """Pre-flight: a collection id or a search query (public images need no credentials)."""
+    search_params(spec)
+
+
+def fetch(spec: str, request: FetchRequest) -> Fetched:
+    from dermpipe.data.download import cache_dir_for
+
+    cache = cache_dir_for(request.source)
+    return Fetched(cache, download_collection(spec, cache, quiet=request.quiet).as_metrics(), download_cache=True)
+
+
+KIND = SourceKind(name="isic", form="'isic:<collection>'", claim=prefixed("isic:"), fetch=fetch, check=check)

@@ -18,6 +18,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from dermpipe.data.sources.kind import Fetched, FetchRequest, SourceKind, prefixed
+
 DATASET_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+(/versions/\d+)?$")
 
 
@@ -111,7 +113,7 @@ def _identity(path: Path) -> dict[str, int]:
 
 def _extract_once(archive: Path, target: Path, identity: dict[str, int]) -> Path:
     """Extract the archive (zip-slip checked) unless this exact version was already extracted."""
-    from dermpipe.data.sources.archive import extract_zip
+    from dermpipe.data.sources.local import extract_zip
 
     marker = target.with_name("extracted.json")
     if target.is_dir() and marker.is_file() and json.loads(marker.read_text()) == identity:
@@ -132,3 +134,20 @@ def _redact(message: str) -> str:
         if secret:
             message = message.replace(secret, "***")
     return re.sub(r"(?i)(key|token|password|authorization)([\"']?\s*[:=]\s*)\S+", r"\1\2***", message)
+
+
+def check(dataset: str, *, local: bool) -> None:
+    """Pre-flight: the dataset name's form, and (`local`) credentials on this machine."""
+    check_dataset(dataset)
+    if local:
+        credentials_source()
+
+
+def fetch(dataset: str, request: FetchRequest) -> Fetched:
+    from dermpipe.data.download import cache_dir_for
+
+    folder, counts = download_dataset(dataset, cache_dir_for(request.source), quiet=request.quiet)
+    return Fetched(folder, counts, download_cache=True)
+
+
+KIND = SourceKind(name="kaggle", form="'kaggle:<owner/dataset>'", claim=prefixed("kaggle:"), fetch=fetch, check=check)

@@ -1,4 +1,4 @@
-"""Built-in demo data: a deterministic, ISIC-2019-format data set with a learnable visual signal per class.
+"""The `demo` source: a deterministic, ISIC-2019-format data set with a learnable visual signal per class.
 
 Each diagnosis gets its own lesion colour and pattern (uniform, ring, streaks, dots, two-tone, ...) drawn on a varied
 skin tone, so a small CNN separates the classes in a few epochs on a CPU. Several images share a lesion_id (the same
@@ -10,10 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
-import pandas as pd
-from PIL import Image
+from typing import TYPE_CHECKING
 
 from dermpipe.config import (
     AGES,
@@ -24,6 +21,11 @@ from dermpipe.config import (
     SEXES,
     SITES,
 )
+from dermpipe.data.sources.kind import Fetched, FetchRequest, SourceKind
+
+if TYPE_CHECKING:  # numpy, pandas and PIL are imported where images are drawn: the pre-flight imports this module
+    import numpy as np
+    import pandas as pd
 
 # Relative class frequencies (NV-heavy like ISIC 2019, but every class well represented so the demo learns).
 DEMO_WEIGHTS: dict[str, float] = {
@@ -61,6 +63,8 @@ def class_counts(n_images: int) -> dict[str, int]:
 
 def draw_lesion(label: str, size: int, rng: np.random.Generator, *, lesion_seed: int) -> np.ndarray:
     """One RGB uint8 image of a lesion of class `label`; the same lesion_seed draws the same lesion again."""
+    import numpy as np
+
     lesion_rng = np.random.default_rng(lesion_seed)
     colour, pattern = _LOOK[label]
     skin = np.array([225, 180, 150]) + lesion_rng.normal(0, 12, 3)
@@ -94,6 +98,9 @@ def draw_lesion(label: str, size: int, rng: np.random.Generator, *, lesion_seed:
 
 def demo_tables(spec: DemoSpec) -> tuple[pd.DataFrame, pd.DataFrame, list[tuple[str, str, int]]]:
     """Ground truth and metadata tables in the exact ISIC 2019 CSV schemas, plus (image, label, lesion_seed) rows."""
+    import numpy as np
+    import pandas as pd
+
     rng = np.random.default_rng(spec.seed)
     rows: list[tuple[str, str, int]] = []
     metadata: list[dict[str, object]] = []
@@ -127,6 +134,9 @@ def demo_tables(spec: DemoSpec) -> tuple[pd.DataFrame, pd.DataFrame, list[tuple[
 
 def write_demo_dataset(out_dir: Path, spec: DemoSpec = DemoSpec()) -> Path:
     """Write the demo data set in the Kaggle `andrewmvd/isic-2019` layout under out_dir; returns out_dir."""
+    import numpy as np
+    from PIL import Image
+
     out_dir = Path(out_dir)
     image_dir = out_dir / IMAGE_SUBDIR
     image_dir.mkdir(parents=True, exist_ok=True)
@@ -138,3 +148,11 @@ def write_demo_dataset(out_dir: Path, spec: DemoSpec = DemoSpec()) -> Path:
     truth.to_csv(out_dir / GROUND_TRUTH_CSV, index=False, float_format="%.1f")
     meta.to_csv(out_dir / METADATA_CSV, index=False)
     return out_dir
+
+
+def fetch_demo(location: str, request: FetchRequest) -> Fetched:
+    """The demo data set (request.demo_images images) drawn into the scratch folder."""
+    return Fetched(write_demo_dataset(request.scratch, DemoSpec(n_images=request.demo_images)), scratch=True)
+
+
+KIND = SourceKind(name="demo", form="'demo'", claim=lambda text: "" if text == "demo" else None, fetch=fetch_demo)
