@@ -43,7 +43,7 @@ class PerformanceResult:
     params: PerformanceSettings
     note: str = ""  # why nothing was measured (no labels, not a log)
     registry_root: str = ""  # where the versions' test figures were read; "" = estimates reported, not judged
-    senders: list[dict] = field(default_factory=list)  # every stored label per sender (performance.label_senders)
+    senders: list[dict] = field(default_factory=list)  # every stored label per sender (estimates.label_senders)
 
     @property
     def dropped(self) -> bool:
