@@ -6,6 +6,7 @@ module that imports every protocol."""
 
 import logging
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 
@@ -68,5 +69,6 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8501, log_lev
     settings.grpc_host = settings.host = host
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    tls = {"ssl_certfile": settings.tls_cert, "ssl_keyfile": settings.tls_key} if settings.tls_cert else {}
+    tls = ({"ssl_certfile": str(Path(settings.tls_cert).expanduser()),
+            "ssl_keyfile": str(Path(settings.tls_key).expanduser())} if settings.tls_cert else {})
     uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=10, **tls)
