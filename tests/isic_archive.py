@@ -40,7 +40,8 @@ class Fault:
 
 
 class FakeArchive:
-    """images/search/ (cursor pages of `page` records), images/search/size/, the signed files, oauth/token/."""
+    """images/search/ (cursor pages of `page` records), images/search/size/, collections/<id>/, the signed files,
+    oauth/token/."""
 
     def __init__(self, images: dict[str, bytes], diagnoses: dict[str, dict[str, str]], page: int = 4):
         self.images, self.diagnoses, self.page = images, diagnoses, page
@@ -48,6 +49,7 @@ class FakeArchive:
         self.faults: list[Fault] = []
         self.tokens: list[dict] = []  # what oauth/token/ answered, in order
         self.refuse_refresh = False
+        self.collections = {"249": {"id": 249, "name": "A public collection", "public": True, "locked": False}}
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -119,6 +121,9 @@ class FakeArchive:
                     return self._json(200, fake.search(parse_qs(url.query)))
                 if url.path == "/api/v2/images/search/size/":
                     return self._json(200, {"size": sum(len(v) for v in fake.images.values())})
+                collection = url.path.removeprefix("/api/v2/collections/").strip("/")
+                if url.path.startswith("/api/v2/collections/") and collection in fake.collections:
+                    return self._json(200, fake.collections[collection])
                 if url.path == "/oauth/token/" and method == "POST":
                     return self._json(*fake.refreshed_token(parse_qs(body)))
                 if url.path.startswith("/files/") and Path(url.path).stem in fake.images:

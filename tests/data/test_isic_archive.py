@@ -86,6 +86,19 @@ def test_an_expired_login_is_refreshed_and_saved_as_isic_cli_does(archive, tmp_p
     assert "refreshed-1" not in repr(creds)  # the token never reaches a log line through the repr
 
 
+def test_the_preflight_names_a_stored_login_other_users_can_read(archive, tmp_path, capsys):
+    stored = write_isic_login(tmp_path / "xdg", "stored-access-token")
+    stored.chmod(0o644)  # girder-cli-oauth-client writes it with the umask
+    check_source("isic:249", local=True)
+    assert capsys.readouterr().err.strip().endswith(
+        f"credentials: the `isic user login` token ({stored}); readable by other users (mode 644): run "
+        f"`chmod 600 {stored}`")
+    stored.chmod(0o600)
+    check_source("isic:249", local=True)
+    assert capsys.readouterr().err.strip().endswith(f"credentials: the `isic user login` token ({stored})")
+    assert _api_authorizations(archive) == {"Bearer stored-access-token"}
+
+
 def test_isic_token_overrides_the_stored_login(archive, tmp_path, monkeypatch, capsys):
     write_isic_login(tmp_path / "xdg", "stored-access-token")
     monkeypatch.setenv("ISIC_TOKEN", "env-token")
@@ -105,9 +118,15 @@ def test_preflight_says_the_count_the_size_and_the_credentials(archive, tmp_path
                          f"{token_file(tmp_path / 'xdg')})")
     assert _api_authorizations(archive) == {None}
 
+    assert [s.path for s in archive.seen] == ["/api/v2/collections/249/", "/api/v2/images/search/",
+                                              "/api/v2/images/search/size/"]
+
+    with pytest.raises(IngestError, match=r"isic:249,250: collection 250 does not exist or these credentials may not "
+                                          r"see it \(credentials: none: public images only"):
+        check_source("isic:249,250", local=True)  # a typo beside a real id: refused as isic-cli refuses it
     archive.images.clear()  # a search that finds nothing: refused before anything starts
-    with pytest.raises(IngestError, match=r"isic:249: the ISIC Archive finds no images for it \(credentials: none"):
-        check_source("isic:249", local=True)
+    with pytest.raises(IngestError, match=r"isic:melanoma: the ISIC Archive finds no images for it \(credentials: "):
+        check_source("isic:melanoma", local=True)
 
     archive.seen.clear()  # a cluster run: its own credentials and network, nothing asked from here
     check_source("isic:249", local=False)
@@ -184,3 +203,19 @@ def test_the_budget_bounds_isic_clis_backoff(budget, sleeps, answers, monkeypatc
             retry.sleep(HTTPResponse(status=503))
     assert slept == sleeps and sum(slept) <= budget
     assert raised.value.message.startswith(f"answered 503 {answers} time(s); the next retry would wait")
+
+
+def test_an_unreachable_archive_is_named_with_the_connection_error(archive, tmp_path, monkeypatch):
+    import socket
+
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setenv("ISIC_API_URL", f"http://127.0.0.1:{port}/api/v2/")
+    monkeypatch.setenv("DERMPIPE_ISIC_MAX_WAIT_S", "0")  # isic-cli's first retry is immediate, the second waits 10 s
+    with pytest.raises(IngestError) as raised:
+        ingest_source("isic:249", tmp_path / "raw")
+    message = str(raised.value)
+    assert message.startswith(f"isic:249: counting the images: GET http://127.0.0.1:{port}/api/v2/images/search/"
+                              "?query=&collections=249&limit=1 failed (NewConnectionError: ")
+    assert "Connection refused) 2 time(s); the next retry would wait 10 s more after 0 s of waiting" in message

@@ -134,13 +134,15 @@ def _file_fetcher(spec: str):
 
 
 def check(spec: str, *, local: bool) -> None:
-    """Pre-flight: the form; with `local`, the credentials this machine will send and the Archive's count and size,
-    said on stderr (a search that finds nothing is refused: the ingest would fail on it)."""
+    """Pre-flight: the form; with `local`, the credentials this machine will send, each collection id (it exists and
+    they may see it), the Archive's count and size, said on stderr (a search that finds nothing is refused)."""
     client.search_arguments(spec)
     if not local:  # a cluster's ingest brings its own credentials (ISIC_TOKEN) and network
         return
     creds = client.credentials()
-    count, size = client.count_and_size(spec, client.api_session(creds, max_wait=PREFLIGHT_MAX_WAIT_S))
+    session = client.api_session(creds, max_wait=PREFLIGHT_MAX_WAIT_S)
+    client.check_collections(spec, session, creds)
+    count, size = client.count_and_size(spec, session)
     if not count:
         raise IsicSourceError(f"isic:{spec}: the ISIC Archive finds no images for it (credentials: {creds.source})"
                               "; check the collection id or query (a private collection needs `isic user login` "

@@ -37,11 +37,15 @@ class IsicSourceError(ValueError):
 class WaitBudgetSpent(MaxRetryError):
     """The next retry would take one request's waits past the budget: give up now, naming the request."""
 
-    def __init__(self, url: str, tries: int, status: int | None, waited: float, wait: float, budget: float) -> None:
-        answer = f"answered {status}" if status else "failed"
-        self.message = (f"{answer} {tries} time(s); the next retry would wait {wait:.0f} s more after {waited:.0f} "
-                        f"s of waiting, past the {budget:.0f} s budget ({MAX_WAIT_ENV})")
-        super().__init__(None, url, self.message)  # type: ignore[arg-type]
+    def __init__(self, retry: Retry, wait: float, budget: float, waited: float) -> None:
+        last = retry.history[-1] if retry.history else None
+        if last is not None and last.status:
+            answer = f"answered {last.status}"
+        else:  # a connection error: its type and text name the host, never the path or its signature
+            answer = f"failed ({type(last.error).__name__}: {last.error})" if last and last.error else "failed"
+        self.message = (f"{answer} {len(retry.history)} time(s); the next retry would wait {wait:.0f} s more after "
+                        f"{waited:.0f} s of waiting, past the {budget:.0f} s budget ({MAX_WAIT_ENV})")
+        super().__init__(None, (last.url if last else "") or "", self.message)  # type: ignore[arg-type]
 
 
 class BoundedRetry(Retry):
@@ -67,9 +71,7 @@ class BoundedRetry(Retry):
     def sleep(self, response: Any = None) -> None:
         wait = self.planned_wait(response)
         if self.waited + wait > self.max_wait:
-            last = self.history[-1] if self.history else None
-            raise WaitBudgetSpent(last.url or "" if last else "", len(self.history), last.status if last else None,
-                                  self.waited, wait, self.max_wait)
+            raise WaitBudgetSpent(self, wait, self.max_wait, self.waited)
         self.waited += wait
         super().sleep(response)
 
@@ -120,8 +122,17 @@ def credentials(api: str | None = None) -> Credentials:
             f"({type(err).__name__}: {getattr(err, 'error', None) or err}); run `isic user login` again (or "
             "set ISIC_TOKEN), or remove the file to use public images only") from None
     if headers:
-        return Credentials(f"the `isic user login` token ({path})", dict(headers))
+        return Credentials(f"the `isic user login` token ({path}){_exposure(path)}", dict(headers))
     return Credentials(f"none: public images only (no ISIC_TOKEN, no `isic user login` token at {path})")
+
+
+def _exposure(path: str) -> str:
+    """A note when the token file is readable by other users (girder-cli-oauth-client writes it with the umask)."""
+    try:
+        mode = os.stat(path).st_mode & 0o777
+    except OSError:
+        return ""
+    return f"; readable by other users (mode {mode:o}): run `chmod 600 {path}`" if mode & 0o077 else ""
 
 
 def token_path(client: Any) -> str:
@@ -156,16 +167,19 @@ def describe(err: Exception) -> str:
     """What went wrong with one request, for a person: the request, the answer, the retries."""
     import requests
 
-    request = getattr(err, "request", None)
-    url = shown_url(getattr(request, "url", "") or "")
+    url = shown_url(getattr(getattr(err, "request", None), "url", "") or "")
     cause = err.args[0] if err.args else None
     if isinstance(cause, WaitBudgetSpent):
-        return f"GET {url or shown_url(cause.url or '')} {cause.message}"
+        return f"GET {url} {cause.message}"
     if isinstance(err, requests.HTTPError) and err.response is not None:
         return f"GET {shown_url(err.response.url)} answered {err.response.status_code} {err.response.reason}"
+    if isinstance(err, KeyError):
+        return f"the answer has no {err} field: is ISIC_API_URL ({api_root()}) the ISIC Archive API v2?"
     if isinstance(err, ValueError):
-        return f"GET {url} did not answer JSON ({err})"
-    return f"GET {url} failed ({type(err).__name__}: {cause if cause is not None else err})"
+        return f"GET {url} did not answer JSON ({err}): is ISIC_API_URL ({api_root()}) the ISIC Archive API v2?"
+    if isinstance(cause, MaxRetryError):  # its text holds the path and query (a signature); its reason does not
+        cause = cause.reason
+    return f"GET {url} failed ({type(cause or err).__name__}: {cause or err})"
 
 
 def search_arguments(spec: str) -> tuple[str, str]:
@@ -198,6 +212,25 @@ def count_and_size(spec: str, session: Any) -> tuple[int, int]:
     count = _call(spec, "counting the images", get_num_images, session, search, collections)
     size = _call(spec, "sizing the images", get_size_images, session, search, collections) if count else 0
     return int(count), int(size)
+
+
+def check_collections(spec: str, session: Any, creds: Credentials) -> None:
+    """Each collection id of the source exists and these credentials may see it (isic-cli checks the same)."""
+    import requests
+    from isic_cli.io.http import get_collection
+
+    for collection in filter(None, search_arguments(spec)[1].split(",")):
+        try:
+            get_collection(session, collection)
+        except requests.HTTPError as err:
+            if err.response is None or err.response.status_code != 404:
+                raise IsicSourceError(f"isic:{spec}: checking collection {collection}: {describe(err)}") from None
+            raise IsicSourceError(
+                f"isic:{spec}: collection {collection} does not exist or these credentials may not see it "
+                f"(credentials: {creds.source}); check the id on https://www.isic-archive.com/collections, or log "
+                "in with `isic user login` (or set ISIC_TOKEN) for a private one") from None
+        except requests.RequestException as err:
+            raise IsicSourceError(f"isic:{spec}: checking collection {collection}: {describe(err)}") from None
 
 
 def list_images(spec: str, session: Any) -> Iterator[dict[str, Any]]:
