@@ -219,3 +219,11 @@ def test_an_unreachable_archive_is_named_with_the_connection_error(archive, tmp_
     assert message.startswith(f"isic:249: counting the images: GET http://127.0.0.1:{port}/api/v2/images/search/"
                               "?query=&collections=249&limit=1 failed (NewConnectionError: ")
     assert "Connection refused) 2 time(s); the next retry would wait 10 s more after 0 s of waiting" in message
+
+
+@pytest.mark.parametrize("value", ["ten", "-5", "nan"])
+def test_a_bad_wait_budget_is_refused_by_name(archive, monkeypatch, value):
+    monkeypatch.setenv("DERMPIPE_ISIC_MAX_WAIT_S", value)
+    with pytest.raises(IngestError, match=rf"DERMPIPE_ISIC_MAX_WAIT_S='{value}': expected the seconds one ISIC "
+                                          "Archive request may spend waiting between retries, e.g. 600"):
+        check_source("isic:249", local=True)

@@ -139,8 +139,9 @@ def check(spec: str, *, local: bool) -> None:
     client.search_arguments(spec)
     if not local:  # a cluster's ingest brings its own credentials (ISIC_TOKEN) and network
         return
+    budget = min(PREFLIGHT_MAX_WAIT_S, client.max_wait_from_env())  # a bad DERMPIPE_ISIC_MAX_WAIT_S is refused here
     creds = client.credentials()
-    session = client.api_session(creds, max_wait=PREFLIGHT_MAX_WAIT_S)
+    session = client.api_session(creds, max_wait=budget)
     client.check_collections(spec, session, creds)
     count, size = client.count_and_size(spec, session)
     if not count:

@@ -51,9 +51,9 @@ class WaitBudgetSpent(MaxRetryError):
 class BoundedRetry(Retry):
     """isic-cli's retry strategy whose sleeps for one request sum to at most `max_wait` seconds."""
 
-    def __init__(self, *args: Any, max_wait: float = DEFAULT_MAX_WAIT_S, waited: float = 0.0, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, max_wait: float = DEFAULT_MAX_WAIT_S, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.max_wait, self.waited = max_wait, waited
+        self.max_wait, self.waited = max_wait, 0.0  # waited: carried from retry to retry by new()
 
     def new(self, **kw: Any) -> BoundedRetry:
         retry = super().new(**kw)
@@ -80,9 +80,22 @@ def retry_strategy(max_wait: float | None = None) -> BoundedRetry:
     """isic-cli's ISIC_RETRY_STRATEGY (its statuses, attempts and backoff), bounded in total wait."""
     from isic_cli.session import ISIC_RETRY_STRATEGY as isic
 
-    budget = max_wait if max_wait is not None else float(os.environ.get(MAX_WAIT_ENV) or DEFAULT_MAX_WAIT_S)
+    budget = max_wait if max_wait is not None else max_wait_from_env()
     return BoundedRetry(total=isic.total, status_forcelist=isic.status_forcelist, backoff_factor=isic.backoff_factor,
                         redirect=isic.redirect, raise_on_status=isic.raise_on_status, max_wait=budget)
+
+
+def max_wait_from_env() -> float:
+    """$DERMPIPE_ISIC_MAX_WAIT_S (seconds >= 0), else 600."""
+    text = os.environ.get(MAX_WAIT_ENV, "").strip()
+    try:
+        value = float(text) if text else DEFAULT_MAX_WAIT_S
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also refuses nan
+        raise IsicSourceError(f"{MAX_WAIT_ENV}={text!r}: expected the seconds one ISIC Archive request may spend "
+                              f"waiting between retries, e.g. {DEFAULT_MAX_WAIT_S:.0f}")
+    return value
 
 
 def api_root() -> str:
