@@ -49,6 +49,7 @@ class FakeArchive:
         self.faults: list[Fault] = []
         self.tokens: list[dict] = []  # what oauth/token/ answered, in order
         self.refuse_refresh = False
+        self.file_delay = 0.0  # seconds before each file's first byte (a storage service's latency)
         self.collections = {"249": {"id": 249, "name": "A public collection", "public": True, "locked": False}}
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -131,6 +132,7 @@ class FakeArchive:
                 return self._json(404, {"detail": "Not found."})
 
             def _file(self, data, fault):
+                time.sleep(fake.file_delay)
                 rng = self.headers.get("Range", "")
                 start = int(rng.split("=")[1].split("-")[0]) if rng else 0
                 status = 206 if rng else 200

@@ -12,7 +12,9 @@ at a local server).
 from __future__ import annotations
 
 import csv
+import os
 import sys
+import threading
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -25,6 +27,7 @@ from dermpipe.data.sources.kind import Fetched, FetchRequest, SourceKind, prefix
 # The Archive's own field names for an image's licence (CC-0, CC-BY, CC-BY-NC) and its attribution.
 LICENCE_FIELDS: tuple[str, ...] = ("copyright_license", "attribution")
 PREFLIGHT_MAX_WAIT_S = 30.0  # the pre-flight answers in seconds or says the Archive is unreachable
+DOWNLOAD_WORKERS = max(10, os.cpu_count() or 10)  # images fetched at once: isic-cli's `isic image download` pool
 
 # ISIC diagnosis text (lower case) -> ISIC 2019 class, most specific first (a "melanoma in a nevus" is MEL).
 DIAGNOSIS_RULES: tuple[tuple[str, str], ...] = (
@@ -111,21 +114,24 @@ def download_collection(spec: str, cache: Path, *, session: Any = None, quiet: b
     _write_csv(cache / config.GROUND_TRUTH_CSV, config.GROUND_TRUTH_COLUMNS, truths)
     _write_csv(cache / config.METADATA_CSV, metadata_columns(), metas)
     label = f"isic:{spec}: {announced:,} images, {client.human_bytes(size)}"
-    stats = sync(remotes, cache, _file_fetcher(spec), quiet=quiet, desc=label)
+    stats = sync(remotes, cache, _file_fetcher(spec), quiet=quiet, desc=label, workers=DOWNLOAD_WORKERS)
     unlicensed = sum(1 for meta in metas if not meta.get("copyright_license"))
     return stats, {"download_archive_images": announced, "download_archive_bytes": size,
                    "download_without_licence": unlicensed}
 
 
 def _file_fetcher(spec: str):
-    """The download cache's fetcher: isic-cli's session without the token (signed URLs), resuming from offset."""
+    """The download cache's fetcher: isic-cli's session without the token (signed URLs), resuming from offset; one
+    session per download thread, as isic-cli opens one per image (a requests Session is not made for threads)."""
     import requests
 
-    files = client.file_session()
+    local = threading.local()
 
     def fetch(remote: RemoteFile, handle: BinaryIO, offset: int) -> None:
+        if not hasattr(local, "session"):
+            local.session = client.file_session()
         try:
-            client.download_file(files, remote.ref, handle, offset)
+            client.download_file(local.session, remote.ref, handle, offset)
         except requests.RequestException as err:
             raise IsicSourceError(f"isic:{spec}: downloading {Path(remote.path).name}: {client.describe(err)}; the "
                                   "bytes already received are kept: run the ingest again to resume") from None
