@@ -125,6 +125,8 @@ class FakeArchive:
                 collection = url.path.removeprefix("/api/v2/collections/").strip("/")
                 if url.path.startswith("/api/v2/collections/") and collection in fake.collections:
                     return self._json(200, fake.collections[collection])
+                if url.path.startswith("/api/v2/zip-download/license-file/"):  # what `isic image download` saves
+                    return self._send(200, f"{url.path.split('/')[-2]} licence text".encode(), "text/plain")
                 if url.path == "/oauth/token/" and method == "POST":
                     return self._json(*fake.refreshed_token(parse_qs(body)))
                 if url.path.startswith("/files/") and Path(url.path).stem in fake.images:
