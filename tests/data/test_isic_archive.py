@@ -166,7 +166,7 @@ def test_an_outage_longer_than_the_budget_gives_up_after_the_budget(archive, tmp
     assert "run the ingest again to resume" in message
 
 
-def test_a_cut_stream_resumes_from_the_bytes_written(archive, tmp_path):
+def test_a_cut_stream_resumes_from_the_bytes_written(archive, tmp_path, capsys):
     from dermpipe.data.download import cache_dir_for
     from dermpipe.data.sources.isic import download_collection
 
@@ -174,7 +174,11 @@ def test_a_cut_stream_resumes_from_the_bytes_written(archive, tmp_path):
     largest = max((SHARED_DATA / "isic2020-sample" / "images").glob("*.jpg"), key=lambda p: p.stat().st_size)
     archive.images[name] = data = largest.read_bytes()  # a real image of more than one block
     cut = archive.fail(f"/files/{name}.jpg", cut=True)  # half the file, then the connection drops
-    stats, figures = download_collection("249", cache_dir_for("isic:249"))
+    stats, figures = download_collection("249", cache_dir_for("isic:249"), quiet=False)
+    said = capsys.readouterr().err
+    assert said.startswith(f"isic:249: 7 images, {naturalsize(sum(map(len, archive.images.values())))} on the ISIC "
+                           f"Archive ({archive.url}/api/v2/); credentials: none: public images only")
+    assert "isic:249: 7 images" in said.splitlines()[-1]  # the progress bar's label
     ranges = [s.headers.get("Range") for s in archive.requests_to(f"/files/{name}.jpg")]
     assert len(cut.hits) == 1 and len(ranges) == 2 and ranges[0] is None
     assert 0 < int(ranges[1].removeprefix("bytes=").removesuffix("-")) <= len(data) // 2  # on from what was written

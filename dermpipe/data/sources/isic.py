@@ -93,14 +93,17 @@ def _remote(spec: str, record: dict[str, Any]) -> RemoteFile:
                       checksum=f"isic:{record['isic_id']}:{full.get('size') or ''}", ref=full["url"])
 
 
-def download_collection(spec: str, cache: Path, *, session: Any = None, quiet: bool = True,
+def download_collection(spec: str, cache: Path, *, creds: client.Credentials | None = None, quiet: bool = True,
                         ) -> tuple[SyncStats, dict[str, int]]:
     """Count, list, write both CSVs and sync the image files into cache (skip current, resume partial).
 
     Returns the sync's counts and the Archive's figures: images and bytes it announced, images without a licence.
     """
-    session = session or client.api_session(client.credentials())
+    creds = creds or client.credentials()
+    session = client.api_session(creds)
     announced, size = client.count_and_size(spec, session)
+    if not quiet:  # the task log says what was asked for, and as whom, before the progress bar
+        print(_what(spec, announced, size, creds), file=sys.stderr, flush=True)
     remotes, truths, metas = [], [], []
     for record in client.list_images(spec, session):
         truth, meta = table_rows(record)
@@ -154,8 +157,13 @@ def check(spec: str, *, local: bool) -> None:
         raise IsicSourceError(f"isic:{spec}: the ISIC Archive finds no images for it (credentials: {creds.source})"
                               "; check the collection id or query (a private collection needs `isic user login` "
                               "or ISIC_TOKEN)")
-    print(f"isic:{spec}: {count:,} images, {client.human_bytes(size)} on the ISIC Archive ({client.api_root()}); "
-          f"credentials: {creds.source}", file=sys.stderr)
+    print(_what(spec, count, size, creds), file=sys.stderr)
+
+
+def _what(spec: str, count: int, size: int, creds: client.Credentials) -> str:
+    """One line for a person: what the Archive holds for the source, where, and with which credentials."""
+    return (f"isic:{spec}: {count:,} images, {client.human_bytes(size)} on the ISIC Archive ({client.api_root()}); "
+            f"credentials: {creds.source}")
 
 
 def fetch(spec: str, request: FetchRequest) -> Fetched:
