@@ -40,8 +40,8 @@ def cross_validated(raw: Path, splits, params, folds: int, weighting: str, tempe
     from dermpipe.model.ensemble import build_ensemble
     from dermpipe.model.evaluation.evaluate import predict_table
     from dermpipe.model.evaluation.oof import choose_combination, combine, summarise
-    from dermpipe.model.training.folds import fold_pool, fold_tables, oof_frame
     from dermpipe.model.training.loop import train_model
+    from dermpipe.model.training.train_fold import fold_pool, fold_tables, oof_frame
 
     started = time.perf_counter()
     members, frames = [], []
@@ -58,7 +58,7 @@ def cross_validated(raw: Path, splits, params, folds: int, weighting: str, tempe
 
 
 def main(argv: list[str] | None = None) -> None:
-    from dermpipe.model.training.params import TrainParams
+    from dermpipe.model.training.train import TrainParams
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE)

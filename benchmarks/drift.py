@@ -26,7 +26,7 @@ TARGET_SECONDS = 60.0
 def ours(log_root: Path, reference: pd.DataFrame, model_name: str) -> tuple[float, float, str]:
     """(total seconds, seconds without the HTML report, decision) of dermpipe's analysis."""
     from dermpipe.model.profile.features import log_features, n_components_of
-    from dermpipe.monitoring.drift import analyse
+    from dermpipe.monitoring.drift.analysis import analyse
     from dermpipe.monitoring.log_reader import read_prediction_log
 
     start = time.perf_counter()

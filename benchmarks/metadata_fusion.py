@@ -43,7 +43,7 @@ def train_and_score(raw: Path, splits, *, fusion: bool, backbone: str, image_siz
     from dermpipe.model.evaluation.evaluate import predict_table
     from dermpipe.model.evaluation.metrics import evaluate_predictions
     from dermpipe.model.training.loop import train_model
-    from dermpipe.model.training.params import TrainParams
+    from dermpipe.model.training.train import TrainParams
 
     params = TrainParams(backbone=backbone, image_size=image_size, epochs=epochs, patience=epochs, batch_size=32,
                          seed=seed, metadata_fusion=fusion, cache="memory")

@@ -1,5 +1,5 @@
 """cross-validate: the KFP component (signature, parameters, one library call); the logic is
-dermpipe.model.training.crossval."""
+dermpipe.model.training.cross_validate."""
 
 from typing import List  # noqa: UP035 - KFP's Input[List[Model]] needs typing.List
 
@@ -17,8 +17,7 @@ def cross_validate(
 ):
     """Score the out-of-fold predictions (per fold, mean ± std, OOF), rank the sweep's configurations, and export the
     best configurations' fold models as one ensemble."""
-    from dermpipe.model.training.crossval import run
-    from dermpipe.model.training.cv_params import CrossValParams
+    from dermpipe.model.training.cross_validate import CrossValParams, run
 
     params = CrossValParams(ensemble_weighting=ensemble_weighting, ensemble_temperature=ensemble_temperature,
                             sweep=sweep, ensemble_top=ensemble_top)

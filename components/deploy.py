@@ -1,4 +1,4 @@
-"""deploy: the KFP component (signature, parameters, one library call); the logic is dermpipe.deploy.publish."""
+"""deploy: the KFP component (signature, parameters, one library call); the logic is dermpipe.deploy.deploy."""
 
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 
@@ -19,8 +19,7 @@ def deploy(model: Input[Model], evaluation: Input[Metrics], pushed: Output[Model
     version's `test_split` is frozen as its benchmark set (named after `raw`'s source), which later gates compare on."""
     from pathlib import Path
 
-    from dermpipe.deploy.params import DeployParams
-    from dermpipe.deploy.publish import run
+    from dermpipe.deploy.deploy import DeployParams, run
 
     params = DeployParams(
         registry_root=registry_root, model_name=model_name, deploy_target=deploy_target, gcp_project=gcp_project,

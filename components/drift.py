@@ -1,4 +1,4 @@
-"""drift: the KFP component (signature, parameters, one library call); the logic is dermpipe.monitoring.drift_stage."""
+"""drift: the KFP component (signature, parameters, one library call); the logic is dermpipe.monitoring.drift.stage."""
 
 from kfp.dsl import HTML, Dataset, Metrics, Output
 
@@ -12,9 +12,9 @@ def drift(
     num_method: str = "auto", num_threshold: float = 0.0, cat_method: str = "auto", cat_threshold: float = 0.0,
 ) -> bool:
     """Evidently drift of current traffic against the model's reference profile; returns drift_detected."""
-    from dermpipe.monitoring.drift import config_from_params
-    from dermpipe.monitoring.drift_stage import run
+    from dermpipe.monitoring.drift.stage import DriftParams, run
 
-    cfg = config_from_params(min_samples, drift_share, num_method, num_threshold, cat_method, cat_threshold)
-    return run(reference, current, report, metrics, results, cfg, since=since, until=until,
+    params = DriftParams(min_samples=min_samples, drift_share=drift_share, num_method=num_method,
+                         num_threshold=num_threshold, cat_method=cat_method, cat_threshold=cat_threshold)
+    return run(reference, current, report, metrics, results, params, since=since, until=until,
                metadata_csv=metadata_csv)

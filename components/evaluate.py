@@ -14,8 +14,7 @@ def evaluate(raw: Input[Dataset], model: Input[Model], test_split: Input[Dataset
     points measured on test) and per-image predictions."""
     from pathlib import Path
 
-    from dermpipe.model.evaluation.evaluate import run
-    from dermpipe.model.evaluation.params import EvaluateParams
+    from dermpipe.model.evaluation.evaluate import EvaluateParams, run
 
     params = EvaluateParams(tta=tta)
     run(raw, model, test_split, metrics, confusion, report, predictions, tta=params.tta,

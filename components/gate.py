@@ -1,4 +1,4 @@
-"""gate: the KFP component (signature, parameters, one library call); the logic is dermpipe.deploy.challenge."""
+"""gate: the KFP component (signature, parameters, one library call); the logic is dermpipe.deploy.gate.stage."""
 
 from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
@@ -16,14 +16,11 @@ def gate(raw: Input[Dataset], model: Input[Model], test_split: Input[Dataset], t
     A single unnamed output on purpose: kfp.local resolves conditions on `<task>-Output` channels only."""
     from pathlib import Path
 
-    from dermpipe.deploy.challenge import run
-    from dermpipe.deploy.params import ChallengeParams
-    from dermpipe.model.evaluation.gate import GateParams
+    from dermpipe.deploy.gate.stage import GateParams, run
 
-    gate_params = GateParams(min_balanced_accuracy=min_balanced_accuracy, max_bma_drop=max_bma_drop,
-                             require_beat_baseline=require_beat_baseline)
-    params = ChallengeParams(gate=gate_params, registry_root=registry_root, model_name=model_name,
-                             champion_version=champion_version, champion_digest=champion_digest,
-                             benchmark=benchmark)
+    params = GateParams(min_balanced_accuracy=min_balanced_accuracy, max_bma_drop=max_bma_drop,
+                        require_beat_baseline=require_beat_baseline, registry_root=registry_root,
+                        model_name=model_name, champion_version=champion_version, champion_digest=champion_digest,
+                        benchmark=benchmark)
     return run(raw, model, test_split, train_split, predictions, Path(profile.path) if profile is not None else None,
                decision, gate_metrics, params)

@@ -11,8 +11,7 @@ def ingest(dataset: Output[Dataset], stats: Output[Metrics], source: str = "demo
            feedback_fingerprint: str = ""):
     """Bring the data set into the pipeline, plus the labelled images fed back to the served model when
     feedback_log_root is set (source_fingerprint / feedback_fingerprint change with their input: cache keys)."""
-    from dermpipe.data.ingest import run
-    from dermpipe.data.params import IngestParams
+    from dermpipe.data.ingest import IngestParams, run
 
     params = IngestParams(source=source, source_fingerprint=source_fingerprint, demo_images=demo_images,
                           feedback_log_root=feedback_log_root, feedback_retention_days=feedback_retention_days,

@@ -12,8 +12,7 @@ def merge(raw: Input[Dataset], merged: Output[Dataset], report: Output[Markdown]
 
     invalid_images: 'drop' (drop and report corrupt/truncated/non-JPEG/non-RGB/bomb images) or 'fail'.
     """
-    from dermpipe.data.merge import run
-    from dermpipe.data.params import MergeParams
+    from dermpipe.data.merge import MergeParams, run
 
     params = MergeParams(invalid_images=invalid_images)
     run(raw, merged, report, stats, params.invalid_images)

@@ -1,5 +1,5 @@
 """performance: the KFP component (signature, parameters, one library call); the logic is
-dermpipe.monitoring.performance_stage."""
+dermpipe.monitoring.performance.stage."""
 
 from kfp.dsl import HTML, Dataset, Metrics, Output
 
@@ -14,8 +14,7 @@ def performance(
 ) -> bool:
     """Live performance of each served version from the fed-back labels, against its test figures; returns whether
     performance dropped (no labels: False, and the report says so)."""
-    from dermpipe.monitoring.params import PerformanceParams
-    from dermpipe.monitoring.performance_stage import run
+    from dermpipe.monitoring.performance.stage import PerformanceParams, run
 
     params = PerformanceParams(min_labels=min_labels, min_melanomas=min_melanomas, n_bootstrap=n_bootstrap,
                                period=period)

@@ -11,8 +11,7 @@ def split(merged: Input[Dataset], train: Output[Dataset], val: Output[Dataset], 
           seed: int = 42, folds: int = 0, method: str = "hash", benchmark_uri: str = ""):
     """Lesion-grouped, duplicate-aware train/val/test split, by a stable hash of each group's key or stratified
     (+ `fold` column when folds > 0); a frozen benchmark set's groups all go to test."""
-    from dermpipe.data.params import SplitParams
-    from dermpipe.data.split import run
+    from dermpipe.data.split import SplitParams, run
 
     params = SplitParams(test_size=test_size, val_size=val_size, seed=seed, folds=folds, method=method,
                          benchmark_uri=benchmark_uri)

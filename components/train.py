@@ -1,4 +1,4 @@
-"""train: the KFP component (signature, parameters, one library call); the logic is dermpipe.model.training.stage."""
+"""train: the KFP component (signature, parameters, one library call); the logic is dermpipe.model.training.train."""
 
 from kfp.dsl import HTML, Dataset, Input, Metrics, Model, Output
 
@@ -20,8 +20,7 @@ def train(
 ):
     """Augment-and-train the classifier (runs on a GPU node on KFP/Vertex, on the CPU locally); reads the prepare
     stage's TFRecord shards when given, else the image files; metadata_fusion adds age/sex/site as a second input."""
-    from dermpipe.model.training.params import TrainParams
-    from dermpipe.model.training.stage import run
+    from dermpipe.model.training.train import TrainParams, run
 
     params = TrainParams(
         backbone=backbone, weights=weights, image_size=image_size, batch_size=batch_size, epochs=epochs,

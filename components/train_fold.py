@@ -1,5 +1,5 @@
 """train-fold: the KFP component (signature, parameters, one library call); the logic is
-dermpipe.model.training.folds. One iteration of the cross-validation ParallelFor: its parameters are train's plus
+dermpipe.model.training.train_fold. One iteration of the cross-validation ParallelFor: its parameters are train's plus
 `iteration` and `sweep` (tests/components/test_cross_validation_components.py keeps the two signatures in step)."""
 
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
@@ -24,8 +24,7 @@ def train_fold(
     overrides) on every fold but `fold` of train+val, validate (early stopping) on `fold`, predict it out of fold."""
     from dataclasses import fields
 
-    from dermpipe.model.training.folds import run
-    from dermpipe.model.training.params import TrainParams
+    from dermpipe.model.training.train_fold import TrainParams, run
 
     values = locals()  # the literal signature above is checked against train's by the component tests
     params = TrainParams(**{field.name: values[field.name] for field in fields(TrainParams)})

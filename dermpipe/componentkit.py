@@ -1,5 +1,6 @@
 """What every stage shares: the decorator that makes it a KFP lightweight component on dermpipe's own image, and
-`param`, the field of a stage's parameter dataclass (default + help)."""
+`param`, the field of a stage's parameter dataclass (default + help), and `check_choice`, the check of a field that
+takes one of a few values."""
 
 from __future__ import annotations
 
@@ -28,6 +29,12 @@ def param(default: Any, help: str) -> Any:
     """A stage parameter's default and help in one place: the dataclass field that `dermpipe run`'s options are
     derived from and that the component and pipeline signatures are checked against (the parameter agreement test)."""
     return field(default=default, metadata={"help": help})
+
+
+def check_choice(stage: str, name: str, value: str, allowed: tuple[str, ...]) -> None:
+    """`value` is one of `allowed`, else an error naming the stage's parameter and the choices."""
+    if value not in allowed:
+        raise ValueError(f"{stage} parameter {name}={value!r} is not supported; choose one of {list(allowed)}")
 
 
 # Progress lines a task prints for the local runner (dermpipe.pipelines.task_logs), which turns them into the live

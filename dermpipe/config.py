@@ -31,6 +31,10 @@ METADATA_CSV = "ISIC_2019_Training_Metadata.csv"
 # The Kaggle archive nests the image folder inside a folder of the same name.
 IMAGE_SUBDIR = "ISIC_2019_Training_Input/ISIC_2019_Training_Input"
 
+# How train evens out the classes: TrainParams' class_balance, which the input pipeline (dermpipe.data.images)
+# implements; here because the data layer implements what the model layer's parameter chooses.
+CLASS_BALANCES: tuple[str, ...] = ("weights", "oversample", "none")
+
 MODEL_NAME = "dermpipe-isic2019"
 # a registry version's model card (dermpipe.deploy.model_card), read by the CLI and the UI
 MODEL_CARD_JSON, MODEL_CARD_HTML = "model_card.json", "model_card.html"

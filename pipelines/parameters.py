@@ -1,12 +1,13 @@
 """The training pipeline's parameters, one table: pipeline parameter -> the stage fields it feeds.
 
-Each stage's parameter set is a frozen dataclass beside its logic (names, types, defaults, help): IngestParams,
-MergeParams, SplitParams, PrepareParams (dermpipe.data.params), TrainParams (dermpipe.model.training.params),
-EvaluateParams, ExplainParams (dermpipe.model.evaluation.params), ProfileParams (dermpipe.model.profile.stage),
-GateParams (dermpipe.model.evaluation.gate), ChampionParams, ChallengeParams, DeployParams (dermpipe.deploy.params). The
-component and pipeline signatures stay literal, because KFP ships a component's source and a generated signature
-would compile and then fail at run time; the parameter agreement test checks that name, type and default agree on
-all four surfaces (dataclass, component, pipeline, `dermpipe run`).
+Each stage's parameter set is a frozen dataclass beside its run() in the stage's module (names, types, defaults,
+help): IngestParams, MergeParams, SplitParams, PrepareParams (dermpipe.data.<stage>), TrainParams and CrossValParams
+(dermpipe.model.training.train, .cross_validate), EvaluateParams, ExplainParams (dermpipe.model.evaluation.evaluate,
+.explain), ProfileParams (dermpipe.model.profile.stage), ChampionParams (dermpipe.deploy.resolve_champion), GateParams
+(dermpipe.deploy.gate.stage), DeployParams (dermpipe.deploy.deploy). The component and pipeline signatures stay
+literal, because KFP ships a component's source and a generated signature would compile and then fail at run time;
+the parameter agreement test checks that name, type and default agree on all four surfaces (dataclass, component,
+pipeline, `dermpipe run`).
 `dermpipe run`'s options are derived from this table.
 
 Naming rule: a pipeline parameter is named after its stage field. Where two stages have a field of the same name
@@ -25,13 +26,18 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from dermpipe.data.params import IngestParams, MergeParams, PrepareParams, SplitParams
-from dermpipe.deploy.params import ChallengeParams, ChampionParams, DeployParams
-from dermpipe.model.evaluation.gate import GateParams
-from dermpipe.model.evaluation.params import EvaluateParams, ExplainParams
+from dermpipe.data.ingest import IngestParams
+from dermpipe.data.merge import MergeParams
+from dermpipe.data.prepare import PrepareParams
+from dermpipe.data.split import SplitParams
+from dermpipe.deploy.deploy import DeployParams
+from dermpipe.deploy.gate.stage import GateParams
+from dermpipe.deploy.resolve_champion import ChampionParams
+from dermpipe.model.evaluation.evaluate import EvaluateParams
+from dermpipe.model.evaluation.explain import ExplainParams
 from dermpipe.model.profile.stage import ProfileParams
-from dermpipe.model.training.cv_params import CrossValParams
-from dermpipe.model.training.params import TrainParams
+from dermpipe.model.training.cross_validate import CrossValParams
+from dermpipe.model.training.train import TrainParams
 
 
 @dataclass(frozen=True)
@@ -57,7 +63,7 @@ def _train(*fields: str) -> dict[str, tuple[Target, ...]]:
     return {name: (Target("train", TrainParams, name),) for name in fields}
 
 
-_REGISTRY = ("resolve_champion", ChampionParams), ("gate", ChallengeParams), ("deploy", DeployParams)
+_REGISTRY = ("resolve_champion", ChampionParams), ("gate", GateParams), ("deploy", DeployParams)
 
 PIPELINE_PARAMETERS: dict[str, tuple[Target, ...]] = {
     "source": (Target("ingest", IngestParams, "source"),),
@@ -82,7 +88,7 @@ PIPELINE_PARAMETERS: dict[str, tuple[Target, ...]] = {
     "train_quiet": (Target("train", TrainParams, "quiet"),),
     "train_seed": (Target("train", TrainParams, "seed"),),
     **_train("metadata_fusion"),
-    # cross-validation DAG only (CrossValParams, dermpipe.model.training.crossval); its fold tasks take train's fields
+    # cross-validation DAG only (CrossValParams, dermpipe.model.training.cross_validate); fold tasks take train's
     "ensemble_weighting": (Target("cross_validate", CrossValParams, "ensemble_weighting"),),
     "ensemble_temperature": (Target("cross_validate", CrossValParams, "ensemble_temperature"),),
     "sweep": (Target("cross_validate", CrossValParams, "sweep"),),

@@ -16,7 +16,6 @@ stage logic; the local runner builds the same DAG without placement, since kfp.l
 from kfp import dsl
 
 from dermpipe import config
-from dermpipe.components.champion import resolve_champion
 from dermpipe.components.deploy import deploy
 from dermpipe.components.evaluate import evaluate
 from dermpipe.components.explain import explain
@@ -25,6 +24,7 @@ from dermpipe.components.ingest import ingest
 from dermpipe.components.merge import merge
 from dermpipe.components.prepare import prepare
 from dermpipe.components.profile import profile
+from dermpipe.components.resolve_champion import resolve_champion
 from dermpipe.components.split import split
 from dermpipe.components.train import train
 from dermpipe.pipelines.crossval import cross_validation as cross_validation_tasks

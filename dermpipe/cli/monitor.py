@@ -12,7 +12,8 @@ import typer
 from dermpipe import config
 from dermpipe.cli import library_warnings
 from dermpipe.cli.settings_options import field_values, option_specs, with_options
-from dermpipe.monitoring.params import DriftParams, PerformanceParams
+from dermpipe.monitoring.drift.stage import DriftParams
+from dermpipe.monitoring.performance.stage import PerformanceParams
 
 
 def _out_dir(out: Path | None) -> Path:
@@ -23,7 +24,7 @@ def _out_dir(out: Path | None) -> Path:
 
 
 def _table(result) -> str:
-    from dermpipe.monitoring.drift import P_VALUE_METHODS
+    from dermpipe.monitoring.drift.analysis import P_VALUE_METHODS
 
     rows = [("column", "method", "drift when", "score", "drifted", "ref n", "cur n")]
     for c in result.columns:
@@ -120,7 +121,7 @@ def _performance(current: str, model_name: str, registry_root: str | None, since
                  reference: str | None, params: PerformanceParams):
     """Measure and judge each served version on the fed-back labels; echo the table, write the report and JSON. The
     test figures come from --registry-root, else the registry --reference lies in, else the default registry."""
-    from dermpipe.monitoring import performance_stage as stage
+    from dermpipe.monitoring.performance import analysis as stage
     from dermpipe.monitoring.profile_reader import registry_root_of
 
     root = registry_root or registry_root_of(reference or "", model_name) or str(config.default_registry_root())
@@ -152,7 +153,7 @@ def _read(reference: str | None, current: str, since: str, until: str, metadata:
 
 def _inputs(reference: str | None, current: str, since: str, until: str, metadata: Path | None, model: Path | None,
             registry_root: str | None, model_name: str) -> list:
-    from dermpipe.monitoring.drift_stage import read_inputs, read_inputs_by_served_version
+    from dermpipe.monitoring.drift.inputs import read_inputs, read_inputs_by_served_version
     from dermpipe.monitoring.log_reader import looks_like_log
 
     if reference:
@@ -203,7 +204,7 @@ def _echo_result(inputs, result) -> None:
 
 def _triggers(summary: dict, drifted: bool, measured) -> list[str]:
     """Which retraining triggers fired: echoed, and kept in drift.json (`performance`, `triggers`)."""
-    from dermpipe.monitoring.triggers import fired, reason
+    from dermpipe.monitoring.trigger import fired, reason
 
     names = fired(drifted, measured.dropped)
     summary.update({"performance": measured.summary(),
@@ -215,7 +216,7 @@ def _triggers(summary: dict, drifted: bool, measured) -> list[str]:
 def _retrain(backend: str, training_params: str, template: str, fired: list[str], **settings: str) -> dict:
     """Start a training run on `backend` (dermpipe.orchestration.retrain, the trigger the monitoring pipeline's
     retrain task runs too) and say so and why; returns what was started and the reason."""
-    from dermpipe.monitoring.triggers import reason
+    from dermpipe.monitoring.trigger import reason
     from dermpipe.orchestration.backend import BackendSettings
     from dermpipe.orchestration.retrain import parse_params, trigger
 

@@ -13,15 +13,25 @@ import datetime as dt
 import json
 import re
 from dataclasses import asdict, dataclass, field
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from dermpipe import config, storage
-from dermpipe.data.params import BENCHMARK_REF, check_benchmark_set
+
+if TYPE_CHECKING:  # resolve-champion's pre-flight calls check_benchmark_set: no pandas on the way
+    import pandas as pd
 
 BENCHMARKS = "benchmarks"
+# A frozen benchmark set by name (its latest version) or name@vN; a .json URI otherwise.
+BENCHMARK_REF = r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*?)(@v(?P<version>\d+))?$"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _REF = re.compile(BENCHMARK_REF)
+
+
+def check_benchmark_set(spec: str) -> None:
+    """'' (none), NAME, NAME@vN or the URI of a benchmark .json file."""
+    spec = spec.strip()
+    if spec and not spec.endswith(".json") and not _REF.match(spec):
+        raise ValueError(f"benchmark_set={spec!r}: expected NAME, NAME@vN or the URI of a benchmark .json file")
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from dermpipe.data.params import CLASS_BALANCES
+from dermpipe.config import CLASS_BALANCES
 
 
 def image_paths(table: pd.DataFrame, dataset_dir: Path | str) -> list[str]:

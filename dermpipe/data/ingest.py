@@ -9,24 +9,55 @@ The source's kind (dermpipe.data.sources.registry) brings it into a folder in th
 kaggle:, isic:) are mirrored into the download cache (dermpipe.data.download: skip current files, resume partial ones,
 verify checksums), a zip is extracted and the demo drawn into a scratch folder; ingest then hard-links that folder's
 files into the artifact.
+
+IngestParams, the stage's parameters, sit beside its run(); pre-flight imports them, so this module imports neither
+kfp nor pandas at its top.
 """
 
+from __future__ import annotations
 
 import json
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-
-from kfp.dsl import Dataset, Metrics
+from typing import TYPE_CHECKING
 
 from dermpipe import config
+from dermpipe.componentkit import param
 from dermpipe.data.schema import IMAGE_SUFFIXES
-from dermpipe.data.sources import registry
+from dermpipe.data.sources import demo, registry
 from dermpipe.data.sources.errors import IngestError
 from dermpipe.data.sources.kind import Fetched, FetchRequest
-from dermpipe.data.sources.spec import parse_source
+from dermpipe.data.sources.spec import check_source, parse_source
 from dermpipe.storage import StorageError
+
+if TYPE_CHECKING:
+    from kfp.dsl import Dataset, Metrics
+
+
+@dataclass(frozen=True)
+class IngestParams:
+    source: str = param("demo", "demo | folder or .zip in the Kaggle ISIC 2019 layout | kaggle:OWNER/DATASET | "
+                                "isic:COLLECTION_OR_QUERY | gs://BUCKET/PREFIX")
+    source_fingerprint: str = param("", "changes when the source's files do (the ingest task's cache key); "
+                                        "`dermpipe run` computes it")
+    demo_images: int = param(400, "size of the generated demo data set")
+    feedback_log_root: str = param("", "retrain on feedback: the served model's log folder (<serve --log-root>/<model "
+                                       "name>, local or gs://); its labelled, logged images join the data set "
+                                       "('': none)")
+    feedback_retention_days: int = param(365, "feedback images predicted more than this many days ago are skipped "
+                                              "(and listed); 0: no limit")
+    feedback_fingerprint: str = param("", "changes when new labels arrive (the ingest task's cache key); `dermpipe "
+                                          "run` and the retrain trigger compute it")
+
+    def check(self, *, local: bool = True) -> None:
+        """What ingest would refuse before reading anything: a missing folder or zip, a malformed kaggle:, isic: or
+        gs:// source, missing credentials (`local`: this machine's; a cluster run brings its own), no demo images."""
+        if check_source(self.source, local=local).kind == demo.KIND.name and self.demo_images < 1:
+            raise ValueError(f"demo_images={self.demo_images}: expected at least 1 image for the demo data set")
+        if self.feedback_retention_days < 0:
+            raise ValueError(f"feedback_retention_days={self.feedback_retention_days}: expected days >= 0 (0: all)")
 
 
 @dataclass(frozen=True)

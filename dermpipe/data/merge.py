@@ -1,20 +1,36 @@
 """merge: ground truth joined with metadata on `image`, checked against the ISIC 2019 schema, one label per row.
 
-Every dropped or repaired row is counted in the stage's Metrics and listed in its Markdown report.
+Every dropped or repaired row is counted in the stage's Metrics and listed in its Markdown report. MergeParams sit
+beside run(); pre-flight imports them, so pandas and kfp are imported where they are used, not at the top.
 """
+
+from __future__ import annotations
 
 import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import pandas as pd
-from kfp.dsl import Dataset, Markdown, Metrics
+from typing import TYPE_CHECKING
 
 from dermpipe import config
+from dermpipe.componentkit import check_choice, param
 from dermpipe.data.image_check import ImageCheck, inspect_image_bytes
-from dermpipe.data.params import INVALID_IMAGES, MergeParams
 from dermpipe.data.schema import Problem, check_ground_truth, check_metadata
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from kfp.dsl import Dataset, Markdown, Metrics
+
+INVALID_IMAGES = ("drop", "fail")
+
+
+@dataclass(frozen=True)
+class MergeParams:
+    invalid_images: str = param("drop", "drop (and report) or fail on corrupt/non-RGB/bomb images")
+
+    def check(self) -> None:
+        check_choice("merge", "invalid_images", self.invalid_images, INVALID_IMAGES)
+
 
 MERGED_COLUMNS = (
     "image", "label", "label_index", "path", "sha256", "width", "height",
@@ -32,6 +48,8 @@ class MergeResult:
 
 def read_isic_csv(path: Path) -> pd.DataFrame:
     """Read an ISIC CSV keeping ids as text and empty cells as missing."""
+    import pandas as pd
+
     try:
         return pd.read_csv(path, dtype={"image": str, "lesion_id": str, "sex": str, "anatom_site_general": str})
     except (pd.errors.ParserError, UnicodeDecodeError) as err:
@@ -40,7 +58,6 @@ def read_isic_csv(path: Path) -> pd.DataFrame:
 
 # Real ISIC 2019 images reach 6000x4000 (24 MP); anything far beyond that is a decompression bomb, not a photo.
 MAX_PIXELS = 64_000_000
-INVALID_IMAGE_POLICIES = INVALID_IMAGES  # merge's one definition, beside MergeParams (pre-flight checks it too)
 _MODE_NAMES = {"L": "grey-scale", "LA": "grey-scale with alpha", "1": "black-and-white", "CMYK": "CMYK",
                "YCbCr": "YCbCr", "P": "palette", "RGBA": "RGB with alpha", "I": "32-bit integer", "F": "float"}
 
@@ -198,6 +215,8 @@ def duplicate_counts(table: pd.DataFrame) -> dict[str, int]:
 
 def render_report(result: MergeResult) -> str:
     """Markdown data report: counts, class distribution, missing values, metadata distributions, every problem."""
+    import pandas as pd
+
     table = result.table
     lines = ["# Data report (merge)", "", "## Counts", "", "| what | count |", "|---|---:|"]
     lines += [f"| {k.replace('_', ' ')} | {v} |" for k, v in result.counts.items()]

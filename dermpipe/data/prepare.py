@@ -3,21 +3,46 @@
 Training then reads small JPEGs at its own resolution (dermpipe.data.shards.shard_records) instead of decoding the
 full-size originals (up to 6000x4000) every epoch. Streaming: images are read, resized and written a chunk at a time,
 so memory does not depend on the number of images. The record contract and the resize policy are in
-dermpipe/data/shards.py.
+dermpipe/data/shards.py. PrepareParams sit beside run(); pre-flight imports them, so pandas and kfp are imported
+where they are used.
 """
+
+from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
-from kfp.dsl import Dataset, Metrics
 
 from dermpipe import config
-from dermpipe.data.params import check_image_size
+from dermpipe.componentkit import param
+from dermpipe.data.shards import check_shard_size
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from kfp.dsl import Dataset, Metrics
 
 CHUNK = 64  # images in flight at once (bounded memory, parallel decode)
+
+
+def check_image_size(image_size: int) -> None:
+    """Below 8 px no backbone has a feature map left; a typo (e.g. 2 for 224) is the usual cause."""
+    if image_size < 8:
+        raise ValueError(f"image_size={image_size}: expected the training resolution in pixels (e.g. 224)")
+
+
+@dataclass(frozen=True)
+class PrepareParams:
+    image_size: int = param(224, "side of the centre-cropped square images in the shards (the training resolution)")
+    shard_size_mb: float = param(150.0, "target size of one TFRecord shard in MB")
+    seed: int = param(42, "seed of the shards' shuffle (the pipeline passes split_seed)")
+
+    def check(self) -> None:
+        check_image_size(self.image_size)
+        check_shard_size(self.shard_size_mb * 1e6)
 
 
 def prepare_shards(dataset_dir: Path, tables: dict[str, pd.DataFrame], out_dir: Path, *, image_size: int,
@@ -87,6 +112,8 @@ def prepare_metrics(manifest: dict) -> dict[str, int]:
 
 def run(raw: Dataset, train_split: Dataset, val_split: Dataset, test_split: Dataset, shards: Dataset,
         stats: Metrics, image_size: int, shard_size_mb: float, seed: int) -> None:
+    import pandas as pd
+
     from dermpipe.data.shards import MANIFEST
     from dermpipe.lineage.artifacts import annotate, log_metrics, sha256_json
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from dermpipe.config import AGES, CLASSES, GROUND_TRUTH_COLUMNS, METADATA_COLUMNS, SEXES, SITES
+
+if TYPE_CHECKING:  # pandas only where a check runs: ingest's and merge's parameters are imported by pre-flight
+    import pandas as pd
 
 # The image files dermpipe reads, wherever it looks for them (ingest, merge, the drift monitor's image folders).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -44,6 +46,8 @@ def require_columns(table: pd.DataFrame, expected: tuple[str, ...], source: str)
 
 def check_ground_truth(table: pd.DataFrame, source: str) -> CheckResult:
     """Keep rows with exactly one 1.0 over the nine label columns, never UNK, and a unique image id."""
+    import pandas as pd
+
     require_columns(table, GROUND_TRUTH_COLUMNS, source)
     problems: list[Problem] = []
     labels = table[list(GROUND_TRUTH_COLUMNS[1:])].apply(pd.to_numeric, errors="coerce")
@@ -77,6 +81,8 @@ def _row_labels(labels: pd.DataFrame, idx: int) -> str:
 
 def check_metadata(table: pd.DataFrame, source: str) -> CheckResult:
     """Repair out-of-vocabulary metadata values to missing (they are hints, not labels) and record each repair."""
+    import pandas as pd
+
     require_columns(table, METADATA_COLUMNS, source)
     table = table[list(METADATA_COLUMNS)].copy()
     problems: list[Problem] = []

@@ -36,8 +36,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dermpipe.data.params import check_shard_size
-
 MANIFEST = "shards.json"
 IMAGE_ENCODING = "png"  # lossless: the shard pixels are the serving pixels
 RESIZE_POLICY = "centre-crop"
@@ -47,6 +45,11 @@ FEATURE_TYPES = {
     "sex": "bytes", "anatom_site_general": "bytes", "orig_height": "int64", "orig_width": "int64",
 }
 RECORD_OVERHEAD = 16  # TFRecord framing: length (8) + two masked CRC32C (4 + 4)
+
+
+def check_shard_size(shard_bytes: float) -> None:
+    if shard_bytes <= 0:
+        raise ValueError(f"shard size must be positive, got {shard_bytes} bytes")
 
 
 def centre_crop_resize(data: bytes, image_size: int) -> tuple[bytes, int, int]:

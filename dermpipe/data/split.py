@@ -10,17 +10,54 @@ Two methods: "hash" (the default: dermpipe.data.stable_split, each group's split
 data never moves an existing group) and "stratified" (the stratified group k-fold above: class shares within a
 fraction of a point, but a group may change split whenever the data changes). Every row gets its `group_key`; with
 a frozen benchmark set (dermpipe.data.benchmark) every benchmark group present goes to test, marked `in_benchmark`.
+SplitParams sit beside run(); pre-flight imports them, so pandas and kfp are imported where they are used.
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
-from kfp.dsl import Dataset, Markdown, Metrics
 
 from dermpipe import config
-from dermpipe.data.params import SPLIT_METHODS, check_choice, check_folds, check_split_size
-from dermpipe.data.stable_split import group_keys, hash_buckets, hash_folds, in_benchmark
+from dermpipe.componentkit import check_choice, param
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from kfp.dsl import Dataset, Markdown, Metrics
+
+# How split assigns groups: by a stable hash of the group key, or stratified group k-fold.
+SPLIT_METHODS = ("hash", "stratified")
+
+
+def check_split_size(size: float) -> None:
+    """A held-out fraction split can take: one fold of a k-fold with k = round(1/size) >= 2."""
+    if not 0.0 < size < 0.5:
+        raise ValueError(f"split size {size} is out of range; expected a fraction in (0, 0.5)")
+
+
+def check_folds(folds: int) -> None:
+    if folds != 0 and folds < 2:
+        raise ValueError(f"folds={folds}: expected 0 (no cross-validation folds) or at least 2")
+
+
+@dataclass(frozen=True)
+class SplitParams:
+    test_size: float = param(0.1, "fraction of lesions in the test split (the seed notebook's split)")
+    val_size: float = param(0.1, "fraction of lesions in the validation split")
+    seed: int = param(42, "seed of the lesion-grouped split (prepare shuffles its shards with it too)")
+    folds: int = param(0, "also assign k cross-validation folds to train+val (0: off)")
+    method: str = param("hash", "hash (a group's split never changes when data is added) | stratified (stratified "
+                                "group k-fold: closer class shares, but groups move when the data changes)")
+    benchmark_uri: str = param("", "the frozen benchmark set's JSON file, whose groups all go to test "
+                                   "(resolve-benchmark's output; empty: none)")
+
+    def check(self) -> None:
+        check_choice("split", "method", self.method, SPLIT_METHODS)
+        check_split_size(self.test_size)
+        check_split_size(self.val_size)
+        check_folds(self.folds)
 
 
 @dataclass
@@ -104,6 +141,8 @@ def split_table(table: pd.DataFrame, *, test_size: float = 0.1, val_size: float 
                 folds: int = 0, method: str = "hash", benchmark: frozenset[str] = frozenset()) -> Splits:
     """Leakage-free train/val/test split of the merged table (plus a `fold` column when folds > 0); `benchmark`:
     the group keys of a frozen benchmark set, whose groups all go to test."""
+    from dermpipe.data.stable_split import group_keys, hash_buckets, in_benchmark
+
     check_choice("split", "method", method, SPLIT_METHODS)
     check_split_size(test_size)
     check_split_size(val_size)
@@ -154,6 +193,8 @@ def _check_fold_groups(groups: np.ndarray, folds: int) -> None:
 def _folds(labels: np.ndarray, groups: np.ndarray, keys: np.ndarray, folds: int, seed: int,
            method: str) -> np.ndarray:
     """Fold per train/val row: hashed from the group key (method hash) or stratified group k-fold."""
+    from dermpipe.data.stable_split import hash_folds
+
     if method != "hash":
         return assign_folds(labels, groups, folds, seed)
     _check_fold_groups(groups, folds)
@@ -177,6 +218,8 @@ def _parts(splits: Splits) -> dict[str, pd.DataFrame]:
 
 def class_shares(splits: Splits) -> pd.DataFrame:
     """Rows: classes; columns: <split> counts, <split>_share and the overall share; deviation in points."""
+    import pandas as pd
+
     parts = _parts(splits)
     everything = pd.concat(parts.values())
     frame = pd.DataFrame(index=list(config.CLASSES))
@@ -190,6 +233,8 @@ def class_shares(splits: Splits) -> pd.DataFrame:
 
 def split_summary(splits: Splits) -> dict[str, float]:
     """Rows, fraction, lesions, per-class counts and the worst class-share deviation (points) of every split."""
+    import pandas as pd
+
     total = sum(len(part) for part in _parts(splits).values())
     shares = class_shares(splits)
     summary: dict[str, float] = {}
@@ -257,6 +302,8 @@ def run(merged: Dataset, train: Dataset, val: Dataset, test: Dataset, stats: Met
         test_size: float, val_size: float, seed: int, folds: int = 0, method: str = "hash",
         benchmark_uri: str = "") -> None:
     from pathlib import Path
+
+    import pandas as pd
 
     from dermpipe.data.benchmark import load
     from dermpipe.lineage.artifacts import annotate, log_metrics

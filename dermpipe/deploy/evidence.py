@@ -9,7 +9,6 @@ benchmark_set is named, split puts its groups into test, and the gate compares o
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -55,35 +54,6 @@ def champion_set(registry_root: str, model_name: str, version: int) -> tuple[str
                                 f"which is gone; restore it (benchmark sets are immutable) or name a "
                                 f"benchmark_set explicitly")
     return uri, ref
-
-
-@dataclass(frozen=True)
-class Resolved:
-    """resolve-champion's outputs: `benchmark_uri` goes to split (a named set only), `benchmark` to gate and deploy."""
-
-    version: int
-    digest: str
-    benchmark_uri: str
-    benchmark: str
-
-
-def resolve(registry_root: str, model_name: str, benchmark_set: str) -> Resolved:
-    """The current champion (version, digest) and the benchmark set to compare on: the named one when
-    `benchmark_set` is set (split then puts all its groups into test), else the champion's own frozen set (none
-    without a champion). The own set is not handed to split: it is the test split of the champion's run, which a
-    hash split with the same seed keeps in test anyway, and a new split parameter after every deployment would
-    re-run split and retrain even an unchanged run; the gate finds the set's groups itself and leaves out any the
-    challenger trained on (dermpipe.deploy.challenge)."""
-    from dermpipe.data.benchmark import pin
-    from dermpipe.deploy.registry import champion
-
-    found = champion(registry_root, model_name) if registry_root.strip() else None
-    version, digest = (found.version, found.digest) if found else (0, "")
-    if benchmark_set.strip():
-        uri, ref = pin(benchmark_set, registry_root, model_name)
-        return Resolved(version, digest, uri, ref)
-    _, ref = champion_set(registry_root, model_name, version)
-    return Resolved(version, digest, "", ref)
 
 
 def own_set_rows(test: pd.DataFrame, train: pd.DataFrame, uri: str) -> tuple[np.ndarray, int, int]:

@@ -129,8 +129,8 @@ def push_override(candidate: Candidate, reason: str, registry_root: str, model_n
     from functools import partial
 
     from dermpipe.deploy import registry
+    from dermpipe.deploy.deploy import publish
     from dermpipe.deploy.evidence import freeze_run_test_split
-    from dermpipe.deploy.publish import publish
 
     check(candidate, reason)
     override = override_fields(candidate, reason, user or os_user())

@@ -24,12 +24,25 @@ import os
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from dermpipe import storage
+from dermpipe import config, storage
+from dermpipe.componentkit import param
 
 COMMIT_MARKER = "COMMITTED.json"
 ALLOCATED = "allocated"
 SERVING = "serving"
+
+
+def registry_root_field() -> Any:
+    """The registry_root parameter field of the stages that read or change the registry (resolve-champion, gate,
+    deploy): one pipeline parameter feeds all three, so their fields come from one definition."""
+    return param("", "model registry: a folder or gs://bucket/prefix holding the model versions")
+
+
+def model_name_field() -> Any:
+    """The model_name parameter field of the registry's stages (one pipeline parameter, like registry_root)."""
+    return param(config.MODEL_NAME, "the model's name in the registry")
 
 
 class RegistryError(RuntimeError):

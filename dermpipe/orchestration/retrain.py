@@ -79,7 +79,7 @@ def with_feedback(params: dict[str, Any], feedback_log_root: str = "") -> dict[s
     """Training arguments that learn from feedback: feedback_log_root (the caller's own, else this one) and the label
     store's fingerprint now, so a cached ingest is reused only while no new label arrived."""
     from dermpipe.data.feedback import feedback_fingerprint
-    from dermpipe.data.params import IngestParams
+    from dermpipe.data.ingest import IngestParams
 
     root = str(params.get("feedback_log_root") or feedback_log_root)
     if not root:

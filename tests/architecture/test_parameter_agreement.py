@@ -17,7 +17,6 @@ import typer
 
 from dermpipe.cli import run_options
 from dermpipe.cli.main import app
-from dermpipe.components.champion import resolve_champion
 from dermpipe.components.cross_validate import cross_validate
 from dermpipe.components.deploy import deploy
 from dermpipe.components.evaluate import evaluate
@@ -27,9 +26,10 @@ from dermpipe.components.ingest import ingest
 from dermpipe.components.merge import merge
 from dermpipe.components.prepare import prepare
 from dermpipe.components.profile import profile
+from dermpipe.components.resolve_champion import resolve_champion
 from dermpipe.components.split import split
 from dermpipe.components.train import train
-from dermpipe.model.training.params import TrainParams
+from dermpipe.model.training.train import TrainParams
 from dermpipe.pipelines.parameters import PIPELINE_PARAMETERS, Target, field_spec, specs
 from dermpipe.pipelines.profiles import resolve_params
 from dermpipe.pipelines.training import build_training_pipeline
@@ -128,11 +128,12 @@ def test_every_component_parameter_is_a_pipeline_parameter_or_listed():
 
 
 def test_component_only_parameters_match_their_dataclass():
-    from dermpipe.data.params import SplitParams
-    from dermpipe.deploy.params import ChallengeParams, DeployParams
+    from dermpipe.data.split import SplitParams
+    from dermpipe.deploy.deploy import DeployParams
+    from dermpipe.deploy.gate.stage import GateParams
     from dermpipe.model.profile.stage import ProfileParams
 
-    classes = {"gate": ChallengeParams, "deploy": DeployParams, "profile": ProfileParams, "split": SplitParams}
+    classes = {"gate": GateParams, "deploy": DeployParams, "profile": ProfileParams, "split": SplitParams}
     for stage, name in sorted(COMPONENT_ONLY):
         spec = field_spec(Target(stage, classes[stage], name))
         assert _compare(f"{stage}({name})", (spec.type, spec.default),

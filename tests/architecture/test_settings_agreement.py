@@ -17,7 +17,8 @@ from dermpipe.cli.main import app
 from dermpipe.cli.settings_options import OptionSpec
 from dermpipe.components.drift import drift
 from dermpipe.components.performance import performance
-from dermpipe.monitoring.params import DriftParams, PerformanceParams
+from dermpipe.monitoring.drift.stage import DriftParams
+from dermpipe.monitoring.performance.stage import PerformanceParams
 from dermpipe.serving.settings import MIB, Settings
 
 # Fields that are no option, and why (a new field must be one or the other: a forgotten help would hide it).

@@ -12,8 +12,8 @@ from kfp.dsl import HTML, ClassificationMetrics, Dataset, Markdown, Metrics, Mod
 from dermpipe.components.evaluate import evaluate
 from dermpipe.components.split import split
 from dermpipe.components.train import train
-from dermpipe.model.evaluation.gate import GateParams, bootstrap_bma
-from dermpipe.model.training.params import TrainParams
+from dermpipe.model.evaluation.bootstrap import Bootstrap, bootstrap_bma
+from dermpipe.model.training.train import TrainParams
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def test_evaluate_component_scores_every_test_image(trained):
     # the test BMA's bootstrap bounds travel with the deployed version: the performance monitor judges live BMA by them
     bma = [metrics.metadata[f"balanced_accuracy{k}"] for k in ("_lower", "", "_upper")]
     frame = pd.read_parquet(predictions.path)
-    expected = bootstrap_bma(frame["label_index"].to_numpy(), frame["predicted_index"].to_numpy(), GateParams())
+    expected = bootstrap_bma(frame["label_index"].to_numpy(), frame["predicted_index"].to_numpy(), Bootstrap())
     assert bma == pytest.approx([expected.lower, expected.point, expected.upper]) and bma == sorted(bma)
     # a zero-width interval only where every resample scores the same: each class's images all right or all wrong
     # (2 epochs from scratch sometimes predicts a single class for every image)

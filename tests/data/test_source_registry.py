@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 import dermpipe.data.sources as sources_package
-from dermpipe.data.ingest import ingest_source
-from dermpipe.data.params import IngestParams
+from dermpipe.data.ingest import IngestParams, ingest_source
 from dermpipe.data.sources import registry
 from dermpipe.data.sources.errors import IngestError
 from dermpipe.data.sources.kind import Fetched, FetchRequest, SourceKind, prefixed

@@ -12,7 +12,7 @@ from kfp.dsl import Metrics, Model
 from kubernetes.client.rest import ApiException
 
 from dermpipe.deploy import cloud_targets, registry
-from dermpipe.deploy import publish as deploy_stage
+from dermpipe.deploy import deploy as deploy_stage
 from dermpipe.deploy.infravalidate import InfraValidationError
 
 REPO = Path(__file__).resolve().parents[2]

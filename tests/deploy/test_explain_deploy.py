@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from dermpipe.deploy import registry as model_registry
-from dermpipe.deploy.publish import push
+from dermpipe.deploy.deploy import push
 from dermpipe.model.zoo import build_classifier
 
 

@@ -11,10 +11,8 @@ import pytest
 from kfp.dsl import Dataset, Markdown, Metrics, Model
 
 from dermpipe import storage
-from dermpipe.deploy.challenge import run
-from dermpipe.deploy.params import ChallengeParams
+from dermpipe.deploy.gate.stage import GateParams, run
 from dermpipe.deploy.registry import version_dir
-from dermpipe.model.evaluation.gate import GateParams
 
 
 def _artifact(kind, folder: Path, name: str):
@@ -46,11 +44,10 @@ def _registry_with_champion(tmp_path: Path, benchmark: str, frozen: dict | None 
 
 def _gate(tmp_path: Path, benchmark: str, champion_benchmark: str, n_bench: int = 80, frozen: dict | None = None):
     arts, model = _inputs(tmp_path, n_bench=n_bench)
-    params = ChallengeParams(gate=GateParams(min_balanced_accuracy=0.5), model_name="m",
-                             registry_root=_registry_with_champion(tmp_path, champion_benchmark, frozen),
-                             champion_version=1,
-                             champion_digest=storage.sha256_file(Path(model.path) / "model.keras"),
-                             benchmark=benchmark)
+    params = GateParams(min_balanced_accuracy=0.5, model_name="m",
+                        registry_root=_registry_with_champion(tmp_path, champion_benchmark, frozen),
+                        champion_version=1, champion_digest=storage.sha256_file(Path(model.path) / "model.keras"),
+                        benchmark=benchmark)
     decision, metrics = _artifact(Markdown, tmp_path, "decision"), _artifact(Metrics, tmp_path, "gate_metrics")
     blessed = run(arts["raw"], model, arts["test"], arts["train"], arts["predictions"], None, decision, metrics,
                   params)
@@ -88,7 +85,7 @@ def test_gate_says_when_the_champion_was_gated_on_another_benchmark(tmp_path):
 
 def test_a_benchmark_absent_from_the_data_is_a_clear_error(tmp_path):
     arts, model = _inputs(tmp_path, n_bench=0)
-    params = ChallengeParams(benchmark="bench@v3")
+    params = GateParams(benchmark="bench@v3")
     with pytest.raises(ValueError, match="none of the frozen benchmark set bench@v3's groups is in this data set"):
         run(arts["raw"], model, arts["test"], arts["train"], arts["predictions"], None,
             _artifact(Markdown, tmp_path, "d"), _artifact(Metrics, tmp_path, "g"), params)

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 
 from dermpipe.data.image_stats import STAT_COLUMNS
-from dermpipe.deploy.challenge import baseline_predictions
+from dermpipe.deploy.gate.challenge import baseline_predictions
 from dermpipe.model.profile.reference import PROFILE_FILE
 
 

@@ -15,7 +15,7 @@ from dermpipe.model.evaluation.oof import (
     scale,
     summarise,
 )
-from dermpipe.model.training.folds import fold_count, fold_tables, oof_frame
+from dermpipe.model.training.train_fold import fold_count, fold_tables, oof_frame
 
 
 def _merged(n_lesions=45, per_lesion=2):
@@ -124,8 +124,9 @@ def test_fit_temperature_recovers_a_known_temperature():
 
 
 def test_sweep_iterations_cross_configurations_with_folds():
-    from dermpipe.model.training.cv_params import CrossValParams
-    from dermpipe.model.training.folds import fold_indices, iteration_task
+    from dermpipe.model.training.cross_validate import CrossValParams
+    from dermpipe.model.training.fold_plan import iteration_task
+    from dermpipe.model.training.fold_plan import run as fold_indices
 
     sweep = "[{name: a}, {name: b, loss: focal}]"
     assert fold_indices(3, sweep) == list(range(6)) and fold_indices(3) == [0, 1, 2]

@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dermpipe.deploy.challenge import load_champion
-from dermpipe.deploy.publish import push
+from dermpipe.deploy.deploy import push
+from dermpipe.deploy.gate.challenge import load_champion
 from dermpipe.model.evaluation.evaluate import predict_table, slices
 from dermpipe.model.zoo import build_classifier
 

@@ -9,12 +9,12 @@ import pytest
 from PIL import Image
 
 from dermpipe.model.backbones import last_feature_map_layer
+from dermpipe.model.evaluation.explain import run
 from dermpipe.model.evaluation.gradcam import (
     CAM_METHODS,
     cam_maps,
     gradcam_maps,
     overlay,
-    run,
     select_examples,
     write_gallery,
 )

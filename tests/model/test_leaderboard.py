@@ -8,7 +8,7 @@ from dermpipe.model.evaluation.leaderboard import (
     leaderboard_metrics,
     top,
 )
-from dermpipe.model.training.cv_params import parse_sweep
+from dermpipe.model.training.fold_plan import parse_sweep
 
 
 def test_parse_sweep_names_and_checks_every_configuration():

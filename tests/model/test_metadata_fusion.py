@@ -27,8 +27,8 @@ from dermpipe.model.metadata_inputs import (
 )
 from dermpipe.model.training.inputs import shard_inputs
 from dermpipe.model.training.loop import train_model
-from dermpipe.model.training.params import TrainParams
 from dermpipe.model.training.report import metadata_metrics
+from dermpipe.model.training.train import TrainParams
 from dermpipe.model.zoo import build_classifier, load_classifier
 
 SIZE = 16
@@ -228,7 +228,7 @@ def test_evaluate_explain_and_profile_take_a_saved_fusion_model(fusion_trained, 
 def test_train_stage_records_metadata_counts_and_drops_xla(site_set, tmp_path, capsys):
     from kfp.dsl import Dataset, Metrics, Model
 
-    from dermpipe.model.training.stage import run
+    from dermpipe.model.training.train import run
 
     root, train, val, _ = site_set
     artifacts = {}

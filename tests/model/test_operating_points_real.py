@@ -10,9 +10,10 @@ import pytest
 from PIL import Image
 
 from dermpipe import config
+from dermpipe.deploy.gate.decision import decide
+from dermpipe.deploy.gate.stage import GateParams
 from dermpipe.model.evaluation.calibration import fit_calibration
 from dermpipe.model.evaluation.clinical_section import measure_points, verdict
-from dermpipe.model.evaluation.gate import GateParams, decide
 from dermpipe.model.evaluation.operating_points import choose_operating_points, targets_for
 
 MEL, NV = config.CLASSES.index("MEL"), config.CLASSES.index("NV")

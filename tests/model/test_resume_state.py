@@ -16,8 +16,8 @@ import pytest
 from dermpipe.data.merge import merge_dataset
 from dermpipe.data.split import split_table
 from dermpipe.model.training.loop import train_model
-from dermpipe.model.training.params import TrainParams
 from dermpipe.model.training.resume import checkpoint_key, locked, read_state, write_atomic
+from dermpipe.model.training.train import TrainParams
 from dermpipe.model.training.watchdog import process_identity
 
 TINY = {"backbone": "simple_cnn", "image_size": 32, "batch_size": 16, "deterministic": True, "patience": 4,

@@ -6,7 +6,7 @@ import pytest
 from dermpipe.data.merge import merge_dataset
 from dermpipe.data.split import split_table
 from dermpipe.model.training.loop import class_weights, set_trainable, train_model
-from dermpipe.model.training.params import TrainParams
+from dermpipe.model.training.train import TrainParams
 from dermpipe.model.zoo import build_classifier, resolve_weights
 
 

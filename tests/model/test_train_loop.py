@@ -17,9 +17,8 @@ from dermpipe.data.split import split_table
 from dermpipe.model.export import check_serving_model
 from dermpipe.model.training.callbacks import checkpoint_location, validation_scores
 from dermpipe.model.training.loop import train_model
-from dermpipe.model.training.params import TrainParams
 from dermpipe.model.training.report import curve_metrics
-from dermpipe.model.training.stage import run
+from dermpipe.model.training.train import TrainParams, run
 from dermpipe.model.zoo import CAFFE_MEAN_BGR, CaffePreprocess, build_classifier, resolve_weights
 
 TINY = {"backbone": "simple_cnn", "image_size": 32, "batch_size": 16, "patience": 8}

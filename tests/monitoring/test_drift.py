@@ -16,8 +16,8 @@ from dermpipe.model.profile.reference import (
     fit_embedding_pca,
 )
 from dermpipe.model.profile.stage import build_profile
-from dermpipe.monitoring.drift import DriftConfig, analyse, config_from_params
-from dermpipe.monitoring.drift_stage import current_features, metric_values
+from dermpipe.monitoring.drift.analysis import DriftConfig, analyse, config_from_params
+from dermpipe.monitoring.drift.inputs import current_features, metric_values
 from dermpipe.monitoring.log_reader import read_prediction_log
 from dermpipe.monitoring.profile_reader import load_reference, reference_features
 

@@ -20,7 +20,7 @@ from dermpipe.model.profile.features import (
     statistics_table,
 )
 from dermpipe.model.profile.reference import fit_embedding_pca
-from dermpipe.monitoring.drift import DriftConfig, analyse, evidently_report, report_column_results
+from dermpipe.monitoring.drift.analysis import DriftConfig, analyse, evidently_report, report_column_results
 
 ISIC2020 = "isic2020-sample"
 HALVINGS = 20

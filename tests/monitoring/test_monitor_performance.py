@@ -87,15 +87,15 @@ def test_library_warnings_go_to_the_log_counted_not_to_the_terminal(served, tmp_
 
     from sklearn.metrics import precision_score
 
-    from dermpipe.monitoring import performance_stage
+    from dermpipe.monitoring.performance import analysis
 
-    analyse = performance_stage.analyse
+    analyse = analysis.analyse
 
     def noisy(*args, **kwargs):
         precision_score([0, 1], [0, 0])  # no positive prediction: scikit-learn's UndefinedMetricWarning
         return analyse(*args, **kwargs)
 
-    monkeypatch.setattr(performance_stage, "analyse", noisy)
+    monkeypatch.setattr(analysis, "analyse", noisy)
     # print warnings as a terminal run would (pytest otherwise collects them itself, so none could reach the output)
     monkeypatch.setattr(warnings, "showwarning", lambda message, category, filename, lineno, file=None, line=None:
                         sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line)))

@@ -8,10 +8,10 @@ from sklearn.metrics import balanced_accuracy_score
 from synthetic_traffic import labelled_traffic, write_prediction_log, write_version_figures
 
 from dermpipe import config
-from dermpipe.monitoring import performance as perf
-from dermpipe.monitoring.params import PerformanceParams
-from dermpipe.monitoring.performance_drop import judge
-from dermpipe.monitoring.performance_stage import analyse, metric_values
+from dermpipe.monitoring.performance import estimates as perf
+from dermpipe.monitoring.performance.analysis import analyse, metric_values
+from dermpipe.monitoring.performance.drop import judge
+from dermpipe.monitoring.performance.stage import PerformanceParams
 from dermpipe.serving.labels import Label, append_labels
 
 PARAMS = PerformanceParams(n_bootstrap=500)

@@ -17,7 +17,7 @@ STAGES = ["ingest", "merge", "split", "prepare", "train", "profile", "evaluate",
 
 def _other_model_as_champion(root: str, tmp_path: Path) -> int:
     """Push an untrained model of the same shape as a new version and promote it, as another run would."""
-    from dermpipe.deploy.publish import push
+    from dermpipe.deploy.deploy import push
     from dermpipe.model.zoo import build_classifier
 
     model, _ = build_classifier("simple_cnn", 32, 8, seed=7)

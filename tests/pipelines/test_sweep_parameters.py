@@ -12,7 +12,7 @@ def test_preflight_refuses_a_bad_sweep_before_anything_starts():
 def test_a_config_file_may_write_the_sweep_as_yaml():
     import yaml
 
-    from dermpipe.model.training.cv_params import parse_sweep
+    from dermpipe.model.training.fold_plan import parse_sweep
     from dermpipe.pipelines.profiles import resolve_params
 
     config = yaml.safe_load("folds: 3\nsweep:\n  - {name: plain}\n  - {name: focal, loss: focal}\n")

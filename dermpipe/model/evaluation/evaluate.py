@@ -6,19 +6,33 @@ Metrics: balanced multiclass accuracy (BMA, the ISIC 2019 metric), accuracy, per
 site, sex and age band. Optional test-time augmentation (flips) is reported beside plain inference.
 
 It depends on the model and the data only, so an unchanged model is served from the cache whatever the registry
-holds; the comparison with the deployed champion is the gate task's (components/gate.py).
+holds; the comparison with the deployed champion is the gate task's (components/gate.py). EvaluateParams sit beside
+run(); pre-flight imports them, so pandas, scikit-learn and kfp are imported where they are used.
 """
 
+from __future__ import annotations
+
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
-from kfp.dsl import HTML, ClassificationMetrics, Dataset, Metrics, Model
 
 from dermpipe import config
-from dermpipe.model.evaluation.metrics import Evaluation
+from dermpipe.componentkit import param
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from kfp.dsl import HTML, ClassificationMetrics, Dataset, Metrics, Model
+
+    from dermpipe.model.evaluation.metrics import Evaluation
 
 SLICES = {"anatomic site": "anatom_site_general", "sex": "sex", "age band": "age_approx"}
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    tta: bool = param(True, "also report test-time augmentation (flips)")
 
 
 def predict_table(model, table: pd.DataFrame, dataset_dir: Path, image_size: int, batch_size: int = 32,
@@ -56,6 +70,8 @@ def predictions_frame(table: pd.DataFrame, probabilities: np.ndarray) -> pd.Data
 
 
 def slices(table: pd.DataFrame, probabilities: np.ndarray) -> dict[str, list[dict[str, object]]]:
+    import pandas as pd
+
     from dermpipe.model.evaluation.metrics import age_band, slice_table
 
     y_true = table["label_index"].to_numpy()
@@ -170,7 +186,10 @@ def benchmark_headline(test_table: pd.DataFrame, probabilities: np.ndarray) -> d
 
 def run(raw: Dataset, model: Model, test: Dataset, metrics: Metrics, confusion: ClassificationMetrics,
         report: HTML, predictions: Dataset, *, tta: bool = True, profile_dir: Path | None = None) -> None:
+    import pandas as pd
+
     from dermpipe.lineage.artifacts import annotate, log_metrics, write_metadata_file
+    from dermpipe.model.evaluation.bootstrap import Bootstrap, bootstrap_bma
     from dermpipe.model.evaluation.clinical_section import (
         curve_figures,
         load_clinical_dict,
@@ -178,7 +197,6 @@ def run(raw: Dataset, model: Model, test: Dataset, metrics: Metrics, confusion: 
         metric_values,
         render_clinical,
     )
-    from dermpipe.model.evaluation.gate import GateParams, bootstrap_bma
 
     test_table = pd.read_parquet(test.path)
     y_true = test_table["label_index"].to_numpy()
@@ -189,7 +207,7 @@ def run(raw: Dataset, model: Model, test: Dataset, metrics: Metrics, confusion: 
     figures = curve_figures(clinical, y_true, probabilities, points) if points else ""
     log_metrics(metrics, metric_values(points))
     # the BMA interval travels with the deployed version (dermpipe.json): the monitor judges live BMA by it
-    bma = bootstrap_bma(y_true, probabilities.argmax(axis=1), GateParams())
+    bma = bootstrap_bma(y_true, probabilities.argmax(axis=1), Bootstrap())
     log_metrics(metrics, {**evaluation.headline(), "test_rows": len(test_table),
                           "balanced_accuracy_lower": bma.lower, "balanced_accuracy_upper": bma.upper,
                           **benchmark_headline(test_table, probabilities),

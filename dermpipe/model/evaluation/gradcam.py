@@ -1,4 +1,5 @@
-"""explain: Grad-CAM and Grad-CAM++ heat maps (tf-keras-vis) for a sample of test images, as PNGs and an HTML gallery.
+"""Grad-CAM and Grad-CAM++ heat maps (tf-keras-vis) for a sample of test images, as PNGs and an HTML gallery: the
+library the explain stage (dermpipe.model.evaluation.explain) and the server's :explain route use.
 
 Per class it shows the most confident correct predictions and the most confident errors: what the model looked at
 when it was right and when it was wrong. Grad-CAM weighs each feature map by its mean gradient; Grad-CAM++ weighs the
@@ -12,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from kfp.dsl import HTML, Artifact, Dataset, Model
 
 from dermpipe import config
 from dermpipe.model.backbones import is_feature_map, last_feature_map_layer
@@ -219,27 +219,3 @@ def cam_layer(model) -> str:
     if is_ensemble(model):
         return ", ".join(f"{m.name}/{last_feature_map_layer(m).name}" for m in member_layers(model))
     return last_feature_map_layer(model).name
-
-
-def run(raw: Dataset, model: Model, predictions: Dataset, gallery: HTML, pngs: Artifact, per_class: int) -> None:
-    from dermpipe.data.images import load_images
-    from dermpipe.lineage.artifacts import annotate
-    from dermpipe.model.ensemble import is_ensemble
-    from dermpipe.model.metadata_inputs import image_size as model_image_size
-    from dermpipe.model.metadata_inputs import raw_columns, takes_metadata
-    from dermpipe.model.zoo import load_classifier
-
-    trained = load_classifier(Path(model.path) / "model.keras")
-    image_size = model_image_size(trained)
-    examples = select_examples(pd.read_parquet(predictions.path), per_class)
-    images = load_images(examples, Path(raw.path), image_size)
-    targets = examples["predicted_index"].astype(int).tolist()
-    metadata = raw_columns(examples) if takes_metadata(trained) else None
-    methods = ["gradcam"] if is_ensemble(trained) else list(CAM_METHODS)
-    maps = {method: cam_maps(trained, images, targets, method, metadata) for method in methods}
-    html = write_gallery(examples, images, maps, Path(pngs.path))
-    Path(gallery.path).write_text(html)
-    annotate(gallery, {"method": methods, "layer": cam_layer(trained),
-                       "examples": len(examples), "correct": int(examples["correct"].sum()), "model_uri": model.uri,
-                       "pngs_uri": pngs.uri, "metadata_held_fixed": metadata is not None})
-    annotate(pngs, {"files": sorted(p.name for p in Path(pngs.path).iterdir())})

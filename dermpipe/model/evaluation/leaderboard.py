@@ -1,4 +1,4 @@
-"""The sweep's leaderboard: its configurations (parsed by dermpipe.model.training.cv_params.parse_sweep) ranked by
+"""The sweep's leaderboard: its configurations (parsed by dermpipe.model.training.fold_plan.parse_sweep) ranked by
 their cross-validated BMA (the OOF BMA when folds were run, else the validation BMA), never by a test score: the
 test split stays for the final evaluation of the chosen model or ensemble.
 """

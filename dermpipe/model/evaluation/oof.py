@@ -16,13 +16,18 @@ import html
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from dermpipe import config
-from dermpipe.model.evaluation.params import WEIGHTINGS
 
+if TYPE_CHECKING:  # pandas where it is used: cross-validate's parameters check WEIGHTINGS in pre-flight
+    import pandas as pd
+
+# The ensemble weightings this module implements (cross_validate's ensemble_weighting): equal weights | each fold
+# model's held-out-fold BMA.
+WEIGHTINGS = ("uniform", "fold_bma")
 VALIDATION_FOLD = -1  # a sweep without folds: each configuration fitted on train, its held-out predictions on val
 OOF_FILE = "oof_predictions.parquet"  # in a cross-validated ensemble's Model folder: its best configuration's OOF
 
@@ -37,6 +42,8 @@ def probability_columns() -> list[str]:
 def combine(frames: Sequence[pd.DataFrame], pool: pd.DataFrame | None = None) -> pd.DataFrame:
     """The folds' OOF frames as one table, checked: folds 0..k-1 once each, every image once, and (given the
     train+val `pool`) exactly the pool's images."""
+    import pandas as pd
+
     if not frames:
         raise ValueError("out-of-fold predictions: no fold frames given; expected one per fold")
     oof = pd.concat(frames, ignore_index=True)
@@ -102,6 +109,8 @@ def held_out_predictions(model_dir: Path) -> tuple[np.ndarray, np.ndarray] | Non
     the best configuration's predictions (ensemble.json's first k temperatures are its members', in fold order).
     """
     import json
+
+    import pandas as pd
 
     path = Path(model_dir) / OOF_FILE
     if not path.exists():

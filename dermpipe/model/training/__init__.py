@@ -11,13 +11,18 @@ The Model artifact is a folder: model.keras, training.json, the SavedModel of de
 variables/: TF Serving and Vertex serve the folder directly) and tensorboard/ logs. On a GPU node the run uses
 mixed_float16, MirroredStrategy over all the node's GPUs and, when asked, XLA.
 
-    params     TrainParams and its validation
-    runtime    the run-time environment: GPUs, precision, distribution strategy
+Four stages live here, each one module named after it (its own parameters, if any, beside its run()):
+    train           TrainParams and run(...), what the train component calls
+    fold_plan       the cross-validation ParallelFor's iterations (the sweep's configurations x folds)
+    train_fold      one (configuration, fold) of that ParallelFor: train, validate, predict out of fold
+    cross_validate  CrossValParams and run(...): the OOF scores, the sweep's leaderboard and one ensemble
+and the helpers the train and train-fold stages share:
+    runtime    the run-time environment (GPUs, precision, distribution strategy) and TrainSettings, what the helpers
+               read of TrainParams (they do not import the stage module, which imports them)
     inputs     training and validation datasets, from the image files or the prepare stage's TFRecord shards
     callbacks  the per-epoch callbacks, checkpoint location and the persisted per-phase history
     resume     the per-epoch state: its key, atomic locked writes, save and restore
     watchdog   a local train task exits when the `dermpipe run` that started it dies
     loop       train_model: the phases and their fit with checkpoint/resume
     report     training.json's report, the Metrics it yields and the curves HTML
-    stage      run(...), what the KFP component calls
 """

@@ -13,8 +13,8 @@ import numpy as np
 
 from dermpipe import config
 from dermpipe.componentkit import report_progress
-from dermpipe.model.training.params import TrainParams
 from dermpipe.model.training.resume import is_remote, resume_callback
+from dermpipe.model.training.runtime import TrainSettings
 
 
 def validation_scores(labels: np.ndarray, probabilities: np.ndarray, loss_fn, one_hot: bool,
@@ -78,7 +78,7 @@ def _callback_classes():
     return ValidationScores, EpochLog
 
 
-def phase_callbacks(phase: str, epochs: int, params: TrainParams, validation, loss_fn, *, checkpoints: str,
+def phase_callbacks(phase: str, epochs: int, params: TrainSettings, validation, loss_fn, *, checkpoints: str,
                     history_file: str, tensorboard: Path | None, images_per_epoch: int, quiet: bool,
                     dataset=None, extra_callbacks=()) -> list:
     """One phase's callbacks, in order: validation scores, early stopping, [LR on plateau], [TensorBoard], the epoch

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from dermpipe import config
-from dermpipe.model.training.params import TrainParams
+from dermpipe.model.training.runtime import TrainSettings
 
 
 @dataclass
@@ -22,7 +22,7 @@ class TrainingInputs:
     steps: int  # batches per epoch
 
 
-def training_inputs(train: pd.DataFrame, val: pd.DataFrame, dataset_dir: Path, params: TrainParams,
+def training_inputs(train: pd.DataFrame, val: pd.DataFrame, dataset_dir: Path, params: TrainSettings,
                     shards_dir: Path | None) -> TrainingInputs:
     """The datasets train_model fits and validates on: read from `shards_dir` when given, else the image files."""
     from dataclasses import replace

@@ -10,10 +10,9 @@ import pandas as pd
 from dermpipe import config
 from dermpipe.model.training.callbacks import phase_callbacks, phase_history
 from dermpipe.model.training.inputs import TrainingInputs, training_inputs
-from dermpipe.model.training.params import TrainParams
 from dermpipe.model.training.report import metadata_report, training_report
 from dermpipe.model.training.resume import remove_state
-from dermpipe.model.training.runtime import Runtime, op_determinism, runtime
+from dermpipe.model.training.runtime import Runtime, TrainSettings, op_determinism, runtime
 
 
 def class_weights(labels: np.ndarray, n_classes: int) -> dict[int, float]:
@@ -57,7 +56,7 @@ class Phase:
     learning_rate: float
 
 
-def _compile(model, phase: Phase, params: TrainParams, loss_fn, runtime_: Runtime, steps_per_epoch: int) -> None:
+def _compile(model, phase: Phase, params: TrainSettings, loss_fn, runtime_: Runtime, steps_per_epoch: int) -> None:
     import keras
 
     with runtime_.strategy.scope():
@@ -69,7 +68,7 @@ def _compile(model, phase: Phase, params: TrainParams, loss_fn, runtime_: Runtim
                       jit_compile=params.jit_compile)
 
 
-def _fit_phase(model, phase: Phase, data, params: TrainParams, *, checkpoints: str, tensorboard: Path | None,
+def _fit_phase(model, phase: Phase, data, params: TrainSettings, *, checkpoints: str, tensorboard: Path | None,
                steps_per_epoch: int, images_per_epoch: int, weights, runtime_: Runtime, quiet: bool,
                extra_callbacks=()) -> tuple[dict[str, list[float]], int | None]:
     """Compile and fit one phase with checkpoint/resume; a finished phase (marker file) only reloads its weights.
@@ -107,7 +106,7 @@ def _one_hot(labels):
 
 # ---------------------------------------------------------------- the whole training
 
-def train_model(train: pd.DataFrame, val: pd.DataFrame, dataset_dir: Path, params: TrainParams, *,
+def train_model(train: pd.DataFrame, val: pd.DataFrame, dataset_dir: Path, params: TrainSettings, *,
                 out_dir: Path | None = None, checkpoint_dir: str | None = None, quiet: bool = False,
                 extra_callbacks=(), verbose: int | None = None, shards_dir: Path | None = None):
     """Train and return (model, report): the history of each phase and the validation metrics.
@@ -126,7 +125,7 @@ def train_model(train: pd.DataFrame, val: pd.DataFrame, dataset_dir: Path, param
                       extra_callbacks=extra_callbacks, shards_dir=shards_dir)
 
 
-def _train(train: pd.DataFrame, val: pd.DataFrame, dataset_dir: Path, params: TrainParams, *, out_dir: Path | None,
+def _train(train: pd.DataFrame, val: pd.DataFrame, dataset_dir: Path, params: TrainSettings, *, out_dir: Path | None,
            checkpoint_dir: str | None, quiet: bool, extra_callbacks, shards_dir: Path | None):
     from dermpipe.model.evaluation.metrics import evaluate_predictions
 
@@ -150,7 +149,7 @@ def _train(train: pd.DataFrame, val: pd.DataFrame, dataset_dir: Path, params: Tr
     return model, report
 
 
-def _seeded_runtime(params: TrainParams) -> Runtime:
+def _seeded_runtime(params: TrainSettings) -> Runtime:
     """Seeds set, then the run-time environment (precision policy, strategy); train_model scopes op determinism."""
     import keras
 
@@ -158,7 +157,7 @@ def _seeded_runtime(params: TrainParams) -> Runtime:
     return runtime(params.mixed_precision)
 
 
-def _build_model(params: TrainParams, env: Runtime, quiet: bool):
+def _build_model(params: TrainSettings, env: Runtime, quiet: bool):
     """(model, backbone layers, whether the backbone starts from pretrained weights), built in the strategy's scope."""
     from dermpipe.model.zoo import build_classifier, resolve_weights
 
@@ -174,14 +173,14 @@ def _build_model(params: TrainParams, env: Runtime, quiet: bool):
     return model, backbone_layers, pretrained
 
 
-def _phases(params: TrainParams, pretrained: bool) -> list[Phase]:
+def _phases(params: TrainSettings, pretrained: bool) -> list[Phase]:
     phases = [Phase("head" if pretrained else "full", params.epochs, params.learning_rate)]
     if pretrained and params.fine_tune_epochs > 0:
         phases.append(Phase("fine_tune", params.fine_tune_epochs, params.fine_tune_learning_rate))
     return phases
 
 
-def _fit_phases(model, backbone_layers: list, phases: list[Phase], data: TrainingInputs, params: TrainParams,
+def _fit_phases(model, backbone_layers: list, phases: list[Phase], data: TrainingInputs, params: TrainSettings,
                 weights, env: Runtime, *, out_dir: Path | None, checkpoint_dir: str | None, quiet: bool,
                 extra_callbacks=()) -> tuple[dict[str, dict[str, list[float]]], dict[str, int], float]:
     """Fit the phases in turn, each with its layers thawed; returns (history per phase, resumed epoch per resumed

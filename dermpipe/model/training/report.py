@@ -6,10 +6,10 @@ import pandas as pd
 
 from dermpipe import config
 from dermpipe.model.training.inputs import TrainingInputs
-from dermpipe.model.training.params import TrainParams
+from dermpipe.model.training.runtime import TrainSettings
 
 
-def training_report(params: TrainParams, inputs: TrainingInputs, history: dict[str, dict[str, list[float]]],
+def training_report(params: TrainSettings, inputs: TrainingInputs, history: dict[str, dict[str, list[float]]],
                     validation: dict[str, float], *, weights: dict[int, float] | None, source: str,
                     runtime: dict[str, object]) -> dict[str, object]:
     """The report train_model returns (training.json): parameters, class balance, per-phase history, validation."""

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from dermpipe import config
-from dermpipe.model.training.params import TrainParams
+from dermpipe.model.training.runtime import TrainSettings
 
 STATE_FILE = "state.json"
 # Parameters that do not change what is trained (only what is printed); a run differing only in them resumes.
@@ -61,7 +61,7 @@ def artifact_digest(path: str, metadata: Mapping[str, Any]) -> str:
     return "listing:" + listing.hexdigest()
 
 
-def checkpoint_key(inputs: Mapping[str, str], params: TrainParams, code_version: str) -> str:
+def checkpoint_key(inputs: Mapping[str, str], params: TrainSettings, code_version: str) -> str:
     """sha256 (20 hex digits) of the inputs' digests ({input name: artifact_digest}), the parameters that affect
     training and the code version: equal exactly when a run would train the same model the same way."""
     from dermpipe.lineage.artifacts import sha256_json

@@ -2,10 +2,11 @@
 
 Why: one balanced multiclass accuracy (BMA) number on a ~48-image test split has a standard error near 0.07, so a
 fixed threshold on the point estimate decides nothing (a model trained on shuffled labels scored 0.528 on a 2-class
-split and was blessed). The gate therefore bootstraps the test images (resampling with replacement, one seeded index
-matrix, vectorised with numpy) and reasons on one-sided bounds: `lower` is the (1 - confidence) quantile of the
-resampled statistic, `upper` the confidence quantile. BMA is the mean recall over the classes present in y_true
-(scikit-learn's balanced_accuracy_score semantics); in a resample, over the classes present in that resample.
+split and was blessed). The gate therefore bootstraps the test images (dermpipe.model.evaluation.bootstrap:
+resampling with replacement, one seeded index matrix) and reasons on one-sided bounds: `lower` is the
+(1 - confidence) quantile of the resampled statistic, `upper` the confidence quantile. BMA is the mean recall
+over the classes present in y_true (scikit-learn's balanced_accuracy_score semantics); in a resample, over the
+classes present in that resample.
 
 Rules, all of which must hold to bless:
 1. the point BMA is at least `min_balanced_accuracy` (the pipeline's absolute floor);
@@ -27,55 +28,39 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
-from dermpipe.componentkit import param
+from dermpipe.model.evaluation.bootstrap import (
+    CONFIDENCE,
+    Interval,
+    Resampling,
+    balanced_accuracy_resampled,
+    bootstrap_bma,
+    check_pair,
+    paired_difference,
+)
 from dermpipe.model.evaluation.operating_points import OperatingPoint, below_floor, falls_short
 
-CONFIDENCE = 0.95
-N_BOOTSTRAP = 2000
 TOO_WIDE = 0.2
 TARGET_WIDTH = 0.1
 
 
-@dataclass(frozen=True)
-class GateParams:
-    """The gate's settings, in one place."""
-
-    min_balanced_accuracy: float = param(0.5, "deploy only if the test BMA point estimate reaches this (the "
-                                              "bootstrap lower bound must also beat chance)")
-    max_bma_drop: float = param(0.02, "deploy only if a paired bootstrap shows test BMA no worse than the deployed "
-                                      "model's by more than this")
-    require_beat_baseline: bool = param(False, "also require beating the image-statistics baseline (paired "
-                                               "bootstrap)")
-    confidence: float = CONFIDENCE
-    n_bootstrap: int = N_BOOTSTRAP
-    seed: int = 0
-    # Fewer test melanomas than this: the operating point's test sensitivity is reported, not a condition (one
-    # melanoma moves it by over 10 points, and a bootstrap interval collapses to a point at 0/n and n/n).
-    min_melanomas: int = 10
-
-
-@dataclass(frozen=True)
-class Interval:
-    """A bootstrap estimate: the point value and one-sided (1 - confidence) / confidence quantile bounds."""
-
-    point: float
-    lower: float
-    upper: float
-    n: int
-    n_bootstrap: int
+class GateRules(Resampling, Protocol):
+    """The settings the rules read (the gate stage's GateParams has them; this module does not import the stage)."""
 
     @property
-    def width(self) -> float:
-        """Distance between the upper and lower bound."""
-        return self.upper - self.lower
+    def min_balanced_accuracy(self) -> float: ...
 
-    def as_dict(self) -> dict[str, float]:
-        """Plain dict of the estimate (n and n_bootstrap as ints)."""
-        return {"point": self.point, "lower": self.lower, "upper": self.upper, "n": self.n,
-                "n_bootstrap": self.n_bootstrap}
+    @property
+    def max_bma_drop(self) -> float: ...
+
+    @property
+    def require_beat_baseline(self) -> bool: ...
+
+    @property
+    def min_melanomas(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -129,48 +114,6 @@ def chance_level(y_true: np.ndarray) -> float:
     return 1.0 / len(np.unique(y_true))
 
 
-def bootstrap_indices(n: int, n_bootstrap: int, seed: int) -> np.ndarray:
-    """[n_bootstrap, n] resample indices drawn with replacement from one seeded generator."""
-    if n <= 0 or n_bootstrap <= 0:
-        raise ValueError(f"need n > 0 and n_bootstrap > 0, got n={n}, n_bootstrap={n_bootstrap}")
-    return np.random.default_rng(seed).integers(0, n, size=(n_bootstrap, n))
-
-
-def balanced_accuracy_resampled(y_true: np.ndarray, y_pred: np.ndarray, indices: np.ndarray) -> np.ndarray:
-    """[B] BMA of each resample (row of indices), averaging recall over the classes present in that resample."""
-    y_true, y_pred = _check_pair(y_true, y_pred)
-    indices = np.atleast_2d(np.asarray(indices))
-    classes, codes = np.unique(y_true, return_inverse=True)
-    k, b = len(classes), indices.shape[0]
-    keys = (np.arange(b)[:, None] * k + codes[indices]).ravel()
-    hits = (y_pred == y_true)[indices].ravel()
-    support = np.bincount(keys, minlength=b * k).reshape(b, k)
-    correct = np.bincount(keys[hits], minlength=b * k).reshape(b, k)
-    present = support > 0
-    recall = np.where(present, correct / np.maximum(support, 1), 0.0)
-    return recall.sum(axis=1) / present.sum(axis=1)
-
-
-def bootstrap_bma(y_true: np.ndarray, y_pred: np.ndarray, params: GateParams) -> Interval:
-    """Point BMA and its one-sided bootstrap bounds."""
-    y_true, y_pred = _check_pair(y_true, y_pred)
-    indices = bootstrap_indices(len(y_true), params.n_bootstrap, params.seed)
-    point = balanced_accuracy_resampled(y_true, y_pred, np.arange(len(y_true))[None, :])[0]
-    return _interval(point, balanced_accuracy_resampled(y_true, y_pred, indices), len(y_true), params)
-
-
-def paired_difference(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, params: GateParams) -> Interval:
-    """BMA(a) - BMA(b), bootstrapped on the same resampled images (one index matrix)."""
-    y_true, pred_a = _check_pair(y_true, pred_a)
-    _, pred_b = _check_pair(y_true, pred_b)
-    n = len(y_true)
-    indices = bootstrap_indices(n, params.n_bootstrap, params.seed)
-    full = np.arange(n)[None, :]
-    point = (balanced_accuracy_resampled(y_true, pred_a, full) - balanced_accuracy_resampled(y_true, pred_b, full))[0]
-    diffs = balanced_accuracy_resampled(y_true, pred_a, indices) - balanced_accuracy_resampled(y_true, pred_b, indices)
-    return _interval(point, diffs, n, params)
-
-
 def fit_image_stats_baseline(train_features: np.ndarray, train_labels: np.ndarray,
                              test_features: np.ndarray) -> np.ndarray:
     """Test-set labels predicted by median imputation + StandardScaler + balanced LogisticRegression."""
@@ -192,13 +135,13 @@ def fit_image_stats_baseline(train_features: np.ndarray, train_labels: np.ndarra
     return model.fit(x_train, labels).predict(x_test)
 
 
-def decide(y_true: np.ndarray, challenger_pred: np.ndarray, params: GateParams, *,
+def decide(y_true: np.ndarray, challenger_pred: np.ndarray, params: GateRules, *,
            champion_pred: np.ndarray | None = None, champion_version: str = "",
            baseline_pred: np.ndarray | None = None, operating_point: OperatingPoint | None = None,
            champion_set: ChampionSet | None = None) -> Decision:
     """Apply the rules (floor, above chance, non-inferior to the champion on the whole split and on its frozen set,
     beats the baseline, the melanoma operating point holds on test) and explain."""
-    y_true, challenger_pred = _check_pair(y_true, challenger_pred)
+    y_true, challenger_pred = check_pair(y_true, challenger_pred)
     d = Decision(blessed=False, chance=chance_level(y_true), n_test=len(y_true), confidence=params.confidence)
     undecided: list[str] = []
     _challenger_rules(d, y_true, challenger_pred, params, undecided)
@@ -220,7 +163,7 @@ def decide(y_true: np.ndarray, challenger_pred: np.ndarray, params: GateParams, 
     return d
 
 
-def _challenger_rules(d: Decision, y_true: np.ndarray, pred: np.ndarray, params: GateParams,
+def _challenger_rules(d: Decision, y_true: np.ndarray, pred: np.ndarray, params: GateRules,
                       undecided: list[str]) -> None:
     """Rules 1 (absolute floor on the point BMA) and 2 (lower bound above chance)."""
     iv = bootstrap_bma(y_true, pred, params)
@@ -241,11 +184,11 @@ def _challenger_rules(d: Decision, y_true: np.ndarray, pred: np.ndarray, params:
 
 
 def _champion_rule(d: Decision, y_true: np.ndarray, pred: np.ndarray, champion_pred: np.ndarray, version: str,
-                   params: GateParams, undecided: list[str], *, key: str = "champion",
+                   params: GateRules, undecided: list[str], *, key: str = "champion",
                    where: str = "on the whole test split") -> None:
     """Rule 3: paired non-inferiority against the deployed champion on these rows (`key` names the condition and
     interval, `where` the rows in the reason)."""
-    _, champion_pred = _check_pair(y_true, champion_pred)
+    _, champion_pred = check_pair(y_true, champion_pred)
     champion = balanced_accuracy_resampled(y_true, champion_pred, np.arange(len(y_true))[None, :])[0]
     diff = paired_difference(y_true, pred, champion_pred, params)
     d.intervals[f"{key}_difference"] = diff
@@ -261,7 +204,7 @@ def _champion_rule(d: Decision, y_true: np.ndarray, pred: np.ndarray, champion_p
 
 
 def _champion_set_rule(d: Decision, y_true: np.ndarray, pred: np.ndarray, champion_pred: np.ndarray, version: str,
-                       found: ChampionSet, params: GateParams, undecided: list[str]) -> None:
+                       found: ChampionSet, params: GateRules, undecided: list[str]) -> None:
     """Rule 3 again on the champion's frozen set: a challenger must not win only because its data differs; one that
     cannot be compared there (no image or class in common) is not blessed."""
     if found.refusal:
@@ -281,7 +224,7 @@ def _champion_set_rule(d: Decision, y_true: np.ndarray, pred: np.ndarray, champi
 
 
 def _baseline_rule(d: Decision, y_true: np.ndarray, pred: np.ndarray, baseline_pred: np.ndarray,
-                   params: GateParams, undecided: list[str]) -> None:
+                   params: GateRules, undecided: list[str]) -> None:
     """Rule 4: the challenger beats the image-statistics baseline (a condition only with require_beat_baseline)."""
     baseline = bootstrap_bma(y_true, baseline_pred, params)
     diff = paired_difference(y_true, pred, baseline_pred, params)
@@ -355,24 +298,7 @@ def _too_small(d: Decision, undecided: list[str]) -> None:
                      f"needed for a width of {TARGET_WIDTH}")
 
 
-def _interval(point: float, samples: np.ndarray, n: int, params: GateParams) -> Interval:
-    """One-sided quantile bounds of bootstrap samples around a point estimate."""
-    lower, upper = np.quantile(samples, [1.0 - params.confidence, params.confidence])
-    return Interval(point=float(point), lower=float(lower), upper=float(upper), n=int(n),
-                    n_bootstrap=int(len(samples)))
-
-
-def _check_pair(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Flatten labels and predictions and check they are non-empty and of equal length."""
-    y_true, y_pred = np.asarray(y_true).ravel(), np.asarray(y_pred).ravel()
-    if y_true.size == 0:
-        raise ValueError("cannot gate on an empty test split")
-    if y_true.shape != y_pred.shape:
-        raise ValueError(f"{len(y_pred)} predictions for {len(y_true)} test images")
-    return y_true, y_pred
-
-
-def _pct(params: GateParams) -> str:
+def _pct(params: GateRules) -> str:
     """The confidence as a percentage label, e.g. "95 %"."""
     return f"{params.confidence * 100:g} %"
 

@@ -1,15 +1,14 @@
-"""The drift stage: read both sides (the reference profile; a prediction log window or a folder of images), analyse
-them (dermpipe.monitoring.drift) and write the report, results and metrics. `run` is what the KFP component calls;
-`dermpipe monitor` reads and analyses through the same read_inputs and DriftInputs."""
+"""The drift stage's inputs: both sides of a comparison (the reference profile; a prediction log window or a folder
+of images) as feature tables, and the stage's metrics. The stage (stage.py) and `dermpipe monitor` read and analyse
+through the same read_inputs and DriftInputs."""
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from dermpipe.monitoring.drift import DriftConfig, DriftResult, analyse
+from dermpipe.monitoring.drift.analysis import DriftConfig, DriftResult, analyse
 from dermpipe.monitoring.log_reader import looks_like_log, read_prediction_log
 from dermpipe.monitoring.profile_reader import Reference, load_reference, reference_features
 
@@ -140,26 +139,3 @@ def metric_values(result: DriftResult, counts: dict[str, int]) -> dict[str, floa
         if not column.skipped:
             values[f"drifted_{column.column}"] = int(column.drifted)
     return values
-
-
-def run(reference: str, current: str, report, metrics, results, cfg: DriftConfig, *, since: str = "",
-        until: str = "", metadata_csv: str = "", model_file: str = "") -> bool:
-    from dermpipe.lineage.artifacts import annotate, log_metrics
-
-    inputs = read_inputs(reference, current, since=since, until=until, metadata_csv=metadata_csv,
-                         model_file=model_file)
-    result = inputs.compare(cfg)
-    _write_text(report.path, result.html)
-    _write_text(results.path, json.dumps(inputs.summary(result), indent=1, default=str))
-    annotate(report, {"decision": result.decision, "drifted_columns": result.drifted_columns})
-    annotate(results, {"decision": result.decision, "message": result.message, "reference": inputs.reference.folder,
-                       "current": current, "drifted_columns": result.drifted_columns})
-    log_metrics(metrics, {**metric_values(result, inputs.counts),
-                          **{k: v for k, v in inputs.rates.items() if k != "by_day"}})
-    print(result.message)
-    return result.drift_detected
-
-
-def _write_text(path: str, text: str) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(text)

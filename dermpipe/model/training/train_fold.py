@@ -1,4 +1,5 @@
-"""One cross-validation fold: train on k-1 folds of the train+val pool, validate on fold i, predict it out of fold.
+"""The train-fold stage, one cross-validation fold: train on k-1 folds of the train+val pool, validate on fold i,
+predict it out of fold. Its parameters are train's (TrainParams, with the sweep configuration's overrides).
 
 The split (dermpipe.data.split with folds=k) gives every train and val row a `fold` in 0..k-1 and every test row -1.
 Cross-validation pools train and val and re-divides the pool by fold: fold i's rows are the held-out fold, the rest
@@ -20,43 +21,11 @@ import pandas as pd
 from kfp.dsl import Dataset, Metrics, Model
 
 from dermpipe.model.evaluation.oof import VALIDATION_FOLD
-from dermpipe.model.training.params import TrainParams
+from dermpipe.model.training.fold_plan import DEFAULT_CONFIG, iteration_task
+from dermpipe.model.training.train import TrainParams
 
 FOLD_COLUMN = "fold"
 CONFIG_COLUMN = "config"
-DEFAULT_CONFIG = "defaults"
-
-
-def fold_indices(folds: int, sweep: str = "") -> list[int]:
-    """The ParallelFor's items: one iteration per (configuration, fold), 0..configurations*folds-1; folds=0 with a
-    sweep: one iteration per configuration, trained on train and scored on val (no sweep is one configuration,
-    train's parameters)."""
-    if folds == 0 and sweep.strip():
-        return list(range(len(sweep_configs(sweep))))
-    if folds < 2:
-        raise ValueError(f"cross-validation: folds={folds}; expected at least 2 (the split assigns the folds), or "
-                         "folds=0 with a sweep (ranked by validation BMA)")
-    return list(range(len(sweep_configs(sweep)) * folds))
-
-
-def sweep_configs(sweep: str) -> list[dict]:
-    """The sweep's configurations (dermpipe.model.training.cv_params.parse_sweep), or the single configuration
-    "defaults" (no overrides) without a sweep."""
-    from dermpipe.model.training.cv_params import parse_sweep
-
-    return parse_sweep(sweep) or [{"name": DEFAULT_CONFIG}]
-
-
-def iteration_task(sweep: str, iteration: int, folds: int) -> tuple[dict, int]:
-    """(configuration, fold) of ParallelFor iteration `iteration`: configurations outer, folds inner; without folds
-    (folds=0) the fold is VALIDATION_FOLD."""
-    configs = sweep_configs(sweep)
-    per_config = max(folds, 1)
-    if not 0 <= iteration < len(configs) * per_config:
-        raise ValueError(f"cross-validation: iteration={iteration}, expected 0..{len(configs) * per_config - 1} "
-                         f"({len(configs)} configuration(s) x {folds} folds)")
-    index, fold = divmod(iteration, per_config)
-    return configs[index], fold if folds else VALIDATION_FOLD
 
 
 def fold_pool(train: pd.DataFrame, val: pd.DataFrame) -> pd.DataFrame:

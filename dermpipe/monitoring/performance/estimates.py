@@ -4,7 +4,8 @@ Labels (dermpipe.serving.labels) are joined to the prediction log's lines by req
 one model version (and of one period of the window) each estimate carries its sample size n and a bootstrap interval,
 resampling the labelled images with replacement through the same helpers that made the version's test-time figures,
 so that a live figure and its test figure are computed alike:
-- bma: balanced multiclass accuracy, the gate's bootstrap_bma (one-sided bounds: the 5 % and 95 % quantiles);
+- bma: balanced multiclass accuracy, bootstrap_bma as the gate and evaluate use it
+  (dermpipe.model.evaluation.bootstrap; one-sided bounds: the 5 % and 95 % quantiles);
 - melanoma_sensitivity / melanoma_specificity at the operating point each line was served with (melanoma probability,
   calibrated by the version's stored temperature, >= that point's threshold, as served and on test):
   operating_points.bootstrap_rates (two-sided 95 % interval);
@@ -21,11 +22,10 @@ import numpy as np
 import pandas as pd
 
 from dermpipe import config
+from dermpipe.model.evaluation.bootstrap import Interval, Resampling, bootstrap_bma, bootstrap_indices, interval
 from dermpipe.model.evaluation.calibration import Calibration
-from dermpipe.model.evaluation.gate import Interval, bootstrap_bma, bootstrap_indices
 from dermpipe.model.evaluation.metrics import reliability
 from dermpipe.model.evaluation.operating_points import POSITIVE_CLASS, bootstrap_rates, rates
-from dermpipe.monitoring.params import PerformanceParams
 
 LABEL_COLUMNS = ("diagnosis", "source", "date", "received_at")
 
@@ -70,12 +70,6 @@ def label_delays(joined: pd.DataFrame) -> dict:
     return out
 
 
-def _one_sided(point: float, samples: np.ndarray, n: int, params: PerformanceParams) -> Interval:
-    """The gate's bounds (the 1 - confidence and confidence quantiles of the resampled statistic)."""
-    lower, upper = np.quantile(samples, [1.0 - params.confidence, params.confidence])
-    return Interval(float(point), float(lower), float(upper), int(n), int(len(samples)))
-
-
 def _probabilities(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """[n, classes] logged probabilities of the rows that carry a vector of every class, and their label indices."""
     if "probabilities" not in rows:
@@ -101,7 +95,7 @@ def ece_resampled(confidence: np.ndarray, correct: np.ndarray, indices: np.ndarr
     return np.concatenate(out)
 
 
-def calibration(rows: pd.DataFrame, params: PerformanceParams) -> dict[str, Interval]:
+def calibration(rows: pd.DataFrame, params: Resampling) -> dict[str, Interval]:
     """ECE and Brier score of the labelled rows' logged probabilities, with bootstrap bounds ({} without any)."""
     probs, y = _probabilities(rows)
     if not len(y):
@@ -110,11 +104,11 @@ def calibration(rows: pd.DataFrame, params: PerformanceParams) -> dict[str, Inte
     losses = ((probs - onehot) ** 2).sum(axis=1)
     indices = bootstrap_indices(len(y), params.n_bootstrap, params.seed)
     eces = ece_resampled(probs.max(axis=1), probs.argmax(axis=1) == y, indices)
-    return {"ece": _one_sided(reliability(y, probs)[0], eces, len(y), params),
-            "brier": _one_sided(losses.mean(), losses[indices].mean(axis=1), len(y), params)}
+    return {"ece": interval(reliability(y, probs)[0], eces, len(y), params),
+            "brier": interval(losses.mean(), losses[indices].mean(axis=1), len(y), params)}
 
 
-def melanoma_rates(rows: pd.DataFrame, threshold: float, params: PerformanceParams,
+def melanoma_rates(rows: pd.DataFrame, threshold: float, params: Resampling,
                    calibrated_by: Calibration | None = None) -> dict[str, Interval]:
     """Sensitivity (n: labelled melanomas) and specificity (n: the others) of the melanoma probability (calibrated as
     the server calibrated it) >= threshold."""
@@ -132,7 +126,7 @@ def melanoma_rates(rows: pd.DataFrame, threshold: float, params: PerformancePara
                                              int((~positive).sum()), params.n_bootstrap)}
 
 
-def estimates(joined: pd.DataFrame, thresholds: dict[str, float], params: PerformanceParams,
+def estimates(joined: pd.DataFrame, thresholds: dict[str, float], params: Resampling,
               calibrated_by: Calibration | None = None) -> list[dict]:
     """One row per estimate of the labelled lines: metric, operating_point ('' where none applies), point, lower,
     upper, n. Melanoma rates per operating point the lines were served with (unknown points: counted in n_unknown)."""
@@ -140,7 +134,7 @@ def estimates(joined: pd.DataFrame, thresholds: dict[str, float], params: Perfor
     if rows.empty:
         return []
     found = {"bma": bootstrap_bma(rows["diagnosis"].to_numpy(str), rows["predicted_class"].to_numpy(str),
-                                  params.gate()), **calibration(rows, params)}
+                                  params), **calibration(rows, params)}
     out = [{"metric": k, "operating_point": "", **v.as_dict()} for k, v in found.items()]
     points = rows["operating_point"].fillna("") if "operating_point" in rows else pd.Series("", index=rows.index)
     for name, group in rows.groupby(points, sort=True):

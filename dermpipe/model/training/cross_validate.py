@@ -1,7 +1,8 @@
 """The cross-validate stage: the fold models and their OOF predictions in, the CV report, the sweep's leaderboard and
-ONE ensemble model out.
+ONE ensemble model out; CrossValParams, its parameters.
 
-After the ParallelFor of train-fold tasks (dermpipe.model.training.folds: one per configuration x fold), this stage
+After the ParallelFor of train-fold tasks (dermpipe.model.training.train_fold: one per configuration x fold, as
+dermpipe.model.training.fold_plan numbers them), this stage
 - combines each configuration's OOF predictions (every train/val image exactly once) and scores them: per-fold BMA,
   mean ± std, OOF BMA and confusion matrix, as Metrics, ClassificationMetrics and an HTML report
   (dermpipe.model.evaluation.oof), of the best configuration;
@@ -10,27 +11,47 @@ After the ParallelFor of train-fold tasks (dermpipe.model.training.folds: one pe
 - writes their fold models as one ensemble (dermpipe.model.ensemble), a Model artifact laid out like train's:
   model.keras and the SavedModel at the folder's root, with the same signatures, outputs and "pool" embedding as a
   single model, so profile, evaluate, explain, the gate and deploy take it unchanged. The test split is not read.
+Pre-flight checks CrossValParams, so pandas, kfp and TensorFlow are imported inside the functions that use them.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
-
-import pandas as pd
-from kfp.dsl import HTML, ClassificationMetrics, Dataset, Markdown, Metrics, Model
+from typing import TYPE_CHECKING
 
 from dermpipe import config
-from dermpipe.model.evaluation.oof import OOF_FILE, VALIDATION_FOLD
-from dermpipe.model.training.cv_params import CrossValParams
+from dermpipe.componentkit import check_choice, param
+from dermpipe.model.evaluation.oof import OOF_FILE, VALIDATION_FOLD, WEIGHTINGS
+from dermpipe.model.training.fold_plan import DEFAULT_CONFIG, parse_sweep, sweep_configs
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from kfp.dsl import HTML, ClassificationMetrics, Dataset, Markdown, Metrics, Model
+
+
+@dataclass(frozen=True)
+class CrossValParams:
+    ensemble_weighting: str = param("uniform", "fold models' weights in the ensemble, chosen on the out-of-fold "
+                                               "predictions: uniform | fold_bma (each model's held-out-fold BMA)")
+    ensemble_temperature: bool = param(False, "temperature-scale each fold model on its own held-out fold before "
+                                              "averaging (fitted on the out-of-fold predictions)")
+    sweep: str = param("", "configurations to cross-validate, a JSON/YAML list of train-parameter overrides, e.g. "
+                           "'[{backbone: simple_cnn}, {loss: focal}]' (empty: train's parameters only)")
+    ensemble_top: int = param(1, "ensemble the fold models of the best N sweep configurations (by OOF BMA)")
+
+    def check(self) -> None:
+        check_choice("cross_validate", "ensemble_weighting", self.ensemble_weighting, WEIGHTINGS)
+        configurations = len(parse_sweep(self.sweep)) or 1
+        if not 1 <= self.ensemble_top <= configurations:
+            raise ValueError(f"cross_validate parameter ensemble_top={self.ensemble_top}: expected 1..{configurations} "
+                             "(the number of sweep configurations)")
 
 
 def member_key(model_dir: Path) -> tuple[str, int]:
     """(configuration name, fold) of a train-fold Model artifact (its training.json), so members are grouped and
     ordered whatever order the ParallelFor collected them in."""
-    from dermpipe.model.training.folds import DEFAULT_CONFIG
-
     report = json.loads((model_dir / "training.json").read_text())
     if "fold" not in report:
         raise ValueError(f"{model_dir}: training.json has no `fold`; expected a train-fold task's model")
@@ -40,7 +61,7 @@ def member_key(model_dir: Path) -> tuple[str, int]:
 def oof_by_config(frames: list[pd.DataFrame], pool: pd.DataFrame, expected: list[str]) -> dict[str, pd.DataFrame]:
     """Each configuration's OOF predictions, combined and checked (every train/val image once per configuration)."""
     from dermpipe.model.evaluation.oof import combine
-    from dermpipe.model.training.folds import CONFIG_COLUMN
+    from dermpipe.model.training.train_fold import CONFIG_COLUMN
 
     names = sorted({str(frame[CONFIG_COLUMN].iloc[0]) for frame in frames})
     if names != sorted(expected):
@@ -88,10 +109,12 @@ def _ranked(oofs: dict[str, pd.DataFrame], configs: dict[str, dict]):
 def run(models: list[Model], predictions: list[Dataset], train: Dataset, val: Dataset, ensemble: Model,
         metrics: Metrics, confusion: ClassificationMetrics, report: HTML, leaderboard_md: Markdown | None,
         params: CrossValParams) -> None:
+    import pandas as pd
+
     from dermpipe.lineage.artifacts import annotate, log_metrics, write_metadata_file
     from dermpipe.model.evaluation.leaderboard import leaderboard_markdown, leaderboard_metrics, top
     from dermpipe.model.evaluation.oof import cv_metrics, cv_report_html
-    from dermpipe.model.training.folds import scored_rows, sweep_configs
+    from dermpipe.model.training.train_fold import scored_rows
 
     params.check()
     configs = {c["name"]: c for c in sweep_configs(params.sweep)}

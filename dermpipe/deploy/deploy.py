@@ -1,4 +1,4 @@
-"""deploy: push a blessed model into the versioned registry, promote it, then serve it on the target.
+"""The deploy stage: push a blessed model into the versioned registry, promote it, then serve it on the target.
 
     <registry>/<model name>/<version>/saved_model.pb, variables/, model.keras, dermpipe.json, COMMITTED.json
     <registry>/<model name>/current.json      which version is served
@@ -19,17 +19,58 @@ operating points and the OOD threshold (`clinical`), so `dermpipe models` and th
 
 deploy_target: local (the registry only) | vertex (also a Vertex AI model version + endpoint) | kserve (also a
 KServe InferenceService on the version's serving alias); both cloud targets need a gs:// registry (cloud_targets).
+`run` is what components/deploy.py calls, DeployParams its parameters; light to import (kfp only for type hints), as
+`dermpipe run`'s options are built from DeployParams.
 """
+
+from __future__ import annotations
 
 import json
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-
-from kfp.dsl import Dataset, Metrics, Model
+from typing import TYPE_CHECKING, Any
 
 from dermpipe import config
+from dermpipe.componentkit import param
 from dermpipe.deploy import cloud_targets
+from dermpipe.deploy.registry import model_name_field, registry_root_field
+
+if TYPE_CHECKING:
+    from kfp.dsl import Dataset, Metrics, Model
+
+
+@dataclass(frozen=True)
+class DeployParams:
+    registry_root: str = registry_root_field()
+    model_name: str = model_name_field()
+    deploy_target: str = param("local", "where the blessed model is served: local | vertex | kserve")
+    gcp_project: str = param("", "Google Cloud project of the Vertex AI endpoint (deploy_target vertex)")
+    gcp_region: str = param("us-central1", "region of the Vertex AI endpoint (deploy_target vertex)")
+    vertex_endpoint: str = param("", "Vertex AI endpoint name [default: <model name>-endpoint]")
+    traffic_percentage: int = param(100, "share of the Vertex AI endpoint's traffic the new version gets")
+    vertex_machine_type: str = param("n1-standard-4", "machine type of the Vertex AI deployment")
+    vertex_serving_image: str = param("us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest",
+                                      "serving container image of the Vertex AI model")
+    kserve_namespace: str = param("default", "Kubernetes namespace of the KServe InferenceService "
+                                             "(deploy_target kserve)")
+    kserve_service_account: str = param("", "service account of the KServe predictor (reads the registry)")
+    canary_traffic_percent: int = param(100, "share of the KServe traffic the new version gets")
+    champion_version: int = param(0, "the champion resolve-champion read; deploy promotes only if still current")
+    benchmark: str = param("", "the frozen benchmark set (name@vN) the gate compared on, recorded with the version")
+
+    def vertex(self) -> cloud_targets.VertexSettings:
+        return cloud_targets.VertexSettings(project=self.gcp_project, region=self.gcp_region,
+                                            endpoint_name=self.vertex_endpoint,
+                                            traffic_percentage=self.traffic_percentage,
+                                            machine_type=self.vertex_machine_type,
+                                            serving_image=self.vertex_serving_image)
+
+    def kserve(self) -> dict[str, Any]:
+        return {"namespace": self.kserve_namespace, "service_account": self.kserve_service_account,
+                "canary_traffic_percent": self.canary_traffic_percent}
+
 
 PROFILE_FILES = ("embedding_pca.npz", "reference_profile.parquet", "clinical.json")
 

@@ -9,16 +9,13 @@ import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score
 
-from dermpipe.model.evaluation.gate import (
-    Decision,
-    GateParams,
+from dermpipe.deploy.gate.decision import Decision, chance_level, decide, fit_image_stats_baseline
+from dermpipe.deploy.gate.stage import GateParams
+from dermpipe.model.evaluation.bootstrap import (
     Interval,
     balanced_accuracy_resampled,
     bootstrap_bma,
     bootstrap_indices,
-    chance_level,
-    decide,
-    fit_image_stats_baseline,
     paired_difference,
 )
 

@@ -1,5 +1,6 @@
-"""The retraining triggers of monitoring: drift (drift_stage) or a performance drop (performance_stage), combined
-into one decision that says which fired; the monitoring DAG's trigger task and `dermpipe monitor --retrain` use it."""
+"""The trigger stage: monitoring's retraining triggers, drift (the drift stage) or a performance drop (the performance
+stage), combined into one decision that says which fired; the monitoring DAG's trigger task and `dermpipe monitor
+--retrain` use it."""
 
 from __future__ import annotations
 

@@ -1,19 +1,25 @@
-"""The performance stage: read the prediction log window and the fed-back labels, measure each served version
-(dermpipe.monitoring.performance), judge it against its registry test figures (performance_drop) and write the
-report, results and metrics. `run` is what the KFP component calls; `dermpipe monitor` calls `analyse`."""
+"""The performance stage's analysis: read the prediction log window and the fed-back labels, measure each served
+version (estimates.py), judge it against its registry test figures (drop.py) and render the report and metrics.
+The stage (stage.py) and `dermpipe monitor` call `analyse`."""
 
 from __future__ import annotations
 
 import html
-import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from typing import Protocol
 
 import pandas as pd
 
-from dermpipe.monitoring import performance as perf
-from dermpipe.monitoring.params import PerformanceParams
-from dermpipe.monitoring.performance_drop import DROP, NO_DROP, judge_version, test_figures, thresholds
+from dermpipe.model.evaluation.bootstrap import Resampling
+from dermpipe.monitoring.performance import estimates as perf
+from dermpipe.monitoring.performance.drop import DROP, NO_DROP, Minimums, judge_version, test_figures, thresholds
+
+
+class PerformanceSettings(Resampling, Minimums, Protocol):
+    """What the analysis reads of the stage's PerformanceParams (this module does not import the stage)."""
+
+    @property
+    def period(self) -> str: ...
 
 
 @dataclass
@@ -34,7 +40,7 @@ class VersionPerformance:
 class PerformanceResult:
     versions: list[VersionPerformance]
     counts: dict
-    params: PerformanceParams
+    params: PerformanceSettings
     note: str = ""  # why nothing was measured (no labels, not a log)
     registry_root: str = ""  # where the versions' test figures were read; "" = estimates reported, not judged
 
@@ -70,7 +76,7 @@ def _log_and_labels_root(current: str, model_name: str) -> str:
     return root
 
 
-def analyse(current: str, model_name: str, registry_root: str, params: PerformanceParams, *,
+def analyse(current: str, model_name: str, registry_root: str, params: PerformanceSettings, *,
             since: str = "", until: str = "", evidently: bool = False) -> PerformanceResult:
     """Join the window's predictions to the labels and measure and judge each version that served it (with
     `evidently`, also run Evidently's ClassificationPreset on each version's labelled lines for the report)."""
@@ -98,7 +104,7 @@ def analyse(current: str, model_name: str, registry_root: str, params: Performan
 
 
 def measure_version(version: int, rows: pd.DataFrame, registry_root: str, model_name: str,
-                    params: PerformanceParams, evidently: bool = False) -> VersionPerformance:
+                    params: PerformanceSettings, evidently: bool = False) -> VersionPerformance:
     """Estimates of one version's labelled lines, judged against its test figures (none without a registry)."""
     folder = f"{registry_root.rstrip('/')}/{model_name}/{version}" if registry_root else ""
     cuts, calibration = thresholds(folder) if folder else ({}, None)
@@ -106,7 +112,7 @@ def measure_version(version: int, rows: pd.DataFrame, registry_root: str, model_
     verdict = judge_version(estimates, test_figures(folder) if folder else {}, params)
     cut = [{"period": key, **perf.coverage(group), "estimates": perf.estimates(group, cuts, params, calibration)}
            for key, group in perf.periods(rows, params.period)]
-    from dermpipe.monitoring.performance_evidently import classification_html
+    from dermpipe.monitoring.performance.evidently_report import classification_html
 
     return VersionPerformance(version, perf.coverage(rows), perf.label_delays(rows), estimates,
                               perf.confusion(rows), verdict, cut, classification_html(rows) if evidently else ("", ""))
@@ -202,23 +208,3 @@ def metric_values(result: PerformanceResult) -> dict[str, float]:
             key = f"v{v.version}_{e['metric']}" + (f"_{e['operating_point']}" if e["operating_point"] else "")
             values.update({key: e["point"], f"{key}_lower": e["lower"], f"{key}_upper": e["upper"], f"{key}_n": e["n"]})
     return {k: float(v) for k, v in values.items() if v == v}  # nan (no example on a side) is left out
-
-
-def run(current: str, registry_root: str, model_name: str, report, metrics, results,
-        params: PerformanceParams, *, since: str = "", until: str = "", reference: str = "") -> bool:
-    """The KFP stage: analyse, write report (HTML), results (JSON) and metrics; returns whether performance dropped.
-    Without a registry_root, the registry the drift reference lies in (a registry model or version folder) is used."""
-    from dermpipe.lineage.artifacts import annotate, log_metrics
-    from dermpipe.monitoring.profile_reader import registry_root_of
-
-    registry_root = registry_root or registry_root_of(reference, model_name)
-    result = analyse(current, model_name, registry_root, params, since=since, until=until, evidently=True)
-    for path, text in ((report.path, render_html(result)),
-                       (results.path, json.dumps(result.summary(), indent=1, default=str))):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(text)
-    annotate(results, {"message": result.message, "performance_dropped": result.dropped,
-                       "verdicts": {str(v.version): v.verdict for v in result.versions}})
-    log_metrics(metrics, metric_values(result))
-    print(result.message)
-    return result.dropped

@@ -1,12 +1,11 @@
-"""gate: bless the challenger for deployment, or not, against chance, the resolved champion and a baseline.
+"""The gate's evidence: the predictions its rules compare, and the rows it compares them on.
 
-The statistics are dermpipe.model.evaluation.gate's (bootstrap intervals on the test images). This stage gathers
-the predictions they
-compare: the challenger's (evaluate's `predictions`), the champion's (the registry version the resolver task
-named, by version and digest: parameters, so a changed champion re-runs this task and an unchanged one does not),
-and the baseline's (a logistic regression on the profile's image statistics, fitted on the train split). When the
-champion is this very model (same digest, as on a re-run after deploying it), its predictions are the challenger's
-and no second inference runs.
+The rules are dermpipe.deploy.gate.decision's (bootstrap intervals on the test images); the gate stage
+(dermpipe.deploy.gate.stage) gathers the predictions they compare with these functions: the challenger's
+(evaluate's `predictions`), the champion's (the registry version the resolver task named, by version and digest:
+parameters, so a changed champion re-runs the task and an unchanged one does not), and the baseline's (a logistic
+regression on the profile's image statistics, fitted on the train split). When the champion is this very model (same
+digest, as on a re-run after deploying it), its predictions are the challenger's and no second inference runs.
 With a frozen benchmark set (params.benchmark, name@vN: the one a person named, which split marks `in_benchmark`, else
 the champion's own, frozen when it was deployed, whose groups are found here) the champion is compared on the test
 rows of that set as well as on the whole test split: the challenger must be non-inferior on both, so that neither
@@ -19,16 +18,32 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
-from kfp.dsl import Dataset, Markdown, Metrics, Model
 
-from dermpipe.deploy.params import ChallengeParams
+from dermpipe.deploy.gate.decision import ChampionSet, fit_image_stats_baseline
 
-if TYPE_CHECKING:
-    from dermpipe.model.evaluation.gate import ChampionSet
+
+class ChampionRef(Protocol):
+    """The champion the resolver named, as the gate stage's GateParams carries it (this module does not import the
+    stage)."""
+
+    @property
+    def registry_root(self) -> str: ...
+
+    @property
+    def model_name(self) -> str: ...
+
+    @property
+    def champion_version(self) -> int: ...
+
+    @property
+    def champion_digest(self) -> str: ...
+
+    @property
+    def benchmark(self) -> str: ...
 
 
 def load_champion(registry_root: str, model_name: str, version: int, digest: str = ""):
@@ -56,7 +71,6 @@ def baseline_predictions(profile_dir: Path | None, train: pd.DataFrame, test: pd
     """(predicted test labels or None, what was done): the gate's simple baseline, a logistic regression on the
     image statistics the profile stage computed for each train and test image."""
     from dermpipe.data.image_stats import STAT_COLUMNS
-    from dermpipe.model.evaluation.gate import fit_image_stats_baseline
     from dermpipe.model.profile.features import image_key
     from dermpipe.model.profile.reference import PROFILE_FILE
 
@@ -84,7 +98,7 @@ def default_operating_point(profile_dir: Path | None):
 
 
 def champion_predictions(model_dir: Path, raw: Path, test_table: pd.DataFrame, challenger_pred: np.ndarray,
-                         params: ChallengeParams) -> np.ndarray | None:
+                         params: ChampionRef) -> np.ndarray | None:
     """The champion's predicted labels on the test split (None without a champion)."""
     from dermpipe import storage
     from dermpipe.model.evaluation.evaluate import predict_table
@@ -99,14 +113,13 @@ def champion_predictions(model_dir: Path, raw: Path, test_table: pd.DataFrame, c
     return predict_table(champion, test_table, raw, model_image_size(champion)).argmax(axis=1)
 
 
-def champion_set(test_table: pd.DataFrame, train_table: pd.DataFrame, params: ChallengeParams,
+def champion_set(test_table: pd.DataFrame, train_table: pd.DataFrame, params: ChampionRef,
                  ) -> tuple[ChampionSet | None, list[str]]:
     """(the frozen set's rows to compare on as well, or None without a set; what was done). A named set was marked
     by split (`in_benchmark`); the champion's own set is found here, leaving out groups the challenger trained on.
     The own set absent from the data is a refusal in the decision (data from elsewhere); a named set absent, an
     error."""
     from dermpipe.deploy.evidence import own_set_rows
-    from dermpipe.model.evaluation.gate import ChampionSet
 
     n = len(test_table)
     if not params.benchmark:
@@ -158,7 +171,7 @@ def _classes_in_common(test_table: pd.DataFrame, record: dict) -> str:
             + (f"{', '.join(common)} in common)" if common else "no class in common)"))
 
 
-def _champion_record(params: ChallengeParams) -> dict:
+def _champion_record(params: ChampionRef) -> dict:
     from dermpipe.deploy.registry import read_record
 
     if not params.champion_version or not params.registry_root.strip():
@@ -166,7 +179,7 @@ def _champion_record(params: ChallengeParams) -> dict:
     return read_record(params.registry_root, params.model_name, params.champion_version)
 
 
-def champion_benchmark_note(params: ChallengeParams) -> str | None:
+def champion_benchmark_note(params: ChampionRef) -> str | None:
     """A warning when the champion was gated on another benchmark set than this comparison uses (and it is not the
     champion's own frozen set), else None."""
     if not params.champion_version or not params.registry_root.strip():
@@ -179,40 +192,3 @@ def champion_benchmark_note(params: ChallengeParams) -> str | None:
     return (f"NOTE: champion version {params.champion_version} was gated on {theirs or whole}, this gate on "
             f"{params.benchmark or whole}; both models are scored on the same images here. If the champion trained "
             f"on some of them, its score is optimistic, which makes the gate stricter for the challenger, never laxer")
-
-
-def run(raw: Dataset, model: Model, test: Dataset, train: Dataset, predictions: Dataset, profile_dir: Path | None,
-        decision_md: Markdown, gate_metrics: Metrics, params: ChallengeParams) -> bool:
-    from dermpipe.lineage.artifacts import annotate, log_metrics
-    from dermpipe.model.evaluation.gate import decide
-
-    test_table = pd.read_parquet(test.path)
-    predicted = pd.read_parquet(predictions.path)
-    if list(predicted["image"]) != list(test_table["image"]):
-        raise ValueError(f"gate: {predictions.uri} does not list the test split's images in order "
-                         f"({len(predicted)} predictions, {len(test_table)} test rows); re-run evaluate")
-    train_table = pd.read_parquet(train.path)
-    found, benchmark_notes = champion_set(test_table, train_table, params)
-    y_true = test_table["label_index"].to_numpy()
-    challenger_pred = predicted["predicted_index"].to_numpy()
-    champion_pred = champion_predictions(Path(model.path), Path(raw.path), test_table, challenger_pred, params)
-    baseline_pred, baseline_note = baseline_predictions(profile_dir, train_table, test_table)
-    decision = decide(y_true, challenger_pred, params.gate, champion_pred=champion_pred,
-                      champion_version=str(params.champion_version), baseline_pred=baseline_pred,
-                      operating_point=default_operating_point(profile_dir), champion_set=found)
-    mismatch = champion_benchmark_note(params)
-    decision.reasons[:0] = [*benchmark_notes, *([mismatch] if mismatch else []), baseline_note]
-    Path(decision_md.path).write_text(decision.markdown())
-    annotate(decision_md, {**decision.metadata(), "reasons": decision.reasons, "conditions": decision.conditions,
-                           "champion_version": params.champion_version, "benchmark": params.benchmark})
-    rows = 0 if found is None else int(found.mask.sum())
-    log_metrics(gate_metrics, {**decision.metadata(), "blessed": int(decision.blessed),
-                               "champion_version": params.champion_version, "benchmark_rows": rows,
-                               "benchmark_version": _version_of(params.benchmark)})
-    print(f"gate: {'blessed' if decision.blessed else 'NOT blessed'}; " + "; ".join(decision.reasons), flush=True)
-    return decision.blessed
-
-
-def _version_of(ref: str) -> int:
-    """N of name@vN (0: no benchmark set), a number for the gate's Metrics."""
-    return int(ref.rsplit("@v", 1)[1]) if "@v" in ref else 0

@@ -1,4 +1,4 @@
-"""champion: resolve the model the registry serves now, as *parameters* for the tasks that depend on it.
+"""resolve_champion: resolve the model the registry serves now, as *parameters* for the tasks that depend on it.
 
 TFX's resolver pattern. Evaluate compares the challenger with this champion and deploy promotes only if it is still
 current, so the champion must be part of their cache keys. KFP caches on parameter values (and on artifact
@@ -7,7 +7,7 @@ downstream, a changed one re-runs evaluate. This task reads external state, so t
 It also pins a frozen benchmark set to name@vN, which gate and deploy take as parameter values: the one
 `benchmark_set` names (a bare name means "its latest version": registry state too; its file goes to split, which puts
 all its groups into test), else the champion's own (frozen when it was deployed; the gate finds its groups), so later
-gates compare on the champion's evidence (dermpipe.deploy.evidence).
+gates compare on the champion's evidence (dermpipe.deploy.evidence). The logic is dermpipe.deploy.resolve_champion.
 """
 
 from typing import NamedTuple
@@ -24,13 +24,8 @@ def resolve_champion(registry_root: str = "", model_name: str = "dermpipe-isic20
     champion's own."""
     from collections import namedtuple
 
-    from dermpipe.deploy.evidence import resolve
-    from dermpipe.deploy.params import ChampionParams
+    from dermpipe.deploy.resolve_champion import ChampionParams, run
 
-    params = ChampionParams(registry_root=registry_root, model_name=model_name, benchmark_set=benchmark_set)
-    found = resolve(params.registry_root, params.model_name, params.benchmark_set)
-    origin = "named" if params.benchmark_set.strip() else f"version {found.version}'s own frozen set"
-    print(f"champion: {params.model_name} version {found.version or 'none'} (digest {found.digest[:12] or '-'}) in "
-          f"{params.registry_root}; benchmark {found.benchmark + ' (' + origin + ')' if found.benchmark else 'none'}")
+    found = run(ChampionParams(registry_root=registry_root, model_name=model_name, benchmark_set=benchmark_set))
     return namedtuple("Champion", ["version", "digest", "benchmark_uri", "benchmark"])(
         found.version, found.digest, found.benchmark_uri, found.benchmark)

@@ -21,11 +21,22 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Protocol
 
 from dermpipe.model.evaluation.calibration import Calibration
 from dermpipe.model.profile.clinical import load_clinical
-from dermpipe.monitoring.params import PerformanceParams
 from dermpipe.storage import exists, read_text
+
+
+class Minimums(Protocol):
+    """The sample sizes below which an estimate is reported, not judged (the performance stage's parameters)."""
+
+    @property
+    def min_labels(self) -> int: ...
+
+    @property
+    def min_melanomas(self) -> int: ...
+
 
 JUDGED = ("bma", "melanoma_sensitivity", "melanoma_specificity")
 DROP, NO_DROP, INSUFFICIENT, NOT_JUDGED, REPORTED = "drop", "no drop", "insufficient data", "not judged", "reported"
@@ -68,7 +79,7 @@ def thresholds(version_folder: str) -> tuple[dict[str, float], Calibration | Non
     return ({p.name: p.threshold for p in clinical.operating_points}, clinical.calibration) if clinical else ({}, None)
 
 
-def judge(estimate: dict, test: dict | None, params: PerformanceParams) -> tuple[str, str]:
+def judge(estimate: dict, test: dict | None, params: Minimums) -> tuple[str, str]:
     """(verdict, reason) of one live estimate against its test-time figure (the rule in the module docstring)."""
     metric, n = estimate["metric"], estimate["n"]
     if metric not in JUDGED:
@@ -91,7 +102,7 @@ def judge(estimate: dict, test: dict | None, params: PerformanceParams) -> tuple
     return NO_DROP, (f"live upper bound {estimate['upper']:.3f} (n={n}) reaches the {kind} {reference:.3f}")
 
 
-def judge_version(rows: list[dict], figures: dict[tuple[str, str], dict], params: PerformanceParams) -> str:
+def judge_version(rows: list[dict], figures: dict[tuple[str, str], dict], params: Minimums) -> str:
     """Fill each estimate row's test figures, verdict and reason; returns the version's verdict."""
     for row in rows:
         test = figures.get((row["metric"], row["operating_point"]))

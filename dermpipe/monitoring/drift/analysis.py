@@ -1,6 +1,6 @@
-"""drift: compare current traffic with the model's reference profile (Evidently DataDriftPreset) and decide.
+"""Drift analysis: compare current traffic with the model's reference profile (Evidently DataDriftPreset) and decide.
 
-Both sides are tables of the same feature columns (dermpipe.model.profile.features); dermpipe.monitoring.drift_stage
+Both sides are tables of the same feature columns (dermpipe.model.profile.features); dermpipe.monitoring.drift.inputs
 reads them (the reference profile, and a prediction log window or a folder of images) and runs this analysis.
 
 Each feature column is tested with an explicit method and threshold (numeric: normed Wasserstein distance,

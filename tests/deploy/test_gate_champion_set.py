@@ -3,7 +3,8 @@ champion's frozen benchmark set (its evidence); the challenger must be non-infer
 
 import numpy as np
 
-from dermpipe.model.evaluation.gate import ChampionSet, GateParams, decide
+from dermpipe.deploy.gate.decision import ChampionSet, decide
+from dermpipe.deploy.gate.stage import GateParams
 
 N_SET, N_NEW = 120, 360  # the champion's frozen groups, then the challenger's new test images
 

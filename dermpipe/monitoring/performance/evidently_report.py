@@ -1,9 +1,9 @@
 """Evidently's ClassificationPreset on one served version's labelled lines, for the performance report.
 
-dermpipe's own estimates (dermpipe.monitoring.performance) carry the bootstrap intervals and the decision; Evidently
-adds its standard classification views (quality by class, confusion, ROC and precision-recall from the logged
-probabilities). Evidently 0.7 cannot run on every small sample (a class present on one side only can fail inside
-its metrics), so a failure is shown in the report in place of its section, never hidden and never fatal.
+dermpipe's own estimates (estimates.py) carry the bootstrap intervals and the decision; Evidently adds its standard
+classification views (quality by class, confusion, ROC and precision-recall from the logged probabilities).
+Evidently 0.7 cannot run on every small sample (a class present on one side only can fail inside its metrics), so a
+failure is shown in the report in place of its section, never hidden and never fatal.
 """
 
 from __future__ import annotations
