@@ -4,7 +4,9 @@ The cache folder holds the downloaded files under their relative paths plus `.sy
 file its size, the source's own checksum (GCS md5/crc32c, an HTTP size/etag, ...) and the sha256 we computed. A file
 whose entry still matches the remote listing is skipped without any transfer; a `<file>.part` left by an interrupted
 run is resumed from its length when the remote file is unchanged (`<file>.part.json` records which version it is).
-Files stream to disk in blocks: memory does not depend on file size or count.
+Files stream to disk in blocks: memory does not depend on file size or count. The state is rewritten at most once a
+second while files arrive and once when sync ends, failed or not: a kill loses at most the last second's finished
+files, which the next run fetches again.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import hashlib
 import json
 import os
 import re
+import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +27,7 @@ from dermpipe import config
 
 STATE_FILE = ".sync-state.json"
 BLOCK = 1 << 20
+SAVE_EVERY_S = 1.0  # how often the state file is rewritten while files arrive (and once at the end)
 
 
 class DownloadError(RuntimeError):
@@ -112,8 +117,13 @@ def verify(remote: RemoteFile, local: Path, digests: dict[str, str]) -> None:
                             "The partial file was removed; run the ingest again")
 
 
-def sync(remotes: Iterable[RemoteFile], dest: Path, fetch: Fetcher, *, quiet: bool = True) -> SyncStats:
-    """Bring dest up to date with the remote listing: skip current files, resume partial ones, fetch the rest."""
+def sync(remotes: Iterable[RemoteFile], dest: Path, fetch: Fetcher, *, quiet: bool = True,
+         desc: str = "downloading", workers: int = 1) -> SyncStats:
+    """Bring dest up to date with the remote listing: skip current files, resume partial ones, fetch the rest.
+
+    desc: the progress line's label (a source may say what it is fetching: `isic:249: 1,234 images, 5.6 GB`).
+    workers: files transferred at once (fetch must then be safe to call from several threads); the first failure
+    stops the files not yet started, lets those in flight finish, and is raised."""
     from tqdm import tqdm
 
     dest.mkdir(parents=True, exist_ok=True)
@@ -123,33 +133,72 @@ def sync(remotes: Iterable[RemoteFile], dest: Path, fetch: Fetcher, *, quiet: bo
     todo = [r for r in remotes if not is_current(state.get(r.path), r, dest / r.path)]
     stats.skipped = len(remotes) - len(todo)
     total = sum(max(r.size, 0) for r in todo)
-    with tqdm(total=total, desc="downloading", unit="B", unit_scale=True, disable=quiet or not todo) as progress:
-        for remote in todo:
-            target = dest / remote.path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            part, part_info = target.with_name(target.name + ".part"), target.with_name(target.name + ".part.json")
-            offset = _resume_offset(part, part_info, remote)
-            if offset:
-                stats.resumed += 1
-                progress.update(offset)
+    lock, saved = threading.Lock(), [time.monotonic()]
+    with tqdm(total=total, desc=desc, unit="B", unit_scale=True, disable=quiet or not todo) as progress:
+
+        def one(remote: RemoteFile) -> None:
+            resumed, received, entry = _transfer(remote, dest, fetch, None if quiet else progress)
+            with lock:
+                state[remote.path] = entry
+                stats.downloaded += 1
+                stats.resumed += resumed
+                stats.bytes_downloaded += received
+                # Rewriting the state after every file costs O(files) each time (0.13 s at 25,000 files); once a
+                # second, a kill loses at most the last second's files, which the next run fetches again.
+                if time.monotonic() - saved[0] >= SAVE_EVERY_S:
+                    _save_json(dest / STATE_FILE, state)
+                    saved[0] = time.monotonic()
+
+        try:
+            if workers <= 1 or len(todo) <= 1:
+                for remote in todo:
+                    one(remote)
             else:
-                _save_json(part_info, {"checksum": remote.checksum, "size": remote.size})
-            with open(part, "ab" if offset else "wb") as handle:
-                fetch(remote, handle if quiet else _Counting(handle, progress), offset)
-            stats.bytes_downloaded += part.stat().st_size - offset
-            try:
-                digests = file_digests(part)
-                verify(remote, part, digests)
-            except DownloadError:
-                part.unlink(missing_ok=True)
-                part_info.unlink(missing_ok=True)
-                raise
-            part.replace(target)
-            part_info.unlink(missing_ok=True)
-            state[remote.path] = {"size": target.stat().st_size, "checksum": remote.checksum, **digests}
-            _save_json(dest / STATE_FILE, state)  # after every file: an interruption loses at most one file
-            stats.downloaded += 1
+                _in_parallel(one, todo, workers)
+        finally:  # a failure keeps every file finished before it
+            if todo:
+                _save_json(dest / STATE_FILE, state)
     return stats
+
+
+def _transfer(remote: RemoteFile, dest: Path, fetch: Fetcher, progress) -> tuple[int, int, dict[str, object]]:
+    """One file fetched into `<file>.part` (resumed when it is this version's), verified, then put in place.
+
+    Returns (1 if resumed else 0, bytes received, its state entry); a failed check removes the partial file."""
+    target = dest / remote.path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    part, part_info = target.with_name(target.name + ".part"), target.with_name(target.name + ".part.json")
+    offset = _resume_offset(part, part_info, remote)
+    if offset and progress is not None:
+        progress.update(offset)
+    elif not offset:
+        _save_json(part_info, {"checksum": remote.checksum, "size": remote.size})
+    with open(part, "ab" if offset else "wb") as handle:
+        fetch(remote, handle if progress is None else _Counting(handle, progress), offset)
+    received = part.stat().st_size - offset
+    try:
+        digests = file_digests(part)
+        verify(remote, part, digests)
+    except DownloadError:
+        part.unlink(missing_ok=True)
+        part_info.unlink(missing_ok=True)
+        raise
+    part.replace(target)
+    part_info.unlink(missing_ok=True)
+    return int(offset > 0), received, {"size": target.stat().st_size, "checksum": remote.checksum, **digests}
+
+
+def _in_parallel(task: Callable[[RemoteFile], None], items: list[RemoteFile], workers: int) -> None:
+    """task(item) on `workers` threads; on the first failure the items not started are cancelled and it is raised."""
+    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="download") as pool:
+        futures = [pool.submit(task, item) for item in items]
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        failed = next((f for f in futures if f in done and f.exception() is not None), None)
+        if failed is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise failed.exception()
 
 
 def _resume_offset(part: Path, part_info: Path, remote: RemoteFile) -> int:

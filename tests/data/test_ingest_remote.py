@@ -3,14 +3,12 @@
 import io
 import json
 import os
-import threading
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
 
 import pandas as pd
 import pytest
+from isic_archive import FakeArchive, isolate_isic_login
 
 from dermpipe.data.ingest import IngestError, ingest_source
 
@@ -129,67 +127,6 @@ def test_kaggle_dataset_name_is_checked(tmp_path):
 
 # --- ISIC Archive API v2, served on loopback -------------------------------------------------------------------------
 
-class FakeIsic:
-    """The two endpoints dermpipe uses: images/search/ (cursor pages) and the signed image URLs (with Range)."""
-
-    def __init__(self, images: dict[str, bytes], diagnoses: dict[str, dict[str, str]]):
-        self.images, self.diagnoses = images, diagnoses
-        self.file_requests: list[tuple[str, str]] = []
-        self.search_queries: list[dict[str, list[str]]] = []
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def record(self, isic_id: str) -> dict:
-        return {"isic_id": isic_id, "files": {"full": {"url": f"{self.url}/files/{isic_id}.jpg?sig=abc",
-                                                       "size": len(self.images[isic_id])}},
-                "metadata": {"clinical": {"age_approx": 45, "sex": "female", "anatom_site_general": "head/neck",
-                                          "lesion_id": f"IL_{isic_id[-3:]}", **self.diagnoses[isic_id]}}}
-
-    def _handler(self):
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                url = urlparse(self.path)
-                if url.path == "/api/v2/images/search/":
-                    query = parse_qs(url.query)
-                    fake.search_queries.append(query)
-                    ids = sorted(fake.images)
-                    start = int(query.get("cursor", ["0"])[0])
-                    page = ids[start:start + 4]
-                    more = start + 4 < len(ids)
-                    body = {"count": len(ids), "results": [fake.record(i) for i in page],
-                            "next": f"{fake.url}/api/v2/images/search/?cursor={start + 4}&limit=4" if more else None}
-                    return self._send(200, json.dumps(body).encode(), "application/json")
-                if url.path.startswith("/files/"):
-                    isic_id = Path(url.path).stem
-                    data = fake.images[isic_id]
-                    rng = self.headers.get("Range", "")
-                    fake.file_requests.append((isic_id, rng))
-                    if rng:
-                        start = int(rng.split("=")[1].split("-")[0])
-                        return self._send(206, data[start:], "image/jpeg")
-                    return self._send(200, data, "image/jpeg")
-                return self._send(404, b"{}", "application/json")
-
-            def _send(self, status, body, content_type):
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        return Handler
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture()
 def fake_isic(isic_sample, tmp_path, monkeypatch):
     images = {f"ISIC_{9000000 + i}": p.read_bytes() for i, p in enumerate(_sample_images(isic_sample, 7))}
@@ -201,7 +138,8 @@ def fake_isic(isic_sample, tmp_path, monkeypatch):
                  names[4]: {"diagnosis_3": "Solar or actinic keratosis"},
                  names[5]: {"diagnosis_3": "Squamous cell carcinoma in situ"},
                  names[6]: {"diagnosis_3": "Scar"}}
-    fake = FakeIsic(images, diagnoses)
+    fake = FakeArchive(images, diagnoses)
+    isolate_isic_login(monkeypatch, tmp_path / "xdg-data")  # no stored login: public images
     monkeypatch.setenv("ISIC_API_URL", f"{fake.url}/api/v2")
     monkeypatch.setenv("DERMPIPE_DOWNLOAD_CACHE", str(tmp_path / "cache"))
     yield fake
@@ -213,9 +151,11 @@ def test_isic_collection_to_kaggle_layout_then_nothing(fake_isic, tmp_path):
 
     first = ingest_source("isic:249", tmp_path / "run1")
     assert first["source_kind"] == "isic" and first["n_images"] == 7
-    assert fake_isic.search_queries[0]["collections"] == ["249"]
-    assert len(fake_isic.search_queries) == 2  # followed the cursor to the second page
-    assert first["download_downloaded"] == 7 and len(fake_isic.file_requests) == 7
+    searches = fake_isic.requests_to("/api/v2/images/search/")
+    assert searches[0].query["collections"] == ["249"] and searches[0].query["limit"] == ["1"]  # the count
+    assert [s.path for s in searches[1:]] == ["/api/v2/images/search/size/"] + ["/api/v2/images/search/"] * 2
+    assert first["download_downloaded"] == 7 and len(fake_isic.requests_to("/files/")) == 7
+    assert first["download_archive_images"] == 7 and first["download_without_licence"] == 0
     truth = pd.read_csv(tmp_path / "run1" / "ISIC_2019_Training_GroundTruth.csv").set_index("image")
     labels = truth.idxmax(axis=1).tolist()
     assert labels == ["MEL", "NV", "BKL", "VASC", "AK", "SCC", "UNK"]
@@ -225,7 +165,7 @@ def test_isic_collection_to_kaggle_layout_then_nothing(fake_isic, tmp_path):
 
     second = ingest_source("isic:249", tmp_path / "run2")
     assert second["download_downloaded"] == 0 and second["download_skipped"] == 7
-    assert len(fake_isic.file_requests) == 7  # nothing fetched again
+    assert len(fake_isic.requests_to("/files/")) == 7  # nothing fetched again
     assert second["manifest_sha256"] == first["manifest_sha256"]
 
 
@@ -235,7 +175,7 @@ def test_isic_partial_image_resumes_with_range(fake_isic, tmp_path):
 
     cache = cache_dir_for("isic:melanoma")
     download_collection("melanoma", cache)
-    assert fake_isic.search_queries[0]["query"] == ["melanoma"]
+    assert fake_isic.requests_to("/api/v2/images/search/")[0].query["query"] == ["melanoma"]
     name = sorted(fake_isic.images)[3]
     image = cache / "ISIC_2019_Training_Input" / "ISIC_2019_Training_Input" / f"{name}.jpg"
     state = json.loads((cache / ".sync-state.json").read_text())
@@ -245,17 +185,19 @@ def test_isic_partial_image_resumes_with_range(fake_isic, tmp_path):
     image.unlink()
     image.with_name(image.name + ".part").write_bytes(data[:1000])
     image.with_name(image.name + ".part.json").write_text(json.dumps({"checksum": checksum, "size": len(data)}))
-    fake_isic.file_requests.clear()
-    stats = download_collection("melanoma", cache)
-    assert fake_isic.file_requests == [(name, "bytes=1000-")]
+    fake_isic.seen.clear()
+    stats, _ = download_collection("melanoma", cache)
+    assert [(s.path, s.headers.get("Range")) for s in fake_isic.requests_to("/files/")] == [
+        (f"/files/{name}.jpg", "bytes=1000-")]
     assert stats.resumed == 1 and stats.bytes_downloaded == len(data) - 1000 and image.read_bytes() == data
 
 
 def test_isic_errors_name_the_request(fake_isic, tmp_path, monkeypatch):
-    from dermpipe.data.sources.isic import isic2019_class, search_params
+    from dermpipe.data.sources.isic import isic2019_class
+    from dermpipe.data.sources.isic_client import search_arguments
 
-    assert search_params("249, 251")["collections"] == "249,251"
+    assert search_arguments("249, 251") == ("", "249,251")
     assert isic2019_class({"diagnosis_3": "Melanoma in situ", "diagnosis_4": "Melanoma arising in a nevus"}) == "MEL"
     monkeypatch.setenv("ISIC_API_URL", f"{fake_isic.url}/wrong")
-    with pytest.raises(IngestError, match=r"isic:249: listing .*/wrong/images/search/ failed"):
+    with pytest.raises(IngestError, match=r"isic:249: counting the images: GET .*/wrong/images/search/\?.* 404"):
         ingest_source("isic:249", tmp_path / "raw")

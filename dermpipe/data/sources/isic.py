@@ -1,27 +1,34 @@
-"""`isic:<collection id or search>` ingest source through the ISIC Archive API v2 (the API isic-cli uses).
+"""`isic:<collection id or search>` ingest source: the ISIC Archive through isic-cli (sources/isic_client.py).
 
 `isic:249` (or `isic:249,251`) takes the images of those collections; anything else is an ISIC search query, e.g.
 `isic:diagnosis_3:"Melanoma Invasive"`. The listing is turned into the Kaggle ISIC 2019 layout: the one-hot
 ground-truth CSV (each image's ISIC diagnosis mapped onto the eight ISIC 2019 classes; anything else is UNK, which
-merge drops and reports), the metadata CSV, and the images under ISIC_2019_Training_Input/ISIC_2019_Training_Input/.
-Public images need no credentials; set ISIC_TOKEN to send `Authorization: Bearer ...` for private collections.
-ISIC_API_URL overrides the API root (tests point it at a local server).
+merge drops and reports), the metadata CSV (with each image's `copyright_license` and `attribution`, the Archive's
+own fields), and the images under ISIC_2019_Training_Input/ISIC_2019_Training_Input/. Credentials: ISIC_TOKEN, else
+the token `isic user login` stored, else none (public images); ISIC_API_URL overrides the API root (tests point it
+at a local server).
 """
 
 from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Iterator
+import sys
+import threading
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from dermpipe import config
 from dermpipe.data.download import RemoteFile, SyncStats, sync
+from dermpipe.data.sources import isic_client as client
+from dermpipe.data.sources.isic_client import IsicSourceError
 from dermpipe.data.sources.kind import Fetched, FetchRequest, SourceKind, prefixed
 
-DEFAULT_API = "https://api.isic-archive.com/api/v2/"
-PAGE_SIZE = 100
+# The Archive's own field names for an image's licence (CC-0, CC-BY, CC-BY-NC) and its attribution.
+LICENCE_FIELDS: tuple[str, ...] = ("copyright_license", "attribution")
+PREFLIGHT_MAX_WAIT_S = 30.0  # the pre-flight answers in seconds or says the Archive is unreachable
+DOWNLOAD_WORKERS = max(10, os.cpu_count() or 10)  # images fetched at once: isic-cli's `isic image download` pool
+
 # ISIC diagnosis text (lower case) -> ISIC 2019 class, most specific first (a "melanoma in a nevus" is MEL).
 DIAGNOSIS_RULES: tuple[tuple[str, str], ...] = (
     ("melanoma", "MEL"),
@@ -42,53 +49,6 @@ DIAGNOSIS_RULES: tuple[tuple[str, str], ...] = (
 )
 
 
-class IsicSourceError(ValueError):
-    """The ISIC API could not be listed or an image could not be fetched; the message names the request."""
-
-
-def api_root() -> str:
-    return (os.environ.get("ISIC_API_URL") or DEFAULT_API).rstrip("/") + "/"
-
-
-def search_params(spec: str) -> dict[str, str]:
-    """`249` / `249,251` -> collections filter; anything else -> search query."""
-    spec = spec.strip()
-    if not spec:
-        raise IsicSourceError("isic: needs a collection id or a search query, e.g. isic:249 or "
-                              "isic:diagnosis_3:\"Melanoma Invasive\"")
-    if all(part.strip().isdigit() for part in spec.split(",")):
-        return {"collections": ",".join(part.strip() for part in spec.split(",")), "limit": str(PAGE_SIZE)}
-    return {"query": spec, "limit": str(PAGE_SIZE)}
-
-
-def _session():
-    import requests
-
-    session = requests.Session()
-    token = os.environ.get("ISIC_TOKEN")
-    if token:
-        session.headers["Authorization"] = f"Bearer {token}"
-    return session
-
-
-def list_images(spec: str, session=None) -> Iterator[dict[str, Any]]:
-    """Every image record of the search, following the API's `next` cursor."""
-    import requests
-
-    session = session or _session()
-    url, params = f"{api_root()}images/search/", search_params(spec)
-    while url:
-        try:
-            response = session.get(url, params=params, timeout=60)
-            response.raise_for_status()
-            page = response.json()
-        except (requests.RequestException, ValueError) as err:
-            raise IsicSourceError(f"isic:{spec}: listing {url} failed ({type(err).__name__}: {err}); check the "
-                                  "collection id or query, and the network") from None
-        yield from page.get("results", [])
-        url, params = page.get("next"), None  # `next` carries the cursor and the filters
-
-
 def isic2019_class(clinical: dict[str, Any]) -> str:
     """The ISIC 2019 class of an ISIC Archive image from its diagnosis fields, or UNK."""
     fields = ("diagnosis_5", "diagnosis_4", "diagnosis_3", "diagnosis_2", "diagnosis_1", "diagnosis")
@@ -97,7 +57,7 @@ def isic2019_class(clinical: dict[str, Any]) -> str:
 
 
 def table_rows(record: dict[str, Any]) -> tuple[dict[str, object], dict[str, object]]:
-    """(ground-truth row, metadata row) in the ISIC 2019 CSV layouts."""
+    """(ground-truth row, metadata row) in the ISIC 2019 CSV layouts, the metadata with the image's licence."""
     metadata = record.get("metadata") or {}
     clinical = metadata.get("clinical") or {}
     image = record["isic_id"]
@@ -106,8 +66,13 @@ def table_rows(record: dict[str, Any]) -> tuple[dict[str, object], dict[str, obj
     lesion = clinical.get("lesion_id") or (metadata.get("patient") or {}).get("lesion_id") or record.get("lesion_id")
     meta = {"image": image, "age_approx": clinical.get("age_approx"),
             "anatom_site_general": clinical.get("anatom_site_general"), "lesion_id": lesion,
-            "sex": clinical.get("sex")}
+            "sex": clinical.get("sex"), **{name: record.get(name) for name in LICENCE_FIELDS}}
     return truth, meta
+
+
+def metadata_columns() -> tuple[str, ...]:
+    """The ISIC 2019 metadata columns plus the licence fields (once, should the schema come to name them)."""
+    return tuple(dict.fromkeys((*config.METADATA_COLUMNS, *LICENCE_FIELDS)))
 
 
 def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict[str, object]]) -> None:
@@ -119,57 +84,94 @@ def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict[str, object
     tmp.replace(path)
 
 
-def download_collection(spec: str, cache: Path, *, session=None, quiet: bool = True) -> SyncStats:
-    """List the images, write both CSVs, and sync the image files into cache (skip current, resume partial)."""
-    import requests
+def _remote(spec: str, record: dict[str, Any]) -> RemoteFile:
+    full = (record.get("files") or {}).get("full") or {}
+    if not full.get("url"):
+        raise IsicSourceError(f"isic:{spec}: image {record.get('isic_id')} has no files.full.url in the listing")
+    # An ISIC id names immutable content; the signed URL changes with every listing and is not identity.
+    return RemoteFile(path=f"{config.IMAGE_SUBDIR}/{record['isic_id']}.jpg", size=int(full.get("size") or -1),
+                      checksum=f"isic:{record['isic_id']}:{full.get('size') or ''}", ref=full["url"])
 
-    session = session or _session()
+
+def download_collection(spec: str, cache: Path, *, creds: client.Credentials | None = None, quiet: bool = True,
+                        ) -> tuple[SyncStats, dict[str, int]]:
+    """Count, list, write both CSVs and sync the image files into cache (skip current, resume partial).
+
+    Returns the sync's counts and the Archive's figures: images and bytes it announced, images without a licence.
+    """
+    creds = creds or client.credentials()
+    session = client.api_session(creds)
+    announced, size = client.count_and_size(spec, session)
+    if not quiet:  # the task log says what was asked for, and as whom, before the progress bar
+        print(_what(spec, announced, size, creds), file=sys.stderr, flush=True)
     remotes, truths, metas = [], [], []
-    for record in list_images(spec, session):
-        full = (record.get("files") or {}).get("full") or {}
-        if not full.get("url"):
-            raise IsicSourceError(f"isic:{spec}: image {record.get('isic_id')} has no files.full.url in the listing")
+    for record in client.list_images(spec, session):
         truth, meta = table_rows(record)
         truths.append(truth)
         metas.append(meta)
-        # An ISIC id names immutable content; the signed URL changes with every listing and is not identity.
-        remotes.append(RemoteFile(path=f"{config.IMAGE_SUBDIR}/{record['isic_id']}.jpg",
-                                  size=int(full.get("size") or -1),
-                                  checksum=f"isic:{record['isic_id']}:{full.get('size') or ''}", ref=full["url"]))
+        remotes.append(_remote(spec, record))
     if not remotes:
-        raise IsicSourceError(f"isic:{spec}: the search returned no images")
+        raise IsicSourceError(f"isic:{spec}: the search returned no images; check the collection id or query (a "
+                              "private collection needs `isic user login` or ISIC_TOKEN)")
     cache.mkdir(parents=True, exist_ok=True)
     _write_csv(cache / config.GROUND_TRUTH_CSV, config.GROUND_TRUTH_COLUMNS, truths)
-    _write_csv(cache / config.METADATA_CSV, config.METADATA_COLUMNS, metas)
+    _write_csv(cache / config.METADATA_CSV, metadata_columns(), metas)
+    label = f"isic:{spec}: {announced:,} images, {client.human_bytes(size)}"
+    stats = sync(remotes, cache, _file_fetcher(spec), quiet=quiet, desc=label, workers=DOWNLOAD_WORKERS)
+    unlicensed = sum(1 for meta in metas if not meta.get("copyright_license"))
+    return stats, {"download_archive_images": announced, "download_archive_bytes": size,
+                   "download_without_licence": unlicensed}
+
+
+def _file_fetcher(spec: str):
+    """The download cache's fetcher: isic-cli's session without the token (signed URLs), resuming from offset; one
+    session per download thread, as isic-cli opens one per image (a requests Session is not made for threads)."""
+    import requests
+
+    local = threading.local()
 
     def fetch(remote: RemoteFile, handle: BinaryIO, offset: int) -> None:
-        # Signed image URLs already carry their authorisation: the API token is not sent to the file host.
-        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        if not hasattr(local, "session"):
+            local.session = client.file_session()
         try:
-            with requests.get(remote.ref, headers=headers, stream=True, timeout=60) as response:
-                response.raise_for_status()
-                if offset and response.status_code != 206:  # the server ignored the range: start over
-                    handle.seek(0)
-                    handle.truncate()
-                for block in response.iter_content(1 << 20):
-                    handle.write(block)
+            client.download_file(local.session, remote.ref, handle, offset)
         except requests.RequestException as err:
-            raise IsicSourceError(f"isic:{spec}: downloading {remote.path} failed ({type(err).__name__}); "
-                                  "run the ingest again to resume") from None
+            raise IsicSourceError(f"isic:{spec}: downloading {Path(remote.path).name}: {client.describe(err)}; the "
+                                  "bytes already received are kept: run the ingest again to resume") from None
 
-    return sync(remotes, cache, fetch, quiet=quiet)
+    return fetch
 
 
 def check(spec: str, *, local: bool) -> None:
-    """Pre-flight: a collection id or a search query (public images need no credentials)."""
-    search_params(spec)
+    """Pre-flight: the form; with `local`, the credentials this machine will send, each collection id (it exists and
+    they may see it), the Archive's count and size, said on stderr (a search that finds nothing is refused)."""
+    client.search_arguments(spec)
+    if not local:  # a cluster's ingest brings its own credentials (ISIC_TOKEN) and network
+        return
+    budget = min(PREFLIGHT_MAX_WAIT_S, client.max_wait_from_env())  # a bad DERMPIPE_ISIC_MAX_WAIT_S is refused here
+    creds = client.credentials()
+    session = client.api_session(creds, max_wait=budget)
+    client.check_collections(spec, session, creds)
+    count, size = client.count_and_size(spec, session)
+    if not count:
+        raise IsicSourceError(f"isic:{spec}: the ISIC Archive finds no images for it (credentials: {creds.source})"
+                              "; check the collection id or query (a private collection needs `isic user login` "
+                              "or ISIC_TOKEN)")
+    print(_what(spec, count, size, creds), file=sys.stderr)
+
+
+def _what(spec: str, count: int, size: int, creds: client.Credentials) -> str:
+    """One line for a person: what the Archive holds for the source, where, and with which credentials."""
+    return (f"isic:{spec}: {count:,} images, {client.human_bytes(size)} on the ISIC Archive ({client.api_root()}); "
+            f"credentials: {creds.source}")
 
 
 def fetch(spec: str, request: FetchRequest) -> Fetched:
     from dermpipe.data.download import cache_dir_for
 
     cache = cache_dir_for(request.source)
-    return Fetched(cache, download_collection(spec, cache, quiet=request.quiet).as_metrics(), download_cache=True)
+    stats, archive = download_collection(spec, cache, quiet=request.quiet)
+    return Fetched(cache, {**stats.as_metrics(), **archive}, download_cache=True)
 
 
 KIND = SourceKind(name="isic", form="'isic:<collection>'", claim=prefixed("isic:"), fetch=fetch, check=check)
