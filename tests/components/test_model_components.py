@@ -62,6 +62,38 @@ def test_evaluate_component_scores_every_test_image(trained):
     assert json.dumps(metrics.metadata)  # what the pipeline UI shows must be plain JSON
 
 
+def test_evaluate_reports_the_official_isic_score_on_the_real_sample(trained):
+    """isic-challenge-scoring on the real sample's test split (MEL and NV only): its BMA equals dermpipe's unless a
+    top probability is tied, its per-class AUC is scikit-learn's, and the six absent classes are named."""
+    from sklearn.metrics import roc_auc_score
+
+    raw, parts, model, _, tmp = trained
+    metrics, report = make_artifact(Metrics, tmp, "metrics-isic"), make_artifact(HTML, tmp, "report-isic")
+    predictions = make_artifact(Dataset, tmp, "predictions-isic")
+    evaluate.python_func(raw=raw, model=model, test_split=parts["test"], metrics=metrics,
+                         confusion=make_artifact(ClassificationMetrics, tmp, "cm-isic"), report=report,
+                         predictions=predictions, tta=False)
+    frame = pd.read_parquet(predictions.path)
+    probabilities = frame[[f"p_{c}" for c in ("MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC")]].to_numpy()
+    tied = (probabilities == probabilities.max(axis=1, keepdims=True)).sum(axis=1) > 1
+    assert metrics.metadata["isic_undecided_images"] == int(tied.sum())
+    official, ours = metrics.metadata["isic_balanced_accuracy"], metrics.metadata["balanced_accuracy"]
+    # a tied image is wrong officially and may be right for argmax (first class): ties can only lower the official
+    assert official == pytest.approx(ours, abs=1e-12) if not tied.any() else official <= ours
+    assert metrics.metadata["isic_classes_scored"] == 2
+    mel = frame["label"].eq("MEL").to_numpy()
+    assert metrics.metadata["isic_MEL_auc"] == pytest.approx(roc_auc_score(mel, probabilities[:, 0]))
+    assert metrics.metadata["isic_NV_auc"] == pytest.approx(roc_auc_score(~mel, probabilities[:, 1]))
+    for key in ("isic_auc", "isic_auc_sens_80", "isic_ap", "isic_NV_ap"):
+        assert 0.0 <= metrics.metadata[key] <= 1.0
+    html = open(report.path).read()
+    assert "<h2>ISIC challenge score</h2>" in html and "isic-challenge-scoring 5." in html
+    summary = report.metadata["isic_challenge_score"]
+    assert summary["scored_classes"] == ["MEL", "NV"]
+    assert sorted(summary["left_out"]) == ["AK", "BCC", "BKL", "DF", "SCC", "VASC"]
+    assert all(f"<td>{c}</td><td>no true case in the test split" in html for c in summary["left_out"])
+
+
 def test_evaluate_reports_the_profiles_operating_points_measured_on_test(trained):
     raw, parts, model, _, tmp = trained
     profile = make_artifact(Dataset, tmp, "profile")

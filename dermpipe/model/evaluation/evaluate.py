@@ -3,7 +3,8 @@
 Metrics: balanced multiclass accuracy (BMA, the ISIC 2019 metric), accuracy, per-class precision, recall
 (sensitivity), specificity, F1, one-vs-rest ROC AUC and support, macro/weighted averages, melanoma sensitivity at
 80 %/90 % specificity, expected calibration error, the confusion matrix, and the same headline sliced by anatomic
-site, sex and age band. Optional test-time augmentation (flips) is reported beside plain inference.
+site, sex and age band. Optional test-time augmentation (flips) is reported beside plain inference. Beside them, the
+ISIC challenge's own scorer (challenge_score.py: BMA with its tie rule, per-class AUC, AUC80, average precision).
 
 It depends on the model and the data only, so an unchanged model is served from the cache whatever the registry
 holds; the comparison with the deployed champion is the gate task's (components/gate.py). EvaluateParams sit beside
@@ -124,7 +125,7 @@ def _reliability_figure(bins: list[dict[str, float]]):
 
 def render_report(evaluation: Evaluation, n_test: int, *, y_true: np.ndarray,
                   probabilities: np.ndarray, sliced: dict[str, list[dict[str, object]]],
-                  tta: Evaluation | None = None, clinical_html: str = "") -> str:
+                  tta: Evaluation | None = None, clinical_html: str = "", challenge_html: str = "") -> str:
     from dermpipe.reports import confusion_figure, img_tag, page, png_bytes, table
 
     headline_rows = [(k, v, tta.headline()[k] if tta else "") for k, v in evaluation.headline().items()]
@@ -148,7 +149,8 @@ def render_report(evaluation: Evaluation, n_test: int, *, y_true: np.ndarray,
     body = (f"<p>{n_test} test images. Classes absent from the test split (reported, not averaged in): {absent}.</p>"
             "<p>Whether this model is deployed is the gate task's decision (its <code>decision</code> artifact): "
             "bootstrap intervals against chance, the deployed champion and a baseline.</p>"
-            f"<h2>Headline</h2>{headline}<h2>Per class</h2>{per_class}<h2>Melanoma operating points</h2>{mel}"
+            f"<h2>Headline</h2>{headline}<h2>Per class</h2>{per_class}{challenge_html}"
+            f"<h2>Melanoma operating points</h2>{mel}"
             f"<h2>Confusion matrix, ROC curves, reliability (ECE {evaluation.expected_calibration_error:.4f})</h2>"
             f"{figures}{clinical_html}<h2>Slices</h2>{sliced_html}")
     return page("Evaluation report (test split)", body)
@@ -189,6 +191,7 @@ def run(raw: Dataset, model: Model, test: Dataset, metrics: Metrics, confusion: 
     import pandas as pd
 
     from dermpipe.lineage.artifacts import annotate, log_metrics, write_metadata_file
+    from dermpipe.model.evaluation import challenge_score
     from dermpipe.model.evaluation.bootstrap import Bootstrap, bootstrap_bma
     from dermpipe.model.evaluation.clinical_section import (
         curve_figures,
@@ -205,7 +208,9 @@ def run(raw: Dataset, model: Model, test: Dataset, metrics: Metrics, confusion: 
     clinical = load_clinical_dict(profile_dir)
     points = measure_points(clinical, y_true, probabilities) if clinical else []
     figures = curve_figures(clinical, y_true, probabilities, points) if points else ""
-    log_metrics(metrics, metric_values(points))
+    official = challenge_score.official_score(test_table["image"].astype(str).tolist(), y_true, probabilities,
+                                              config.CLASSES)
+    log_metrics(metrics, {**metric_values(points), **challenge_score.metric_values(official)})
     # the BMA interval travels with the deployed version (dermpipe.json): the monitor judges live BMA by it
     bma = bootstrap_bma(y_true, probabilities.argmax(axis=1), Bootstrap())
     log_metrics(metrics, {**evaluation.headline(), "test_rows": len(test_table),
@@ -220,12 +225,15 @@ def run(raw: Dataset, model: Model, test: Dataset, metrics: Metrics, confusion: 
     write_metadata_file(confusion)
     Path(report.path).write_text(render_report(evaluation, len(test_table), y_true=y_true,
                                                probabilities=probabilities, sliced=sliced, tta=tta_eval,
-                                               clinical_html=render_clinical(clinical, points, figures)))
+                                               clinical_html=render_clinical(clinical, points, figures),
+                                               challenge_html=challenge_score.render_section(
+                                                   official, evaluation.balanced_accuracy)))
     predictions_frame(test_table, probabilities).to_parquet(predictions.path, index=False)
     benchmark = str(test.metadata.get("benchmark", ""))  # name@vN, annotated by split ('' without a set)
     annotate(predictions, {"rows": len(test_table), "model_uri": model.uri, "format": "parquet",
                            "benchmark": benchmark})
     annotate(report, {"absent_classes": evaluation.absent_classes, "slices": sliced, "benchmark": benchmark,
+                      "isic_challenge_score": official.summary(),
                       "operating_points": [{k: p[k] for k in ("name", "threshold", "target", "test", "short",
                                                               "below_floor", "valid", "invalid")}
                                            for p in points]})
