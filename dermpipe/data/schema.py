@@ -113,7 +113,7 @@ def check_metadata(table: pd.DataFrame, source: str) -> CheckResult:
 # The metadata columns isic-metadata validates, and the MetadataRow field each is (age_approx is derived from age).
 ARCHIVE_FIELDS = {"sex": "sex", "anatom_site_general": "anatom_site_general", "age_approx": "age"}
 EXPECTED = {"sex": f"one of {list(SEXES)}", "anatom_site_general": f"one of {list(SITES)}",
-            "age_approx": f"an age in years, 0 to {AGES[-1]} (or '85+')"}
+            "age_approx": f"a whole number of years >= 0 (above {AGES[-1]}, and '85+', count as {AGES[-1]})"}
 
 
 def archive_value(column: str, raw: object) -> tuple[object, str]:
