@@ -24,7 +24,8 @@ SITES: tuple[str, ...] = (
     "lateral torso",
 )
 SEXES: tuple[str, ...] = ("male", "female")
-AGES: tuple[int, ...] = tuple(range(0, 91, 5))
+# The ISIC Archive's age_approx: the age rounded to 5, ages above 85 given as 85 (isic-metadata clamps them).
+AGES: tuple[int, ...] = tuple(range(0, 86, 5))
 
 GROUND_TRUTH_CSV = "ISIC_2019_Training_GroundTruth.csv"
 METADATA_CSV = "ISIC_2019_Training_Metadata.csv"

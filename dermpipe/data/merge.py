@@ -1,7 +1,8 @@
 """merge: ground truth joined with metadata on `image`, checked against the ISIC 2019 schema, one label per row.
 
-Every dropped or repaired row is counted in the stage's Metrics and listed in its Markdown report. MergeParams sit
-beside run(); pre-flight imports them, so pandas and kfp are imported where they are used, not at the top.
+Every dropped row and every normalised or refused metadata value is counted in the stage's Metrics and listed in its
+Markdown report. MergeParams sit beside run(); pre-flight imports them, so pandas and kfp are imported where they are
+used, not at the top.
 """
 
 from __future__ import annotations
@@ -156,7 +157,8 @@ def merge_tables(
         "rows_dropped_unreadable_image": int(unreadable.sum()),
         **invalid_counts(invalid),
         "images_without_ground_truth": len(unlabelled),
-        "metadata_values_repaired": sum(1 for p in meta.problems if p.action == "repaired"),
+        "metadata_values_normalised": sum(1 for p in meta.problems if p.action == "normalised"),
+        "metadata_values_set_to_missing": sum(1 for p in meta.problems if p.action == "set to missing"),
         **duplicate_counts(table),
     }
     table = table.sort_values("image").reset_index(drop=True)
@@ -257,8 +259,10 @@ def _problem_sections(result: MergeResult) -> list[tuple[str, list[Problem]]]:
             title = "Images with no ground-truth row"
         elif p.field == "label" or p.field == "image":
             title = "Ground truth and metadata rows dropped"
+        elif p.action == "normalised":
+            title = "Metadata values normalised the ISIC Archive's way (isic-metadata)"
         else:
-            title = "Metadata values repaired (set to missing)"
+            title = "Metadata values refused by isic-metadata (set to missing)"
         sections.setdefault(title, []).append(p)
     return list(sections.items())
 

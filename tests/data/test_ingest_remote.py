@@ -197,7 +197,9 @@ def test_isic_errors_name_the_request(fake_isic, tmp_path, monkeypatch):
     from dermpipe.data.sources.isic_client import search_arguments
 
     assert search_arguments("249, 251") == ("", "249,251")
-    assert isic2019_class({"diagnosis_3": "Melanoma in situ", "diagnosis_4": "Melanoma arising in a nevus"}) == "MEL"
+    assert isic2019_class({"diagnosis_1": "Malignant", "diagnosis_2": "Malignant melanocytic proliferations (Melanoma)",
+                           "diagnosis_3": "Melanoma in situ",
+                           "diagnosis_4": "Melanoma in situ, associated with a nevus"}) == "MEL"
     monkeypatch.setenv("ISIC_API_URL", f"{fake_isic.url}/wrong")
     with pytest.raises(IngestError, match=r"isic:249: counting the images: GET .*/wrong/images/search/\?.* 404"):
         ingest_source("isic:249", tmp_path / "raw")

@@ -39,6 +39,25 @@ def test_left_join_keeps_rows_without_metadata():
     assert b["label"] == "NV" and pd.isna(b["sex"])
 
 
+def test_metadata_normalised_or_refused_is_counted_and_listed():
+    meta = _meta("a", "b", "c").assign(sex=["Female", "F", "male"],
+                                      anatom_site_general=["Anterior Torso", "torso", "head/neck"])
+    files = {i: f"{i}.jpg" for i in "abc"}
+    result = merge_tables(_truth(("a", "MEL"), ("b", "NV"), ("c", "NV")), meta, files,
+                          image_info={i: (1, 1, "") for i in "abc"})
+    assert len(result.table) == 3  # a metadata value never drops a row
+    assert result.table.set_index("image")[["sex", "anatom_site_general"]].loc["a"].tolist() == ["female",
+                                                                                               "anterior torso"]
+    assert result.counts["metadata_values_normalised"] == 2 and result.counts["metadata_values_set_to_missing"] == 2
+    report = render_report(result)
+    normalised = report.split("### Metadata values normalised the ISIC Archive's way (isic-metadata) (2)")[1]
+    assert "| a | sex | Female | 'Female' normalised" in normalised.split("###")[0]
+    refused = report.split("### Metadata values refused by isic-metadata (set to missing) (2)")[1]
+    assert "| b | anatom_site_general | torso | isic-metadata refused it" in refused
+    assert "| b | sex | F |" in refused
+    assert "metadata values normalised | 2 |" in report
+
+
 def test_inspect_image_names_the_failure(tmp_path):
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"not an image")

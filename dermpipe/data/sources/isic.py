@@ -29,31 +29,12 @@ LICENCE_FIELDS: tuple[str, ...] = ("copyright_license", "attribution")
 PREFLIGHT_MAX_WAIT_S = 30.0  # the pre-flight answers in seconds or says the Archive is unreachable
 DOWNLOAD_WORKERS = max(10, os.cpu_count() or 10)  # images fetched at once: isic-cli's `isic image download` pool
 
-# ISIC diagnosis text (lower case) -> ISIC 2019 class, most specific first (a "melanoma in a nevus" is MEL).
-DIAGNOSIS_RULES: tuple[tuple[str, str], ...] = (
-    ("melanoma", "MEL"),
-    ("basal cell carcinoma", "BCC"),
-    ("squamous cell carcinoma", "SCC"),
-    ("actinic keratosis", "AK"),
-    ("seborrheic keratosis", "BKL"),
-    ("solar lentigo", "BKL"),
-    ("lichen planus like keratosis", "BKL"),
-    ("lichenoid keratosis", "BKL"),
-    ("pigmented benign keratosis", "BKL"),
-    ("dermatofibroma", "DF"),
-    ("vascular", "VASC"),
-    ("hemangioma", "VASC"),
-    ("angiokeratoma", "VASC"),
-    ("pyogenic granuloma", "VASC"),
-    ("nevus", "NV"),
-)
-
 
 def isic2019_class(clinical: dict[str, Any]) -> str:
-    """The ISIC 2019 class of an ISIC Archive image from its diagnosis fields, or UNK."""
-    fields = ("diagnosis_5", "diagnosis_4", "diagnosis_3", "diagnosis_2", "diagnosis_1", "diagnosis")
-    text = " | ".join(str(clinical.get(f) or "") for f in fields).lower()
-    return next((cls for marker, cls in DIAGNOSIS_RULES if marker in text), "UNK")
+    """The ISIC 2019 class of an ISIC Archive image from its diagnosis fields, or UNK (isic_diagnosis.csv's table)."""
+    from dermpipe.data.sources import isic_diagnosis
+
+    return isic_diagnosis.isic2019_class(clinical)
 
 
 def table_rows(record: dict[str, Any]) -> tuple[dict[str, object], dict[str, object]]:
