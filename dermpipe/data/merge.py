@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from dermpipe import config
 from dermpipe.componentkit import check_choice, param
+from dermpipe.data import licences
 from dermpipe.data.image_check import ImageCheck, inspect_image_bytes
 from dermpipe.data.schema import Problem, check_ground_truth, check_metadata
 
@@ -34,7 +35,7 @@ class MergeParams:
 
 MERGED_COLUMNS = (
     "image", "label", "label_index", "path", "sha256", "width", "height",
-    "age_approx", "sex", "anatom_site_general", "lesion_id",
+    "age_approx", "sex", "anatom_site_general", "lesion_id", "copyright_license", "attribution",
 )
 
 
@@ -145,6 +146,7 @@ def merge_tables(
         problems.append(Problem(image, "image", image_files[image], "image file has no ground-truth row", "dropped"))
     duplicates = duplicate_problems(table)
     problems += duplicates
+    table = licences.attach(table, metadata)  # '' where unknown: counted and listed in the report
     counts = {
         "ground_truth_rows": len(ground_truth),
         "metadata_rows": len(metadata),
@@ -158,6 +160,7 @@ def merge_tables(
         "images_without_ground_truth": len(unlabelled),
         "metadata_values_repaired": sum(1 for p in meta.problems if p.action == "repaired"),
         **duplicate_counts(table),
+        **licences.metrics(table),
     }
     table = table.sort_values("image").reset_index(drop=True)
     return MergeResult(table[list(MERGED_COLUMNS)], problems, counts, invalid)
@@ -232,6 +235,7 @@ def render_report(result: MergeResult) -> str:
         lines += ["", f"## {column}", "", "| value | images |", "|---|---:|"]
         for value, n in table[column].value_counts(dropna=False).sort_index().items():
             lines.append(f"| {'(missing)' if pd.isna(value) else value} | {n} |")
+    lines += licences.report_section(table)
     lines += ["", f"## Problems ({len(result.problems)})", ""]
     if not result.problems:
         lines.append("None found.")
