@@ -214,7 +214,8 @@ def licence_fields(registry_root: str, model_name: str, version: int) -> dict[st
     from dermpipe.deploy import registry
 
     summary = registry.read_record(registry_root, model_name, version).get("licences")
-    return {"licences": licences.verdict(summary), "commercial_use": licences.commercial_use(summary or {})}
+    return {"licences": licences.verdict(summary), "commercial_use": licences.commercial_use(summary or {}),
+            "training_licence": licences.short_verdict(summary)}
 
 
 def run(model: Model, evaluation: Metrics, pushed: Model, registry_root: str, model_name: str,
@@ -246,12 +247,14 @@ def run(model: Model, evaluation: Metrics, pushed: Model, registry_root: str, mo
     if deploy_target == "vertex" and result["promoted"]:  # an unchanged model is already on its endpoint
         settings = vertex or cloud_targets.VertexSettings(project="")
         result.update(cloud_targets.deploy_vertex(str(result["registry_uri"]), model_name, int(result["version"]),
-                                                 settings, clients.get("aiplatform")))
+                                                 settings, clients.get("aiplatform"),
+                                                 training_licence=str(result["training_licence"])))
     elif deploy_target == "kserve" and (result["promoted"] or result["action"] == "unchanged"):
         settings = {"namespace": "default", **(kserve or {})}
         cloud_targets.remember_kserve(registry_root, model_name, settings)
         served = cloud_targets.serve_on_kserve(registry_root, model_name, int(result["current_version"]), settings,
-                                              api=clients.get("kubernetes"))
+                                              api=clients.get("kubernetes"),
+                                              training_licence=str(result["training_licence"]))
         result.update({k: v for k, v in served.items() if k != "manifest"})
     Path(pushed.path).write_text(json.dumps(result))
     annotate(pushed, {**result, "model_name": model_name, "target": deploy_target, "source_model_uri": model.uri})
