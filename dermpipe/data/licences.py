@@ -15,6 +15,7 @@ Import-light on purpose (ingest's and split's parameters are imported by pre-fli
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -64,6 +65,7 @@ class Terms:
     attribution: bool = False
 
 
+@functools.lru_cache(maxsize=256)  # a data set has a handful of distinct values over thousands of rows
 def terms(licence: str) -> Terms:
     """The terms of a licence value (`CC-BY-NC`, `CC-BY-NC-4.0`, `CC0`, ...); unknown when empty or unrecognised."""
     match = _CC.match(re.sub(r"[\s_]+", "-", licence.strip().upper()))
@@ -238,8 +240,8 @@ def attribution_text(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def split_annotation(part: pd.DataFrame) -> dict[str, Any]:
-    """A split artifact's licence metadata: images per licence, and what they allow."""
+def annotation(part: pd.DataFrame) -> dict[str, Any]:
+    """A Dataset artifact's licence metadata (merged table, a split): images per licence, what they allow."""
     summary = summarise(part)
     return {"licences": summary["licences"], "licence_unknown": summary["unknown"] + summary["unrecognised"],
             "licence_non_commercial": summary["non_commercial"], "commercial_use": summary["commercial_use"]}
@@ -270,7 +272,7 @@ def write_training(tables: dict[str, pd.DataFrame], folder: Path) -> dict[str, A
     learnt = pd.concat([tables[name] for name in TRAINED_ON if name in tables], ignore_index=True)
     record = {"columns": list(LICENCE_COLUMNS), "trained_on_splits": [n for n in TRAINED_ON if n in tables],
               "trained_on": summarise(learnt),
-              "splits": {name: split_annotation(table) for name, table in tables.items()}}
+              "splits": {name: annotation(table) for name, table in tables.items()}}
     folder.mkdir(parents=True, exist_ok=True)
     (folder / LICENCES_FILE).write_text(json.dumps(record, indent=1))
     return record

@@ -345,5 +345,6 @@ def run(raw: Dataset, merged: Dataset, report: Markdown, stats: Metrics, invalid
         "dataset_uri": raw.uri, "format": "parquet", "rows": len(result.table),
         "class_counts": result.table["label"].value_counts().to_dict(), "problems": len(result.problems),
         "invalid_images": len(result.invalid), "invalid_images_policy": invalid_images,
+        **licences.annotation(result.table),
     })
     log_metrics(stats, result.counts)

@@ -323,7 +323,7 @@ def run(merged: Dataset, train: Dataset, val: Dataset, test: Dataset, stats: Met
             "dataset_uri": merged.metadata.get("dataset_uri", ""),
             "class_counts": {c: int((part["label"] == c).sum()) for c in config.CLASSES},
             "params": params, "benchmark": extra["benchmark"], "benchmark_uri": benchmark_uri,
-            **licences.split_annotation(part),
+            **licences.annotation(part),
         })
     Path(report.path).parent.mkdir(parents=True, exist_ok=True)
     Path(report.path).write_text(render_report(splits, params, extra) + licences.split_report(_parts(splits)))

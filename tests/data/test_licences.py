@@ -146,7 +146,7 @@ def test_split_keeps_each_images_licence_and_counts_them_per_split(isic_sample, 
     expected = merged.set_index("image").sort_index()
     assert rejoined[list(licences.LICENCE_COLUMNS)].equals(expected[list(licences.LICENCE_COLUMNS)])
     for part in parts.values():
-        note = licences.split_annotation(part)
+        note = licences.annotation(part)
         assert sum(note["licences"].values()) == len(part)
         assert note["licence_non_commercial"] == int((part["copyright_license"] == "CC-BY-NC").sum())
     report = licences.split_report(parts)
