@@ -171,9 +171,12 @@ def record_licences(kind: str, location: str, out_dir: Path) -> dict[str, object
     from dermpipe.data import licences
 
     path = out_dir / config.METADATA_CSV
-    metadata = pd.read_csv(path, dtype=str, keep_default_na=False)  # every value written back as it was read
+    try:
+        metadata = pd.read_csv(path, dtype=str, keep_default_na=False)  # every value written back as it was read
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+        return {"licence_source": "unread: the metadata CSV does not parse (merge names the problem)"}
     if "image" not in metadata:
-        return {}  # merge names the missing column
+        return {"licence_source": "unread: the metadata CSV has no image column (merge names the problem)"}
     known, filled = licences.dataset_licence(kind, location), 0
     if known is not None:
         metadata, filled = licences.fill(metadata, known)

@@ -181,3 +181,14 @@ def test_attributions_are_in_isic_clis_order():
     text = licences.attribution_text(summary)
     assert text.index("Z hospital (5, CC-BY-NC)") < text.index("A clinic (3, CC-BY)") < text.index("Anonymous (9")
     assert summary["unknown"] == 2 and summary["licences"] == {"CC-0": 9, "CC-BY": 6, "CC-BY-NC": 5, "unknown": 2}
+
+
+def test_a_metadata_csv_that_does_not_parse_is_left_to_merge_to_name(isic_sample, tmp_path):
+    folder = tmp_path / "broken"
+    shutil.copytree(isic_sample, folder, ignore=shutil.ignore_patterns("*.jpg"))
+    shutil.copy(next((isic_sample / IMAGES).glob("*.jpg")), folder / IMAGES)
+    (folder / META).write_bytes(b"image,age_approx\n\xff\xfe\x00bad")
+    summary = ingest_source(str(folder), tmp_path / "raw")
+    assert summary["licence_source"].startswith("unread: the metadata CSV does not parse")
+    with pytest.raises(ValueError, match="cannot be parsed as CSV"):
+        merge_dataset(tmp_path / "raw")

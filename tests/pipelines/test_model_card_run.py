@@ -86,6 +86,9 @@ def test_the_demo_images_licence_runs_from_ingest_to_the_version(first_run, vers
     assert (record["commercial_use"], record["unknown"], record["non_commercial"]) == ("allowed", 0, 0)
     assert first_run.artifact("deploy", "pushed")["metadata"]["commercial_use"] == "allowed"
     assert "dermpipe demo data (synthetic lesions" in (version / "attribution.txt").read_text()
+    shown = CliRunner().invoke(app, ["models", "show", "1", "--registry-root", str(version.parents[1])])
+    assert f"licences: commercial use allowed by all {record['images']} images' licences (CC-0) (CC-0 " \
+        f"{record['images']}; attributions: {version / 'attribution.txt'})" in shown.stdout
 
 
 def test_models_list_and_show_print_the_card(version, home):
@@ -106,6 +109,7 @@ def test_the_ui_serves_each_versions_card(version, home):
     client = TestClient(create_app(Store(home / "lineage.sqlite")))
     page = client.get("/models")
     assert page.status_code == 200 and f'href="/models/{MODEL}/1/card"' in page.text
+    assert "<td>allowed</td>" in page.text  # the demo's CC-0 images: dermpipe.json's licences.commercial_use
     card = client.get(f"/models/{MODEL}/1/card")
     assert card.status_code == 200 and card.headers["content-type"].startswith("text/html")
     assert "Model card: dermpipe-isic2019 version 1" in card.text and "sandbox" in card.headers[
