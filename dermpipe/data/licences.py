@@ -130,7 +130,7 @@ def summarise(table: pd.DataFrame) -> dict[str, Any]:
     licences, attributions = _column(table, "copyright_license"), _column(table, "attribution")
     found = [terms(value) for value in licences]
     by_licence = Counter(value or UNKNOWN for value in licences)
-    credits = Counter((a, lic) for a, lic, t in zip(attributions, licences, found, strict=True) if a)
+    credits = Counter((a, lic) for a, lic in zip(attributions, licences, strict=True) if a)
     summary = {
         "images": len(licences),
         "licences": dict(sorted(by_licence.items(), key=lambda item: (-item[1], item[0]))),
