@@ -10,6 +10,7 @@ import typer
 from dermpipe import storage
 from dermpipe.config import MODEL_CARD_HTML as CARD_HTML
 from dermpipe.config import MODEL_CARD_JSON as CARD_JSON
+from dermpipe.data.licences import ATTRIBUTION_FILE
 
 
 def has_card(version_uri: str) -> bool:
@@ -71,8 +72,18 @@ def _gate(gate: dict[str, Any]) -> str:
                                                                       else "")
 
 
+def _licence_counts(summary: dict[str, Any] | None, uri: str) -> str:
+    """' (CC-BY-NC-4.0 800, unknown 12; attributions: <uri>/attribution.txt)' when the version recorded licences."""
+    if not summary:
+        return ""
+    counts = ", ".join(f"{licence} {n}" for licence, n in (summary.get("licences") or {}).items())
+    return f" ({counts}; attributions: {storage.join(uri, ATTRIBUTION_FILE)})"
+
+
 def card_lines(card: dict[str, Any], uri: str) -> list[str]:
     """The card's key facts, its limitations and its files, for the terminal."""
+    from dermpipe.data.licences import verdict
+
     details, data, evaluation = card["model_details"], card["training_data"], card["evaluation"]
     rows = data["rows"]
     collections = "; ".join(f"{c['collection']} {c['images']} ({c['licence']})" for c in data["collections"])
@@ -82,6 +93,7 @@ def card_lines(card: dict[str, Any], uri: str) -> list[str]:
              f"from {details['source_model_uri']}",
              f"training data: {', '.join(f'{split} {n}' for split, n in rows.items())} images; "
              f"{collections or 'collections unknown'}",
+             f"licences: {verdict(data.get('licences'))}" + _licence_counts(data.get("licences"), uri),
              "test balanced accuracy: " + ("not recorded" if bma is None else f"{bma:.3f}{_interval(evaluation)}"),
              "operating points:", *_points(card),
              f"gate: {_gate(card['gate'])}", "limitations:", *(f"  - {line}" for line in card["limitations"]),

@@ -43,13 +43,26 @@ def list_models(
         typer.echo(f"no versions of {model_name} in {root}{hint}")
         raise typer.Exit(1)
     names = sorted({k for r in rows for k in r.metrics}, key=list(registry.HEADLINE_METRICS).index)
-    typer.echo(f"{'':2}{'VERSION':>7}  " + "".join(f"{n.upper():>27}" for n in names) + "  CARD  URI")
+    typer.echo(f"{'':2}{'VERSION':>7}  " + "".join(f"{n.upper():>27}" for n in names) + "  LICENCE         CARD  URI")
     for r in rows:
         values = "".join(f"{r.metrics[n]:>27.4f}" if n in r.metrics else f"{'-':>27}" for n in names)
-        typer.echo(f"{'*' if r.current else '':2}{r.version:>7}  {values}  {'yes' if has_card(r.uri) else 'no':<4}  "
-                   f"{r.uri}")
+        typer.echo(f"{'*' if r.current else '':2}{r.version:>7}  {values}  {r.licence:<14}  "
+                   f"{'yes' if has_card(r.uri) else 'no':<4}  {r.uri}")
     if not all(has_card(r.uri) for r in rows):
         typer.echo("versions without a card: write one with `dermpipe models card VERSION`")
+    licence_notes(rows)
+
+
+def licence_notes(rows: list) -> None:
+    """Say what the LICENCE column means wherever it is not plain commercial."""
+    notes = {"non-commercial": "non-commercial: trained on images licensed for non-commercial use only (e.g. "
+                               "ISIC 2019's CC-BY-NC 4.0); not for commercial use",
+             "unknown": "unknown: the licence of some training images is not recorded; check the data set before "
+                        "any commercial use"}
+    for licence, note in notes.items():
+        versions = [str(r.version) for r in rows if r.licence == licence]
+        if versions:
+            typer.echo(f"{note} (version {', '.join(versions)}; `dermpipe models show VERSION` for the counts)")
 
 
 @models_app.command()

@@ -162,6 +162,32 @@ def _known_hashes(placed: dict[str, Path]) -> dict[str, dict[str, object]]:
     return known
 
 
+def record_licences(kind: str, location: str, out_dir: Path) -> dict[str, object]:
+    """Give a data set known as a whole (dermpipe.data.licences.KNOWN_DATASETS) its licence and attribution in every
+    metadata row that has none; count the rows whose licence stays unknown. The metadata CSV placed in out_dir is
+    rewritten as a new file (never through the hard link into the source or the download cache)."""
+    import pandas as pd
+
+    from dermpipe.data import licences
+
+    path = out_dir / config.METADATA_CSV
+    try:
+        metadata = pd.read_csv(path, dtype=str, keep_default_na=False)  # every value written back as it was read
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+        return {"licence_source": "unread: the metadata CSV does not parse (merge names the problem)"}
+    if "image" not in metadata:
+        return {"licence_source": "unread: the metadata CSV has no image column (merge names the problem)"}
+    known, filled = licences.dataset_licence(kind, location), 0
+    if known is not None:
+        metadata, filled = licences.fill(metadata, known)
+        path.unlink()
+        metadata.to_csv(path, index=False)
+    counts = licences.metrics(licences.licence_columns(metadata))
+    return {"licence_source": f"{known.copyright_license} (the data set's licence)" if known else "metadata CSV",
+            "licence_rows_filled": filled, "licence_unknown": counts["licence_unknown"],
+            "licence_non_commercial": counts["licence_non_commercial"]}
+
+
 def ingest_source(source: str, out_dir: Path, *, demo_images: int = 400, quiet: bool = True,
                   feedback_log_root: str = "", feedback_retention_days: int = 365) -> dict[str, object]:
     """Materialise `source` as the canonical layout in out_dir (plus, with feedback_log_root, the labelled images fed
@@ -174,7 +200,9 @@ def ingest_source(source: str, out_dir: Path, *, demo_images: int = 400, quiet: 
         if fetched.scratch:  # the artifact holds hard links (or copies) of its files now
             shutil.rmtree(fetched.folder, ignore_errors=True)
     known = _known_hashes(placed) if fetched.download_cache else {}
-    transfer = dict(fetched.transfer)
+    transfer = {**fetched.transfer, **record_licences(kind, parse_source(source).location, out_dir)}
+    if transfer.get("licence_rows_filled"):  # rewritten: the download's hash no longer describes it
+        known.pop(config.METADATA_CSV, None)
     if feedback_log_root:
         from dermpipe.data.feedback import add_feedback
 
@@ -204,4 +232,5 @@ def run(source: str, dataset: Dataset, stats: Metrics, demo_images: int, *, feed
                             feedback_log_root=feedback_log_root, feedback_retention_days=feedback_retention_days)
     annotate(dataset, {**summary, "layout": "kaggle-isic-2019"})
     log_metrics(stats, {"n_images": summary["n_images"], "n_bytes": summary["n_bytes"],
-                        **{k: v for k, v in summary.items() if k.startswith(("download_", "feedback_"))}})
+                        **{k: v for k, v in summary.items()
+                           if k.startswith(("download_", "feedback_", "licence_")) and k != "licence_source"}})

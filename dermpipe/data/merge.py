@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from dermpipe import config
 from dermpipe.componentkit import check_choice, param
+from dermpipe.data import licences
 from dermpipe.data.image_check import ImageCheck, inspect_image_bytes
 from dermpipe.data.schema import Problem, check_ground_truth, check_metadata
 
@@ -35,7 +36,7 @@ class MergeParams:
 
 MERGED_COLUMNS = (
     "image", "label", "label_index", "path", "sha256", "width", "height",
-    "age_approx", "sex", "anatom_site_general", "lesion_id",
+    "age_approx", "sex", "anatom_site_general", "lesion_id", "copyright_license", "attribution",
 )
 
 
@@ -146,6 +147,7 @@ def merge_tables(
         problems.append(Problem(image, "image", image_files[image], "image file has no ground-truth row", "dropped"))
     duplicates = duplicate_problems(table)
     problems += duplicates
+    table = licences.attach(table, metadata)  # '' where unknown: counted and listed in the report
     counts = {
         "ground_truth_rows": len(ground_truth),
         "metadata_rows": len(metadata),
@@ -160,6 +162,7 @@ def merge_tables(
         "metadata_values_normalised": sum(1 for p in meta.problems if p.action == "normalised"),
         "metadata_values_set_to_missing": sum(1 for p in meta.problems if p.action == "set to missing"),
         **duplicate_counts(table),
+        **licences.metrics(table),
     }
     table = table.sort_values("image").reset_index(drop=True)
     return MergeResult(table[list(MERGED_COLUMNS)], problems, counts, invalid)
@@ -234,6 +237,7 @@ def render_report(result: MergeResult) -> str:
         lines += ["", f"## {column}", "", "| value | images |", "|---|---:|"]
         for value, n in table[column].value_counts(dropna=False).sort_index().items():
             lines.append(f"| {'(missing)' if pd.isna(value) else value} | {n} |")
+    lines += licences.report_section(table)
     lines += ["", f"## Problems ({len(result.problems)})", ""]
     if not result.problems:
         lines.append("None found.")
@@ -345,5 +349,6 @@ def run(raw: Dataset, merged: Dataset, report: Markdown, stats: Metrics, invalid
         "dataset_uri": raw.uri, "format": "parquet", "rows": len(result.table),
         "class_counts": result.table["label"].value_counts().to_dict(), "problems": len(result.problems),
         "invalid_images": len(result.invalid), "invalid_images_policy": invalid_images,
+        **licences.annotation(result.table),
     })
     log_metrics(stats, result.counts)

@@ -305,6 +305,7 @@ def run(merged: Dataset, train: Dataset, val: Dataset, test: Dataset, stats: Met
 
     import pandas as pd
 
+    from dermpipe.data import licences
     from dermpipe.data.benchmark import load
     from dermpipe.lineage.artifacts import annotate, log_metrics
 
@@ -322,7 +323,8 @@ def run(merged: Dataset, train: Dataset, val: Dataset, test: Dataset, stats: Met
             "dataset_uri": merged.metadata.get("dataset_uri", ""),
             "class_counts": {c: int((part["label"] == c).sum()) for c in config.CLASSES},
             "params": params, "benchmark": extra["benchmark"], "benchmark_uri": benchmark_uri,
+            **licences.annotation(part),
         })
     Path(report.path).parent.mkdir(parents=True, exist_ok=True)
-    Path(report.path).write_text(render_report(splits, params, extra))
+    Path(report.path).write_text(render_report(splits, params, extra) + licences.split_report(_parts(splits)))
     log_metrics(stats, {**split_summary(splits), **{k: v for k, v in extra.items() if k != "benchmark"}})

@@ -51,13 +51,17 @@ def check_target(target: str, registry_root: str) -> None:
                          f"{registry_root!r}; set registry_root to gs://bucket/prefix")
 
 
-def _labels(model_name: str, version: int) -> dict[str, str]:
-    return {"app": "dermpipe", "dermpipe-model": model_name.lower()[:63], "dermpipe-version": str(version)}
+def _labels(model_name: str, version: int, training_licence: str = "unknown") -> dict[str, str]:
+    """The Vertex resources' labels; `dermpipe-training-licence` (non-commercial | unknown | commercial) says what the
+    training images' licences allow wherever the model is listed in the console."""
+    return {"app": "dermpipe", "dermpipe-model": model_name.lower()[:63], "dermpipe-version": str(version),
+            "dermpipe-training-licence": training_licence}
 
 
 def deploy_vertex(version_uri: str, model_name: str, version: int, settings: VertexSettings,
-                  aiplatform: Any = None) -> dict[str, Any]:
-    """Upload `version_uri` as a new Vertex model version and deploy it to the endpoint; returns the resource names."""
+                  aiplatform: Any = None, training_licence: str = "unknown") -> dict[str, Any]:
+    """Upload `version_uri` as a new Vertex model version and deploy it to the endpoint; returns the resource names.
+    `training_licence`: what the training images' licences allow (dermpipe.data.licences.short_verdict), a label."""
     if aiplatform is None:
         from google.cloud import aiplatform
     if not settings.project:
@@ -65,7 +69,7 @@ def deploy_vertex(version_uri: str, model_name: str, version: int, settings: Ver
     if not 0 < settings.traffic_percentage <= 100:
         raise ValueError(f"deploy (vertex): traffic_percentage {settings.traffic_percentage} is outside 1..100")
     aiplatform.init(project=settings.project, location=settings.region)
-    labels = _labels(model_name, version)
+    labels = _labels(model_name, version, training_licence)
     existing = aiplatform.Model.list(filter=f'display_name="{model_name}"', order_by="create_time desc")
     parent = existing[0].resource_name if existing else None
     model = aiplatform.Model.upload(
@@ -87,8 +91,10 @@ def deploy_vertex(version_uri: str, model_name: str, version: int, settings: Ver
 
 def inference_service(name: str, namespace: str, storage_uri: str, *, service_account: str = "",
                       canary_traffic_percent: int = 100, version: str = "", cpu: str = "1",
-                      memory: str = "2Gi", runtime_version: str = KSERVE_TF_SERVING_VERSION) -> dict[str, Any]:
-    """The KServe v1beta1 InferenceService manifest (tensorflow model format, TF Serving REST on port 8080)."""
+                      memory: str = "2Gi", runtime_version: str = KSERVE_TF_SERVING_VERSION,
+                      training_licence: str = "unknown") -> dict[str, Any]:
+    """The KServe v1beta1 InferenceService manifest (tensorflow model format, TF Serving REST on port 8080); the
+    annotation dermpipe/training-data-licence says what the training images' licences allow."""
     predictor: dict[str, Any] = {
         "model": {"modelFormat": {"name": "tensorflow"}, "runtimeVersion": runtime_version,
                   "storageUri": storage_uri,
@@ -103,7 +109,8 @@ def inference_service(name: str, namespace: str, storage_uri: str, *, service_ac
         "kind": "InferenceService",
         "metadata": {"name": name, "namespace": namespace,
                      "labels": {"app": "dermpipe"},
-                     "annotations": {"dermpipe/registry-version": str(version)}},
+                     "annotations": {"dermpipe/registry-version": str(version),
+                                     "dermpipe/training-data-licence": training_licence}},
         "spec": {"predictor": predictor},
     }
 
@@ -159,13 +166,18 @@ def kserve_settings(root: str, model_name: str) -> dict[str, Any] | None:
 
 
 def serve_on_kserve(root: str, model_name: str, version: int, settings: dict[str, Any], *, api: Any = None,
-                    apply: bool = True) -> dict[str, Any]:
-    """Point the model's InferenceService at `version` (its serving alias); returns the manifest and what was done."""
+                    apply: bool = True, training_licence: str | None = None) -> dict[str, Any]:
+    """Point the model's InferenceService at `version` (its serving alias); returns the manifest and what was done.
+    `training_licence`: the version's (deploy knows it); None: read from the version's dermpipe.json."""
     options = dict(settings)
     namespace = options.pop("namespace", "default") or "default"
     name = options.pop("name", "") or kserve_name(model_name)
+    if training_licence is None:  # promote / rollback: the version's own record says
+        from dermpipe.data.licences import short_verdict
+
+        training_licence = short_verdict(registry.read_record(root, model_name, version).get("licences"))
     manifest = inference_service(name, namespace, registry.serving_alias(root, model_name, version),
-                                 version=str(version), **options)
+                                 version=str(version), training_licence=training_licence, **options)
     action = apply_inference_service(manifest, api) if apply else "rendered"
     return {"manifest": manifest, "kserve_inference_service": f"{namespace}/{name}", "kserve_action": action,
             "kserve_storage_uri": manifest["spec"]["predictor"]["model"]["storageUri"]}

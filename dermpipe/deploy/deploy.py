@@ -72,7 +72,7 @@ class DeployParams:
                 "canary_traffic_percent": self.canary_traffic_percent}
 
 
-PROFILE_FILES = ("embedding_pca.npz", "reference_profile.parquet", "clinical.json")
+PROFILE_FILES = ("embedding_pca.npz", "reference_profile.parquet", "clinical.json", "licences.json")
 
 
 def export_saved_model(keras_file: Path, out_dir: Path) -> dict[str, object]:
@@ -124,6 +124,21 @@ def clinical_record(stage: Path) -> dict[str, object] | None:
             "ood_pass_rate": ood.get("pass_rate")}
 
 
+def licence_record(stage: Path) -> dict[str, object] | None:
+    """The training images' licences (the profile's licences.json: train + val) for the version's record, and its
+    attribution.txt beside it; None when the profile brought no licences.json (then every listing says so)."""
+    from dermpipe.data import licences
+
+    path = stage / licences.LICENCES_FILE
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    summary = data["trained_on"]
+    (stage / licences.ATTRIBUTION_FILE).write_text(licences.attribution_text(summary))
+    return {**summary, "verdict": licences.verdict(summary), "trained_on_splits": data.get("trained_on_splits"),
+            "splits": data.get("splits", {}), "attribution_file": licences.ATTRIBUTION_FILE}
+
+
 def push(model_dir: Path, registry_root: str, model_name: str, record: dict[str, object],
          profile_dir: Path | None = None, digest: str = "") -> tuple[int, str]:
     """Export, validate (separate process), claim the next version and commit the files (marker last). Does not
@@ -144,7 +159,8 @@ def push(model_dir: Path, registry_root: str, model_name: str, record: dict[str,
         created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         (stage / "dermpipe.json").write_text(json.dumps({**record, "version": version, "created": created,
                                                          "model_digest": digest, "serving_check": check,
-                                                         "profile": profile, "clinical": clinical_record(stage)},
+                                                         "profile": profile, "clinical": clinical_record(stage),
+                                                         "licences": licence_record(stage)},
                                                         indent=1, default=str))
         from dermpipe.deploy.model_card import stage_card  # model_card.json/.html, from what the stage holds
         stage_card(stage, model_dir)
@@ -164,11 +180,13 @@ def publish(model_dir: Path, registry_root: str, model_name: str, record: dict[s
     expected = champion_version or None
     current = registry.champion(registry_root, model_name)
     if current.version and current.digest == digest:
+        licence = licence_fields(registry_root, model_name, current.version)
         return {"version": current.version, "registry_uri": registry.version_dir(registry_root, model_name,
                                                                                   current.version),
                 "action": "unchanged", "promoted": False, "current_version": current.version, "model_digest": digest,
+                **licence,
                 "message": f"version {current.version} already serves this model (digest {digest[:12]}); "
-                           f"nothing pushed"}
+                           f"nothing pushed; training data: {licence['licences']}"}
     existing = registry.find_by_digest(registry_root, model_name, digest)
     if existing is not None:
         version, target, action = existing, registry.version_dir(registry_root, model_name, existing), "reused"
@@ -177,6 +195,7 @@ def publish(model_dir: Path, registry_root: str, model_name: str, record: dict[s
         version, target = push(model_dir, registry_root, model_name, record, profile_dir, digest)
         action = "pushed"
     result = registry.promote(registry_root, model_name, version, expected=expected, reason="deploy")
+    licence = licence_fields(registry_root, model_name, version)
     words = f"version {version} {'already in the registry' if action == 'reused' else 'pushed'}"
     if result.promoted:
         message = f"{words} and promoted (was {result.previous or 'none'})"
@@ -185,7 +204,18 @@ def publish(model_dir: Path, registry_root: str, model_name: str, record: dict[s
                    f"{result.current} was made current meanwhile by another run; version {result.current} stays "
                    f"the champion (re-run to gate against it, or `dermpipe models promote {version}`)")
     return {"version": version, "registry_uri": target, "action": action, "promoted": result.promoted,
-            "current_version": result.current, "model_digest": digest, "message": message}
+            "current_version": result.current, "model_digest": digest, **licence,
+            "message": f"{message}; training data: {licence['licences']}"}
+
+
+def licence_fields(registry_root: str, model_name: str, version: int) -> dict[str, str]:
+    """What the version's training images' licences allow, for the deploy summary (dermpipe.json's `licences`)."""
+    from dermpipe.data import licences
+    from dermpipe.deploy import registry
+
+    summary = registry.read_record(registry_root, model_name, version).get("licences")
+    return {"licences": licences.verdict(summary), "commercial_use": licences.commercial_use(summary or {}),
+            "training_licence": licences.short_verdict(summary)}
 
 
 def run(model: Model, evaluation: Metrics, pushed: Model, registry_root: str, model_name: str,
@@ -217,12 +247,14 @@ def run(model: Model, evaluation: Metrics, pushed: Model, registry_root: str, mo
     if deploy_target == "vertex" and result["promoted"]:  # an unchanged model is already on its endpoint
         settings = vertex or cloud_targets.VertexSettings(project="")
         result.update(cloud_targets.deploy_vertex(str(result["registry_uri"]), model_name, int(result["version"]),
-                                                 settings, clients.get("aiplatform")))
+                                                 settings, clients.get("aiplatform"),
+                                                 training_licence=str(result["training_licence"])))
     elif deploy_target == "kserve" and (result["promoted"] or result["action"] == "unchanged"):
         settings = {"namespace": "default", **(kserve or {})}
         cloud_targets.remember_kserve(registry_root, model_name, settings)
         served = cloud_targets.serve_on_kserve(registry_root, model_name, int(result["current_version"]), settings,
-                                              api=clients.get("kubernetes"))
+                                              api=clients.get("kubernetes"),
+                                              training_licence=str(result["training_licence"]))
         result.update({k: v for k, v in served.items() if k != "manifest"})
     Path(pushed.path).write_text(json.dumps(result))
     annotate(pushed, {**result, "model_name": model_name, "target": deploy_target, "source_model_uri": model.uri})

@@ -4,7 +4,8 @@ Written into the version folder at push as model_card.json and model_card.html (
 and regenerated on demand by `dermpipe models card VERSION`. Every figure comes from what the version holds or names:
 
     dermpipe.json              model details, training metadata (params, train/val split URIs), test metrics and
-                               the BMA's bootstrap interval, the gate's benchmark or override
+                               the BMA's bootstrap interval, the gate's benchmark or override, the training
+                               images' licences and attributions (`licences`)
     clinical.json              operating points (with any validity / net-benefit fields) and the OOD calibration
     reference_profile.parquet  every train/val/test image's metadata: the missing-metadata shares
     <model>/training.json      the training class counts (the model artifact named by source_model_uri)
@@ -198,6 +199,7 @@ def training_data(inputs: CardInputs) -> dict[str, Any]:
     return {"counts_per_class": counts, "rows": {k: None if v is None else int(v) for k, v in rows.items()},
             "collections": collections(trained_on) if trained_on else [],
             "metadata_missing_share": shares, "dataset_uri": meta.get("dataset_uri"),
+            "licences": inputs.record.get("licences"),  # per image, train + val (deploy's licence_record)
             "columns": sorted(set().union(*(t.columns for t in trained_on))) if trained_on else []}
 
 

@@ -63,10 +63,26 @@ def _data(data: dict[str, Any]) -> str:
             + (table(["collection", "images (train+val)", "licence"],
                      [(c["collection"], c["images"], c["licence"]) for c in data["collections"]])
                if data["collections"] else "<p>The split tables could not be read: collections unknown.</p>")
+            + _licences(data.get("licences"))
             + "<h3>Images per class and split</h3>" + table(["class", *splits], rows)
             + ("<h3>Share of images without each metadata field</h3>"
                + table(["split", *fields], [(s, *(f"{v.get(f, 0):.1%}" for f in fields)) for s, v in missing.items()])
                if fields else ""))
+
+
+def _licences(summary: dict[str, Any] | None, shown: int = 20) -> str:
+    """The training images' licences as recorded per image (copyright_license, attribution), and who to credit."""
+    from dermpipe.data.licences import verdict
+
+    head = f"<h3>Licences (per image, train + val)</h3><p><strong>{html.escape(verdict(summary))}</strong></p>"
+    if not summary:
+        return head
+    credits = summary.get("attributions") or []
+    more = f"<p>and {len(credits) - shown} more in attribution.txt</p>" if len(credits) > shown else ""
+    return (head + table(["copyright_license", "images"], list(summary.get("licences", {}).items()))
+            + (table(["attribution", "copyright_license", "images"],
+                     [(c["attribution"], c["copyright_license"], c["images"]) for c in credits[:shown]]) + more
+               if credits else ""))
 
 
 def _evaluation(evaluation: dict[str, Any], sliced: dict[str, list[dict[str, Any]]]) -> str:

@@ -95,12 +95,27 @@ def ood(card: dict[str, Any]) -> list[str]:
     return []
 
 
+def licences(summary: dict[str, Any] | None) -> list[str]:
+    """What the training images' licences (per image, train + val) leave the model's users to clear."""
+    if not summary:
+        return ["The training images' licences were not recorded (deployed without the profile's licences.json): "
+                "what this model may be used for is unknown."]
+    from dermpipe.data.licences import restrictions
+
+    total, non_commercial, unknown = restrictions(summary)
+    lines = [f"Trained on {non_commercial} of {total} images licensed for non-commercial use only (see the "
+             "licences above): do not use this model commercially without clearing them."] if non_commercial else []
+    return lines + ([f"The licence of {unknown} of {total} training images is not recorded or not recognised: what "
+                     "they allow is unknown."] if unknown else [])
+
+
 def limitations(card: dict[str, Any]) -> list[str]:
     """Every limitation the card's figures show, in words; the inputs that were missing come last."""
     data = card["training_data"]
     lines = [*data_origin(data["collections"]), *skin_type(data["columns"]),
              *classes(data["counts_per_class"], card["evaluation"]["per_class"]),
-             *metadata(data["metadata_missing_share"]), *evaluation(card), *ood(card)]
+             *metadata(data["metadata_missing_share"]), *licences(data.get("licences")), *evaluation(card),
+             *ood(card)]
     if not card["operating_points"]:
         lines.append("No operating points or OOD calibration (no clinical.json): answers carry no referral decision "
                      "and images unlike the training data are not flagged.")

@@ -252,6 +252,7 @@ class VersionInfo:
     created: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
     source: str = ""
+    licence: str = "unknown"  # what the training images' licences allow: non-commercial | unknown | commercial
 
 
 HEADLINE_METRICS = ("balanced_accuracy", "accuracy", "macro_f1", "mel_sensitivity_at_spec90", "ece",
@@ -284,13 +285,16 @@ def headline(record: dict) -> dict[str, float]:
 
 
 def list_versions(root: str, model_name: str) -> list[VersionInfo]:
+    from dermpipe.data.licences import short_verdict
+
     current = current_version(root, model_name)
     rows = []
     for version in versions(root, model_name):
         record = read_record(root, model_name, version)
         rows.append(VersionInfo(version=version, uri=version_dir(root, model_name, version), current=version == current,
                                 created=str(record.get("created", "")), metrics=headline(record),
-                                source=str(record.get("source_model_uri", ""))))
+                                source=str(record.get("source_model_uri", "")),
+                                licence=short_verdict(record.get("licences"))))
     return rows
 
 

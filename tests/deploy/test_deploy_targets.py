@@ -100,7 +100,7 @@ def test_copy_profile_checks_the_embedding_size(tmp_path):
     (only_pca / "reference_profile.parquet").unlink()
     result = deploy_stage.copy_profile(only_pca, stage, 128)
     assert result["copied"] == ["embedding_pca.npz"]
-    assert result["missing"] == ["reference_profile.parquet", "clinical.json"]
+    assert result["missing"] == ["reference_profile.parquet", "clinical.json", "licences.json"]
     with pytest.raises(ValueError, match=r"embedding has 64 values"):
         deploy_stage.copy_profile(_profile(tmp_path / "p2", dim=128), tmp_path, 64)
 
@@ -224,7 +224,8 @@ def test_the_kserve_template_is_the_manifest_deploy_applies():
     template = yaml.safe_load((REPO / "infra" / "kserve" / "inferenceservice.yaml").read_text())
     expected = cloud_targets.inference_service("${NAME}", "${NAMESPACE}",
                                               "gs://${BUCKET}/registry/${MODEL_NAME}/serving/${VERSION}",
-                                              service_account="${SERVICE_ACCOUNT}", version="${VERSION}")
+                                              service_account="${SERVICE_ACCOUNT}", version="${VERSION}",
+                                              training_licence="${TRAINING_LICENCE}")
     assert template == expected
     assert cloud_targets.kserve_name("dermpipe_ISIC.2019") == "dermpipe-isic-2019"
     assert cloud_targets.kserve_name("2019-model") == "m-2019-model"
@@ -243,7 +244,8 @@ def test_run_deploys_the_promoted_version_to_the_target(tmp_path, monkeypatch):
     def publish(*args):
         published.append(args)
         return {"version": 4, "registry_uri": "gs://b/reg/m/4", "action": "pushed", "promoted": True,
-                "current_version": 4, "message": "version 4 pushed and promoted (was 3)"}
+                "current_version": 4, "message": "version 4 pushed and promoted (was 3)",
+                "training_licence": "non-commercial"}
 
     monkeypatch.setattr(deploy_stage, "publish", publish)
     monkeypatch.setattr(registry, "serving_alias", lambda root, name, version: f"{root}/{name}/serving/{version}")
@@ -254,6 +256,7 @@ def test_run_deploys_the_promoted_version_to_the_target(tmp_path, monkeypatch):
     result = deploy_stage.run(model, evaluation, pushed, "gs://b/reg", "m", "vertex", None, vertex,
                               clients={"aiplatform": fake}, champion_version=3)
     assert fake.models[0].upload_kwargs["artifact_uri"] == "gs://b/reg/m/4"
+    assert fake.models[0].upload_kwargs["labels"]["dermpipe-training-licence"] == "non-commercial"
     assert pushed.metadata["vertex_endpoint"] == result["vertex_endpoint"] and pushed.metadata["target"] == "vertex"
     assert json.loads(Path(pushed.path).read_text())["version"] == 4
     api = FakeCustomObjects()
@@ -262,6 +265,8 @@ def test_run_deploys_the_promoted_version_to_the_target(tmp_path, monkeypatch):
                               clients={"kubernetes": api})
     assert result["kserve_action"] == "created" and result["kserve_storage_uri"] == "gs://b/reg/m/serving/4"
     assert api.objects[("models", "m")]["spec"]["predictor"]["canaryTrafficPercent"] == 25
+    assert api.objects[("models", "m")]["metadata"]["annotations"]["dermpipe/training-data-licence"] == \
+        "non-commercial"
     assert published[0][4] is None and published[0][3]["target"] == "vertex" and published[0][5] == 3
 
 

@@ -147,3 +147,4 @@ def test_real_isic_sample_through_the_cli(home, isic_sample):
     for name in ("evaluation", "gradcam", "data-report"):
         assert Path(record.reports[name]).is_file() and record.reports[name] in result.output
     assert "MEL" in Path(record.reports["data-report"]).read_text()
+    assert "licence unknown for 475 of 475 images" in Path(record.reports["data-report"]).read_text()  # no columns

@@ -71,6 +71,26 @@ def test_the_limitations_are_the_demo_runs(card):
         assert any(line.startswith(f"{row['class']}: only {row['n']} test image") for line in lines)
 
 
+def test_the_demo_images_licence_runs_from_ingest_to_the_version(first_run, version):
+    """The demo's images are dermpipe's own (CC-0): ingest gives every row that licence, merge and split keep it per
+    image, and the version, its attribution file and the deploy summary say commercial use is allowed."""
+    import pandas as pd
+
+    assert first_run.artifact("ingest", "dataset")["metadata"]["licence_rows_filled"] == 240
+    merged = pd.read_parquet(first_run.artifact("merge", "merged")["uri"])
+    assert set(merged["copyright_license"]) == {"CC-0"} and len(merged) == 240
+    rows = {n: first_run.artifact("split", n)["metadata"] for n in ("train", "val")}
+    assert all(meta["licences"] == {"CC-0": meta["rows"]} for meta in rows.values())
+    record = json.loads((version / "dermpipe.json").read_text())["licences"]
+    assert record["images"] == rows["train"]["rows"] + rows["val"]["rows"]
+    assert (record["commercial_use"], record["unknown"], record["non_commercial"]) == ("allowed", 0, 0)
+    assert first_run.artifact("deploy", "pushed")["metadata"]["commercial_use"] == "allowed"
+    assert "dermpipe demo data (synthetic lesions" in (version / "attribution.txt").read_text()
+    shown = CliRunner().invoke(app, ["models", "show", "1", "--registry-root", str(version.parents[1])])
+    assert f"licences: commercial use allowed by all {record['images']} images' licences (CC-0) (CC-0 " \
+        f"{record['images']}; attributions: {version / 'attribution.txt'})" in shown.stdout
+
+
 def test_models_list_and_show_print_the_card(version, home):
     root = str(home / "registry")
     listed = CliRunner().invoke(app, ["models", "list", "--registry-root", root])
@@ -89,6 +109,7 @@ def test_the_ui_serves_each_versions_card(version, home):
     client = TestClient(create_app(Store(home / "lineage.sqlite")))
     page = client.get("/models")
     assert page.status_code == 200 and f'href="/models/{MODEL}/1/card"' in page.text
+    assert "<td>allowed</td>" in page.text  # the demo's CC-0 images: dermpipe.json's licences.commercial_use
     card = client.get(f"/models/{MODEL}/1/card")
     assert card.status_code == 200 and card.headers["content-type"].startswith("text/html")
     assert "Model card: dermpipe-isic2019 version 1" in card.text and "sandbox" in card.headers[

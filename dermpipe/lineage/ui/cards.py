@@ -22,11 +22,27 @@ def card_path(registry_uri: str, name: str = MODEL_CARD_HTML) -> Path | None:
     return path if path.is_file() else None
 
 
+def commercial_use(registry_uri: str) -> str:
+    """What the version's training images' licences allow (dermpipe.json's licences.commercial_use: allowed | not
+    allowed | unknown), or why it cannot be shown."""
+    import json
+
+    record = card_path(registry_uri, "dermpipe.json")
+    if record is None:
+        return "not shown (remote registry)" if registry_uri.startswith(REMOTE) else "unknown (no dermpipe.json)"
+    try:
+        licences = json.loads(record.read_text()).get("licences") or {}
+    except (OSError, ValueError):
+        return "unknown (dermpipe.json unreadable)"
+    return str(licences.get("commercial_use") or "unknown (licences not recorded)")
+
+
 def versions(store: Store) -> list[dict[str, Any]]:
-    """Deployed versions, each with its registry URI and whether it has a card (models.html's rows)."""
+    """Deployed versions, each with its registry URI, whether it has a card and what its training images' licences
+    allow (models.html's rows)."""
     found = store.model_versions() if store.exists() else []
-    return [{"name": name, "version": version, "uri": uri, "card": card_path(uri) is not None}
-            for name, version, uri in found]
+    return [{"name": name, "version": version, "uri": uri, "card": card_path(uri) is not None,
+             "commercial_use": commercial_use(uri)} for name, version, uri in found]
 
 
 def card_response(store: Store, model_name: str, version: int, name: str) -> FileResponse:

@@ -207,6 +207,7 @@ def run(raw: Dataset, model: Model, splits: dict[str, Dataset], profile: Artifac
         params: ProfileParams) -> None:
     import pandas as pd
 
+    from dermpipe.data import licences
     from dermpipe.lineage.artifacts import annotate, log_metrics
     from dermpipe.model.evaluation.clinical_section import CLINICAL_FILE
 
@@ -215,7 +216,9 @@ def run(raw: Dataset, model: Model, splits: dict[str, Dataset], profile: Artifac
     info = profile_model(Path(model.path) / "model.keras", Path(raw.path), tables, Path(profile.path),
                          params.n_components, params)
     _log_clinical(stats, info["clinical"])
-    annotate(profile, {"files": ["embedding_pca.npz", "reference_profile.parquet", "profile.json", CLINICAL_FILE],
+    trained_on = licences.write_training(tables, Path(profile.path))["trained_on"]  # shipped with the model
+    annotate(profile, {"files": ["embedding_pca.npz", "reference_profile.parquet", "profile.json", CLINICAL_FILE,
+                                 licences.LICENCES_FILE], "commercial_use": trained_on["commercial_use"],
                        "model_uri": model.uri, "n_components": info["n_components"],
                        "explained_variance": round(info["explained_variance"], 4), "rows": info["rows"]})
     log_metrics(stats, {"profile_rows": sum(info["rows"].values()), "n_components": info["n_components"],
