@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
     from dermpipe.data.split_file import FileFindings, GivenSplit
 
-# How split assigns groups: by a stable hash of the group key, or stratified group k-fold.
+# How split assigns groups: by a stable hash of the group key, stratified group k-fold, or as a CSV file gives them.
 SPLIT_METHODS = ("hash", "stratified", "file")
 
 
