@@ -70,8 +70,8 @@ class SplitParams:
         if self.method == "file":
             check_split_file(self.file, local=local)
         elif self.file.strip():
-            raise ValueError(f"split_file={self.file!r} is set but split method={self.method!r}: set split method "
-                             f"file to use it, or leave split_file empty")
+            raise ValueError(f"split_file={self.file!r} is set but split method={self.method!r}: set split_method=file "
+                             f"(--split-method file) to use it, or leave split_file empty")
         check_split_size(self.test_size)
         check_split_size(self.val_size)
         check_folds(self.folds)
