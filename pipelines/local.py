@@ -140,6 +140,20 @@ def source_fingerprint(source: str, demo_images: int) -> str:
     return digest.hexdigest()[:16]
 
 
+def pin_split_file(params: dict[str, Any]) -> None:
+    """A split file as the tasks can open it (an absolute path: they run in other folders) and its sha256 pinned:
+    a changed file misses the split's cache entry, and a file changed mid-run is refused by the split task."""
+    from dermpipe.data.split_file import file_sha256
+
+    given = str(params.get("split_file", "")).strip()
+    if not given:
+        return
+    if "://" not in given:
+        params["split_file"] = given = str(Path(given).expanduser().resolve())
+    with contextlib.suppress(Exception):  # unreadable now: the split task reports the real error with its advice
+        params.setdefault("split_file_sha256", file_sha256(given))
+
+
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
@@ -275,6 +289,7 @@ def run_local(params: dict[str, Any], *, pipeline_root: Path | None = None, cach
     if found and found[0].on_this_machine:  # the tasks run in other folders: pass the path they can open
         params["source"] = source = found[1]
     params.setdefault("source_fingerprint", source_fingerprint(source, int(params.get("demo_images", 400))))
+    pin_split_file(params)
     if params.get("feedback_log_root"):  # new labels must reach a cached ingest
         from dermpipe.data.feedback import feedback_fingerprint
 

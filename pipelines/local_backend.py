@@ -28,7 +28,7 @@ from dermpipe.pipelines.local import RunRecord, list_records, load_record
 
 # Parameters the local runner computes when absent (its cache keys, the default registry): not filled with the
 # pipeline's defaults, as `dermpipe run` does not fill them either.
-RUNNER_FILLS = ("registry_root", "source_fingerprint", "feedback_fingerprint")
+RUNNER_FILLS = ("registry_root", "source_fingerprint", "feedback_fingerprint", "split_file_sha256")
 NO_SCHEDULES = ("the local backend has no schedules: run `dermpipe monitor --retrain` from cron, or schedule on "
                 "--backend kfp or vertex")
 

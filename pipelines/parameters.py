@@ -14,8 +14,9 @@ Naming rule: a pipeline parameter is named after its stage field. Where two stag
 that takes *different* values, each gets its stage as a prefix: `split_seed` (split, and prepare, which shuffles its
 shards with the split's seed) and `train_seed`. A field whose bare name would be ambiguous among the pipeline's
 parameters is prefixed too: `train_cache` (the input cache, not the runner's task cache `--cache`), `train_quiet`,
-`explain_per_class` and `split_method`. Fields that carry *one* value to several stages keep one unprefixed name:
-`image_size` (prepare and train), `registry_root` and `model_name` (resolve-champion, gate and deploy).
+`explain_per_class`, `split_method`, `split_file` and `split_file_sha256`. Fields that carry *one* value to several
+stages keep one unprefixed name: `image_size` (prepare and train), `registry_root` and `model_name`
+(resolve-champion, gate and deploy).
 """
 
 from __future__ import annotations
@@ -78,6 +79,8 @@ PIPELINE_PARAMETERS: dict[str, tuple[Target, ...]] = {
     "split_seed": (Target("split", SplitParams, "seed"), Target("prepare", PrepareParams, "seed")),
     "folds": (Target("split", SplitParams, "folds"),),
     "split_method": (Target("split", SplitParams, "method"),),
+    "split_file": (Target("split", SplitParams, "file"),),
+    "split_file_sha256": (Target("split", SplitParams, "file_sha256"),),
     "shard_size_mb": (Target("prepare", PrepareParams, "shard_size_mb"),),
     "image_size": (Target("train", TrainParams, "image_size"), Target("prepare", PrepareParams, "image_size")),
     **_train("backbone", "weights", "batch_size", "epochs", "fine_tune_epochs", "fine_tune_layers", "learning_rate",

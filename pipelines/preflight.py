@@ -9,6 +9,7 @@ TensorFlow nor kfp (tests/pipelines/test_preflight.py holds them to that), so it
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,8 +36,8 @@ def _check(stage: str, instance: Any, local: bool) -> str:
     check = getattr(instance, "check", None)
     if check is None:
         return ""
-    try:
-        check(local=local) if stage == "ingest" else check()
+    try:  # a check that reads this machine's files (ingest's source, split's file) is told where the run happens
+        check(local=local) if "local" in inspect.signature(check).parameters else check()
     except ValueError as err:
         return f"{stage}: {err}"
     return ""
@@ -44,7 +45,8 @@ def _check(stage: str, instance: Any, local: bool) -> str:
 
 def problems(params: Mapping[str, Any], *, local: bool = True) -> list[str]:
     """Every stage's refusal of `params`, in pipeline order. `local`: the run happens on this machine, so a source
-    folder must exist here and the credentials must be this machine's (a cluster run brings its own)."""
+    folder (or a split file) must exist here and the credentials must be this machine's (a cluster run brings its
+    own, and reads a split file from gs://)."""
     found = [_check(stage, instance, local) for stage, instance in stage_params(params).items()]
     return [line for line in found if line]
 

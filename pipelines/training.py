@@ -52,6 +52,8 @@ def build_training_pipeline(placement: Placement | None = Placement(), *, cross_
         split_seed: int = 42,
         folds: int = 0,
         split_method: str = "hash",
+        split_file: str = "",
+        split_file_sha256: str = "",
         benchmark_set: str = "",
         shard_size_mb: float = 150.0,
         backbone: str = "efficientnet_b0",
@@ -109,7 +111,8 @@ def build_training_pipeline(placement: Placement | None = Placement(), *, cross_
         champion.set_display_name("resolve-champion").set_caching_options(False)
         splits = place_step(
             split(merged=merged.outputs["merged"], test_size=test_size, val_size=val_size, seed=split_seed,
-                  folds=folds, method=split_method, benchmark_uri=champion.outputs["benchmark_uri"]), placement
+                  folds=folds, method=split_method, benchmark_uri=champion.outputs["benchmark_uri"], file=split_file,
+                  file_sha256=split_file_sha256), placement
         ).set_display_name("split")
         train_params = dict(
             backbone=backbone, weights=weights, image_size=image_size, batch_size=batch_size, epochs=epochs,

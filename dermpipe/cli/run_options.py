@@ -22,6 +22,7 @@ NOT_DERIVED = {
     "registry_root": "a run-only option: `--registry-root` [default: $DERMPIPE_HOME/registry], as before",
     "source_fingerprint": "the local runner computes it from the source's files (the ingest task's cache key)",
     "feedback_fingerprint": "the local runner computes it from the label store (the ingest task's cache key)",
+    "split_file_sha256": "the local runner and submit compute it from --split-file (the split task's cache key)",
 }
 
 

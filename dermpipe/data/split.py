@@ -10,6 +10,9 @@ Two methods: "hash" (the default: dermpipe.data.stable_split, each group's split
 data never moves an existing group) and "stratified" (the stratified group k-fold above: class shares within a
 fraction of a point, but a group may change split whenever the data changes). Every row gets its `group_key`; with
 a frozen benchmark set (dermpipe.data.benchmark) every benchmark group present goes to test, marked `in_benchmark`.
+A third method, "file", takes the split from a CSV of image -> train/val/test (an official challenge split: see
+dermpipe.data.split_file for its checks and the rule for a file without a test split); the file decides, so a lesion
+may span splits, which the report counts.
 SplitParams sit beside run(); pre-flight imports them, so pandas and kfp are imported where they are used.
 """
 
@@ -22,13 +25,16 @@ import numpy as np
 
 from dermpipe import config
 from dermpipe.componentkit import check_choice, param
+from dermpipe.data.split_file import check_split_file
 
 if TYPE_CHECKING:
     import pandas as pd
     from kfp.dsl import Dataset, Markdown, Metrics
 
-# How split assigns groups: by a stable hash of the group key, or stratified group k-fold.
-SPLIT_METHODS = ("hash", "stratified")
+    from dermpipe.data.split_file import FileFindings, GivenSplit
+
+# How split assigns groups: by a stable hash of the group key, stratified group k-fold, or as a CSV file gives them.
+SPLIT_METHODS = ("hash", "stratified", "file")
 
 
 def check_split_size(size: float) -> None:
@@ -49,12 +55,23 @@ class SplitParams:
     seed: int = param(42, "seed of the lesion-grouped split (prepare shuffles its shards with it too)")
     folds: int = param(0, "also assign k cross-validation folds to train+val (0: off)")
     method: str = param("hash", "hash (a group's split never changes when data is added) | stratified (stratified "
-                                "group k-fold: closer class shares, but groups move when the data changes)")
+                                "group k-fold: closer class shares, but groups move when the data changes) | file "
+                                "(the split a CSV gives: split_file)")
+    file: str = param("", "with method=file: a CSV of image,split (train/val/test), a local path or gs:// URI; a "
+                          "file without test: its val is test, val is carved from train by lesion")
+    file_sha256: str = param("", "the split file's sha256 (the runner pins it: a changed file misses the cache "
+                                 "and a file changed mid-run is refused); empty: not checked")
     benchmark_uri: str = param("", "the frozen benchmark set's JSON file, whose groups all go to test "
                                    "(resolve-benchmark's output; empty: none)")
 
-    def check(self) -> None:
+    def check(self, local: bool = True) -> None:
+        """`local`: the run happens on this machine, so a split file may be a path here (else it must be gs://)."""
         check_choice("split", "method", self.method, SPLIT_METHODS)
+        if self.method == "file":
+            check_split_file(self.file, local=local)
+        elif self.file.strip():
+            raise ValueError(f"split_file={self.file!r} is set but split method={self.method!r}: set split_method=file "
+                             f"(--split-method file) to use it, or leave split_file empty")
         check_split_size(self.test_size)
         check_split_size(self.val_size)
         check_folds(self.folds)
@@ -65,6 +82,7 @@ class Splits:
     train: pd.DataFrame
     val: pd.DataFrame
     test: pd.DataFrame
+    findings: FileFindings | None = None  # method file: what the file and the data disagree on
 
 
 def leakage_groups(table: pd.DataFrame) -> np.ndarray:
@@ -138,20 +156,29 @@ def _holdout(labels: np.ndarray, groups: np.ndarray, size: float, seed: int) -> 
 
 
 def split_table(table: pd.DataFrame, *, test_size: float = 0.1, val_size: float = 0.1, seed: int = 42,
-                folds: int = 0, method: str = "hash", benchmark: frozenset[str] = frozenset()) -> Splits:
+                folds: int = 0, method: str = "hash", benchmark: frozenset[str] = frozenset(),
+                given: GivenSplit | None = None) -> Splits:
     """Leakage-free train/val/test split of the merged table (plus a `fold` column when folds > 0); `benchmark`:
-    the group keys of a frozen benchmark set, whose groups all go to test."""
+    the group keys of a frozen benchmark set, whose groups all go to test; `given`: method file's split file."""
+    from dermpipe.data.split_file import FILE_FORM, assign, groups_across
     from dermpipe.data.stable_split import group_keys, hash_buckets, in_benchmark
 
     check_choice("split", "method", method, SPLIT_METHODS)
     check_split_size(test_size)
     check_split_size(val_size)
-    table = table.reset_index(drop=True)
+    table, findings = table.reset_index(drop=True), None
+    if method == "file":
+        if given is None:
+            raise ValueError("split method=file needs the split file (split_file): " + FILE_FORM)
+        table, given_bucket, findings = assign(table, given)
     groups = leakage_groups(table)
     keys = group_keys(table, groups)
     forced = in_benchmark(table, keys, groups, set(benchmark))
     table = table.assign(group_key=keys, in_benchmark=forced)
-    if method == "hash":
+    if findings is not None:
+        bucket = _file_buckets(given_bucket, table["label"].to_numpy(), groups, keys, forced, val_size, seed)
+        groups_across(bucket, keys, findings)
+    elif method == "hash":
         bucket = hash_buckets(keys, test_size=test_size, val_size=val_size, seed=seed, forced_test=forced)
         _check_not_empty(bucket, keys)
     else:
@@ -161,7 +188,24 @@ def split_table(table: pd.DataFrame, *, test_size: float = 0.1, val_size: float 
         table = table.assign(fold=-1)
         table.loc[rest, "fold"] = _folds(table["label"].to_numpy()[rest], groups[rest], keys[rest], folds, seed,
                                          method)
-    return Splits(*(table[bucket == name].reset_index(drop=True) for name in ("train", "val", "test")))
+    return Splits(*(table[bucket == name].reset_index(drop=True) for name in ("train", "val", "test")), findings)
+
+
+def _file_buckets(bucket: np.ndarray, labels: np.ndarray, groups: np.ndarray, keys: np.ndarray, forced: np.ndarray,
+                  val_size: float, seed: int) -> np.ndarray:
+    """The file's split; without a val split, val carved from train by lesion group (stratified, seeded). A frozen
+    benchmark set's groups must be in the file's test split: the file decides, and a seen benchmark is no benchmark."""
+    bucket = bucket.copy()
+    if not (bucket == "val").any():
+        train = np.flatnonzero(bucket == "train")
+        _, val = _holdout(labels[train], groups[train], val_size, seed)
+        bucket[train[val]] = "val"
+    seen = sorted(set(keys[forced & (bucket != "test")].tolist()))
+    if seen:
+        raise ValueError(f"the split file puts {len(seen)} group(s) of the frozen benchmark set in train or val (e.g. "
+                         f"{seen[:5]}); its groups must stay unseen: name no benchmark_set with this file, or freeze a "
+                         f"set from a run that used it")
+    return bucket
 
 
 def _stratified_buckets(labels: np.ndarray, groups: np.ndarray, forced: np.ndarray, test_size: float,
@@ -266,8 +310,13 @@ def render_report(splits: Splits, params: dict[str, object], bench: dict[str, ob
         cells = [f"{int(shares.at[cls, n])} ({shares.at[cls, f'{n}_share']:.1%})"
                  for n in ("all", "train", "val", "test")]
         lines.append(f"| {cls} | " + " | ".join(cells) + " |")
-    lines += ["", "No lesion_id and no exact duplicate (same sha256) appears in two splits: they are grouped "
-              "before splitting. " + _METHOD_NOTES.get(str(params.get("method", "stratified")), "")]
+    if splits.findings is not None:
+        from dermpipe.data.split_file import report_lines
+
+        lines += [""] + report_lines(splits.findings)
+    else:
+        lines += ["", "No lesion_id and no exact duplicate (same sha256) appears in two splits: they are grouped "
+                  "before splitting. " + _METHOD_NOTES.get(str(params.get("method", "stratified")), "")]
     if bench and bench.get("benchmark"):
         lines += ["", f"Frozen benchmark set **{bench['benchmark']}**: {bench['benchmark_rows']} rows of "
                   f"{bench['benchmark_groups'] - bench['benchmark_groups_absent']} of its {bench['benchmark_groups']} "
@@ -300,20 +349,23 @@ def benchmark_summary(splits: Splits, bench) -> dict[str, object]:
 
 def run(merged: Dataset, train: Dataset, val: Dataset, test: Dataset, stats: Metrics, report: Markdown,
         test_size: float, val_size: float, seed: int, folds: int = 0, method: str = "hash",
-        benchmark_uri: str = "") -> None:
+        benchmark_uri: str = "", file: str = "", file_sha256: str = "") -> None:
     from pathlib import Path
 
     import pandas as pd
 
     from dermpipe.data import licences
     from dermpipe.data.benchmark import load
+    from dermpipe.data.split_file import read_split_file
     from dermpipe.lineage.artifacts import annotate, log_metrics
 
     table = pd.read_parquet(merged.path)
     bench = load(benchmark_uri) if benchmark_uri.strip() else None
+    given = read_split_file(file, file_sha256) if method == "file" else None
     splits = split_table(table, test_size=test_size, val_size=val_size, seed=seed, folds=folds, method=method,
-                         benchmark=frozenset(bench.groups) if bench else frozenset())
-    params = {"test_size": test_size, "val_size": val_size, "seed": seed, "folds": folds, "method": method}
+                         benchmark=frozenset(bench.groups) if bench else frozenset(), given=given)
+    params = {"test_size": test_size, "val_size": val_size, "seed": seed, "folds": folds, "method": method,
+              **({"file": file, "file_sha256": given.sha256} if given else {})}
     extra = benchmark_summary(splits, bench) if bench else {"benchmark": ""}
     for name, artifact in (("train", train), ("val", val), ("test", test)):
         part = getattr(splits, name)
@@ -327,4 +379,5 @@ def run(merged: Dataset, train: Dataset, val: Dataset, test: Dataset, stats: Met
         })
     Path(report.path).parent.mkdir(parents=True, exist_ok=True)
     Path(report.path).write_text(render_report(splits, params, extra) + licences.split_report(_parts(splits)))
-    log_metrics(stats, {**split_summary(splits), **{k: v for k, v in extra.items() if k != "benchmark"}})
+    log_metrics(stats, {**split_summary(splits), **{k: v for k, v in extra.items() if k != "benchmark"},
+                        **(splits.findings.metrics() if splits.findings else {})})

@@ -53,6 +53,24 @@ def remote_fingerprint(source: str) -> str | None:
         raise SubmitError(str(err)) from err
 
 
+def pin_split_file(params: dict[str, Any], package: Path) -> tuple[dict[str, Any], str]:
+    """A gs:// split file's sha256 as `split_file_sha256`: KFP caches split on the file's name, so a changed file
+    must change a parameter, and the split task refuses a file changed after the run was submitted."""
+    from dermpipe.data.split_file import file_sha256
+    from dermpipe.orchestration.errors import remote_errors
+    from dermpipe.storage import StorageError
+
+    uri = str(params.get("split_file", "")).strip()
+    if not uri or "split_file_sha256" in params or "split_file_sha256" not in package_parameters(package):
+        return params, ""
+    try:
+        digest = file_sha256(uri)
+    except (OSError, StorageError, *remote_errors()) as err:
+        raise SubmitError(f"split file {uri} cannot be read from here ({err}); the split task would fail the same "
+                          f"way: check the URI and your credentials (gcloud auth application-default login)") from err
+    return {**params, "split_file_sha256": digest}, f"split file {uri} sha256 {digest[:12]}…: pinned for this run"
+
+
 def fingerprint_source(params: dict[str, Any], package: Path, out: Path) -> tuple[dict[str, Any], Path, str]:
     """For a source whose kind has a fingerprint (gs://): pass it as `source_fingerprint` and let ingest use the
     cache, so an unchanged data set is not copied again while any change to it is. Returns (params, package, what

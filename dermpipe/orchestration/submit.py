@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from dermpipe.orchestration.backend import Backend, RunStatus
-from dermpipe.orchestration.caching import fingerprint_source
+from dermpipe.orchestration.caching import fingerprint_source, pin_split_file
 from dermpipe.orchestration.parameters import check_params, pipeline_name
 
 
@@ -27,6 +27,9 @@ def submit_run(backend: Backend, package: Path, params: dict[str, Any], *, workd
     lets ingest use the cache too; `cache=False` turns every task off (the backend decides how).
     """
     params = check_params(params, package)
+    params, note = pin_split_file(params, package)
+    if note:
+        echo(note)
     if fingerprint and cache:
         params, package, note = fingerprint_source(params, package, workdir / "fingerprinted.yaml")
         if note:

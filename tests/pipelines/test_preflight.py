@@ -40,7 +40,7 @@ def test_the_default_parameters_and_the_real_sample_pass(isic_sample):
     ({"test_size": 0.6}, "split: split size 0.6 is out of range; expected a fraction in (0, 0.5)"),
     ({"folds": 1}, "split: folds=1: expected 0 (no cross-validation folds) or at least 2"),
     ({"split_method": "random"}, "split: split parameter method='random' is not supported; choose one of "
-                                 "['hash', 'stratified']"),
+                                 "['hash', 'stratified', 'file']"),
     ({"benchmark_set": "isic@1"}, "resolve_champion: benchmark_set='isic@1': expected NAME, NAME@vN or the URI"),
     ({"image_size": 2}, "prepare: image_size=2: expected the training resolution in pixels (e.g. 224)"),
     ({"shard_size_mb": 0.0}, "prepare: shard size must be positive, got 0.0 bytes"),
@@ -52,6 +52,25 @@ def test_each_stage_refuses_with_its_own_message(params, expected):
     found = problems(params)
     assert found[0].startswith(expected), found
     assert len(found) == (2 if "image_size" in params else 1), found  # image_size feeds prepare and train
+
+
+def test_a_split_file_is_checked_where_the_run_reads_it(tmp_path):
+    """method=file needs the file; a local run checks the path and its columns here, a cluster run wants gs://."""
+    good = tmp_path / "split.csv"
+    good.write_text("image,split\nISIC_1,train\n")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("image_id,fold\nISIC_1,train\n")
+    assert problems({"split_method": "file", "split_file": str(good)}) == []
+    assert problems({"split_method": "file"})[0].startswith("split: split method=file needs split_file")
+    found = problems({"split_method": "file", "split_file": str(bad)})
+    assert found[0].startswith(f"split: split file {bad}: missing column(s) ['image', 'split']; found ['image_id', "
+                               f"'fold']"), found
+    assert "no such file" in problems({"split_method": "file", "split_file": str(tmp_path / "no.csv")})[0]
+    remote = problems({"split_method": "file", "split_file": str(good)}, local=False)
+    assert "the cluster's split task cannot read" in remote[0] and "gs://" in remote[0]
+    assert problems({"split_method": "file", "split_file": "gs://bucket/split.csv"}, local=False) == []
+    ignored = problems({"split_file": str(good)})
+    assert ignored[0].startswith(f"split: split_file='{good}' is set but split method='hash'"), ignored
 
 
 def test_every_problem_is_named_at_once():
