@@ -54,7 +54,8 @@ _STRUCTURE_TAGS = {_GPS_IFD, _EXIF_IFD, 0xA005, _ORIENTATION}  # IFD pointers an
 _XMP_PREFIXES = (b"http://ns.adobe.com/xap/1.0/\x00", b"http://ns.adobe.com/xmp/extension/\x00")
 _SOS, _EOI, _COM = 0xDA, 0xD9, 0xFE
 _STANDALONE = {0x01, *range(0xD0, 0xD8)}  # TEM and RST0-7 carry no length
-_MARKER = re.compile(rb"\xff+([^\x00\xd0-\xd7\xff])")  # a marker: not stuffing, not a restart
+_MARKER = re.compile(rb"\xff([^\x00\xd0-\xd7\xff])")  # a marker: not stuffing, a restart or fill (a literal
+# first byte: the regex engine searches it at C speed; "\xff+" would make it try every byte)
 
 
 class MetadataError(ValueError):

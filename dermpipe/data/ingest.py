@@ -2,13 +2,14 @@
 
 The artifact is a folder in one canonical layout whatever the source:
     ISIC_2019_Training_GroundTruth.csv, ISIC_2019_Training_Metadata.csv,
-    ISIC_2019_Training_Input/ISIC_2019_Training_Input/*.jpg, manifest.json (path, size, sha256 of every file; for
-    downloaded files also the source's checksum: GCS md5/crc32c, ISIC id)
+    ISIC_2019_Training_Input/ISIC_2019_Training_Input/*.jpg, manifest.json (path, size, sha256 of every stored file;
+    for downloaded files also the source's checksum: GCS md5/crc32c, ISIC id; for an image stored stripped of its
+    metadata, source_sha256 of the file as it came), privacy.json (the metadata found, by kind: image_privacy)
 
 The source's kind (dermpipe.data.sources.registry) brings it into a folder in that layout: remote sources (gs://,
 kaggle:, isic:) are mirrored into the download cache (dermpipe.data.download: skip current files, resume partial ones,
 verify checksums), a zip is extracted and the demo drawn into a scratch folder; ingest then hard-links that folder's
-files into the artifact.
+files into the artifact, except images carrying EXIF, XMP, IPTC or comments: those are written stripped.
 
 IngestParams, the stage's parameters, sit beside its run(); pre-flight imports them, so this module imports neither
 kfp nor pandas at its top.
