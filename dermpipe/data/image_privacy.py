@@ -173,7 +173,15 @@ def _jpeg_parts(data: bytes) -> tuple[list[bytes], set[str], int]:
 
 
 def _reencode(data: bytes, kinds: set[str]) -> Stripped:
-    """Decode, turn upright (EXIF orientation), and encode again in the same format with no metadata."""
+    """Decode, turn upright (EXIF orientation), and encode again in the same format with no metadata; MetadataError
+    when the pixels cannot be decoded (truncated, corrupt, over Pillow's decompression-bomb limit)."""
+    try:
+        return _reencoded(data, kinds)
+    except Exception as err:  # noqa: BLE001 - PIL raises many types for bad pixel data
+        raise MetadataError(f"its pixels could not be decoded to re-encode it without metadata ({err})") from err
+
+
+def _reencoded(data: bytes, kinds: set[str]) -> Stripped:
     from PIL import Image, ImageOps, JpegImagePlugin
 
     with Image.open(io.BytesIO(data)) as image:
@@ -258,7 +266,7 @@ def store_stripped(src: Path, dst: Path, place: Callable[[Path, Path], None]) ->
     except MetadataError as err:
         place(src, dst)
         return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "metadata_unreadable": str(err)}
-    if not stripped.kinds:
+    if not stripped.method:  # nothing to remove: the very same bytes
         place(src, dst)
         return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
     dst.parent.mkdir(parents=True, exist_ok=True)

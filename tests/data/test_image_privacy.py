@@ -215,3 +215,9 @@ def test_feedback_rows_added_to_a_data_set_are_stripped(isic_sample, tmp_path):
     assert leaked(added) == [] and exif_tags(added) == {} and added == clean_jpeg()
     rows = {r["image"]: r["metadata_removed"] for r in json.loads((out / "feedback.json").read_text())["rows"]}
     assert rows == {"FB_old": list(ALL_JPEG_KINDS), "FB_new": []}
+
+
+def test_a_truncated_sideways_jpeg_is_named_not_crashed_on():
+    data = private_jpeg(orientation=6)
+    with pytest.raises(MetadataError, match="pixels could not be decoded to re-encode it"):
+        strip_metadata(data[: len(data) // 2])

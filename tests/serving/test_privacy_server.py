@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow  # one server start (TensorFlow import in a subpro
 def logging_server(serving_registry, tmp_path_factory):
     folder = tmp_path_factory.mktemp("privacy-serve")
     running = start_server(serving_registry, folder / "predictions", folder / "server.log", "--log-images",
-                           "--flush-seconds", "0.2")
+                           "--flush-seconds", "0.2", grpc=True)
     yield running
     stop_server(running)
 
@@ -84,3 +84,29 @@ def test_a_sideways_phone_photo_is_predicted_and_logged_upright(logging_server, 
     assert (line["width"], line["height"]) == (float(after.size[0]), float(after.size[1]))
     expected, _ = reference(logging_server.registry_root, 1, [data])  # the stored pixels are the ones the model saw
     np.testing.assert_allclose(list(response.json()["probabilities"].values()), expected[0], atol=1e-5)
+
+
+def grpc_predict(server, jpeg: bytes) -> None:
+    import grpc
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = MODEL
+    request.inputs["image_bytes"].CopyFrom(tf.make_tensor_proto([jpeg], dtype=tf.string))
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=60)
+
+
+def test_open_inference_and_grpc_requests_are_logged_stripped_too(logging_server, jpegs):
+    original = camera_jpeg(jpegs[2])
+    v2 = logging_server.post(f"/v2/models/{MODEL}/infer", json={"inputs": [
+        {"name": "image_bytes", "shape": [1], "datatype": "BYTES", "data": [base64.b64encode(original).decode()]}]})
+    assert v2.status_code == 200, v2.text
+    before = set(logging_server.log_root.rglob("images/*"))
+    grpc_predict(logging_server, original)
+    assert Path(logged(logging_server, v2.json()["id"])["image_uri"]).read_bytes() == strip_metadata(original).data
+    deadline = time.monotonic() + 30
+    while not (new := set(logging_server.log_root.rglob("images/*")) - before) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [p.read_bytes() for p in new] == [strip_metadata(original).data]  # the gRPC request's image
