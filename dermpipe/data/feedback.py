@@ -172,8 +172,12 @@ def _csv_rows(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def _place_images(table: pd.DataFrame, out_dir: Path, skipped: list[dict]) -> pd.DataFrame:
-    """Copy each row's logged image into the data set's image folder; a missing image is skipped with its reason."""
-    kept = []
+    """Copy each row's logged image into the data set's image folder without its metadata (a log written before the
+    server stripped it may still hold some: the kinds removed go in the row's metadata_removed); a missing image is
+    skipped with its reason."""
+    from dermpipe.data.image_privacy import MetadataError, strip_metadata
+
+    kept, removed = [], []
     for i, row in table.iterrows():
         try:
             data = storage.read_bytes(row["image_uri"])
@@ -181,11 +185,18 @@ def _place_images(table: pd.DataFrame, out_dir: Path, skipped: list[dict]) -> pd
             skipped.append({"request_id": row["request_id"], "reason": f"logged image {row['image_uri']} is gone "
                                                                       "(deleted, or outside the bucket's retention)"})
             continue
+        try:
+            stripped = strip_metadata(data)
+        except MetadataError as err:
+            skipped.append({"request_id": row["request_id"], "reason": f"logged image {row['image_uri']} is "
+                                                                      f"unreadable ({err})"})
+            continue
         target = out_dir / config.IMAGE_SUBDIR / f"{row['image']}.jpg"
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
+        target.write_bytes(stripped.data)
         kept.append(i)
-    return table.loc[kept].reset_index(drop=True)
+        removed.append(list(stripped.kinds))
+    return table.loc[kept].reset_index(drop=True).assign(metadata_removed=removed)
 
 
 def add_feedback(out_dir: Path, folder: str, retention_days: int, now: dt.datetime | None = None,
@@ -202,7 +213,9 @@ def add_feedback(out_dir: Path, folder: str, retention_days: int, now: dt.dateti
         _rewrite_csv(out_dir / config.GROUND_TRUTH_CSV, truth)
         _rewrite_csv(out_dir / config.METADATA_CSV, meta)
     counts = {"feedback_rows_added": len(table), "feedback_labels_skipped": len(skipped),
-              "feedback_labels_read": len(table) + len(skipped)}
+              "feedback_labels_read": len(table) + len(skipped),
+              "feedback_images_with_metadata": int(table.get("metadata_removed", pd.Series(dtype=object))
+                                                   .map(bool).sum())}
     report = {"folder": folder, "retention_days": retention_days, **counts,
               "rows": table.drop(columns=["image_uri"], errors="ignore").astype(object)
                            .where(table.notna(), None).to_dict("records"),

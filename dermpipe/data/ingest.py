@@ -2,13 +2,14 @@
 
 The artifact is a folder in one canonical layout whatever the source:
     ISIC_2019_Training_GroundTruth.csv, ISIC_2019_Training_Metadata.csv,
-    ISIC_2019_Training_Input/ISIC_2019_Training_Input/*.jpg, manifest.json (path, size, sha256 of every file; for
-    downloaded files also the source's checksum: GCS md5/crc32c, ISIC id)
+    ISIC_2019_Training_Input/ISIC_2019_Training_Input/*.jpg, manifest.json (path, size, sha256 of every stored file;
+    for downloaded files also the source's checksum: GCS md5/crc32c, ISIC id; for an image stored stripped of its
+    metadata, source_sha256 of the file as it came), privacy.json (the metadata found, by kind: image_privacy)
 
 The source's kind (dermpipe.data.sources.registry) brings it into a folder in that layout: remote sources (gs://,
 kaggle:, isic:) are mirrored into the download cache (dermpipe.data.download: skip current files, resume partial ones,
 verify checksums), a zip is extracted and the demo drawn into a scratch folder; ingest then hard-links that folder's
-files into the artifact.
+files into the artifact, except images carrying EXIF, XMP, IPTC or comments: those are written stripped.
 
 IngestParams, the stage's parameters, sit beside its run(); pre-flight imports them, so this module imports neither
 kfp nor pandas at its top.
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from dermpipe import config
 from dermpipe.componentkit import param
+from dermpipe.data.image_privacy import PRIVACY_FILE, privacy_summary
 from dermpipe.data.schema import IMAGE_SUFFIXES
 from dermpipe.data.sources import demo, registry
 from dermpipe.data.sources.errors import IngestError
@@ -97,14 +99,34 @@ def _place(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def import_layout(layout: Layout, out_dir: Path) -> dict[str, Path]:
-    """Place the CSVs and images in the canonical layout under out_dir; returns {placed relative path: source}."""
+def import_layout(layout: Layout, out_dir: Path, *, quiet: bool = True,
+                  ) -> tuple[dict[str, Path], dict[str, dict[str, object]]]:
+    """Place the CSVs and images in the canonical layout under out_dir; returns ({placed relative path: source},
+    {image's relative path: its manifest hints}). Images are stored without their metadata
+    (dermpipe.data.image_privacy): linked when they carry none, written stripped when they do."""
+    from tqdm import tqdm
+
+    from dermpipe.data.image_privacy import store_stripped
+
     images = sorted(p for p in layout.image_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     placed = {config.GROUND_TRUTH_CSV: layout.ground_truth, config.METADATA_CSV: layout.metadata}
-    placed.update({f"{config.IMAGE_SUBDIR}/{image.name}": image for image in images})
     for rel, src in placed.items():
         _place(src, out_dir / rel)
-    return placed
+    stored = {}
+    for image in tqdm(images, desc="placing", unit="img", disable=quiet):
+        rel = f"{config.IMAGE_SUBDIR}/{image.name}"
+        placed[rel] = image
+        stored[rel] = store_stripped(image, out_dir / rel, _place)
+    return placed, stored
+
+
+def _stored_hints(known: dict[str, dict[str, object]], stored: dict[str, dict[str, object]],
+                  ) -> dict[str, dict[str, object]]:
+    """The manifest hints: the download's (source_checksum: of the file as downloaded) with the stored file's size
+    and sha256 over them; a rewritten image also keeps source_sha256 and the kinds removed."""
+    keys = ("size", "sha256", "source_sha256", "metadata_removed")
+    return {**known, **{rel: {**known.get(rel, {}), **{k: hint[k] for k in keys if k in hint}}
+                        for rel, hint in stored.items()}}
 
 
 def build_manifest(root: Path, *, quiet: bool = True,
@@ -195,12 +217,15 @@ def ingest_source(source: str, out_dir: Path, *, demo_images: int = 400, quiet: 
     kind, fetched = fetch(source, out_dir, quiet=quiet, demo_images=demo_images)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        placed = import_layout(find_layout(fetched.folder), out_dir)
+        placed, stored = import_layout(find_layout(fetched.folder), out_dir, quiet=quiet)
     finally:
         if fetched.scratch:  # the artifact holds hard links (or copies) of its files now
             shutil.rmtree(fetched.folder, ignore_errors=True)
-    known = _known_hashes(placed) if fetched.download_cache else {}
-    transfer = {**fetched.transfer, **record_licences(kind, parse_source(source).location, out_dir)}
+    known = _stored_hints(_known_hashes(placed) if fetched.download_cache else {}, stored)
+    privacy = privacy_summary(stored)
+    (out_dir / PRIVACY_FILE).write_text(json.dumps(privacy, indent=1))
+    transfer = {**fetched.transfer, **{f"metadata_{k}": v for k, v in privacy.items() if isinstance(v, int)},
+                **record_licences(kind, parse_source(source).location, out_dir)}
     if transfer.get("licence_rows_filled"):  # rewritten: the download's hash no longer describes it
         known.pop(config.METADATA_CSV, None)
     if feedback_log_root:
@@ -233,4 +258,5 @@ def run(source: str, dataset: Dataset, stats: Metrics, demo_images: int, *, feed
     annotate(dataset, {**summary, "layout": "kaggle-isic-2019"})
     log_metrics(stats, {"n_images": summary["n_images"], "n_bytes": summary["n_bytes"],
                         **{k: v for k, v in summary.items()
-                           if k.startswith(("download_", "feedback_", "licence_")) and k != "licence_source"}})
+                           if k.startswith(("download_", "feedback_", "licence_", "metadata_"))
+                           and k != "licence_source"}})

@@ -334,12 +334,13 @@ def enforce_policy(result: MergeResult, policy: str, report_uri: str) -> None:
 
 
 def run(raw: Dataset, merged: Dataset, report: Markdown, stats: Metrics, invalid_images: str = "drop") -> None:
+    from dermpipe.data.image_privacy import privacy_section, read_privacy_counts
     from dermpipe.lineage.artifacts import annotate, log_metrics
 
     MergeParams(invalid_images=invalid_images).check()
     result = merge_dataset(Path(raw.path))
     Path(report.path).parent.mkdir(parents=True, exist_ok=True)
-    Path(report.path).write_text(render_report(result))
+    Path(report.path).write_text(render_report(result) + privacy_section(Path(raw.path)))  # what ingest stripped
     enforce_policy(result, invalid_images, report.uri)
     if result.table.empty:
         raise ValueError(f"{raw.path}: no usable rows after merging; see the problems listed in the merge report")
@@ -351,4 +352,4 @@ def run(raw: Dataset, merged: Dataset, report: Markdown, stats: Metrics, invalid
         "invalid_images": len(result.invalid), "invalid_images_policy": invalid_images,
         **licences.annotation(result.table),
     })
-    log_metrics(stats, result.counts)
+    log_metrics(stats, {**result.counts, **read_privacy_counts(Path(raw.path))})

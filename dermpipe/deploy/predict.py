@@ -3,7 +3,9 @@
 The model is a registry version (the current one by default, what `dermpipe serve` serves) or a model folder (a
 train task's Model artifact, or any folder holding model.keras). Images go through the same validator as merge and
 the server (dermpipe.data.image_check) and the same decode as the SavedModel's serving signature
-(dermpipe.data.images.decode_resize_bytes), so the answer is the one the server would give. A file that cannot be
+(dermpipe.data.images.decode_resize_bytes), after the server's metadata stripping (dermpipe.data.image_privacy: a
+sideways phone photo is turned upright by its EXIF orientation), so the answer is the one the server would give, and
+a Grad-CAM overlay holds pixels only. A file that cannot be
 read is listed with the reason and the others are still answered: one broken file must not hide a folder's results.
 The model may also be a recorded local run's id (its profiled model). The answer carries the decision
 (refer_melanoma | routine | out_of_distribution) at the default or a named operating point, and the OOD score, as
@@ -23,6 +25,7 @@ import numpy as np
 
 from dermpipe import config, storage
 from dermpipe.data.image_check import inspect_image_bytes
+from dermpipe.data.image_privacy import MetadataError, encode_png, strip_metadata
 from dermpipe.data.schema import IMAGE_SUFFIXES
 from dermpipe.deploy import registry
 from dermpipe.deploy.clinical_source import ClinicalSource, for_model_folder, run_model
@@ -131,7 +134,10 @@ def read_image(path: Path) -> bytes | Unreadable:
         return Unreadable(str(path), f"cannot read the file ({err.strerror or err})")
     check = inspect_image_bytes(data, max_pixels=MAX_PIXELS, formats=ACCEPTED_FORMATS)
     if not check.problem:
-        return data
+        try:
+            return strip_metadata(data).data  # what the server decodes
+        except MetadataError as err:
+            return Unreadable(str(path), f"corrupt {check.format} ({err})")
     detail = f" ({check.detail})" if check.detail else ""
     what = {"empty": "empty file (0 bytes)", "not_an_image": "not an image", "wrong_format":
             f"{check.format} is not read by the model; expected {', '.join(ACCEPTED_FORMATS)}",
@@ -169,8 +175,6 @@ def _answers(paths: list[Path], probabilities: np.ndarray) -> list[Prediction]:
 def _gradcam(model, pixels: np.ndarray, predictions: list[Prediction], paths: list[Path], folder: Path,
              ) -> list[Prediction]:
     """One overlay PNG per image (<folder>/<image stem>.gradcam.png) for its predicted class."""
-    from PIL import Image
-
     from dermpipe.model.evaluation.gradcam import gradcam_maps, overlay
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -178,7 +182,7 @@ def _gradcam(model, pixels: np.ndarray, predictions: list[Prediction], paths: li
     done = []
     for prediction, path, image, heat in zip(predictions, paths, pixels, maps, strict=True):
         out = folder / f"{path.stem}.gradcam.png"
-        Image.fromarray(overlay(image, heat)).save(out)
+        out.write_bytes(encode_png(overlay(image, heat)))
         done.append(replace(prediction, gradcam=str(out)))
     return done
 

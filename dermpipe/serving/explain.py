@@ -12,7 +12,6 @@ not written to the prediction log (the drift monitor counts each image once): th
 
 import asyncio
 import base64
-import io
 import logging
 import tempfile
 import threading
@@ -98,16 +97,14 @@ class Explainer:
 
 
 def _explanation(probabilities: np.ndarray, pixels: np.ndarray, small: np.ndarray, layer: str) -> dict:
-    from PIL import Image
-
+    from dermpipe.data.image_privacy import encode_png
     from dermpipe.model.evaluation.gradcam import overlay, resize_maps
 
     full = np.clip(resize_maps(small[None], pixels.shape[:2])[0], 0.0, 1.0)
-    buffer = io.BytesIO()
-    Image.fromarray(overlay(pixels, full)).save(buffer, format="PNG")
+    png = encode_png(overlay(pixels, full))  # drawn on the stripped request's pixels; the PNG holds pixels only
     return {**prediction_row(probabilities), "probabilities": probabilities.tolist(),
             "gradcam": {"layer": layer, "map": small.tolist(), "map_shape": list(small.shape),
-                        "overlay_png_b64": base64.b64encode(buffer.getvalue()).decode(),
+                        "overlay_png_b64": base64.b64encode(png).decode(),
                         "overlay_size": list(pixels.shape[:2])}}
 
 

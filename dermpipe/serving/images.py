@@ -1,10 +1,14 @@
 """Input validation: every image is checked (empty, not an image, unsupported format, over the pixel limit) from its
 header with PIL, then decoded with the served model's own decoder (dermpipe.data.images.decode_resize_bytes, the
 one serving_default runs), so a truncated or corrupt file gets a 4xx with a message, never a 5xx, and the pixels are
-decoded once: the batch runs on them. b64 decoding and the optional patient metadata are checked here too."""
+decoded once: the batch runs on them. b64 decoding and the optional patient metadata are checked here too.
+
+Health data goes first: EXIF, XMP, IPTC and comments are stripped (dermpipe.data.image_privacy, after applying the
+EXIF orientation) before the decode, so the bytes the prediction log stores are the ones the model decoded."""
 
 import base64
 import binascii
+import io
 import re
 from dataclasses import dataclass, replace
 
@@ -12,6 +16,7 @@ import numpy as np
 
 from dermpipe import config
 from dermpipe.data.image_check import ImageCheck, inspect_image_bytes
+from dermpipe.data.image_privacy import MetadataError, strip_metadata
 from dermpipe.serving.settings import ServingError, tf_error_detail
 
 ACCEPTED_FORMATS = ("JPEG", "PNG", "BMP", "GIF")  # what tf.io.decode_image (the model's decoder) reads
@@ -25,6 +30,7 @@ class CheckedImage:
     width: int
     height: int
     pixels: np.ndarray | None  # float32 [image_size, image_size, 3]: what serving_default decodes from `data`
+    metadata: tuple[str, ...] = ()  # the kinds of metadata stripped from the request's image (never the values)
 
 
 def check_image(data: bytes, *, max_pixels: int, image_size: int, what: str = "image") -> CheckedImage:
@@ -43,11 +49,25 @@ def check_image(data: bytes, *, max_pixels: int, image_size: int, what: str = "i
     if check.problem:
         raise _refusal(check, data, max_pixels, what)
     try:
+        stripped = strip_metadata(data)
+    except MetadataError as err:
+        raise ServingError(422, f"{what}: corrupt {check.format} ({err}); re-encode or re-upload the file") from None
+    data = stripped.data
+    try:
         pixels = bytes_decoder(image_size)(data).numpy()
     except tf.errors.InvalidArgumentError as err:
         detail = tf_error_detail(err)
         raise _refusal(replace(check, problem="corrupt", detail=detail), data, max_pixels, what) from None
-    return CheckedImage(data=data, format=check.format, width=check.width, height=check.height, pixels=pixels)
+    width, height = _size(data) if stripped.method == "reencoded" else (check.width, check.height)  # turned upright
+    return CheckedImage(data=data, format=check.format, width=width, height=height, pixels=pixels,
+                        metadata=stripped.kinds)
+
+
+def _size(data: bytes) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        return image.size
 
 
 def check_images(images: list[bytes], *, max_pixels: int, image_size: int) -> list[CheckedImage]:

@@ -13,6 +13,7 @@ import numpy as np
 from starlette.concurrency import run_in_threadpool
 
 from dermpipe import config
+from dermpipe.data.image_privacy import tally
 from dermpipe.data.image_stats import statistics_rows
 from dermpipe.serving.auth import Authenticator, check_settings, load_tokens
 from dermpipe.serving.batching import MicroBatcher
@@ -85,6 +86,7 @@ class Service:
         whatever protocol they came by; decisions at the named operating point (None: the version's default)."""
         check_operating_point(model, operating_point)
         checked = await self.check_images(model, images)
+        _log_stripped(request_id, checked)
         probabilities, embedding, pixel_stats = await self.batcher.submit(model, [c.pixels for c in checked], metas)
         checked = [replace(c, pixels=None) for c in checked]  # the log needs no pixels: none wait in its queue
         predlog = self.predlog
@@ -119,6 +121,16 @@ class Service:
                             decision=decisions[i])
             if self.settings.log_images:
                 ext = {"JPEG": "jpg"}.get(item.format, item.format.lower())
-                line["image_uri"] = self.predlog.save_image(timestamp, f"{rid}.{ext}", item.data)
+                line["image_uri"] = self.predlog.save_image(timestamp, f"{rid}.{ext}", item.data)  # stripped
+                line["image_metadata_removed"] = list(item.metadata)
             lines.append(line)
         return lines
+
+
+def _log_stripped(request_id: str, checked: list[CheckedImage]) -> None:
+    """Say which kinds of health data came with a request's images and were stripped (never the values)."""
+    counts = tally(item.metadata for item in checked)
+    if counts["images_with_metadata"]:
+        kinds = ", ".join(f"{kind} {n}" for kind, n in counts.items() if kind != "images_with_metadata")
+        log.info("request %s: metadata stripped from %d of %d image(s) before the model and the log (%s)",
+                 request_id, counts["images_with_metadata"], len(checked), kinds)

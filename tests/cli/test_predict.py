@@ -191,3 +191,21 @@ def test_a_model_folder_unknown_to_the_lineage_store_says_so(model_folder, image
         result.stdout)["decision_from"]
     unknown = CliRunner().invoke(app, ["predict", str(images), "--model", "no-such-run"])
     assert unknown.exit_code == 2 and "or the id of a local run (`dermpipe runs`)" in unknown.stderr
+
+
+def test_a_sideways_camera_jpeg_answers_as_its_stripped_upright_copy(registry_root, images, tmp_path):
+    """The server strips metadata and applies the EXIF orientation before its decode; `dermpipe predict` too."""
+    from PIL import Image
+    from private_images import private_jpeg
+
+    from dermpipe.data.image_privacy import strip_metadata
+
+    with Image.open(sorted(images.glob("ISIC_*.jpg"))[0]) as image:
+        camera = private_jpeg(np.asarray(image.convert("RGB"))[:, :200], orientation=6)  # not square: turning shows
+    (tmp_path / "camera.jpg").write_bytes(camera)
+    (tmp_path / "stripped.jpg").write_bytes(strip_metadata(camera).data)
+    result = CliRunner().invoke(app, ["predict", str(tmp_path / "camera.jpg"), str(tmp_path / "stripped.jpg"),
+                                      "--registry-root", registry_root, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    camera_answer, stripped_answer = json.loads(result.stdout)["predictions"]
+    assert camera_answer["top"] == stripped_answer["top"]

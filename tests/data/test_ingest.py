@@ -29,7 +29,7 @@ def test_local_kaggle_layout_with_manifest(isic_sample, tmp_path):
     images = out / "ISIC_2019_Training_Input" / "ISIC_2019_Training_Input"
     assert len(list(images.glob("*.jpg"))) == 475
     manifest = json.loads((out / "manifest.json").read_text())
-    assert len(manifest) == 477  # images + two CSVs
+    assert len(manifest) == 478  # images, two CSVs, privacy.json
     entry = next(e for e in manifest if e["path"].endswith("ISIC_0000017_downsampled.jpg"))
     assert entry["sha256"] == sha256_file(images / "ISIC_0000017_downsampled.jpg")
     assert entry["size"] == (images / "ISIC_0000017_downsampled.jpg").stat().st_size

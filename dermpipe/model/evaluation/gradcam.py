@@ -173,8 +173,7 @@ def write_gallery(examples: pd.DataFrame, images: np.ndarray, maps: Mapping[str,
     """PNGs per example under out_dir (`<image>_original.png` and one overlay per method, `<image>_gradcam.png`,
     `<image>_gradcampp.png`) and the gallery HTML, which is returned. maps: method -> (n, h, w) maps in [0, 1]
     (a bare array counts as Grad-CAM)."""
-    from PIL import Image
-
+    from dermpipe.data.image_privacy import encode_png
     from dermpipe.reports import img_tag, page
 
     if not isinstance(maps, Mapping):
@@ -198,7 +197,7 @@ def write_gallery(examples: pd.DataFrame, images: np.ndarray, maps: Mapping[str,
             tags = []
             for suffix, title, pixels in parts:
                 png = out_dir / f"{row['image']}_{suffix}.png"
-                Image.fromarray(pixels).save(png)
+                png.write_bytes(encode_png(pixels))  # pixels only: no metadata rides along
                 tags.append(img_tag(png.read_bytes(), f"{row['image']} {title}", width=128))
             verdict = "good" if row["correct"] else "bad"
             caption = (f"{row['image']}<br>true <b>{row['label']}</b> · predicted "
