@@ -17,7 +17,7 @@ from dermpipe import config
 from dermpipe.componentkit import check_choice, param
 from dermpipe.data import licences
 from dermpipe.data.image_check import ImageCheck, inspect_image_bytes
-from dermpipe.data.schema import Problem, check_ground_truth, check_metadata
+from dermpipe.data.schema import Problem, check_ground_truth, check_metadata, name_archive_diagnoses
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -123,6 +123,7 @@ def merge_tables(
     """
     truth = check_ground_truth(ground_truth, sources[0])
     meta = check_metadata(metadata, sources[1])
+    archive_named = name_archive_diagnoses(truth.problems, metadata)
     problems = truth.problems + meta.problems
     table = truth.table.merge(meta.table, on="image", how="left", indicator=True)
     no_metadata = table["_merge"] == "left_only"
@@ -155,6 +156,7 @@ def merge_tables(
         "rows_out": len(table),
         "rows_without_metadata": int(no_metadata.sum()),
         "rows_dropped_bad_label": sum(1 for p in truth.problems if p.action == "dropped"),
+        "rows_dropped_unk_archive_diagnosis": archive_named,
         "rows_dropped_missing_image": int(missing_file.sum()),
         "rows_dropped_unreadable_image": int(unreadable.sum()),
         **invalid_counts(invalid),
@@ -261,6 +263,8 @@ def _problem_sections(result: MergeResult) -> list[tuple[str, list[Problem]]]:
             title = "Ground-truth rows whose image is missing"
         elif p.reason.startswith("image file has no ground-truth row"):
             title = "Images with no ground-truth row"
+        elif p.field == "isic_diagnosis":
+            title = "Images dropped as UNK, by their ISIC Archive diagnosis"
         elif p.field == "label" or p.field == "image":
             title = "Ground truth and metadata rows dropped"
         elif p.action == "normalised":

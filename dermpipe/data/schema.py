@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from dermpipe.config import AGES, CLASSES, GROUND_TRUTH_COLUMNS, METADATA_COLUMNS, SEXES, SITES
 
@@ -66,7 +67,7 @@ def check_ground_truth(table: pd.DataFrame, source: str) -> CheckResult:
         elif ones[idx] != 1:
             reason = f"expected exactly one 1.0 over {list(GROUND_TRUTH_COLUMNS[1:])}, found {int(ones[idx])}"
         elif labels.at[idx, "UNK"] == 1.0:
-            reason = "UNK is set; UNK is not a training class"
+            reason = UNK_REASON
         if reason:
             keep[idx] = False
             problems.append(Problem(image, "label", _row_labels(labels, idx), reason, "dropped"))
@@ -74,6 +75,33 @@ def check_ground_truth(table: pd.DataFrame, source: str) -> CheckResult:
     kept["label"] = labels[keep][list(CLASSES)].idxmax(axis=1)
     kept["label_index"] = kept["label"].map({c: i for i, c in enumerate(CLASSES)}).astype("int64")
     return CheckResult(kept[["image", "label", "label_index"]].reset_index(drop=True), problems)
+
+
+UNK_REASON = "UNK is set; UNK is not a training class"
+# The metadata columns isic: ingest writes: the ISIC Archive diagnosis an image's class was read from, and why.
+DIAGNOSIS_COLUMNS = ("isic_diagnosis", "isic_diagnosis_reason")
+
+
+def name_archive_diagnoses(problems: list[Problem], metadata: pd.DataFrame) -> int:
+    """Name the ISIC Archive diagnosis of each image dropped as UNK, from the metadata's isic_diagnosis columns (an
+    isic: source writes them); how many were named. Other sources (ISIC 2019 itself) have no such columns."""
+    if not all(column in metadata for column in DIAGNOSIS_COLUMNS):
+        return 0
+    first = metadata.drop_duplicates("image", keep="first")  # check_metadata keeps the first row too
+    first.index = first["image"].astype(str)
+    named = 0
+    for problem in problems:
+        if problem.reason != UNK_REASON or problem.image not in first.index:
+            continue
+        diagnosis, why = (_text(first.at[problem.image, column]) for column in DIAGNOSIS_COLUMNS)
+        problem.field, problem.value = "isic_diagnosis", diagnosis or "(none)"
+        problem.reason = f"the ISIC Archive diagnosis maps to UNK ({why}); UNK is not a training class"
+        named += 1
+    return named
+
+
+def _text(value: object) -> str:
+    return "" if value is None or value != value else str(value).strip()  # NaN != NaN: an empty CSV cell
 
 
 def _row_labels(labels: pd.DataFrame, idx: int) -> str:
@@ -98,7 +126,7 @@ def check_metadata(table: pd.DataFrame, source: str) -> CheckResult:
         changed = table[column].map(lambda raw, v=verdicts: bool(v[raw][1]) if raw in v else False).astype(bool)
         for idx in table.index[changed]:
             raw = table.at[idx, column]
-            value, reason = verdicts[raw]
+            value, reason, _ = verdicts[raw]
             action = "set to missing" if value is None else "normalised"
             problems.append(Problem(str(table.at[idx, "image"]), column, str(_plain(raw)), reason, action))
         table[column] = table[column].map(lambda raw, v=verdicts: v[raw][0] if raw in v else None)
@@ -116,9 +144,19 @@ EXPECTED = {"sex": f"one of {list(SEXES)}", "anatom_site_general": f"one of {lis
             "age_approx": f"a whole number of years >= 0 (above {AGES[-1]}, and '85+', count as {AGES[-1]})"}
 
 
-def archive_value(column: str, raw: object) -> tuple[object, str]:
-    """(the Archive's value, "") when raw is already it; (value, what changed) when normalised; (None, why) when
-    isic-metadata's validators refuse it."""
+class ArchiveValue(NamedTuple):
+    """One metadata value the ISIC Archive's way: `value` (None: missing), `note` (what changed or why it was
+    refused; "" when the value was already the Archive's) and `refused` (isic-metadata's validators refused it)."""
+
+    value: object
+    note: str
+    refused: bool = False
+
+
+@functools.lru_cache(maxsize=4096, typed=True)  # the server asks per image; a vocabulary has a dozen values
+def archive_value(column: str, raw: object) -> ArchiveValue:
+    """Normalise one sex, anatom_site_general or age_approx value with isic-metadata's validators: merge and the
+    model server both go through here, so a value is read the same way in training and in serving."""
     from isic_metadata.metadata import MetadataRow, convert_errors
     from pydantic import ValidationError
 
@@ -128,16 +166,17 @@ def archive_value(column: str, raw: object) -> tuple[object, str]:
         value = getattr(MetadataRow.model_validate({field: given}), field)
     except ValidationError as err:
         found = "; ".join(str(e["msg"]) for e in convert_errors(err))
-        return None, f"isic-metadata refused it ({found}); expected {EXPECTED[column]}, or empty"
+        return ArchiveValue(None, f"isic-metadata refused it ({found}); expected {EXPECTED[column]}, or empty", True)
     if value is None:  # blank after isic-metadata strips it
-        return None, "blank; set to missing"
+        return ArchiveValue(None, "blank; set to missing")
     if column == "age_approx":
         value = int(round(value / 5.0) * 5)  # the Archive's age_approx (ages above 85 are 85 already)
         same = _number(raw) == value  # 55.0 or "55" is 55: unchanged
     else:
         value = getattr(value, "value", value)  # AnatomSiteGeneralEnum -> its text
         same = raw == value
-    return value, "" if same else f"{given!r} normalised the ISIC Archive's way (isic-metadata) to {value!r}"
+    return ArchiveValue(value, "" if same else f"{given!r} normalised the ISIC Archive's way (isic-metadata) to "
+                                               f"{value!r}")
 
 
 def _plain(raw: object) -> object:

@@ -14,9 +14,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from dermpipe import config
 from dermpipe.data.image_check import ImageCheck, inspect_image_bytes
 from dermpipe.data.image_privacy import MetadataError, strip_metadata
+from dermpipe.data.schema import archive_value
 from dermpipe.serving.settings import ServingError, tf_error_detail
 
 ACCEPTED_FORMATS = ("JPEG", "PNG", "BMP", "GIF")  # what tf.io.decode_image (the model's decoder) reads
@@ -118,15 +118,18 @@ _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 
 def check_metadata(age_approx: float | None, sex: str | None, site: str | None, what: str) -> dict[str, object]:
-    """The optional patient metadata, checked against the ISIC 2019 vocabularies."""
-    if age_approx is not None and not (0 <= age_approx <= 120):
-        raise ServingError(422, f"{what}: age_approx {age_approx} is outside 0..120")
-    if sex is not None and sex not in config.SEXES:
-        raise ServingError(422, f"{what}: sex {sex!r} is not one of {list(config.SEXES)}")
-    if site is not None and site not in config.SITES:
-        raise ServingError(422, f"{what}: anatom_site_general {site!r} is not one of {list(config.SITES)}")
-    return {"age_approx": age_approx, "sex": sex, "anatom_site_general": site}
-
+    """The optional patient metadata, normalised the ISIC Archive's way as merge normalises the training data
+    ("Female" -> "female", "Anterior Torso" -> "anterior torso", an age 47 -> 45, above 85 -> 85); a 422 naming the
+    field and what is expected only for what isic-metadata's validators refuse."""
+    checked: dict[str, object] = {}
+    for column, raw in (("age_approx", age_approx), ("sex", sex), ("anatom_site_general", site)):
+        verdict = archive_value(column, raw) if raw is not None else None
+        if verdict is not None and verdict.refused:
+            raise ServingError(422, f"{what}: {column} {raw!r}: {verdict.note}")
+        checked[column] = verdict.value if verdict is not None else None
+    if checked["age_approx"] is not None:
+        checked["age_approx"] = float(checked["age_approx"])  # type: ignore[arg-type]
+    return checked
 
 
 def check_grouping(lesion_id: object, patient_id: object, what: str) -> dict[str, str | None]:

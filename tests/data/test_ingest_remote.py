@@ -203,3 +203,37 @@ def test_isic_errors_name_the_request(fake_isic, tmp_path, monkeypatch):
     monkeypatch.setenv("ISIC_API_URL", f"{fake_isic.url}/wrong")
     with pytest.raises(IngestError, match=r"isic:249: counting the images: GET .*/wrong/images/search/\?.* 404"):
         ingest_source("isic:249", tmp_path / "raw")
+
+
+def test_merge_names_the_isic_archive_diagnosis_of_every_unk_image(isic_sample, tmp_path, monkeypatch):
+    from dermpipe.data.merge import merge_dataset, render_report
+
+    images = {f"ISIC_{9200000 + i}": p.read_bytes() for i, p in enumerate(_sample_images(isic_sample, 5))}
+    names = sorted(images)
+    diagnoses = {names[0]: {"diagnosis_1": "Benign", "diagnosis_3": "Nevus"},
+                 names[1]: {"diagnosis_3": "Ephelis"},
+                 names[2]: {"diagnosis_3": "Kaposi sarcoma"},
+                 names[3]: {"diagnosis": "AIMP"},
+                 names[4]: {}}
+    fake = FakeArchive(images, diagnoses)
+    isolate_isic_login(monkeypatch, tmp_path / "xdg-data")
+    monkeypatch.setenv("ISIC_API_URL", f"{fake.url}/api/v2")
+    monkeypatch.setenv("DERMPIPE_DOWNLOAD_CACHE", str(tmp_path / "cache"))
+    try:
+        ingest_source("isic:249", tmp_path / "raw")
+    finally:
+        fake.close()
+    merged = merge_dataset(tmp_path / "raw")
+    assert merged.table["image"].tolist() == [names[0]]
+    assert merged.counts["rows_dropped_bad_label"] == merged.counts["rows_dropped_unk_archive_diagnosis"] == 4
+    unk = {p.image: (p.field, p.value, p.reason) for p in merged.problems if p.field == "isic_diagnosis"}
+    flat = "Benign:Flat melanotic pigmentations - not melanocytic nevus:Ephelis"
+    kaposi = "Malignant:Malignant soft tissue proliferations - Vascular:Kaposi sarcoma"
+    assert {image: value for image, (_, value, _) in unk.items()} == {
+        names[1]: flat, names[2]: kaposi, names[3]: "AIMP", names[4]: "(none)"}
+    assert "flat pigmentation, not a melanocytic nevus" in unk[names[1]][2]  # isic_diagnosis.csv's why
+    assert "malignant vascular tumour: ISIC 2019 VASC is benign" in unk[names[2]][2]
+    assert "the record has no diagnosis" in unk[names[4]][2]
+    report = render_report(merged)
+    assert "### Images dropped as UNK, by their ISIC Archive diagnosis (4)" in report
+    assert f"| {names[2]} | isic_diagnosis | {kaposi} |" in report

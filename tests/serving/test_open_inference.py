@@ -131,6 +131,10 @@ def test_bad_v2_requests_get_a_4xx_error_json(server, triton, jpegs):
         ("no images", [bytes_input([])], 400, "no images"),
         ("metadata count", [bytes_input([b64]), bytes_input(["male", "female"], name="sex")], 400, "shape"),
         ("unknown site", [bytes_input([b64]), bytes_input(["moon"], name="anatom_site_general")], 422, "site"),
+        ("sex isic-metadata refuses", [bytes_input([b64]), bytes_input(["F"], name="sex")], 422,
+         "image 0: sex 'F': isic-metadata refused it (Input should be 'male' or 'female'); expected one of"),
+        ("fractional age", [bytes_input([b64]), bytes_input([47.5], "FP32", name="age_approx")], 422,
+         "image 0: age_approx 47.5: isic-metadata refused it"),
     ]
     for name, inputs, status, fragment in cases:
         response = server.post(f"/v2/models/{MODEL}/infer", json={"inputs": inputs})
@@ -161,6 +165,21 @@ def test_v2_requests_are_logged_once_with_their_metadata(server, jpegs):
     assert [line["request_id"] for line in lines] == ["v2-logged-0", "v2-logged-1"]
     assert [(line["age_approx"], line["sex"]) for line in lines] == [(40.0, "male"), (None, None)]
     assert lines[0]["predicted_class"] in config.CLASSES
+
+
+def test_v2_metadata_is_normalised_the_isic_archive_way(server, jpegs):
+    b64 = base64.b64encode(jpegs[3]).decode()
+    response = server.post(f"/v2/models/{MODEL}/infer", json={"id": "v2-archive", "inputs": [
+        {"name": "image_bytes", "shape": [2], "datatype": "BYTES", "data": [b64, b64]},
+        {"name": "age_approx", "shape": [2], "datatype": "FP32", "data": [47, 85]},
+        {"name": "sex", "shape": [2], "datatype": "BYTES", "data": ["Female", " male "]},
+        {"name": "anatom_site_general", "shape": [2], "datatype": "BYTES", "data": ["Anterior Torso", ""]}]})
+    assert response.status_code == 200, response.text
+    from test_server import wait_for_lines
+
+    lines = sorted(wait_for_lines(server, "v2-archive", 2), key=lambda line: line["request_id"])
+    assert [(line["age_approx"], line["sex"], line["anatom_site_general"]) for line in lines] == [
+        (45.0, "female", "anterior torso"), (85.0, "male", None)]
 
 
 @pytest.mark.parametrize("text", ["\u00b2", "1\u00b2", "\u0663", "-1", "1.0", " 1"])

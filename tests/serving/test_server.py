@@ -112,6 +112,27 @@ def test_multipart_predict_with_metadata_is_logged_with_statistics_and_embedding
     assert not list(server.log_root.rglob("images")), "images are stored only with --log-images"
 
 
+def test_metadata_is_normalised_the_way_merge_normalises_the_training_data(server, jpegs):
+    import pandas as pd
+
+    from dermpipe.data.schema import check_metadata as merge_check
+
+    raw = {"age_approx": 47, "sex": "Female", "anatom_site_general": "Anterior Torso"}
+    response = server.post(f"/v1/models/{MODEL}:predict", json={"instances": [{"b64": b64(jpegs[3]), **raw}]})
+    form = server.post("/predict", files={"image": ("a.jpg", jpegs[3], "image/jpeg")},
+                       data={"age_approx": "90", "sex": "MALE", "anatom_site_general": "Head/Neck"})
+    assert response.status_code == 200 and form.status_code == 200, (response.text, form.text)
+    (line,) = wait_for_lines(server, response.json()["request_id"], 1)
+    (form_line,) = wait_for_lines(server, form.json()["request_id"], 1)
+    row = pd.DataFrame([{"image": "ISIC_0000000", "lesion_id": None, **raw}])
+    merged = merge_check(row, "metadata.csv").table.iloc[0]
+    served = (line["age_approx"], line["sex"], line["anatom_site_general"])
+    assert served == (45.0, "female", "anterior torso")  # isic-metadata's forms, as merge wrote them for training
+    assert served == (merged["age_approx"], merged["sex"], merged["anatom_site_general"])
+    assert (form_line["age_approx"], form_line["sex"], form_line["anatom_site_general"]) == (85.0, "male",
+                                                                                             "head/neck")
+
+
 def test_status_metadata_and_versions(server, jpegs):
     status = server.get(f"/v1/models/{MODEL}").json()
     assert status["model_version_status"][0] == {"version": "1", "state": "AVAILABLE",
@@ -167,6 +188,10 @@ def _bad_json_cases(jpeg: bytes) -> list[tuple[str, object, int, str]]:
         ("wrong columnar key", {"inputs": {"pixels": [good]}}, 400, "image_bytes"),
         ("other signature", {"signature_name": "serve_pixels", "instances": [good]}, 400, "serving_default"),
         ("unknown sex", {"instances": [{**good, "sex": "x"}]}, 422, "sex"),
+        ("sex isic-metadata refuses", {"instances": [{**good, "sex": "F"}]}, 422,
+         "instance 0: sex 'F': isic-metadata refused it (Input should be 'male' or 'female'); expected one of"),
+        ("site isic-metadata refuses", {"instances": [{**good, "anatom_site_general": "torso"}]}, 422,
+         "anatom_site_general 'torso': isic-metadata refused it"),
         ("json array", [good], 400, "expected shape"),
     ]
 
@@ -194,7 +219,10 @@ def test_every_bad_upload_gets_a_4xx_with_a_message(server, jpegs):
         ("truncated", {"image": ("a.jpg", jpegs[1][:4000], "image/jpeg")}, {}, 422, "truncated"),
         ("pixel bomb", {"image": ("a.png", _png((4000, 4000), "1"), "image/png")}, {}, 413, "decompression"),
         ("no file", None, {"sex": "male"}, 400, "image"),
-        ("bad age", {"image": ("a.jpg", jpegs[1], "image/jpeg")}, {"age_approx": "500"}, 422, "age_approx"),
+        ("bad age", {"image": ("a.jpg", jpegs[1], "image/jpeg")}, {"age_approx": "-3"}, 422,
+         "form: age_approx -3.0: isic-metadata refused it"),
+        ("fractional age", {"image": ("a.jpg", jpegs[1], "image/jpeg")}, {"age_approx": "47.5"}, 422,
+         "expected a whole number of years"),
         ("age not a number", {"image": ("a.jpg", jpegs[1], "image/jpeg")}, {"age_approx": "old"}, 400, "age"),
         ("bad site", {"image": ("a.jpg", jpegs[1], "image/jpeg")}, {"anatom_site_general": "moon"}, 422, "site"),
     ]

@@ -26,6 +26,8 @@ from dermpipe.data.sources.kind import Fetched, FetchRequest, SourceKind, prefix
 
 # The Archive's own field names for an image's licence (CC-0, CC-BY, CC-BY-NC) and its attribution.
 LICENCE_FIELDS: tuple[str, ...] = ("copyright_license", "attribution")
+# The Archive diagnosis each image's class was read from, and why it is that class: merge names them for UNK images.
+DIAGNOSIS_FIELDS: tuple[str, ...] = ("isic_diagnosis", "isic_diagnosis_reason")
 PREFLIGHT_MAX_WAIT_S = 30.0  # the pre-flight answers in seconds or says the Archive is unreachable
 DOWNLOAD_WORKERS = max(10, os.cpu_count() or 10)  # images fetched at once: isic-cli's `isic image download` pool
 
@@ -38,22 +40,26 @@ def isic2019_class(clinical: dict[str, Any]) -> str:
 
 
 def table_rows(record: dict[str, Any]) -> tuple[dict[str, object], dict[str, object]]:
-    """(ground-truth row, metadata row) in the ISIC 2019 CSV layouts, the metadata with the image's licence."""
+    """(ground-truth row, metadata row) in the ISIC 2019 CSV layouts, the metadata with the image's licence and the
+    Archive diagnosis its class was read from (isic_diagnosis, isic_diagnosis_reason)."""
+    from dermpipe.data.sources import isic_diagnosis
+
     metadata = record.get("metadata") or {}
     clinical = metadata.get("clinical") or {}
     image = record["isic_id"]
-    label = isic2019_class(clinical)
-    truth = {"image": image, **{c: float(c == label) for c in config.GROUND_TRUTH_COLUMNS[1:]}}
+    found = isic_diagnosis.classify(clinical)
+    truth = {"image": image, **{c: float(c == found.isic2019_class) for c in config.GROUND_TRUTH_COLUMNS[1:]}}
     lesion = clinical.get("lesion_id") or (metadata.get("patient") or {}).get("lesion_id") or record.get("lesion_id")
     meta = {"image": image, "age_approx": clinical.get("age_approx"),
             "anatom_site_general": clinical.get("anatom_site_general"), "lesion_id": lesion,
-            "sex": clinical.get("sex"), **{name: record.get(name) for name in LICENCE_FIELDS}}
+            "sex": clinical.get("sex"), **{name: record.get(name) for name in LICENCE_FIELDS},
+            "isic_diagnosis": found.diagnosis, "isic_diagnosis_reason": found.why}
     return truth, meta
 
 
 def metadata_columns() -> tuple[str, ...]:
-    """The ISIC 2019 metadata columns plus the licence fields (once, should the schema come to name them)."""
-    return tuple(dict.fromkeys((*config.METADATA_COLUMNS, *LICENCE_FIELDS)))
+    """The ISIC 2019 metadata columns plus the licence and diagnosis fields (once, should the schema name them)."""
+    return tuple(dict.fromkeys((*config.METADATA_COLUMNS, *LICENCE_FIELDS, *DIAGNOSIS_FIELDS)))
 
 
 def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict[str, object]]) -> None:
