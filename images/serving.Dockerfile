@@ -2,8 +2,12 @@
 # /predict, /healthz, /readyz, /metrics) answering on port 8080 for the registry given as an argument, and TF Serving's
 # gRPC API on 8500 when started with --grpc-port 8500 (as infra/k8s/kserve does):
 #   docker build -f images/serving.Dockerfile -t us-docker.pkg.dev/PROJECT/dermpipe/serving:0.1.0 .
-#   docker run -p 8080:8080 us-docker.pkg.dev/PROJECT/dermpipe/serving:0.1.0 \
+#   docker run -p 8080:8080 -v "$PWD/tokens.txt:/run/secrets/dermpipe-tokens:ro" \
+#     us-docker.pkg.dev/PROJECT/dermpipe/serving:0.1.0 --auth-token-file /run/secrets/dermpipe-tokens \
 #     --registry-root gs://BUCKET/dermpipe/registry --log-root gs://BUCKET/dermpipe/predictions
+# It listens on 0.0.0.0, so without --auth-token-file (or $DERMPIPE_SERVE_TOKENS) it refuses every label sent to
+# feedback (403) and says so at start-up; predictions stay open (docs/security.md). The tokens are mounted at run
+# time (a file, a Kubernetes Secret), never built into the image.
 # Used by the KServe InferenceService in infra/k8s/kserve/ and by Cloud Run. Two stages, non-root, no secrets:
 # credentials come from the workload identity of the pod / service, never from the image.
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
