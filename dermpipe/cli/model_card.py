@@ -80,6 +80,15 @@ def _licence_counts(summary: dict[str, Any] | None, uri: str) -> str:
     return f" ({counts}; attributions: {storage.join(uri, ATTRIBUTION_FILE)})"
 
 
+def _official(score: dict[str, Any] | None) -> str:
+    """The official scorer's headline figures, or why there are none."""
+    if not score:
+        return "not recorded (evaluated before evaluate ran isic-challenge-scoring)"
+    shown = {"balanced_accuracy": "BMA", "auc": "mean AUC", "auc_sens_80": "mean AUC80", "ap": "mean AP"}
+    return ", ".join(f"{name} {score[key]:.3f}" for key, name in shown.items() if score.get(key) is not None) + (
+        f" over {score['classes_scored']} classes" if score.get("classes_scored") is not None else "")
+
+
 def card_lines(card: dict[str, Any], uri: str) -> list[str]:
     """The card's key facts, its limitations and its files, for the terminal."""
     from dermpipe.data.licences import verdict
@@ -95,6 +104,7 @@ def card_lines(card: dict[str, Any], uri: str) -> list[str]:
              f"{collections or 'collections unknown'}",
              f"licences: {verdict(data.get('licences'))}" + _licence_counts(data.get("licences"), uri),
              "test balanced accuracy: " + ("not recorded" if bma is None else f"{bma:.3f}{_interval(evaluation)}"),
+             f"ISIC challenge score: {_official(evaluation.get('isic_challenge_score'))}",
              "operating points:", *_points(card),
              f"gate: {_gate(card['gate'])}", "limitations:", *(f"  - {line}" for line in card["limitations"]),
              f"caveat: {card['caveat']}", f"card: {storage.join(uri, CARD_HTML)}",

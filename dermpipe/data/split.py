@@ -356,7 +356,7 @@ def run(merged: Dataset, train: Dataset, val: Dataset, test: Dataset, stats: Met
 
     from dermpipe.data import licences
     from dermpipe.data.benchmark import load
-    from dermpipe.data.split_file import read_split_file
+    from dermpipe.data.split_file import FINDINGS_KEY, read_split_file
     from dermpipe.lineage.artifacts import annotate, log_metrics
 
     table = pd.read_parquet(merged.path)
@@ -375,7 +375,7 @@ def run(merged: Dataset, train: Dataset, val: Dataset, test: Dataset, stats: Met
             "dataset_uri": merged.metadata.get("dataset_uri", ""),
             "class_counts": {c: int((part["label"] == c).sum()) for c in config.CLASSES},
             "params": params, "benchmark": extra["benchmark"], "benchmark_uri": benchmark_uri,
-            **licences.annotation(part),
+            **licences.annotation(part), **({FINDINGS_KEY: splits.findings.metrics()} if splits.findings else {}),
         })
     Path(report.path).parent.mkdir(parents=True, exist_ok=True)
     Path(report.path).write_text(render_report(splits, params, extra) + licences.split_report(_parts(splits)))

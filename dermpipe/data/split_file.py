@@ -15,8 +15,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -155,6 +156,22 @@ class FileFindings:
                   "file_test_rows_with_lesion_in_train_or_val": self.test_rows_seen}
         counts.update({f"file_groups_across_{pair.replace('-', '_')}": len(keys) for pair, keys in self.across.items()})
         return counts
+
+
+# The split artifacts' annotation holding method file's findings (FileFindings.metrics()); evaluate reads it off its
+# test split, and the model card off evaluate's metrics, so the test figures carry their caveat to the deployed version.
+FINDINGS_KEY = "split_findings"
+# What evaluate logs of them: a lesion in two splits makes the test figures optimistic.
+EVALUATED_FINDINGS = ("file_groups_across_splits", "file_test_rows_with_lesion_in_train_or_val")
+
+
+def evaluation_metrics(test_metadata: Mapping[str, Any]) -> dict[str, int]:
+    """The metrics evaluate logs beside its test figures for a split given by file (split_method_file 1 and the
+    findings, prefixed split_); {} for a hash or stratified split, which keep each lesion in one split."""
+    if (test_metadata.get("params") or {}).get("method") != "file":
+        return {}
+    found = test_metadata.get(FINDINGS_KEY) or {}
+    return {"split_method_file": 1, **{f"split_{k}": int(found[k]) for k in EVALUATED_FINDINGS if k in found}}
 
 
 def assign(table: pd.DataFrame, given: GivenSplit) -> tuple[pd.DataFrame, np.ndarray, FileFindings]:

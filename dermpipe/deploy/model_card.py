@@ -234,7 +234,30 @@ def evaluation(inputs: CardInputs) -> dict[str, Any]:
     interval = {"lower": metrics.get("balanced_accuracy_lower"), "upper": metrics.get("balanced_accuracy_upper"),
                 "method": "bootstrap over the test images, 95 %"} if "balanced_accuracy_lower" in metrics else None
     return {"metrics_uri": inputs.record.get("evaluation_uri"), **headline, "balanced_accuracy_interval": interval,
-            "per_class": per_class}
+            "per_class": per_class, "isic_challenge_score": challenge_score(metrics), "split": split_caveat(metrics)}
+
+
+def challenge_score(metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """The official ISIC challenge score evaluate computed (isic-challenge-scoring): the balanced multiclass accuracy
+    with its tie rule, the macro and per-class AUC, AUC above 80 % sensitivity and average precision; None for a
+    version evaluated before evaluate ran the scorer."""
+    if metrics.get("isic_balanced_accuracy") is None:
+        return None
+    found = {"scorer": "isic-challenge-scoring", "balanced_accuracy": metrics["isic_balanced_accuracy"],
+             **{k: metrics.get(f"isic_{k}") for k in ("auc", "auc_sens_80", "ap")},
+             **{k: int(metrics[f"isic_{k}"]) for k in ("classes_scored", "undecided_images") if f"isic_{k}" in metrics}}
+    per_class = {cls: {k: metrics[f"isic_{cls}_{k}"] for k in ("auc", "auc_sens_80", "ap")}
+                 for cls in config.CLASSES if f"isic_{cls}_auc" in metrics}
+    return {**found, "per_class": per_class}
+
+
+def split_caveat(metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """How the test split was made when it came from a file (split_method=file, which may split by image): the split
+    stage's findings as evaluate logged them; None for dermpipe's own lesion-grouped splits."""
+    if not metrics.get("split_method_file"):
+        return None
+    return {"method": "file", **{k.removeprefix("split_file_"): int(v) for k, v in metrics.items()
+                                 if k.startswith("split_file_")}}
 
 
 def sliced_metrics(inputs: CardInputs) -> dict[str, list[dict[str, Any]]]:

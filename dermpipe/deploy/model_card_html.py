@@ -100,7 +100,23 @@ def _evaluation(evaluation: dict[str, Any], sliced: dict[str, list[dict[str, Any
         ["slice", "n", "accuracy", "BMA"], [(r["slice"], r["n"], r["accuracy"], r["balanced_accuracy"]) for r in rows])
         for title, rows in sliced.items()) or "<p>Not available: evaluate's test predictions could not be read.</p>"
     return (table(["metric", "value"], headline) + "<h3>Per class</h3>" + per_class
-            + "<h2>Sliced metrics (test split)</h2>" + slices)
+            + _challenge(evaluation.get("isic_challenge_score")) + "<h2>Sliced metrics (test split)</h2>" + slices)
+
+
+def _challenge(score: dict[str, Any] | None) -> str:
+    """The official ISIC challenge score (isic-challenge-scoring), as evaluate computed it on the test split."""
+    if not score:
+        return ("<h3>ISIC challenge score</h3><p>Not recorded: this version was evaluated before evaluate ran the "
+                "official scorer.</p>")
+    names = {"balanced_accuracy": "balanced multiclass accuracy (a tied top probability counts as wrong)",
+             "auc": "mean ROC AUC", "auc_sens_80": "mean AUC above 80 % sensitivity", "ap": "mean average precision",
+             "classes_scored": "classes scored", "undecided_images": "undecided images (tied top probability)"}
+    headline = table(["metric", "official (isic-challenge-scoring)"],
+                     [(name, _value(score.get(key))) for key, name in names.items() if score.get(key) is not None])
+    per_class = table(["class", "ROC AUC", "AUC above 80 % sensitivity", "average precision"],
+                      [(cls, _value(v["auc"]), _value(v["auc_sens_80"]), _value(v["ap"]))
+                       for cls, v in score["per_class"].items()])
+    return "<h3>ISIC challenge score</h3>" + headline + per_class
 
 
 def _clinical(points: list[dict[str, Any]], ood: dict[str, Any] | None) -> str:

@@ -76,6 +76,7 @@ def evaluation(card: dict[str, Any]) -> list[str]:
             lines.append(f"The balanced accuracy's 95 % interval ({interval['lower']:.2f}-{interval['upper']:.2f}) "
                          f"reaches chance ({chance:.2f} for {len(tested)} test classes): the test set cannot tell "
                          "this model from guessing.")
+    lines += split(evaluation.get("split"))
     for point in card["operating_points"]:
         test, target = point.get("test") or {}, point.get("target_sensitivity")
         if point.get("valid") is False:
@@ -85,6 +86,22 @@ def evaluation(card: dict[str, Any]) -> list[str]:
             lines.append(f"Operating point {point['name']} reached a test sensitivity of {test['sensitivity']:.2f} "
                          f"against its target of {target:.2f} (on {test.get('positives', '?')} test melanomas).")
     return lines
+
+
+def split(found: dict[str, Any] | None) -> list[str]:
+    """A split given by file (split_method=file) may put one lesion's images in train and test."""
+    if not found:
+        return []
+    seen, groups = found.get("test_rows_with_lesion_in_train_or_val"), found.get("groups_across_splits")
+    if seen is None:
+        return ["The split came from a file (split_method=file) and the split stage's findings on lesions across "
+                "splits were not recorded: if the file splits by image, test figures may be optimistic."]
+    if not seen:
+        return []
+    return [f"The split came from a file that splits by image, not by lesion (split_method=file): {seen} test images "
+            f"have another image of the same lesion in train or val ({groups} lesion groups cross splits), so the "
+            "test figures may be optimistic next to a lesion-grouped split; compare models on this split only with "
+            "each other."]
 
 
 def ood(card: dict[str, Any]) -> list[str]:

@@ -16,7 +16,7 @@ from kfp.dsl import Dataset, Markdown, Metrics
 from dermpipe.components.split import split
 from dermpipe.data.merge import merge_tables, read_isic_csv
 from dermpipe.data.split import split_summary, split_table
-from dermpipe.data.split_file import TEST_RULE, VAL_RULE, read_split_file
+from dermpipe.data.split_file import FINDINGS_KEY, TEST_RULE, VAL_RULE, evaluation_metrics, read_split_file
 
 HAM = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ham10000"  # the real kits (tests/conftest)
 SPLIT_CSV = HAM / "dermamnist_split.csv"
@@ -169,3 +169,15 @@ def test_the_component_reads_the_file_and_reports_it(kit, tmp_path):
     assert "346 test images have a lesion in train or val" in text
     assert "are grouped before splitting" not in text
     assert np.isclose(logged["file_unknown_images"], 0)
+    # the findings travel on every split artifact; evaluate reads them off its test split for the model card
+    assert all(part.metadata[FINDINGS_KEY]["file_groups_across_splits"] == 330 for part in parts.values())
+    assert evaluation_metrics(parts["test"].metadata) == {
+        "split_method_file": 1, "split_file_groups_across_splits": 330,
+        "split_file_test_rows_with_lesion_in_train_or_val": 346}
+
+
+def test_a_hash_or_stratified_split_has_no_file_findings_for_evaluate():
+    assert evaluation_metrics({"params": {"method": "hash"}}) == {}
+    found = {"file_groups_across_splits": 3}
+    assert evaluation_metrics({"params": {"method": "stratified"}, FINDINGS_KEY: found}) == {}
+    assert evaluation_metrics({}) == {}  # a split annotated before the method was recorded

@@ -197,3 +197,51 @@ def test_the_decision_curve_is_the_test_splits_net_benefit_on_the_calibrated_mel
     assert set(numbers["refer_none"]) == {0.0} and figures.count("<img") == 2
     assert f"{len(test)} images, {positive.sum()} melanomas" in numbers["evaluated_on"]
     assert decision_curve(CardInputs({}, None, {}, None, {"test": test})) == (None, "")
+
+
+def test_the_official_challenge_score_and_a_by_image_split_reach_the_card(tmp_path):
+    """HAM10000 split by the DermaMNIST file (split_method=file, by image): the findings the split stage annotates and
+    the score isic-challenge-scoring gives evaluate's test predictions, through evaluate's metrics into the card."""
+    from dermpipe.data.merge import merge_tables, read_isic_csv
+    from dermpipe.data.split import split_table
+    from dermpipe.data.split_file import FINDINGS_KEY, evaluation_metrics, read_split_file
+    from dermpipe.deploy.model_card_html import render
+    from dermpipe.model.evaluation import challenge_score
+
+    truth, meta = read_isic_csv(HAM / config.GROUND_TRUTH_CSV), read_isic_csv(HAM / config.METADATA_CSV)
+    kit = merge_tables(truth, meta, {i: f"ISIC_2019_Training_Input/{i}.jpg" for i in truth["image"]}).table
+    splits = split_table(kit, method="file", given=read_split_file(str(HAM / "dermamnist_split.csv")), seed=42)
+    test = _predictions(splits.test, seed=1)
+    official = challenge_score.official_score(test["image"].tolist(), test["label_index"].to_numpy(),
+                                              test[[f"p_{c}" for c in config.CLASSES]].to_numpy(), config.CLASSES)
+    annotated = {"params": {"method": "file"}, FINDINGS_KEY: splits.findings.metrics()}  # as split.run annotates
+    record = {"model_name": config.MODEL_NAME, "version": 4, "evaluation": {
+        "balanced_accuracy": 0.6, "test_rows": len(test), **challenge_score.metric_values(official),
+        **evaluation_metrics(annotated)}}
+    card = build_card(CardInputs(record, None, {}, None, {"train": splits.train, "test": test}))
+
+    score = card["evaluation"]["isic_challenge_score"]
+    assert score["balanced_accuracy"] == official.balanced_accuracy and score["scorer"] == "isic-challenge-scoring"
+    assert score["auc"] == official.macro["auc"] and score["ap"] == official.macro["ap"]
+    assert set(score["per_class"]) == set(official.scored)
+    assert score["per_class"]["MEL"]["auc_sens_80"] == official.per_class["MEL"]["auc_sens_80"]
+    seen = splits.findings.test_rows_seen
+    assert seen == 346 and card["evaluation"]["split"]["test_rows_with_lesion_in_train_or_val"] == seen
+    (caveat,) = [line for line in card["limitations"] if "split_method=file" in line]
+    assert f"{seen} test images have another image of the same lesion in train or val (330 lesion groups" in caveat
+    assert "may be optimistic" in caveat
+    html = render(card)
+    assert "<h3>ISIC challenge score</h3>" in html and f"{official.balanced_accuracy:.4g}" in html
+    from dermpipe.cli.model_card import card_lines
+
+    (line,) = [line for line in card_lines(card, str(tmp_path)) if line.startswith("ISIC challenge score: ")]
+    assert line.startswith(f"ISIC challenge score: BMA {official.balanced_accuracy:.3f}, mean AUC ")
+
+
+def test_a_lesion_grouped_split_and_a_version_without_the_official_score_say_so(ham_card):
+    card, _ = ham_card  # evaluated before the scorer: no isic_* metrics; split by dermpipe, not from a file
+    assert card["evaluation"]["isic_challenge_score"] is None and card["evaluation"]["split"] is None
+    assert not any("split_method=file" in line for line in card["limitations"])
+    from dermpipe.deploy.model_card_html import render
+
+    assert "Not recorded: this version was evaluated before evaluate ran the official scorer" in render(card)

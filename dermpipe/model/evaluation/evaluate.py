@@ -190,6 +190,7 @@ def run(raw: Dataset, model: Model, test: Dataset, metrics: Metrics, confusion: 
         report: HTML, predictions: Dataset, *, tta: bool = True, profile_dir: Path | None = None) -> None:
     import pandas as pd
 
+    from dermpipe.data.split_file import evaluation_metrics
     from dermpipe.lineage.artifacts import annotate, log_metrics, write_metadata_file
     from dermpipe.model.evaluation import challenge_score
     from dermpipe.model.evaluation.bootstrap import Bootstrap, bootstrap_bma
@@ -215,7 +216,7 @@ def run(raw: Dataset, model: Model, test: Dataset, metrics: Metrics, confusion: 
     bma = bootstrap_bma(y_true, probabilities.argmax(axis=1), Bootstrap())
     log_metrics(metrics, {**evaluation.headline(), "test_rows": len(test_table),
                           "balanced_accuracy_lower": bma.lower, "balanced_accuracy_upper": bma.upper,
-                          **benchmark_headline(test_table, probabilities),
+                          **benchmark_headline(test_table, probabilities), **evaluation_metrics(test.metadata),
                           **({f"tta_{k}": v for k, v in tta_eval.headline().items()} if tta_eval else {}),
                           **{f"mel_sensitivity_at_{k[:-1]}_specificity": v
                              for k, v in evaluation.mel_sensitivity_at_specificity.items() if v is not None}})
