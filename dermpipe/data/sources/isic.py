@@ -4,9 +4,10 @@
 `isic:diagnosis_3:"Melanoma Invasive"`. The listing is turned into the Kaggle ISIC 2019 layout: the one-hot
 ground-truth CSV (each image's ISIC diagnosis mapped onto the eight ISIC 2019 classes; anything else is UNK, which
 merge drops and reports), the metadata CSV (with each image's `copyright_license` and `attribution`, the Archive's
-own fields), and the images under ISIC_2019_Training_Input/ISIC_2019_Training_Input/. Credentials: ISIC_TOKEN, else
-the token `isic user login` stored, else none (public images); ISIC_API_URL overrides the API root (tests point it
-at a local server).
+own fields, and `isic_diagnosis` / `isic_diagnosis_reason`, the diagnosis its class was read from and why, which
+merge's report names for every UNK image), and the images under
+ISIC_2019_Training_Input/ISIC_2019_Training_Input/. Credentials: ISIC_TOKEN, else the token `isic user login`
+stored, else none (public images); ISIC_API_URL overrides the API root (tests point it at a local server).
 """
 
 from __future__ import annotations
