@@ -53,6 +53,9 @@ def test_the_cards_figures_are_the_evaluation_and_clinical_calibration(card, ver
     evaluation = card["evaluation"]
     assert evaluation["balanced_accuracy"] == metrics["balanced_accuracy"]
     assert evaluation["balanced_accuracy_interval"]["lower"] == metrics["balanced_accuracy_lower"]
+    official = evaluation["isic_challenge_score"]  # isic-challenge-scoring, as evaluate logged it
+    assert official["balanced_accuracy"] == metrics["isic_balanced_accuracy"] and official["auc"] == metrics["isic_auc"]
+    assert evaluation["split"] is None  # the demo's hash split keeps each lesion in one split
     report = first_run.artifact("evaluate", "report")["metadata"]
     assert _rows(card["sliced_metrics"]) == _rows(report["slices"])  # the same slices, sizes included
     clinical = json.loads((version / "clinical.json").read_text())
