@@ -77,12 +77,12 @@ def search_rate(measure: Callable[[float], Point], low: float, high: float, boun
             result.best = max(result.best, rate)
         return ok
 
-    floor = low / 16  # below a sixteenth of the first guess the server is broken, not slow
+    floor, high_fails = low / 16, False  # below a sixteenth of the first guess the server is broken, not slow
     while not run(low):
-        high, low = low, low / 2
+        high, low, high_fails = low, low / 2, True  # the failed low is the new high: not run again
         if low < floor or len(result.points) >= max_points:
             return result
-    while run(high):
+    while not high_fails and run(high):
         low, high = high, high * 2
         if len(result.points) >= max_points:
             return result

@@ -59,6 +59,8 @@ def test_search_finds_the_knee_within_2_percent(bracket):
     found = search_rate(measure, *bracket, bound_ms=100.0)
     assert knee / 1.02 <= found.best <= knee
     assert all(p.passes(100.0) == (p.offered <= knee) for p in found.points)
+    rates = [p.offered for p in found.points]
+    assert len(rates) == len(set(rates))  # no rate is measured twice
 
 
 def test_search_counts_void_points_as_failing():
