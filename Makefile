@@ -103,7 +103,7 @@ $(MLSERVER_STAMP):
 bench-serving: $(STAMP) $(MLSERVER_STAMP) ## goodput at a p99 bound (MLPerf LoadGen), dermpipe vs MLServer: full grid, 3 repeats (hours)
 	$(BIN)/python benchmarks/serving_goodput.py --json bench-serving.json
 
-bench-serving-quick: $(STAMP) $(MLSERVER_STAMP) ## the same, 1 repeat, 15 s points, max_batch 8 and 16 at 2 ms (about 20 minutes)
+bench-serving-quick: $(STAMP) $(MLSERVER_STAMP) ## the same, 1 repeat, 15 s points, max_batch 8 and 16 at 2 ms (32 min on 2 loaded cores)
 	$(BIN)/python benchmarks/serving_goodput.py --quick
 
 clean: ## remove local runs, artifacts and the model registry (.dermpipe); keeps .venv
