@@ -254,7 +254,8 @@ def report(args, ctx: dict, times: dict[int, float], tuned: dict, best: dict, mo
         print("\n".join(point_rows(tuned[kind][setting][-1])))
     print(f"\ndermpipe TF Serving REST (v1, base64 JSON) at its v2 best setting: {v1.best:.1f} req/s at p99 <= "
           f"{bound:.1f} ms")
-    ratio = medians["dermpipe"] / medians["mlserver"] if medians["mlserver"] else float("inf")
+    ratio = (medians["dermpipe"] / medians["mlserver"] if medians["mlserver"]  # both 0: no ratio (nan)
+             else float("inf") if medians["dermpipe"] else float("nan"))
     return (f"goodput at p99 <= {bound:.1f} ms (Open Inference v2 REST): dermpipe {medians['dermpipe']:.1f} req/s, "
             f"MLServer {medians['mlserver']:.1f} req/s, ratio {ratio:.2f}; offline ceiling X {ceiling:.1f} req/s, "
             f"of the ceiling {medians['dermpipe'] / ceiling:.2f}")
