@@ -18,7 +18,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint compile images bench clean
+.PHONY: help install demo test lint compile images bench bench-serving bench-serving-quick clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -88,6 +88,23 @@ else
 endif
 bench: $(STAMP) ## input-pipeline images/s: dermpipe vs the seed's ImageDataGenerator vs the tf.data ceiling
 	$(BIN)/python benchmarks/input_pipeline.py
+
+# MLServer 1.7 (the goodput benchmark's peer) in its own environment: it pins FastAPI below dermpipe's. Never built by
+# `make test`; tests/serving/test_goodput_harness.py's MLServer test skips without it.
+MLSERVER_VENV := .venv-mlserver
+MLSERVER_STAMP := $(MLSERVER_VENV)/.installed
+$(MLSERVER_STAMP):
+	test -x $(MLSERVER_VENV)/bin/python || $(PYTHON) -m venv $(MLSERVER_VENV)
+	$(MLSERVER_VENV)/bin/python -m pip install --quiet 'mlserver>=1.7,<1.8' 'tensorflow-cpu>=2.21,<2.22'
+	touch $(MLSERVER_STAMP)
+
+.venv-mlserver: $(MLSERVER_STAMP)
+
+bench-serving: $(STAMP) $(MLSERVER_STAMP) ## goodput at a p99 bound (MLPerf LoadGen), dermpipe vs MLServer: full grid, 3 repeats (hours)
+	$(BIN)/python benchmarks/serving_goodput.py --json bench-serving.json
+
+bench-serving-quick: $(STAMP) $(MLSERVER_STAMP) ## the same, 1 repeat, 15 s points, max_batch 8 and 16 at 2 ms (32 min on 2 loaded cores)
+	$(BIN)/python benchmarks/serving_goodput.py --quick
 
 clean: ## remove local runs, artifacts and the model registry (.dermpipe); keeps .venv
 	rm -rf .dermpipe training.yaml
