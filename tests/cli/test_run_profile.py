@@ -64,7 +64,7 @@ def test_run_defaults_to_the_laptop_profile(seen):
 def test_profile_cluster_gives_the_pipelines_defaults_and_an_unknown_profile_exits_2(seen):
     assert CliRunner().invoke(app, ["run", "--profile", "cluster"]).exit_code == 0
     assert seen[0] == {k: v for k, v in defaults().items()
-                       if k not in ("registry_root", "source_fingerprint", "feedback_fingerprint")}
+                       if k not in ("registry_root", "source_fingerprint", "feedback_fingerprint", "split_file_sha256")}
     assert CliRunner().invoke(app, ["run", "--profile", "gpu"]).exit_code == 2
 
 

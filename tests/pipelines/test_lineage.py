@@ -66,7 +66,7 @@ def test_artifacts_carry_hashes_and_task_parameters(store, first_run):
     assert len(merged.hash) == 64 and merged.metadata["rows"] == 240
     split = {t.name: t for t in store.tasks(first_run.run_id)}["split"]
     assert split.params == {"test_size": 0.1, "val_size": 0.1, "seed": 42, "folds": 0, "method": "hash",
-                            "benchmark_uri": ""}
+                            "benchmark_uri": "", "file": "", "file_sha256": ""}
     assert [n for n, _ in store.io(split.id, "input")] == ["merged"]
 
 
@@ -90,7 +90,7 @@ def test_deployed_version_resolves_to_data_split_parameters_and_code(store, firs
     assert set(found) == {"deploy", "evaluate", "profile", "train", "prepare", "split", "merge", "ingest"}
     assert found["ingest"]["params"]["source"] == "demo" and found["ingest"]["params"]["demo_images"] == 240
     assert found["split"]["params"] == {"test_size": 0.1, "val_size": 0.1, "seed": 42, "folds": 0,
-                                        "method": "hash", "benchmark_uri": ""}
+                                        "method": "hash", "benchmark_uri": "", "file": "", "file_sha256": ""}
     assert found["train"]["params"]["backbone"] == "simple_cnn" and found["train"]["params"]["epochs"] == 10
     code = first_run.artifact("train", "model")["metadata"]["code_version"]
     assert {node["code_version"] for node in found.values()} == {code}

@@ -103,9 +103,10 @@ def test_open_inference_and_grpc_requests_are_logged_stripped_too(logging_server
     v2 = logging_server.post(f"/v2/models/{MODEL}/infer", json={"inputs": [
         {"name": "image_bytes", "shape": [1], "datatype": "BYTES", "data": [base64.b64encode(original).decode()]}]})
     assert v2.status_code == 200, v2.text
-    before = set(logging_server.log_root.rglob("images/*"))
+    v2_image = Path(logged(logging_server, v2.json()["id"])["image_uri"])  # the log is written asynchronously
+    assert v2_image.read_bytes() == strip_metadata(original).data
+    before = set(logging_server.log_root.rglob("images/*")) | {v2_image}
     grpc_predict(logging_server, original)
-    assert Path(logged(logging_server, v2.json()["id"])["image_uri"]).read_bytes() == strip_metadata(original).data
     deadline = time.monotonic() + 30
     while not (new := set(logging_server.log_root.rglob("images/*")) - before) and time.monotonic() < deadline:
         time.sleep(0.2)
