@@ -55,7 +55,8 @@ def test_config_values_are_typed_and_unknown_or_mistyped_ones_refused():
 def test_help_lists_the_profiles_and_shows_the_laptop_values():
     result = CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "200", "TERMINAL_WIDTH": "200"})
     assert result.exit_code == 0
-    for text in ("--profile", "laptop|cluster|laptop_resnet", "--config", "--train-quiet", "--no-train-quiet", "--split-seed"):
+    for text in ("--profile", "laptop|cluster|laptop_resnet", "--config", "--train-quiet", "--no-train-quiet",
+                 "--split-seed"):
         assert text in result.output, text
     assert "--quiet-train" not in result.output  # the old name still works, hidden
     line = next(row for row in result.output.splitlines() if "--epochs" in row)
