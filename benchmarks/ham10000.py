@@ -1,6 +1,7 @@
 """DermaMNIST on the real HAM10000 kit: dermpipe's pipeline (kfp.local) beside the published DermaMNIST figures.
 
-Runs the training pipeline as `dermpipe run` does (the laptop profile) on ../shared/data/ham10000 twice per seed:
+Runs the training pipeline as `dermpipe run` does (the laptop profile, or --profile) on ../shared/data/ham10000
+twice per seed:
 - **dermamnist**: the official DermaMNIST split (`split_method=file` on the kit's `dermamnist_split.csv`). The kit
   holds DermaMNIST's train and val images only, so split's rule applies: DermaMNIST val (998 images) is the test
   split, val is carved from DermaMNIST train by lesion. The published figures are on DermaMNIST *test* (2,005
@@ -14,6 +15,7 @@ AUC of class i against the rest), with ISIC 2019's AK and SCC merged into akiec 
 (sample sd). A majority-class row (always nv) on the same images is the floor.
 
     python benchmarks/ham10000.py [--kit ../shared/data/ham10000] [--seeds 42 43 44] [--epochs N] [--quick]
+                                  [--profile laptop_resnet]
                                   [--home DIR] [--arms dermamnist lesion-grouped]
 
 --quick: one seed and 2 epochs (checks the benchmark end to end; not a result). Runs go to --home (default a new
@@ -142,27 +144,31 @@ def ratios(results: dict[str, list[dict[str, float]]], arm: str) -> list[str]:
     return lines
 
 
-def run_params(arm: str, seed: int, kit: Path, home: Path, epochs: int | None) -> dict[str, object]:
-    """`dermpipe run`'s parameters for one run: the laptop profile, the kit, the arm's split, the seed."""
-    from dermpipe.pipelines.profiles import DEFAULT_PROFILE, given_params
+def run_params(arm: str, seed: int, kit: Path, home: Path, epochs: int | None,
+               profile: str = "laptop") -> dict[str, object]:
+    """`dermpipe run`'s parameters for one run: the profile (the laptop one unless told), the kit, the arm's split,
+    the seed."""
+    from dermpipe.pipelines.profiles import given_params
 
     explicit: dict[str, object] = {"source": str(kit), "split_seed": seed, "train_seed": seed}
     if arm == "dermamnist":
         explicit.update(split_method="file", split_file=str(kit / "dermamnist_split.csv"))
     if epochs:
         explicit["epochs"] = epochs
-    params = given_params(DEFAULT_PROFILE, explicit=explicit)
+    params = given_params(profile, explicit=explicit)
     params["registry_root"] = str(home / f"registry-{arm}-{seed}")  # no run gates against another's model
     return params
 
 
-def run_arm(arm: str, seed: int, kit: Path, home: Path, epochs: int | None) -> tuple[dict[str, float], pd.DataFrame]:
+def run_arm(arm: str, seed: int, kit: Path, home: Path, epochs: int | None,
+            profile: str = "laptop") -> tuple[dict[str, float], pd.DataFrame]:
     """One pipeline run through the local runner: its figures (with wall time) and evaluate's predictions."""
     from dermpipe import config
     from dermpipe.pipelines.local import run_local
 
     started = time.perf_counter()
-    record = run_local(run_params(arm, seed, kit, home, epochs), pipeline_root=home / "pipeline-root", verbose=False)
+    record = run_local(run_params(arm, seed, kit, home, epochs, profile), pipeline_root=home / "pipeline-root",
+                       verbose=False)
     wall = time.perf_counter() - started
     if record.status != "succeeded":
         raise SystemExit(f"{arm} seed {seed}: the run {record.run_id} failed in {record.error or 'a task'}; its task "
@@ -178,7 +184,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kit", type=Path, default=KIT)
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
-    parser.add_argument("--epochs", type=int, default=None, help="default: the laptop profile's")
+    parser.add_argument("--epochs", type=int, default=None, help="default: the profile's")
+    parser.add_argument("--profile", default="laptop", help="dermpipe run's --profile (laptop, laptop_resnet, ...)")
     parser.add_argument("--quick", action="store_true", help="one seed, 2 epochs: an end-to-end check, not a result")
     parser.add_argument("--home", type=Path, default=None, help="DERMPIPE_HOME for the runs (default: a temp folder)")
     parser.add_argument("--arms", nargs="+", choices=tuple(ARMS), default=list(ARMS))
@@ -192,14 +199,14 @@ def main(argv: list[str] | None = None) -> None:
 
     results: dict[str, list[dict[str, float]]] = {}
     for arm in args.arms:
-        runs = [run_arm(arm, seed, args.kit, home, epochs) for seed in seeds]
-        results[f"dermpipe laptop, {ARMS[arm]}"] = [figures_ for figures_, _ in runs]
+        runs = [run_arm(arm, seed, args.kit, home, epochs, args.profile) for seed in seeds]
+        results[f"dermpipe {args.profile}, {ARMS[arm]}"] = [figures_ for figures_, _ in runs]
         results[f"majority class (nv), {ARMS[arm]}"] = [majority_figures(p, config.CLASSES) for _, p in runs]
     print(f"\nDermaMNIST (7 classes; AK+SCC = akiec) and ISIC 2019 BMA; seeds {seeds}"
           + (f", {epochs} epochs" if epochs else "") + (" (--quick: not a result)" if args.quick else "") + "\n")
     print(result_table(results, config.CLASSES))
     if "dermamnist" in args.arms:
-        print("\n" + "\n".join(ratios(results, f"dermpipe laptop, {ARMS['dermamnist']}")))
+        print("\n" + "\n".join(ratios(results, f"dermpipe {args.profile}, {ARMS['dermamnist']}")))
     print("\nPublished rows: DermaMNIST test (2,005 images, 600x450 originals resized); dermpipe: DermaMNIST val "
           "(998 images of the kit, 200x150 copies) or its own lesion-grouped test split. Runs in " + str(home))
 

@@ -34,7 +34,9 @@ IMAGE_SUBDIR = "ISIC_2019_Training_Input/ISIC_2019_Training_Input"
 
 # How train evens out the classes: TrainParams' class_balance, which the input pipeline (dermpipe.data.images)
 # implements; here because the data layer implements what the model layer's parameter chooses.
-CLASS_BALANCES: tuple[str, ...] = ("weights", "oversample", "none")
+# sqrt_weights: the square root of the balanced weights, halfway (on a log scale) between none and weights: the
+# majority class keeps more of its accuracy while the rare ones still count (the laptop recipe sweep, docs/stages/).
+CLASS_BALANCES: tuple[str, ...] = ("weights", "sqrt_weights", "oversample", "none")
 
 MODEL_NAME = "dermpipe-isic2019"
 # a registry version's model card (dermpipe.deploy.model_card), read by the CLI and the UI

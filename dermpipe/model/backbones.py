@@ -7,7 +7,7 @@ one place below both.
 
 BACKBONES: tuple[str, ...] = (
     "efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3", "efficientnet_b4",
-    "mobilenet_v3_small", "mobilenet_v3_large", "resnet50", "simple_cnn",
+    "mobilenet_v3_small", "mobilenet_v3_large", "resnet50", "simple_cnn", "small_resnet",
 )
 
 

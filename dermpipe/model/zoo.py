@@ -29,7 +29,7 @@ CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 @dataclass(frozen=True)
 class Backbone:
     name: str
-    build: Callable[..., keras.Model] | None  # None: the small from-scratch CNN
+    build: Callable[..., keras.Model] | None  # None: a from-scratch net of _FROM_SCRATCH
     includes_preprocessing: bool  # the application rescales [0, 255] itself; False: dermpipe adds the layer
 
 
@@ -45,6 +45,7 @@ def _apps() -> dict[str, Backbone]:
         "mobilenet_v3_large": Backbone("mobilenet_v3_large", apps.MobileNetV3Large, True),
         "resnet50": Backbone("resnet50", apps.ResNet50, False),
         "simple_cnn": Backbone("simple_cnn", None, False),
+        "small_resnet": Backbone("small_resnet", None, False),
     }
 
 
@@ -112,6 +113,39 @@ def _simple_cnn(x):
     return x, []
 
 
+# small_resnet: a ResNet-18-style net sized for a 2-core CPU at 64-128 px (about 1.2 M weights): a strided stem,
+# then one basic residual block per stage at 32, 64, 128 and 256 channels, each later stage halving the resolution.
+SMALL_RESNET_STAGES = (32, 64, 128, 256)
+
+
+def _conv_bn(x, filters: int, strides: int, name: str, relu: bool = True):
+    x = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
+    return layers.Activation("relu", name=f"{name}_relu")(x) if relu else x
+
+
+def _basic_block(x, filters: int, strides: int, name: str):
+    """He et al.'s basic block (two 3x3 convolutions); a 1x1 projection on the shortcut when the shape changes."""
+    shortcut = x
+    if strides != 1 or x.shape[-1] != filters:
+        shortcut = layers.Conv2D(filters, 1, strides=strides, use_bias=False, name=f"{name}_proj")(x)
+        shortcut = layers.BatchNormalization(momentum=0.9, name=f"{name}_proj_bn")(shortcut)
+    y = _conv_bn(x, filters, strides, f"{name}_a")
+    y = _conv_bn(y, filters, 1, f"{name}_b", relu=False)
+    return layers.Activation("relu", name=f"{name}_out")(layers.Add(name=f"{name}_add")([shortcut, y]))
+
+
+def _small_resnet(x):
+    x = layers.Rescaling(1.0 / 255, name="rescale")(x)
+    x = _conv_bn(x, SMALL_RESNET_STAGES[0], 2, "stem")  # stride 2 at once: most of a CPU's cost is at full size
+    for i, filters in enumerate(SMALL_RESNET_STAGES):
+        x = _basic_block(x, filters, 1 if i == 0 else 2, f"stage{i}")
+    return x, []
+
+
+_FROM_SCRATCH = {"simple_cnn": _simple_cnn, "small_resnet": _small_resnet}
+
+
 def build_classifier(
     backbone: str, image_size: int, n_classes: int, *, weights: str = "none", dropout: float = 0.2, seed: int = 42,
     augment: dict | None = None, metadata_fusion: bool = False, metadata_units: int = 32,
@@ -130,7 +164,7 @@ def build_classifier(
     inputs = keras.Input((image_size, image_size, 3), name="image")
     x = augmentation(seed, **(augment or {}))(inputs)
     if spec.build is None:
-        features, backbone_layers = _simple_cnn(x)
+        features, backbone_layers = _FROM_SCRATCH[backbone](x)
     else:
         if not spec.includes_preprocessing:
             x = CaffePreprocess(name="preprocess")(x)

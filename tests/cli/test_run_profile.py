@@ -28,6 +28,15 @@ def test_the_laptop_profile_is_todays_run_defaults_and_cluster_the_dataclass_def
                                                                    if k not in LAPTOP}
 
 
+def test_the_laptop_resnet_profile_is_the_recipe_sweeps_best_and_runs(seen):
+    resnet = resolve_params("laptop_resnet")
+    assert (resnet["backbone"], resnet["image_size"], resnet["lr_schedule"], resnet["class_balance"]) == (
+        "small_resnet", 64, "cosine", "sqrt_weights")
+    assert resnet["patience"] == resnet["epochs"] == 20  # the cosine schedule runs to its end
+    assert CliRunner().invoke(app, ["run", "--profile", "laptop_resnet"]).exit_code == 0
+    assert seen[0]["backbone"] == "small_resnet" and seen[0]["class_balance"] == "sqrt_weights"
+
+
 def test_explicit_beats_config_beats_profile():
     resolved = resolve_params("laptop", {"epochs": 20, "patience": 6}, {"epochs": 30})
     assert (resolved["epochs"], resolved["patience"], resolved["image_size"]) == (30, 6, 64)
@@ -46,7 +55,8 @@ def test_config_values_are_typed_and_unknown_or_mistyped_ones_refused():
 def test_help_lists_the_profiles_and_shows_the_laptop_values():
     result = CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "200", "TERMINAL_WIDTH": "200"})
     assert result.exit_code == 0
-    for text in ("--profile", "laptop|cluster", "--config", "--train-quiet", "--no-train-quiet", "--split-seed"):
+    for text in ("--profile", "laptop|cluster|laptop_resnet", "--config", "--train-quiet", "--no-train-quiet",
+                 "--split-seed"):
         assert text in result.output, text
     assert "--quiet-train" not in result.output  # the old name still works, hidden
     line = next(row for row in result.output.splitlines() if "--epochs" in row)

@@ -88,3 +88,6 @@ def test_run_parameters_pass_the_pipelines_preflight(bench, tmp_path):
     assert given["registry_root"] == str(tmp_path / "registry-dermamnist-43")
     assert problems(given) == []
     assert "split_file" not in bench.run_params("lesion-grouped", 42, kit, tmp_path, epochs=None)
+    resnet = bench.run_params("dermamnist", 42, kit, tmp_path, epochs=None, profile="laptop_resnet")
+    assert (resnet["backbone"], resnet["class_balance"], resnet["epochs"]) == ("small_resnet", "sqrt_weights", 20)
+    assert problems(resnet) == []

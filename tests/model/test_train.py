@@ -15,6 +15,9 @@ def test_class_weights_balance_and_cover_absent_classes():
     weights = class_weights(labels, 8)
     assert weights[0] == pytest.approx(2.5) and weights[1] == pytest.approx(0.625)
     assert weights[5] == 1.0 and len(weights) == 8
+    roots = class_weights(labels, 8, power=0.5)  # sqrt_weights: 2.5 ** 0.5, 0.625 ** 0.5
+    assert roots[0] == pytest.approx(1.5811, abs=1e-4) and roots[1] == pytest.approx(0.7906, abs=1e-4)
+    assert roots[5] == 1.0
 
 
 def test_resolve_weights():
@@ -29,7 +32,7 @@ def test_unknown_backbone_lists_choices():
         build_classifier("vgg99", 32, 8)
 
 
-@pytest.mark.parametrize("backbone", ["simple_cnn", "mobilenet_v3_small"])
+@pytest.mark.parametrize("backbone", ["simple_cnn", "small_resnet", "mobilenet_v3_small"])
 def test_classifier_takes_raw_pixels_and_outputs_probabilities(backbone):
     model, backbone_layers = build_classifier(backbone, 64, 8)
     images = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype("float32")
@@ -37,9 +40,26 @@ def test_classifier_takes_raw_pixels_and_outputs_probabilities(backbone):
     assert probs.shape == (2, 8)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
     assert model.get_layer("augmentation") is not None
-    if backbone != "simple_cnn":
+    if backbone.startswith("mobilenet"):
         assert len(backbone_layers) > 50
         assert all(model.get_layer(layer.name) is layer for layer in backbone_layers[-5:])  # flat, not nested
+
+
+def test_small_resnet_is_a_residual_net_with_a_16x_smaller_feature_map(tmp_path):
+    """Four residual stages (32..256 channels) after a strided stem; Grad-CAM and the ensemble find its last feature
+    map (a 4x4x256 map at 64 px), and the saved model reloads to the same predictions."""
+    from dermpipe.model.backbones import last_feature_map_layer
+    from dermpipe.model.zoo import load_classifier
+
+    model, _ = build_classifier("small_resnet", 64, 8, seed=0)
+    adds = [layer for layer in model.layers if isinstance(layer, keras.layers.Add)]
+    assert [layer.output.shape[1:] for layer in adds] == [(32, 32, 32), (16, 16, 64), (8, 8, 128), (4, 4, 256)]
+    assert last_feature_map_layer(model).name == "stage3_out"
+    assert 1_000_000 < model.count_params() < 1_500_000  # sized for a 2-core CPU, 20x smaller than ResNet-50
+    images = np.random.default_rng(2).uniform(0, 255, (3, 64, 64, 3)).astype("float32")
+    model.save(tmp_path / "model.keras")
+    np.testing.assert_allclose(load_classifier(tmp_path / "model.keras").predict(images, verbose=0),
+                               model.predict(images, verbose=0), atol=1e-6)
 
 
 def test_augmentation_only_in_training():
@@ -60,12 +80,13 @@ def test_fine_tuning_thaws_only_top_layers_and_keeps_batchnorm_frozen():
     assert not any(layer.trainable for layer in layers if isinstance(layer, keras.layers.BatchNormalization))
 
 
-def test_training_learns_the_demo_signal(demo_dataset):
+@pytest.mark.parametrize("backbone", ["simple_cnn", "small_resnet"])
+def test_training_learns_the_demo_signal(demo_dataset, backbone):
     """A few epochs on the demo set beat chance (1/8) by a wide margin on validation images."""
     table = merge_dataset(demo_dataset).table
     splits = split_table(table, test_size=0.1, val_size=0.2, seed=0)
     model, report = train_model(splits.train, splits.val, demo_dataset,
-                                TrainParams(backbone="simple_cnn", image_size=32, epochs=8, patience=8, batch_size=16),
+                                TrainParams(backbone=backbone, image_size=32, epochs=8, patience=8, batch_size=16),
                                 verbose=0)
     assert report["epochs_run"] == 8
     assert report["history"]["full"]["loss"][-1] < report["history"]["full"]["loss"][0]

@@ -15,12 +15,13 @@ from dermpipe.model.training.resume import remove_state
 from dermpipe.model.training.runtime import Runtime, TrainSettings, op_determinism, runtime
 
 
-def class_weights(labels: np.ndarray, n_classes: int) -> dict[int, float]:
-    """sklearn's 'balanced' weights for the classes present; classes absent from training get weight 1."""
+def class_weights(labels: np.ndarray, n_classes: int, power: float = 1.0) -> dict[int, float]:
+    """sklearn's 'balanced' weights for the classes present, raised to `power` (0.5: class_balance=sqrt_weights);
+    classes absent from training get weight 1."""
     from sklearn.utils.class_weight import compute_class_weight
 
     present = np.unique(labels)
-    weights = compute_class_weight("balanced", classes=present, y=labels)
+    weights = compute_class_weight("balanced", classes=present, y=labels) ** power
     result = {i: 1.0 for i in range(n_classes)}
     result.update({int(c): float(w) for c, w in zip(present, weights, strict=True)})
     return result
@@ -132,7 +133,8 @@ def _train(train: pd.DataFrame, val: pd.DataFrame, dataset_dir: Path, params: Tr
     env = _seeded_runtime(params)
     model, backbone_layers, pretrained = _build_model(params, env, quiet)
     data = training_inputs(train, val, dataset_dir, params, shards_dir)
-    weights = class_weights(data.labels, len(config.CLASSES)) if params.class_balance == "weights" else None
+    power = {"weights": 1.0, "sqrt_weights": 0.5}.get(params.class_balance)
+    weights = class_weights(data.labels, len(config.CLASSES), power) if power is not None else None
     history, resumed, seconds = _fit_phases(model, backbone_layers, _phases(params, pretrained), data, params,
                                             weights, env, out_dir=out_dir, checkpoint_dir=checkpoint_dir,
                                             quiet=quiet, extra_callbacks=extra_callbacks)

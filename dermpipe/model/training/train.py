@@ -25,7 +25,8 @@ LR_SCHEDULES = ("plateau", "cosine", "constant")
 
 @dataclass(frozen=True)
 class TrainParams:
-    backbone: str = param("efficientnet_b0", "simple_cnn | efficientnet_b0..b4 | mobilenet_v3_small/large | resnet50")
+    backbone: str = param("efficientnet_b0", "simple_cnn | small_resnet | efficientnet_b0..b4 | "
+                                             "mobilenet_v3_small/large | resnet50")
     weights: str = param("none", "none | imagenet | path (local or gs://) of a backbone weights file")
     image_size: int = param(224, "training resolution in pixels (224 for real training)")
     batch_size: int = param(32, "images per training step")
@@ -35,7 +36,7 @@ class TrainParams:
     learning_rate: float = param(1e-3, "learning rate of the head phase")
     fine_tune_learning_rate: float = param(1e-4, "learning rate of the fine-tuning phase")
     patience: int = param(3, "early-stopping patience in epochs (on --monitor)")
-    class_balance: str = param("weights", "weights | oversample | none")
+    class_balance: str = param("weights", "weights | sqrt_weights | oversample | none")
     seed: int = param(42, "seed of weight initialisation, augmentation and input order")
     loss: str = param("crossentropy", "crossentropy | focal")
     focal_gamma: float = param(2.0, "focusing parameter of the focal loss (with --loss focal)")
