@@ -130,7 +130,9 @@ def test_check_image_refuses_with_a_status_and_a_message(data, status, fragment)
 def test_check_metadata_vocabularies():
     assert check_metadata(40, "male", "head/neck", "form") == {"age_approx": 40, "sex": "male",
                                                                 "anatom_site_general": "head/neck"}
-    for args, fragment in (((130, None, None), "age_approx"), ((None, "m", None), "sex"),
+    # as the ISIC Archive (isic-metadata) does: an age above 85 counts as 85, a negative one is refused
+    assert check_metadata(130, None, None, "form")["age_approx"] == 85
+    for args, fragment in (((-5, None, None), "age_approx"), ((None, "m", None), "sex"),
                            ((None, None, "arm"), "anatom_site_general")):
         with pytest.raises(ServingError, match=fragment):
             check_metadata(*args, "form")
